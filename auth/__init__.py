@@ -1,0 +1,1 @@
+"""OAuth 2.0 consumers of rthub: client registry, tokens and administration."""

@@ -1,0 +1,1 @@
+"""rthub: the real-time event hub for Open edX (OEP-26)."""

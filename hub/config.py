@@ -1,0 +1,79 @@
+"""Settings for every rthub process, read from `RTHUB_*` environment variables; CLI flags win."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting has a value rthub cannot use."""
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"expected a boolean, got {value!r}")
+
+
+def _seconds_list(value: str) -> tuple[float, ...]:
+    try:
+        items = tuple(float(part) for part in value.split(",") if part.strip())
+    except ValueError as exc:
+        raise ConfigError(f"expected comma-separated seconds, got {value!r}") from exc
+    if not items or any(item <= 0 for item in items):
+        raise ConfigError(f"expected positive seconds, got {value!r}")
+    return items
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """One place for every tunable; the field name upper-cased with `RTHUB_` is its variable."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "rthub:"
+    lms_root_url: str = "http://localhost:18000"
+    issuer: str = "http://localhost:8000"
+    signing_key_file: str = "rthub-signing-key.pem"
+    webhook_allow_private: bool = False
+    webhook_retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 86400)
+    stream_maxlen: int = 1_000_000
+    send_queue_size: int = 1024
+    dev_token: str = ""
+    transformer_version: str = "rthub@0.1.0"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from the environment, then apply non-None overrides (CLI flags)."""
+        environ = dict(os.environ if environ is None else environ)
+        values: dict[str, Any] = {}
+        for item in fields(cls):
+            raw = environ.get(f"RTHUB_{item.name.upper()}")
+            if raw is not None:
+                values[item.name] = _parse(item.name, raw, getattr(cls(), item.name))
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return cls(**values)
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        return replace(self, **{key: value for key, value in overrides.items() if value is not None})
+
+    def key(self, name: str) -> str:
+        """A Redis key under the configured prefix."""
+        return f"{self.redis_prefix}{name}"
+
+
+def _parse(name: str, raw: str, default: Any) -> Any:
+    try:
+        if isinstance(default, bool):
+            return _bool(raw)
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, tuple):
+            return _seconds_list(raw)
+    except (ValueError, ConfigError) as exc:
+        raise ConfigError(f"RTHUB_{name.upper()}: {exc}") from exc
+    return raw

@@ -1,0 +1,96 @@
+"""The one internal event shape, and the normaliser that produces it from what the LMS emits.
+
+The LMS emits two shapes: event-tracking's (`name`, `timestamp`, `data`, `context`) and the
+tracking log's (`event_type`, `time`, `event`, `context`, plus request fields such as `username`
+or `ip` at the top level). Everything downstream (grants, anonymisation, translators) reads only
+the normalised shape, so it never has to know which one arrived.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, TypedDict
+
+MAX_EVENT_BYTES = 64 * 1024
+
+# Request fields the tracking log keeps at the top level; the normalised event keeps them in context.
+_TOP_LEVEL_CONTEXT_FIELDS = (
+    "username",
+    "ip",
+    "agent",
+    "host",
+    "referer",
+    "session",
+    "page",
+    "event_source",
+    "accept_language",
+)
+
+
+class Event(TypedDict):
+    """A normalised LMS event: plain JSON-ready data."""
+
+    name: str
+    timestamp: str
+    data: Any
+    context: dict[str, Any]
+
+
+class MalformedEvent(ValueError):
+    """The input is not an LMS event rthub can carry; the message says why."""
+
+
+def normalise(raw: Mapping[str, Any]) -> Event:
+    """Turn either LMS shape into an `Event`, or raise `MalformedEvent` with the reason."""
+    if not isinstance(raw, Mapping):
+        raise MalformedEvent(f"event must be a JSON object, got {type(raw).__name__}")
+    name = raw.get("name") or raw.get("event_type")
+    if not isinstance(name, str) or not name:
+        raise MalformedEvent("missing event name (`name` or `event_type`)")
+    timestamp = _timestamp(raw.get("timestamp", raw.get("time")))
+    context = raw.get("context") or {}
+    if not isinstance(context, Mapping):
+        raise MalformedEvent("`context` must be an object")
+    context = dict(context)
+    for key in _TOP_LEVEL_CONTEXT_FIELDS:
+        if key in raw and key not in context:
+            context[key] = raw[key]
+    data = raw["data"] if "data" in raw else raw.get("event", {})
+    return Event(name=name, timestamp=timestamp, data=_parse_embedded_json(data), context=context)
+
+
+def user_id(event: Event) -> str | None:
+    """The LMS user id the event is about, as a string, or None when it names no user."""
+    for source in (event["context"], event["data"] if isinstance(event["data"], Mapping) else {}):
+        value = source.get("user_id")
+        if value not in (None, "") and not isinstance(value, bool):
+            return str(value)
+    return None
+
+
+def _timestamp(value: Any) -> str:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise MalformedEvent("timestamp has no time zone")
+        return value.isoformat()
+    if not isinstance(value, str) or not value:
+        raise MalformedEvent("missing timestamp (`timestamp` or `time`)")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise MalformedEvent(f"timestamp is not ISO 8601: {value[:40]!r}") from exc
+    if parsed.tzinfo is None:
+        raise MalformedEvent("timestamp has no time zone")
+    return value
+
+
+def _parse_embedded_json(data: Any) -> Any:
+    """Browser events carry their payload as a JSON string; unwrap it when it is one."""
+    if isinstance(data, str) and data[:1] in ("{", "["):
+        try:
+            return json.loads(data)
+        except ValueError:
+            return data
+    return data
