@@ -1,0 +1,35 @@
+"""Who is on the other end of a connection, and how authentication says so or refuses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+
+
+@dataclass(frozen=True, slots=True)
+class ClientIdentity:
+    """An authenticated consumer: what it may see (grant) and how it wants it (translator)."""
+
+    client_id: str
+    consumer_type: str
+    translator: str
+    grant: list[dict[str, Any]] = field(default_factory=list)
+    delivery: str = "websocket"
+
+
+class AuthError(Exception):
+    """Authentication refused; `close_code` is the WebSocket close code the contract names."""
+
+    def __init__(self, close_code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.close_code = close_code
+        self.reason = reason
+
+
+class Authenticator(Protocol):
+    async def authenticate(self, token: str) -> ClientIdentity:
+        """Return the identity behind a bearer token or raise `AuthError`."""
+        ...
