@@ -22,8 +22,8 @@ from hub.connection import CLOSE_SERVICE_RESTART
 from hub.devtoken import DevTokenAuthenticator
 from hub.fanout import Fanout
 from hub.identity import Authenticator
-from hub.transport import EventsEndpoint
 from hub.translate import TranslationSettings
+from hub.transport import EventsEndpoint
 
 log = logging.getLogger("rthub.app")
 

@@ -128,3 +128,27 @@ class SimulatedLMS:
             "data": data,
             "context": context,
         }
+
+
+def main() -> None:
+    """Publish simulated traffic into Redis through `RealtimeBackend` (docker-compose's publisher)."""
+    import argparse
+    import time
+
+    from hub.publisher import RealtimeBackend
+
+    parser = argparse.ArgumentParser(description="publish simulated LMS events into Redis")
+    parser.add_argument("--rate", type=float, default=5.0, help="events per second")
+    parser.add_argument("--redis-url", help="Redis URL (env RTHUB_REDIS_URL)")
+    args = parser.parse_args()
+    backend = RealtimeBackend(redis_url=args.redis_url)
+    lms = SimulatedLMS()
+    while True:
+        backend.send(lms.next_event())
+        if sum(backend.counts.values()) % 100 == 0:
+            print(f"simulator: {backend.counts}", flush=True)
+        time.sleep(1 / args.rate)
+
+
+if __name__ == "__main__":
+    main()

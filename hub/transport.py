@@ -18,7 +18,7 @@ from hub.broker import Broker, cursor_key
 from hub.connection import Connection
 from hub.fanout import Fanout
 from hub.grants import GrantError, compile_grant, narrow, validate_filter
-from hub.identity import AuthError, Authenticator
+from hub.identity import Authenticator, AuthError
 
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_POLICY_VIOLATION = 1008
@@ -76,10 +76,6 @@ class EventsEndpoint:
             for task in (sender, receiver):
                 task.cancel()
             await asyncio.gather(sender, receiver, return_exceptions=True)
-        if receiver.done() and not receiver.cancelled() and isinstance(receiver.exception(), ProtocolViolation):
-            violation = receiver.exception()
-            assert isinstance(violation, ProtocolViolation)
-            conn.close(violation.code, violation.reason)
         if conn.close_code is not None and websocket.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 await websocket.close(conn.close_code, conn.close_reason[:120])
@@ -92,6 +88,12 @@ class EventsEndpoint:
                 conn.last_cursor = frame.cursor
 
     async def _read_frames(self, websocket: WebSocket, conn: Connection) -> None:
+        try:
+            await self._read_until_violation(websocket, conn)
+        except ProtocolViolation as violation:
+            conn.close(violation.code, violation.reason)
+
+    async def _read_until_violation(self, websocket: WebSocket, conn: Connection) -> None:
         allowance = float(CLIENT_FRAME_BURST)
         last = time.monotonic()
         while True:
