@@ -11,8 +11,8 @@ import redis
 import websockets
 
 from hub.config import Settings
-from hub.publisher import RealtimeBackend, StreamWriter
 from hub.events import normalise
+from hub.publisher import RealtimeBackend, StreamWriter
 from hub.simulator import SimulatedLMS
 from tests.conftest import DEV_TOKEN
 from tests.hubproc import HubProcess
