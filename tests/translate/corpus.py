@@ -33,6 +33,14 @@ def event_files() -> list[str]:
     return sorted(p.name for p in (path / "edx-events").iterdir()) if path else []
 
 
+def files_with_output(translator: str) -> list[str]:
+    """Corpus events the reference translated (a user is named) for `translator`."""
+    path = corpus_dir()
+    if path is None:
+        return []
+    return sorted(p.name for p in (path / f"expected-{translator}").iterdir() if "anonymous" not in p.name)
+
+
 def load_event(name: str) -> Event:
     return normalise(json.loads((require_corpus() / "edx-events" / name).read_text()))
 

@@ -33,6 +33,8 @@ def caliper(event: dict[str, Any], ours_version: str) -> dict[str, Any]:
     adjusted.pop("session", None)  # PII: the session id is never delivered
     adjusted.pop("id", None)  # random per event
     adjusted["extensions"]["transformerVersion"] = ours_version
+    if adjusted["object"]["type"] == "Webpage":  # the 1.2 entity type is `WebPage`
+        adjusted["object"]["type"] = "WebPage"
     generated = adjusted.get("generated")
     if isinstance(generated, dict) and "score" in generated:  # spec: `generated` is the Score itself
         score = generated["score"]
