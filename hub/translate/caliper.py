@@ -88,7 +88,9 @@ def video(video_id: str, course_url: str, duration: str) -> dict[str, Any]:
     ).to_dict()
 
 
-def _media(action: str, current: tuple[str, ...] = ("currentTime", "current_time"), jump: bool = False) -> Builder:
+def _media(
+    action: str, current: tuple[str, ...] = ("currentTime", "current_time"), jump: bool = False
+) -> Builder:
     def build(src: Source) -> list[dict[str, Any]]:
         length = src.optional_number("duration") or 0
         obj = video(ids.video_url(src), _course_url(src), ids.iso_duration(length))
@@ -110,18 +112,24 @@ def _media(action: str, current: tuple[str, ...] = ("currentTime", "current_time
 
 
 def _link_clicked(src: Source) -> list[dict[str, Any]]:
-    return event(src, "NavigationEvent", "NavigatedTo", _in_course(src, src.need_str("target_url"), "WebPage"))
+    return event(
+        src, "NavigationEvent", "NavigatedTo", _in_course(src, src.need_str("target_url"), "WebPage")
+    )
 
 
 def _outline_selected(src: Source) -> list[dict[str, Any]]:
     name = src.data.get("target_name")
-    obj = _in_course(src, src.need_str("target_url"), "DigitalResource", name if isinstance(name, str) else None)
+    obj = _in_course(
+        src, src.need_str("target_url"), "DigitalResource", name if isinstance(name, str) else None
+    )
     return event(src, "NavigationEvent", "NavigatedTo", obj)
 
 
 def _sequence(target: str | None) -> Builder:
     def build(src: Source) -> list[dict[str, Any]]:
-        obj = _in_course(src, ids.block_url(src.root, src.need_str("id")), "DigitalResourceCollection", "Unit")
+        obj = _in_course(
+            src, ids.block_url(src.root, src.need_str("id")), "DigitalResourceCollection", "Unit"
+        )
         obj = {
             **obj,
             "extensions": {
@@ -149,7 +157,11 @@ def _course_event(action: str) -> Builder:
 
 
 def _grade(
-    src: Source, attempt_id: str, assignable: dict[str, Any], score: dict[str, Any], count: float | None = None
+    src: Source,
+    attempt_id: str,
+    assignable: dict[str, Any],
+    score: dict[str, Any],
+    count: float | None = None,
 ) -> list[dict[str, Any]]:
     """A GradeEvent: the learner's Attempt on `assignable` was graded, generating a Score."""
     assignee = {"id": person_id(src), "type": "Person"}
@@ -247,18 +259,26 @@ def _plain_number(value: float | None) -> str:
 def _exam(kind: str, action: str) -> Builder:
     def build(src: Source) -> list[dict[str, Any]]:
         exam = _in_course(
-            src, ids.block_url(src.root, src.need_str("exam_content_id")), "Assessment", src.need_str("exam_name")
+            src,
+            ids.block_url(src.root, src.need_str("exam_content_id")),
+            "Assessment",
+            src.need_str("exam_name"),
         )
         limit = src.optional_number("exam_default_time_limit_mins")
         exam = {**exam, "extensions": {**exam["extensions"], "examType": kind}}
         if limit is not None:
             exam["extensions"]["timeLimitMinutes"] = limit
-        attempt_id = f"{exam['id']}/user/{src.actor_id}/attempt/{_plain_number(src.need_number('attempt_id'))}"
+        attempt_id = (
+            f"{exam['id']}/user/{src.actor_id}/attempt/{_plain_number(src.need_number('attempt_id'))}"
+        )
         properties: dict[str, Any] = {
             "assignee": {"id": person_id(src), "type": "Person"},
             "assignable": {"id": exam["id"], "type": "Assessment"},
         }
-        for key, field_name in (("startedAtTime", "attempt_started_at"), ("endedAtTime", "attempt_completed_at")):
+        for key, field_name in (
+            ("startedAtTime", "attempt_started_at"),
+            ("endedAtTime", "attempt_completed_at"),
+        ):
             if isinstance(src.data.get(field_name), str):
                 properties[key] = ids.caliper_time(src.data[field_name])
         elapsed = src.optional_number("attempt_event_elapsed_time_secs")
@@ -299,7 +319,9 @@ def _message(src: Source, family: str) -> dict[str, Any]:
         iri = f"{src.root}/api/discussion/v1/comments/{content_id}"
         thread = src.data.get("discussion")
         has_thread = isinstance(thread, dict) and isinstance(thread.get("id"), str)
-        part_of = {"id": _thread_iri(src, thread["id"]), "type": "Thread"} if has_thread else _ref(_forum(src))
+        part_of = (
+            {"id": _thread_iri(src, thread["id"]), "type": "Thread"} if has_thread else _ref(_forum(src))
+        )
     title = src.data.get("title")
     name = title if isinstance(title, str) and title else None
     return Entity(id=iri, type="Message", name=name, properties={"isPartOf": part_of}).to_dict()
@@ -332,7 +354,13 @@ def _thread_viewed(src: Source) -> list[dict[str, Any]]:
 
 def _subscription(action: str) -> Builder:
     def build(src: Source) -> list[dict[str, Any]]:
-        return event(src, "ForumEvent", action, _forum(src), extensions={"thread": _thread_iri(src, src.need_str("id"))})
+        return event(
+            src,
+            "ForumEvent",
+            action,
+            _forum(src),
+            extensions={"thread": _thread_iri(src, src.need_str("id"))},
+        )
 
     return build
 
@@ -351,12 +379,18 @@ def _registry() -> dict[str, Builder]:
         ("seek_video",): _media("JumpedTo", current=("old_time", "currentTime", "current_time"), jump=True),
         ("edx.video.position.changed",): _media("JumpedTo", jump=True),
         ("speed_change_video",): _media("ChangedSpeed"),
-        ("show_transcript", "edx.video.transcript.shown", "edx.video.closed_captions.shown", "video_show_cc_menu"): (
-            _media("EnabledClosedCaptioning")
-        ),
-        ("hide_transcript", "edx.video.transcript.hidden", "edx.video.closed_captions.hidden", "video_hide_cc_menu"): (
-            _media("DisabledClosedCaptioning")
-        ),
+        (
+            "show_transcript",
+            "edx.video.transcript.shown",
+            "edx.video.closed_captions.shown",
+            "video_show_cc_menu",
+        ): (_media("EnabledClosedCaptioning")),
+        (
+            "hide_transcript",
+            "edx.video.transcript.hidden",
+            "edx.video.closed_captions.hidden",
+            "video_hide_cc_menu",
+        ): (_media("DisabledClosedCaptioning")),
     }
     table: dict[str, Builder] = {name: build for names, build in media.items() for name in names}
     table.update(

@@ -50,7 +50,16 @@ ENTITY_TYPES = DIGITAL_RESOURCES | {
 EVENT_RULES: dict[str, tuple[frozenset[str], frozenset[str] | None, frozenset[str]]] = {
     "Event": (
         frozenset(
-            {"Activated", "Completed", "Deactivated", "Modified", "Started", "Submitted", "Viewed", "NavigatedTo"}
+            {
+                "Activated",
+                "Completed",
+                "Deactivated",
+                "Modified",
+                "Started",
+                "Submitted",
+                "Viewed",
+                "NavigatedTo",
+            }
         ),
         None,
         frozenset(),
@@ -94,10 +103,16 @@ EVENT_RULES: dict[str, tuple[frozenset[str], frozenset[str] | None, frozenset[st
         frozenset({"AudioObject", "ImageObject", "MediaObject", "VideoObject"}),
         frozenset(),
     ),
-    "MessageEvent": (frozenset({"Posted", "MarkedAsRead", "MarkedAsUnread"}), frozenset({"Message"}), frozenset()),
+    "MessageEvent": (
+        frozenset({"Posted", "MarkedAsRead", "MarkedAsUnread"}),
+        frozenset({"Message"}),
+        frozenset(),
+    ),
     "NavigationEvent": (frozenset({"NavigatedTo"}), DIGITAL_RESOURCES, frozenset()),
     "ResourceManagementEvent": (
-        frozenset({"Archived", "Copied", "Created", "Deleted", "Modified", "Published", "Restored", "Retrieved"}),
+        frozenset(
+            {"Archived", "Copied", "Created", "Deleted", "Modified", "Published", "Restored", "Retrieved"}
+        ),
         DIGITAL_RESOURCES,
         frozenset(),
     ),
@@ -115,7 +130,9 @@ class CaliperValidationError(ValueError):
 
 def _check_id(value: Any, where: str) -> None:
     if not isinstance(value, str) or not (_IRI.match(value) or value.startswith("_:")):
-        raise CaliperValidationError(f"{where}: `id` must be an IRI or a blank node id, got {str(value)[:60]!r}")
+        raise CaliperValidationError(
+            f"{where}: `id` must be an IRI or a blank node id, got {str(value)[:60]!r}"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,7 +103,9 @@ def _seek_result(src: Source) -> dict[str, Any]:
     new = src.optional_number("new_time")
     if old is None or new is None:
         raise TranslationError(f"{src.name}: missing required field `data.old_time` or `data.new_time`")
-    return {"extensions": {Ext.VIDEO_TIME_FROM: round(float(old), 3), Ext.VIDEO_TIME_TO: round(float(new), 3)}}
+    return {
+        "extensions": {Ext.VIDEO_TIME_FROM: round(float(old), 3), Ext.VIDEO_TIME_TO: round(float(new), 3)}
+    }
 
 
 def _captions(enabled: bool) -> Callable[[Source], dict[str, Any]]:
@@ -239,7 +241,9 @@ def _problem_check(src: Source) -> list[dict[str, Any]]:
         )
         result["response"] = _response(answer.get("answer", ""))
     else:
-        obj = activity(url, "interaction", name=_module_name(src), name_lang="en-US", interaction_type="other")
+        obj = activity(
+            url, "interaction", name=_module_name(src), name_lang="en-US", interaction_type="other"
+        )
         result["response"] = str(src.data.get("answers", {}))
     attempts = src.optional_number("attempts")
     if attempts is not None:
@@ -277,7 +281,10 @@ def _multi_question(src: Source, submission: dict[str, Any], result: dict[str, A
             description=_question(answer),
             interaction_type=INTERACTION_TYPES.get(answer.get("response_type"), "other"),
         )
-        child_result = {"success": answer.get("correct") is True, "response": _response(answer.get("answer", ""))}
+        child_result = {
+            "success": answer.get("correct") is True,
+            "response": _response(answer.get("answer", "")),
+        }
         statements.append(
             statement(
                 src,
@@ -412,12 +419,18 @@ def _registry() -> dict[str, Builder]:
         ("complete_video", "edx.video.completed"): _video("completed", _completed_result),
         ("seek_video", "edx.video.position.changed"): _video("seeked", _seek_result),
         ("speed_change_video",): _video("interacted", _speed_result),
-        ("show_transcript", "edx.video.transcript.shown", "edx.video.closed_captions.shown", "video_show_cc_menu"): (
-            _video("interacted", _captions(True))
-        ),
-        ("hide_transcript", "edx.video.transcript.hidden", "edx.video.closed_captions.hidden", "video_hide_cc_menu"): (
-            _video("interacted", _captions(False))
-        ),
+        (
+            "show_transcript",
+            "edx.video.transcript.shown",
+            "edx.video.closed_captions.shown",
+            "video_show_cc_menu",
+        ): (_video("interacted", _captions(True))),
+        (
+            "hide_transcript",
+            "edx.video.transcript.hidden",
+            "edx.video.closed_captions.hidden",
+            "video_hide_cc_menu",
+        ): (_video("interacted", _captions(False))),
     }
     table: dict[str, Builder] = {name: build for names, build in video.items() for name in names}
     table.update(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import timedelta
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 from tincan import Activity, ActivityDefinition, Agent, AgentAccount, LanguageMap, Verb
@@ -94,7 +94,7 @@ def _plain(model: Any) -> dict[str, Any]:
     return json.loads(model.to_json(XAPI_VERSION))
 
 
-@lru_cache(maxsize=None)
+@cache
 def verb(key: str) -> tuple[dict[str, Any], uuid.UUID]:
     """The verb fragment, and the UUID5 namespace the reference derives statement ids from."""
     model = Verb(id=VERBS[key], display=LanguageMap({"en": key}))

@@ -17,7 +17,11 @@ SETTINGS = TranslationSettings(lms_root_url="http://localhost:18000", transforme
 
 def corpus_dir() -> Path | None:
     configured = os.environ.get("RTHUB_CONFORMANCE_DIR")
-    path = Path(configured) if configured else Path(__file__).resolve().parents[2] / ".." / "shared" / "conformance"
+    path = (
+        Path(configured)
+        if configured
+        else Path(__file__).resolve().parents[2] / ".." / "shared" / "conformance"
+    )
     return path if (path / "edx-events").is_dir() else None
 
 

@@ -61,7 +61,9 @@ def _clean(value: Any) -> Any:
     if isinstance(value, dict):
         cleaned = {}
         for key, item in value.items():
-            if key == "name" and (item == COURSE_NAME or (isinstance(item, dict) and COURSE_NAME in item.values())):
+            if key == "name" and (
+                item == COURSE_NAME or (isinstance(item, dict) and COURSE_NAME in item.values())
+            ):
                 continue
             if key == "objectType" and item == "GroupActivity":
                 item = "Activity"
