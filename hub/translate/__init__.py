@@ -42,7 +42,7 @@ def translate(event: Event, translator: str, *, actor_id: str, settings: Transla
         return build(Source(event, actor_id, settings))
     except TranslationError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError, ZeroDivisionError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, ArithmeticError) as exc:
         raise TranslationError(f"{name}: malformed event ({type(exc).__name__}: {exc})") from exc
 
 

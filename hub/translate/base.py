@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -79,14 +80,16 @@ class Source:
 
 
 def number(value: Any, where: str) -> float:
-    """A JSON number or numeric string as a number; booleans and other values are malformed."""
+    """A finite JSON number or numeric string as a number; booleans, NaN and infinities are malformed."""
     if isinstance(value, bool):
         raise TranslationError(f"{where} must be a number, got a boolean")
-    if isinstance(value, int | float):
+    if isinstance(value, int):
         return value
-    if isinstance(value, str):
+    if isinstance(value, float | str):
         try:
-            return float(value)
+            parsed = float(value)
         except ValueError:
-            pass
+            parsed = math.nan
+        if math.isfinite(parsed):
+            return value if isinstance(value, float) else parsed
     raise TranslationError(f"{where} must be a number, got {str(value)[:40]!r}")
