@@ -7,6 +7,7 @@ event-tracking shape, so both normalisation paths are exercised.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from hub.events import Event, normalise
@@ -85,7 +86,7 @@ _NOW_NEW = {**_VIDEO, "current_time": 61.0625}
 
 def _raw_events() -> dict[str, dict[str, Any]]:
     raw: dict[str, dict[str, Any]] = {
-        "load_video": _browser("load_video", '{"id": "%s", "code": "html5", "duration": 125.5}' % VIDEO),
+        "load_video": _browser("load_video", json.dumps(_VIDEO)),
         "edx.video.loaded": _browser("edx.video.loaded", _VIDEO),
         "play_video": _browser("play_video", _NOW),
         "edx.video.played": _browser("edx.video.played", _NOW_NEW),

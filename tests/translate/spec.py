@@ -43,8 +43,8 @@ GENERATED = {
     "GradeEvent": {"Score"},
 }
 ENTITIES = {
-    "Assessment", "AssessmentItem", "Attempt", "CourseOffering", "DigitalResource", "DigitalResourceCollection",
-    "Forum", "Frame", "MediaLocation", "Message", "Person", "Score", "Thread", "VideoObject", "WebPage",
+    "Assessment", "AssessmentItem", "Attempt", "CourseOffering", "DigitalResource",
+    "DigitalResourceCollection", "Forum", "Frame", "MediaLocation", "Message", "Person", "Score", "Thread", "VideoObject", "WebPage",
 }  # fmt: skip
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
 DURATION = re.compile(r"P(?:\d+D)?(?:T(?:\d+H)?(?:\d+M)?(?:\d+(?:\.\d+)?S)?)?\Z")
