@@ -44,7 +44,8 @@ GENERATED = {
 }
 ENTITIES = {
     "Assessment", "AssessmentItem", "Attempt", "CourseOffering", "DigitalResource",
-    "DigitalResourceCollection", "Forum", "Frame", "MediaLocation", "Message", "Person", "Score", "Thread", "VideoObject", "WebPage",
+    "DigitalResourceCollection", "Forum", "Frame", "MediaLocation", "Message", "Person",
+    "Score", "Thread", "VideoObject", "WebPage",
 }  # fmt: skip
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
 DURATION = re.compile(r"P(?:\d+D)?(?:T(?:\d+H)?(?:\d+M)?(?:\d+(?:\.\d+)?S)?)?\Z")
