@@ -321,7 +321,16 @@ def _holds(key: str, values: list[str], fact: str | None) -> bool:
 COURSE_PATTERNS = [*COURSES, "course-v1:MITx+*", "course-v1:MITx+6.002x+*", "*CS50*", "course-v1:?ITx+*", "*"]
 ORG_PATTERNS = [*ORGS, "*X", "Org.*", "[HM]*"]
 SITE_PATTERNS = [*SITES, "LMS.Example.COM", "*.example.com", "localhost:*"]
-TYPE_PATTERNS = [*EVENT_TYPES, "edx.video.", "edx.grades.", "edx.", "edx.video.*", "*video*", "edx.*.played", "edx.vid"]
+TYPE_PATTERNS = [
+    *EVENT_TYPES,
+    "edx.video.",
+    "edx.grades.",
+    "edx.",
+    "edx.video.*",
+    "*video*",
+    "edx.*.played",
+    "edx.vid",
+]
 USER_VALUES: list[Any] = [*USERS, 1, 42, 7]
 
 rule_strategy = st.fixed_dictionaries(
