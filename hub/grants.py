@@ -11,6 +11,7 @@ docs/permissions.md states the rules precisely, with examples.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 from collections import Counter
 from collections.abc import Hashable, Mapping
@@ -120,6 +121,7 @@ def event_facts(event: Event) -> EventFacts:
     )
 
 
+@functools.lru_cache(maxsize=4096)  # parsed once per course key, not once per event
 def org_from_key(key: str) -> str | None:
     """The org of an opaque key: `course-v1:ORG+C+R`, `block-v1:ORG+...`, `i4x://ORG/...`, `ORG/C/R`."""
     if key.startswith("i4x://"):

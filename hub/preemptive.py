@@ -64,7 +64,11 @@ class PreemptiveFilter:
         return union.matches_any(event_facts(event))
 
     def start(self) -> None:
-        """Start the background refresher (a daemon thread); returns at once."""
+        """Start the background refresher (a daemon thread); returns at once.
+
+        Threads do not survive fork(): in a pre-forking LMS server, start it in each worker process
+        (for instance lazily, on the first event that worker sends).
+        """
         if self._thread is not None:
             return
         self._stop.clear()
