@@ -371,6 +371,7 @@ def event_strategy(draw: st.DrawFn) -> Event:
 def test_matcher_and_narrow_agree_with_the_oracle(grant: list[Any], filt: Any, events: list[Event]) -> None:
     rules = validate_grant(grant)
     filter_rules = validate_filter(filt)
+    assert validate_grant(rules) == rules  # normalised output is accepted unchanged
     matcher = compile_grant(rules)
     narrowed = narrow(matcher, filter_rules)
     for event in events:
