@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 CALIPER_CONTEXT = "http://purl.imsglobal.org/ctx/caliper/v1p2"
@@ -120,6 +121,7 @@ EVENT_RULES: dict[str, tuple[frozenset[str], frozenset[str] | None, frozenset[st
     "ViewEvent": (frozenset({"Viewed"}), DIGITAL_RESOURCES, frozenset()),
 }
 
+_AGENTS = frozenset({"Person", "SoftwareApplication"})
 _EVENT_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
 _IRI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+\Z")
 
@@ -128,8 +130,13 @@ class CaliperValidationError(ValueError):
     """A Caliper event or entity breaks a rule of the specification; the message says which."""
 
 
+@lru_cache(maxsize=65_536)
+def _is_id(value: str) -> bool:
+    return value.startswith("_:") or _IRI.match(value) is not None
+
+
 def _check_id(value: Any, where: str) -> None:
-    if not isinstance(value, str) or not (_IRI.match(value) or value.startswith("_:")):
+    if not isinstance(value, str) or not _is_id(value):
         raise CaliperValidationError(
             f"{where}: `id` must be an IRI or a blank node id, got {str(value)[:60]!r}"
         )
@@ -167,8 +174,8 @@ class CaliperEvent:
     id: str
     type: str
     action: str
-    actor: Mapping[str, Any]
-    object: Mapping[str, Any]
+    actor: dict[str, Any]
+    object: dict[str, Any]
     event_time: str
     extensions: Mapping[str, Any] | None = None
     target: Mapping[str, Any] | None = None
@@ -185,14 +192,15 @@ class CaliperEvent:
             raise CaliperValidationError(f"{self.type}: `id` must be a urn:uuid")
         if not _EVENT_TIME.match(self.event_time):
             raise CaliperValidationError(f"{self.type}: `eventTime` must be ISO 8601 UTC with milliseconds")
-        for role, value in (("actor", self.actor), ("object", self.object)):
-            if not isinstance(value, Mapping) or "type" not in value:
-                raise CaliperValidationError(f"{self.type}: `{role}` is required and must be an entity")
-            _check_id(value.get("id"), f"{self.type}.{role}")
-        if self.actor["type"] not in ("Person", "SoftwareApplication"):
-            raise CaliperValidationError(f"{self.type}: `actor` must be an Agent")
-        if object_types is not None and self.object["type"] not in object_types:
-            raise CaliperValidationError(f"{self.type}: `object` cannot be a {self.object['type']}")
+        actor, obj = self.actor, self.object
+        if not isinstance(actor, dict) or actor.get("type") not in _AGENTS:
+            raise CaliperValidationError(f"{self.type}: `actor` is required and must be an Agent")
+        if not isinstance(obj, dict) or obj.get("type") not in ENTITY_TYPES:
+            raise CaliperValidationError(f"{self.type}: `object` is required and must be an entity")
+        _check_id(actor.get("id"), f"{self.type}.actor")
+        _check_id(obj.get("id"), f"{self.type}.object")
+        if object_types is not None and obj["type"] not in object_types:
+            raise CaliperValidationError(f"{self.type}: `object` cannot be a {obj['type']}")
         if self.generated is not None and self.generated.get("type") not in generated_types:
             raise CaliperValidationError(f"{self.type}: `generated` cannot be a {self.generated.get('type')}")
         return self
