@@ -133,9 +133,8 @@ def report(translator: str, events: list[Event], rounds: int) -> None:
     outputs = sum(len(translate(event, translator, actor_id=ACTOR, settings=SETTINGS)) for event in supported)
     target = TARGETS_US[translator]
     print(f"{translator}: {len(supported)} corpus events -> {outputs} outputs")
-    print(
-        f"  rthub translate          {ours:8.2f} µs/event   (target <= {target:.0f} µs: {'met' if ours <= target else 'MISSED'})"
-    )
+    verdict = "met" if ours <= target else "MISSED"
+    print(f"  rthub translate          {ours:8.2f} µs/event   (target <= {target:.0f} µs: {verdict})")
     print(f"  baseline ({baseline_name}) {baseline:8.2f} µs/event   ratio {baseline / ours:5.1f}x")
     print("  per-event split:")
     for part, cost in split.items():

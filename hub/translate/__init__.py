@@ -32,7 +32,7 @@ def supports(translator: str, event_name: str) -> bool:
 def translate(event: Event, translator: str, *, actor_id: str, settings: TranslationSettings) -> list[dict]:
     """The JSON-ready output of `translator` for `event`, as the learner `actor_id` (anonymised)."""
     builders = _BUILDERS.get(translator) or _builders(translator)
-    name = event.get("name") if isinstance(event, dict) or isinstance(event, Mapping) else None
+    name = event.get("name") if isinstance(event, (dict, Mapping)) else None
     build = builders.get(name) if isinstance(name, str) else None
     if build is None:
         raise NoTranslation(f"{translator} has no mapping for {str(name)[:80]!r}")
