@@ -8,6 +8,7 @@ timestamp, the statement id, results and extensions are assembled.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -394,12 +395,21 @@ def _forum(verb_key: str, *, family: str, extension: str | None = None) -> Build
     return build
 
 
+_FORUM_PATH = re.compile(r"(/api/discussion/v\d+/(?:comments|threads))(?:/([^/]+))?/?\Z")
+
+
 def _forum_iri(src: Source, family: str) -> str:
-    """`{root}{API path}/{id}`: the path of the LMS request that emitted the event, as the reference."""
+    """`{root}/api/discussion/v1/{comments|threads}/{id}`.
+
+    As the reference, the collection comes from the path of the LMS request that emitted the event
+    (so a thread viewed through the comments API is a `comments` IRI); only that collection is read
+    from the path, and only when the path is a discussion API path for this very content.
+    """
     content_id = src.need_str("id")
     path = src.context.get("path")
-    if isinstance(path, str) and path.startswith("/api/discussion/"):
-        base = path.rstrip("/").replace(content_id, "").rstrip("/")
+    found = _FORUM_PATH.match(path) if isinstance(path, str) else None
+    if found and found.group(2) in (None, content_id):
+        base = found.group(1)
     else:
         base = f"/api/discussion/v1/{family}"
     return f"{src.root}{base}/{content_id}"
