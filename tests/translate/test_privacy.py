@@ -34,4 +34,5 @@ def test_forum_iri_never_copies_an_unrelated_request_path() -> None:
     raw = {**fixtures.RAW_EVENTS["edx.forum.thread.viewed"]}
     raw["context"] = {**raw["context"], "path": f"/api/discussion/v1/users/{fixtures.PII['username']}/"}
     (statement,) = translate(normalise(raw), "xapi", actor_id=ACTOR, settings=SETTINGS)
-    assert statement["object"]["id"] == f"{SETTINGS.lms_root_url}/api/discussion/v1/threads/65aa00000000000000000001"
+    thread = raw["event"]["id"]
+    assert statement["object"]["id"] == f"{SETTINGS.lms_root_url}/api/discussion/v1/threads/{thread}"
