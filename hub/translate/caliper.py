@@ -110,10 +110,14 @@ def _in_course(src: Source, resource_id: str, kind: str, name: str | None = None
 
 
 @lru_cache(maxsize=65_536)
-def video(video_id: str, course_url: str, duration: str) -> dict[str, Any]:
-    part_of = {"id": course_url, "type": "CourseOffering"}
+def video(root: str, course_id: str, video_id: str, seconds: float) -> dict[str, Any]:
+    """The VideoObject for a video of a course, with its length as a Caliper duration."""
+    part_of = {"id": ids.course_url(root, course_id), "type": "CourseOffering"}
     return Entity(
-        id=video_id, type="VideoObject", extensions={"isPartOf": part_of}, properties={"duration": duration}
+        id=ids.block_url(root, ids.usage_key(course_id, "video", video_id)),
+        type="VideoObject",
+        extensions={"isPartOf": part_of},
+        properties={"duration": ids.iso_duration(seconds)},
     ).to_dict()
 
 
@@ -121,8 +125,7 @@ def _media(
     action: str, current: tuple[str, ...] = ("currentTime", "current_time"), jump: bool = False
 ) -> Builder:
     def build(src: Source) -> list[dict[str, Any]]:
-        length = src.optional_number("duration") or 0
-        obj = video(ids.video_url(src), _course_url(src), ids.iso_duration(length))
+        obj = video(src.root, src.course_id(), src.need_str("id"), src.optional_number("duration") or 0)
         location: dict[str, Any] = {"id": "_:MediaLocation", "type": "MediaLocation"}
         now = src.optional_number(*current) if current else None
         if now is not None:

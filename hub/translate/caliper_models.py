@@ -142,6 +142,26 @@ def _check_id(value: Any, where: str) -> None:
         )
 
 
+@lru_cache(maxsize=1024)
+def _shape_problem(
+    event_type: str, action: str, actor_type: Any, object_type: Any, generated_type: Any
+) -> str | None:
+    """What is wrong with this combination of event type, action and entity types, if anything."""
+    rules = EVENT_RULES.get(event_type)
+    if rules is None:
+        return f"unknown Caliper event type {event_type!r}"
+    actions, object_types, generated_types = rules
+    if action not in actions:
+        return f"{event_type} does not allow action {action!r}"
+    if actor_type not in _AGENTS:
+        return f"{event_type}: `actor` must be an Agent (Person or SoftwareApplication)"
+    if object_type not in ENTITY_TYPES or (object_types is not None and object_type not in object_types):
+        return f"{event_type}: `object` cannot be a {object_type}"
+    if generated_type is not None and generated_type not in generated_types:
+        return f"{event_type}: `generated` cannot be a {generated_type}"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Entity:
     """A Caliper entity: `id` and `type` are required; `properties` holds the type's own fields."""
@@ -182,27 +202,24 @@ class CaliperEvent:
     generated: Mapping[str, Any] | None = None
 
     def validate(self) -> CaliperEvent:
-        rules = EVENT_RULES.get(self.type)
-        if rules is None:
-            raise CaliperValidationError(f"unknown Caliper event type {self.type!r}")
-        actions, object_types, generated_types = rules
-        if self.action not in actions:
-            raise CaliperValidationError(f"{self.type} does not allow action {self.action!r}")
+        actor, obj, generated = self.actor, self.object, self.generated
+        if not isinstance(actor, dict) or not isinstance(obj, dict):
+            raise CaliperValidationError(f"{self.type}: `actor` and `object` are required entities")
+        problem = _shape_problem(
+            self.type,
+            self.action,
+            actor.get("type"),
+            obj.get("type"),
+            None if generated is None else generated.get("type"),
+        )
+        if problem is not None:
+            raise CaliperValidationError(problem)
         if not self.id.startswith("urn:uuid:"):
             raise CaliperValidationError(f"{self.type}: `id` must be a urn:uuid")
         if not _EVENT_TIME.match(self.event_time):
             raise CaliperValidationError(f"{self.type}: `eventTime` must be ISO 8601 UTC with milliseconds")
-        actor, obj = self.actor, self.object
-        if not isinstance(actor, dict) or actor.get("type") not in _AGENTS:
-            raise CaliperValidationError(f"{self.type}: `actor` is required and must be an Agent")
-        if not isinstance(obj, dict) or obj.get("type") not in ENTITY_TYPES:
-            raise CaliperValidationError(f"{self.type}: `object` is required and must be an entity")
         _check_id(actor.get("id"), f"{self.type}.actor")
         _check_id(obj.get("id"), f"{self.type}.object")
-        if object_types is not None and obj["type"] not in object_types:
-            raise CaliperValidationError(f"{self.type}: `object` cannot be a {obj['type']}")
-        if self.generated is not None and self.generated.get("type") not in generated_types:
-            raise CaliperValidationError(f"{self.type}: `generated` cannot be a {self.generated.get('type')}")
         return self
 
     def to_dict(self) -> dict[str, Any]:

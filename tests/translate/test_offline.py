@@ -31,7 +31,16 @@ def test_cli_translates_a_tracking_log(tmp_path: Path, suffix: str) -> None:
     lines = [json.dumps(fixtures.RAW_EVENTS[name]) for name in NAMES] + ["{broken", ""]
     source = _write(tmp_path / f"tracking{suffix}", lines)
     done = subprocess.run(
-        [sys.executable, "-m", "hub.translate", str(source), "--to", "xapi", "--lms-root-url", "https://lms.test"],
+        [
+            sys.executable,
+            "-m",
+            "hub.translate",
+            str(source),
+            "--to",
+            "xapi",
+            "--lms-root-url",
+            "https://lms.test",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
