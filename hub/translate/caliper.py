@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from hub.translate import ids
-from hub.translate.base import NoTranslation, Source, TranslationError
+from hub.translate.base import Source, TranslationError
 from hub.translate.caliper_models import CaliperEvent, CaliperValidationError, Entity, envelope
 
 __all__ = ["BUILDERS", "envelope"]
@@ -395,10 +395,6 @@ def _subscription(action: str) -> Builder:
         )
 
     return build
-
-
-def _unmapped(src: Source) -> list[dict[str, Any]]:
-    raise NoTranslation(f"caliper has no mapping for {src.name!r}")
 
 
 def _registry() -> dict[str, Builder]:

@@ -89,13 +89,16 @@ def _time_result(src: Source) -> dict[str, Any] | None:
 
 
 def _completed_result(src: Source) -> dict[str, Any]:
+    """Completion, with the video length as `duration` and the position (else the length) as `time`."""
+    length = src.optional_number("duration")
     now = _current_time(src)
     if now is None:
-        now = src.optional_number("duration")
+        now = length
     result: dict[str, Any] = {"completion": True}
     if now is not None:
         result["extensions"] = {Ext.VIDEO_TIME: round(float(now), 3)}
-        result["duration"] = duration(float(now))
+    if length is not None:
+        result["duration"] = duration(float(length))
     return result
 
 
