@@ -8,6 +8,7 @@ docs/translators.md. Entities that repeat are validated once and cached; every e
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -49,22 +50,26 @@ def event(
 
 
 class _RandomPool:
-    """Random bytes fetched from the OS 4 KiB at a time (one syscall per 256 ids), dropped after a fork
-    so no two processes share them."""
+    """OS random bytes fetched 4 KiB at a time (one syscall per 256 ids).
+
+    Dropped in a forked child so no two processes hand out the same bytes; locked so no two threads do.
+    """
 
     def __init__(self) -> None:
         self.buffer = b""
         self.offset = 0
+        self.lock = threading.Lock()
         os.register_at_fork(after_in_child=self.reset)
 
     def reset(self) -> None:
-        self.buffer, self.offset = b"", 0
+        self.buffer, self.offset, self.lock = b"", 0, threading.Lock()
 
     def take16(self) -> bytes:
-        if self.offset >= len(self.buffer):
-            self.buffer, self.offset = os.urandom(4096), 0
-        self.offset += 16
-        return self.buffer[self.offset - 16 : self.offset]
+        with self.lock:
+            if self.offset >= len(self.buffer):
+                self.buffer, self.offset = os.urandom(4096), 0
+            self.offset += 16
+            return self.buffer[self.offset - 16 : self.offset]
 
 
 _POOL = _RandomPool()

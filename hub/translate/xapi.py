@@ -62,8 +62,9 @@ def course_activity(src: Source) -> dict[str, Any]:
     return activity(ids.course_url(src.root, src.course_id()), "course")
 
 
-def block_activity(src: Source, key: str, kind: str, **definition: Any) -> dict[str, Any]:
-    return activity(ids.block_url(src.root, src.need_str(key)), kind, **definition)
+def block_activity(src: Source, key: str, kind: str) -> dict[str, Any]:
+    """The block whose usage key is `data[key]`, as `{root}/xblock/{usage key}`."""
+    return activity(ids.block_url(src.root, src.need_str(key)), kind)
 
 
 # Video -----------------------------------------------------------------------------------------
