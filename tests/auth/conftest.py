@@ -4,6 +4,7 @@ port, against the session's real redis-server."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import threading
 import time
@@ -31,7 +32,8 @@ T = TypeVar("T")
 
 
 def in_loop(settings: Settings, work: Callable[[ClientRegistry], Coroutine[Any, Any, T]]) -> T:
-    """Run registry work on a fresh event loop with its own Redis connection (tests are synchronous)."""
+    """Run registry work on a fresh event loop with its own Redis connection, in a thread of its own
+    because Playwright's sync API keeps an event loop running in the test's thread."""
 
     async def go() -> T:
         redis = aioredis.Redis.from_url(settings.redis_url)
@@ -40,7 +42,8 @@ def in_loop(settings: Settings, work: Callable[[ClientRegistry], Coroutine[Any, 
         finally:
             await redis.aclose()
 
-    return asyncio.run(go())
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, go()).result()
 
 
 def stand_in_events(authenticator: JwtAuthenticator) -> WebSocketRoute:

@@ -28,7 +28,9 @@ def test_crud_rotate_revoke_and_connections(auth_server: AuthServer) -> None:
     shown = http.get(f"/admin/api/clients/{client_id}", headers=headers).json()
     assert shown["name"] == "Tutor" and "client_secret" not in shown and shown["live_connections"] == 0
 
-    patched = http.patch(f"/admin/api/clients/{client_id}", headers=headers, json={"translator": "xapi", "grant": []})
+    patched = http.patch(
+        f"/admin/api/clients/{client_id}", headers=headers, json={"translator": "xapi", "grant": []}
+    )
     assert patched.status_code == 200
     assert (patched.json()["translator"], patched.json()["grant"]) == ("xapi", [])
 
@@ -85,12 +87,20 @@ def test_invalid_input_is_422_with_the_field_named(auth_server: AuthServer) -> N
         assert field in response.json()["message"]
     assert http.post("/admin/api/clients", headers=headers, content=b"{nope").status_code == 400
     client_id, _ = auth_server.create()
-    patch = http.patch(f"/admin/api/clients/{client_id}", headers=headers, json={"delivery": "carrier-pigeon"})
+    patch = http.patch(
+        f"/admin/api/clients/{client_id}", headers=headers, json={"delivery": "carrier-pigeon"}
+    )
     assert (patch.status_code, patch.json()["field"]) == (422, "delivery")
 
 
 def test_openapi_document_describes_the_api(auth_server: AuthServer) -> None:
     document = auth_server.http.get("/admin/api/openapi.json").json()
     assert document["openapi"].startswith("3.1")
-    assert {"/clients", "/clients/{client_id}", "/clients/{client_id}/rotate-secret", "/clients/{client_id}/revoke", "/connections"} <= set(document["paths"])
+    assert {
+        "/clients",
+        "/clients/{client_id}",
+        "/clients/{client_id}/rotate-secret",
+        "/clients/{client_id}/revoke",
+        "/connections",
+    } <= set(document["paths"])
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"

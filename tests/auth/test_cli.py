@@ -18,22 +18,47 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def rthub(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "RTHUB_REDIS_URL": "redis://127.0.0.1:1/0", "RTHUB_REDIS_PREFIX": "wrong:"}
-    argv = [sys.executable, "-m", "auth.cli", *args, "--redis-url", settings.redis_url, "--redis-prefix", settings.redis_prefix]
+    argv = [
+        sys.executable,
+        "-m",
+        "auth.cli",
+        *args,
+        "--redis-url",
+        settings.redis_url,
+        "--redis-prefix",
+        settings.redis_prefix,
+    ]
     return subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
 
 
 def test_create_list_show_update_rotate_revoke(auth_server: AuthServer) -> None:
     settings = auth_server.settings
     grant = '{"courses": ["course-v1:MITx+6.002x+*"], "event_types": ["edx.video.*", "problem_check"]}'
-    created = rthub(settings, "clients", "create", "--name", "Tutor", "--type", "adaptive", "--translator", "xapi",
-                    "--grant", grant, "--grant", '{"orgs": ["HarvardX"]}', "--json")
+    created = rthub(
+        settings,
+        "clients",
+        "create",
+        "--name",
+        "Tutor",
+        "--type",
+        "adaptive",
+        "--translator",
+        "xapi",
+        "--grant",
+        grant,
+        "--grant",
+        '{"orgs": ["HarvardX"]}',
+        "--json",
+    )
     assert created.returncode == 0, created.stderr
     body = json.loads(created.stdout)
     client_id, secret = body["client_id"], body["client_secret"]
     assert body["grant"] == [json.loads(grant), {"orgs": ["HarvardX"]}]
     assert auth_server.token(client_id, secret)  # the CLI's client works at the token endpoint
 
-    plain = rthub(settings, "clients", "create", "--name", "Uni", "--type", "university", "--translator", "caliper")
+    plain = rthub(
+        settings, "clients", "create", "--name", "Uni", "--type", "university", "--translator", "caliper"
+    )
     assert plain.returncode == 0
     assert plain.stdout.startswith("client_id: cl_") and "client_secret: " in plain.stdout
 
@@ -45,7 +70,9 @@ def test_create_list_show_update_rotate_revoke(auth_server: AuthServer) -> None:
     shown = json.loads(rthub(settings, "clients", "show", client_id, "--json").stdout)
     assert shown["translator"] == "xapi" and "client_secret" not in shown
 
-    updated = rthub(settings, "clients", "update", client_id, "--translator", "caliper", "--clear-grant", "--json")
+    updated = rthub(
+        settings, "clients", "update", client_id, "--translator", "caliper", "--clear-grant", "--json"
+    )
     assert updated.returncode == 0, updated.stderr
     assert (json.loads(updated.stdout)["translator"], json.loads(updated.stdout)["grant"]) == ("caliper", [])
 
@@ -55,7 +82,9 @@ def test_create_list_show_update_rotate_revoke(auth_server: AuthServer) -> None:
 
     revoked = rthub(settings, "clients", "revoke", client_id, "--json")
     assert json.loads(revoked.stdout)["status"] == "revoked"
-    response = auth_server.http.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, rotated["client_secret"]))
+    response = auth_server.http.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, rotated["client_secret"])
+    )
     assert response.status_code == 401
 
 
@@ -65,15 +94,60 @@ def test_admin_bootstrap_gives_a_working_admin(auth_server: AuthServer) -> None:
     body = json.loads(result.stdout)
     assert body["scopes"] == ["admin"]
     token = auth_server.token(body["client_id"], body["client_secret"])
-    assert auth_server.http.get("/admin/api/clients", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert (
+        auth_server.http.get("/admin/api/clients", headers={"Authorization": f"Bearer {token}"}).status_code
+        == 200
+    )
 
 
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["clients", "create", "--name", "x", "--type", "adaptive", "--translator", "xapi", "--grant", "{bad"], "grant"),
-        (["clients", "create", "--name", "x", "--type", "adaptive", "--translator", "xapi", "--delivery", "webhook"], "webhook_url"),
-        (["clients", "create", "--name", "x", "--type", "adaptive", "--translator", "xapi", "--webhook-url", "nope"], "webhook_url"),
+        (
+            [
+                "clients",
+                "create",
+                "--name",
+                "x",
+                "--type",
+                "adaptive",
+                "--translator",
+                "xapi",
+                "--grant",
+                "{bad",
+            ],
+            "grant",
+        ),
+        (
+            [
+                "clients",
+                "create",
+                "--name",
+                "x",
+                "--type",
+                "adaptive",
+                "--translator",
+                "xapi",
+                "--delivery",
+                "webhook",
+            ],
+            "webhook_url",
+        ),
+        (
+            [
+                "clients",
+                "create",
+                "--name",
+                "x",
+                "--type",
+                "adaptive",
+                "--translator",
+                "xapi",
+                "--webhook-url",
+                "nope",
+            ],
+            "webhook_url",
+        ),
         (["clients", "create", "--name", "x", "--type", "robot", "--translator", "xapi"], "--type"),
         (["clients", "update", "cl_x"], "nothing to change"),
     ],

@@ -32,8 +32,12 @@ def test_layout_and_change_notices(settings: Settings) -> None:
 
     async def create(registry: ClientRegistry):
         return await registry.create(
-            name="Acme", type="enterprise", translator="caliper", grant=grant,
-            delivery="websocket+webhook", webhook_url="https://hooks.acme.example/rthub",
+            name="Acme",
+            type="enterprise",
+            translator="caliper",
+            grant=grant,
+            delivery="websocket+webhook",
+            webhook_url="https://hooks.acme.example/rthub",
         )
 
     client, secret = in_loop(settings, create)
@@ -75,7 +79,10 @@ def test_identity_is_none_when_missing_or_revoked(settings: Settings) -> None:
     identity = in_loop(settings, lambda r: r.identity(client.client_id))
     assert identity is not None
     assert (identity.client_id, identity.consumer_type, identity.translator, identity.delivery) == (
-        client.client_id, "university", "xapi", "websocket",
+        client.client_id,
+        "university",
+        "xapi",
+        "websocket",
     )
     assert in_loop(settings, lambda r: r.identity("cl_missing")) is None
     in_loop(settings, lambda r: r.revoke(client.client_id))
