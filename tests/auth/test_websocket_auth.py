@@ -119,7 +119,8 @@ def test_forged_and_stale_tokens_are_4401(auth_server: AuthServer) -> None:
     assert refused(settings, alg_none).close_code == 4401
 
     public_pem = SigningKeys(settings.signing_key_file).current.as_pem(private=False)
-    signing_input = f"{b64(json.dumps({'alg': 'HS256', 'typ': 'at+jwt', 'kid': kid}).encode())}.{b64(json.dumps(good).encode())}"
+    hs_header = b64(json.dumps({"alg": "HS256", "typ": "at+jwt", "kid": kid}).encode())
+    signing_input = f"{hs_header}.{b64(json.dumps(good).encode())}"
     mac = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
     assert refused(settings, f"{signing_input}.{b64(mac)}").close_code == 4401
 
