@@ -8,10 +8,12 @@ the event loop with `anyio.from_thread.run`.
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
+import anyio
 import anyio.from_thread
 import anyio.to_thread
 import redis.asyncio as aioredis
@@ -34,6 +36,8 @@ from auth.tokens import AccessTokenGenerator, InvalidToken, revoke_jti, verify_a
 from hub.config import Settings
 
 AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+# Each scrypt check holds 16 MiB and a core for ~50 ms: run as many as there are cores, queue the rest.
+SECRET_CHECKS_AT_ONCE = max(2, os.cpu_count() or 2)
 GRANT_TYPES = ["client_credentials"]
 
 
@@ -154,6 +158,7 @@ class OAuthServer(AuthorizationServer):
         self.register_grant(ClientCredentialsGrant)
         self.register_token_generator("default", AccessTokenGenerator(settings, keys))
         self.register_endpoint(JwtRevocationEndpoint(self))
+        self.limiter = anyio.CapacityLimiter(SECRET_CHECKS_AT_ONCE)
 
     def query_client(self, client_id: str) -> OAuthClient | None:
         """Revoked clients are treated as unknown: they get `invalid_client`, like a wrong secret."""
@@ -179,14 +184,16 @@ class OAuthServer(AuthorizationServer):
             form_request = await self._form_request(request)
         except InsecureTransportError as error:
             return self.handle_response(*error())
-        return await anyio.to_thread.run_sync(self.create_token_response, form_request)
+        return await anyio.to_thread.run_sync(self.create_token_response, form_request, limiter=self.limiter)
 
     async def revoke(self, request: Request) -> Response:
         try:
             form_request = await self._form_request(request)
         except InsecureTransportError as error:
             return self.handle_response(*error())
-        return await anyio.to_thread.run_sync(self.create_endpoint_response, "revocation", form_request)
+        return await anyio.to_thread.run_sync(
+            self.create_endpoint_response, "revocation", form_request, limiter=self.limiter
+        )
 
     async def _form_request(self, request: Request) -> FormRequest:
         form = await request.form()
