@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import subprocess
 import sys
@@ -33,15 +32,23 @@ def scripted_hub(settings: Settings, seen: list[dict]) -> Starlette:
         await websocket.accept()
         identity = await authenticator.authenticate(websocket.headers["authorization"].split(" ", 1)[1])
         await websocket.send_json({"type": "welcome", "client_id": identity.client_id, "translator": "xapi"})
-        data = {"verb": {"id": "http://adlnet.gov/expapi/verbs/answered"}, "actor": {"account": {"name": "u1"}}, "object": {"id": "p1"}}
+        data = {
+            "verb": {"id": "http://adlnet.gov/expapi/verbs/answered"},
+            "actor": {"account": {"name": "u1"}},
+            "object": {"id": "p1"},
+        }
         if not seen:
             seen.append({"connected": True})
             for cursor in ("1-0", "2-0"):
-                await websocket.send_json({"type": "event", "cursor": cursor, "event_type": "problem_check", "data": data})
+                await websocket.send_json(
+                    {"type": "event", "cursor": cursor, "event_type": "problem_check", "data": data}
+                )
             await websocket.close(code=4008)
             return
         seen.append(await websocket.receive_json())
-        await websocket.send_json({"type": "event", "cursor": "3-0", "event_type": "problem_check", "data": data})
+        await websocket.send_json(
+            {"type": "event", "cursor": "3-0", "event_type": "problem_check", "data": data}
+        )
         await websocket.close(code=4403, reason="client revoked")
 
     @contextlib.asynccontextmanager
@@ -56,14 +63,20 @@ def scripted_hub(settings: Settings, seen: list[dict]) -> Starlette:
 def test_example_streams_resumes_and_stops_when_revoked(auth_server: AuthServer, tmp_path: Path) -> None:
     client_id, secret = auth_server.create()
     port = free_port()
-    settings = auth_server.settings.with_overrides(issuer=f"http://127.0.0.1:{port}", signing_key_file=str(tmp_path / "k.pem"))
+    settings = auth_server.settings.with_overrides(
+        issuer=f"http://127.0.0.1:{port}", signing_key_file=str(tmp_path / "k.pem")
+    )
     seen: list[dict] = []
     server, thread = serve(scripted_hub(settings, seen), port)
     try:
         env = {**os.environ, "RTHUB_CLIENT_ID": client_id, "RTHUB_CLIENT_SECRET": secret}
         result = subprocess.run(
             [sys.executable, "examples/adaptive_engine.py", "--url", settings.issuer],
-            capture_output=True, text=True, cwd=ROOT, env=env, timeout=60,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            timeout=60,
         )
     finally:
         server.should_exit = True
