@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 
 from auth.clients import CONSUMER_TYPES, DELIVERIES, SCOPES, TRANSLATORS, Client, ValidationError
 from auth.connections import live_connections
+from auth.keys import rotate_signing_key
 from auth.registry import ClientNotFound, ClientRegistry
 from hub.config import ConfigError, Settings
 
@@ -63,6 +64,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     admin_actions = admin.add_subparsers(dest="admin_command", required=True, metavar="ACTION")
     bootstrap = _leaf(admin_actions, "bootstrap", "create an admin client (scope admin)", _bootstrap)
     bootstrap.add_argument("--name", default=ADMIN_NAME)
+
+    rotate_key = admin_actions.add_parser(
+        "rotate-signing-key",
+        help="new token signing key; the old public key stays in the JWKS",
+        description="Generate a new ES256 signing key; tokens signed with the old one keep verifying.",
+    )
+    rotate_key.add_argument("--signing-key-file", help="default: RTHUB_SIGNING_KEY_FILE")
+    rotate_key.add_argument("--json", action="store_true")
+    rotate_key.set_defaults(handler=_rotate_signing_key)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,6 +137,20 @@ def _run(
     except (aioredis.ConnectionError, OSError) as exc:
         print(f"rthub: cannot reach Redis at {settings.redis_url}: {exc}", file=sys.stderr)
         return 3
+
+
+def _rotate_signing_key(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings.from_env(signing_key_file=args.signing_key_file)
+        kid = rotate_signing_key(settings.signing_key_file)
+    except (ConfigError, OSError, ValueError) as exc:
+        return _fail(f"cannot rotate the signing key: {exc}")
+    print(
+        json.dumps({"kid": kid, "signing_key_file": settings.signing_key_file})
+        if args.json
+        else f"kid: {kid}"
+    )
+    return 0
 
 
 def _fail(message: str) -> int:

@@ -21,6 +21,7 @@ from authlib.oauth2.rfc6749 import (
     AuthorizationServer,
     ClientMixin,
     InsecureTransportError,
+    InvalidRequestError,
     OAuth2Payload,
     OAuth2Request,
     grants,
@@ -184,6 +185,8 @@ class OAuthServer(AuthorizationServer):
             form_request = await self._form_request(request)
         except InsecureTransportError as error:
             return self.handle_response(*error())
+        if not form_request.payload.grant_type:
+            return self.handle_response(*InvalidRequestError("Missing 'grant_type' parameter.")())
         return await anyio.to_thread.run_sync(self.create_token_response, form_request, limiter=self.limiter)
 
     async def revoke(self, request: Request) -> Response:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,30 @@ def test_unknown_client_exits_1(auth_server: AuthServer) -> None:
     result = rthub(auth_server.settings, "clients", "show", "cl_nobody")
     assert result.returncode == 1
     assert "cl_nobody" in result.stderr
+
+
+def test_rotate_signing_key_keeps_old_key_published(auth_server: AuthServer) -> None:
+    before = {key["kid"] for key in auth_server.http.get("/.well-known/jwks.json").json()["keys"]}
+    key_file = auth_server.settings.signing_key_file
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "auth.cli",
+            "admin",
+            "rotate-signing-key",
+            "--signing-key-file",
+            key_file,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["signing_key_file"] == auth_server.settings.signing_key_file
+    new_kid = json.loads(result.stdout)["kid"]
+    time.sleep(1.1)
+    after = [key["kid"] for key in auth_server.http.get("/.well-known/jwks.json").json()["keys"]]
+    assert after[0] == new_kid and before <= set(after)

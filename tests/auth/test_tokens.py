@@ -119,6 +119,13 @@ def test_wrong_grant_type_is_unsupported_grant_type(auth_server: AuthServer) -> 
     assert response.json()["error"] == "unsupported_grant_type"
 
 
+def test_missing_grant_type_is_invalid_request(auth_server: AuthServer) -> None:
+    client_id, secret = auth_server.create()
+    response = auth_server.http.post("/oauth/token", data={"scope": "events:read"}, auth=(client_id, secret))
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+
+
 def test_metadata_is_rfc8414(auth_server: AuthServer) -> None:
     metadata = auth_server.http.get("/.well-known/oauth-authorization-server").json()
     issuer = auth_server.settings.issuer
