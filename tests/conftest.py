@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.hubproc import HubProcess
 from tests.servers import RedisServer
 
 
@@ -30,3 +31,15 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 def prefix(request: pytest.FixtureRequest) -> str:
     """A Redis key prefix unique to the test, so tests sharing a server never see each other's keys."""
     return f"t:{request.node.name}:"
+
+
+DEV_TOKEN = "test-dev-token"
+
+
+@pytest.fixture
+def hub(redis_server: RedisServer, prefix: str) -> Iterator[HubProcess]:
+    """A real hub process (dev-token auth) on a free port, on this test's key prefix."""
+    process = HubProcess(redis_server.url, prefix, env={"RTHUB_DEV_TOKEN": DEV_TOKEN})
+    process.start()
+    yield process
+    process.stop()

@@ -1,0 +1,8 @@
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY hub ./hub
+COPY auth ./auth
+RUN pip install --no-cache-dir .
+EXPOSE 8000
+CMD ["rthub", "serve", "--host", "0.0.0.0", "--port", "8000"]

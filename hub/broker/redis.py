@@ -1,0 +1,112 @@
+"""The production broker: a capped Redis stream for history, Redis pub/sub for the live feed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from hub.broker import BrokerUnavailable, Entry, cursor_key
+from hub.config import Settings
+from hub.events import Event
+from hub.layout import PUBLISH_SCRIPT, live_channel, stream_key
+
+log = logging.getLogger("rthub.broker")
+
+RECONNECT_BACKOFF = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+HISTORY_PAGE = 1000
+
+
+def decode_live(message: bytes) -> Entry:
+    """Split a live message `cursor\\nevent-json` into an Entry."""
+    cursor, _, payload = message.partition(b"\n")
+    return Entry(cursor.decode(), orjson.loads(payload))
+
+
+class RedisBroker:
+    def __init__(self, client: aioredis.Redis, settings: Settings) -> None:
+        self._client = client
+        self._settings = settings
+        self._stream = stream_key(settings)
+        self._channel = live_channel(settings)
+        self._publish = client.register_script(PUBLISH_SCRIPT)
+        self.reconnects = 0
+
+    async def publish(self, event: Event) -> str:
+        try:
+            cursor = await self._publish(
+                keys=[self._stream, self._channel],
+                args=[self._settings.stream_maxlen, orjson.dumps(event)],
+            )
+        except RedisError as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+        return cursor.decode() if isinstance(cursor, bytes) else str(cursor)
+
+    async def live(self) -> AsyncIterator[Entry]:
+        """Follow the live channel in order, without gaps, across Redis outages.
+
+        Pub/sub drops what is published while we are disconnected, so after every resubscribe the
+        entries since the last one seen are read back from the stream before live ones resume.
+        """
+        last: str | None = None
+        attempt = 0
+        while True:
+            pubsub = self._client.pubsub()
+            try:
+                await pubsub.subscribe(self._channel)
+                while (await pubsub.get_message(timeout=None) or {}).get("type") != "subscribe":
+                    pass
+                if last is not None:
+                    async for entry in self._since(last):
+                        last = entry.cursor
+                        yield entry
+                attempt = 0
+                while True:
+                    message = await pubsub.get_message(timeout=None)
+                    if message is None or message["type"] != "message":
+                        continue
+                    entry = decode_live(message["data"])
+                    if last is None or cursor_key(entry.cursor) > cursor_key(last):
+                        last = entry.cursor
+                        yield entry
+            except (RedisError, OSError) as exc:
+                delay = RECONNECT_BACKOFF[min(attempt, len(RECONNECT_BACKOFF) - 1)]
+                attempt += 1
+                self.reconnects += 1
+                log.warning("live feed lost (%s); resubscribing in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+            finally:
+                await pubsub.aclose()
+
+    async def _since(self, after: str) -> AsyncIterator[Entry]:
+        while batch := await self.history(after, HISTORY_PAGE):
+            for entry in batch:
+                yield entry
+            after = batch[-1].cursor
+
+    async def history(self, after: str, limit: int) -> list[Entry]:
+        try:
+            rows = await self._client.xrange(self._stream, min=f"({after}", count=limit)
+        except RedisError as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+        return [Entry(cursor.decode(), orjson.loads(fields[b"e"])) for cursor, fields in rows]
+
+    async def oldest(self) -> str | None:
+        try:
+            rows = await self._client.xrange(self._stream, count=1)
+        except RedisError as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+        return rows[0][0].decode() if rows else None
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._client.ping())
+        except (RedisError, OSError):
+            return False
+
+    async def close(self) -> None:
+        await self._client.aclose()

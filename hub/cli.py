@@ -1,0 +1,105 @@
+"""The `rthub` command line: serve, publish, demo, translate, and (from `auth`) client administration."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from hub.config import ConfigError, Settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    for name in ("redis_url", "redis_prefix"):
+        value = getattr(args, name)
+        if value is not None:
+            os.environ[f"RTHUB_{name.upper()}"] = value
+    Settings.from_env()
+    uvicorn.run(
+        "hub.app:create_app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        ws_max_size=64 * 1024,
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+    )
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    import redis
+
+    from hub.publisher import StreamWriter
+    from hub.replay import replay
+
+    settings = Settings.from_env(redis_url=args.redis_url, redis_prefix=args.redis_prefix)
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        report = replay(args.file, StreamWriter(client, settings), progress=not args.quiet)
+    except FileNotFoundError:
+        print(f"rthub publish: no such file: {args.file}", file=sys.stderr)
+        return 2
+    except redis.RedisError as exc:
+        print(f"rthub publish: Redis at {settings.redis_url} failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"published {report.published} events, skipped {len(report.bad_lines)} bad lines", file=sys.stderr)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from hub import demo
+
+    settings = Settings.from_env(redis_prefix=args.redis_prefix)
+    return demo.main(settings, args.port, args.rate, args.duration, args.redis_url)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rthub", description="Real-time event hub for Open edX.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def redis_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--redis-url", help="Redis URL (env RTHUB_REDIS_URL)")
+        sub.add_argument("--redis-prefix", help="Redis key prefix (env RTHUB_REDIS_PREFIX, default rthub:)")
+
+    serve = commands.add_parser("serve", help="run the hub (uvicorn) against Redis")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--log-level", default="info")
+    redis_options(serve)
+    serve.set_defaults(handler=_serve)
+
+    publish = commands.add_parser("publish", help="replay a tracking log (JSON lines, .gz ok) into Redis")
+    publish.add_argument("file", help="tracking log path, or - for standard input")
+    publish.add_argument("--quiet", action="store_true", help="no progress bar")
+    redis_options(publish)
+    publish.set_defaults(handler=_publish)
+
+    demo = commands.add_parser("demo", help="run hub + broker + simulated LMS + example consumer")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--rate", type=float, default=4.0, help="simulated events per second")
+    demo.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    redis_options(demo)
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except ConfigError as exc:
+        print(f"rthub: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""One live subscriber: who it is, what it may see, and its bounded queue of encoded frames.
+
+The connection knows nothing about WebSockets; the transport drains `queue` and honours `close`.
+A new connection holds its live frames until the client has said what it wants (a `subscribe`
+frame, or the subscribe window passing), so a `resume_from` replay can go first without a gap or a
+duplicate at the switch-over.
+Backpressure rule: when the queue is full the connection stops taking frames, keeps sending what
+it already holds for `grace` seconds, then asks to be closed with 4008. Its last delivered cursor
+precedes every frame it did not take, so a resume loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from hub.broker import cursor_key
+from hub.grants import EventFacts, Matcher
+from hub.identity import ClientIdentity
+
+CLOSE_SLOW_CONSUMER = 4008
+CLOSE_SERVICE_RESTART = 1012
+
+_ids = itertools.count(1)
+
+
+@dataclass(slots=True)
+class Frame:
+    """Encoded text ready to send; `cursor` is None for control frames such as `gap`."""
+
+    cursor: str | None
+    text: str
+    facts: EventFacts | None = None
+
+
+@dataclass(eq=False)
+class Connection:
+    identity: ClientIdentity
+    grant: Matcher
+    queue_size: int = 1024
+    grace: float = 2.0
+    id: int = field(default_factory=lambda: next(_ids))
+    matcher: Matcher = field(init=False)
+    queue: asyncio.Queue[Frame] = field(init=False)
+    last_cursor: str | None = None
+    close_code: int | None = None
+    close_reason: str = ""
+    on_close: Callable[[], None] | None = None
+    _held: list[Frame] | None = field(default_factory=list)
+    _slow: bool = False
+
+    def __post_init__(self) -> None:
+        self.matcher = self.grant
+        self.queue = asyncio.Queue(self.queue_size)
+
+    def offer(self, frame: Frame) -> None:
+        """Take a frame for sending, or start the slow-consumer countdown when there is no room."""
+        if self._slow or self.close_code is not None:
+            return
+        if self._held is not None:
+            if len(self._held) < self.queue_size:
+                self._held.append(frame)
+                return
+        else:
+            try:
+                self.queue.put_nowait(frame)
+                return
+            except asyncio.QueueFull:
+                pass
+        self._slow = True
+        asyncio.get_running_loop().call_later(
+            self.grace, self.close, CLOSE_SLOW_CONSUMER, "slow consumer: send queue full"
+        )
+
+    @property
+    def holding(self) -> bool:
+        """True until live frames are released: a resume is only possible before that."""
+        return self._held is not None
+
+    def release_live(self, replayed_up_to: str | None = None) -> None:
+        """Queue the held live frames that replay did not cover and the matcher still wants; go live."""
+        held, self._held = self._held or [], None
+        floor = cursor_key(replayed_up_to) if replayed_up_to else None
+        for frame in held:
+            if floor is not None and frame.cursor is not None and cursor_key(frame.cursor) <= floor:
+                continue
+            if frame.facts is None or self.matcher.matches(frame.facts):
+                self.offer(frame)
+
+    def close(self, code: int, reason: str) -> None:
+        """Ask the transport to close this connection with `code` (first request wins)."""
+        if self.close_code is not None:
+            return
+        self.close_code = code
+        self.close_reason = reason
+        if self.on_close is not None:
+            self.on_close()

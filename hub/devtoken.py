@@ -1,0 +1,25 @@
+"""A development token that stands in for OAuth: one shared secret from `RTHUB_DEV_TOKEN`.
+
+Only active when the setting is non-empty; the identity it yields sees every event.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from hub.identity import CLOSE_UNAUTHENTICATED, AuthError, ClientIdentity
+
+
+class DevTokenAuthenticator:
+    def __init__(self, token: str, translator: str = "xapi") -> None:
+        if not token:
+            raise ValueError("a development token must not be empty")
+        self._token = token
+        self._identity = ClientIdentity(
+            client_id="dev", consumer_type="other", translator=translator, grant=[{}]
+        )
+
+    async def authenticate(self, token: str) -> ClientIdentity:
+        if not hmac.compare_digest(token.encode(), self._token.encode()):
+            raise AuthError(CLOSE_UNAUTHENTICATED, "invalid token")
+        return self._identity

@@ -1,0 +1,136 @@
+"""Fan-out: one live feed per process, handed to exactly the connections entitled to each event.
+
+The data path for one event: match (grant index) -> anonymise -> translate -> encode -> enqueue.
+Everything after matching is done once per (translator, consumer type) group, never per
+subscriber: subscribers of one group share the same encoded frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter, defaultdict
+
+import orjson
+
+from hub.anonymise import Anonymiser
+from hub.broker import Broker, Entry, cursor_key
+from hub.connection import Connection, Frame
+from hub.events import user_id
+from hub.grants import EventFacts, GrantIndex, event_facts
+from hub.translate import NoTranslation, TranslationError, TranslationSettings, translate
+
+log = logging.getLogger("rthub.fanout")
+
+REPLAY_PAGE = 500
+
+
+class Fanout:
+    def __init__(self, anonymiser: Anonymiser, translation: TranslationSettings) -> None:
+        self._anonymiser = anonymiser
+        self._translation = translation
+        self._index = GrantIndex()
+        self.connections: dict[int, Connection] = {}
+        self.counts: Counter[str] = Counter()
+
+    def add(self, conn: Connection) -> None:
+        self.connections[conn.id] = conn
+        self._index.set(conn.id, conn.matcher)
+
+    def update(self, conn: Connection) -> None:
+        """Re-index a connection whose matcher changed (a `subscribe` filter)."""
+        if conn.id in self.connections:
+            self._index.set(conn.id, conn.matcher)
+
+    def remove(self, conn: Connection) -> None:
+        if self.connections.pop(conn.id, None) is not None:
+            self._index.remove(conn.id)
+
+    def close_client(self, client_id: str, code: int, reason: str) -> int:
+        """Close every connection of one client; returns how many were closed."""
+        targets = [c for c in self.connections.values() if c.identity.client_id == client_id]
+        for conn in targets:
+            conn.close(code, reason)
+        return len(targets)
+
+    def per_client(self) -> Counter[str]:
+        return Counter(conn.identity.client_id for conn in self.connections.values())
+
+    async def run(self, broker: Broker) -> None:
+        """Pump the broker's live feed into the connections until cancelled."""
+        async for entry in broker.live():
+            try:
+                await self.dispatch(entry)
+            except Exception:
+                self.counts["dispatch_errors"] += 1
+                log.exception("dispatch failed for cursor %s", entry.cursor)
+            await asyncio.sleep(0)  # let senders drain between events of a burst
+
+    async def dispatch(self, entry: Entry) -> None:
+        self.counts["ingested"] += 1
+        facts = event_facts(entry.event)
+        keys = self._index.matching(facts)
+        if not keys:
+            self.counts["unwanted"] += 1
+            return
+        groups: dict[tuple[str, str], list[Connection]] = defaultdict(list)
+        for key in keys:
+            conn = self.connections[key]
+            groups[(conn.identity.translator, conn.identity.consumer_type)].append(conn)
+        for (translator, consumer_type), members in groups.items():
+            frame = await self.render(entry, translator, consumer_type, facts)
+            if frame is not None:
+                for conn in members:
+                    conn.offer(frame)
+
+    async def render(
+        self, entry: Entry, translator: str, consumer_type: str, facts: EventFacts | None = None
+    ) -> Frame | None:
+        """The encoded `event` frame of one entry for one (translator, consumer type), or None."""
+        learner = user_id(entry.event)
+        if learner is None:
+            self.counts["no_user"] += 1
+            return None
+        actor = await self._anonymiser.actor_id(consumer_type, learner)
+        try:
+            statements = translate(entry.event, translator, actor_id=actor, settings=self._translation)
+        except NoTranslation:
+            self.counts[f"untranslatable:{translator}"] += 1
+            return None
+        except TranslationError as exc:
+            self.counts[f"malformed:{translator}"] += 1
+            log.warning("cursor %s not translatable to %s: %s", entry.cursor, translator, exc)
+            return None
+        self.counts[f"translated:{translator}"] += 1
+        data = statements[0] if len(statements) == 1 else statements
+        text = orjson.dumps(
+            {"type": "event", "cursor": entry.cursor, "event_type": entry.event["name"], "data": data}
+        ).decode()
+        return Frame(entry.cursor, text, facts)
+
+    async def resume(self, conn: Connection, broker: Broker, after: str) -> None:
+        """Replay what `conn` may see after `after`, then switch it to live with no gap or duplicate.
+
+        The connection is still holding its live frames (see `Connection.holding`); the switch
+        drops held frames that replay already delivered. A cursor older than retention first gets
+        a `gap` frame naming the oldest retained cursor, then everything retained.
+        """
+        last: str | None = None
+        try:
+            oldest = await broker.oldest()
+            if oldest is not None and cursor_key(oldest) > cursor_key(after):
+                gap = {"type": "gap", "from": after, "resume_from": oldest}
+                await conn.queue.put(Frame(None, orjson.dumps(gap).decode()))
+            cursor = after
+            while batch := await broker.history(cursor, REPLAY_PAGE):
+                for entry in batch:
+                    if conn.close_code is not None:
+                        return
+                    if conn.matcher.matches(event_facts(entry.event)):
+                        frame = await self.render(entry, conn.identity.translator, conn.identity.consumer_type)
+                        if frame is not None:
+                            await conn.queue.put(frame)
+                    last = entry.cursor
+                cursor = batch[-1].cursor
+        finally:
+            conn.release_live(last)

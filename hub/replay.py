@@ -1,0 +1,81 @@
+"""`rthub publish`: replay a tracking log (JSON lines, optionally gzip) into Redis.
+
+Bad lines are reported with their line number and skipped; Redis failures stop the replay with
+the number of the last line that was published, so a rerun can pick up from there.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from tqdm import tqdm
+
+from hub.events import Event, MalformedEvent, normalise
+from hub.publisher import StreamWriter
+
+BATCH = 500
+
+
+@dataclass
+class ReplayReport:
+    published: int = 0
+    bad_lines: list[tuple[int, str]] = field(default_factory=list)
+
+
+def open_log(path: str) -> tuple[IO[bytes], int | None]:
+    """The log as a byte stream, plus its size on disk for the progress bar (None for stdin)."""
+    if path == "-":
+        return sys.stdin.buffer, None
+    file = Path(path)
+    raw: IO[bytes] = file.open("rb")
+    if raw.read(2) == b"\x1f\x8b":
+        raw.seek(0)
+        return gzip.GzipFile(fileobj=raw), None
+    raw.seek(0)
+    return raw, file.stat().st_size
+
+
+def read_events(stream: IO[bytes]) -> Iterator[tuple[int, int, Event | str]]:
+    """(line number, bytes read, the event or the reason the line is bad) for each non-blank line."""
+    for number, line in enumerate(stream, 1):
+        if line.strip():
+            yield number, len(line), _parse(line)
+
+
+def _parse(line: bytes) -> Event | str:
+    try:
+        return normalise(json.loads(line))
+    except UnicodeDecodeError:
+        return "not UTF-8"
+    except json.JSONDecodeError as exc:
+        return f"invalid JSON: {exc.msg}"
+    except MalformedEvent as exc:
+        return str(exc)
+
+
+def replay(path: str, writer: StreamWriter, progress: bool = True) -> ReplayReport:
+    report = ReplayReport()
+    stream, size = open_log(path)
+    batch: list[Event] = []
+    with stream, tqdm(
+        total=size, unit="B", unit_scale=True, desc="publishing", disable=not progress, file=sys.stderr
+    ) as bar:
+        for number, length, event in read_events(stream):
+            bar.update(length)
+            if isinstance(event, str):
+                report.bad_lines.append((number, event))
+                bar.write(f"line {number}: skipped, {event}", file=sys.stderr)
+                continue
+            batch.append(event)
+            if len(batch) >= BATCH:
+                report.published += len(writer.write_many(batch))
+                batch.clear()
+        if batch:
+            report.published += len(writer.write_many(batch))
+    return report
