@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from hub.grants import RULE_KEYS, GrantError, validate_grant
+
 CONSUMER_TYPES = ("adaptive", "enterprise", "university", "other")
 TRANSLATORS = ("xapi", "caliper")
 DELIVERIES = ("websocket", "webhook", "websocket+webhook")
 SCOPES = ("events:read", "admin")
 STATUSES = ("active", "revoked")
-GRANT_RULE_KEYS = ("courses", "orgs", "sites", "users", "event_types")
+GRANT_RULE_KEYS = RULE_KEYS
 EDITABLE = ("name", "type", "scopes", "translator", "delivery", "webhook_url", "grant")
 
 
@@ -186,7 +188,7 @@ def _is_private_literal(host: str) -> bool:
 
 
 def _check_grant(value: Any) -> list[dict[str, Any]]:
-    """Structural check of a grant (a list of rule objects); swapped for `hub.grants.validate_grant` later."""
+    """A grant from any front end: JSON text, one rule object, or a list of rules; `hub.grants` judges it."""
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -194,16 +196,7 @@ def _check_grant(value: Any) -> list[dict[str, Any]]:
             raise ValidationError("grant", f"not valid JSON: {exc.msg}") from exc
     if isinstance(value, dict):
         value = [value]
-    if not isinstance(value, list):
-        raise ValidationError("grant", "must be a list of rule objects")
-    for index, rule in enumerate(value):
-        if not isinstance(rule, dict):
-            raise ValidationError("grant", f"rule {index} is not an object")
-        for key, items in rule.items():
-            if key not in GRANT_RULE_KEYS:
-                raise ValidationError(
-                    "grant", f"rule {index}: unknown key {key!r} (allowed: {', '.join(GRANT_RULE_KEYS)})"
-                )
-            if not isinstance(items, list) or not all(isinstance(item, str) and item for item in items):
-                raise ValidationError("grant", f"rule {index}: {key} must be a list of non-empty strings")
-    return value
+    try:
+        return validate_grant(value)
+    except GrantError as exc:
+        raise ValidationError(exc.field, exc.message) from exc

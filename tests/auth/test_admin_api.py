@@ -76,7 +76,7 @@ def test_invalid_input_is_422_with_the_field_named(auth_server: AuthServer) -> N
     cases = [
         ({**base, "translator": "cmi5"}, "translator"),
         ({**base, "delivery": "webhook", "webhook_url": "http//broken"}, "webhook_url"),
-        ({**base, "grant": [{"courses": [1, 2]}]}, "grant"),
+        ({**base, "grant": [{"orgs": ["MITx"]}, {"courses": [1, 2]}]}, "grant[1].courses[0]"),
         ({**base, "grant": "nope"}, "grant"),
         ({"name": "n", "type": "other"}, "translator"),
     ]
