@@ -137,9 +137,7 @@ class AdminPage:
         try:
             form = await self._form(request)
         except CsrfError:
-            return self.render(
-                request, "login.html", 403, login_error="Your sign-in form expired; please try again."
-            )
+            return self.render(request, "login.html", 403, login_error="Your sign-in form expired; please try again.")
         client_id = str(form.get("client_id", "")).strip()
         secret = str(form.get("client_secret", ""))
         client = await self.registry.authenticate(client_id, secret) if client_id and secret else None
@@ -190,9 +188,7 @@ class AdminPage:
         if client is None:
             return self.render(request, "error.html", 404, message="No such client.")
         live = await live_connections(self.redis, self.settings)
-        return self.render(
-            request, "client.html", client=client, live=live.get(client.client_id, 0), **_choices()
-        )
+        return self.render(request, "client.html", client=client, live=live.get(client.client_id, 0), **_choices())
 
     async def update(self, request: Request) -> Response:
         form = await self._guard(request)

@@ -53,9 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     update.add_argument("--clear-grant", action="store_true", help="remove every grant rule")
     _shared_fields(update)
 
-    rotate = _leaf(
-        actions, "rotate-secret", "new secret; the old one stays valid for the grace period", _rotate
-    )
+    rotate = _leaf(actions, "rotate-secret", "new secret; the old one stays valid for the grace period", _rotate)
     rotate.add_argument("client_id", metavar="ID")
     revoke = _leaf(actions, "revoke", "revoke a client; its live sockets are closed", _revoke)
     revoke.add_argument("client_id", metavar="ID")
@@ -98,9 +96,7 @@ def _leaf(
 
 
 def _shared_fields(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--grant", action="append", metavar="JSON", help="one grant rule as JSON; repeat for more"
-    )
+    parser.add_argument("--grant", action="append", metavar="JSON", help="one grant rule as JSON; repeat for more")
     parser.add_argument("--delivery", choices=DELIVERIES)
     parser.add_argument("--webhook-url")
     parser.add_argument(
@@ -112,9 +108,7 @@ def _shared_fields(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _run(
-    run: Callable[[ClientRegistry, argparse.Namespace], Awaitable[int]], args: argparse.Namespace
-) -> int:
+def _run(run: Callable[[ClientRegistry, argparse.Namespace], Awaitable[int]], args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env(redis_url=args.redis_url, redis_prefix=args.redis_prefix)
     except ConfigError as exc:
@@ -145,11 +139,7 @@ def _rotate_signing_key(args: argparse.Namespace) -> int:
         kid = rotate_signing_key(settings.signing_key_file)
     except (ConfigError, OSError, ValueError) as exc:
         return _fail(f"cannot rotate the signing key: {exc}")
-    print(
-        json.dumps({"kid": kid, "signing_key_file": settings.signing_key_file})
-        if args.json
-        else f"kid: {kid}"
-    )
+    print(json.dumps({"kid": kid, "signing_key_file": settings.signing_key_file}) if args.json else f"kid: {kid}")
     return 0
 
 
@@ -200,9 +190,7 @@ async def _bootstrap(registry: ClientRegistry, args: argparse.Namespace) -> int:
 
 async def _list(registry: ClientRegistry, args: argparse.Namespace) -> int:
     live = await live_connections(registry.redis, registry.settings)
-    clients = [
-        {**c.public(), "live_connections": live.get(c.client_id, 0)} for c in await registry.list_all()
-    ]
+    clients = [{**c.public(), "live_connections": live.get(c.client_id, 0)} for c in await registry.list_all()]
     if args.json:
         print(json.dumps({"clients": clients}))
         return 0

@@ -171,9 +171,7 @@ def _webhook_url(value: Any, allow_private: bool) -> str:
     if parts.scheme not in ("http", "https") or not host:
         raise ValidationError("webhook_url", "must be an absolute http:// or https:// URL")
     if not allow_private and _is_private_literal(host):
-        raise ValidationError(
-            "webhook_url", "points at a loopback or private address (RTHUB_WEBHOOK_ALLOW_PRIVATE)"
-        )
+        raise ValidationError("webhook_url", "points at a loopback or private address (RTHUB_WEBHOOK_ALLOW_PRIVATE)")
     return value
 
 

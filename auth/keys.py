@@ -89,9 +89,7 @@ def rotate_signing_key(path: str | os.PathLike[str]) -> str:
 
 def _import_private(pem: bytes) -> ECKey:
     key = ECKey.import_key(pem)
-    return ECKey.import_key(
-        key.as_dict(private=True), {"kid": key.thumbprint(), "alg": ALGORITHM, "use": "sig"}
-    )
+    return ECKey.import_key(key.as_dict(private=True), {"kid": key.thumbprint(), "alg": ALGORITHM, "use": "sig"})
 
 
 def _public_jwk(key: ECKey) -> dict[str, Any]:

@@ -53,9 +53,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "live_connections": {"type": "integer"},
         },
     }
-    with_secret = {
-        "allOf": [_ref("Client"), {"type": "object", "properties": {"client_secret": {"type": "string"}}}]
-    }
+    with_secret = {"allOf": [_ref("Client"), {"type": "object", "properties": {"client_secret": {"type": "string"}}}]}
     return {
         "openapi": "3.1.0",
         "info": {"title": "rthub admin API", "version": "1"},

@@ -15,9 +15,7 @@ from auth.server import AUTH_METHODS, GRANT_TYPES, OAuthServer
 from hub.config import Settings
 
 
-def auth_routes(
-    settings: Settings, redis: aioredis.Redis, keys: SigningKeys | None = None
-) -> list[BaseRoute]:
+def auth_routes(settings: Settings, redis: aioredis.Redis, keys: SigningKeys | None = None) -> list[BaseRoute]:
     """Token, revocation, discovery, JWKS, admin API and admin page; loads (or creates) the signing key."""
     keys = keys or SigningKeys(settings.signing_key_file)
     server = OAuthServer(settings, redis, keys)

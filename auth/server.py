@@ -61,9 +61,7 @@ class FormPayload(OAuth2Payload):
 class FormRequest(OAuth2Request):
     """An already-read Starlette form request, usable from a worker thread."""
 
-    def __init__(
-        self, method: str, uri: str, headers: Mapping[str, str], items: list[tuple[str, str]]
-    ) -> None:
+    def __init__(self, method: str, uri: str, headers: Mapping[str, str], items: list[tuple[str, str]]) -> None:
         super().__init__(method=method, uri=uri, headers=headers)
         self.payload = FormPayload(items)
 
@@ -176,9 +174,7 @@ class OAuthServer(AuthorizationServer):
         return request
 
     def handle_response(self, status: int, body: Any, headers: list[tuple[str, str]]) -> Response:
-        return Response(
-            json.dumps(body), status_code=status, headers=dict(headers), media_type="application/json"
-        )
+        return Response(json.dumps(body), status_code=status, headers=dict(headers), media_type="application/json")
 
     async def token(self, request: Request) -> Response:
         try:

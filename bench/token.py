@@ -76,9 +76,7 @@ def summary(name: str, rps: float, latencies: list[float]) -> str:
 async def create_client(settings: Settings) -> tuple[str, str]:
     redis = aioredis.Redis.from_url(settings.redis_url)
     try:
-        client, secret = await ClientRegistry(redis, settings).create(
-            name="bench", type="other", translator="xapi"
-        )
+        client, secret = await ClientRegistry(redis, settings).create(name="bench", type="other", translator="xapi")
         return client.client_id, secret
     finally:
         await redis.aclose()
@@ -128,9 +126,7 @@ def main() -> int:
                 "data": {"grant_type": "client_credentials"},
                 "auth": (client_id, secret),
             }
-            load = (
-                f"{args.concurrency} concurrent clients, {args.seconds:.0f} s per endpoint, 1 uvicorn worker"
-            )
+            load = f"{args.concurrency} concurrent clients, {args.seconds:.0f} s per endpoint, 1 uvicorn worker"
             print(f"token endpoint benchmark: {load}")
             base_rps, base_lat = asyncio.run(
                 drive(f"{base}/baseline", args.seconds, args.concurrency, {"method": "GET"})

@@ -53,9 +53,7 @@ class TokenSource:
                 payload = json.load(response)
         except urllib.error.HTTPError as exc:
             error = json.load(exc)
-            raise Revoked(
-                f"token endpoint refused us: {error.get('error')}: {error.get('error_description')}"
-            ) from exc
+            raise Revoked(f"token endpoint refused us: {error.get('error')}: {error.get('error_description')}") from exc
         return payload["access_token"], time.time() + payload.get("expires_in", 300)
 
     async def get(self, fresh: bool = False) -> str:
@@ -73,14 +71,8 @@ def describe(event: dict[str, Any]) -> str:
         target = data.get("object", {}).get("id", "?")
         return f"{actor} {verb} {target}"
     if "action" in data:
-        actor = (
-            data.get("actor", {}).get("id", "?") if isinstance(data.get("actor"), dict) else data.get("actor")
-        )
-        target = (
-            data.get("object", {}).get("id", "?")
-            if isinstance(data.get("object"), dict)
-            else data.get("object")
-        )
+        actor = data.get("actor", {}).get("id", "?") if isinstance(data.get("actor"), dict) else data.get("actor")
+        target = data.get("object", {}).get("id", "?") if isinstance(data.get("object"), dict) else data.get("object")
         return f"{actor} {data['action']} {target}"
     return json.dumps(data)[:120]
 
@@ -94,9 +86,7 @@ async def stream(
 ) -> None:
     """Stream forever, reconnecting with backoff; returns only by raising `Revoked`."""
     tokens = TokenSource(base_url, client_id, client_secret)
-    ws_url = (
-        base_url.rstrip("/").replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/v1/events"
-    )
+    ws_url = base_url.rstrip("/").replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/v1/events"
     last_cursor: str | None = None
     failures = 0
     fresh_token = False
@@ -104,9 +94,7 @@ async def stream(
         token = await tokens.get(fresh=fresh_token)
         fresh_token = False
         try:
-            async with websockets.connect(
-                ws_url, additional_headers={"Authorization": f"Bearer {token}"}
-            ) as ws:
+            async with websockets.connect(ws_url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
                 subscribe: dict[str, Any] = {"type": "subscribe"}
                 if subscribe_filter:
                     subscribe["filter"] = subscribe_filter
@@ -124,15 +112,11 @@ async def stream(
                         print(f"! missed events before {message['resume_from']}", file=sys.stderr)
                         last_cursor = message["resume_from"]
                     elif message.get("type") == "welcome":
-                        print(
-                            f"connected as {message['client_id']} ({message['translator']})", file=sys.stderr
-                        )
+                        print(f"connected as {message['client_id']} ({message['translator']})", file=sys.stderr)
         except ConnectionClosed as closed:
             code = closed.rcvd.code if closed.rcvd else None
             if code == FORBIDDEN:
-                raise Revoked(
-                    f"hub closed the stream: {closed.rcvd.reason if closed.rcvd else ''}"
-                ) from closed
+                raise Revoked(f"hub closed the stream: {closed.rcvd.reason if closed.rcvd else ''}") from closed
             fresh_token = code == UNAUTHENTICATED
             print(f"! connection closed ({code}); resuming from {last_cursor}", file=sys.stderr)
         except (OSError, InvalidStatus) as exc:
@@ -155,9 +139,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     if not args.client_id or not args.client_secret:
-        parser.error(
-            "--client-id and --client-secret (or RTHUB_CLIENT_ID / RTHUB_CLIENT_SECRET) are required"
-        )
+        parser.error("--client-id and --client-secret (or RTHUB_CLIENT_ID / RTHUB_CLIENT_SECRET) are required")
     try:
         asyncio.run(stream(args.url, args.client_id, args.client_secret, print_event, args.filter))
     except Revoked as exc:

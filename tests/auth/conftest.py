@@ -51,11 +51,7 @@ def stand_in_events(authenticator: JwtAuthenticator) -> WebSocketRoute:
 
     async def events(websocket: WebSocket) -> None:
         header = websocket.headers.get("authorization", "")
-        token = (
-            header[7:]
-            if header.lower().startswith("bearer ")
-            else websocket.query_params.get("access_token", "")
-        )
+        token = header[7:] if header.lower().startswith("bearer ") else websocket.query_params.get("access_token", "")
         await websocket.accept()
         try:
             identity = await authenticator.authenticate(token)

@@ -28,9 +28,7 @@ def test_crud_rotate_revoke_and_connections(auth_server: AuthServer) -> None:
     shown = http.get(f"/admin/api/clients/{client_id}", headers=headers).json()
     assert shown["name"] == "Tutor" and "client_secret" not in shown and shown["live_connections"] == 0
 
-    patched = http.patch(
-        f"/admin/api/clients/{client_id}", headers=headers, json={"translator": "xapi", "grant": []}
-    )
+    patched = http.patch(f"/admin/api/clients/{client_id}", headers=headers, json={"translator": "xapi", "grant": []})
     assert patched.status_code == 200
     assert (patched.json()["translator"], patched.json()["grant"]) == ("xapi", [])
 
@@ -87,9 +85,7 @@ def test_invalid_input_is_422_with_the_field_named(auth_server: AuthServer) -> N
         assert field in response.json()["message"]
     assert http.post("/admin/api/clients", headers=headers, content=b"{nope").status_code == 400
     client_id, _ = auth_server.create()
-    patch = http.patch(
-        f"/admin/api/clients/{client_id}", headers=headers, json={"delivery": "carrier-pigeon"}
-    )
+    patch = http.patch(f"/admin/api/clients/{client_id}", headers=headers, json={"delivery": "carrier-pigeon"})
     assert (patch.status_code, patch.json()["field"]) == (422, "delivery")
 
 

@@ -22,9 +22,7 @@ ARGS = [
     "--no-first-run",
 ]
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="Debian chromium is not installed (/usr/bin/chromium)"
-)
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed (/usr/bin/chromium)")
 
 
 @pytest.fixture
@@ -65,11 +63,7 @@ def test_sign_in_create_list_rotate_revoke(auth_server: AuthServer, page) -> Non
 
     page.goto(f"{auth_server.url}/admin/")
     row = page.locator(f"tr[data-client-id='{client_id}']")
-    assert (
-        "Adaptive Tutor" in row.inner_text()
-        and "caliper" in row.inner_text()
-        and "active" in row.inner_text()
-    )
+    assert "Adaptive Tutor" in row.inner_text() and "caliper" in row.inner_text() and "active" in row.inner_text()
 
     row.locator("a").click()
     page.locator("#edit-client select[name=delivery]").select_option("webhook")

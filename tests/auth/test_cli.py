@@ -57,9 +57,7 @@ def test_create_list_show_update_rotate_revoke(auth_server: AuthServer) -> None:
     assert body["grant"] == [json.loads(grant), {"orgs": ["HarvardX"]}]
     assert auth_server.token(client_id, secret)  # the CLI's client works at the token endpoint
 
-    plain = rthub(
-        settings, "clients", "create", "--name", "Uni", "--type", "university", "--translator", "caliper"
-    )
+    plain = rthub(settings, "clients", "create", "--name", "Uni", "--type", "university", "--translator", "caliper")
     assert plain.returncode == 0
     assert plain.stdout.startswith("client_id: cl_") and "client_secret: " in plain.stdout
 
@@ -71,9 +69,7 @@ def test_create_list_show_update_rotate_revoke(auth_server: AuthServer) -> None:
     shown = json.loads(rthub(settings, "clients", "show", client_id, "--json").stdout)
     assert shown["translator"] == "xapi" and "client_secret" not in shown
 
-    updated = rthub(
-        settings, "clients", "update", client_id, "--translator", "caliper", "--clear-grant", "--json"
-    )
+    updated = rthub(settings, "clients", "update", client_id, "--translator", "caliper", "--clear-grant", "--json")
     assert updated.returncode == 0, updated.stderr
     assert (json.loads(updated.stdout)["translator"], json.loads(updated.stdout)["grant"]) == ("caliper", [])
 
@@ -95,10 +91,7 @@ def test_admin_bootstrap_gives_a_working_admin(auth_server: AuthServer) -> None:
     body = json.loads(result.stdout)
     assert body["scopes"] == ["admin"]
     token = auth_server.token(body["client_id"], body["client_secret"])
-    assert (
-        auth_server.http.get("/admin/api/clients", headers={"Authorization": f"Bearer {token}"}).status_code
-        == 200
-    )
+    assert auth_server.http.get("/admin/api/clients", headers={"Authorization": f"Bearer {token}"}).status_code == 200
 
 
 @pytest.mark.parametrize(

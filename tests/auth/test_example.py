@@ -46,9 +46,7 @@ def scripted_hub(settings: Settings, seen: list[dict]) -> Starlette:
             await websocket.close(code=4008)
             return
         seen.append(await websocket.receive_json())
-        await websocket.send_json(
-            {"type": "event", "cursor": "3-0", "event_type": "problem_check", "data": data}
-        )
+        await websocket.send_json({"type": "event", "cursor": "3-0", "event_type": "problem_check", "data": data})
         await websocket.close(code=4403, reason="client revoked")
 
     @contextlib.asynccontextmanager

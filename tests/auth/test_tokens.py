@@ -89,9 +89,7 @@ def test_bad_secret_is_401_invalid_client(auth_server: AuthServer, how: str) -> 
 
 
 def test_unknown_client_and_revoked_client_are_invalid_client(auth_server: AuthServer) -> None:
-    response = auth_server.http.post(
-        "/oauth/token", data={"grant_type": "client_credentials"}, auth=("cl_nobody", "x")
-    )
+    response = auth_server.http.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=("cl_nobody", "x"))
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_client"
 
@@ -153,9 +151,7 @@ def test_secret_rotation_keeps_old_secret_for_grace_period(auth_server: AuthServ
     assert auth_server.token(client_id, new)
     assert auth_server.token(client_id, old)  # still inside the 2 s grace period of this fixture
     time.sleep(auth_server.settings.secret_grace_period + 0.2)
-    response = auth_server.http.post(
-        "/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, old)
-    )
+    response = auth_server.http.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, old))
     assert response.status_code == 401
     assert auth_server.token(client_id, new)
 

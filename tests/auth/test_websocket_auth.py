@@ -63,9 +63,7 @@ def sign(settings: Settings, claims: dict[str, Any], **header: Any) -> str:
     """A token signed with the server's real private key, with whatever claims and header we like."""
     keys = SigningKeys(settings.signing_key_file)
     private = serialization.load_pem_private_key(keys.current.as_pem(private=True), password=None)
-    return pyjwt.encode(
-        claims, private, algorithm="ES256", headers={"typ": "at+jwt", "kid": keys.kid, **header}
-    )
+    return pyjwt.encode(claims, private, algorithm="ES256", headers={"typ": "at+jwt", "kid": keys.kid, **header})
 
 
 def b64(data: bytes) -> str:
@@ -87,21 +85,14 @@ def test_forged_and_stale_tokens_are_4401(auth_server: AuthServer) -> None:
     good = claims_for(settings, client_id)
     assert authenticate(settings, sign(settings, good)).client_id == client_id  # the forger's baseline works
 
-    expired = sign(
-        settings, claims_for(settings, client_id, iat=int(time.time()) - 600, exp=int(time.time()) - 60)
-    )
+    expired = sign(settings, claims_for(settings, client_id, iat=int(time.time()) - 600, exp=int(time.time()) - 60))
     assert refused(settings, expired).close_code == 4401
     assert "expired" in refused(settings, expired).reason
     not_yet = sign(settings, claims_for(settings, client_id, nbf=int(time.time()) + 600))
     assert refused(settings, not_yet).close_code == 4401
+    assert refused(settings, sign(settings, claims_for(settings, client_id, aud="someone-else"))).close_code == 4401
     assert (
-        refused(settings, sign(settings, claims_for(settings, client_id, aud="someone-else"))).close_code
-        == 4401
-    )
-    assert (
-        refused(
-            settings, sign(settings, claims_for(settings, client_id, iss="https://evil.example"))
-        ).close_code
+        refused(settings, sign(settings, claims_for(settings, client_id, iss="https://evil.example"))).close_code
         == 4401
     )
     assert refused(settings, sign(settings, good, kid="no-such-kid")).close_code == 4401
@@ -161,9 +152,7 @@ def test_tokens_signed_before_key_rotation_still_verify(auth_server: AuthServer)
 def test_websocket_close_codes_over_a_real_socket(auth_server: AuthServer) -> None:
     client_id, secret = auth_server.create()
     url = auth_server.url.replace("http://", "ws://") + "/v1/events"
-    with connect(
-        url, additional_headers={"Authorization": f"Bearer {auth_server.token(client_id, secret)}"}
-    ) as ws:
+    with connect(url, additional_headers={"Authorization": f"Bearer {auth_server.token(client_id, secret)}"}) as ws:
         welcome = json.loads(ws.recv(timeout=5))
     assert welcome == {"type": "welcome", "client_id": client_id, "translator": "xapi"}
 
