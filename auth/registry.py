@@ -69,9 +69,18 @@ class ClientRegistry:
         return client
 
     async def list_all(self) -> list[Client]:
+        """Every client, oldest first, read in one round trip."""
         ids = sorted(_text(item) for item in await self.redis.smembers(self.settings.key("clients")))
-        clients = [await self.get(client_id) for client_id in ids]
-        return sorted((c for c in clients if c is not None), key=lambda c: (c.created_at, c.client_id))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for client_id in ids:
+                pipe.hgetall(self._key(client_id))
+            rows = await pipe.execute()
+        clients = [
+            Client.from_hash(client_id, {_text(k): _text(v) for k, v in row.items()})
+            for client_id, row in zip(ids, rows, strict=True)
+            if row
+        ]
+        return sorted(clients, key=lambda c: (c.created_at, c.client_id))
 
     async def update(self, client_id: str, **values: Any) -> Client:
         clean = validate_fields(values, self.settings.webhook_allow_private)
