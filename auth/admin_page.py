@@ -78,6 +78,7 @@ class AdminPage:
         self.redis = redis
         self.registry = ClientRegistry(redis, settings)
         self.templates = Jinja2Templates(directory=HERE / "templates")
+        self.templates.env.filters["when"] = _when
 
     def render(self, request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
         base = request.scope.get("root_path", "")
@@ -262,5 +263,16 @@ def _choices() -> dict[str, Any]:
         "translators": TRANSLATORS,
         "deliveries": DELIVERIES,
         "scopes": SCOPES,
-        "json": json,
+        "grant_text": _grant_text,
     }
+
+
+def _grant_text(grant: list[dict[str, Any]]) -> str:
+    """One rule per line: short enough to read, still valid JSON to edit."""
+    if not grant:
+        return "[]"
+    return "[\n" + ",\n".join("  " + json.dumps(rule) for rule in grant) + "\n]"
+
+
+def _when(iso: str) -> str:
+    return iso.replace("T", " ").replace("+00:00", " UTC")

@@ -72,6 +72,8 @@ def test_sign_in_create_list_rotate_revoke(auth_server: AuthServer, page) -> Non
     page.locator("#edit-client input[name=webhook_url]").fill("https://hooks.example.org/rthub")
     page.locator("#edit-client button[type=submit]").click()
     assert "Saved." in page.inner_text(".notice")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "admin-client.png"), full_page=True)
 
     page.click("#rotate")
     new_secret = page.inner_text("#client-secret")
@@ -82,7 +84,6 @@ def test_sign_in_create_list_rotate_revoke(auth_server: AuthServer, page) -> Non
     page.click("#revoke")
     assert "Revoked Adaptive Tutor" in page.inner_text(".notice")
     assert "revoked" in page.locator(f"tr[data-client-id='{client_id}']").inner_text()
-    ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "admin-page.png"), full_page=True)
     refused = auth_server.http.post(
         "/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, new_secret)
