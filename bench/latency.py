@@ -2,9 +2,9 @@
 
     python -m bench.latency [--events 1000] [--rate 500]
 
-Starts a private redis-server and `rthub serve`, connects one WebSocket subscriber, publishes
-through `RealtimeBackend` at a fixed rate (with a real OAuth client) and records, per cursor, the send time and the receive
-time (same clock). Prints p50/p90/p99/max and counts lost or duplicated frames.
+Starts a private redis-server and `rthub serve`, connects one WebSocket subscriber (a real OAuth
+client), publishes through `RealtimeBackend` at a fixed rate and records, per cursor, the send time
+and the receive time (same clock). Prints p50/p90/p99/max and counts lost or duplicated frames.
 """
 
 from __future__ import annotations

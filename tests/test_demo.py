@@ -14,7 +14,7 @@ from tests.hubproc import ROOT
 
 def _demo(env: dict[str, str], seconds: float = 6) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "hub.cli", "demo", "--port", str(free_port()), "--duration", str(seconds)]
-    return subprocess.run(command + ["--rate", "10"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run([*command, "--rate", "10"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
 
 def test_demo_with_a_private_redis_server_streams_granted_events() -> None:
