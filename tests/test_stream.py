@@ -116,7 +116,7 @@ def test_publish_command_replays_a_log_and_reports_the_bad_line(hub: HubProcess,
 
 
 def test_send_with_redis_stopped_returns_quickly_without_raising(own_redis: RedisServer) -> None:
-    backend = RealtimeBackend(redis_url=own_redis.url, redis_prefix="down:")
+    backend = RealtimeBackend(redis_url=own_redis.url, redis_prefix="down:", preemptive=False)
     event = SimulatedLMS(seed=4).next_event()
     assert backend.send(event) is not None
     own_redis.stop(kill=True)
@@ -129,7 +129,7 @@ def test_send_with_redis_stopped_returns_quickly_without_raising(own_redis: Redi
 
 
 def test_malformed_events_are_counted_not_raised(redis_server: RedisServer, prefix: str) -> None:
-    backend = RealtimeBackend(redis_url=redis_server.url, redis_prefix=prefix)
+    backend = RealtimeBackend(redis_url=redis_server.url, redis_prefix=prefix, preemptive=False)
     for bad in ({}, {"name": "x"}, {"name": "x", "timestamp": "yesterday"}, ["not", "a", "dict"], None):
         assert backend.send(bad) is None  # type: ignore[arg-type]
     assert backend.counts["malformed"] + backend.counts["failed"] == 5
