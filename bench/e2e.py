@@ -1,0 +1,228 @@
+"""End-to-end benchmark: LMS publisher -> Redis -> hub -> WebSocket subscribers, against a bare loop.
+
+    python -m bench.e2e                        # default: bare loop and hub (1 worker), 4 rates, < 5 min
+    python -m bench.e2e --rates 1000 --duration 20 --repeat 2
+    python -m bench.e2e --ramp                 # max sustainable rate: bare loop, hub with 1, 2, 4 workers
+    python -m bench.e2e --idle 10000           # 10,000 idle authenticated sockets on one hub process
+    python -m bench.e2e --profile              # py-spy profile of the hub during the 1,000 events/s round
+
+Starts its own redis-server, the targets (`python -m bench.bare_loop`, `rthub serve --workers N`),
+M subscribers spread over several processes (subscriber i filters on course i % 10, so each sees
+10 % of the events), and publishes through `RealtimeBackend` at fixed rates. Latency is publish
+call -> frame received, from the publisher's cursor -> send-time table joined with the
+subscribers' receive times. Writes `results/e2e-<time>.json` and `.png` and prints a table in
+which every hub figure is also given as a ratio to the bare loop measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import harness, profile
+from bench.plot import latency_plot
+from bench.subscribers import SubscriberPool, raise_file_limit
+from hub.embedded import EmbeddedRedis, free_port
+from hub.publisher import RealtimeBackend
+
+RAMP_RATES = (250, 500, 1000, 1500, 2000, 3000, 4000, 5000, 6000, 8000)
+P99_LIMIT_MS = 100.0
+
+
+def measure(target: harness.Target, redis_url: str, args: argparse.Namespace, rates: list[float],
+            stop_on_failure: bool, profile_rate: float | None = None) -> list[dict[str, Any]]:
+    """Start `target`, connect the subscribers, run one round per rate; RSS per connection from before/after."""
+    rows: list[dict[str, Any]] = []
+    with target:
+        time.sleep(0.5)
+        rss_empty = target.rss()
+        filters = [harness.course_filter(index) for index in range(args.subscribers)]
+        with SubscriberPool(target.url, harness.TOKEN, filters, args.client_processes) as pool:
+            time.sleep(0.3)
+            per_connection = (target.rss() - rss_empty) / args.subscribers / 1024
+            backend = RealtimeBackend(redis_url=redis_url, redis_prefix=harness.PREFIX, timeout=2.0)
+            ignore = harness.warm_up(pool, backend, args.subscribers)
+            for rate in rates:
+                events = harness.make_events(int(rate * args.duration), seed=int(rate))
+                recorder = None
+                if profile_rate == rate:
+                    recorder = profile.start_recording(target.pids()[-1], args.duration, args.profile_raw)
+                row = harness.run_round(target, pool, backend, events, rate, args.subscribers, ignore)
+                if recorder is not None:
+                    recorder.wait(30)
+                row["rss_per_connection_kb"] = per_connection
+                row["connect_seconds"] = pool.open_seconds
+                rows.append(row)
+                print(progress_line(row), flush=True)
+                if stop_on_failure and not harness.sustainable(row, P99_LIMIT_MS):
+                    break
+                time.sleep(0.5)
+            backend.close()
+    return rows
+
+
+def progress_line(row: dict[str, Any]) -> str:
+    verdict = "ok" if harness.sustainable(row, P99_LIMIT_MS) else "FAIL"
+    return (f"  {row['target']:<10} {row['rate']:>6g} ev/s  {row['frames_per_s']:>8.0f} frames/s  "
+            f"p50 {row['p50_ms']:.2f}  p99 {row['p99_ms']:.2f}  max {row['max_ms']:.1f} ms  "
+            f"lost {row['lost']}  dup {row['duplicated']}  closed {row['closed']}  "
+            f"cpu {row['cpu_percent']:.0f}%  {verdict}")
+
+
+COLUMNS = (("rate", "ev/s", "{:g}"), ("frames_per_s", "frames/s", "{:.0f}"), ("p50_ms", "p50 ms", "{:.2f}"),
+           ("p90_ms", "p90 ms", "{:.2f}"), ("p99_ms", "p99 ms", "{:.2f}"), ("max_ms", "max ms", "{:.1f}"),
+           ("lost", "lost", "{}"), ("duplicated", "dup", "{}"), ("cpu_percent", "CPU %", "{:.0f}"),
+           ("rss_mb", "RSS MB", "{:.1f}"), ("rss_per_connection_kb", "KB/conn", "{:.1f}"))
+RATIO_KEYS = ("p50_ms", "p90_ms", "p99_ms", "max_ms", "cpu_percent", "rss_mb", "rss_per_connection_kb")
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table; hub rows are followed by their ratio to the bare loop at the same rate and repeat."""
+    header = "| target | " + " | ".join(title for _, title, _ in COLUMNS) + " |"
+    lines = [header, "|" + "---|" * (len(COLUMNS) + 1)]
+    bare = {(row["rate"], row.get("repeat", 0)): row for row in rows if row["target"] == "bare loop"}
+    for row in rows:
+        cells = [fmt.format(row[key]) for key, _, fmt in COLUMNS]
+        lines.append(f"| {row['target']} | " + " | ".join(cells) + " |")
+        base = bare.get((row["rate"], row.get("repeat", 0)))
+        if row["target"] != "bare loop" and base is not None:
+            ratios = [f"{row[key] / base[key]:.2f}x" if key in RATIO_KEYS and base[key] else ""
+                      for key, _, _ in COLUMNS]
+            lines.append("| ↳ ratio to bare | " + " | ".join(ratios) + " |")
+    return "\n".join(lines)
+
+
+def ramp_table(rows: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    best: dict[str, dict[str, Any] | None] = {}
+    for row in rows:
+        best.setdefault(row["target"], None)
+        if harness.sustainable(row, P99_LIMIT_MS):
+            current = best[row["target"]]
+            if current is None or row["frames_per_s"] > current["frames_per_s"]:
+                best[row["target"]] = row
+    bare = best.get("bare loop")
+    lines = ["| target | max sustainable ev/s | frames/s | p99 ms there | ratio to bare |", "|---|---|---|---|---|"]
+    summary = {}
+    for target, row in best.items():
+        if row is None:
+            lines.append(f"| {target} | none | | | |")
+            summary[target] = None
+            continue
+        ratio = row["frames_per_s"] / bare["frames_per_s"] if bare else float("nan")
+        lines.append(f"| {target} | {row['rate']:g} | {row['frames_per_s']:.0f} | {row['p99_ms']:.1f} | {ratio:.2f}x |")
+        summary[target] = {"rate": row["rate"], "frames_per_s": row["frames_per_s"], "ratio_to_bare": ratio}
+    return "\n".join(lines), summary
+
+
+def idle(redis_url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Open `args.idle` authenticated sockets to one hub process and read its RSS before and after."""
+    target = harness.hub_target(redis_url, free_port(), 1)
+    with target:
+        time.sleep(1.0)
+        rss_empty = target.rss()
+        started = time.perf_counter()
+        with SubscriberPool(target.url, harness.TOKEN, [None] * args.idle, args.idle_processes) as pool:
+            opened = time.perf_counter() - started
+            time.sleep(2.0)
+            rss_full = target.rss()
+            collected = pool.collect()
+        result = {
+            "connections": args.idle,
+            "client_processes": args.idle_processes,
+            "open_seconds": opened,
+            "connections_per_s": args.idle / opened,
+            "rss_empty_mb": rss_empty / 2**20,
+            "rss_full_mb": rss_full / 2**20,
+            "rss_per_connection_kb": (rss_full - rss_empty) / args.idle / 1024,
+            "closed_while_idle": len(collected.closes),
+        }
+    return result
+
+
+def metadata(args: argparse.Namespace) -> dict[str, Any]:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    return {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": commit,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "machine": platform.platform(),
+        "args": {key: str(value) for key, value in vars(args).items()},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--rates", type=float, nargs="+", default=[250, 500, 1000, 2000],
+                        help="published events/s, one round each (default: 250 500 1000 2000)")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per round (default 8)")
+    parser.add_argument("--subscribers", type=int, default=100)
+    parser.add_argument("--client-processes", type=int, default=2)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1], help="hub worker counts to measure")
+    parser.add_argument("--repeat", type=int, default=1, help="run every target this many times")
+    parser.add_argument("--ramp", action="store_true",
+                        help=f"raise the rate until p99 > {P99_LIMIT_MS:g} ms or loss; hub with 1, 2, 4 workers")
+    parser.add_argument("--idle", type=int, metavar="N", help="idle mode: N sockets to one hub process")
+    parser.add_argument("--idle-processes", type=int, default=4)
+    parser.add_argument("--profile", action="store_true", help="py-spy the hub during its 1,000 ev/s round")
+    parser.add_argument("--no-bare", action="store_true", help="skip the bare loop (no ratios)")
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    args = parser.parse_args()
+    raise_file_limit()
+    args.results.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    args.profile_raw = args.results / f"profile-{stamp}.txt"
+    report: dict[str, Any] = {"meta": metadata(args)}
+    started = time.perf_counter()
+    with EmbeddedRedis() as redis:
+        if args.idle:
+            report["idle"] = idle(redis.url, args)
+            print(orjson.dumps(report["idle"], option=orjson.OPT_INDENT_2).decode())
+        else:
+            rates = list(RAMP_RATES) if args.ramp else args.rates
+            workers = [1, 2, 4] if args.ramp else args.workers
+            rows: list[dict[str, Any]] = []
+            for repeat in range(args.repeat):
+                targets = [] if args.no_bare else [harness.bare_target(redis.url, free_port())]
+                targets += [harness.hub_target(redis.url, free_port(), count) for count in workers]
+                for target in targets:
+                    print(f"{target.name} (repeat {repeat + 1}/{args.repeat}):", flush=True)
+                    profile_rate = 1000.0 if args.profile and target.name == "hub x1" and repeat == 0 else None
+                    for row in measure(target, redis.url, args, rates, args.ramp, profile_rate):
+                        row["repeat"] = repeat
+                        rows.append(row)
+            report["rows"] = rows
+            print()
+            print(table(rows))
+            if args.ramp:
+                text, report["ramp"] = ramp_table(rows)
+                print()
+                print(text)
+            if args.profile and args.profile_raw.exists():
+                report["profile"] = profile.summarise(args.profile_raw)
+                print()
+                print(f"hub profile ({report['profile']['samples']} busy samples, raw stacks in {args.profile_raw}):")
+                for kind in ("self", "inclusive"):
+                    print(f"  top {kind}:")
+                    for frame, share in report["profile"][kind]:
+                        print(f"    {share:5.1f}%  {frame}")
+            title = f"{args.subscribers} subscribers, 10 % each, {os.cpu_count()} CPUs"
+            if latency_plot(rows, args.results / f"e2e-{stamp}.png", title):
+                print(f"\nplot: {args.results / f'e2e-{stamp}.png'}")
+    report["meta"]["seconds"] = round(time.perf_counter() - started, 1)
+    path = args.results / f"e2e-{stamp}.json"
+    path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    print(f"results: {path}  ({report['meta']['seconds']} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+"""The measuring harness shared by every target (the hub, the bare loop): servers, traffic, rounds, numbers.
+
+A target is a server process listening for WebSockets and reading the live channel of one Redis.
+The harness connects the same subscribers to it, publishes the same traffic through
+`RealtimeBackend` at a fixed rate, and joins the publisher's cursor -> send-time table with the
+subscribers' cursor -> receive-time records afterwards, so nothing about timing has to survive
+translation. Entitlement: subscriber i filters on course i % COURSE_COUNT, i.e. sees 1/COURSE_COUNT
+of the events.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import psutil
+
+from hub.publisher import RealtimeBackend
+from hub.simulator import Learner, SimulatedLMS
+
+COURSE_COUNT = 10
+COURSES = tuple(f"course-v1:BenchX+C{index:02d}+2026" for index in range(COURSE_COUNT))
+TOKEN = "bench-dev-token"
+PREFIX = "bench:"
+LOSS_WAIT = 5.0
+
+
+def course_filter(index: int) -> dict[str, list[str]]:
+    return {"courses": [COURSES[index % COURSE_COUNT]]}
+
+
+def make_events(count: int, seed: int = 7) -> list[dict[str, Any]]:
+    """Simulator-shaped events spread evenly at random over COURSE_COUNT courses, 5 learners each."""
+    learners = [
+        Learner(1000 + index, f"learner{index}", COURSES[index % COURSE_COUNT]) for index in range(5 * COURSE_COUNT)
+    ]
+    lms = SimulatedLMS(seed=seed, learners=learners)
+    return [lms.next_event() for _ in range(count)]
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with code {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on port {port} after {timeout}s")
+
+
+@dataclass
+class Target:
+    """One server under test, run as a subprocess so its CPU and memory can be read with psutil."""
+
+    name: str
+    argv: list[str]
+    port: int
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v1/events"
+
+    def __enter__(self) -> Target:
+        self.process = subprocess.Popen(self.argv, env={**os.environ, **self.env})
+        wait_for_port(self.port, self.process)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def tree(self) -> list[psutil.Process]:
+        assert self.process is not None
+        root = psutil.Process(self.process.pid)
+        return [root, *root.children(recursive=True)]
+
+    def rss(self) -> int:
+        return sum(proc.memory_info().rss for proc in self.tree())
+
+    def cpu_seconds(self) -> float:
+        return sum(sum(proc.cpu_times()[:2]) for proc in self.tree())
+
+    def pids(self) -> list[int]:
+        return [proc.pid for proc in self.tree()]
+
+
+def hub_target(redis_url: str, port: int, workers: int) -> Target:
+    argv = [sys.executable, "-m", "hub.cli", "serve", "--port", str(port), "--workers", str(workers),
+            "--log-level", "warning"]
+    env = {"RTHUB_REDIS_URL": redis_url, "RTHUB_REDIS_PREFIX": PREFIX, "RTHUB_DEV_TOKEN": TOKEN}
+    return Target(f"hub x{workers}", argv, port, env)
+
+
+def bare_target(redis_url: str, port: int) -> Target:
+    argv = [sys.executable, "-m", "bench.bare_loop", "--redis-url", redis_url, "--prefix", PREFIX,
+            "--port", str(port)]
+    return Target("bare loop", argv, port)
+
+
+@dataclass
+class Sent:
+    """The publisher's side of a round: cursor -> (send time, course index)."""
+
+    times: dict[str, float]
+    courses: dict[str, int]
+    seconds: float
+    failed: int
+
+
+def publish(backend: RealtimeBackend, events: list[dict[str, Any]], rate: float) -> Sent:
+    """Send `events` at `rate` per second on an absolute schedule (late sends do not shift later ones)."""
+    course_index = {course: index for index, course in enumerate(COURSES)}
+    times: dict[str, float] = {}
+    courses: dict[str, int] = {}
+    failed = 0
+    clock = time.perf_counter
+    start = clock()
+    for number, event in enumerate(events):
+        delay = start + number / rate - clock()
+        if delay > 0:
+            time.sleep(delay)
+        before = clock()
+        cursor = backend.send(event)
+        if cursor is None:
+            failed += 1
+            continue
+        times[cursor] = before
+        courses[cursor] = course_index[event["context"]["course_id"]]
+    return Sent(times, courses, clock() - start, failed)
+
+
+def percentile(ordered: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of an already sorted list."""
+    if not ordered:
+        return float("nan")
+    rank = max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def cursor_of(message: bytes | str) -> str:
+    return orjson.loads(message)["cursor"]
+
+
+def expected_frames(sent: Sent, subscribers: int) -> int:
+    per_course = [0] * COURSE_COUNT
+    for course in sent.courses.values():
+        per_course[course] += 1
+    return sum(per_course[index % COURSE_COUNT] for index in range(subscribers))
+
+
+def analyse(sent: Sent, frames: list[tuple[int, bytes | str, float]], subscribers: int,
+            ignore: set[str]) -> dict[str, Any]:
+    """Join send and receive times; count lost, duplicated and unexpected (outside the entitlement) frames."""
+    seen: set[tuple[int, str]] = set()
+    latencies: list[float] = []
+    duplicates = unexpected = size = 0
+    for index, message, received in frames:
+        cursor = cursor_of(message)
+        if cursor in ignore:
+            continue
+        size += len(message)
+        if cursor not in sent.times or sent.courses[cursor] != index % COURSE_COUNT:
+            unexpected += 1
+            continue
+        if (index, cursor) in seen:
+            duplicates += 1
+            continue
+        seen.add((index, cursor))
+        latencies.append((received - sent.times[cursor]) * 1000)
+    expected = expected_frames(sent, subscribers)
+    latencies.sort()
+    return {
+        "events": len(sent.times),
+        "publish_failed": sent.failed,
+        "publish_rate": len(sent.times) / sent.seconds if sent.seconds else 0.0,
+        "expected_frames": expected,
+        "delivered_frames": len(latencies),
+        "frames_per_s": len(latencies) / sent.seconds if sent.seconds else 0.0,
+        "lost": expected - len(latencies),
+        "duplicated": duplicates,
+        "unexpected": unexpected,
+        "mean_frame_bytes": size / len(frames) if frames else 0.0,
+        "p50_ms": percentile(latencies, 0.50),
+        "p90_ms": percentile(latencies, 0.90),
+        "p99_ms": percentile(latencies, 0.99),
+        "max_ms": latencies[-1] if latencies else float("nan"),
+    }
+
+
+def warm_up(pool: Any, backend: RealtimeBackend, subscribers: int) -> set[str]:
+    """Publish one event per course until every subscriber has had one; returns the cursors to ignore.
+
+    Also makes sure each target's live subscription is up before measuring starts.
+    """
+    ignore: set[str] = set()
+    events = make_events(20 * COURSE_COUNT, seed=1)
+    by_course = {index: [e for e in events if e["context"]["course_id"] == course]
+                 for index, course in enumerate(COURSES)}
+    for _ in range(10):
+        for course_events in by_course.values():
+            cursor = backend.send(course_events[0])
+            if cursor is not None:
+                ignore.add(cursor)
+        if pool.wait_for(subscribers, 2.0):
+            time.sleep(0.2)
+            pool.collect()
+            return ignore
+    raise RuntimeError("subscribers received nothing during warm-up")
+
+
+def run_round(target: Target, pool: Any, backend: RealtimeBackend, events: list[dict[str, Any]],
+              rate: float, subscribers: int, ignore: set[str]) -> dict[str, Any]:
+    """One fixed-rate round against a running target and connected pool.
+
+    The round's cursors are added to `ignore`, so frames that straggle in after it ends are not
+    mistaken for unexpected ones in the next round (they were already counted as lost).
+    """
+    cpu_before = target.cpu_seconds()
+    wall_before = time.perf_counter()
+    sent = publish(backend, events, rate)
+    pool.wait_for(expected_frames(sent, subscribers), LOSS_WAIT)
+    wall = time.perf_counter() - wall_before
+    cpu = target.cpu_seconds() - cpu_before
+    collected = pool.collect()
+    result = analyse(sent, collected.frames, subscribers, ignore)
+    ignore.update(sent.times)
+    result.update(
+        target=target.name,
+        rate=rate,
+        subscribers=subscribers,
+        cpu_percent=100 * cpu / wall,
+        rss_mb=target.rss() / 2**20,
+        closed=len(collected.closes),
+        close_codes=sorted({code for _, code in collected.closes if code is not None}),
+    )
+    return result
+
+
+def sustainable(result: dict[str, Any], p99_limit_ms: float) -> bool:
+    return (result["lost"] == 0 and result["duplicated"] == 0 and result["unexpected"] == 0
+            and result["closed"] == 0 and result["publish_failed"] == 0 and result["p99_ms"] <= p99_limit_ms)

@@ -1,0 +1,185 @@
+"""WebSocket subscribers in separate processes, so receiving never competes with the parent's GIL.
+
+Each process opens its share of the sockets, sends every socket's `subscribe` frame, and then
+records `(subscriber, raw frame, receive time)` for everything that arrives. Receive times are
+`time.perf_counter()`, which is CLOCK_MONOTONIC on Linux and so comparable across processes on one
+machine. Frames are parsed only when the parent collects them, to keep the receive path short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing as mp
+import resource
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.sharedctypes import Synchronized
+from typing import Any
+
+import orjson
+import websockets
+
+CONNECT_CONCURRENCY = 200
+
+
+def raise_file_limit() -> int:
+    """Lift the soft open-files limit to the hard one (children inherit it); returns the new limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+@dataclass
+class Collected:
+    """What one process received since the previous collection."""
+
+    frames: list[tuple[int, bytes | str, float]]
+    closes: list[tuple[int, int | None]]
+
+
+async def _open(url: str, token: str, index: int, filter_rule: dict[str, Any] | None) -> Any:
+    ws = await websockets.connect(
+        url,
+        additional_headers={"Authorization": f"Bearer {token}"},
+        compression=None,
+        max_queue=None,
+        open_timeout=60,
+        ping_interval=None,
+    )
+    welcome = orjson.loads(await ws.recv())
+    if welcome.get("type") != "welcome":
+        raise RuntimeError(f"subscriber {index}: expected welcome, got {welcome}")
+    if filter_rule is not None:
+        await ws.send(orjson.dumps({"type": "subscribe", "filter": filter_rule}).decode())
+    return ws
+
+
+async def _serve(
+    url: str, token: str, filters: dict[int, dict[str, Any] | None], pipe: Connection, counter: Synchronized
+) -> None:
+    frames: list[tuple[int, bytes | str, float]] = []
+    closes: list[tuple[int, int | None]] = []
+    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+
+    async def open_one(index: int) -> Any:
+        async with gate:
+            return await _open(url, token, index, filters[index])
+
+    started = time.perf_counter()
+    sockets = await asyncio.gather(*(open_one(index) for index in filters))
+    pipe.send(("ready", time.perf_counter() - started))
+
+    async def read(index: int, ws: Any) -> None:
+        clock = time.perf_counter
+        append = frames.append
+        try:
+            async for message in ws:
+                append((index, message, clock()))
+        except websockets.ConnectionClosed:
+            pass
+        closes.append((index, ws.close_code))
+
+    async def publish_count() -> None:
+        while True:
+            counter.value = len(frames)
+            await asyncio.sleep(0.02)
+
+    readers = [asyncio.create_task(read(index, ws)) for index, ws in zip(filters, sockets, strict=True)]
+    reporter = asyncio.create_task(publish_count())
+    loop = asyncio.get_running_loop()
+    while True:
+        command = await loop.run_in_executor(None, pipe.recv)
+        if command == "collect":
+            pipe.send(Collected(frames[:], closes[:]))
+            frames.clear()
+            closes.clear()
+            counter.value = 0
+        elif command == "close":
+            break
+    reporter.cancel()
+    for ws in sockets:
+        with contextlib.suppress(Exception):
+            await ws.close()
+    for task in readers:
+        task.cancel()
+    await asyncio.gather(*readers, reporter, return_exceptions=True)
+    pipe.send("closed")
+
+
+def _process_main(
+    url: str, token: str, filters: dict[int, dict[str, Any] | None], pipe: Connection, counter: Synchronized
+) -> None:
+    raise_file_limit()
+    try:
+        asyncio.run(_serve(url, token, filters, pipe, counter))
+    except Exception as exc:  # report to the parent instead of dying silently
+        pipe.send(("error", repr(exc)))
+
+
+@dataclass
+class SubscriberPool:
+    """`count` sockets spread over `processes` processes; subscriber i uses `filters[i]` (None: no filter)."""
+
+    url: str
+    token: str
+    filters: list[dict[str, Any] | None]
+    processes: int = 2
+    open_seconds: float = 0.0
+    _workers: list[tuple[mp.Process, Connection, Synchronized]] = field(default_factory=list)
+
+    def __enter__(self) -> SubscriberPool:
+        context = mp.get_context("spawn")
+        for share in range(self.processes):
+            mine = {index: self.filters[index] for index in range(share, len(self.filters), self.processes)}
+            parent, child = context.Pipe()
+            counter = context.Value("q", 0, lock=False)
+            process = context.Process(
+                target=_process_main, args=(self.url, self.token, mine, child, counter), daemon=True
+            )
+            process.start()
+            self._workers.append((process, parent, counter))
+        started = time.perf_counter()
+        for _, pipe, _ in self._workers:
+            reply = pipe.recv()
+            if reply[0] != "ready":
+                raise RuntimeError(f"subscriber process failed: {reply[1]}")
+        self.open_seconds = time.perf_counter() - started
+        return self
+
+    def received(self) -> int:
+        """Frames received since the last collection, as last reported by the processes (20 ms lag)."""
+        return sum(counter.value for _, _, counter in self._workers)
+
+    def wait_for(self, total: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.received() < total:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def collect(self) -> Collected:
+        for _, pipe, _ in self._workers:
+            pipe.send("collect")
+        merged = Collected([], [])
+        for _, pipe, _ in self._workers:
+            part = pipe.recv()
+            if isinstance(part, tuple):
+                raise RuntimeError(f"subscriber process failed: {part[1]}")
+            merged.frames.extend(part.frames)
+            merged.closes.extend(part.closes)
+        return merged
+
+    def __exit__(self, *exc: object) -> None:
+        for process, pipe, _ in self._workers:
+            with contextlib.suppress(OSError, BrokenPipeError):
+                pipe.send("close")
+                if pipe.poll(10):
+                    pipe.recv()
+            process.join(5)
+            if process.is_alive():
+                process.kill()
+        self._workers.clear()
