@@ -49,6 +49,8 @@ async def measure(url: str, backend: RealtimeBackend, events: list[dict], rate: 
     duplicates = 0
     async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
         await ws.recv()
+        await ws.send('{"type": "subscribe"}')
+        await asyncio.sleep(0.1)
 
         async def receive() -> None:
             nonlocal duplicates

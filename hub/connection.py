@@ -1,6 +1,9 @@
 """One live subscriber: who it is, what it may see, and its bounded queue of encoded frames.
 
 The connection knows nothing about WebSockets; the transport drains `queue` and honours `close`.
+A new connection holds its live frames until the client has said what it wants (a `subscribe`
+frame, or the subscribe window passing), so a `resume_from` replay can go first without a gap or a
+duplicate at the switch-over.
 Backpressure rule: when the queue is full the connection stops taking frames, keeps sending what
 it already holds for `grace` seconds, then asks to be closed with 4008. Its last delivered cursor
 precedes every frame it did not take, so a resume loses nothing.
@@ -14,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hub.broker import cursor_key
-from hub.grants import Matcher
+from hub.grants import EventFacts, Matcher
 from hub.identity import ClientIdentity
 
 CLOSE_SLOW_CONSUMER = 4008
@@ -29,6 +32,7 @@ class Frame:
 
     cursor: str | None
     text: str
+    facts: EventFacts | None = None
 
 
 @dataclass(eq=False)
@@ -44,7 +48,7 @@ class Connection:
     close_code: int | None = None
     close_reason: str = ""
     on_close: Callable[[], None] | None = None
-    _held: list[Frame] | None = None
+    _held: list[Frame] | None = field(default_factory=list)
     _slow: bool = False
 
     def __post_init__(self) -> None:
@@ -70,16 +74,19 @@ class Connection:
             self.grace, self.close, CLOSE_SLOW_CONSUMER, "slow consumer: send queue full"
         )
 
-    def hold_live(self) -> None:
-        """Start buffering live frames while history is replayed into the queue."""
-        self._held = []
+    @property
+    def holding(self) -> bool:
+        """True until live frames are released: a resume is only possible before that."""
+        return self._held is not None
 
-    def release_live(self, replayed_up_to: str | None) -> None:
-        """Queue the buffered live frames that replay did not already cover, and go live."""
+    def release_live(self, replayed_up_to: str | None = None) -> None:
+        """Queue the held live frames that replay did not cover and the matcher still wants; go live."""
         held, self._held = self._held or [], None
         floor = cursor_key(replayed_up_to) if replayed_up_to else None
         for frame in held:
-            if floor is None or frame.cursor is None or cursor_key(frame.cursor) > floor:
+            if floor is not None and frame.cursor is not None and cursor_key(frame.cursor) <= floor:
+                continue
+            if frame.facts is None or self.matcher.matches(frame.facts):
                 self.offer(frame)
 
     def close(self, code: int, reason: str) -> None:

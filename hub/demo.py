@@ -57,8 +57,8 @@ async def consume(url: str, token: str, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
             async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
-                if last_cursor:
-                    await ws.send(orjson.dumps({"type": "subscribe", "resume_from": last_cursor}).decode())
+                subscribe = {"type": "subscribe", "resume_from": last_cursor} if last_cursor else {"type": "subscribe"}
+                await ws.send(orjson.dumps(subscribe).decode())
                 async for message in ws:
                     frame = orjson.loads(message)
                     if frame["type"] == "welcome":

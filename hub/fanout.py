@@ -7,6 +7,7 @@ subscriber: subscribers of one group share the same encoded frame.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter, defaultdict
 
@@ -16,7 +17,7 @@ from hub.anonymise import Anonymiser
 from hub.broker import Broker, Entry, cursor_key
 from hub.connection import Connection, Frame
 from hub.events import user_id
-from hub.grants import GrantIndex, event_facts
+from hub.grants import EventFacts, GrantIndex, event_facts
 from hub.translate import NoTranslation, TranslationError, TranslationSettings, translate
 
 log = logging.getLogger("rthub.fanout")
@@ -63,10 +64,12 @@ class Fanout:
             except Exception:
                 self.counts["dispatch_errors"] += 1
                 log.exception("dispatch failed for cursor %s", entry.cursor)
+            await asyncio.sleep(0)  # let senders drain between events of a burst
 
     async def dispatch(self, entry: Entry) -> None:
         self.counts["ingested"] += 1
-        keys = self._index.matching(event_facts(entry.event))
+        facts = event_facts(entry.event)
+        keys = self._index.matching(facts)
         if not keys:
             self.counts["unwanted"] += 1
             return
@@ -75,12 +78,14 @@ class Fanout:
             conn = self.connections[key]
             groups[(conn.identity.translator, conn.identity.consumer_type)].append(conn)
         for (translator, consumer_type), members in groups.items():
-            frame = await self.render(entry, translator, consumer_type)
+            frame = await self.render(entry, translator, consumer_type, facts)
             if frame is not None:
                 for conn in members:
                     conn.offer(frame)
 
-    async def render(self, entry: Entry, translator: str, consumer_type: str) -> Frame | None:
+    async def render(
+        self, entry: Entry, translator: str, consumer_type: str, facts: EventFacts | None = None
+    ) -> Frame | None:
         """The encoded `event` frame of one entry for one (translator, consumer type), or None."""
         learner = user_id(entry.event)
         if learner is None:
@@ -101,16 +106,15 @@ class Fanout:
         text = orjson.dumps(
             {"type": "event", "cursor": entry.cursor, "event_type": entry.event["name"], "data": data}
         ).decode()
-        return Frame(entry.cursor, text)
+        return Frame(entry.cursor, text, facts)
 
     async def resume(self, conn: Connection, broker: Broker, after: str) -> None:
         """Replay what `conn` may see after `after`, then switch it to live with no gap or duplicate.
 
-        Live frames are held while history is read; the switch drops held frames that replay
-        already delivered. A cursor older than retention first gets a `gap` frame naming the
-        oldest retained cursor, then everything retained.
+        The connection is still holding its live frames (see `Connection.holding`); the switch
+        drops held frames that replay already delivered. A cursor older than retention first gets
+        a `gap` frame naming the oldest retained cursor, then everything retained.
         """
-        conn.hold_live()
         last: str | None = None
         try:
             oldest = await broker.oldest()

@@ -25,6 +25,8 @@ CLOSE_POLICY_VIOLATION = 1008
 # Client frames allowed per second, averaged over a burst of this many.
 CLIENT_FRAME_RATE = 10.0
 CLIENT_FRAME_BURST = 20
+# How long a new connection waits for an optional first `subscribe` before releasing live events.
+SUBSCRIBE_WINDOW = 1.0
 
 
 class ProtocolViolation(Exception):
@@ -97,7 +99,14 @@ class EventsEndpoint:
         allowance = float(CLIENT_FRAME_BURST)
         last = time.monotonic()
         while True:
-            message = await websocket.receive()
+            if conn.holding:
+                try:
+                    message = await asyncio.wait_for(websocket.receive(), SUBSCRIBE_WINDOW)
+                except TimeoutError:
+                    conn.release_live()
+                    continue
+            else:
+                message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 raise WebSocketDisconnect(message.get("code", 1000))
             now = time.monotonic()
@@ -123,6 +132,10 @@ class EventsEndpoint:
             raise ProtocolViolation(CLOSE_POLICY_VIOLATION, f"bad filter: {exc}") from exc
         resume_from = frame.get("resume_from")
         if resume_from is not None:
+            if not conn.holding:
+                raise ProtocolViolation(
+                    CLOSE_POLICY_VIOLATION, "resume_from is only accepted in the first frame, right after welcome"
+                )
             try:
                 cursor_key(resume_from)
             except (ValueError, AttributeError, TypeError) as exc:
@@ -131,3 +144,5 @@ class EventsEndpoint:
         self.fanout.update(conn)
         if resume_from is not None:
             await self.fanout.resume(conn, self.broker, resume_from)
+        elif conn.holding:
+            conn.release_live()

@@ -1,0 +1,227 @@
+"""Small typed models for the Caliper 1.2 events rthub sends, with the specification's rules.
+
+`caliper-python` is not on the package registry, so these models carry what rthub needs: required
+fields, the actions each event type allows, the entity types its object (and generated entity) may
+have, and the envelope. Entities that repeat (course offerings, videos, problems) are validated once
+and cached as dicts by the caller; events are validated every time they are built.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+CALIPER_CONTEXT = "http://purl.imsglobal.org/ctx/caliper/v1p2"
+
+DIGITAL_RESOURCES = frozenset(
+    {
+        "DigitalResource",
+        "DigitalResourceCollection",
+        "Assessment",
+        "AssessmentItem",
+        "AudioObject",
+        "Chapter",
+        "Document",
+        "Forum",
+        "Frame",
+        "ImageObject",
+        "MediaObject",
+        "Message",
+        "Page",
+        "Thread",
+        "VideoObject",
+        "WebPage",
+    }
+)
+ENTITY_TYPES = DIGITAL_RESOURCES | {
+    "Attempt",
+    "CourseOffering",
+    "CourseSection",
+    "MediaLocation",
+    "Person",
+    "Score",
+    "Session",
+    "SoftwareApplication",
+}
+
+# Event type -> (allowed actions, allowed object types or None for any entity, allowed generated types).
+EVENT_RULES: dict[str, tuple[frozenset[str], frozenset[str] | None, frozenset[str]]] = {
+    "Event": (
+        frozenset(
+            {
+                "Activated",
+                "Completed",
+                "Deactivated",
+                "Modified",
+                "Started",
+                "Submitted",
+                "Viewed",
+                "NavigatedTo",
+            }
+        ),
+        None,
+        frozenset(),
+    ),
+    "AssessmentEvent": (
+        frozenset({"Started", "Paused", "Resumed", "Restarted", "Reset", "Submitted"}),
+        frozenset({"Assessment"}),
+        frozenset({"Attempt"}),
+    ),
+    "AssessmentItemEvent": (
+        frozenset({"Started", "Skipped", "Completed"}),
+        frozenset({"AssessmentItem"}),
+        frozenset({"Attempt", "Response"}),
+    ),
+    "ForumEvent": (frozenset({"Subscribed", "Unsubscribed"}), frozenset({"Forum"}), frozenset()),
+    "GradeEvent": (frozenset({"Graded"}), frozenset({"Attempt"}), frozenset({"Score"})),
+    "MediaEvent": (
+        frozenset(
+            {
+                "ChangedResolution",
+                "ChangedSize",
+                "ChangedSpeed",
+                "ChangedVolume",
+                "ClosedPopout",
+                "DisabledClosedCaptioning",
+                "EnabledClosedCaptioning",
+                "Ended",
+                "EnteredFullScreen",
+                "ExitedFullScreen",
+                "ForwardedTo",
+                "JumpedTo",
+                "Muted",
+                "OpenedPopout",
+                "Paused",
+                "Restarted",
+                "Resumed",
+                "Started",
+                "Unmuted",
+            }
+        ),
+        frozenset({"AudioObject", "ImageObject", "MediaObject", "VideoObject"}),
+        frozenset(),
+    ),
+    "MessageEvent": (
+        frozenset({"Posted", "MarkedAsRead", "MarkedAsUnread"}),
+        frozenset({"Message"}),
+        frozenset(),
+    ),
+    "NavigationEvent": (frozenset({"NavigatedTo"}), DIGITAL_RESOURCES, frozenset()),
+    "ResourceManagementEvent": (
+        frozenset(
+            {"Archived", "Copied", "Created", "Deleted", "Modified", "Published", "Restored", "Retrieved"}
+        ),
+        DIGITAL_RESOURCES,
+        frozenset(),
+    ),
+    "ThreadEvent": (frozenset({"MarkedAsRead", "MarkedAsUnread"}), frozenset({"Thread"}), frozenset()),
+    "ViewEvent": (frozenset({"Viewed"}), DIGITAL_RESOURCES, frozenset()),
+}
+
+_EVENT_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
+_IRI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+\Z")
+
+
+class CaliperValidationError(ValueError):
+    """A Caliper event or entity breaks a rule of the specification; the message says which."""
+
+
+def _check_id(value: Any, where: str) -> None:
+    if not isinstance(value, str) or not (_IRI.match(value) or value.startswith("_:")):
+        raise CaliperValidationError(
+            f"{where}: `id` must be an IRI or a blank node id, got {str(value)[:60]!r}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """A Caliper entity: `id` and `type` are required; `properties` holds the type's own fields."""
+
+    id: str
+    type: str
+    name: str | None = None
+    extensions: Mapping[str, Any] | None = None
+    properties: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_id(self.id, self.type)
+        if self.type not in ENTITY_TYPES:
+            raise CaliperValidationError(f"unknown Caliper entity type {self.type!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "type": self.type}
+        if self.name is not None:
+            out["name"] = self.name
+        out.update(self.properties)
+        if self.extensions:
+            out["extensions"] = dict(self.extensions)
+        return out
+
+
+@dataclass(slots=True)
+class CaliperEvent:
+    """A Caliper 1.2 event; `validate` applies the specification's rules for its type."""
+
+    id: str
+    type: str
+    action: str
+    actor: Mapping[str, Any]
+    object: Mapping[str, Any]
+    event_time: str
+    extensions: Mapping[str, Any] | None = None
+    target: Mapping[str, Any] | None = None
+    generated: Mapping[str, Any] | None = None
+
+    def validate(self) -> CaliperEvent:
+        rules = EVENT_RULES.get(self.type)
+        if rules is None:
+            raise CaliperValidationError(f"unknown Caliper event type {self.type!r}")
+        actions, object_types, generated_types = rules
+        if self.action not in actions:
+            raise CaliperValidationError(f"{self.type} does not allow action {self.action!r}")
+        if not self.id.startswith("urn:uuid:"):
+            raise CaliperValidationError(f"{self.type}: `id` must be a urn:uuid")
+        if not _EVENT_TIME.match(self.event_time):
+            raise CaliperValidationError(f"{self.type}: `eventTime` must be ISO 8601 UTC with milliseconds")
+        for role, value in (("actor", self.actor), ("object", self.object)):
+            if not isinstance(value, Mapping) or "type" not in value:
+                raise CaliperValidationError(f"{self.type}: `{role}` is required and must be an entity")
+            _check_id(value.get("id"), f"{self.type}.{role}")
+        if self.actor["type"] not in ("Person", "SoftwareApplication"):
+            raise CaliperValidationError(f"{self.type}: `actor` must be an Agent")
+        if object_types is not None and self.object["type"] not in object_types:
+            raise CaliperValidationError(f"{self.type}: `object` cannot be a {self.object['type']}")
+        if self.generated is not None and self.generated.get("type") not in generated_types:
+            raise CaliperValidationError(f"{self.type}: `generated` cannot be a {self.generated.get('type')}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "@context": CALIPER_CONTEXT,
+            "id": self.id,
+            "type": self.type,
+            "actor": self.actor,
+            "action": self.action,
+            "object": self.object,
+            "eventTime": self.event_time,
+        }
+        if self.target is not None:
+            out["target"] = self.target
+        if self.generated is not None:
+            out["generated"] = self.generated
+        if self.extensions:
+            out["extensions"] = self.extensions
+        return out
+
+
+def envelope(events: list[dict[str, Any]], sensor: str, send_time: str) -> dict[str, Any]:
+    """The Caliper 1.2 envelope that carries `events` from `sensor`, stamped `send_time`."""
+    if not isinstance(sensor, str) or not _IRI.match(sensor):
+        raise CaliperValidationError(f"envelope: `sensor` must be an IRI, got {str(sensor)[:60]!r}")
+    if not isinstance(send_time, str) or not _EVENT_TIME.match(send_time):
+        raise CaliperValidationError("envelope: `sendTime` must be ISO 8601 UTC with milliseconds")
+    if not isinstance(events, list) or not all(isinstance(item, dict) and "type" in item for item in events):
+        raise CaliperValidationError("envelope: `data` must be a list of Caliper events")
+    return {"sensor": sensor, "sendTime": send_time, "dataVersion": CALIPER_CONTEXT, "data": events}

@@ -1,0 +1,93 @@
+"""Open edX identifiers as the reference translator spells them: course and block IRIs, times, durations."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from urllib.parse import parse_qs, urlsplit
+
+from hub.translate.base import Source, TranslationError
+
+_BROWSER_INPUT = re.compile(r"input_([0-9a-zA-Z]+)_\d+_\d+")
+
+
+def course_url(root: str, course_id: str) -> str:
+    return f"{root}/course/{course_id}"
+
+
+def block_url(root: str, usage_key: str) -> str:
+    return f"{root}/xblock/{usage_key}"
+
+
+def usage_key(course_id: str, block_type: str, block_id: str) -> str:
+    """The usage key of a block in a course, for the course key formats the LMS emits."""
+    for course_prefix, block_prefix in (("course-v1:", "block-v1:"), ("ccx-v1:", "ccx-block-v1:")):
+        if course_id.startswith(course_prefix):
+            return f"{block_prefix}{course_id[len(course_prefix) :]}+type@{block_type}+block@{block_id}"
+    parts = course_id.split("/")
+    if len(parts) == 3:
+        return f"i4x://{parts[0]}/{parts[1]}/{block_type}/{block_id}"
+    raise TranslationError(f"unrecognised course key {course_id[:80]!r}")
+
+
+def video_url(src: Source) -> str:
+    return block_url(src.root, usage_key(src.course_id(), "video", src.need_str("id")))
+
+
+def browser_problem_url(src: Source) -> str:
+    """The block a browser-side `problem_check` is about.
+
+    The reference reads it from the page the learner was on: a courseware page names the unit in
+    `activate_block_id`; otherwise the answer inputs (`input_<block>_2_1=...`) name the problem.
+    Only that block id is taken from the referer or page; neither URL is passed on.
+    """
+    referer = src.context.get("referer") or src.context.get("page") or ""
+    if isinstance(referer, str) and "/xblock/" not in referer:
+        found = parse_qs(urlsplit(referer).query).get("activate_block_id")
+        if found:
+            return block_url(src.root, found[0])
+    raw = src.event.get("data")
+    match = _BROWSER_INPUT.search(raw) if isinstance(raw, str) else None
+    if match is None:
+        raise TranslationError(f"{src.name}: cannot tell the problem from `data` or the page")
+    return block_url(src.root, usage_key(src.course_id(), "problem", match.group(1)))
+
+
+def utc_timestamp(value: str) -> str:
+    """ISO 8601 in UTC with a `+00:00` offset, as xAPI statements from the reference carry."""
+    if value.endswith("+00:00"):
+        return value
+    return _parse(value).isoformat()
+
+
+def caliper_time(value: str) -> str:
+    """ISO 8601 UTC with milliseconds and a `Z`, as Caliper 1.2 requires."""
+    moment = _parse(value)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+
+
+def iso_duration(seconds: float) -> str:
+    """Caliper spelling of a duration (`PT3M14.407359S`, `P0D` for zero)."""
+    micros_total = round(seconds * 1_000_000)
+    if micros_total <= 0:
+        return "P0D"
+    whole, micros = divmod(micros_total, 1_000_000)
+    days, rest = divmod(whole, 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = "P" + (f"{days}D" if days else "")
+    if hours or minutes or secs or micros:
+        text += "T" + (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
+        if secs or micros:
+            text += f"{secs}.{micros:06d}".rstrip("0") + "S" if micros else f"{secs}S"
+    return text
+
+
+def _parse(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except (TypeError, ValueError) as exc:
+        raise TranslationError(f"timestamp is not ISO 8601: {str(value)[:40]!r}") from exc
+    if moment.tzinfo is None:
+        raise TranslationError("timestamp has no time zone")
+    return moment.astimezone(UTC)

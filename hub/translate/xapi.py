@@ -1,0 +1,476 @@
+"""Open edX events to xAPI 1.0.3 statements, in the dialect of the Open edX reference translator.
+
+Each builder reads a `Source` and returns the statements for one event. Repeating fragments come
+from `xapi_fragments` (built and validated by tincan once); per event only the actor lookup, the
+timestamp, the statement id, results and extensions are assembled.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from hub.translate import ids
+from hub.translate.base import Source, TranslationError, number
+from hub.translate.xapi_fragments import XAPI_VERSION, Ext, activity, actor, duration, verb
+from hub.translate.xapi_fragments import with_definition_extensions as with_ext
+
+Builder = Callable[[Source], list[dict[str, Any]]]
+
+
+def statement(
+    src: Source,
+    verb_key: str,
+    obj: dict[str, Any],
+    *,
+    parent_course: bool = True,
+    result: dict[str, Any] | None = None,
+    extensions: dict[str, Any] | None = None,
+    context_activities: dict[str, Any] | None = None,
+    statement_ref: str | None = None,
+    id_seed: str = "",
+) -> dict[str, Any]:
+    """One statement; its id is the reference's UUID5 (namespace from the verb, name actor + timestamp)."""
+    verb_fragment, namespace = verb(verb_key)
+    actor_fragment, actor_json = actor(src.root, src.actor_id)
+    context: dict[str, Any] = {}
+    if context_activities is not None:
+        context["contextActivities"] = context_activities
+    elif parent_course:
+        context["contextActivities"] = {"parent": [course_activity(src)]}
+    if statement_ref is not None:
+        context["statement"] = {"objectType": "StatementRef", "id": statement_ref}
+    context["extensions"] = {Ext.TRANSFORMER_VERSION: src.version, **(extensions or {})}
+    built = {
+        "id": str(uuid.uuid5(namespace, f"{actor_json}-{src.timestamp}{id_seed}")),
+        "version": XAPI_VERSION,
+        "actor": actor_fragment,
+        "verb": verb_fragment,
+        "object": obj,
+        "timestamp": ids.utc_timestamp(src.timestamp),
+        "context": context,
+    }
+    if result is not None:
+        built["result"] = result
+    return built
+
+
+def course_activity(src: Source) -> dict[str, Any]:
+    return activity(ids.course_url(src.root, src.course_id()), "course")
+
+
+def block_activity(src: Source, key: str, kind: str, **definition: Any) -> dict[str, Any]:
+    return activity(ids.block_url(src.root, src.need_str(key)), kind, **definition)
+
+
+# Video -----------------------------------------------------------------------------------------
+
+
+def _video(verb_key: str, result: Callable[[Source], dict[str, Any] | None]) -> Builder:
+    def build(src: Source) -> list[dict[str, Any]]:
+        length = src.optional_number("duration")
+        extensions = {Ext.VIDEO_LENGTH: float(length)} if length is not None else {}
+        obj = activity(ids.video_url(src), "video")
+        return [statement(src, verb_key, obj, result=result(src), extensions=extensions)]
+
+    return build
+
+
+def _current_time(src: Source) -> float | None:
+    return src.optional_number("currentTime", "current_time")
+
+
+def _time_result(src: Source) -> dict[str, Any] | None:
+    now = _current_time(src)
+    return None if now is None else {"extensions": {Ext.VIDEO_TIME: round(float(now), 3)}}
+
+
+def _completed_result(src: Source) -> dict[str, Any]:
+    now = _current_time(src)
+    if now is None:
+        now = src.optional_number("duration")
+    result: dict[str, Any] = {"completion": True}
+    if now is not None:
+        result["extensions"] = {Ext.VIDEO_TIME: round(float(now), 3)}
+        result["duration"] = duration(float(now))
+    return result
+
+
+def _seek_result(src: Source) -> dict[str, Any]:
+    old = src.optional_number("old_time", "currentTime", "current_time")
+    new = src.optional_number("new_time")
+    if old is None or new is None:
+        raise TranslationError(f"{src.name}: missing required field `data.old_time` or `data.new_time`")
+    return {
+        "extensions": {Ext.VIDEO_TIME_FROM: round(float(old), 3), Ext.VIDEO_TIME_TO: round(float(new), 3)}
+    }
+
+
+def _captions(enabled: bool) -> Callable[[Source], dict[str, Any]]:
+    def result(src: Source) -> dict[str, Any]:
+        found = _time_result(src) or {"extensions": {}}
+        found["extensions"][Ext.VIDEO_CC_ENABLED] = enabled
+        return found
+
+    return result
+
+
+def _speed_result(src: Source) -> dict[str, Any]:
+    return {
+        "extensions": {
+            Ext.SPEED_FROM: f"{src.need('old_speed')}x",
+            Ext.SPEED_TO: f"{src.need('new_speed')}x",
+        }
+    }
+
+
+# Navigation ------------------------------------------------------------------------------------
+
+
+def _link_clicked(src: Source) -> list[dict[str, Any]]:
+    return [statement(src, "navigated", activity(src.need_str("target_url"), "link"))]
+
+
+def _outline_selected(src: Source) -> list[dict[str, Any]]:
+    name = src.data.get("target_name")
+    obj = activity(src.need_str("target_url"), "module", name=name if isinstance(name, str) else None)
+    return [statement(src, "navigated", obj)]
+
+
+def _sequence(ending: str | None) -> Builder:
+    def build(src: Source) -> list[dict[str, Any]]:
+        obj = block_activity(src, "id", "resource")
+        tab_count = src.optional_number("tab_count")
+        if tab_count is not None:
+            obj = with_ext(obj, {Ext.TOTAL_ITEMS: tab_count})
+        extensions = {
+            Ext.STARTING_POSITION: src.need_number("current_tab"),
+            Ext.ENDING_POINT: ending if ending is not None else src.need_number("target_tab"),
+        }
+        return [statement(src, "navigated", obj, extensions=extensions)]
+
+    return build
+
+
+# Problems --------------------------------------------------------------------------------------
+
+INTERACTION_TYPES = {
+    "choiceresponse": "choice",
+    "multiplechoiceresponse": "choice",
+    "numericalresponse": "numeric",
+    "stringresponse": "fill-in",
+    "customresponse": "other",
+    "coderesponse": "performance",
+    "externalresponse": "performance",
+    "formularesponse": "fill-in",
+    "schematicresponse": "sequencing",
+    "imageresponse": "matching",
+    "annotationresponse": "fill-in",
+    "choicetextresponse": "choice",
+    "optionresponse": "choice",
+    "symbolicresponse": "fill-in",
+    "truefalseresponse": "true-false",
+}
+
+
+def _problem_key(src: Source) -> str:
+    problem = src.data.get("problem_id") or src.data.get("module_id")
+    if not isinstance(problem, str) or not problem:
+        raise TranslationError(f"{src.name}: missing required field `data.problem_id`")
+    return problem
+
+
+def _problem_url(src: Source) -> str:
+    return ids.block_url(src.root, _problem_key(src))
+
+
+def _problem_event(verb_key: str) -> Builder:
+    """As the reference: the object id is the bare usage key (`block-v1:...`, an IRI by its scheme)."""
+
+    def build(src: Source) -> list[dict[str, Any]]:
+        return [statement(src, verb_key, activity(_problem_key(src), "interaction"))]
+
+    return build
+
+
+def _score(raw: float, maximum: float | None) -> dict[str, Any]:
+    score: dict[str, Any] = {"min": 0, "raw": raw}
+    if maximum is not None:
+        score["max"] = maximum
+        score["scaled"] = raw / maximum if maximum else 0
+    return score
+
+
+def _problem_submitted(src: Source) -> list[dict[str, Any]]:
+    earned = src.need_number("weighted_earned")
+    possible = src.optional_number("weighted_possible")
+    result: dict[str, Any] = {"score": _score(earned, possible)}
+    if possible is not None:
+        result["success"] = earned >= possible
+    obj = activity(_problem_url(src), "question")
+    return [statement(src, "attempted", obj, result=result)]
+
+
+def _response(answer: Any) -> str:
+    return answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False)
+
+
+def _problem_check(src: Source) -> list[dict[str, Any]]:
+    if not isinstance(src.event.get("data"), dict):
+        obj = activity(ids.browser_problem_url(src), "interaction", interaction_type="other")
+        return [statement(src, "attempted", obj)]
+    submission = src.data.get("submission") or {}
+    if not isinstance(submission, dict):
+        raise TranslationError(f"{src.name}: `data.submission` must be an object")
+    grade, max_grade = src.need_number("grade"), src.need_number("max_grade")
+    result = {"score": _score(grade, max_grade), "success": src.data.get("success") == "correct"}
+    if len(submission) > 1:
+        return _multi_question(src, submission, result)
+    url = _problem_url(src)
+    answer = next(iter(submission.values()), {})
+    if not isinstance(answer, dict):
+        raise TranslationError(f"{src.name}: `data.submission` entries must be objects")
+    if "response_type" in answer:
+        obj = activity(
+            url,
+            "interaction",
+            description=_question(answer),
+            interaction_type=INTERACTION_TYPES.get(answer["response_type"], "other"),
+        )
+        result["response"] = _response(answer.get("answer", ""))
+    else:
+        obj = activity(
+            url, "interaction", name=_module_name(src), name_lang="en-US", interaction_type="other"
+        )
+        result["response"] = str(src.data.get("answers", {}))
+    attempts = src.optional_number("attempts")
+    if attempts is not None:
+        obj = with_ext(obj, {Ext.ATTEMPT_ID: attempts})
+    return [statement(src, "evaluated", obj, result=result)]
+
+
+def _question(answer: dict[str, Any]) -> str | None:
+    """The question text; an empty one is left out (xAPI forbids empty values, the reference sends them)."""
+    question = answer.get("question")
+    return question if isinstance(question, str) and question else None
+
+
+def _module_name(src: Source) -> str | None:
+    module = src.context.get("module")
+    name = module.get("display_name") if isinstance(module, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _multi_question(src: Source, submission: dict[str, Any], result: dict[str, Any]) -> list[dict[str, Any]]:
+    """A parent statement for the whole problem, then one per question pointing back at it."""
+    url = _problem_url(src)
+    group = activity(url, "interaction", name=_module_name(src), name_lang="en-US", interaction_type="other")
+    parent = statement(src, "evaluated", group, result=result)
+    block_hex = url.rsplit("@", 1)[-1]
+    course = course_activity(src)
+    statements = [parent]
+    for key, answer in submission.items():
+        if not isinstance(answer, dict):
+            raise TranslationError(f"{src.name}: `data.submission.{key}` must be an object")
+        suffix = key[len(block_hex) :] if key.startswith(block_hex) else f"_{key}"
+        question = activity(
+            f"{url}{suffix}",
+            "interaction",
+            description=_question(answer),
+            interaction_type=INTERACTION_TYPES.get(answer.get("response_type"), "other"),
+        )
+        child_result = {
+            "success": answer.get("correct") is True,
+            "response": _response(answer.get("answer", "")),
+        }
+        statements.append(
+            statement(
+                src,
+                "evaluated",
+                question,
+                result=child_result,
+                context_activities={"parent": [group], "grouping": [course]},
+                statement_ref=parent["id"],
+                id_seed=f"-{key}",
+            )
+        )
+    return statements
+
+
+# Course: enrollment, grades, completion ----------------------------------------------------------
+
+
+def _course_object(src: Source) -> dict[str, Any]:
+    obj = course_activity(src)
+    mode = src.data.get("mode")
+    return with_ext(obj, {Ext.ACROSSX_TYPE: mode}) if isinstance(mode, str) and mode else obj
+
+
+def _enrollment(verb_key: str) -> Builder:
+    def build(src: Source) -> list[dict[str, Any]]:
+        return [statement(src, verb_key, _course_object(src), parent_course=False)]
+
+    return build
+
+
+def _course_grade(src: Source) -> list[dict[str, Any]]:
+    percent = src.need_number("percent_grade")
+    letter = src.data.get("letter_grade")
+    result = {
+        "score": {"scaled": percent, "raw": percent, "min": 0.0, "max": 1.0},
+        "extensions": {Ext.GRADE_CLASSIFICATION: letter if isinstance(letter, str) and letter else "Fail"},
+    }
+    return [statement(src, "earned", course_activity(src), result=result)]
+
+
+def _subsection_grade(src: Source) -> list[dict[str, Any]]:
+    earned = src.need_number("weighted_total_earned")
+    possible = src.need_number("weighted_total_possible")
+    result = {"score": _score(earned, possible), "success": earned >= possible}
+    result["score"]["min"] = 0.0
+    return [statement(src, "earned", block_activity(src, "block_id", "resource"), result=result)]
+
+
+def _completion(src: Source) -> list[dict[str, Any]]:
+    completion = src.need_number("completion")
+    result = {"completion": completion >= 1.0, "extensions": {Ext.PROGRESS: float(completion) * 100}}
+    return [statement(src, "progressed", block_activity(src, "block_id", "resource"), result=result)]
+
+
+# Special exams ---------------------------------------------------------------------------------
+
+
+def _exam(kind: str, verb_key: str, submitted: bool) -> Builder:
+    def build(src: Source) -> list[dict[str, Any]]:
+        name = src.need_str("exam_name")
+        obj = activity(src.need_str("exam_content_id"), kind, name=name)
+        limit = src.optional_number("exam_default_time_limit_mins")
+        if limit is not None:
+            obj = with_ext(obj, {Ext.TIME_LIMIT: limit})
+        attempt_extensions: dict[str, Any] = {}
+        if submitted:
+            for key, field in (
+                (Ext.ATTEMPT_STARTED, "attempt_started_at"),
+                (Ext.ATTEMPT_COMPLETED, "attempt_completed_at"),
+                (Ext.DURATION, "attempt_event_elapsed_time_secs"),
+            ):
+                if src.data.get(field) is not None:
+                    attempt_extensions[key] = src.data[field]
+        attempt_extensions[Ext.ATTEMPT_ID] = number(src.need("attempt_id"), f"{src.name}: `data.attempt_id`")
+        attempt = with_ext(activity(_attempt_iri(src), "attempt", name=name), attempt_extensions)
+        activities = {"parent": [course_activity(src)], "grouping": [attempt]}
+        return [statement(src, verb_key, obj, context_activities=activities)]
+
+    return build
+
+
+def _attempt_iri(src: Source) -> str:
+    """The attempt code as an IRI: the reference sends the bare code, which xAPI rejects."""
+    code = src.need_str("attempt_code")
+    try:
+        return uuid.UUID(code).urn
+    except ValueError:
+        return f"{src.root}/proctoring/attempt/{code}"
+
+
+# Forum -----------------------------------------------------------------------------------------
+
+
+def _forum(verb_key: str, *, family: str, extension: str | None = None) -> Builder:
+    def build(src: Source) -> list[dict[str, Any]]:
+        obj = activity(_forum_iri(src, family), "discussion", name=_title(src))
+        extensions = {}
+        if extension is not None and src.data.get(extension) is not None:
+            extensions[Ext.ACROSSX_TYPE] = src.data[extension]
+        activities: dict[str, Any] = {"parent": [course_activity(src)]}
+        thread = src.data.get("discussion")
+        if isinstance(thread, dict) and isinstance(thread.get("id"), str):
+            thread_iri = f"{src.root}/api/discussion/v1/threads/{thread['id']}"
+            activities["grouping"] = [activity(thread_iri, "discussion")]
+        return [statement(src, verb_key, obj, extensions=extensions, context_activities=activities)]
+
+    return build
+
+
+def _forum_iri(src: Source, family: str) -> str:
+    """`{root}{API path}/{id}`: the path of the LMS request that emitted the event, as the reference."""
+    content_id = src.need_str("id")
+    path = src.context.get("path")
+    if isinstance(path, str) and path.startswith("/api/discussion/"):
+        base = path.rstrip("/").replace(content_id, "").rstrip("/")
+    else:
+        base = f"/api/discussion/v1/{family}"
+    return f"{src.root}{base}/{content_id}"
+
+
+def _title(src: Source) -> str | None:
+    title = src.data.get("title")
+    return title if isinstance(title, str) and title else None
+
+
+def _registry() -> dict[str, Builder]:
+    video = {
+        ("load_video", "edx.video.loaded"): _video("initialized", lambda src: None),
+        ("play_video", "edx.video.played"): _video("played", _time_result),
+        ("pause_video", "edx.video.paused"): _video("paused", _time_result),
+        ("stop_video", "edx.video.stopped"): _video("terminated", _time_result),
+        ("complete_video", "edx.video.completed"): _video("completed", _completed_result),
+        ("seek_video", "edx.video.position.changed"): _video("seeked", _seek_result),
+        ("speed_change_video",): _video("interacted", _speed_result),
+        (
+            "show_transcript",
+            "edx.video.transcript.shown",
+            "edx.video.closed_captions.shown",
+            "video_show_cc_menu",
+        ): (_video("interacted", _captions(True))),
+        (
+            "hide_transcript",
+            "edx.video.transcript.hidden",
+            "edx.video.closed_captions.hidden",
+            "video_hide_cc_menu",
+        ): (_video("interacted", _captions(False))),
+    }
+    table: dict[str, Builder] = {name: build for names, build in video.items() for name in names}
+    table.update(
+        {
+            "edx.ui.lms.link_clicked": _link_clicked,
+            "edx.ui.lms.outline.selected": _outline_selected,
+            "edx.ui.lms.sequence.outline.selected": _outline_selected,
+            "edx.ui.lms.sequence.next_selected": _sequence("next unit"),
+            "edx.ui.lms.sequence.previous_selected": _sequence("previous unit"),
+            "edx.ui.lms.sequence.tab_selected": _sequence(None),
+            "problem_check": _problem_check,
+            "showanswer": _problem_event("asked"),
+            "edx.problem.hint.demandhint_displayed": _problem_event("interacted"),
+            "edx.problem.completed": _problem_event("completed"),
+            "edx.grades.problem.submitted": _problem_submitted,
+            "edx.course.enrollment.activated": _enrollment("registered"),
+            "edx.course.enrollment.mode_changed": _enrollment("registered"),
+            "edx.course.enrollment.deactivated": _enrollment("unregistered"),
+            "edx.course.grade.passed.first_time": _enrollment("passed"),
+            "edx.course.grade.now_passed": _enrollment("passed"),
+            "edx.course.grade.now_failed": _enrollment("failed"),
+            "edx.grades.course.grade_calculated": _course_grade,
+            "edx.grades.subsection.grade_calculated": _subsection_grade,
+            "edx.completion.block_completion.changed": _completion,
+        }
+    )
+    for kind in ("practice", "proctored", "timed"):
+        table[f"edx.special_exam.{kind}.attempt.created"] = _exam(kind, "initialized", submitted=False)
+        table[f"edx.special_exam.{kind}.attempt.submitted"] = _exam(kind, "terminated", submitted=True)
+    for family, plural in (("thread", "threads"), ("response", "comments"), ("comment", "comments")):
+        created_extension = "thread_type" if family == "thread" else None
+        table[f"edx.forum.{family}.created"] = _forum("posted", family=plural, extension=created_extension)
+        table[f"edx.forum.{family}.edited"] = _forum("edited", family=plural)
+        table[f"edx.forum.{family}.deleted"] = _forum("deleted", family=plural)
+        table[f"edx.forum.{family}.reported"] = _forum("reported", family=plural)
+        table[f"edx.forum.{family}.unreported"] = _forum("unreported", family=plural)
+        if family != "comment":
+            table[f"edx.forum.{family}.voted"] = _forum("voted", family=plural, extension="vote_value")
+    table["edx.forum.thread.viewed"] = _forum("viewed", family="threads")
+    return table
+
+
+BUILDERS: dict[str, Builder] = _registry()

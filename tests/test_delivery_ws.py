@@ -1,0 +1,189 @@
+"""WebSocket delivery guarantees: resume without gap or duplicate, gap frames, backpressure, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import orjson
+import pytest
+import redis
+import websockets
+
+from hub.config import Settings
+from hub.events import normalise
+from hub.publisher import RealtimeBackend, StreamWriter
+from hub.simulator import SimulatedLMS
+from tests.conftest import DEV_TOKEN
+from tests.hubproc import HubProcess
+from tests.servers import RedisServer
+from tests.wsclient import collect, connect, quiet
+
+
+def _writer(hub: HubProcess) -> StreamWriter:
+    settings = Settings.from_env(redis_url=hub.redis_url, redis_prefix=hub.prefix)
+    return StreamWriter(redis.Redis.from_url(hub.redis_url), settings)
+
+
+def _events(count: int, seed: int) -> list[dict]:
+    lms = SimulatedLMS(seed=seed)
+    return [normalise(lms.next_event()) for _ in range(count)]
+
+
+def test_resume_after_a_dropped_socket_delivers_everything_once_in_order(hub: HubProcess) -> None:
+    backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix)
+    lms = SimulatedLMS(seed=21)
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        ws = await connect(hub.ws, DEV_TOKEN)
+        published = [backend.send(lms.next_event()) for _ in range(10)]
+        first = await collect(ws, 10)
+        await ws.close()
+        published += [backend.send(lms.next_event()) for _ in range(25)]
+        ws = await connect(hub.ws, DEV_TOKEN)
+        await ws.send(orjson.dumps({"type": "subscribe", "resume_from": first[-1]["cursor"]}).decode())
+
+        async def publish_live() -> list[str]:
+            cursors = []
+            for _ in range(15):
+                cursors.append(backend.send(lms.next_event()))
+                await asyncio.sleep(0.005)
+            return cursors
+
+        live, rest = await asyncio.gather(publish_live(), collect(ws, 40))
+        published += live
+        rest += await quiet(ws, 0.3)
+        await ws.close()
+        return published, [f["cursor"] for f in first + rest]
+
+    published, received = asyncio.run(scenario())
+    assert received == published
+
+
+def test_resume_with_a_cursor_older_than_retention_gets_a_gap_frame(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    hub = HubProcess(redis_server.url, prefix, env={"RTHUB_DEV_TOKEN": DEV_TOKEN, "RTHUB_STREAM_MAXLEN": "10"})
+    hub.start()
+    try:
+        writer = _writer(hub)
+        writer._maxlen = 10
+        cursors = writer.write_many(_events(600, seed=22))
+        oldest = redis.Redis.from_url(hub.redis_url).xrange(f"{prefix}events", count=1)[0][0].decode()
+        assert oldest != cursors[0], "the stream was not trimmed; the test cannot show a gap"
+
+        async def scenario() -> list[dict]:
+            ws = await connect(hub.ws, DEV_TOKEN)
+            await ws.send(orjson.dumps({"type": "subscribe", "resume_from": cursors[0]}).decode())
+            retained = cursors.index(oldest)
+            frames = await collect(ws, 1 + len(cursors) - retained)
+            await ws.close()
+            return frames
+
+        frames = asyncio.run(scenario())
+    finally:
+        hub.stop()
+    assert frames[0] == {"type": "gap", "from": cursors[0], "resume_from": oldest}
+    assert [f["cursor"] for f in frames[1:]] == cursors[cursors.index(oldest):]
+
+
+def test_slow_consumer_is_closed_with_4008_while_a_fast_one_keeps_up(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    hub = HubProcess(redis_server.url, prefix, env={"RTHUB_DEV_TOKEN": DEV_TOKEN, "RTHUB_SEND_QUEUE_SIZE": "64"})
+    hub.start()
+    events = _events(3000, seed=23)
+    writer = _writer(hub)
+    try:
+        async def scenario() -> tuple[int | None, int]:
+            headers = {"Authorization": f"Bearer {DEV_TOKEN}"}
+            slow = await websockets.connect(hub.ws, additional_headers=headers, max_queue=1)
+            fast = await connect(hub.ws, DEV_TOKEN)
+            for start in range(0, len(events), 20):
+                await asyncio.to_thread(writer.write_many, events[start:start + 20])
+                await asyncio.sleep(0.005)
+            received = await collect(fast, len(events), timeout=60)
+            async with asyncio.timeout(30):
+                while True:
+                    try:
+                        await slow.recv()
+                    except websockets.ConnectionClosed as closed:
+                        code = closed.rcvd.code if closed.rcvd else None
+                        break
+            await fast.close()
+            return code, len(received)
+
+        code, fast_count = asyncio.run(scenario())
+    finally:
+        hub.stop()
+    assert code == 4008
+    assert fast_count == len(events)
+
+
+def test_sigterm_closes_sockets_with_1012(hub: HubProcess) -> None:
+    async def scenario() -> int | None:
+        ws = await connect(hub.ws, DEV_TOKEN)
+        await asyncio.to_thread(hub.stop, signal.SIGTERM)
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+        return closed.value.rcvd.code if closed.value.rcvd else None
+
+    assert asyncio.run(scenario()) == 1012
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (b"\x00\x01binary", 1003),
+        ("not json", 1008),
+        ('{"type": "dance"}', 1008),
+        ('{"type": "subscribe", "filter": {"colour": ["red"]}}', 1008),
+        ('{"type": "subscribe", "resume_from": "yesterday"}', 1008),
+        ("x" * 70_000, 1009),
+    ],
+)
+def test_bad_client_frames_close_with_a_clear_code(hub: HubProcess, frame: str | bytes, code: int) -> None:
+    async def scenario() -> int | None:
+        ws = await connect(hub.ws, DEV_TOKEN)
+        await ws.send(frame)
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(ws.recv(), 10)
+        return closed.value.rcvd.code if closed.value.rcvd else None
+
+    assert asyncio.run(scenario()) == code
+
+
+def test_flooding_client_frames_is_refused_with_1008(hub: HubProcess) -> None:
+    async def scenario() -> int | None:
+        ws = await connect(hub.ws, DEV_TOKEN)
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            for _ in range(200):
+                await ws.send('{"type": "subscribe"}')
+            while True:
+                await asyncio.wait_for(ws.recv(), 10)
+        return closed.value.rcvd.code if closed.value.rcvd else None
+
+    assert asyncio.run(scenario()) == 1008
+
+
+def test_subscription_filter_narrows_what_arrives(hub: HubProcess) -> None:
+    backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix)
+    lms = SimulatedLMS(seed=24)
+    sent = [lms.next_event() for _ in range(60)]
+    wanted = [e for e in sent if e["context"]["course_id"] == "course-v1:MITx+6.002x+2026_T1"]
+    assert wanted and len(wanted) < len(sent)
+
+    async def scenario() -> list[dict]:
+        ws = await connect(hub.ws, DEV_TOKEN)
+        await ws.send(orjson.dumps({"type": "subscribe", "filter": {"courses": ["course-v1:MITx+*"]}}).decode())
+        await asyncio.sleep(0.2)
+        for event in sent:
+            backend.send(event)
+        frames = await collect(ws, len(wanted))
+        frames += await quiet(ws, 0.3)
+        await ws.close()
+        return frames
+
+    frames = asyncio.run(scenario())
+    assert [f["event_type"] for f in frames] == [e["name"] for e in wanted]

@@ -1,0 +1,60 @@
+"""The shared conformance corpus (reference translator outputs), read in place, never copied."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub.events import Event, normalise
+from hub.translate import TranslationSettings
+
+SETTINGS = TranslationSettings(lms_root_url="http://localhost:18000", transformer_version="rthub@0.1.0")
+
+
+def corpus_dir() -> Path | None:
+    configured = os.environ.get("RTHUB_CONFORMANCE_DIR")
+    path = (
+        Path(configured)
+        if configured
+        else Path(__file__).resolve().parents[2] / ".." / "shared" / "conformance"
+    )
+    return path if (path / "edx-events").is_dir() else None
+
+
+def require_corpus() -> Path:
+    path = corpus_dir()
+    if path is None:
+        pytest.skip("conformance corpus not found (../shared/conformance or RTHUB_CONFORMANCE_DIR)")
+    return path
+
+
+def event_files() -> list[str]:
+    path = corpus_dir()
+    return sorted(p.name for p in (path / "edx-events").iterdir()) if path else []
+
+
+def files_with_output(translator: str) -> list[str]:
+    """Corpus events the reference translated (a user is named) for `translator`."""
+    path = corpus_dir()
+    if path is None:
+        return []
+    return sorted(p.name for p in (path / f"expected-{translator}").iterdir() if "anonymous" not in p.name)
+
+
+def load_event(name: str) -> Event:
+    return normalise(json.loads((require_corpus() / "edx-events" / name).read_text()))
+
+
+def expected(translator: str, name: str) -> Any | None:
+    path = require_corpus() / f"expected-{translator}" / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def anonymised_id() -> str:
+    """The reference's anonymised learner id, read from its output so no file spells it."""
+    statement = json.loads((require_corpus() / "expected-xapi" / "complete_video.json").read_text())
+    return statement["actor"]["account"]["name"]
