@@ -49,6 +49,7 @@ class Connection:
     close_reason: str = ""
     on_close: Callable[[], None] | None = None
     _held: list[Frame] | None = field(default_factory=list)
+    _floor: tuple[int, int] | None = None
     _slow: bool = False
 
     def __post_init__(self) -> None:
@@ -59,6 +60,11 @@ class Connection:
         """Take a frame for sending, or start the slow-consumer countdown when there is no room."""
         if self._slow or self.close_code is not None:
             return
+        if self._floor is not None and frame.cursor is not None:
+            # Replay may have read an entry from history before its live copy reached us.
+            if cursor_key(frame.cursor) <= self._floor:
+                return
+            self._floor = None
         if self._held is not None:
             if len(self._held) < self.queue_size:
                 self._held.append(frame)
@@ -82,10 +88,8 @@ class Connection:
     def release_live(self, replayed_up_to: str | None = None) -> None:
         """Queue the held live frames that replay did not cover and the matcher still wants; go live."""
         held, self._held = self._held or [], None
-        floor = cursor_key(replayed_up_to) if replayed_up_to else None
+        self._floor = cursor_key(replayed_up_to) if replayed_up_to else None
         for frame in held:
-            if floor is not None and frame.cursor is not None and cursor_key(frame.cursor) <= floor:
-                continue
             if frame.facts is None or self.matcher.matches(frame.facts):
                 self.offer(frame)
 
