@@ -33,7 +33,7 @@ from bench.subscribers import SubscriberPool, raise_file_limit
 from hub.embedded import EmbeddedRedis, free_port
 from hub.publisher import RealtimeBackend
 
-RAMP_RATES = (250, 500, 1000, 1500, 2000, 3000, 4000, 5000, 6000, 8000)
+RAMP_RATES = (500, 1000, 1250, 1500, 1750, 2000, 2500, 3000, 4000, 5000, 6000, 8000)
 P99_LIMIT_MS = 100.0
 
 
@@ -74,7 +74,8 @@ def progress_line(row: dict[str, Any]) -> str:
     return (f"  {row['target']:<10} {row['rate']:>6g} ev/s  {row['frames_per_s']:>8.0f} frames/s  "
             f"p50 {row['p50_ms']:.2f}  p99 {row['p99_ms']:.2f}  max {row['max_ms']:.1f} ms  "
             f"lost {row['lost']}  dup {row['duplicated']}  closed {row['closed']}  "
-            f"cpu {row['cpu_percent']:.0f}%  {verdict}")
+            f"cpu {row['cpu_percent']:.0f}% (subscribers {row['subscribers_cpu_percent']:.0f}%, "
+            f"machine {row['machine_cpu_percent']:.0f}% of {os.cpu_count()})  {verdict}")
 
 
 COLUMNS = (("rate", "ev/s", "{:g}"), ("frames_per_s", "frames/s", "{:.0f}"), ("p50_ms", "p50 ms", "{:.2f}"),

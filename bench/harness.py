@@ -232,11 +232,17 @@ def run_round(target: Target, pool: Any, backend: RealtimeBackend, events: list[
     mistaken for unexpected ones in the next round (they were already counted as lost).
     """
     cpu_before = target.cpu_seconds()
+    clients_before = pool.cpu_seconds()
+    publisher_before = time.process_time()
+    psutil.cpu_percent()
     wall_before = time.perf_counter()
     sent = publish(backend, events, rate)
     pool.wait_for(expected_frames(sent, subscribers), LOSS_WAIT)
     wall = time.perf_counter() - wall_before
     cpu = target.cpu_seconds() - cpu_before
+    machine = psutil.cpu_percent()
+    clients = pool.cpu_seconds() - clients_before
+    publisher = time.process_time() - publisher_before
     collected = pool.collect()
     result = analyse(sent, collected.frames, subscribers, ignore)
     ignore.update(sent.times)
@@ -245,6 +251,9 @@ def run_round(target: Target, pool: Any, backend: RealtimeBackend, events: list[
         rate=rate,
         subscribers=subscribers,
         cpu_percent=100 * cpu / wall,
+        subscribers_cpu_percent=100 * clients / wall,
+        publisher_cpu_percent=100 * publisher / wall,
+        machine_cpu_percent=machine,
         rss_mb=target.rss() / 2**20,
         closed=len(collected.closes),
         close_codes=sorted({code for _, code in collected.closes if code is not None}),

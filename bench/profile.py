@@ -1,22 +1,26 @@
 """Sample a running server with py-spy and say where its time goes.
 
 py-spy's `raw` output is one collapsed stack per line (`frame;frame;... count`). The summary
-gives, over the samples where the process was busy, the share of time spent *in* each function
-(self) and *under* it (inclusive), which is what points at a hot spot.
+gives, over the samples where the process was busy (not waiting in the selector), the share of time
+spent *in* each function (self) and *under* it (inclusive, leaving out the frames every busy sample
+shares, such as the event loop itself), which is what points at a hot spot.
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+IDLE_FRAMES = ("EpollSelector.select", "select (selectors.py)")
+
 
 def start_recording(pid: int, seconds: float, output: Path) -> subprocess.Popen[bytes] | None:
     """Start `py-spy record` on `pid` for `seconds`; None when py-spy is not installed."""
-    binary = shutil.which("py-spy")
+    binary = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if binary is None:
         return None
     return subprocess.Popen(
@@ -37,12 +41,15 @@ def summarise(raw: Path, top: int = 15) -> dict[str, Any]:
             continue
         count = int(count_text)
         frames = stack.split(";")
+        if frames[-1].startswith(IDLE_FRAMES):
+            continue
         total += count
         self_time[frames[-1]] += count
         for frame in set(frames):
             inclusive[frame] += count
 
     def shares(counter: Counter[str]) -> list[tuple[str, float]]:
-        return [(frame, round(100 * count / total, 1)) for frame, count in counter.most_common(top)]
+        ranked = [(frame, round(100 * count / total, 1)) for frame, count in counter.most_common()]
+        return [(frame, share) for frame, share in ranked if share < 90][:top]
 
     return {"samples": total, "self": shares(self_time), "inclusive": shares(inclusive)}

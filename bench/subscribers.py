@@ -19,6 +19,7 @@ from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
 import orjson
+import psutil
 import websockets
 
 CONNECT_CONCURRENCY = 200
@@ -75,8 +76,10 @@ async def _serve(
     async def read(index: int, ws: Any) -> None:
         clock = time.perf_counter
         append = frames.append
+        receive = ws.recv
         try:
-            async for message in ws:
+            while True:
+                message = await receive(decode=False)
                 append((index, message, clock()))
         except websockets.ConnectionClosed:
             pass
@@ -160,6 +163,9 @@ class SubscriberPool:
                 return False
             time.sleep(0.02)
         return True
+
+    def cpu_seconds(self) -> float:
+        return sum(sum(psutil.Process(process.pid).cpu_times()[:2]) for process, _, _ in self._workers)
 
     def collect(self) -> Collected:
         for _, pipe, _ in self._workers:
