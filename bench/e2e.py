@@ -4,7 +4,7 @@
     python -m bench.e2e --rates 1000 --duration 20 --repeat 2
     python -m bench.e2e --ramp                 # max sustainable rate: bare loop, hub with 1, 2, 4 workers
     python -m bench.e2e --idle 10000           # 10,000 idle authenticated sockets on one hub process
-    python -m bench.e2e --profile              # py-spy profile of the hub during the 1,000 events/s round
+    python -m bench.e2e --profile              # py-spy both targets during their 1,000 events/s round
 
 Starts its own redis-server, the targets (`python -m bench.bare_loop`, `rthub serve --workers N`),
 M subscribers spread over several processes (subscriber i filters on course i % 10, so each sees
@@ -35,10 +35,11 @@ from hub.publisher import RealtimeBackend
 
 RAMP_RATES = (500, 1000, 1250, 1500, 1750, 2000, 2500, 3000, 4000, 5000, 6000, 8000)
 P99_LIMIT_MS = 100.0
+PROFILE_RATE = 1000.0
 
 
 def measure(target: harness.Target, redis_url: str, args: argparse.Namespace, rates: list[float],
-            stop_on_failure: bool, profile_rate: float | None = None) -> list[dict[str, Any]]:
+            stop_on_failure: bool, profile_to: Path | None = None) -> list[dict[str, Any]]:
     """Start `target`, connect the subscribers, run one round per rate; RSS per connection from before/after."""
     rows: list[dict[str, Any]] = []
     with target:
@@ -53,8 +54,8 @@ def measure(target: harness.Target, redis_url: str, args: argparse.Namespace, ra
             for rate in rates:
                 events = harness.make_events(int(rate * args.duration), seed=int(rate))
                 recorder = None
-                if profile_rate == rate:
-                    recorder = profile.start_recording(target.pids()[-1], args.duration, args.profile_raw)
+                if profile_to is not None and rate == PROFILE_RATE:
+                    recorder = profile.start_recording(target.pids()[-1], args.duration, profile_to)
                 row = harness.run_round(target, pool, backend, events, rate, args.subscribers, ignore)
                 if recorder is not None:
                     recorder.wait(30)
@@ -81,8 +82,10 @@ def progress_line(row: dict[str, Any]) -> str:
 COLUMNS = (("rate", "ev/s", "{:g}"), ("frames_per_s", "frames/s", "{:.0f}"), ("p50_ms", "p50 ms", "{:.2f}"),
            ("p90_ms", "p90 ms", "{:.2f}"), ("p99_ms", "p99 ms", "{:.2f}"), ("max_ms", "max ms", "{:.1f}"),
            ("lost", "lost", "{}"), ("duplicated", "dup", "{}"), ("cpu_percent", "CPU %", "{:.0f}"),
+           ("cpu_us_per_frame", "CPU µs/frame", "{:.1f}"),
            ("rss_mb", "RSS MB", "{:.1f}"), ("rss_per_connection_kb", "KB/conn", "{:.1f}"))
-RATIO_KEYS = ("p50_ms", "p90_ms", "p99_ms", "max_ms", "cpu_percent", "rss_mb", "rss_per_connection_kb")
+RATIO_KEYS = ("p50_ms", "p90_ms", "p99_ms", "max_ms", "cpu_percent", "cpu_us_per_frame", "rss_mb",
+              "rss_per_connection_kb")
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -174,14 +177,13 @@ def main() -> None:
                         help=f"raise the rate until p99 > {P99_LIMIT_MS:g} ms or loss; hub with 1, 2, 4 workers")
     parser.add_argument("--idle", type=int, metavar="N", help="idle mode: N sockets to one hub process")
     parser.add_argument("--idle-processes", type=int, default=4)
-    parser.add_argument("--profile", action="store_true", help="py-spy the hub during its 1,000 ev/s round")
+    parser.add_argument("--profile", action="store_true", help="py-spy bare loop and hub x1 at 1,000 ev/s")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare loop (no ratios)")
     parser.add_argument("--results", type=Path, default=Path("results"))
     args = parser.parse_args()
     raise_file_limit()
     args.results.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    args.profile_raw = args.results / f"profile-{stamp}.txt"
     report: dict[str, Any] = {"meta": metadata(args)}
     started = time.perf_counter()
     with EmbeddedRedis() as redis:
@@ -192,13 +194,17 @@ def main() -> None:
             rates = list(RAMP_RATES) if args.ramp else args.rates
             workers = [1, 2, 4] if args.ramp else args.workers
             rows: list[dict[str, Any]] = []
+            profiles: dict[str, Path] = {}
             for repeat in range(args.repeat):
                 targets = [] if args.no_bare else [harness.bare_target(redis.url, free_port())]
                 targets += [harness.hub_target(redis.url, free_port(), count) for count in workers]
                 for target in targets:
                     print(f"{target.name} (repeat {repeat + 1}/{args.repeat}):", flush=True)
-                    profile_rate = 1000.0 if args.profile and target.name == "hub x1" and repeat == 0 else None
-                    for row in measure(target, redis.url, args, rates, args.ramp, profile_rate):
+                    profile_to = None
+                    if args.profile and repeat == 0 and target.name in ("bare loop", "hub x1"):
+                        profile_to = args.results / f"profile-{stamp}-{target.name.replace(' ', '-')}.txt"
+                        profiles[target.name] = profile_to
+                    for row in measure(target, redis.url, args, rates, args.ramp, profile_to):
                         row["repeat"] = repeat
                         rows.append(row)
             report["rows"] = rows
@@ -208,13 +214,16 @@ def main() -> None:
                 text, report["ramp"] = ramp_table(rows)
                 print()
                 print(text)
-            if args.profile and args.profile_raw.exists():
-                report["profile"] = profile.summarise(args.profile_raw)
-                print()
-                print(f"hub profile ({report['profile']['samples']} busy samples, raw stacks in {args.profile_raw}):")
+            report["profiles"] = {}
+            for name, raw in profiles.items():
+                if not raw.exists():
+                    continue
+                summary = report["profiles"][name] = profile.summarise(raw)
+                print(f"\n{name} profile at {PROFILE_RATE:g} ev/s "
+                      f"({summary['samples']} busy samples; stacks in {raw}):")
                 for kind in ("self", "inclusive"):
                     print(f"  top {kind}:")
-                    for frame, share in report["profile"][kind]:
+                    for frame, share in summary[kind]:
                         print(f"    {share:5.1f}%  {frame}")
             title = f"{args.subscribers} subscribers, 10 % each, {os.cpu_count()} CPUs"
             if latency_plot(rows, args.results / f"e2e-{stamp}.png", title):

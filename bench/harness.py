@@ -251,6 +251,7 @@ def run_round(target: Target, pool: Any, backend: RealtimeBackend, events: list[
         rate=rate,
         subscribers=subscribers,
         cpu_percent=100 * cpu / wall,
+        cpu_us_per_frame=1e6 * cpu / result["delivered_frames"] if result["delivered_frames"] else float("nan"),
         subscribers_cpu_percent=100 * clients / wall,
         publisher_cpu_percent=100 * publisher / wall,
         machine_cpu_percent=machine,
