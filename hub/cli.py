@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from hub.config import ConfigError, Settings
+from hub.translate import offline
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -88,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     redis_options(demo)
     demo.set_defaults(handler=_demo)
+
+    translate = commands.add_parser("translate", help="translate tracking-log lines to xAPI or Caliper (offline)")
+    offline.configure(translate)
+    translate.set_defaults(handler=offline.run)
     return parser
 
 

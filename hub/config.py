@@ -45,6 +45,9 @@ class Settings:
     send_queue_size: int = 1024
     dev_token: str = ""
     transformer_version: str = "rthub@0.1.0"
+    audience: str = "rthub"
+    token_lifetime: int = 3600
+    secret_grace_period: int = 86400
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

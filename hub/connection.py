@@ -33,6 +33,10 @@ class Frame:
     cursor: str | None
     text: str
     facts: EventFacts | None = None
+    order: tuple[int, int] | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.order = cursor_key(self.cursor) if self.cursor is not None else None
 
 
 @dataclass(eq=False)
@@ -49,7 +53,7 @@ class Connection:
     close_reason: str = ""
     on_close: Callable[[], None] | None = None
     _held: list[Frame] | None = field(default_factory=list)
-    _floor: tuple[int, int] | None = None
+    _queued_up_to: tuple[int, int] = (-1, -1)
     _slow: bool = False
 
     def __post_init__(self) -> None:
@@ -57,24 +61,28 @@ class Connection:
         self.queue = asyncio.Queue(self.queue_size)
 
     def offer(self, frame: Frame) -> None:
-        """Take a frame for sending, or start the slow-consumer countdown when there is no room."""
+        """Take a frame for sending, or start the slow-consumer countdown when there is no room.
+
+        Frames at or below the highest cursor already queued are ignored: a live frame that was
+        rendered while a replay overtook it must not arrive twice or out of order.
+        """
         if self._slow or self.close_code is not None:
             return
-        if self._floor is not None and frame.cursor is not None:
-            # Replay may have read an entry from history before its live copy reached us.
-            if cursor_key(frame.cursor) <= self._floor:
-                return
-            self._floor = None
         if self._held is not None:
             if len(self._held) < self.queue_size:
                 self._held.append(frame)
                 return
+        elif frame.order is not None and frame.order <= self._queued_up_to:
+            return
         else:
             try:
                 self.queue.put_nowait(frame)
-                return
             except asyncio.QueueFull:
                 pass
+            else:
+                if frame.order is not None:
+                    self._queued_up_to = frame.order
+                return
         self._slow = True
         asyncio.get_running_loop().call_later(
             self.grace, self.close, CLOSE_SLOW_CONSUMER, "slow consumer: send queue full"
@@ -85,10 +93,15 @@ class Connection:
         """True until live frames are released: a resume is only possible before that."""
         return self._held is not None
 
-    def release_live(self, replayed_up_to: str | None = None) -> None:
+    async def put_replayed(self, frame: Frame) -> None:
+        """Queue a replayed frame, waiting for room: replay runs at the client's pace."""
+        await self.queue.put(frame)
+        if frame.order is not None:
+            self._queued_up_to = frame.order
+
+    def release_live(self) -> None:
         """Queue the held live frames that replay did not cover and the matcher still wants; go live."""
         held, self._held = self._held or [], None
-        self._floor = cursor_key(replayed_up_to) if replayed_up_to else None
         for frame in held:
             if frame.facts is None or self.matcher.matches(frame.facts):
                 self.offer(frame)

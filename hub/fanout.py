@@ -111,16 +111,15 @@ class Fanout:
     async def resume(self, conn: Connection, broker: Broker, after: str) -> None:
         """Replay what `conn` may see after `after`, then switch it to live with no gap or duplicate.
 
-        The connection is still holding its live frames (see `Connection.holding`); the switch
-        drops held frames that replay already delivered. A cursor older than retention first gets
+        The connection is still holding its live frames (see `Connection.holding`); at the switch
+        it skips every frame at or below the last cursor replayed. A cursor older than retention first gets
         a `gap` frame naming the oldest retained cursor, then everything retained.
         """
-        last: str | None = None
         try:
             oldest = await broker.oldest()
             if oldest is not None and cursor_key(oldest) > cursor_key(after):
                 gap = {"type": "gap", "from": after, "resume_from": oldest}
-                await conn.queue.put(Frame(None, orjson.dumps(gap).decode()))
+                await conn.put_replayed(Frame(None, orjson.dumps(gap).decode()))
             cursor = after
             while batch := await broker.history(cursor, REPLAY_PAGE):
                 for entry in batch:
@@ -129,8 +128,7 @@ class Fanout:
                     if conn.matcher.matches(event_facts(entry.event)):
                         frame = await self.render(entry, conn.identity.translator, conn.identity.consumer_type)
                         if frame is not None:
-                            await conn.queue.put(frame)
-                    last = entry.cursor
+                            await conn.put_replayed(frame)
                 cursor = batch[-1].cursor
         finally:
-            conn.release_live(last)
+            conn.release_live()

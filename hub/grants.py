@@ -11,8 +11,10 @@ docs/permissions.md states the rules precisely, with examples.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
-from collections.abc import Hashable, Iterator, Mapping
+from collections import Counter
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,6 +121,7 @@ def event_facts(event: Event) -> EventFacts:
     )
 
 
+@functools.lru_cache(maxsize=4096)  # parsed once per course key, not once per event
 def org_from_key(key: str) -> str | None:
     """The org of an opaque key: `course-v1:ORG+C+R`, `block-v1:ORG+...`, `i4x://ORG/...`, `ORG/C/R`."""
     if key.startswith("i4x://"):
@@ -143,9 +146,14 @@ def _is_glob(value: str) -> bool:
 
 
 class _Clause:
-    """One constraint: the fact holds an accepted exact value, starts with a prefix, or fits a glob."""
+    """One constraint: the fact holds an accepted exact value, starts with a prefix, or fits a glob.
 
-    __slots__ = ("exact", "fact", "prefixes", "regex")
+    `leads` are the literal beginnings of its prefixes and globs (`course-v1:MITx+` for
+    `course-v1:MITx+*`): every non-exact match starts with one of them. None when some glob starts
+    with a wildcard, so no such lead exists.
+    """
+
+    __slots__ = ("exact", "fact", "leads", "prefixes", "regex")
 
     def __init__(self, key: str, values: list[str]) -> None:
         self.fact = _FACT_OF[key]
@@ -154,6 +162,8 @@ class _Clause:
         self.exact = frozenset(values) - set(globs) - set(prefixes)
         self.prefixes = tuple(prefixes)
         self.regex = re.compile("|".join(fnmatch.translate(glob) for glob in globs)) if globs else None
+        leads = [*prefixes, *(_literal_lead(glob) for glob in globs)]
+        self.leads = frozenset(leads) if all(leads) else None
 
     @property
     def exact_only(self) -> bool:
@@ -169,26 +179,36 @@ class _Clause:
         return self.regex is not None and self.regex.match(value) is not None
 
 
-class _Rule:
-    """A conjunction of clauses; `slot` is the (fact, exact values) it is indexed under, if any."""
+def _literal_lead(glob: str) -> str:
+    """The part of a glob before its first wildcard."""
+    for index, char in enumerate(glob):
+        if char in _GLOB_CHARS:
+            return glob[:index]
+    return glob
 
-    __slots__ = ("clauses", "slot")
+
+class _Rule:
+    """A conjunction of clauses.
+
+    `key_clause` is the clause the index files the rule under (None: scanned): preferably one with
+    exact values only, else one whose every pattern has a literal lead. `rest` is what is left to
+    verify once an exact-value bucket has already proved `key_clause`.
+    """
+
+    __slots__ = ("clauses", "key_clause", "rest")
 
     def __init__(self, clauses: tuple[_Clause, ...]) -> None:
         self.clauses = clauses
-        candidates = [clause for clause in clauses if clause.exact_only]
-        if candidates:
-            best = min(candidates, key=lambda c: (_INDEX_ORDER.index(c.fact), len(c.exact)))
-            self.slot: tuple[str, frozenset[str]] | None = (best.fact, best.exact)
-        else:
-            self.slot = None
+        indexable = [clause for clause in clauses if clause.leads is not None]
+        self.key_clause = (
+            min(indexable, key=lambda c: (not c.exact_only, _INDEX_ORDER.index(c.fact), len(c.exact)))
+            if indexable
+            else None
+        )
+        self.rest = tuple(clause for clause in clauses if clause is not self.key_clause)
 
     def matches(self, facts: EventFacts) -> bool:
-        # Explicit loops on the per-event path: cheaper than a generator in all()/any().
-        for clause in self.clauses:  # noqa: SIM110
-            if not clause.holds(getattr(facts, clause.fact)):
-                return False
-        return True
+        return _all_hold(self.clauses, facts)
 
 
 class Matcher:
@@ -226,19 +246,29 @@ def narrow(grant: Matcher, filter_rules: list[dict[str, list[str]]] | None) -> M
     )
 
 
+# key -> the clause tuples still to verify for it, one per rule filed in this bucket.
+_Bucket = dict[Hashable, list[tuple[_Clause, ...]]]
+
+
 class GrantIndex:
     """Many keyed matchers, looked up per event without visiting every key.
 
-    Each rule sits in one bucket keyed by the exact values of its most selective exact-only
-    constraint (course, then user, event type, org, site); rules with only patterns or no
-    constraint go to a scan list. A lookup verifies the candidates of the event's buckets and the
-    scan list against their full rule, so the answer equals checking every matcher.
+    Each rule is filed under one constraint, preferring one with exact values only, in the order
+    course, user, event type, org, site: once per exact value in an exact table, and once per
+    literal lead of its patterns in a lead table (looked up by the fact's beginnings of the lengths
+    present). Rules with no such constraint (no constraint at all, or a pattern starting with a
+    wildcard) go to a scan list. A lookup collects the event's buckets and the scan list and checks
+    each candidate's remaining constraints, so the answer equals checking every matcher.
     """
 
     def __init__(self) -> None:
         self._matchers: dict[Hashable, Matcher] = {}
-        self._buckets: dict[str, dict[str, dict[Hashable, list[_Rule]]]] = {f: {} for f in _INDEX_ORDER}
-        self._scan: dict[Hashable, list[_Rule]] = {}
+        # fact -> exact value or literal lead -> bucket.
+        self._exact: dict[str, dict[str, _Bucket]] = {fact: {} for fact in _INDEX_ORDER}
+        self._leads: dict[str, dict[str, _Bucket]] = {fact: {} for fact in _INDEX_ORDER}
+        # fact -> lead length -> how many leads of that length are filed.
+        self._lengths: dict[str, Counter[int]] = {fact: Counter() for fact in _INDEX_ORDER}
+        self._scan: _Bucket = {}
 
     def __len__(self) -> int:
         return len(self._matchers)
@@ -248,13 +278,17 @@ class GrantIndex:
         self.remove(key)
         self._matchers[key] = matcher
         for rule in matcher.rules:
-            if rule.slot is None:
-                self._scan.setdefault(key, []).append(rule)
+            clause = rule.key_clause
+            if clause is None:
+                self._scan.setdefault(key, []).append(rule.clauses)
                 continue
-            fact, values = rule.slot
-            table = self._buckets[fact]
-            for value in values:
-                table.setdefault(value, {}).setdefault(key, []).append(rule)
+            for value in clause.exact:
+                self._exact[clause.fact].setdefault(value, {}).setdefault(key, []).append(rule.rest)
+            for lead in clause.leads or ():
+                bucket = self._leads[clause.fact].setdefault(lead, {})
+                if not bucket:
+                    self._lengths[clause.fact][len(lead)] += 1
+                bucket.setdefault(key, []).append(rule.clauses)
 
     def remove(self, key: Hashable) -> None:
         """Forget `key`; unknown keys are ignored."""
@@ -263,43 +297,73 @@ class GrantIndex:
             return
         self._scan.pop(key, None)
         for rule in matcher.rules:
-            if rule.slot is None:
+            clause = rule.key_clause
+            if clause is None:
                 continue
-            fact, values = rule.slot
-            table = self._buckets[fact]
-            for value in values:
-                bucket = table.get(value)
-                if bucket is not None:
-                    bucket.pop(key, None)
-                    if not bucket:
-                        del table[value]
+            for value in clause.exact:
+                _unfile(self._exact[clause.fact], value, key)
+            for lead in clause.leads or ():
+                if _unfile(self._leads[clause.fact], lead, key):
+                    lengths = self._lengths[clause.fact]
+                    lengths[len(lead)] -= 1
+                    if not lengths[len(lead)]:
+                        del lengths[len(lead)]
 
     def matching(self, facts: EventFacts) -> set[Hashable]:
         """Exactly the keys whose matcher matches these facts."""
         found: set[Hashable] = set()
-        for key, rules in self._candidates(facts):
-            if key not in found and _any_matches(rules, facts):
-                found.add(key)
+        for group in self._candidates(facts):
+            for key, alternatives in group.items():
+                if key not in found and _any_holds(alternatives, facts):
+                    found.add(key)
         return found
 
     def matches_any(self, facts: EventFacts) -> bool:
         """True iff some key's matcher matches; stops at the first match."""
-        return any(_any_matches(rules, facts) for _, rules in self._candidates(facts))
+        for group in self._candidates(facts):
+            for alternatives in group.values():
+                if _any_holds(alternatives, facts):
+                    return True
+        return False
 
-    def _candidates(self, facts: EventFacts) -> Iterator[tuple[Hashable, list[_Rule]]]:
-        for fact, table in self._buckets.items():
-            if not table:
-                continue
+    def _candidates(self, facts: EventFacts) -> list[_Bucket]:
+        groups = []
+        for fact in _INDEX_ORDER:
             value = getattr(facts, fact)
-            if value is not None:
-                bucket = table.get(value)
-                if bucket:
-                    yield from bucket.items()
-        yield from self._scan.items()
+            if value is None:
+                continue
+            bucket = self._exact[fact].get(value)
+            if bucket:
+                groups.append(bucket)
+            leads = self._leads[fact]
+            for length in self._lengths[fact]:
+                if length <= len(value):
+                    bucket = leads.get(value[:length])
+                    if bucket:
+                        groups.append(bucket)
+        groups.append(self._scan)
+        return groups
 
 
-def _any_matches(rules: list[_Rule], facts: EventFacts) -> bool:
-    for rule in rules:  # noqa: SIM110
-        if rule.matches(facts):
+def _unfile(table: dict[str, _Bucket], value: str, key: Hashable) -> bool:
+    """Drop `key` from one bucket; True when that emptied (and so deleted) the bucket."""
+    bucket = table.get(value)
+    if bucket is None or bucket.pop(key, None) is None or bucket:
+        return False
+    del table[value]
+    return True
+
+
+# Explicit loops on the per-event path: cheaper than generators inside all()/any().
+def _all_hold(clauses: tuple[_Clause, ...], facts: EventFacts) -> bool:
+    for clause in clauses:  # noqa: SIM110
+        if not clause.holds(getattr(facts, clause.fact)):
+            return False
+    return True
+
+
+def _any_holds(alternatives: list[tuple[_Clause, ...]], facts: EventFacts) -> bool:
+    for clauses in alternatives:  # noqa: SIM110
+        if _all_hold(clauses, facts):
             return True
     return False

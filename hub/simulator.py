@@ -17,7 +17,10 @@ COURSES = (
     "course-v1:HarvardX+CS50x+2026",
     "course-v1:edX+DemoX+Demo_Course",
 )
-USERNAMES = ("ada", "grace", "alan", "edsger", "barbara", "donald", "frances", "ken")
+USERNAMES = (
+    "ada.lovelace", "grace.hopper", "alan.turing", "edsger.dijkstra",
+    "barbara.liskov", "donald.knuth", "frances.allen", "ken.thompson",
+)
 
 
 @dataclass

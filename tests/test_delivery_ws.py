@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import signal
 
-import orjson
 import pytest
 import redis
 import websockets
@@ -17,7 +17,7 @@ from hub.simulator import SimulatedLMS
 from tests.conftest import DEV_TOKEN
 from tests.hubproc import HubProcess
 from tests.servers import RedisServer
-from tests.wsclient import collect, connect, quiet
+from tests.wsclient import StalledClient, collect, connect, quiet
 
 
 def _writer(hub: HubProcess) -> StreamWriter:
@@ -30,6 +30,19 @@ def _events(count: int, seed: int) -> list[dict]:
     return [normalise(lms.next_event()) for _ in range(count)]
 
 
+def _large_answers(count: int) -> list[dict]:
+    """problem_check events whose long answers make ~6 KB frames, so kernel buffers fill quickly."""
+    lms = SimulatedLMS(seed=23)
+    events = []
+    while len(events) < count:
+        event = lms.next_event()
+        if event["name"] == "problem_check":
+            answer_id = next(iter(event["data"]["answers"]))
+            event["data"]["answers"][answer_id] = random.randbytes(2500).hex()  # incompressible
+            events.append(normalise(event))
+    return events
+
+
 def test_resume_after_a_dropped_socket_delivers_everything_once_in_order(hub: HubProcess) -> None:
     backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix)
     lms = SimulatedLMS(seed=21)
@@ -40,8 +53,7 @@ def test_resume_after_a_dropped_socket_delivers_everything_once_in_order(hub: Hu
         first = await collect(ws, 10)
         await ws.close()
         published += [backend.send(lms.next_event()) for _ in range(25)]
-        ws = await connect(hub.ws, DEV_TOKEN)
-        await ws.send(orjson.dumps({"type": "subscribe", "resume_from": first[-1]["cursor"]}).decode())
+        ws = await connect(hub.ws, DEV_TOKEN, {"type": "subscribe", "resume_from": first[-1]["cursor"]})
 
         async def publish_live() -> list[str]:
             cursors = []
@@ -73,8 +85,7 @@ def test_resume_with_a_cursor_older_than_retention_gets_a_gap_frame(
         assert oldest != cursors[0], "the stream was not trimmed; the test cannot show a gap"
 
         async def scenario() -> list[dict]:
-            ws = await connect(hub.ws, DEV_TOKEN)
-            await ws.send(orjson.dumps({"type": "subscribe", "resume_from": cursors[0]}).decode())
+            ws = await connect(hub.ws, DEV_TOKEN, {"type": "subscribe", "resume_from": cursors[0]})
             retained = cursors.index(oldest)
             frames = await collect(ws, 1 + len(cursors) - retained)
             await ws.close()
@@ -92,26 +103,18 @@ def test_slow_consumer_is_closed_with_4008_while_a_fast_one_keeps_up(
 ) -> None:
     hub = HubProcess(redis_server.url, prefix, env={"RTHUB_DEV_TOKEN": DEV_TOKEN, "RTHUB_SEND_QUEUE_SIZE": "64"})
     hub.start()
-    events = _events(3000, seed=23)
+    events = _large_answers(3000)
     writer = _writer(hub)
     try:
         async def scenario() -> tuple[int | None, int]:
-            headers = {"Authorization": f"Bearer {DEV_TOKEN}"}
-            slow = await websockets.connect(hub.ws, additional_headers=headers, max_queue=1)
+            slow = await asyncio.to_thread(StalledClient, hub.ws, hub.port, DEV_TOKEN)
             fast = await connect(hub.ws, DEV_TOKEN)
             for start in range(0, len(events), 20):
                 await asyncio.to_thread(writer.write_many, events[start:start + 20])
                 await asyncio.sleep(0.005)
             received = await collect(fast, len(events), timeout=60)
-            async with asyncio.timeout(30):
-                while True:
-                    try:
-                        await slow.recv()
-                    except websockets.ConnectionClosed as closed:
-                        code = closed.rcvd.code if closed.rcvd else None
-                        break
             await fast.close()
-            return code, len(received)
+            return await asyncio.to_thread(slow.close_code), len(received)
 
         code, fast_count = asyncio.run(scenario())
     finally:
@@ -144,7 +147,7 @@ def test_sigterm_closes_sockets_with_1012(hub: HubProcess) -> None:
 )
 def test_bad_client_frames_close_with_a_clear_code(hub: HubProcess, frame: str | bytes, code: int) -> None:
     async def scenario() -> int | None:
-        ws = await connect(hub.ws, DEV_TOKEN)
+        ws = await connect(hub.ws, DEV_TOKEN, {})
         await ws.send(frame)
         with pytest.raises(websockets.ConnectionClosed) as closed:
             while True:
@@ -175,8 +178,7 @@ def test_subscription_filter_narrows_what_arrives(hub: HubProcess) -> None:
     assert wanted and len(wanted) < len(sent)
 
     async def scenario() -> list[dict]:
-        ws = await connect(hub.ws, DEV_TOKEN)
-        await ws.send(orjson.dumps({"type": "subscribe", "filter": {"courses": ["course-v1:MITx+*"]}}).decode())
+        ws = await connect(hub.ws, DEV_TOKEN, {"type": "subscribe", "filter": {"courses": ["course-v1:MITx+*"]}})
         await asyncio.sleep(0.2)
         for event in sent:
             backend.send(event)
@@ -187,3 +189,30 @@ def test_subscription_filter_narrows_what_arrives(hub: HubProcess) -> None:
 
     frames = asyncio.run(scenario())
     assert [f["event_type"] for f in frames] == [e["name"] for e in wanted]
+
+
+def test_a_client_that_never_subscribes_gets_live_events_after_the_window(hub: HubProcess) -> None:
+    backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix)
+    lms = SimulatedLMS(seed=25)
+
+    async def scenario() -> tuple[list[str], list[dict]]:
+        ws = await connect(hub.ws, DEV_TOKEN, {})
+        sent = [backend.send(lms.next_event()) for _ in range(5)]
+        frames = await collect(ws, 5)
+        await ws.close()
+        return sent, frames
+
+    sent, frames = asyncio.run(scenario())
+    assert [f["cursor"] for f in frames] == sent
+
+
+def test_resume_from_after_live_events_flowed_is_refused(hub: HubProcess) -> None:
+    async def scenario() -> int | None:
+        ws = await connect(hub.ws, DEV_TOKEN)
+        await asyncio.sleep(0.1)
+        await ws.send('{"type": "subscribe", "resume_from": "0-0"}')
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+        return closed.value.rcvd.code if closed.value.rcvd else None
+
+    assert asyncio.run(scenario()) == 1008

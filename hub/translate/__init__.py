@@ -31,8 +31,8 @@ def supports(translator: str, event_name: str) -> bool:
 
 def translate(event: Event, translator: str, *, actor_id: str, settings: TranslationSettings) -> list[dict]:
     """The JSON-ready output of `translator` for `event`, as the learner `actor_id` (anonymised)."""
-    builders = _builders(translator)
-    name = event.get("name") if isinstance(event, Mapping) else None
+    builders = _BUILDERS.get(translator) or _builders(translator)
+    name = event.get("name") if isinstance(event, (dict, Mapping)) else None
     build = builders.get(name) if isinstance(name, str) else None
     if build is None:
         raise NoTranslation(f"{translator} has no mapping for {str(name)[:80]!r}")
@@ -55,7 +55,9 @@ def _builders(translator: str) -> Mapping[str, Callable[[Source], list[dict[str,
 
 def _names_a_user(event: Event) -> bool:
     """An event about nobody is never sent; the LMS names users by id, or by username alone."""
-    if user_id(event) is not None:
+    context = event.get("context")
+    found = context.get("user_id") if isinstance(context, dict) else None
+    if (found not in (None, "") and not isinstance(found, bool)) or user_id(event) is not None:
         return True
     data = event.get("data")
     return any(

@@ -35,14 +35,14 @@ class Source:
         if not isinstance(actor_id, str) or not actor_id:
             raise TranslationError("actor_id must be a non-empty string")
         context = event.get("context")
-        if not isinstance(context, Mapping):
+        if not isinstance(context, (dict, Mapping)):
             raise TranslationError("`context` must be an object")
         self.event = event
         self.name: str = event["name"]
         self.timestamp: str = event["timestamp"]
         self.context: Mapping[str, Any] = context
         raw = event.get("data")
-        self.data: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+        self.data: Mapping[str, Any] = raw if isinstance(raw, (dict, Mapping)) else {}
         self.actor_id = actor_id
         self.root = settings.lms_root_url.rstrip("/")
         self.version = settings.transformer_version

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 CALIPER_CONTEXT = "http://purl.imsglobal.org/ctx/caliper/v1p2"
@@ -120,6 +121,7 @@ EVENT_RULES: dict[str, tuple[frozenset[str], frozenset[str] | None, frozenset[st
     "ViewEvent": (frozenset({"Viewed"}), DIGITAL_RESOURCES, frozenset()),
 }
 
+_AGENTS = frozenset({"Person", "SoftwareApplication"})
 _EVENT_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
 _IRI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+\Z")
 
@@ -128,11 +130,36 @@ class CaliperValidationError(ValueError):
     """A Caliper event or entity breaks a rule of the specification; the message says which."""
 
 
+@lru_cache(maxsize=65_536)
+def _is_id(value: str) -> bool:
+    return value.startswith("_:") or _IRI.match(value) is not None
+
+
 def _check_id(value: Any, where: str) -> None:
-    if not isinstance(value, str) or not (_IRI.match(value) or value.startswith("_:")):
+    if not isinstance(value, str) or not _is_id(value):
         raise CaliperValidationError(
             f"{where}: `id` must be an IRI or a blank node id, got {str(value)[:60]!r}"
         )
+
+
+@lru_cache(maxsize=1024)
+def _shape_problem(
+    event_type: str, action: str, actor_type: Any, object_type: Any, generated_type: Any
+) -> str | None:
+    """What is wrong with this combination of event type, action and entity types, if anything."""
+    rules = EVENT_RULES.get(event_type)
+    if rules is None:
+        return f"unknown Caliper event type {event_type!r}"
+    actions, object_types, generated_types = rules
+    if action not in actions:
+        return f"{event_type} does not allow action {action!r}"
+    if actor_type not in _AGENTS:
+        return f"{event_type}: `actor` must be an Agent (Person or SoftwareApplication)"
+    if object_type not in ENTITY_TYPES or (object_types is not None and object_type not in object_types):
+        return f"{event_type}: `object` cannot be a {object_type}"
+    if generated_type is not None and generated_type not in generated_types:
+        return f"{event_type}: `generated` cannot be a {generated_type}"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,34 +194,32 @@ class CaliperEvent:
     id: str
     type: str
     action: str
-    actor: Mapping[str, Any]
-    object: Mapping[str, Any]
+    actor: dict[str, Any]
+    object: dict[str, Any]
     event_time: str
     extensions: Mapping[str, Any] | None = None
     target: Mapping[str, Any] | None = None
     generated: Mapping[str, Any] | None = None
 
     def validate(self) -> CaliperEvent:
-        rules = EVENT_RULES.get(self.type)
-        if rules is None:
-            raise CaliperValidationError(f"unknown Caliper event type {self.type!r}")
-        actions, object_types, generated_types = rules
-        if self.action not in actions:
-            raise CaliperValidationError(f"{self.type} does not allow action {self.action!r}")
+        actor, obj, generated = self.actor, self.object, self.generated
+        if not isinstance(actor, dict) or not isinstance(obj, dict):
+            raise CaliperValidationError(f"{self.type}: `actor` and `object` are required entities")
+        problem = _shape_problem(
+            self.type,
+            self.action,
+            actor.get("type"),
+            obj.get("type"),
+            None if generated is None else generated.get("type"),
+        )
+        if problem is not None:
+            raise CaliperValidationError(problem)
         if not self.id.startswith("urn:uuid:"):
             raise CaliperValidationError(f"{self.type}: `id` must be a urn:uuid")
         if not _EVENT_TIME.match(self.event_time):
             raise CaliperValidationError(f"{self.type}: `eventTime` must be ISO 8601 UTC with milliseconds")
-        for role, value in (("actor", self.actor), ("object", self.object)):
-            if not isinstance(value, Mapping) or "type" not in value:
-                raise CaliperValidationError(f"{self.type}: `{role}` is required and must be an entity")
-            _check_id(value.get("id"), f"{self.type}.{role}")
-        if self.actor["type"] not in ("Person", "SoftwareApplication"):
-            raise CaliperValidationError(f"{self.type}: `actor` must be an Agent")
-        if object_types is not None and self.object["type"] not in object_types:
-            raise CaliperValidationError(f"{self.type}: `object` cannot be a {self.object['type']}")
-        if self.generated is not None and self.generated.get("type") not in generated_types:
-            raise CaliperValidationError(f"{self.type}: `generated` cannot be a {self.generated.get('type')}")
+        _check_id(actor.get("id"), f"{self.type}.actor")
+        _check_id(obj.get("id"), f"{self.type}.object")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from functools import lru_cache
 from urllib.parse import parse_qs, urlsplit
 
 from hub.translate.base import Source, TranslationError
@@ -19,6 +20,7 @@ def block_url(root: str, usage_key: str) -> str:
     return f"{root}/xblock/{usage_key}"
 
 
+@lru_cache(maxsize=65_536)
 def usage_key(course_id: str, block_type: str, block_id: str) -> str:
     """The usage key of a block in a course, for the course key formats the LMS emits."""
     for course_prefix, block_prefix in (("course-v1:", "block-v1:"), ("ccx-v1:", "ccx-block-v1:")):
@@ -61,11 +63,18 @@ def utc_timestamp(value: str) -> str:
 
 
 def caliper_time(value: str) -> str:
-    """ISO 8601 UTC with milliseconds and a `Z`, as Caliper 1.2 requires."""
+    """ISO 8601 UTC with milliseconds (truncated, as the reference) and a `Z`, as Caliper 1.2 requires."""
+    body = value[:-6] if value.endswith("+00:00") else value[:-1] if value.endswith("Z") else None
+    if body is not None and len(body) >= 19 and body[10] == "T" and body[4] == body[7] == "-":
+        if len(body) == 19:
+            return f"{body}.000Z"
+        if body[19] == "." and body[20:].isdigit():
+            return f"{body[:19]}.{body[20:23]:0<3}Z"
     moment = _parse(value)
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
 
 
+@lru_cache(maxsize=16_384)
 def iso_duration(seconds: float) -> str:
     """Caliper spelling of a duration (`PT3M14.407359S`, `P0D` for zero)."""
     micros_total = round(seconds * 1_000_000)

@@ -8,6 +8,7 @@ timestamp, the statement id, results and extensions are assembled.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -61,8 +62,9 @@ def course_activity(src: Source) -> dict[str, Any]:
     return activity(ids.course_url(src.root, src.course_id()), "course")
 
 
-def block_activity(src: Source, key: str, kind: str, **definition: Any) -> dict[str, Any]:
-    return activity(ids.block_url(src.root, src.need_str(key)), kind, **definition)
+def block_activity(src: Source, key: str, kind: str) -> dict[str, Any]:
+    """The block whose usage key is `data[key]`, as `{root}/xblock/{usage key}`."""
+    return activity(ids.block_url(src.root, src.need_str(key)), kind)
 
 
 # Video -----------------------------------------------------------------------------------------
@@ -88,13 +90,16 @@ def _time_result(src: Source) -> dict[str, Any] | None:
 
 
 def _completed_result(src: Source) -> dict[str, Any]:
+    """Completion, with the video length as `duration` and the position (else the length) as `time`."""
+    length = src.optional_number("duration")
     now = _current_time(src)
     if now is None:
-        now = src.optional_number("duration")
+        now = length
     result: dict[str, Any] = {"completion": True}
     if now is not None:
         result["extensions"] = {Ext.VIDEO_TIME: round(float(now), 3)}
-        result["duration"] = duration(float(now))
+    if length is not None:
+        result["duration"] = duration(float(length))
     return result
 
 
@@ -394,12 +399,21 @@ def _forum(verb_key: str, *, family: str, extension: str | None = None) -> Build
     return build
 
 
+_FORUM_PATH = re.compile(r"(/api/discussion/v\d+/(?:comments|threads))(?:/([^/]+))?/?\Z")
+
+
 def _forum_iri(src: Source, family: str) -> str:
-    """`{root}{API path}/{id}`: the path of the LMS request that emitted the event, as the reference."""
+    """`{root}/api/discussion/v1/{comments|threads}/{id}`.
+
+    As the reference, the collection comes from the path of the LMS request that emitted the event
+    (so a thread viewed through the comments API is a `comments` IRI); only that collection is read
+    from the path, and only when the path is a discussion API path for this very content.
+    """
     content_id = src.need_str("id")
     path = src.context.get("path")
-    if isinstance(path, str) and path.startswith("/api/discussion/"):
-        base = path.rstrip("/").replace(content_id, "").rstrip("/")
+    found = _FORUM_PATH.match(path) if isinstance(path, str) else None
+    if found and found.group(2) in (None, content_id):
+        base = found.group(1)
     else:
         base = f"/api/discussion/v1/{family}"
     return f"{src.root}{base}/{content_id}"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from ralph.models.xapi.base.statements import BaseXapiStatement
 
-from hub.translate import TranslationError, translate
-from tests.translate import reference
+from hub.translate import TranslationError, supports, translate
+from tests.translate import reference, spec
 from tests.translate.corpus import (
     SETTINGS,
     anonymised_id,
@@ -50,3 +51,15 @@ def test_caliper_matches_reference(name: str) -> None:
 def test_event_without_user_is_rejected(name: str, translator: str) -> None:
     with pytest.raises(TranslationError, match="names no user"):
         translate(load_event(name), translator, actor_id=anonymised_id(), settings=SETTINGS)
+
+
+@pytest.mark.parametrize("name", [name for name in event_files() if "anonymous" not in name])
+def test_every_named_corpus_event_gives_valid_output(name: str) -> None:
+    """Including those the reference left without output, and where the reference's own is invalid."""
+    event = load_event(name)
+    statements = translate(event, "xapi", actor_id=anonymised_id(), settings=SETTINGS)
+    for statement in statements:
+        BaseXapiStatement(**statement)
+    if supports("caliper", event["name"]):
+        (caliper_event,) = translate(event, "caliper", actor_id=anonymised_id(), settings=SETTINGS)
+        assert spec.problems(caliper_event) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from hub.events import normalise
 from hub.translate import NoTranslation, TranslationSettings, supports, translate
 from tests.translate import fixtures
 
@@ -27,3 +28,11 @@ def test_no_personal_data_in_output(name: str, translator: str) -> None:
     leaked = [marker for marker in MARKERS if marker.lower() in encoded.lower()]
     assert leaked == []
     assert "session" not in encoded.lower()
+
+
+def test_forum_iri_never_copies_an_unrelated_request_path() -> None:
+    raw = {**fixtures.RAW_EVENTS["edx.forum.thread.viewed"]}
+    raw["context"] = {**raw["context"], "path": f"/api/discussion/v1/users/{fixtures.PII['username']}/"}
+    (statement,) = translate(normalise(raw), "xapi", actor_id=ACTOR, settings=SETTINGS)
+    thread = raw["event"]["id"]
+    assert statement["object"]["id"] == f"{SETTINGS.lms_root_url}/api/discussion/v1/threads/{thread}"

@@ -1,0 +1,144 @@
+"""The admin REST API under `/admin/api/`: bearer tokens with the `admin` scope manage clients."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from auth.clients import ValidationError
+from auth.connections import live_connections
+from auth.keys import SigningKeys
+from auth.openapi import openapi_document
+from auth.registry import ClientNotFound, ClientRegistry
+from auth.tokens import InvalidToken, is_revoked, token_scopes, verify_access_token
+from hub.config import Settings
+
+ADMIN_SCOPE = "admin"
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class ApiError(Exception):
+    """An error the API reports as JSON with `status`."""
+
+    def __init__(self, status: int, error: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = {"error": error, "message": message, **extra}
+
+
+def admin_api_routes(settings: Settings, redis: aioredis.Redis, keys: SigningKeys) -> list[BaseRoute]:
+    """Routes relative to `/admin/api`."""
+    api = AdminApi(settings, redis, keys)
+    return [
+        Route("/openapi.json", api.openapi, methods=["GET"]),
+        Route("/clients", api.guarded(api.list_clients), methods=["GET"]),
+        Route("/clients", api.guarded(api.create_client), methods=["POST"]),
+        Route("/clients/{client_id}", api.guarded(api.show_client), methods=["GET"]),
+        Route("/clients/{client_id}", api.guarded(api.update_client), methods=["PATCH"]),
+        Route("/clients/{client_id}", api.guarded(api.delete_client), methods=["DELETE"]),
+        Route("/clients/{client_id}/rotate-secret", api.guarded(api.rotate_secret), methods=["POST"]),
+        Route("/clients/{client_id}/revoke", api.guarded(api.revoke_client), methods=["POST"]),
+        Route("/connections", api.guarded(api.connections), methods=["GET"]),
+    ]
+
+
+class AdminApi:
+    def __init__(self, settings: Settings, redis: aioredis.Redis, keys: SigningKeys) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.keys = keys
+        self.registry = ClientRegistry(redis, settings)
+
+    def guarded(self, handler: Handler) -> Handler:
+        """Require an admin token, and turn typed errors into JSON responses."""
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                await self._require_admin(request)
+                return await handler(request)
+            except ApiError as exc:
+                headers = {}
+                if exc.status == 401:
+                    headers["WWW-Authenticate"] = f'Bearer error="invalid_token", error_description="{exc}"'
+                elif exc.status == 403:
+                    headers["WWW-Authenticate"] = f'Bearer error="insufficient_scope", scope="{ADMIN_SCOPE}"'
+                return JSONResponse(exc.body, status_code=exc.status, headers=headers)
+            except ValidationError as exc:
+                return JSONResponse(
+                    {"error": "validation_error", "field": exc.field, "message": str(exc)}, status_code=422
+                )
+            except ClientNotFound as exc:
+                return JSONResponse({"error": "not_found", "message": str(exc)}, status_code=404)
+
+        return endpoint
+
+    async def _require_admin(self, request: Request) -> None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "invalid_token", "missing bearer token")
+        try:
+            claims = verify_access_token(token.strip(), self.keys, self.settings)
+        except InvalidToken as exc:
+            raise ApiError(401, "invalid_token", exc.reason) from exc
+        if await is_revoked(self.redis, self.settings, claims["jti"]):
+            raise ApiError(401, "invalid_token", "token revoked")
+        if ADMIN_SCOPE not in token_scopes(claims):
+            raise ApiError(403, "insufficient_scope", f"the {ADMIN_SCOPE} scope is required")
+        client = await self.registry.get(str(claims["client_id"]))
+        if client is None or not client.active:
+            raise ApiError(403, "forbidden", "the admin client is revoked or unknown")
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(openapi_document(self.settings))
+
+    async def list_clients(self, request: Request) -> Response:
+        live = await live_connections(self.redis, self.settings)
+        clients = [
+            {**client.public(), "live_connections": live.get(client.client_id, 0)}
+            for client in await self.registry.list_all()
+        ]
+        return JSONResponse({"clients": clients})
+
+    async def create_client(self, request: Request) -> Response:
+        client, secret = await self.registry.create(**await _json_object(request))
+        return JSONResponse({**client.public(), "client_secret": secret}, status_code=201)
+
+    async def show_client(self, request: Request) -> Response:
+        client = await self.registry.require(request.path_params["client_id"])
+        live = await live_connections(self.redis, self.settings)
+        return JSONResponse({**client.public(), "live_connections": live.get(client.client_id, 0)})
+
+    async def update_client(self, request: Request) -> Response:
+        client = await self.registry.update(request.path_params["client_id"], **await _json_object(request))
+        return JSONResponse(client.public())
+
+    async def delete_client(self, request: Request) -> Response:
+        await self.registry.delete(request.path_params["client_id"])
+        return Response(status_code=204)
+
+    async def rotate_secret(self, request: Request) -> Response:
+        client, secret = await self.registry.rotate_secret(request.path_params["client_id"])
+        return JSONResponse({**client.public(), "client_secret": secret})
+
+    async def revoke_client(self, request: Request) -> Response:
+        client = await self.registry.revoke(request.path_params["client_id"])
+        return JSONResponse(client.public())
+
+    async def connections(self, request: Request) -> Response:
+        return JSONResponse({"connections": await live_connections(self.redis, self.settings)})
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError as exc:
+        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ValidationError("body", "must be a JSON object")
+    return body

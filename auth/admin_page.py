@@ -1,0 +1,278 @@
+"""The admin web page at `/admin/`: server-rendered, signed session cookie, CSRF token on every form.
+
+Admins sign in with an admin client's id and secret. The session cookie is signed (not encrypted), so it
+holds only the admin's client id, a CSRF token and a one-shot notice; new secrets are rendered straight
+into the response that created them and never stored.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from starlette.applications import Starlette
+from starlette.datastructures import FormData
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from auth.clients import CONSUMER_TYPES, DELIVERIES, SCOPES, TRANSLATORS, Client, ValidationError
+from auth.connections import live_connections
+from auth.keys import SigningKeys
+from auth.registry import ClientNotFound, ClientRegistry
+from hub.config import Settings
+
+HERE = Path(__file__).parent
+SESSION_MAX_AGE = 8 * 3600
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+class CsrfError(Exception):
+    """A form arrived without the session's CSRF token."""
+
+
+def admin_page_app(settings: Settings, redis: aioredis.Redis, keys: SigningKeys) -> Starlette:
+    """A sub-application for mounting at `/admin`, with its own session middleware."""
+    page = AdminPage(settings, redis)
+    routes = [
+        Route("/", page.home, methods=["GET"]),
+        Route("/login", page.login, methods=["POST"]),
+        Route("/logout", page.logout, methods=["POST"]),
+        Route("/clients", page.create, methods=["POST"]),
+        Route("/clients/{client_id}", page.show, methods=["GET"]),
+        Route("/clients/{client_id}", page.update, methods=["POST"]),
+        Route("/clients/{client_id}/rotate", page.rotate, methods=["POST"]),
+        Route("/clients/{client_id}/revoke", page.revoke, methods=["POST"]),
+        Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    middleware = [
+        Middleware(
+            SessionMiddleware,
+            secret_key=keys.session_secret("rthub admin session"),
+            session_cookie="rthub_admin",
+            max_age=SESSION_MAX_AGE,
+            path="/admin",
+            same_site="strict",
+            https_only=settings.issuer.startswith("https://"),
+        )
+    ]
+    return Starlette(routes=routes, middleware=middleware)
+
+
+class AdminPage:
+    def __init__(self, settings: Settings, redis: aioredis.Redis) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.registry = ClientRegistry(redis, settings)
+        self.templates = Jinja2Templates(directory=HERE / "templates")
+        self.templates.env.filters["when"] = _when
+
+    def render(self, request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
+        base = request.scope.get("root_path", "")
+        context.update(
+            base=base,
+            csrf=_csrf_token(request),
+            notice=request.session.pop("notice", None),
+            admin=request.session.get("admin"),
+        )
+        return self.templates.TemplateResponse(
+            request, name, context, status_code=status_code, headers=SECURITY_HEADERS
+        )
+
+    def redirect(self, request: Request, path: str, notice: str | None = None) -> Response:
+        if notice:
+            request.session["notice"] = notice
+        return RedirectResponse(request.scope.get("root_path", "") + path, status_code=303)
+
+    async def _admin(self, request: Request) -> Client | None:
+        """The signed-in admin, re-checked on every request so revoking it ends its sessions."""
+        client_id = request.session.get("admin")
+        if not client_id:
+            return None
+        client = await self.registry.get(client_id)
+        if client is None or not client.active or "admin" not in client.scopes:
+            request.session.pop("admin", None)
+            return None
+        return client
+
+    async def _form(self, request: Request) -> FormData:
+        form = await request.form()
+        expected = request.session.get("csrf", "")
+        sent = form.get("csrf")
+        if not expected or not isinstance(sent, str) or not hmac.compare_digest(sent, expected):
+            raise CsrfError
+        return form
+
+    async def _guard(self, request: Request) -> FormData | Response:
+        """A form post from a signed-in admin with the right CSRF token, or the page that refuses it."""
+        try:
+            form = await self._form(request)
+        except CsrfError:
+            message = "The form expired or did not come from this page. Go back, reload and try again."
+            return self.render(request, "error.html", 403, message=message)
+        if await self._admin(request) is None:
+            return self.redirect(request, "/", "Please sign in.")
+        return form
+
+    async def home(self, request: Request) -> Response:
+        if await self._admin(request) is None:
+            return self.render(request, "login.html")
+        live = await live_connections(self.redis, self.settings)
+        clients = await self.registry.list_all()
+        return self.render(request, "clients.html", clients=clients, live=live, **_choices())
+
+    async def login(self, request: Request) -> Response:
+        try:
+            form = await self._form(request)
+        except CsrfError:
+            return self.render(request, "login.html", 403, login_error="Your sign-in form expired; please try again.")
+        client_id = str(form.get("client_id", "")).strip()
+        secret = str(form.get("client_secret", ""))
+        client = await self.registry.authenticate(client_id, secret) if client_id and secret else None
+        if client is None or "admin" not in client.scopes:
+            return self.render(
+                request,
+                "login.html",
+                401,
+                login_error="Unknown client, wrong secret, or not an admin client.",
+                client_id=client_id,
+            )
+        request.session.clear()
+        request.session.update(admin=client.client_id, csrf=secrets.token_urlsafe(32))
+        return self.redirect(request, "/", f"Signed in as {client.name}.")
+
+    async def logout(self, request: Request) -> Response:
+        try:
+            await self._form(request)
+        except CsrfError:
+            return self.redirect(request, "/")
+        request.session.clear()
+        return self.redirect(request, "/", "Signed out.")
+
+    async def create(self, request: Request) -> Response:
+        form = await self._guard(request)
+        if isinstance(form, Response):
+            return form
+        try:
+            client, secret = await self.registry.create(**_client_fields(form))
+        except ValidationError as exc:
+            live = await live_connections(self.redis, self.settings)
+            return self.render(
+                request,
+                "clients.html",
+                422,
+                clients=await self.registry.list_all(),
+                live=live,
+                error=exc,
+                values=dict(form),
+                **_choices(),
+            )
+        return self.render(request, "secret.html", client=client, secret=secret, created=True)
+
+    async def show(self, request: Request) -> Response:
+        if await self._admin(request) is None:
+            return self.redirect(request, "/", "Please sign in.")
+        client = await self.registry.get(request.path_params["client_id"])
+        if client is None:
+            return self.render(request, "error.html", 404, message="No such client.")
+        live = await live_connections(self.redis, self.settings)
+        return self.render(request, "client.html", client=client, live=live.get(client.client_id, 0), **_choices())
+
+    async def update(self, request: Request) -> Response:
+        form = await self._guard(request)
+        if isinstance(form, Response):
+            return form
+        client_id = request.path_params["client_id"]
+        try:
+            await self.registry.update(client_id, **_client_fields(form))
+        except ClientNotFound:
+            return self.render(request, "error.html", 404, message="No such client.")
+        except ValidationError as exc:
+            client = await self.registry.require(client_id)
+            live = await live_connections(self.redis, self.settings)
+            return self.render(
+                request,
+                "client.html",
+                422,
+                client=client,
+                live=live.get(client_id, 0),
+                error=exc,
+                values=dict(form),
+                **_choices(),
+            )
+        return self.redirect(request, f"/clients/{client_id}", "Saved.")
+
+    async def rotate(self, request: Request) -> Response:
+        refusal = await self._guard(request)
+        if isinstance(refusal, Response):
+            return refusal
+        try:
+            client, secret = await self.registry.rotate_secret(request.path_params["client_id"])
+        except ClientNotFound:
+            return self.render(request, "error.html", 404, message="No such client.")
+        return self.render(request, "secret.html", client=client, secret=secret, created=False)
+
+    async def revoke(self, request: Request) -> Response:
+        refusal = await self._guard(request)
+        if isinstance(refusal, Response):
+            return refusal
+        try:
+            client = await self.registry.revoke(request.path_params["client_id"])
+        except ClientNotFound:
+            return self.render(request, "error.html", 404, message="No such client.")
+        return self.redirect(request, "/", f"Revoked {client.name}; its live connections are being closed.")
+
+
+def _csrf_token(request: Request) -> str:
+    if "csrf" not in request.session:
+        request.session["csrf"] = secrets.token_urlsafe(32)
+    return request.session["csrf"]
+
+
+def _client_fields(form: FormData) -> dict[str, Any]:
+    """Form fields to registry fields; the grant arrives as JSON text, scopes as checkboxes."""
+    values: dict[str, Any] = {}
+    for key in ("name", "type", "translator", "delivery", "webhook_url"):
+        if key in form:
+            values[key] = str(form[key]).strip()
+    if "grant" in form:
+        text = str(form["grant"]).strip()
+        values["grant"] = text or "[]"
+    scopes = [str(item) for item in form.getlist("scopes")]
+    if scopes or "scopes_present" in form:
+        values["scopes"] = scopes
+    return values
+
+
+def _choices() -> dict[str, Any]:
+    return {
+        "types": CONSUMER_TYPES,
+        "translators": TRANSLATORS,
+        "deliveries": DELIVERIES,
+        "scopes": SCOPES,
+        "grant_text": _grant_text,
+    }
+
+
+def _grant_text(grant: list[dict[str, Any]]) -> str:
+    """One rule per line: short enough to read, still valid JSON to edit."""
+    if not grant:
+        return "[]"
+    return "[\n" + ",\n".join("  " + json.dumps(rule) for rule in grant) + "\n]"
+
+
+def _when(iso: str) -> str:
+    return iso.replace("T", " ").replace("+00:00", " UTC")

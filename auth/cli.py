@@ -1,0 +1,257 @@
+"""`rthub clients ...` and `rthub admin bootstrap`: manage OAuth clients straight in Redis.
+
+`register(subparsers)` plugs these into the main `rthub` parser; `main(argv)` runs them on their own.
+Every handler returns an exit code: 0 done, 1 not found, 2 bad input (message on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from auth.clients import CONSUMER_TYPES, DELIVERIES, SCOPES, TRANSLATORS, Client, ValidationError
+from auth.connections import live_connections
+from auth.keys import rotate_signing_key
+from auth.registry import ClientNotFound, ClientRegistry
+from hub.config import ConfigError, Settings
+
+ADMIN_NAME = "admin"
+
+
+async def bootstrap_admin(registry: ClientRegistry, name: str = ADMIN_NAME) -> tuple[str, str]:
+    """Issue an admin client (scope `admin`); returns (client_id, client_secret)."""
+    client, secret = await registry.create(name=name, type="other", translator="xapi", scopes=["admin"])
+    return client.client_id, secret
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the `clients` and `admin` command groups to an argparse subparsers object."""
+    clients = subparsers.add_parser("clients", help="manage OAuth clients (consumers)")
+    actions = clients.add_subparsers(dest="clients_command", required=True, metavar="ACTION")
+
+    create = _leaf(actions, "create", "issue a client; prints its id and secret (shown once)", _create)
+    create.add_argument("--name", required=True)
+    create.add_argument("--type", required=True, choices=CONSUMER_TYPES, dest="consumer_type")
+    create.add_argument("--translator", required=True, choices=TRANSLATORS)
+    _shared_fields(create)
+
+    _leaf(actions, "list", "list clients with live connection counts", _list)
+    show = _leaf(actions, "show", "show one client", _show)
+    show.add_argument("client_id", metavar="ID")
+
+    update = _leaf(actions, "update", "change a client's fields", _update)
+    update.add_argument("client_id", metavar="ID")
+    update.add_argument("--name")
+    update.add_argument("--type", choices=CONSUMER_TYPES, dest="consumer_type")
+    update.add_argument("--translator", choices=TRANSLATORS)
+    update.add_argument("--clear-grant", action="store_true", help="remove every grant rule")
+    _shared_fields(update)
+
+    rotate = _leaf(actions, "rotate-secret", "new secret; the old one stays valid for the grace period", _rotate)
+    rotate.add_argument("client_id", metavar="ID")
+    revoke = _leaf(actions, "revoke", "revoke a client; its live sockets are closed", _revoke)
+    revoke.add_argument("client_id", metavar="ID")
+
+    admin = subparsers.add_parser("admin", help="administration")
+    admin_actions = admin.add_subparsers(dest="admin_command", required=True, metavar="ACTION")
+    bootstrap = _leaf(admin_actions, "bootstrap", "create an admin client (scope admin)", _bootstrap)
+    bootstrap.add_argument("--name", default=ADMIN_NAME)
+
+    rotate_key = admin_actions.add_parser(
+        "rotate-signing-key",
+        help="new token signing key; the old public key stays in the JWKS",
+        description="Generate a new ES256 signing key; tokens signed with the old one keep verifying.",
+    )
+    rotate_key.add_argument("--signing-key-file", help="default: RTHUB_SIGNING_KEY_FILE")
+    rotate_key.add_argument("--json", action="store_true")
+    rotate_key.set_defaults(handler=_rotate_signing_key)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the commands without the rest of `rthub` (used by tests and `python -m auth.cli`)."""
+    parser = argparse.ArgumentParser(prog="rthub")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.handler(args)
+
+
+def _leaf(
+    actions: Any,
+    name: str,
+    help_text: str,
+    run: Callable[[ClientRegistry, argparse.Namespace], Awaitable[int]],
+) -> argparse.ArgumentParser:
+    parser = actions.add_parser(name, help=help_text, description=help_text)
+    parser.add_argument("--redis-url", help="Redis URL (default: RTHUB_REDIS_URL)")
+    parser.add_argument("--redis-prefix", help="key prefix (default: RTHUB_REDIS_PREFIX or rthub:)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object, for scripts")
+    parser.set_defaults(handler=lambda args: _run(run, args))
+    return parser
+
+
+def _shared_fields(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--grant", action="append", metavar="JSON", help="one grant rule as JSON; repeat for more")
+    parser.add_argument("--delivery", choices=DELIVERIES)
+    parser.add_argument("--webhook-url")
+    parser.add_argument(
+        "--scope",
+        action="append",
+        choices=SCOPES,
+        dest="scopes",
+        help="repeat for more (default events:read)",
+    )
+
+
+def _run(run: Callable[[ClientRegistry, argparse.Namespace], Awaitable[int]], args: argparse.Namespace) -> int:
+    try:
+        settings = Settings.from_env(redis_url=args.redis_url, redis_prefix=args.redis_prefix)
+    except ConfigError as exc:
+        return _fail(str(exc))
+
+    async def go() -> int:
+        redis = aioredis.Redis.from_url(settings.redis_url)
+        try:
+            return await run(ClientRegistry(redis, settings), args)
+        finally:
+            await redis.aclose()
+
+    try:
+        return asyncio.run(go())
+    except ValidationError as exc:
+        return _fail(f"invalid {exc.field}: {exc.message}")
+    except ClientNotFound as exc:
+        print(f"rthub: {exc}", file=sys.stderr)
+        return 1
+    except (aioredis.ConnectionError, OSError) as exc:
+        print(f"rthub: cannot reach Redis at {settings.redis_url}: {exc}", file=sys.stderr)
+        return 3
+
+
+def _rotate_signing_key(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings.from_env(signing_key_file=args.signing_key_file)
+        kid = rotate_signing_key(settings.signing_key_file)
+    except (ConfigError, OSError, ValueError) as exc:
+        return _fail(f"cannot rotate the signing key: {exc}")
+    print(json.dumps({"kid": kid, "signing_key_file": settings.signing_key_file}) if args.json else f"kid: {kid}")
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"rthub: {message}", file=sys.stderr)
+    return 2
+
+
+def _fields(args: argparse.Namespace) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for attr, key in (
+        ("name", "name"),
+        ("consumer_type", "type"),
+        ("translator", "translator"),
+        ("delivery", "delivery"),
+        ("webhook_url", "webhook_url"),
+        ("scopes", "scopes"),
+    ):
+        if getattr(args, attr, None) is not None:
+            values[key] = getattr(args, attr)
+    if args.grant:
+        values["grant"] = [_rule(text) for text in args.grant]
+    if getattr(args, "clear_grant", False):
+        if args.grant:
+            raise ValidationError("grant", "--clear-grant and --grant together make no sense")
+        values["grant"] = []
+    return values
+
+
+def _rule(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValidationError("grant", f"--grant {text!r} is not valid JSON ({exc.msg})") from exc
+
+
+async def _create(registry: ClientRegistry, args: argparse.Namespace) -> int:
+    client, secret = await registry.create(**_fields(args))
+    _print_secret(client, secret, args.json)
+    return 0
+
+
+async def _bootstrap(registry: ClientRegistry, args: argparse.Namespace) -> int:
+    client_id, secret = await bootstrap_admin(registry, args.name)
+    _print_secret(await registry.require(client_id), secret, args.json)
+    return 0
+
+
+async def _list(registry: ClientRegistry, args: argparse.Namespace) -> int:
+    live = await live_connections(registry.redis, registry.settings)
+    clients = [{**c.public(), "live_connections": live.get(c.client_id, 0)} for c in await registry.list_all()]
+    if args.json:
+        print(json.dumps({"clients": clients}))
+        return 0
+    if not clients:
+        print("no clients")
+        return 0
+    columns = ("client_id", "name", "type", "translator", "delivery", "status", "live_connections")
+    rows = [[str(c[col]) for col in columns] for c in clients]
+    widths = [max(len(col), *(len(row[i]) for row in rows)) for i, col in enumerate(columns)]
+    for row in [list(columns), *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+async def _show(registry: ClientRegistry, args: argparse.Namespace) -> int:
+    client = await registry.require(args.client_id)
+    live = await live_connections(registry.redis, registry.settings)
+    _print_client({**client.public(), "live_connections": live.get(client.client_id, 0)}, args.json)
+    return 0
+
+
+async def _update(registry: ClientRegistry, args: argparse.Namespace) -> int:
+    values = _fields(args)
+    if not values:
+        raise ValidationError("update", "nothing to change; give at least one field flag")
+    client = await registry.update(args.client_id, **values)
+    _print_client(client.public(), args.json)
+    return 0
+
+
+async def _rotate(registry: ClientRegistry, args: argparse.Namespace) -> int:
+    client, secret = await registry.rotate_secret(args.client_id)
+    _print_secret(client, secret, args.json)
+    return 0
+
+
+async def _revoke(registry: ClientRegistry, args: argparse.Namespace) -> int:
+    client = await registry.revoke(args.client_id)
+    _print_client(client.public(), args.json)
+    return 0
+
+
+def _print_secret(client: Client, secret: str, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({**client.public(), "client_secret": secret}))
+        return
+    print(f"client_id: {client.client_id}")
+    print(f"client_secret: {secret}")
+    if client.webhook_secret:
+        print(f"webhook_secret: {client.webhook_secret}")
+    print("(the client secret is shown only once; store it now)", file=sys.stderr)
+
+
+def _print_client(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(data))
+        return
+    for key, value in data.items():
+        shown = json.dumps(value) if isinstance(value, list | dict) else ("" if value is None else value)
+        print(f"{key}: {shown}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

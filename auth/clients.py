@@ -1,0 +1,200 @@
+"""What an OAuth client of rthub is, and which values its fields may take.
+
+Validation lives here, apart from storage, so the CLI, the admin API and the admin page refuse bad
+input with the same messages and name the same field.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from hub.grants import RULE_KEYS, GrantError, validate_grant
+
+CONSUMER_TYPES = ("adaptive", "enterprise", "university", "other")
+TRANSLATORS = ("xapi", "caliper")
+DELIVERIES = ("websocket", "webhook", "websocket+webhook")
+SCOPES = ("events:read", "admin")
+STATUSES = ("active", "revoked")
+GRANT_RULE_KEYS = RULE_KEYS
+EDITABLE = ("name", "type", "scopes", "translator", "delivery", "webhook_url", "grant")
+
+
+class ValidationError(ValueError):
+    """Input refused; `field` names the offending field so every front end can point at it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(slots=True)
+class Client:
+    """One registered consumer, as stored in the `{prefix}client:{id}` hash."""
+
+    client_id: str
+    name: str
+    type: str
+    translator: str
+    scopes: list[str] = field(default_factory=lambda: ["events:read"])
+    delivery: str = "websocket"
+    webhook_url: str = ""
+    webhook_secret: str = ""
+    status: str = "active"
+    grant: list[dict[str, Any]] = field(default_factory=list)
+    secret_hash: str = ""
+    previous_secret_hash: str = ""
+    previous_secret_expires: int = 0
+    created_at: str = ""
+    updated_at: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+    def to_hash(self) -> dict[str, str]:
+        """The Redis hash fields (everything a string; the layout other components read)."""
+        return {
+            "name": self.name,
+            "type": self.type,
+            "scopes": " ".join(self.scopes),
+            "translator": self.translator,
+            "delivery": self.delivery,
+            "webhook_url": self.webhook_url,
+            "webhook_secret": self.webhook_secret,
+            "status": self.status,
+            "grant": json.dumps(self.grant, separators=(",", ":")),
+            "secret_hash": self.secret_hash,
+            "previous_secret_hash": self.previous_secret_hash,
+            "previous_secret_expires": str(self.previous_secret_expires),
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+    @classmethod
+    def from_hash(cls, client_id: str, data: dict[str, str]) -> Client:
+        return cls(
+            client_id=client_id,
+            name=data.get("name", ""),
+            type=data.get("type", "other"),
+            translator=data.get("translator", "xapi"),
+            scopes=data.get("scopes", "").split(),
+            delivery=data.get("delivery", "websocket"),
+            webhook_url=data.get("webhook_url", ""),
+            webhook_secret=data.get("webhook_secret", ""),
+            status=data.get("status", "revoked"),
+            grant=json.loads(data.get("grant") or "[]"),
+            secret_hash=data.get("secret_hash", ""),
+            previous_secret_hash=data.get("previous_secret_hash", ""),
+            previous_secret_expires=int(data.get("previous_secret_expires") or 0),
+            created_at=data.get("created_at", ""),
+            updated_at=data.get("updated_at", ""),
+        )
+
+    def public(self) -> dict[str, Any]:
+        """What admins may see: everything except secret hashes."""
+        return {
+            "client_id": self.client_id,
+            "name": self.name,
+            "type": self.type,
+            "scopes": list(self.scopes),
+            "translator": self.translator,
+            "delivery": self.delivery,
+            "webhook_url": self.webhook_url,
+            "webhook_secret": self.webhook_secret,
+            "status": self.status,
+            "grant": self.grant,
+            "previous_secret_expires": self.previous_secret_expires or None,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+def validate_fields(values: dict[str, Any], allow_private_webhooks: bool) -> dict[str, Any]:
+    """Check and normalise editable fields; unknown keys are refused rather than silently dropped."""
+    unknown = sorted(set(values) - set(EDITABLE))
+    if unknown:
+        raise ValidationError(unknown[0], "unknown field")
+    clean: dict[str, Any] = {}
+    if "name" in values:
+        name = values["name"]
+        if not isinstance(name, str) or not name.strip() or len(name) > 200:
+            raise ValidationError("name", "must be a non-empty string of at most 200 characters")
+        clean["name"] = name.strip()
+    for key, allowed in (("type", CONSUMER_TYPES), ("translator", TRANSLATORS), ("delivery", DELIVERIES)):
+        if key in values:
+            clean[key] = _choice(key, values[key], allowed)
+    if "scopes" in values:
+        clean["scopes"] = _scopes(values["scopes"])
+    if "webhook_url" in values:
+        clean["webhook_url"] = _webhook_url(values["webhook_url"], allow_private_webhooks)
+    if "grant" in values:
+        clean["grant"] = _check_grant(values["grant"])
+    return clean
+
+
+def check_delivery(client: Client) -> None:
+    """A client that asks for webhooks must say where they go."""
+    if "webhook" in client.delivery and not client.webhook_url:
+        raise ValidationError("webhook_url", f"required when delivery is {client.delivery!r}")
+
+
+def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValidationError(key, f"must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
+def _scopes(value: Any) -> list[str]:
+    items = value.split() if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or not all(isinstance(item, str) for item in items):
+        raise ValidationError("scopes", "must be a non-empty list of scopes")
+    for item in items:
+        _choice("scopes", item, SCOPES)
+    return list(dict.fromkeys(items))
+
+
+def _webhook_url(value: Any, allow_private: bool) -> str:
+    if value in ("", None):
+        return ""
+    if not isinstance(value, str):
+        raise ValidationError("webhook_url", "must be a string")
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError as exc:
+        raise ValidationError("webhook_url", f"malformed URL: {exc}") from exc
+    if parts.scheme not in ("http", "https") or not host:
+        raise ValidationError("webhook_url", "must be an absolute http:// or https:// URL")
+    if not allow_private and _is_private_literal(host):
+        raise ValidationError("webhook_url", "points at a loopback or private address (RTHUB_WEBHOOK_ALLOW_PRIVATE)")
+    return value
+
+
+def _is_private_literal(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_private or address.is_loopback or address.is_link_local or address.is_unspecified
+
+
+def _check_grant(value: Any) -> list[dict[str, Any]]:
+    """A grant from any front end: JSON text, one rule object, or a list of rules; `hub.grants` judges it."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValidationError("grant", f"not valid JSON: {exc.msg}") from exc
+    if isinstance(value, dict):
+        value = [value]
+    try:
+        return validate_grant(value)
+    except GrantError as exc:
+        raise ValidationError(exc.field, exc.message) from exc

@@ -1,0 +1,181 @@
+"""The OpenAPI 3.1 description of the admin API, written by hand to match `auth.admin_api`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from auth.clients import CONSUMER_TYPES, DELIVERIES, GRANT_RULE_KEYS, SCOPES, STATUSES, TRANSLATORS
+from hub.config import Settings
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERRORS = {
+    "401": {"$ref": "#/components/responses/Unauthorized"},
+    "403": {"$ref": "#/components/responses/Forbidden"},
+}
+_CLIENT_ID = [{"name": "client_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+_NOT_FOUND = {"404": _json(_ref("Error"), "No such client")}
+_INVALID = {"422": _json(_ref("ValidationError"), "Invalid input; `field` names the offending field")}
+
+
+def openapi_document(settings: Settings) -> dict[str, Any]:
+    rule = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {key: {"type": "array", "items": {"type": "string"}} for key in GRANT_RULE_KEYS},
+    }
+    editable = {
+        "name": {"type": "string", "maxLength": 200},
+        "type": {"enum": list(CONSUMER_TYPES)},
+        "scopes": {"type": "array", "items": {"enum": list(SCOPES)}},
+        "translator": {"enum": list(TRANSLATORS)},
+        "delivery": {"enum": list(DELIVERIES)},
+        "webhook_url": {"type": "string", "format": "uri"},
+        "grant": {"type": "array", "items": rule},
+    }
+    client = {
+        "type": "object",
+        "properties": {
+            "client_id": {"type": "string"},
+            **editable,
+            "webhook_secret": {"type": "string", "description": "Standard Webhooks secret, whsec_<base64>"},
+            "status": {"enum": list(STATUSES)},
+            "previous_secret_expires": {"type": ["integer", "null"], "description": "unix seconds"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+            "live_connections": {"type": "integer"},
+        },
+    }
+    with_secret = {"allOf": [_ref("Client"), {"type": "object", "properties": {"client_secret": {"type": "string"}}}]}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "rthub admin API", "version": "1"},
+        "servers": [{"url": settings.issuer.rstrip("/") + "/admin/api"}],
+        "security": [{"bearer": []}],
+        "paths": {
+            "/clients": {
+                "get": {
+                    "summary": "List clients with their live connection counts",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {"clients": {"type": "array", "items": _ref("Client")}},
+                            },
+                            "Clients",
+                        ),
+                        **_ERRORS,
+                    },
+                },
+                "post": {
+                    "summary": "Issue a client; the secret is in this response only",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("ClientCreate")}},
+                    },
+                    "responses": {"201": _json(with_secret, "Created"), **_INVALID, **_ERRORS},
+                },
+            },
+            "/clients/{client_id}": {
+                "parameters": _CLIENT_ID,
+                "get": {
+                    "summary": "Show a client",
+                    "responses": {"200": _json(_ref("Client"), "Client"), **_NOT_FOUND, **_ERRORS},
+                },
+                "patch": {
+                    "summary": "Change name, type, scopes, translator, delivery, webhook URL or grant",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("ClientUpdate")}},
+                    },
+                    "responses": {
+                        "200": _json(_ref("Client"), "Updated"),
+                        **_INVALID,
+                        **_NOT_FOUND,
+                        **_ERRORS,
+                    },
+                },
+                "delete": {
+                    "summary": "Delete a client",
+                    "responses": {"204": {"description": "Deleted"}, **_NOT_FOUND, **_ERRORS},
+                },
+            },
+            "/clients/{client_id}/rotate-secret": {
+                "parameters": _CLIENT_ID,
+                "post": {
+                    "summary": "New secret; the old one stays valid for the grace period",
+                    "responses": {"200": _json(with_secret, "Rotated"), **_NOT_FOUND, **_ERRORS},
+                },
+            },
+            "/clients/{client_id}/revoke": {
+                "parameters": _CLIENT_ID,
+                "post": {
+                    "summary": "Revoke: no new tokens, live sockets closed with 4403",
+                    "responses": {"200": _json(_ref("Client"), "Revoked"), **_NOT_FOUND, **_ERRORS},
+                },
+            },
+            "/connections": {
+                "get": {
+                    "summary": "Live WebSocket connections per client, over all hub instances",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "connections": {
+                                        "type": "object",
+                                        "additionalProperties": {"type": "integer"},
+                                    }
+                                },
+                            },
+                            "Counts",
+                        ),
+                        **_ERRORS,
+                    },
+                },
+            },
+        },
+        "components": {
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "Client-credentials access token with the admin scope, from /oauth/token",
+                }
+            },
+            "schemas": {
+                "Client": client,
+                "ClientCreate": {
+                    "type": "object",
+                    "required": ["name", "type", "translator"],
+                    "properties": editable,
+                    "additionalProperties": False,
+                },
+                "ClientUpdate": {"type": "object", "properties": editable, "additionalProperties": False},
+                "Error": {
+                    "type": "object",
+                    "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+                },
+                "ValidationError": {
+                    "type": "object",
+                    "properties": {
+                        "error": {"const": "validation_error"},
+                        "field": {"type": "string"},
+                        "message": {"type": "string"},
+                    },
+                },
+            },
+            "responses": {
+                "Unauthorized": _json(_ref("Error"), "Missing, invalid, expired or revoked token"),
+                "Forbidden": _json(_ref("Error"), "Token lacks the admin scope, or its client is revoked"),
+            },
+        },
+    }

@@ -1,0 +1,165 @@
+"""The client registry in Redis: the set `{prefix}clients`, one hash `{prefix}client:{id}` per client,
+and a notice on `{prefix}changes` after every write so hub instances re-evaluate live sockets."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio.to_thread
+import redis.asyncio as aioredis
+
+from auth.clients import Client, ValidationError, check_delivery, validate_fields
+from auth.passwords import hash_secret, new_secret, new_webhook_secret, verify_secret
+from hub.config import Settings
+from hub.identity import ClientIdentity
+
+
+class ClientNotFound(LookupError):
+    """No client with that id."""
+
+    def __init__(self, client_id: str) -> None:
+        super().__init__(f"no client {client_id!r}")
+        self.client_id = client_id
+
+
+class ClientRegistry:
+    """Create, read, change and revoke clients; secrets are hashed before they reach Redis."""
+
+    def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.settings = settings
+
+    def _key(self, client_id: str) -> str:
+        return self.settings.key(f"client:{client_id}")
+
+    async def create(self, **values: Any) -> tuple[Client, str]:
+        """Issue a client; returns it with its secret, which exists in clear only in this return value."""
+        for required in ("name", "type", "translator"):
+            if required not in values:
+                raise ValidationError(required, "required")
+        clean = validate_fields(values, self.settings.webhook_allow_private)
+        secret = new_secret()
+        now = _now()
+        client = Client(
+            client_id="cl_" + secrets.token_hex(10),
+            webhook_secret=new_webhook_secret(),
+            secret_hash=await anyio.to_thread.run_sync(hash_secret, secret),
+            created_at=now,
+            updated_at=now,
+            **clean,
+        )
+        check_delivery(client)
+        await self._save(client)
+        return client, secret
+
+    async def get(self, client_id: str) -> Client | None:
+        data = await self.redis.hgetall(self._key(client_id))
+        if not data:
+            return None
+        return Client.from_hash(client_id, {_text(k): _text(v) for k, v in data.items()})
+
+    async def require(self, client_id: str) -> Client:
+        client = await self.get(client_id)
+        if client is None:
+            raise ClientNotFound(client_id)
+        return client
+
+    async def list_all(self) -> list[Client]:
+        """Every client, oldest first, read in one round trip."""
+        ids = sorted(_text(item) for item in await self.redis.smembers(self.settings.key("clients")))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for client_id in ids:
+                pipe.hgetall(self._key(client_id))
+            rows = await pipe.execute()
+        clients = [
+            Client.from_hash(client_id, {_text(k): _text(v) for k, v in row.items()})
+            for client_id, row in zip(ids, rows, strict=True)
+            if row
+        ]
+        return sorted(clients, key=lambda c: (c.created_at, c.client_id))
+
+    async def update(self, client_id: str, **values: Any) -> Client:
+        clean = validate_fields(values, self.settings.webhook_allow_private)
+        client = replace(await self.require(client_id), **clean, updated_at=_now())
+        check_delivery(client)
+        await self._save(client)
+        return client
+
+    async def rotate_secret(self, client_id: str) -> tuple[Client, str]:
+        """New secret now; the old one keeps working for `settings.secret_grace_period` seconds."""
+        client = await self.require(client_id)
+        secret = new_secret()
+        grace = self.settings.secret_grace_period
+        client = replace(
+            client,
+            secret_hash=await anyio.to_thread.run_sync(hash_secret, secret),
+            previous_secret_hash=client.secret_hash if grace > 0 else "",
+            previous_secret_expires=int(time.time()) + grace if grace > 0 else 0,
+            updated_at=_now(),
+        )
+        await self._save(client)
+        return client, secret
+
+    async def revoke(self, client_id: str) -> Client:
+        client = replace(await self.require(client_id), status="revoked", updated_at=_now())
+        await self._save(client)
+        return client
+
+    async def delete(self, client_id: str) -> None:
+        await self.require(client_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._key(client_id))
+            pipe.srem(self.settings.key("clients"), client_id)
+            pipe.publish(self.settings.key("changes"), client_id)
+            await pipe.execute()
+
+    async def authenticate(self, client_id: str, secret: str) -> Client | None:
+        """The active client whose current (or still-in-grace previous) secret is `secret`."""
+        client = await self.get(client_id)
+        if client is None or not client.active:
+            return None
+        ok = await anyio.to_thread.run_sync(check_client_secret, client, secret)
+        return client if ok else None
+
+    async def identity(self, client_id: str) -> ClientIdentity | None:
+        """What the hub needs to serve a socket; None when the client is gone or revoked."""
+        client = await self.get(client_id)
+        if client is None or not client.active:
+            return None
+        return ClientIdentity(
+            client_id=client.client_id,
+            consumer_type=client.type,
+            translator=client.translator,
+            grant=client.grant,
+            delivery=client.delivery,
+        )
+
+    async def _save(self, client: Client) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key(client.client_id), mapping=client.to_hash())
+            pipe.sadd(self.settings.key("clients"), client.client_id)
+            pipe.publish(self.settings.key("changes"), client.client_id)
+            await pipe.execute()
+
+
+def check_client_secret(client: Client, secret: str) -> bool:
+    """Blocking (scrypt): the current secret, or the previous one until its grace period ends."""
+    if verify_secret(secret, client.secret_hash):
+        return True
+    return (
+        bool(client.previous_secret_hash)
+        and time.time() < client.previous_secret_expires
+        and verify_secret(secret, client.previous_secret_hash)
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

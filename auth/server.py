@@ -1,0 +1,202 @@
+"""authlib's OAuth 2.0 authorization server adapted to Starlette.
+
+authlib is synchronous, and client authentication runs scrypt, so the whole token or revocation
+request runs in a worker thread (`anyio.to_thread`); lookups in the async Redis registry hop back to
+the event loop with `anyio.from_thread.run`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+import redis.asyncio as aioredis
+from authlib.oauth2.rfc6749 import (
+    AuthorizationServer,
+    ClientMixin,
+    InsecureTransportError,
+    InvalidRequestError,
+    OAuth2Payload,
+    OAuth2Request,
+    grants,
+)
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from starlette.requests import Request
+from starlette.responses import Response
+
+from auth.clients import SCOPES, Client
+from auth.keys import SigningKeys
+from auth.registry import ClientRegistry, check_client_secret
+from auth.tokens import AccessTokenGenerator, InvalidToken, revoke_jti, verify_access_token
+from hub.config import Settings
+
+AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+# Each scrypt check holds 16 MiB and a core for ~50 ms: run as many as there are cores, queue the rest.
+SECRET_CHECKS_AT_ONCE = max(2, os.cpu_count() or 2)
+GRANT_TYPES = ["client_credentials"]
+
+
+class FormPayload(OAuth2Payload):
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        self._data = dict(items)
+        self._datalist: defaultdict[str, list[str]] = defaultdict(list)
+        for key, value in items:
+            self._datalist[key].append(value)
+
+    @property
+    def data(self) -> dict[str, str]:
+        return self._data
+
+    @property
+    def datalist(self) -> defaultdict[str, list[str]]:
+        return self._datalist
+
+
+class FormRequest(OAuth2Request):
+    """An already-read Starlette form request, usable from a worker thread."""
+
+    def __init__(self, method: str, uri: str, headers: Mapping[str, str], items: list[tuple[str, str]]) -> None:
+        super().__init__(method=method, uri=uri, headers=headers)
+        self.payload = FormPayload(items)
+
+    @property
+    def args(self) -> dict[str, str]:
+        return {}
+
+    @property
+    def form(self) -> dict[str, str]:
+        return self.payload.data
+
+
+class OAuthClient(ClientMixin):
+    """A registry client as authlib sees it: confidential, client-credentials only."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def get_client_id(self) -> str:
+        return self.client.client_id
+
+    def get_default_redirect_uri(self) -> None:
+        return None
+
+    def get_allowed_scope(self, scope: str | None) -> str | None:
+        """No scope asked: everything the client has; otherwise all of what it asks, or nothing."""
+        if not scope:
+            return " ".join(self.client.scopes)
+        requested = scope.split()
+        return " ".join(requested) if set(requested) <= set(self.client.scopes) else None
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        return False
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        return check_client_secret(self.client, client_secret)
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        return method in AUTH_METHODS
+
+    def check_response_type(self, response_type: str) -> bool:
+        return False
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type in GRANT_TYPES
+
+
+class ClientCredentialsGrant(grants.ClientCredentialsGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+
+
+class AccessToken:
+    """A verified token presented for revocation."""
+
+    def __init__(self, claims: dict[str, Any]) -> None:
+        self.claims = claims
+
+    def check_client(self, client: OAuthClient) -> bool:
+        return self.claims.get("client_id") == client.get_client_id()
+
+
+class JwtRevocationEndpoint(RevocationEndpoint):
+    """RFC 7009 for self-contained JWTs: a revoked `jti` is remembered in Redis until expiry."""
+
+    CLIENT_AUTH_METHODS = AUTH_METHODS
+    SUPPORTED_TOKEN_TYPES = ("access_token",)
+
+    def __init__(self, server: OAuthServer) -> None:
+        super().__init__(server)
+        self.oauth = server
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> AccessToken | None:
+        try:
+            return AccessToken(verify_access_token(token_string, self.oauth.keys, self.oauth.settings))
+        except InvalidToken:
+            return None
+
+    def revoke_token(self, token: AccessToken, request: OAuth2Request) -> None:
+        anyio.from_thread.run(
+            revoke_jti, self.oauth.redis, self.oauth.settings, token.claims["jti"], token.claims["exp"]
+        )
+
+
+class OAuthServer(AuthorizationServer):
+    """Token and revocation endpoints over the Redis client registry."""
+
+    def __init__(self, settings: Settings, redis: aioredis.Redis, keys: SigningKeys) -> None:
+        super().__init__(scopes_supported=list(SCOPES))
+        self.settings = settings
+        self.redis = redis
+        self.keys = keys
+        self.registry = ClientRegistry(redis, settings)
+        self.register_grant(ClientCredentialsGrant)
+        self.register_token_generator("default", AccessTokenGenerator(settings, keys))
+        self.register_endpoint(JwtRevocationEndpoint(self))
+        self.limiter = anyio.CapacityLimiter(SECRET_CHECKS_AT_ONCE)
+
+    def query_client(self, client_id: str) -> OAuthClient | None:
+        """Revoked clients are treated as unknown: they get `invalid_client`, like a wrong secret."""
+        client = anyio.from_thread.run(self.registry.get, client_id)
+        return OAuthClient(client) if client is not None and client.active else None
+
+    def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
+        """JWT access tokens are self-contained: there is nothing to store."""
+
+    def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
+        """authlib calls this on every grant; rthub has no listeners."""
+
+    def create_oauth2_request(self, request: FormRequest) -> FormRequest:
+        return request
+
+    def handle_response(self, status: int, body: Any, headers: list[tuple[str, str]]) -> Response:
+        return Response(json.dumps(body), status_code=status, headers=dict(headers), media_type="application/json")
+
+    async def token(self, request: Request) -> Response:
+        try:
+            form_request = await self._form_request(request)
+        except InsecureTransportError as error:
+            return self.handle_response(*error())
+        if not form_request.payload.grant_type:
+            return self.handle_response(*InvalidRequestError("Missing 'grant_type' parameter.")())
+        return await anyio.to_thread.run_sync(self.create_token_response, form_request, limiter=self.limiter)
+
+    async def revoke(self, request: Request) -> Response:
+        try:
+            form_request = await self._form_request(request)
+        except InsecureTransportError as error:
+            return self.handle_response(*error())
+        return await anyio.to_thread.run_sync(
+            self.create_endpoint_response, "revocation", form_request, limiter=self.limiter
+        )
+
+    async def _form_request(self, request: Request) -> FormRequest:
+        form = await request.form()
+        items = [(key, value) for key, value in form.multi_items() if isinstance(value, str)]
+        # authlib refuses plain-http URIs; the issuer is the public URL a TLS proxy answers on.
+        uri = self.settings.issuer.rstrip("/") + request.url.path
+        return FormRequest(request.method, uri, request.headers, items)

@@ -1,0 +1,108 @@
+"""RFC 9068 JWT access tokens: issued through authlib's generator, verified with joserfc (authlib's JOSE
+layer), revoked by remembering their `jti` in Redis until they would have expired anyway."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
+from joserfc import jws, jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, KeySet
+
+from auth.keys import ALGORITHM, SigningKeys
+from hub.config import Settings
+
+TOKEN_TYPE = "at+jwt"
+_LEEWAY_SECONDS = 10
+
+
+class InvalidToken(Exception):
+    """The token is not one of ours, or no longer valid; `reason` is safe to show the caller."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class AccessTokenGenerator(JWTBearerTokenGenerator):
+    """authlib's RFC 9068 generator, signing with the current key and naming our audience."""
+
+    def __init__(self, settings: Settings, keys: SigningKeys) -> None:
+        super().__init__(issuer=settings.issuer, alg=ALGORITHM, expires_generator=settings.token_lifetime)
+        self.keys = keys
+        self.audience = settings.audience
+
+    def get_jwks(self) -> KeySet:
+        """Only the current key: joserfc then signs with it and names its `kid` in the header."""
+        self.keys.refresh()
+        return KeySet([self.keys.current])
+
+    def get_audiences(self, client: Any, user: Any, scope: str) -> str:
+        return self.audience
+
+
+def verify_access_token(token: str, keys: SigningKeys, settings: Settings) -> dict[str, Any]:
+    """Signature (ES256 only, key chosen by `kid`), `typ`, `iss`, `aud`, `exp`, `nbf`; returns the claims.
+
+    Blocking-free and fast (one ECDSA verify); revocation and client status are the caller's job
+    because they need Redis.
+    """
+    try:
+        header = jws.extract_compact(token.encode()).protected
+    except (JoseError, ValueError, UnicodeError) as exc:
+        raise InvalidToken("malformed token") from exc
+    if header.get("alg") != ALGORITHM:
+        raise InvalidToken(f"unsupported algorithm {header.get('alg')!r}")
+    if str(header.get("typ", "")).lower() not in (TOKEN_TYPE, f"application/{TOKEN_TYPE}"):
+        raise InvalidToken("not an access token (typ must be at+jwt)")
+    key = _key_for(keys, header.get("kid"))
+    try:
+        decoded = jwt.decode(token, key, algorithms=[ALGORITHM])
+        registry = jwt.JWTClaimsRegistry(
+            leeway=_LEEWAY_SECONDS,
+            iss={"essential": True, "value": settings.issuer},
+            aud={"essential": True, "value": settings.audience},
+            exp={"essential": True},
+            sub={"essential": True},
+            jti={"essential": True},
+            client_id={"essential": True},
+        )
+        registry.validate(decoded.claims)
+    except JoseError as exc:
+        raise InvalidToken(_describe(exc)) from exc
+    return decoded.claims
+
+
+def token_scopes(claims: dict[str, Any]) -> set[str]:
+    scope = claims.get("scope") or ""
+    return set(scope.split()) if isinstance(scope, str) else set()
+
+
+async def revoke_jti(redis: aioredis.Redis, settings: Settings, jti: str, expires_at: int) -> None:
+    """Remember a revoked token only as long as it could still be presented."""
+    ttl = max(1, int(expires_at - time.time()) + _LEEWAY_SECONDS)
+    await redis.set(settings.key(f"revoked:{jti}"), "1", ex=ttl)
+
+
+async def is_revoked(redis: aioredis.Redis, settings: Settings, jti: str) -> bool:
+    return bool(await redis.exists(settings.key(f"revoked:{jti}")))
+
+
+def _key_for(keys: SigningKeys, kid: Any) -> ECKey:
+    keys.refresh()
+    for key in (keys.current, *keys.retired):
+        if kid and key.kid == kid:
+            return key
+    raise InvalidToken("unknown signing key (kid)")
+
+
+def _describe(exc: JoseError) -> str:
+    name = type(exc).__name__
+    if name == "ExpiredTokenError":
+        return "token expired"
+    if name == "BadSignatureError":
+        return "bad signature"
+    return f"invalid token: {exc.description or exc.error}"

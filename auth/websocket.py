@@ -1,0 +1,37 @@
+"""Bearer-token authentication for `/v1/events`: the hub's `Authenticator` backed by our JWTs."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from auth.keys import SigningKeys
+from auth.registry import ClientRegistry
+from auth.tokens import InvalidToken, is_revoked, token_scopes, verify_access_token
+from hub.config import Settings
+from hub.identity import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, AuthError, ClientIdentity
+
+STREAM_SCOPE = "events:read"
+
+
+class JwtAuthenticator:
+    """A bad or revoked token closes with 4401; a good token for a revoked or unscoped client with 4403."""
+
+    def __init__(self, settings: Settings, redis: aioredis.Redis, keys: SigningKeys | None = None) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.keys = keys or SigningKeys(settings.signing_key_file)
+        self.registry = ClientRegistry(redis, settings)
+
+    async def authenticate(self, token: str) -> ClientIdentity:
+        try:
+            claims = verify_access_token(token, self.keys, self.settings)
+        except InvalidToken as exc:
+            raise AuthError(CLOSE_UNAUTHENTICATED, exc.reason) from exc
+        if await is_revoked(self.redis, self.settings, claims["jti"]):
+            raise AuthError(CLOSE_UNAUTHENTICATED, "token revoked")
+        if STREAM_SCOPE not in token_scopes(claims):
+            raise AuthError(CLOSE_FORBIDDEN, f"token lacks the {STREAM_SCOPE} scope")
+        identity = await self.registry.identity(str(claims["client_id"]))
+        if identity is None:
+            raise AuthError(CLOSE_FORBIDDEN, "client revoked or unknown")
+        return identity

@@ -1,0 +1,137 @@
+"""The Redis layout other components read, change notices, secrets at rest and live connection counts."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import redis
+
+from auth.clients import ValidationError
+from auth.connections import live_connections
+from auth.passwords import hash_secret, verify_secret
+from auth.registry import ClientRegistry
+from hub.config import Settings
+from tests.auth.conftest import in_loop
+from tests.servers import RedisServer
+
+
+@pytest.fixture
+def settings(redis_server: RedisServer, prefix: str) -> Settings:
+    return Settings(redis_url=redis_server.url, redis_prefix=prefix, secret_grace_period=60)
+
+
+def test_layout_and_change_notices(settings: Settings) -> None:
+    sync = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    pubsub = sync.pubsub()
+    pubsub.subscribe(settings.key("changes"))
+    assert pubsub.get_message(timeout=2)["type"] == "subscribe"
+
+    grant = [{"courses": ["course-v1:MITx+6.002x+*"], "event_types": ["edx.video.*", "problem_check"]}]
+
+    async def create(registry: ClientRegistry):
+        return await registry.create(
+            name="Acme",
+            type="enterprise",
+            translator="caliper",
+            grant=grant,
+            delivery="websocket+webhook",
+            webhook_url="https://hooks.acme.example/rthub",
+        )
+
+    client, secret = in_loop(settings, create)
+    assert sync.smembers(settings.key("clients")) == {client.client_id}
+    stored = sync.hgetall(settings.key(f"client:{client.client_id}"))
+    assert stored["name"] == "Acme"
+    assert stored["type"] == "enterprise"
+    assert stored["scopes"] == "events:read"
+    assert stored["translator"] == "caliper"
+    assert stored["delivery"] == "websocket+webhook"
+    assert stored["webhook_url"] == "https://hooks.acme.example/rthub"
+    assert stored["webhook_secret"].startswith("whsec_")
+    assert stored["status"] == "active"
+    assert json.loads(stored["grant"]) == grant
+    assert stored["secret_hash"].startswith("scrypt$") and secret not in stored["secret_hash"]
+    assert secret not in json.dumps(stored)
+    assert stored["previous_secret_hash"] == "" and stored["previous_secret_expires"] == "0"
+    assert stored["created_at"].endswith("+00:00") and stored["updated_at"] == stored["created_at"]
+
+    in_loop(settings, lambda registry: registry.update(client.client_id, translator="xapi"))
+    in_loop(settings, lambda registry: registry.rotate_secret(client.client_id))
+    in_loop(settings, lambda registry: registry.revoke(client.client_id))
+    notices = []
+    deadline = time.monotonic() + 3
+    while len(notices) < 4 and time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.5)
+        if message and message["type"] == "message":
+            notices.append(message["data"])
+    assert notices == [client.client_id] * 4
+    rotated = sync.hgetall(settings.key(f"client:{client.client_id}"))
+    assert rotated["previous_secret_hash"] == stored["secret_hash"]
+    assert int(rotated["previous_secret_expires"]) == pytest.approx(time.time() + 60, abs=5)
+    assert rotated["status"] == "revoked"
+    pubsub.close()
+
+
+def test_identity_is_none_when_missing_or_revoked(settings: Settings) -> None:
+    client, _ = in_loop(settings, lambda r: r.create(name="x", type="university", translator="xapi"))
+    identity = in_loop(settings, lambda r: r.identity(client.client_id))
+    assert identity is not None
+    assert (identity.client_id, identity.consumer_type, identity.translator, identity.delivery) == (
+        client.client_id,
+        "university",
+        "xapi",
+        "websocket",
+    )
+    assert in_loop(settings, lambda r: r.identity("cl_missing")) is None
+    in_loop(settings, lambda r: r.revoke(client.client_id))
+    assert in_loop(settings, lambda r: r.identity(client.client_id)) is None
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"translator": "tincan"}, "translator"),
+        ({"type": "robot"}, "type"),
+        ({"delivery": "pigeon"}, "delivery"),
+        ({"webhook_url": "not a url"}, "webhook_url"),
+        ({"webhook_url": "ftp://x.example/"}, "webhook_url"),
+        ({"webhook_url": "http://127.0.0.1:9/hook"}, "webhook_url"),
+        ({"delivery": "webhook"}, "webhook_url"),
+        ({"grant": "{not json"}, "grant"),
+        ({"grant": [{"courses": "course-v1:x"}]}, "grant[0].courses"),
+        ({"grant": [{"colour": ["blue"]}]}, "grant[0].colour"),
+        ({"grant": {"courses": []}}, "grant[0].courses"),
+        ({"scopes": ["superuser"]}, "scopes"),
+        ({"name": ""}, "name"),
+        ({"bogus": 1}, "bogus"),
+    ],
+)
+def test_bad_input_names_the_field(settings: Settings, values: dict, field: str) -> None:
+    fields = {"name": "n", "type": "other", "translator": "xapi", **values}
+    with pytest.raises(ValidationError) as caught:
+        in_loop(settings, lambda r: r.create(**fields))
+    assert caught.value.field == field
+
+
+def test_secret_hash_is_salted_and_checked(settings: Settings) -> None:
+    first, second = hash_secret("s3cret"), hash_secret("s3cret")
+    assert first != second
+    assert verify_secret("s3cret", first) and verify_secret("s3cret", second)
+    assert not verify_secret("s3cret!", first)
+    assert not verify_secret("s3cret", "garbage")
+
+
+def test_live_connections_sum_over_instances(settings: Settings) -> None:
+    sync = redis.Redis.from_url(settings.redis_url)
+    sync.hset(settings.key("connections:hub-a"), mapping={"cl_1": 2, "cl_2": 1})
+    sync.hset(settings.key("connections:hub-b"), mapping={"cl_1": 3})
+    sync.expire(settings.key("connections:hub-a"), 15)
+    sync.hset("someone-else:connections:hub-c", mapping={"cl_1": 100})
+
+    async def count(registry: ClientRegistry) -> dict[str, int]:
+        return await live_connections(registry.redis, settings)
+
+    assert in_loop(settings, count) == {"cl_1": 5, "cl_2": 1}
+    sync.delete("someone-else:connections:hub-c")
