@@ -29,7 +29,7 @@ async def run(redis_url: str, prefix: str, port: int) -> None:
         courses: list[str] = []
         try:
             async for message in ws:
-                courses = orjson.loads(message)["filter"]["courses"]
+                courses = (orjson.loads(message).get("filter") or {}).get("courses", [])
                 for course in courses:
                     by_course[course].add(ws)
         finally:

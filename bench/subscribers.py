@@ -53,8 +53,10 @@ async def _open(url: str, token: str, index: int, filter_rule: dict[str, Any] | 
     welcome = orjson.loads(await ws.recv())
     if welcome.get("type") != "welcome":
         raise RuntimeError(f"subscriber {index}: expected welcome, got {welcome}")
+    subscribe: dict[str, Any] = {"type": "subscribe"}
     if filter_rule is not None:
-        await ws.send(orjson.dumps({"type": "subscribe", "filter": filter_rule}).decode())
+        subscribe["filter"] = filter_rule
+    await ws.send(orjson.dumps(subscribe).decode())
     return ws
 
 

@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
-import orjson
 import pytest
 
 from hub.publisher import RealtimeBackend
@@ -69,8 +68,7 @@ def test_resume_on_the_other_instance_replays_what_was_missed(two_hubs: tuple[Hu
         before = await collect(ws, 5)
         await ws.close()
         missed = [backend.send(lms.next_event()) for _ in range(15)]
-        ws = await connect(second_hub.ws, DEV_TOKEN)
-        await ws.send(orjson.dumps({"type": "subscribe", "resume_from": before[-1]["cursor"]}).decode())
+        ws = await connect(second_hub.ws, DEV_TOKEN, {"type": "subscribe", "resume_from": before[-1]["cursor"]})
         replayed = await collect(ws, 15)
         live = backend.send(lms.next_event())
         after = await collect(ws, 1) + await quiet(ws, 0.3)
