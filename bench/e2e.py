@@ -21,6 +21,8 @@ import os
 import platform
 import subprocess
 import time
+from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,35 +40,64 @@ P99_LIMIT_MS = 100.0
 PROFILE_RATE = 1000.0
 
 
-def measure(target: harness.Target, redis_url: str, args: argparse.Namespace, rates: list[float],
-            stop_on_failure: bool, profile_to: Path | None = None) -> list[dict[str, Any]]:
-    """Start `target`, connect the subscribers, run one round per rate; RSS per connection from before/after."""
+@dataclass
+class Setup:
+    """A running target with its own subscribers, publisher and key prefix."""
+
+    target: harness.Target
+    pool: SubscriberPool
+    backend: RealtimeBackend
+    ignore: set[str]
+    per_connection_kb: float
+    done: bool = False
+
+
+def prepare(stack: ExitStack, target: harness.Target, redis_url: str, args: argparse.Namespace) -> Setup:
+    """Start `target`, connect its subscribers (RSS per connection from before/after) and warm it up."""
+    stack.enter_context(target)
+    time.sleep(0.5)
+    rss_empty = target.rss()
+    filters = [harness.course_filter(index) for index in range(args.subscribers)]
+    pool = stack.enter_context(SubscriberPool(target.url, harness.TOKEN, filters, args.client_processes))
+    time.sleep(0.3)
+    per_connection = (target.rss() - rss_empty) / args.subscribers / 1024
+    backend = RealtimeBackend(redis_url=redis_url, redis_prefix=target.prefix, timeout=2.0)
+    stack.callback(backend.close)
+    ignore = harness.warm_up(pool, backend, args.subscribers)
+    return Setup(target, pool, backend, ignore, per_connection)
+
+
+def measure(targets: list[harness.Target], redis_url: str, args: argparse.Namespace, rates: list[float],
+            stop_on_failure: bool, profiles: dict[str, Path]) -> list[dict[str, Any]]:
+    """Run every rate on every target in turn, all targets up at once, each on its own key prefix.
+
+    Interleaving keeps a rate's rounds close in time, so the background load of a shared machine
+    falls on the targets alike. With `stop_on_failure` a target stops after its first failed round.
+    """
     rows: list[dict[str, Any]] = []
-    with target:
-        time.sleep(0.5)
-        rss_empty = target.rss()
-        filters = [harness.course_filter(index) for index in range(args.subscribers)]
-        with SubscriberPool(target.url, harness.TOKEN, filters, args.client_processes) as pool:
-            time.sleep(0.3)
-            per_connection = (target.rss() - rss_empty) / args.subscribers / 1024
-            backend = RealtimeBackend(redis_url=redis_url, redis_prefix=harness.PREFIX, timeout=2.0)
-            ignore = harness.warm_up(pool, backend, args.subscribers)
-            for rate in rates:
-                events = harness.make_events(int(rate * args.duration), seed=int(rate))
+    with ExitStack() as stack:
+        setups = [prepare(stack, target, redis_url, args) for target in targets]
+        for rate in rates:
+            events = harness.make_events(int(rate * args.duration), seed=int(rate))
+            for setup in setups:
+                if setup.done:
+                    continue
                 recorder = None
-                if profile_to is not None and rate == PROFILE_RATE:
-                    recorder = profile.start_recording(target.pids()[-1], args.duration, profile_to)
-                row = harness.run_round(target, pool, backend, events, rate, args.subscribers, ignore)
+                if setup.target.name in profiles and rate == PROFILE_RATE:
+                    recorder = profile.start_recording(
+                        setup.target.pids()[-1], args.duration, profiles[setup.target.name])
+                row = harness.run_round(setup.target, setup.pool, setup.backend, events, rate,
+                                        args.subscribers, setup.ignore)
                 if recorder is not None:
                     recorder.wait(30)
-                row["rss_per_connection_kb"] = per_connection
-                row["connect_seconds"] = pool.open_seconds
+                row["rss_per_connection_kb"] = setup.per_connection_kb
+                row["connect_seconds"] = setup.pool.open_seconds
                 rows.append(row)
                 print(progress_line(row), flush=True)
-                if stop_on_failure and not harness.sustainable(row, P99_LIMIT_MS):
-                    break
+                setup.done = stop_on_failure and not harness.sustainable(row, P99_LIMIT_MS)
                 time.sleep(0.5)
-            backend.close()
+            if all(setup.done for setup in setups):
+                break
     return rows
 
 
@@ -198,15 +229,17 @@ def main() -> None:
             for repeat in range(args.repeat):
                 targets = [] if args.no_bare else [harness.bare_target(redis.url, free_port())]
                 targets += [harness.hub_target(redis.url, free_port(), count) for count in workers]
-                for target in targets:
-                    print(f"{target.name} (repeat {repeat + 1}/{args.repeat}):", flush=True)
-                    profile_to = None
-                    if args.profile and repeat == 0 and target.name in ("bare loop", "hub x1"):
-                        profile_to = args.results / f"profile-{stamp}-{target.name.replace(' ', '-')}.txt"
-                        profiles[target.name] = profile_to
-                    for row in measure(target, redis.url, args, rates, args.ramp, profile_to):
-                        row["repeat"] = repeat
-                        rows.append(row)
+                if repeat % 2:
+                    targets.reverse()
+                profiling = {}
+                if args.profile and repeat == 0:
+                    profiling = {name: args.results / f"profile-{stamp}-{name.replace(' ', '-')}.txt"
+                                 for name in ("bare loop", "hub x1")}
+                    profiles.update(profiling)
+                print(f"repeat {repeat + 1}/{args.repeat}: {', '.join(t.name for t in targets)}", flush=True)
+                for row in measure(targets, redis.url, args, rates, args.ramp, profiling):
+                    row["repeat"] = repeat
+                    rows.append(row)
             report["rows"] = rows
             print()
             print(table(rows))

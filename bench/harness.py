@@ -27,7 +27,7 @@ from hub.simulator import Learner, SimulatedLMS
 COURSE_COUNT = 10
 COURSES = tuple(f"course-v1:BenchX+C{index:02d}+2026" for index in range(COURSE_COUNT))
 TOKEN = "bench-dev-token"
-PREFIX = "bench:"
+PREFIX = "bench:"  # each target adds its own part
 LOSS_WAIT = 5.0
 
 
@@ -64,6 +64,7 @@ class Target:
     name: str
     argv: list[str]
     port: int
+    prefix: str
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
 
@@ -101,16 +102,19 @@ class Target:
 
 
 def hub_target(redis_url: str, port: int, workers: int) -> Target:
+    """`rthub serve --workers N` on its own key prefix, so targets sharing one Redis never see each other's events."""
+    prefix = f"{PREFIX}hub{workers}:"
     argv = [sys.executable, "-m", "hub.cli", "serve", "--port", str(port), "--workers", str(workers),
             "--log-level", "warning"]
-    env = {"RTHUB_REDIS_URL": redis_url, "RTHUB_REDIS_PREFIX": PREFIX, "RTHUB_DEV_TOKEN": TOKEN}
-    return Target(f"hub x{workers}", argv, port, env)
+    env = {"RTHUB_REDIS_URL": redis_url, "RTHUB_REDIS_PREFIX": prefix, "RTHUB_DEV_TOKEN": TOKEN}
+    return Target(f"hub x{workers}", argv, port, prefix, env)
 
 
 def bare_target(redis_url: str, port: int) -> Target:
-    argv = [sys.executable, "-m", "bench.bare_loop", "--redis-url", redis_url, "--prefix", PREFIX,
+    prefix = f"{PREFIX}bare:"
+    argv = [sys.executable, "-m", "bench.bare_loop", "--redis-url", redis_url, "--prefix", prefix,
             "--port", str(port)]
-    return Target("bare loop", argv, port)
+    return Target("bare loop", argv, port, prefix)
 
 
 @dataclass
