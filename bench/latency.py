@@ -2,9 +2,9 @@
 
     python -m bench.latency [--events 1000] [--rate 500]
 
-Starts a private redis-server and `rthub serve`, connects one WebSocket subscriber, publishes
-through `RealtimeBackend` at a fixed rate and records, per cursor, the send time and the receive
-time (same clock). Prints p50/p90/p99/max and counts lost or duplicated frames.
+Starts a private redis-server and `rthub serve`, connects one WebSocket subscriber (a real OAuth
+client), publishes through `RealtimeBackend` at a fixed rate and records, per cursor, the send time
+and the receive time (same clock). Prints p50/p90/p99/max and counts lost or duplicated frames.
 """
 
 from __future__ import annotations
@@ -15,21 +15,27 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import httpx
 import orjson
+import redis.asyncio as aioredis
 import websockets
 
+from auth.registry import ClientRegistry
+from hub.config import Settings
+from hub.demo import fetch_token
 from hub.embedded import EmbeddedRedis, free_port
 from hub.publisher import RealtimeBackend
 from hub.simulator import SimulatedLMS
 
-TOKEN = "bench-token"
 
-
-def start_hub(redis_url: str, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "RTHUB_REDIS_URL": redis_url, "RTHUB_REDIS_PREFIX": "bench:", "RTHUB_DEV_TOKEN": TOKEN}
+def start_hub(redis_url: str, port: int, key_dir: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ, "RTHUB_REDIS_URL": redis_url, "RTHUB_REDIS_PREFIX": "bench:",
+        "RTHUB_ISSUER": f"http://127.0.0.1:{port}", "RTHUB_SIGNING_KEY_FILE": f"{key_dir}/key.pem",
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "hub.cli", "serve", "--port", str(port), "--log-level", "warning"], env=env
     )
@@ -43,11 +49,31 @@ def start_hub(redis_url: str, port: int) -> subprocess.Popen[bytes]:
     raise SystemExit("hub did not start")
 
 
-async def measure(url: str, backend: RealtimeBackend, events: list[dict], rate: float) -> tuple[dict, dict]:
+def issue_token(redis_url: str, port: int) -> str:
+    """A real OAuth client (grant: everything) and its access token."""
+    settings = Settings.from_env(redis_url=redis_url, redis_prefix="bench:")
+
+    async def create() -> tuple[str, str]:
+        redis = aioredis.Redis.from_url(redis_url)
+        try:
+            client, secret = await ClientRegistry(redis, settings).create(
+                name="bench", type="adaptive", translator="xapi", grant=[{}]
+            )
+        finally:
+            await redis.aclose()
+        return client.client_id, secret
+
+    client_id, secret = asyncio.run(create())
+    return fetch_token(f"http://127.0.0.1:{port}", client_id, secret)
+
+
+async def measure(
+    url: str, token: str, backend: RealtimeBackend, events: list[dict], rate: float
+) -> tuple[dict, dict]:
     sent: dict[str, float] = {}
     received: dict[str, float] = {}
     duplicates = 0
-    async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
+    async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
         await ws.recv()
         await ws.send('{"type": "subscribe"}')
         await asyncio.sleep(0.1)
@@ -84,12 +110,15 @@ def main() -> None:
     args = parser.parse_args()
     lms = SimulatedLMS(seed=11)
     events = [lms.next_event() for _ in range(args.events)]
-    with EmbeddedRedis() as server:
+    with EmbeddedRedis() as server, tempfile.TemporaryDirectory() as key_dir:
         port = free_port()
-        hub = start_hub(server.url, port)
+        hub = start_hub(server.url, port, key_dir)
         try:
+            token = issue_token(server.url, port)
             backend = RealtimeBackend(redis_url=server.url, redis_prefix="bench:")
-            sent, result = asyncio.run(measure(f"ws://127.0.0.1:{port}/v1/events", backend, events, args.rate))
+            sent, result = asyncio.run(
+                measure(f"ws://127.0.0.1:{port}/v1/events", token, backend, events, args.rate)
+            )
         finally:
             hub.terminate()
             hub.wait()

@@ -14,14 +14,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
+from auth.registry import ClientRegistry
+from auth.routes import auth_routes
+from auth.websocket import JwtAuthenticator
 from hub.anonymise import Anonymiser, IdStore, RedisIdStore
 from hub.broker import Broker
 from hub.broker.redis import RedisBroker
+from hub.changes import watch_changes
 from hub.config import Settings
 from hub.connection import CLOSE_SERVICE_RESTART
-from hub.devtoken import DevTokenAuthenticator
 from hub.fanout import Fanout
 from hub.identity import Authenticator
+from hub.presence import publish_counts
 from hub.translate import TranslationSettings
 from hub.transport import EventsEndpoint
 
@@ -46,15 +50,21 @@ def create_app(
     id_store: IdStore | None = None,
     authenticator: Authenticator | None = None,
 ) -> Starlette:
-    """Build the hub. With no broker given it uses Redis at `settings.redis_url`."""
+    """Build the hub on Redis at `settings.redis_url`, with OAuth consumers and the admin surfaces.
+
+    The demo's in-process mode passes its own broker, id store and authenticator, and then runs
+    without Redis (and so without the registry, the token endpoint and the admin page).
+    """
     settings = settings or Settings.from_env()
-    client = None
-    if broker is None or id_store is None:
-        client = aioredis.Redis.from_url(settings.redis_url, health_check_interval=10)
+    in_process = broker is not None and id_store is not None and authenticator is not None
+    client = None if in_process else aioredis.Redis.from_url(settings.redis_url, health_check_interval=10)
     broker = broker or RedisBroker(client, settings)
     id_store = id_store or RedisIdStore(client, settings)
+    auth_http: list[BaseRoute] = []
     if authenticator is None:
-        authenticator = DevTokenAuthenticator(settings.dev_token)
+        jwt = JwtAuthenticator(settings, client)
+        authenticator = jwt
+        auth_http = auth_routes(settings, client, keys=jwt.keys)
     fanout = Fanout(
         Anonymiser(id_store),
         TranslationSettings(settings.lms_root_url, settings.transformer_version),
@@ -72,19 +82,24 @@ def create_app(
         WebSocketRoute("/v1/events", EventsEndpoint(fanout, broker, authenticator, settings.send_queue_size)),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        *auth_http,
     ]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        pump = asyncio.create_task(fanout.run(broker), name="rthub-fanout")
+        tasks = [asyncio.create_task(fanout.run(broker), name="rthub-fanout")]
+        if client is not None:
+            lookup = ClientRegistry(client, settings).identity
+            tasks.append(asyncio.create_task(watch_changes(client, settings, fanout, lookup), name="rthub-changes"))
+            tasks.append(asyncio.create_task(publish_counts(client, settings, fanout), name="rthub-presence"))
         try:
             yield
         finally:
             for conn in list(fanout.connections.values()):
                 conn.close(CLOSE_SERVICE_RESTART, "hub shutting down")
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await broker.close()
 
     app = Starlette(routes=routes, lifespan=lifespan)

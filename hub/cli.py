@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from auth import cli as auth_cli
 from hub.config import ConfigError, Settings
 from hub.translate import offline
 
@@ -89,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     redis_options(demo)
     demo.set_defaults(handler=_demo)
+
+    auth_cli.register(commands)
 
     translate = commands.add_parser("translate", help="translate tracking-log lines to xAPI or Caliper (offline)")
     offline.configure(translate)

@@ -43,7 +43,6 @@ class Settings:
     webhook_retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 86400)
     stream_maxlen: int = 1_000_000
     send_queue_size: int = 1024
-    dev_token: str = ""
     transformer_version: str = "rthub@0.1.0"
     audience: str = "rthub"
     token_lifetime: int = 3600

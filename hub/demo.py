@@ -1,23 +1,33 @@
 """`rthub demo`: the whole system on one machine, with nothing to install beyond the package.
 
 Broker: the given Redis URL, else a private redis-server when one is on PATH, else the in-process
-broker. Then the hub on uvicorn, a simulated LMS publishing through `RealtimeBackend`, and an example
-WebSocket consumer printing what it receives.
+broker. Then the hub on uvicorn, an admin client and a demo consumer issued through the registry,
+a simulated LMS publishing through `RealtimeBackend`, and an example WebSocket consumer (OAuth
+client credentials, a grant covering two of the three simulated courses) printing what it receives.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
+import os
 import secrets
 import sys
+import tempfile
+import urllib.parse
+import urllib.request
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+import redis.asyncio as aioredis
 import uvicorn
 import websockets
 
+from auth.cli import bootstrap_admin
+from auth.registry import ClientRegistry
 from hub.anonymise import MemoryIdStore
 from hub.app import create_app
 from hub.broker.memory import MemoryBroker
@@ -26,9 +36,11 @@ from hub.devtoken import DevTokenAuthenticator
 from hub.embedded import EmbeddedRedis
 from hub.events import normalise
 from hub.publisher import RealtimeBackend
-from hub.simulator import SimulatedLMS
+from hub.simulator import COURSES, SimulatedLMS
 
 Publish = Callable[[dict[str, Any]], Awaitable[object]]
+
+DEMO_GRANT = [{"courses": ["course-v1:MITx+*", "course-v1:HarvardX+*"]}]
 
 
 def say(message: str) -> None:
@@ -40,7 +52,7 @@ def describe(frame: dict[str, Any]) -> str:
     data = frame.get("data")
     first = data[0] if isinstance(data, list) and data else data
     if isinstance(first, dict) and "verb" in first:
-        verb = first["verb"].get("display", {}).get("en-US") or first["verb"].get("id", "")
+        verb = first["verb"]["id"].rsplit("/", 1)[-1]
         actor = first.get("actor", {}).get("account", {}).get("name", "?")
         what = f"xAPI {verb} by {actor[:8]}"
     elif isinstance(first, dict) and "action" in first:
@@ -78,9 +90,38 @@ async def simulate(publish: Publish, rate: float, stop: asyncio.Event) -> None:
         await asyncio.sleep(1 / rate)
 
 
+def fetch_token(base_url: str, client_id: str, secret: str) -> str:
+    """Client credentials grant, as any consumer would do it."""
+    request = urllib.request.Request(
+        f"{base_url}/oauth/token",
+        data=urllib.parse.urlencode({"grant_type": "client_credentials", "scope": "events:read"}).encode(),
+        headers={"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)["access_token"]
+
+
+async def issue_clients(settings: Settings, base_url: str) -> str:
+    """Bootstrap an admin and a demo consumer; print the admin's credentials; return the consumer's token."""
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        registry = ClientRegistry(redis, settings)
+        admin_id, admin_secret = await bootstrap_admin(registry)
+        consumer, consumer_secret = await registry.create(
+            name="Demo adaptive engine", type="adaptive", translator="xapi", grant=DEMO_GRANT
+        )
+    finally:
+        await redis.aclose()
+    say(f"  admin page: {base_url}/admin/   client id {admin_id}   client secret {admin_secret}")
+    say(f"  demo consumer {consumer.client_id} (adaptive, xAPI) may see: {json.dumps(DEMO_GRANT)}")
+    return await asyncio.to_thread(fetch_token, base_url, consumer.client_id, consumer_secret)
+
+
 async def run(settings: Settings, port: int, rate: float, duration: float | None, memory: bool) -> None:
-    token = secrets.token_urlsafe(16)
+    base_url = f"http://127.0.0.1:{port}"
+    settings = settings.with_overrides(issuer=base_url)
     if memory:
+        token = secrets.token_urlsafe(16)
         broker = MemoryBroker()
         app = create_app(settings, broker=broker, id_store=MemoryIdStore(),
                          authenticator=DevTokenAuthenticator(token))
@@ -88,7 +129,7 @@ async def run(settings: Settings, port: int, rate: float, duration: float | None
         async def publish(event: dict[str, Any]) -> object:
             return await broker.publish(normalise(event))
     else:
-        app = create_app(settings, authenticator=DevTokenAuthenticator(token))
+        app = create_app(settings)
         backend = RealtimeBackend(redis_url=settings.redis_url, redis_prefix=settings.redis_prefix)
 
         async def publish(event: dict[str, Any]) -> object:
@@ -101,9 +142,12 @@ async def run(settings: Settings, port: int, rate: float, duration: float | None
             raise SystemExit(f"the hub could not start on port {port}")
         await asyncio.sleep(0.05)
     ws_url = f"ws://127.0.0.1:{port}/v1/events"
-    say(f"rthub demo: hub listening on http://127.0.0.1:{port}  (stream: {ws_url})")
-    say(f"  development token for this run: {token}")
-    say(f"  simulated LMS publishing ~{rate:g} events/s; Ctrl-C to stop")
+    say(f"rthub demo: hub listening on {base_url}  (stream: {ws_url})")
+    if memory:
+        say("  in-process mode: no OAuth registry or admin page (they need Redis); one demo token sees all")
+    else:
+        token = await issue_clients(settings, base_url)
+    say(f"  simulated LMS publishing ~{rate:g} events/s over {len(COURSES)} courses; Ctrl-C to stop")
     stop = asyncio.Event()
     tasks = [asyncio.create_task(consume(ws_url, token, stop)), asyncio.create_task(simulate(publish, rate, stop))]
     try:
@@ -122,6 +166,9 @@ async def run(settings: Settings, port: int, rate: float, duration: float | None
 
 def main(settings: Settings, port: int, rate: float, duration: float | None, redis_url: str | None) -> int:
     with contextlib.ExitStack() as stack:
+        if "RTHUB_SIGNING_KEY_FILE" not in os.environ:
+            keys = stack.enter_context(tempfile.TemporaryDirectory(prefix="rthub-demo-keys-"))
+            settings = settings.with_overrides(signing_key_file=os.path.join(keys, "signing-key.pem"))
         memory = False
         if redis_url:
             say(f"rthub demo: using Redis at {redis_url}")

@@ -1,6 +1,6 @@
-"""A development token that stands in for OAuth: one shared secret from `RTHUB_DEV_TOKEN`.
+"""A one-run token for `rthub demo` in its in-process mode, where there is no Redis for OAuth clients.
 
-Only active when the setting is non-empty; the identity it yields sees every event.
+Never used by `rthub serve`; the identity it yields sees every event.
 """
 
 from __future__ import annotations

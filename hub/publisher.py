@@ -2,9 +2,10 @@
 
 Configured in the LMS as
 `{"realtime": {"ENGINE": "hub.publisher.RealtimeBackend", "OPTIONS": {"redis_url": "..."}}}`.
-It runs inside the LMS request, so it must be cheap and must never raise: one Redis round trip
-per event on the happy path, and a short circuit breaker when Redis is away so a dead Redis costs
-the request nothing but a counter increment.
+It runs inside the LMS request, so it must be cheap and must never raise: events no active client
+could see (the preemptive filter, an in-memory check) and events naming no learner are dropped
+before any I/O; the rest cost one Redis round trip; a short circuit breaker when Redis is away
+makes a dead Redis cost the request nothing but a counter increment.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import redis
 from redis.exceptions import RedisError
 
 from hub.config import Settings
-from hub.events import Event, MalformedEvent, normalise
+from hub.events import MAX_EVENT_BYTES, Event, MalformedEvent, normalise, user_id
 from hub.layout import PUBLISH_SCRIPT, live_channel, stream_key
+from hub.preemptive import PreemptiveFilter
 
 log = logging.getLogger("rthub.publisher")
 
@@ -67,9 +69,16 @@ class RealtimeBackend:
         )
         maxlen = options.get("stream_maxlen")
         self._writer = StreamWriter(self._client, self.settings, int(maxlen) if maxlen else None)
+        self._filter: PreemptiveFilter | None = None
+        if options.get("preemptive", True):
+            filter_client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=5, socket_connect_timeout=1)
+            self._filter = PreemptiveFilter(filter_client, self.settings)
+        self._filter_started = False
         self._lock = threading.Lock()
         self._open_until = 0.0
-        self.counts = {"published": 0, "malformed": 0, "unavailable": 0, "failed": 0}
+        self.counts = {
+            "published": 0, "unwanted": 0, "no_user": 0, "malformed": 0, "oversize": 0, "unavailable": 0, "failed": 0,
+        }
 
     def send(self, event: Mapping[str, Any]) -> str | None:
         """Publish one event; return its cursor, or None when it was not published (and counted)."""
@@ -82,10 +91,29 @@ class RealtimeBackend:
 
     def _send(self, event: Mapping[str, Any]) -> str | None:
         try:
-            payload = orjson.dumps(normalise(event), default=str)
-        except (MalformedEvent, TypeError) as exc:
+            normalised = normalise(event)
+        except MalformedEvent as exc:
             self._count("malformed")
             log.warning("dropped malformed event: %s", exc)
+            return None
+        if user_id(normalised) is None:
+            self._count("no_user")
+            return None
+        if self._filter is not None:
+            if not self._filter_started:
+                self._start_filter()
+            if not self._filter.wanted(normalised):
+                self._count("unwanted")
+                return None
+        try:
+            payload = orjson.dumps(normalised, default=str)
+        except TypeError as exc:
+            self._count("malformed")
+            log.warning("dropped unserialisable event: %s", exc)
+            return None
+        if len(payload) > MAX_EVENT_BYTES:
+            self._count("oversize")
+            log.warning("dropped %s event of %d bytes (limit %d)", normalised["name"], len(payload), MAX_EVENT_BYTES)
             return None
         if time.monotonic() < self._open_until:
             self._count("unavailable")
@@ -100,7 +128,16 @@ class RealtimeBackend:
         self._count("published")
         return cursor
 
+    def _start_filter(self) -> None:
+        """Started on first use, not in __init__: LMS workers fork after loading settings."""
+        with self._lock:
+            if not self._filter_started and self._filter is not None:
+                self._filter.start()
+                self._filter_started = True
+
     def close(self) -> None:
+        if self._filter is not None:
+            self._filter.close()
         self._client.close()
 
     def _count(self, outcome: str) -> None:

@@ -33,13 +33,16 @@ def prefix(request: pytest.FixtureRequest) -> str:
     return f"t:{request.node.name}:"
 
 
-DEV_TOKEN = "test-dev-token"
-
-
 @pytest.fixture
 def hub(redis_server: RedisServer, prefix: str) -> Iterator[HubProcess]:
-    """A real hub process (dev-token auth) on a free port, on this test's key prefix."""
-    process = HubProcess(redis_server.url, prefix, env={"RTHUB_DEV_TOKEN": DEV_TOKEN})
+    """A real hub process on a free port, on this test's key prefix; `hub.token()` issues OAuth clients."""
+    process = HubProcess(redis_server.url, prefix)
     process.start()
     yield process
     process.stop()
+
+
+@pytest.fixture
+def token(hub: HubProcess) -> str:
+    """A bearer token for a client that may see every event, translated to xAPI."""
+    return hub.token()

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+import redis.asyncio as aioredis
 
+from auth.registry import ClientRegistry
+from hub.config import Settings
 from hub.embedded import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +28,16 @@ class HubProcess:
         self.port = free_port()
         self.redis_url = redis_url
         self.prefix = prefix
-        self.env = {**os.environ, "RTHUB_REDIS_URL": redis_url, "RTHUB_REDIS_PREFIX": prefix, **(env or {})}
+        self.key_dir = tempfile.TemporaryDirectory(prefix="rthub-keys-")
+        self.env = {
+            **os.environ,
+            "RTHUB_REDIS_URL": redis_url,
+            "RTHUB_REDIS_PREFIX": prefix,
+            "RTHUB_ISSUER": f"http://127.0.0.1:{self.port}",
+            "RTHUB_SIGNING_KEY_FILE": str(Path(self.key_dir.name) / "signing-key.pem"),
+            **(env or {}),
+        }
+        self.settings = Settings.from_env(self.env)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -48,6 +64,38 @@ class HubProcess:
                 pass
             time.sleep(0.05)
         raise TimeoutError("hub did not become healthy")
+
+    def client(self, **fields: Any) -> tuple[str, str]:
+        """Register an OAuth client straight in the registry; returns (client id, secret).
+
+        Defaults: a consumer of type `other` on xAPI whose grant sees every event.
+        """
+        fields = {"name": "test consumer", "type": "other", "translator": "xapi", "grant": [{}], **fields}
+
+        async def create() -> tuple[str, str]:
+            redis = aioredis.Redis.from_url(self.redis_url)
+            try:
+                client, secret = await ClientRegistry(redis, self.settings).create(**fields)
+            finally:
+                await redis.aclose()
+            return client.client_id, secret
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, create()).result()
+
+    def token_for(self, client_id: str, secret: str, scope: str = "events:read") -> str:
+        response = httpx.post(
+            f"{self.http}/oauth/token",
+            data={"grant_type": "client_credentials", "scope": scope},
+            auth=(client_id, secret),
+            timeout=10,
+        )
+        response.raise_for_status()
+        return response.json()["access_token"]
+
+    def token(self, **fields: Any) -> str:
+        """A bearer token for a new client with `fields` (see `client`)."""
+        return self.token_for(*self.client(**fields))
 
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
         if self.process is None:

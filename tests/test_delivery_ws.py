@@ -14,7 +14,6 @@ from hub.config import Settings
 from hub.events import normalise
 from hub.publisher import RealtimeBackend, StreamWriter
 from hub.simulator import SimulatedLMS
-from tests.conftest import DEV_TOKEN
 from tests.hubproc import HubProcess
 from tests.servers import RedisServer
 from tests.wsclient import StalledClient, collect, connect, quiet
@@ -43,17 +42,19 @@ def _large_answers(count: int) -> list[dict]:
     return events
 
 
-def test_resume_after_a_dropped_socket_delivers_everything_once_in_order(hub: HubProcess) -> None:
+def test_resume_after_a_dropped_socket_delivers_everything_once_in_order(
+    hub: HubProcess, token: str
+) -> None:
     backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix)
     lms = SimulatedLMS(seed=21)
 
     async def scenario() -> tuple[list[str], list[str]]:
-        ws = await connect(hub.ws, DEV_TOKEN)
+        ws = await connect(hub.ws, token)
         published = [backend.send(lms.next_event()) for _ in range(10)]
         first = await collect(ws, 10)
         await ws.close()
         published += [backend.send(lms.next_event()) for _ in range(25)]
-        ws = await connect(hub.ws, DEV_TOKEN, {"type": "subscribe", "resume_from": first[-1]["cursor"]})
+        ws = await connect(hub.ws, token, {"type": "subscribe", "resume_from": first[-1]["cursor"]})
 
         async def publish_live() -> list[str]:
             cursors = []
@@ -75,8 +76,9 @@ def test_resume_after_a_dropped_socket_delivers_everything_once_in_order(hub: Hu
 def test_resume_with_a_cursor_older_than_retention_gets_a_gap_frame(
     redis_server: RedisServer, prefix: str
 ) -> None:
-    hub = HubProcess(redis_server.url, prefix, env={"RTHUB_DEV_TOKEN": DEV_TOKEN, "RTHUB_STREAM_MAXLEN": "10"})
+    hub = HubProcess(redis_server.url, prefix, env={"RTHUB_STREAM_MAXLEN": "10"})
     hub.start()
+    token = hub.token()
     try:
         writer = _writer(hub)
         writer._maxlen = 10
@@ -85,7 +87,7 @@ def test_resume_with_a_cursor_older_than_retention_gets_a_gap_frame(
         assert oldest != cursors[0], "the stream was not trimmed; the test cannot show a gap"
 
         async def scenario() -> list[dict]:
-            ws = await connect(hub.ws, DEV_TOKEN, {"type": "subscribe", "resume_from": cursors[0]})
+            ws = await connect(hub.ws, token, {"type": "subscribe", "resume_from": cursors[0]})
             retained = cursors.index(oldest)
             frames = await collect(ws, 1 + len(cursors) - retained)
             await ws.close()
@@ -101,14 +103,15 @@ def test_resume_with_a_cursor_older_than_retention_gets_a_gap_frame(
 def test_slow_consumer_is_closed_with_4008_while_a_fast_one_keeps_up(
     redis_server: RedisServer, prefix: str
 ) -> None:
-    hub = HubProcess(redis_server.url, prefix, env={"RTHUB_DEV_TOKEN": DEV_TOKEN, "RTHUB_SEND_QUEUE_SIZE": "64"})
+    hub = HubProcess(redis_server.url, prefix, env={"RTHUB_SEND_QUEUE_SIZE": "64"})
     hub.start()
+    token = hub.token()
     events = _large_answers(3000)
     writer = _writer(hub)
     try:
         async def scenario() -> tuple[int | None, int]:
-            slow = await asyncio.to_thread(StalledClient, hub.ws, hub.port, DEV_TOKEN)
-            fast = await connect(hub.ws, DEV_TOKEN)
+            slow = await asyncio.to_thread(StalledClient, hub.ws, hub.port, token)
+            fast = await connect(hub.ws, token)
             for start in range(0, len(events), 20):
                 await asyncio.to_thread(writer.write_many, events[start:start + 20])
                 await asyncio.sleep(0.005)
@@ -123,9 +126,9 @@ def test_slow_consumer_is_closed_with_4008_while_a_fast_one_keeps_up(
     assert fast_count == len(events)
 
 
-def test_sigterm_closes_sockets_with_1012(hub: HubProcess) -> None:
+def test_sigterm_closes_sockets_with_1012(hub: HubProcess, token: str) -> None:
     async def scenario() -> int | None:
-        ws = await connect(hub.ws, DEV_TOKEN)
+        ws = await connect(hub.ws, token)
         await asyncio.to_thread(hub.stop, signal.SIGTERM)
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 10)
@@ -145,9 +148,9 @@ def test_sigterm_closes_sockets_with_1012(hub: HubProcess) -> None:
         ("x" * 70_000, 1009),
     ],
 )
-def test_bad_client_frames_close_with_a_clear_code(hub: HubProcess, frame: str | bytes, code: int) -> None:
+def test_bad_client_frames_close_with_a_clear_code(hub: HubProcess, token: str, frame: str | bytes, code: int) -> None:
     async def scenario() -> int | None:
-        ws = await connect(hub.ws, DEV_TOKEN, {})
+        ws = await connect(hub.ws, token, {})
         await ws.send(frame)
         with pytest.raises(websockets.ConnectionClosed) as closed:
             while True:
@@ -157,9 +160,9 @@ def test_bad_client_frames_close_with_a_clear_code(hub: HubProcess, frame: str |
     assert asyncio.run(scenario()) == code
 
 
-def test_flooding_client_frames_is_refused_with_1008(hub: HubProcess) -> None:
+def test_flooding_client_frames_is_refused_with_1008(hub: HubProcess, token: str) -> None:
     async def scenario() -> int | None:
-        ws = await connect(hub.ws, DEV_TOKEN)
+        ws = await connect(hub.ws, token)
         with pytest.raises(websockets.ConnectionClosed) as closed:
             for _ in range(200):
                 await ws.send('{"type": "subscribe"}')
@@ -170,7 +173,7 @@ def test_flooding_client_frames_is_refused_with_1008(hub: HubProcess) -> None:
     assert asyncio.run(scenario()) == 1008
 
 
-def test_subscription_filter_narrows_what_arrives(hub: HubProcess) -> None:
+def test_subscription_filter_narrows_what_arrives(hub: HubProcess, token: str) -> None:
     backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix)
     lms = SimulatedLMS(seed=24)
     sent = [lms.next_event() for _ in range(60)]
@@ -178,7 +181,7 @@ def test_subscription_filter_narrows_what_arrives(hub: HubProcess) -> None:
     assert wanted and len(wanted) < len(sent)
 
     async def scenario() -> list[dict]:
-        ws = await connect(hub.ws, DEV_TOKEN, {"type": "subscribe", "filter": {"courses": ["course-v1:MITx+*"]}})
+        ws = await connect(hub.ws, token, {"type": "subscribe", "filter": {"courses": ["course-v1:MITx+*"]}})
         await asyncio.sleep(0.2)
         for event in sent:
             backend.send(event)
@@ -191,12 +194,14 @@ def test_subscription_filter_narrows_what_arrives(hub: HubProcess) -> None:
     assert [f["event_type"] for f in frames] == [e["name"] for e in wanted]
 
 
-def test_a_client_that_never_subscribes_gets_live_events_after_the_window(hub: HubProcess) -> None:
+def test_a_client_that_never_subscribes_gets_live_events_after_the_window(
+    hub: HubProcess, token: str
+) -> None:
     backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix)
     lms = SimulatedLMS(seed=25)
 
     async def scenario() -> tuple[list[str], list[dict]]:
-        ws = await connect(hub.ws, DEV_TOKEN, {})
+        ws = await connect(hub.ws, token, {})
         sent = [backend.send(lms.next_event()) for _ in range(5)]
         frames = await collect(ws, 5)
         await ws.close()
@@ -206,9 +211,9 @@ def test_a_client_that_never_subscribes_gets_live_events_after_the_window(hub: H
     assert [f["cursor"] for f in frames] == sent
 
 
-def test_resume_from_after_live_events_flowed_is_refused(hub: HubProcess) -> None:
+def test_resume_from_after_live_events_flowed_is_refused(hub: HubProcess, token: str) -> None:
     async def scenario() -> int | None:
-        ws = await connect(hub.ws, DEV_TOKEN)
+        ws = await connect(hub.ws, token)
         await asyncio.sleep(0.1)
         await ws.send('{"type": "subscribe", "resume_from": "0-0"}')
         with pytest.raises(websockets.ConnectionClosed) as closed:

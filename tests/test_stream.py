@@ -18,7 +18,6 @@ from eventtracking.tracker import Tracker
 from hub.broker import cursor_key
 from hub.publisher import RealtimeBackend
 from hub.simulator import SimulatedLMS
-from tests.conftest import DEV_TOKEN
 from tests.hubproc import ROOT, HubProcess
 from tests.servers import RedisServer
 from tests.wsclient import collect, connect, quiet
@@ -28,12 +27,12 @@ def _backend(hub: HubProcess) -> RealtimeBackend:
     return RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix)
 
 
-def test_published_events_arrive_in_order_with_increasing_cursors(hub: HubProcess) -> None:
+def test_published_events_arrive_in_order_with_increasing_cursors(hub: HubProcess, token: str) -> None:
     backend = _backend(hub)
     lms = SimulatedLMS(seed=1)
 
     async def scenario() -> list[dict]:
-        ws = await connect(hub.ws, DEV_TOKEN)
+        ws = await connect(hub.ws, token)
         sent = [lms.next_event() for _ in range(30)]
         cursors = [backend.send(event) for event in sent]
         assert all(cursors), backend.counts
@@ -50,12 +49,12 @@ def test_published_events_arrive_in_order_with_increasing_cursors(hub: HubProces
     assert all("actor" in (f["data"][0] if isinstance(f["data"], list) else f["data"]) for f in frames)
 
 
-def test_two_subscribers_both_receive_every_event(hub: HubProcess) -> None:
+def test_two_subscribers_both_receive_every_event(hub: HubProcess, token: str) -> None:
     backend = _backend(hub)
     lms = SimulatedLMS(seed=2)
 
     async def scenario() -> tuple[list[dict], list[dict]]:
-        first, second = await connect(hub.ws, DEV_TOKEN), await connect(hub.ws, DEV_TOKEN)
+        first, second = await connect(hub.ws, token), await connect(hub.ws, token)
         for _ in range(20):
             backend.send(lms.next_event())
         result = await asyncio.gather(collect(first, 20), collect(second, 20))
@@ -68,13 +67,13 @@ def test_two_subscribers_both_receive_every_event(hub: HubProcess) -> None:
     assert len(one) == 20
 
 
-def test_event_tracking_tracker_delivers_through_the_backend(hub: HubProcess) -> None:
+def test_event_tracking_tracker_delivers_through_the_backend(hub: HubProcess, token: str) -> None:
     tracker = Tracker(backends={"realtime": _backend(hub)})
     context = {"course_id": "course-v1:MITx+6.002x+2026_T1", "org_id": "MITx", "user_id": 42,
                "username": "alice", "host": "lms.example.org"}
 
     async def scenario() -> list[dict]:
-        ws = await connect(hub.ws, DEV_TOKEN)
+        ws = await connect(hub.ws, token)
         with tracker.context("request", context):
             tracker.emit("edx.course.enrollment.activated",
                          {"course_id": context["course_id"], "user_id": 42, "mode": "verified"})
@@ -89,7 +88,7 @@ def test_event_tracking_tracker_delivers_through_the_backend(hub: HubProcess) ->
     assert "alice" not in text and '"42"' not in text
 
 
-def test_publish_command_replays_a_log_and_reports_the_bad_line(hub: HubProcess, tmp_path: Path) -> None:
+def test_publish_command_replays_a_log_and_reports_the_bad_line(hub: HubProcess, token: str, tmp_path: Path) -> None:
     lms = SimulatedLMS(seed=3)
     lines = [json.dumps(lms.next_event()) for _ in range(5)]
     lines.insert(2, "{not json")
@@ -97,7 +96,7 @@ def test_publish_command_replays_a_log_and_reports_the_bad_line(hub: HubProcess,
     log.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
 
     async def scenario() -> tuple[subprocess.CompletedProcess[str], list[dict]]:
-        ws = await connect(hub.ws, DEV_TOKEN)
+        ws = await connect(hub.ws, token)
         result = await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "-m", "hub.cli", "publish", str(log), "--redis-url", hub.redis_url,
@@ -117,7 +116,7 @@ def test_publish_command_replays_a_log_and_reports_the_bad_line(hub: HubProcess,
 
 
 def test_send_with_redis_stopped_returns_quickly_without_raising(own_redis: RedisServer) -> None:
-    backend = RealtimeBackend(redis_url=own_redis.url, redis_prefix="down:")
+    backend = RealtimeBackend(redis_url=own_redis.url, redis_prefix="down:", preemptive=False)
     event = SimulatedLMS(seed=4).next_event()
     assert backend.send(event) is not None
     own_redis.stop(kill=True)
@@ -130,19 +129,19 @@ def test_send_with_redis_stopped_returns_quickly_without_raising(own_redis: Redi
 
 
 def test_malformed_events_are_counted_not_raised(redis_server: RedisServer, prefix: str) -> None:
-    backend = RealtimeBackend(redis_url=redis_server.url, redis_prefix=prefix)
+    backend = RealtimeBackend(redis_url=redis_server.url, redis_prefix=prefix, preemptive=False)
     for bad in ({}, {"name": "x"}, {"name": "x", "timestamp": "yesterday"}, ["not", "a", "dict"], None):
         assert backend.send(bad) is None  # type: ignore[arg-type]
     assert backend.counts["malformed"] + backend.counts["failed"] == 5
     assert redis.Redis.from_url(redis_server.url).xlen(f"{prefix}events") == 0
 
 
-@pytest.mark.parametrize("token", ["", "wrong-token"])
-def test_bad_token_is_closed_with_4401(hub: HubProcess, token: str) -> None:
+@pytest.mark.parametrize("bad_token", ["", "wrong-token"])
+def test_bad_token_is_closed_with_4401(hub: HubProcess, bad_token: str) -> None:
     import websockets
 
     async def scenario() -> int:
-        async with websockets.connect(hub.ws, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+        async with websockets.connect(hub.ws, additional_headers={"Authorization": f"Bearer {bad_token}"}) as ws:
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 await ws.recv()
             return closed.value.rcvd.code
@@ -150,13 +149,13 @@ def test_bad_token_is_closed_with_4401(hub: HubProcess, token: str) -> None:
     assert asyncio.run(scenario()) == 4401
 
 
-def test_event_frames_carry_no_learner_identity(hub: HubProcess) -> None:
+def test_event_frames_carry_no_learner_identity(hub: HubProcess, token: str) -> None:
     backend = _backend(hub)
     lms = SimulatedLMS(seed=5)
     sent = [lms.next_event() for _ in range(40)]
 
     async def scenario() -> list[dict]:
-        ws = await connect(hub.ws, DEV_TOKEN)
+        ws = await connect(hub.ws, token)
         for event in sent:
             backend.send(event)
         frames = await collect(ws, 40)

@@ -412,10 +412,7 @@ def _forum_iri(src: Source, family: str) -> str:
     content_id = src.need_str("id")
     path = src.context.get("path")
     found = _FORUM_PATH.match(path) if isinstance(path, str) else None
-    if found and found.group(2) in (None, content_id):
-        base = found.group(1)
-    else:
-        base = f"/api/discussion/v1/{family}"
+    base = found.group(1) if found and found.group(2) in (None, content_id) else f"/api/discussion/v1/{family}"
     return f"{src.root}{base}/{content_id}"
 
 
