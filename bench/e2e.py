@@ -7,11 +7,12 @@
     python -m bench.e2e --profile              # py-spy both targets during their 1,000 events/s round
 
 Starts its own redis-server, the targets (`python -m bench.bare_loop`, `rthub serve --workers N`),
-M subscribers spread over several processes (subscriber i filters on course i % 10, so each sees
-10 % of the events), and publishes through `RealtimeBackend` at fixed rates. Latency is publish
-call -> frame received, from the publisher's cursor -> send-time table joined with the
-subscribers' receive times. Writes `results/e2e-<time>.json` and `.png` and prints a table in
-which every hub figure is also given as a ratio to the bare loop measured in the same run.
+M subscribers spread over several processes (subscriber i sees course i % 10, so 10 % of the
+events: on the hub as a real OAuth client whose grant is that course, on the bare loop by filter),
+and publishes through `RealtimeBackend` at fixed rates. Latency is publish call -> frame received,
+from the publisher's cursor -> send-time table joined with the subscribers' receive times. Writes
+`results/e2e-<time>.json` and `.png` and prints a table in which every hub figure is also given as
+a ratio to the bare loop measured in the same run.
 """
 
 from __future__ import annotations
@@ -57,11 +58,12 @@ def prepare(stack: ExitStack, target: harness.Target, redis_url: str, args: argp
     stack.enter_context(target)
     time.sleep(0.5)
     rss_empty = target.rss()
-    filters = [harness.course_filter(index) for index in range(args.subscribers)]
-    pool = stack.enter_context(SubscriberPool(target.url, harness.TOKEN, filters, args.client_processes))
+    subscribers = [target.subscriber(index) for index in range(args.subscribers)]
+    pool = stack.enter_context(SubscriberPool(target.url, subscribers, args.client_processes))
     time.sleep(0.3)
     per_connection = (target.rss() - rss_empty) / args.subscribers / 1024
-    backend = RealtimeBackend(redis_url=redis_url, redis_prefix=target.prefix, timeout=2.0)
+    # The LMS-side preemptive filter needs the registry's grants, which only the hub's prefix has.
+    backend = RealtimeBackend(redis_url=redis_url, redis_prefix=target.prefix, timeout=2.0, preemptive=target.oauth)
     stack.callback(backend.close)
     ignore = harness.warm_up(pool, backend, args.subscribers)
     return Setup(target, pool, backend, ignore, per_connection)
@@ -164,7 +166,8 @@ def idle(redis_url: str, args: argparse.Namespace) -> dict[str, Any]:
         time.sleep(1.0)
         rss_empty = target.rss()
         started = time.perf_counter()
-        with SubscriberPool(target.url, harness.TOKEN, [None] * args.idle, args.idle_processes) as pool:
+        subscribers = [(target.tokens[index % len(target.tokens)], None) for index in range(args.idle)]
+        with SubscriberPool(target.url, subscribers, args.idle_processes) as pool:
             opened = time.perf_counter() - started
             time.sleep(2.0)
             rss_full = target.rss()

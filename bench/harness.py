@@ -4,8 +4,9 @@ A target is a server process listening for WebSockets and reading the live chann
 The harness connects the same subscribers to it, publishes the same traffic through
 `RealtimeBackend` at a fixed rate, and joins the publisher's cursor -> send-time table with the
 subscribers' cursor -> receive-time records afterwards, so nothing about timing has to survive
-translation. Entitlement: subscriber i filters on course i % COURSE_COUNT, i.e. sees 1/COURSE_COUNT
-of the events.
+translation. Entitlement: subscriber i sees course i % COURSE_COUNT, i.e. 1/COURSE_COUNT of the
+events: on the hub through a real OAuth client whose grant is that course (bench.oauth), on the bare
+loop through a `subscribe` filter naming it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,12 +23,13 @@ from typing import Any
 import orjson
 import psutil
 
+from bench.oauth import course_tokens, make_signing_key
 from hub.publisher import RealtimeBackend
 from hub.simulator import Learner, SimulatedLMS
 
 COURSE_COUNT = 10
 COURSES = tuple(f"course-v1:BenchX+C{index:02d}+2026" for index in range(COURSE_COUNT))
-TOKEN = "bench-dev-token"
+BARE_TOKEN = "bare-loop-takes-any-token"
 PREFIX = "bench:"  # each target adds its own part
 LOSS_WAIT = 5.0
 
@@ -66,7 +69,9 @@ class Target:
     port: int
     prefix: str
     env: dict[str, str] = field(default_factory=dict)
+    oauth: bool = False
     process: subprocess.Popen[bytes] | None = None
+    tokens: list[str] = field(default_factory=lambda: [BARE_TOKEN])
 
     @property
     def url(self) -> str:
@@ -75,7 +80,16 @@ class Target:
     def __enter__(self) -> Target:
         self.process = subprocess.Popen(self.argv, env={**os.environ, **self.env})
         wait_for_port(self.port, self.process)
+        if self.oauth:
+            self.tokens = course_tokens(f"http://127.0.0.1:{self.port}", self.env["RTHUB_REDIS_URL"],
+                                        self.prefix, COURSES)
         return self
+
+    def subscriber(self, index: int) -> tuple[str, dict[str, list[str]] | None]:
+        """Token and `subscribe` filter of subscriber `index`: hub, a client granted one course; bare loop, a filter."""
+        if self.oauth:
+            return self.tokens[index % len(self.tokens)], None
+        return self.tokens[0], course_filter(index)
 
     def __exit__(self, *exc: object) -> None:
         if self.process is not None:
@@ -104,10 +118,13 @@ class Target:
 def hub_target(redis_url: str, port: int, workers: int) -> Target:
     """`rthub serve --workers N` on its own key prefix, so targets sharing one Redis never see each other's events."""
     prefix = f"{PREFIX}hub{workers}:"
+    key_file = os.path.join(tempfile.mkdtemp(prefix="rthub-bench-keys-"), "signing-key.pem")
+    make_signing_key(key_file)
     argv = [sys.executable, "-m", "hub.cli", "serve", "--port", str(port), "--workers", str(workers),
             "--log-level", "warning"]
-    env = {"RTHUB_REDIS_URL": redis_url, "RTHUB_REDIS_PREFIX": prefix, "RTHUB_DEV_TOKEN": TOKEN}
-    return Target(f"hub x{workers}", argv, port, prefix, env)
+    env = {"RTHUB_REDIS_URL": redis_url, "RTHUB_REDIS_PREFIX": prefix, "RTHUB_ISSUER": f"http://127.0.0.1:{port}",
+           "RTHUB_SIGNING_KEY_FILE": key_file}
+    return Target(f"hub x{workers}", argv, port, prefix, env, oauth=True)
 
 
 def bare_target(redis_url: str, port: int) -> Target:

@@ -24,6 +24,9 @@ import websockets
 
 CONNECT_CONCURRENCY = 200
 
+# A subscriber's bearer token and its `subscribe` filter (None: no filter).
+Subscriber = tuple[str, dict[str, Any] | None]
+
 
 def raise_file_limit() -> int:
     """Lift the soft open-files limit to the hard one (children inherit it); returns the new limit."""
@@ -41,7 +44,7 @@ class Collected:
     closes: list[tuple[int, int | None]]
 
 
-async def _open(url: str, token: str, index: int, filter_rule: dict[str, Any] | None) -> Any:
+async def _open(url: str, token: str, filter_rule: dict[str, Any] | None, index: int) -> Any:
     ws = await websockets.connect(
         url,
         additional_headers={"Authorization": f"Bearer {token}"},
@@ -60,19 +63,17 @@ async def _open(url: str, token: str, index: int, filter_rule: dict[str, Any] | 
     return ws
 
 
-async def _serve(
-    url: str, token: str, filters: dict[int, dict[str, Any] | None], pipe: Connection, counter: Synchronized
-) -> None:
+async def _serve(url: str, subscribers: dict[int, Subscriber], pipe: Connection, counter: Synchronized) -> None:
     frames: list[tuple[int, bytes | str, float]] = []
     closes: list[tuple[int, int | None]] = []
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
     async def open_one(index: int) -> Any:
         async with gate:
-            return await _open(url, token, index, filters[index])
+            return await _open(url, *subscribers[index], index)
 
     started = time.perf_counter()
-    sockets = await asyncio.gather(*(open_one(index) for index in filters))
+    sockets = await asyncio.gather(*(open_one(index) for index in subscribers))
     pipe.send(("ready", time.perf_counter() - started))
 
     async def read(index: int, ws: Any) -> None:
@@ -92,7 +93,7 @@ async def _serve(
             counter.value = len(frames)
             await asyncio.sleep(0.02)
 
-    readers = [asyncio.create_task(read(index, ws)) for index, ws in zip(filters, sockets, strict=True)]
+    readers = [asyncio.create_task(read(index, ws)) for index, ws in zip(subscribers, sockets, strict=True)]
     reporter = asyncio.create_task(publish_count())
     loop = asyncio.get_running_loop()
     while True:
@@ -114,23 +115,20 @@ async def _serve(
     pipe.send("closed")
 
 
-def _process_main(
-    url: str, token: str, filters: dict[int, dict[str, Any] | None], pipe: Connection, counter: Synchronized
-) -> None:
+def _process_main(url: str, subscribers: dict[int, Subscriber], pipe: Connection, counter: Synchronized) -> None:
     raise_file_limit()
     try:
-        asyncio.run(_serve(url, token, filters, pipe, counter))
+        asyncio.run(_serve(url, subscribers, pipe, counter))
     except Exception as exc:  # report to the parent instead of dying silently
         pipe.send(("error", repr(exc)))
 
 
 @dataclass
 class SubscriberPool:
-    """`count` sockets spread over `processes` processes; subscriber i uses `filters[i]` (None: no filter)."""
+    """Sockets spread over `processes` processes; subscriber i connects with `subscribers[i]`."""
 
     url: str
-    token: str
-    filters: list[dict[str, Any] | None]
+    subscribers: list[Subscriber]
     processes: int = 2
     open_seconds: float = 0.0
     _workers: list[tuple[mp.Process, Connection, Synchronized]] = field(default_factory=list)
@@ -138,12 +136,10 @@ class SubscriberPool:
     def __enter__(self) -> SubscriberPool:
         context = mp.get_context("spawn")
         for share in range(self.processes):
-            mine = {index: self.filters[index] for index in range(share, len(self.filters), self.processes)}
+            mine = {index: self.subscribers[index] for index in range(share, len(self.subscribers), self.processes)}
             parent, child = context.Pipe()
             counter = context.Value("q", 0, lock=False)
-            process = context.Process(
-                target=_process_main, args=(self.url, self.token, mine, child, counter), daemon=True
-            )
+            process = context.Process(target=_process_main, args=(self.url, mine, child, counter), daemon=True)
             process.start()
             self._workers.append((process, parent, counter))
         started = time.perf_counter()

@@ -1,4 +1,8 @@
-"""Scale-out: two hub instances on one Redis and prefix behave as one system."""
+"""Scale-out: two hub instances on one Redis and prefix behave as one system.
+
+Like instances behind one proxy, both share the signing key and the issuer URL, so a token from
+either is good on both.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,6 @@ import pytest
 
 from hub.publisher import RealtimeBackend
 from hub.simulator import SimulatedLMS
-from tests.conftest import DEV_TOKEN
 from tests.hubproc import HubProcess
 from tests.servers import RedisServer
 from tests.wsclient import collect, connect, quiet
@@ -18,8 +21,9 @@ from tests.wsclient import collect, connect, quiet
 
 @pytest.fixture
 def two_hubs(redis_server: RedisServer, prefix: str) -> Iterator[tuple[HubProcess, HubProcess]]:
-    hubs = (HubProcess(redis_server.url, prefix, env={"RTHUB_DEV_TOKEN": DEV_TOKEN}),
-            HubProcess(redis_server.url, prefix, env={"RTHUB_DEV_TOKEN": DEV_TOKEN}))
+    first = HubProcess(redis_server.url, prefix)
+    shared = {name: first.env[name] for name in ("RTHUB_SIGNING_KEY_FILE", "RTHUB_ISSUER")}
+    hubs = (first, HubProcess(redis_server.url, prefix, env=shared))
     try:
         for hub in hubs:
             hub.start()
@@ -38,9 +42,10 @@ def test_a_subscriber_on_each_instance_gets_every_event(two_hubs: tuple[HubProce
     first_hub, second_hub = two_hubs
     backend = RealtimeBackend(redis_url=first_hub.redis_url, redis_prefix=first_hub.prefix)
     lms = SimulatedLMS(seed=21)
+    token = first_hub.token()
 
     async def scenario() -> tuple[list[str], list[dict], list[dict]]:
-        first, second = await connect(first_hub.ws, DEV_TOKEN), await connect(second_hub.ws, DEV_TOKEN)
+        first, second = await connect(first_hub.ws, token), await connect(second_hub.ws, token)
         cursors = [backend.send(lms.next_event()) for _ in range(40)]
         one, two = await asyncio.gather(collect(first, 40), collect(second, 40))
         extra = await quiet(first, 0.3) + await quiet(second, 0.3)
@@ -61,14 +66,15 @@ def test_resume_on_the_other_instance_replays_what_was_missed(two_hubs: tuple[Hu
     first_hub, second_hub = two_hubs
     backend = RealtimeBackend(redis_url=first_hub.redis_url, redis_prefix=first_hub.prefix)
     lms = SimulatedLMS(seed=22)
+    token = first_hub.token()
 
     async def scenario() -> tuple[list[str], list[str], list[dict], list[dict]]:
-        ws = await connect(first_hub.ws, DEV_TOKEN)
+        ws = await connect(first_hub.ws, token)
         seen = [backend.send(lms.next_event()) for _ in range(5)]
         before = await collect(ws, 5)
         await ws.close()
         missed = [backend.send(lms.next_event()) for _ in range(15)]
-        ws = await connect(second_hub.ws, DEV_TOKEN, {"type": "subscribe", "resume_from": before[-1]["cursor"]})
+        ws = await connect(second_hub.ws, token, {"type": "subscribe", "resume_from": before[-1]["cursor"]})
         replayed = await collect(ws, 15)
         live = backend.send(lms.next_event())
         after = await collect(ws, 1) + await quiet(ws, 0.3)
