@@ -22,7 +22,10 @@ import orjson
 import psutil
 import websockets
 
-CONNECT_CONCURRENCY = 200
+# Handshakes in flight per process. The hub authenticates each with Redis round trips, and its
+# redis-py pool (100 connections by default) fails outright rather than wait when a burst exceeds
+# it, so the harness stays below that across its processes.
+CONNECT_CONCURRENCY = 20
 
 # A subscriber's bearer token and its `subscribe` filter (None: no filter).
 Subscriber = tuple[str, dict[str, Any] | None]
