@@ -225,24 +225,21 @@ def analyse(sent: Sent, frames: list[tuple[int, bytes | str, float]], subscriber
 
 
 def warm_up(pool: Any, backend: RealtimeBackend, subscribers: int) -> set[str]:
-    """Publish one event per course until every subscriber has had one; returns the cursors to ignore.
+    """Publish events from every simulated learner until the subscribers have had them; returns cursors to ignore.
 
-    Also makes sure each target's live subscription is up before measuring starts.
+    Makes sure the target's live subscription is up and its anonymiser has met every learner (a
+    first meeting costs a Redis round trip) before measuring starts.
     """
     ignore: set[str] = set()
-    events = make_events(20 * COURSE_COUNT, seed=1)
-    by_course = {index: [e for e in events if e["context"]["course_id"] == course]
-                 for index, course in enumerate(COURSES)}
+    events = make_events(40 * COURSE_COUNT, seed=1)
     for _ in range(10):
-        for course_events in by_course.values():
-            cursor = backend.send(course_events[0])
-            if cursor is not None:
-                ignore.add(cursor)
-        if pool.wait_for(subscribers, 2.0):
+        sent = publish(backend, events, 2000)
+        ignore.update(sent.times)
+        if pool.wait_for(expected_frames(sent, subscribers), 3.0):
             time.sleep(0.2)
             pool.collect()
             return ignore
-    raise RuntimeError("subscribers received nothing during warm-up")
+    raise RuntimeError("subscribers did not receive the warm-up events")
 
 
 def run_round(target: Target, pool: Any, backend: RealtimeBackend, events: list[dict[str, Any]],
