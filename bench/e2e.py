@@ -265,6 +265,8 @@ def main() -> None:
                     for frame, share in summary[kind]:
                         print(f"    {share:5.1f}%  {frame}")
             title = f"{args.subscribers} subscribers, 10 % each, {os.cpu_count()} CPUs"
+            if args.repeat > 1:
+                title += f" (median of {args.repeat} runs)"
             if latency_plot(rows, args.results / f"e2e-{stamp}.png", title):
                 print(f"\nplot: {args.results / f'e2e-{stamp}.png'}")
     report["meta"]["seconds"] = round(time.perf_counter() - started, 1)

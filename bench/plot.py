@@ -1,7 +1,11 @@
-"""Latency percentiles against publish rate, one colour per target; written as a PNG."""
+"""Latency percentiles against publish rate, one colour per target; written as a PNG.
+
+With repeats, each point is the median over the runs at that rate.
+"""
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +22,12 @@ def latency_plot(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
     figure, axes = plt.subplots(figsize=(8, 5))
     targets = list(dict.fromkeys(row["target"] for row in rows))
     for number, target in enumerate(targets):
-        mine = sorted((row for row in rows if row["target"] == target), key=lambda row: row["rate"])
+        mine = [row for row in rows if row["target"] == target]
+        rates = sorted({row["rate"] for row in mine})
         colour = f"C{number}"
-        rates = [row["rate"] for row in mine]
         for key, style in (("p50_ms", ":"), ("p90_ms", "--"), ("p99_ms", "-")):
-            axes.plot(rates, [row[key] for row in mine], style, color=colour, marker="o", markersize=3,
+            values = [statistics.median(row[key] for row in mine if row["rate"] == rate) for rate in rates]
+            axes.plot(rates, values, style, color=colour, marker="o", markersize=3,
                       label=f"{target} {key.removesuffix('_ms')}")
     axes.set_yscale("log")
     axes.set_xlabel("published events/s (each subscriber entitled to 10 %)")
