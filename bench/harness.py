@@ -24,6 +24,7 @@ import orjson
 import psutil
 
 from bench.oauth import course_tokens, make_signing_key
+from bench.subscribers import SubscriberPool
 from hub.publisher import RealtimeBackend
 from hub.simulator import Learner, SimulatedLMS
 
@@ -224,7 +225,7 @@ def analyse(sent: Sent, frames: list[tuple[int, bytes | str, float]], subscriber
     }
 
 
-def warm_up(pool: Any, backend: RealtimeBackend, subscribers: int) -> set[str]:
+def warm_up(pool: SubscriberPool, backend: RealtimeBackend, subscribers: int) -> set[str]:
     """Publish events from every simulated learner until the subscribers have had them; returns cursors to ignore.
 
     Makes sure the target's live subscription is up and its anonymiser has met every learner (a
@@ -242,7 +243,7 @@ def warm_up(pool: Any, backend: RealtimeBackend, subscribers: int) -> set[str]:
     raise RuntimeError("subscribers did not receive the warm-up events")
 
 
-def run_round(target: Target, pool: Any, backend: RealtimeBackend, events: list[dict[str, Any]],
+def run_round(target: Target, pool: SubscriberPool, backend: RealtimeBackend, events: list[dict[str, Any]],
               rate: float, subscribers: int, ignore: set[str]) -> dict[str, Any]:
     """One fixed-rate round against a running target and connected pool.
 
