@@ -1,0 +1,279 @@
+"""End-to-end benchmark: LMS publisher -> Redis -> hub -> WebSocket subscribers, against a bare loop.
+
+    python -m bench.e2e                        # default: bare loop and hub (1 worker), 4 rates, < 5 min
+    python -m bench.e2e --rates 1000 --duration 20 --repeat 2
+    python -m bench.e2e --ramp                 # max sustainable rate: bare loop, hub with 1, 2, 4 workers
+    python -m bench.e2e --idle 10000           # 10,000 idle authenticated sockets on one hub process
+    python -m bench.e2e --profile              # py-spy both targets during their 1,000 events/s round
+
+Starts its own redis-server, the targets (`python -m bench.bare_loop`, `rthub serve --workers N`),
+M subscribers spread over several processes (subscriber i sees course i % 10, so 10 % of the
+events: on the hub as a real OAuth client whose grant is that course, on the bare loop by filter),
+and publishes through `RealtimeBackend` at fixed rates. Latency is publish call -> frame received,
+from the publisher's cursor -> send-time table joined with the subscribers' receive times. Writes
+`results/e2e-<time>.json` and `.png` and prints a table in which every hub figure is also given as
+a ratio to the bare loop measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import harness, profile
+from bench.plot import latency_plot
+from bench.subscribers import SubscriberPool, raise_file_limit
+from hub.embedded import EmbeddedRedis, free_port
+from hub.publisher import RealtimeBackend
+
+RAMP_RATES = (500, 1000, 1250, 1500, 1750, 2000, 2500, 3000, 4000, 5000, 6000, 8000)
+P99_LIMIT_MS = 100.0
+PROFILE_RATE = 1000.0
+
+
+@dataclass
+class Setup:
+    """A running target with its own subscribers, publisher and key prefix."""
+
+    target: harness.Target
+    pool: SubscriberPool
+    backend: RealtimeBackend
+    ignore: set[str]
+    per_connection_kb: float
+    done: bool = False
+
+
+def prepare(stack: ExitStack, target: harness.Target, redis_url: str, args: argparse.Namespace) -> Setup:
+    """Start `target`, connect its subscribers (RSS per connection from before/after) and warm it up."""
+    stack.enter_context(target)
+    time.sleep(0.5)
+    rss_empty = target.rss()
+    subscribers = [target.subscriber(index) for index in range(args.subscribers)]
+    pool = stack.enter_context(SubscriberPool(target.url, subscribers, args.client_processes))
+    time.sleep(0.3)
+    per_connection = (target.rss() - rss_empty) / args.subscribers / 1024
+    # The LMS-side preemptive filter needs the registry's grants, which only the hub's prefix has.
+    backend = RealtimeBackend(redis_url=redis_url, redis_prefix=target.prefix, timeout=2.0, preemptive=target.oauth)
+    stack.callback(backend.close)
+    ignore = harness.warm_up(pool, backend, args.subscribers)
+    return Setup(target, pool, backend, ignore, per_connection)
+
+
+def measure(targets: list[harness.Target], redis_url: str, args: argparse.Namespace, rates: list[float],
+            stop_on_failure: bool, profiles: dict[str, Path]) -> list[dict[str, Any]]:
+    """Run every rate on every target in turn, all targets up at once, each on its own key prefix.
+
+    Interleaving keeps a rate's rounds close in time, so the background load of a shared machine
+    falls on the targets alike. With `stop_on_failure` a target stops after its first failed round.
+    """
+    rows: list[dict[str, Any]] = []
+    with ExitStack() as stack:
+        setups = [prepare(stack, target, redis_url, args) for target in targets]
+        for rate in rates:
+            events = harness.make_events(int(rate * args.duration), seed=int(rate))
+            for setup in setups:
+                if setup.done:
+                    continue
+                recorder = None
+                if setup.target.name in profiles and rate == PROFILE_RATE:
+                    recorder = profile.start_recording(
+                        setup.target.pids()[-1], args.duration, profiles[setup.target.name])
+                row = harness.run_round(setup.target, setup.pool, setup.backend, events, rate,
+                                        args.subscribers, setup.ignore)
+                if recorder is not None:
+                    recorder.wait(30)
+                row["rss_per_connection_kb"] = setup.per_connection_kb
+                row["connect_seconds"] = setup.pool.open_seconds
+                rows.append(row)
+                print(progress_line(row), flush=True)
+                setup.done = stop_on_failure and not harness.sustainable(row, P99_LIMIT_MS)
+                time.sleep(0.5)
+            if all(setup.done for setup in setups):
+                break
+    return rows
+
+
+def progress_line(row: dict[str, Any]) -> str:
+    verdict = "ok" if harness.sustainable(row, P99_LIMIT_MS) else "FAIL"
+    return (f"  {row['target']:<10} {row['rate']:>6g} ev/s  {row['frames_per_s']:>8.0f} frames/s  "
+            f"p50 {row['p50_ms']:.2f}  p99 {row['p99_ms']:.2f}  max {row['max_ms']:.1f} ms  "
+            f"lost {row['lost']}  dup {row['duplicated']}  closed {row['closed']}  "
+            f"cpu {row['cpu_percent']:.0f}% (subscribers {row['subscribers_cpu_percent']:.0f}%, "
+            f"machine {row['machine_cpu_percent']:.0f}% of {os.cpu_count()})  {verdict}")
+
+
+COLUMNS = (("rate", "ev/s", "{:g}"), ("frames_per_s", "frames/s", "{:.0f}"), ("p50_ms", "p50 ms", "{:.2f}"),
+           ("p90_ms", "p90 ms", "{:.2f}"), ("p99_ms", "p99 ms", "{:.2f}"), ("max_ms", "max ms", "{:.1f}"),
+           ("lost", "lost", "{}"), ("duplicated", "dup", "{}"), ("cpu_percent", "CPU %", "{:.0f}"),
+           ("cpu_us_per_frame", "CPU µs/frame", "{:.1f}"),
+           ("rss_mb", "RSS MB", "{:.1f}"), ("rss_per_connection_kb", "KB/conn", "{:.1f}"))
+RATIO_KEYS = ("p50_ms", "p90_ms", "p99_ms", "max_ms", "cpu_percent", "cpu_us_per_frame", "rss_mb",
+              "rss_per_connection_kb")
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table; hub rows are followed by their ratio to the bare loop at the same rate and repeat."""
+    header = "| target | " + " | ".join(title for _, title, _ in COLUMNS) + " |"
+    lines = [header, "|" + "---|" * (len(COLUMNS) + 1)]
+    bare = {(row["rate"], row.get("repeat", 0)): row for row in rows if row["target"] == "bare loop"}
+    for row in rows:
+        cells = [fmt.format(row[key]) for key, _, fmt in COLUMNS]
+        lines.append(f"| {row['target']} | " + " | ".join(cells) + " |")
+        base = bare.get((row["rate"], row.get("repeat", 0)))
+        if row["target"] != "bare loop" and base is not None:
+            ratios = [f"{row[key] / base[key]:.2f}x" if key in RATIO_KEYS and base[key] else ""
+                      for key, _, _ in COLUMNS]
+            lines.append("| ↳ ratio to bare | " + " | ".join(ratios) + " |")
+    return "\n".join(lines)
+
+
+def ramp_table(rows: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """Per repeat, each target's highest rate that held (the ramp stops a target at its first failure)."""
+    best: dict[tuple[int, str], dict[str, Any] | None] = {}
+    for row in rows:
+        key = (row["repeat"], row["target"])
+        best.setdefault(key, None)
+        if harness.sustainable(row, P99_LIMIT_MS):
+            best[key] = row
+    lines = ["| repeat | target | max sustainable ev/s | frames/s | p99 ms there | ratio to bare |",
+             "|---|---|---|---|---|---|"]
+    summary = []
+    for (repeat, target), row in sorted(best.items()):
+        bare = best.get((repeat, "bare loop"))
+        if row is None:
+            lines.append(f"| {repeat + 1} | {target} | none | | | |")
+            summary.append({"repeat": repeat, "target": target, "rate": None})
+            continue
+        ratio = row["frames_per_s"] / bare["frames_per_s"] if bare else float("nan")
+        lines.append(f"| {repeat + 1} | {target} | {row['rate']:g} | {row['frames_per_s']:.0f} | "
+                     f"{row['p99_ms']:.1f} | {ratio:.2f}x |")
+        summary.append({"repeat": repeat, "target": target, "rate": row["rate"],
+                        "frames_per_s": row["frames_per_s"], "ratio_to_bare": ratio})
+    return "\n".join(lines), summary
+
+
+def idle(redis_url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Open `args.idle` authenticated sockets to one hub process and read its RSS before and after."""
+    target = harness.hub_target(redis_url, free_port(), 1)
+    with target:
+        time.sleep(1.0)
+        rss_empty = target.rss()
+        started = time.perf_counter()
+        subscribers = [(target.tokens[index % len(target.tokens)], None) for index in range(args.idle)]
+        with SubscriberPool(target.url, subscribers, args.idle_processes) as pool:
+            opened = time.perf_counter() - started
+            time.sleep(2.0)
+            rss_full = target.rss()
+            collected = pool.collect()
+        result = {
+            "connections": args.idle,
+            "client_processes": args.idle_processes,
+            "open_seconds": opened,
+            "connections_per_s": args.idle / opened,
+            "rss_empty_mb": rss_empty / 2**20,
+            "rss_full_mb": rss_full / 2**20,
+            "rss_per_connection_kb": (rss_full - rss_empty) / args.idle / 1024,
+            "closed_while_idle": len(collected.closes),
+        }
+    return result
+
+
+def metadata(args: argparse.Namespace) -> dict[str, Any]:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    return {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": commit,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "machine": platform.platform(),
+        "args": {key: str(value) for key, value in vars(args).items()},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--rates", type=float, nargs="+", default=[250, 500, 1000, 2000],
+                        help="published events/s, one round each (default: 250 500 1000 2000)")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per round (default 8)")
+    parser.add_argument("--subscribers", type=int, default=100)
+    parser.add_argument("--client-processes", type=int, default=2)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1], help="hub worker counts to measure")
+    parser.add_argument("--repeat", type=int, default=1, help="run every target this many times")
+    parser.add_argument("--ramp", action="store_true",
+                        help=f"raise the rate until p99 > {P99_LIMIT_MS:g} ms or loss; hub with 1, 2, 4 workers")
+    parser.add_argument("--idle", type=int, metavar="N", help="idle mode: N sockets to one hub process")
+    parser.add_argument("--idle-processes", type=int, default=4)
+    parser.add_argument("--profile", action="store_true", help="py-spy bare loop and hub x1 at 1,000 ev/s")
+    parser.add_argument("--no-bare", action="store_true", help="skip the bare loop (no ratios)")
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    args = parser.parse_args()
+    raise_file_limit()
+    args.results.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    report: dict[str, Any] = {"meta": metadata(args)}
+    started = time.perf_counter()
+    with EmbeddedRedis() as redis:
+        if args.idle:
+            report["idle"] = idle(redis.url, args)
+            print(orjson.dumps(report["idle"], option=orjson.OPT_INDENT_2).decode())
+        else:
+            rates = list(RAMP_RATES) if args.ramp else args.rates
+            workers = [1, 2, 4] if args.ramp else args.workers
+            rows: list[dict[str, Any]] = []
+            profiles: dict[str, Path] = {}
+            for repeat in range(args.repeat):
+                targets = [] if args.no_bare else [harness.bare_target(redis.url, free_port())]
+                targets += [harness.hub_target(redis.url, free_port(), count) for count in workers]
+                if repeat % 2:
+                    targets.reverse()
+                profiling = {}
+                if args.profile and repeat == 0:
+                    profiling = {name: args.results / f"profile-{stamp}-{name.replace(' ', '-')}.txt"
+                                 for name in ("bare loop", "hub x1")}
+                    profiles.update(profiling)
+                print(f"repeat {repeat + 1}/{args.repeat}: {', '.join(t.name for t in targets)}", flush=True)
+                for row in measure(targets, redis.url, args, rates, args.ramp, profiling):
+                    row["repeat"] = repeat
+                    rows.append(row)
+            report["rows"] = rows
+            print()
+            print(table(rows))
+            if args.ramp:
+                text, report["ramp"] = ramp_table(rows)
+                print()
+                print(text)
+            report["profiles"] = {}
+            for name, raw in profiles.items():
+                if not raw.exists():
+                    continue
+                summary = report["profiles"][name] = profile.summarise(raw)
+                print(f"\n{name} profile at {PROFILE_RATE:g} ev/s "
+                      f"({summary['samples']} busy samples; stacks in {raw}):")
+                for kind in ("self", "inclusive"):
+                    print(f"  top {kind}:")
+                    for frame, share in summary[kind]:
+                        print(f"    {share:5.1f}%  {frame}")
+            title = f"{args.subscribers} subscribers, 10 % each, {os.cpu_count()} CPUs"
+            if args.repeat > 1:
+                title += f" (median of {args.repeat} runs)"
+            if latency_plot(rows, args.results / f"e2e-{stamp}.png", title):
+                print(f"\nplot: {args.results / f'e2e-{stamp}.png'}")
+    report["meta"]["seconds"] = round(time.perf_counter() - started, 1)
+    path = args.results / f"e2e-{stamp}.json"
+    path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    print(f"results: {path}  ({report['meta']['seconds']} s)")
+
+
+if __name__ == "__main__":
+    main()

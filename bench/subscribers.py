@@ -1,0 +1,192 @@
+"""WebSocket subscribers in separate processes, so receiving never competes with the parent's GIL.
+
+Each process opens its share of the sockets, sends every socket's `subscribe` frame, and then
+records `(subscriber, raw frame, receive time)` for everything that arrives. Receive times are
+`time.perf_counter()`, which is CLOCK_MONOTONIC on Linux and so comparable across processes on one
+machine. Frames are parsed only when the parent collects them, to keep the receive path short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing as mp
+import resource
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.sharedctypes import Synchronized
+from typing import Any
+
+import orjson
+import psutil
+import websockets
+
+# Handshakes in flight per process. The hub authenticates each with Redis round trips, and its
+# redis-py pool (100 connections by default) fails outright rather than wait when a burst exceeds
+# it, so the harness stays below that across its processes.
+CONNECT_CONCURRENCY = 20
+
+# A subscriber's bearer token and its `subscribe` filter (None: no filter).
+Subscriber = tuple[str, dict[str, Any] | None]
+
+
+def raise_file_limit() -> int:
+    """Lift the soft open-files limit to the hard one (children inherit it); returns the new limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+@dataclass
+class Collected:
+    """What one process received since the previous collection."""
+
+    frames: list[tuple[int, bytes | str, float]]
+    closes: list[tuple[int, int | None]]
+
+
+async def _open(url: str, token: str, filter_rule: dict[str, Any] | None, index: int) -> Any:
+    ws = await websockets.connect(
+        url,
+        additional_headers={"Authorization": f"Bearer {token}"},
+        compression=None,
+        max_queue=None,
+        open_timeout=60,
+        ping_interval=None,
+    )
+    welcome = orjson.loads(await ws.recv())
+    if welcome.get("type") != "welcome":
+        raise RuntimeError(f"subscriber {index}: expected welcome, got {welcome}")
+    subscribe: dict[str, Any] = {"type": "subscribe"}
+    if filter_rule is not None:
+        subscribe["filter"] = filter_rule
+    await ws.send(orjson.dumps(subscribe).decode())
+    return ws
+
+
+async def _serve(url: str, subscribers: dict[int, Subscriber], pipe: Connection, counter: Synchronized) -> None:
+    frames: list[tuple[int, bytes | str, float]] = []
+    closes: list[tuple[int, int | None]] = []
+    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+
+    async def open_one(index: int) -> Any:
+        async with gate:
+            return await _open(url, *subscribers[index], index)
+
+    started = time.perf_counter()
+    sockets = await asyncio.gather(*(open_one(index) for index in subscribers))
+    pipe.send(("ready", time.perf_counter() - started))
+
+    async def read(index: int, ws: Any) -> None:
+        clock = time.perf_counter
+        append = frames.append
+        receive = ws.recv
+        try:
+            while True:
+                message = await receive(decode=False)
+                append((index, message, clock()))
+        except websockets.ConnectionClosed:
+            pass
+        closes.append((index, ws.close_code))
+
+    async def publish_count() -> None:
+        while True:
+            counter.value = len(frames)
+            await asyncio.sleep(0.02)
+
+    readers = [asyncio.create_task(read(index, ws)) for index, ws in zip(subscribers, sockets, strict=True)]
+    reporter = asyncio.create_task(publish_count())
+    loop = asyncio.get_running_loop()
+    while True:
+        command = await loop.run_in_executor(None, pipe.recv)
+        if command == "collect":
+            pipe.send(Collected(frames[:], closes[:]))
+            frames.clear()
+            closes.clear()
+            counter.value = 0
+        elif command == "close":
+            break
+    reporter.cancel()
+    for ws in sockets:
+        with contextlib.suppress(Exception):
+            await ws.close()
+    for task in readers:
+        task.cancel()
+    await asyncio.gather(*readers, reporter, return_exceptions=True)
+    pipe.send("closed")
+
+
+def _process_main(url: str, subscribers: dict[int, Subscriber], pipe: Connection, counter: Synchronized) -> None:
+    raise_file_limit()
+    try:
+        asyncio.run(_serve(url, subscribers, pipe, counter))
+    except Exception as exc:  # report to the parent instead of dying silently
+        pipe.send(("error", repr(exc)))
+
+
+@dataclass
+class SubscriberPool:
+    """Sockets spread over `processes` processes; subscriber i connects with `subscribers[i]`."""
+
+    url: str
+    subscribers: list[Subscriber]
+    processes: int = 2
+    open_seconds: float = 0.0
+    _workers: list[tuple[mp.Process, Connection, Synchronized]] = field(default_factory=list)
+
+    def __enter__(self) -> SubscriberPool:
+        context = mp.get_context("spawn")
+        for share in range(self.processes):
+            mine = {index: self.subscribers[index] for index in range(share, len(self.subscribers), self.processes)}
+            parent, child = context.Pipe()
+            counter = context.Value("q", 0, lock=False)
+            process = context.Process(target=_process_main, args=(self.url, mine, child, counter), daemon=True)
+            process.start()
+            self._workers.append((process, parent, counter))
+        started = time.perf_counter()
+        for _, pipe, _ in self._workers:
+            reply = pipe.recv()
+            if reply[0] != "ready":
+                raise RuntimeError(f"subscriber process failed: {reply[1]}")
+        self.open_seconds = time.perf_counter() - started
+        return self
+
+    def received(self) -> int:
+        """Frames received since the last collection, as last reported by the processes (20 ms lag)."""
+        return sum(counter.value for _, _, counter in self._workers)
+
+    def wait_for(self, total: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.received() < total:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def cpu_seconds(self) -> float:
+        return sum(sum(psutil.Process(process.pid).cpu_times()[:2]) for process, _, _ in self._workers)
+
+    def collect(self) -> Collected:
+        for _, pipe, _ in self._workers:
+            pipe.send("collect")
+        merged = Collected([], [])
+        for _, pipe, _ in self._workers:
+            part = pipe.recv()
+            if isinstance(part, tuple):
+                raise RuntimeError(f"subscriber process failed: {part[1]}")
+            merged.frames.extend(part.frames)
+            merged.closes.extend(part.closes)
+        return merged
+
+    def __exit__(self, *exc: object) -> None:
+        for process, pipe, _ in self._workers:
+            with contextlib.suppress(OSError, BrokenPipeError):
+                pipe.send("close")
+                if pipe.poll(10):
+                    pipe.recv()
+            process.join(5)
+            if process.is_alive():
+                process.kill()
+        self._workers.clear()
