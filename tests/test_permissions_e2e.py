@@ -1,8 +1,9 @@
 """Permissions through the real hub: a subscriber gets an event if and only if its grant (and filter) allows it.
 
 Shrinking is off (each example is a real round trip). The oracle below is written from
-docs/permissions.md independently of hub.grants, so a wiring or matcher mistake cannot hide behind the code under test. The large sample against the matcher alone
-is in tests/test_grants.py; this is the smaller end-to-end sample.
+docs/permissions.md independently of hub.grants, so a wiring or matcher mistake cannot hide
+behind the code under test. The large sample against the matcher alone is in tests/test_grants.py;
+this is the smaller end-to-end sample.
 """
 
 from __future__ import annotations
