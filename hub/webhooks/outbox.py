@@ -64,11 +64,11 @@ class Outbox:
             keys.outbox(s, client_id),
         ]
 
-    def append(
+    async def append(
         self, pipe: aioredis.client.Pipeline, client_id: str, cursor: str, body: str, check_presence: bool
     ) -> None:
-        """Queue the append on `pipe`; its result is an `Appended` value."""
-        self._append(
+        """Queue the append on `pipe` (no round trip); its result is an `Appended` value."""
+        await self._append(
             keys=self.append_keys(client_id),
             args=[cursor, body, "1" if check_presence else "0", HANDOFF_MARGIN_MS],
             client=pipe,

@@ -156,7 +156,7 @@ class Presence:
         cursors = self._last_cursors() if self._last_cursors else {}
         pipe = self._redis.pipeline(transaction=False)
         for client_id in list(self._counts):
-            self._refresh(
+            await self._refresh(
                 keys=self._keys(client_id)[:2], args=[self.instance, self.ttl_ms, cursors.get(client_id) or ""],
                 client=pipe,
             )

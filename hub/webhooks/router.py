@@ -95,7 +95,7 @@ class WebhookRouter:
     async def _append(self, cursor: str, appends: list[tuple[str, str, bool]]) -> list[int]:
         pipe = self._redis.pipeline(transaction=False)
         for client_id, body, fallback in appends:
-            self._outbox.append(pipe, client_id, cursor, body, fallback)
+            await self._outbox.append(pipe, client_id, cursor, body, fallback)
         return await pipe.execute()
 
     async def close(self) -> None:
