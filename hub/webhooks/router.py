@@ -52,6 +52,7 @@ class WebhookRouter:
         self.counts: Counter[str] = Counter()
         self._watcher: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        self._stopping = False
 
     async def start(self) -> None:
         """Load the webhook clients, start their workers, and follow registry changes."""
@@ -99,6 +100,7 @@ class WebhookRouter:
         return await pipe.execute()
 
     async def close(self) -> None:
+        self._stopping = True
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -142,16 +144,20 @@ class WebhookRouter:
             worker.wake()
 
     async def _watch(self) -> None:
-        """Follow `{prefix}changes`; reload everything after a reconnect and every minute."""
+        """Follow `{prefix}changes`; reload everything after a reconnect and every minute.
+
+        The loop also checks `_stopping`: redis-py can swallow a cancellation that lands inside
+        `get_message(timeout=...)`, and the watcher must still end on `close`.
+        """
         channel = changes_channel(self._settings)
-        while True:
+        while not self._stopping:
             pubsub = self._redis.pubsub()
             try:
                 await pubsub.subscribe(channel)
                 self._apply_all(await load_clients(self._redis, self._settings))
                 loop = asyncio.get_running_loop()
                 next_full = loop.time() + FULL_RELOAD_EVERY
-                while True:
+                while not self._stopping:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None and message["type"] == "message":
                         data = message["data"]

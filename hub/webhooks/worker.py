@@ -92,6 +92,7 @@ class DeliveryWorker:
             limits=httpx.Limits(max_connections=2, max_keepalive_connections=1),
         )
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         cid = client.client_id
         self._state_key = keys.state(settings, cid)
         self._deadletters_key = keys.deadletters(settings)
@@ -105,6 +106,9 @@ class DeliveryWorker:
         self._wake.set()
 
     async def close(self) -> None:
+        """Stop delivering (a flag as well as a cancel: redis-py may swallow a cancellation)."""
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -113,7 +117,7 @@ class DeliveryWorker:
 
     async def _run(self) -> None:
         """Compete for the lease; deliver while holding it; start over when it is lost."""
-        while True:
+        while not self._stopping:
             try:
                 if not await self._lease.acquire():
                     await asyncio.sleep(self._options.lease_ttl_ms / 2000)
@@ -140,14 +144,14 @@ class DeliveryWorker:
                 await asyncio.sleep(self._options.poll)
 
     async def _keep_lease(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self._options.lease_ttl_ms / 3000)
             if not await self._lease.renew():
                 raise LeaseLost(self._lease.key)
 
     async def _deliver(self) -> None:
-        """Deliver until the lease is lost (raises) or the endpoint is gone (returns)."""
-        while True:
+        """Deliver until the lease is lost (raises), the endpoint is gone or the worker stops (returns)."""
+        while not self._stopping:
             if self.client.fallback:
                 await self._backfill_handoffs()
             items, attempts, next_at = await self._next_batch()
