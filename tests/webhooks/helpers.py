@@ -30,7 +30,9 @@ FAST = DeliveryOptions(timeout=2.0, lease_ttl_ms=1000, poll=0.1)
 
 
 def settings_for(redis_url: str, prefix: str, schedule: tuple[float, ...] = (0.1, 0.2)) -> Settings:
-    return Settings(redis_url=redis_url, redis_prefix=prefix, webhook_allow_private=True, webhook_retry_schedule=schedule)
+    return Settings(
+        redis_url=redis_url, redis_prefix=prefix, webhook_allow_private=True, webhook_retry_schedule=schedule
+    )
 
 
 async def write_client(

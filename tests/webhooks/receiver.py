@@ -13,6 +13,7 @@ import orjson
 
 @dataclass
 class Request:
+    path: str
     headers: dict[str, str]
     body: bytes
     at: float
@@ -44,7 +45,8 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 with receiver._lock:
                     number = len(receiver.requests)
-                    receiver.requests.append(Request({k.lower(): v for k, v in self.headers.items()}, body, time.time()))
+                    headers = {k.lower(): v for k, v in self.headers.items()}
+                    receiver.requests.append(Request(self.path, headers, body, time.time()))
                 reply = receiver.respond(number)
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
