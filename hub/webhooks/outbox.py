@@ -86,12 +86,14 @@ class Outbox:
     async def head(self, client_id: str, limit: int) -> list[Item]:
         """The next items to deliver: the replay stream first, else the outbox, oldest first."""
         replay_key = keys.replay(self._settings, client_id)
-        rows = await self._redis.xrange(replay_key, count=limit)
-        if rows:
-            return [_item(replay_key, row_id, fields) for row_id, fields in rows]
         outbox_key = keys.outbox(self._settings, client_id)
-        rows = await self._redis.xrange(outbox_key, count=limit)
-        return [_item(outbox_key, row_id, fields) for row_id, fields in rows]
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.xrange(replay_key, count=limit)
+        pipe.xrange(outbox_key, count=limit)
+        replayed, queued = await pipe.execute()
+        if replayed:
+            return [_item(replay_key, row_id, fields) for row_id, fields in replayed]
+        return [_item(outbox_key, row_id, fields) for row_id, fields in queued]
 
     async def span(self, source: str, first: str, last: str, limit: int) -> list[Item]:
         """The items still queued between two ids of one stream (a batch being retried)."""

@@ -33,13 +33,17 @@ from hub.webhooks.outbox import Item, Outbox, field
 from hub.webhooks.registry import WebhookClient, disable
 from hub.webhooks.schedule import parse_retry_after, retry_delay
 from hub.webhooks.signing import message_id
-from hub.webhooks.ssrf import UnsafeURL, resolve
+from hub.webhooks.ssrf import Target, UnsafeURL, resolve
 
 log = logging.getLogger("rthub.webhooks.worker")
 
 Render = Callable[[Entry, str, str], Awaitable[Frame | None]]
 
+Batch = tuple[list[Item], int, float]
+
 BACKFILL_PAGE = 500
+PREFETCH = 100
+RESOLVE_TTL = 30.0
 USER_AGENT = "rthub-webhooks/0.1"
 
 
@@ -93,6 +97,9 @@ class DeliveryWorker:
         )
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._prefetched: list[Item] = []
+        self._inflight: Batch | None = None
+        self._target: tuple[str, Target, float] | None = None
         cid = client.client_id
         self._state_key = keys.state(settings, cid)
         self._deadletters_key = keys.deadletters(settings)
@@ -150,11 +157,19 @@ class DeliveryWorker:
                 raise LeaseLost(self._lease.key)
 
     async def _deliver(self) -> None:
-        """Deliver until the lease is lost (raises), the endpoint is gone or the worker stops (returns)."""
+        """Deliver until the lease is lost (raises), the endpoint is gone or the worker stops (returns).
+
+        While the lease is held nobody else moves this client's queue, so the retry state is read
+        from Redis once per lease, and the queue head is read ahead (`PREFETCH` items at a time).
+        """
+        self._prefetched = []
+        self._inflight = await self._saved_batch()
+        next_handoff_check = 0.0
         while not self._stopping:
-            if self.client.fallback:
+            if self.client.fallback and time.monotonic() >= next_handoff_check:
                 await self._backfill_handoffs()
-            items, attempts, next_at = await self._next_batch()
+                next_handoff_check = time.monotonic() + self._options.poll
+            items, attempts, next_at = self._inflight or await self._next_batch()
             if not items:
                 await self._idle(self._options.poll)
                 continue
@@ -171,29 +186,36 @@ class DeliveryWorker:
             await asyncio.wait_for(self._wake.wait(), seconds)
         self._wake.clear()
 
-    async def _next_batch(self) -> tuple[list[Item], int, float]:
-        """The batch in flight (with its attempts and next attempt time), else a fresh one."""
-        limit = self.client.batch_max
+    async def _saved_batch(self) -> Batch | None:
+        """The batch a previous lease holder left in flight (items, attempts, next attempt time)."""
         state = await self._redis.hgetall(self._state_key)
-        if state:
-            source, first, last = (field(state, name) or "" for name in ("source", "first", "last"))
-            items = await self._outbox.span(source, first, last, limit)
-            if items:
-                return items, int(field(state, "attempts") or 0), float(field(state, "next_at") or 0)
+        if not state:
+            return None
+        source, first, last = (field(state, name) or "" for name in ("source", "first", "last"))
+        items = await self._outbox.span(source, first, last, self.client.batch_max)
+        if not items:
             await self._redis.delete(self._state_key)
-        items = await self._outbox.head(self.client.client_id, limit)
-        if items and len(items) < limit and self.client.batch_wait > 0:
-            deadline = time.monotonic() + self.client.batch_wait
-            while len(items) < limit and (left := deadline - time.monotonic()) > 0:
-                await self._idle(left)
-                items = await self._outbox.head(self.client.client_id, limit)
+            return None
+        return items, int(field(state, "attempts") or 0), float(field(state, "next_at") or 0)
+
+    async def _next_batch(self) -> Batch:
+        """A fresh batch from the head of the queue, waiting up to `batch_wait` for it to fill."""
+        limit = self.client.batch_max
+        if len(self._prefetched) < limit:
+            self._prefetched = await self._outbox.head(self.client.client_id, max(limit, PREFETCH))
+            if self._prefetched and len(self._prefetched) < limit and self.client.batch_wait > 0:
+                deadline = time.monotonic() + self.client.batch_wait
+                while len(self._prefetched) < limit and (left := deadline - time.monotonic()) > 0:
+                    await self._idle(left)
+                    self._prefetched = await self._outbox.head(self.client.client_id, max(limit, PREFETCH))
+        items, self._prefetched = self._prefetched[:limit], self._prefetched[limit:]
         return items, 0, 0.0
 
     async def _attempt(self, items: list[Item]) -> Outcome:
         client = self.client
         body = batch_body(items) if client.batch_max > 1 else items[0].body
         try:
-            target = await resolve(client.url, self._settings.webhook_allow_private)
+            target = await self._resolve(client.url)
         except UnsafeURL as exc:
             return Outcome(False, f"refused URL: {exc}")
         headers = client.signer.headers(message_id([item.cursor for item in items]), body, time.time())
@@ -204,6 +226,7 @@ class DeliveryWorker:
         except httpx.TimeoutException:
             return Outcome(False, f"timeout after {self._options.timeout:g}s")
         except httpx.HTTPError as exc:
+            self._target = None
             return Outcome(False, f"connection error: {exc.__class__.__name__}: {exc}")
         if 200 <= response.status_code < 300:
             return Outcome(True)
@@ -212,10 +235,18 @@ class DeliveryWorker:
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         return Outcome(False, f"HTTP {response.status_code}", retry_after=retry_after)
 
+    async def _resolve(self, url: str) -> Target:
+        """The checked, pinned target of `url`, re-resolved every `RESOLVE_TTL` s and after connection errors."""
+        now = time.monotonic()
+        if self._target is None or self._target[0] != url or self._target[2] < now:
+            self._target = (url, await resolve(url, self._settings.webhook_allow_private), now + RESOLVE_TTL)
+        return self._target[1]
+
     async def _settle(self, items: list[Item], attempts: int, outcome: Outcome) -> None:
         cid = self.client.client_id
         source = items[0].source
         ids = [item.id for item in items]
+        self._inflight = None
         if outcome.delivered:
             await self._lease.finish(source, self._state_key, self._deadletters_key, ids)
             self.counts["delivered"] += len(items)
@@ -233,11 +264,13 @@ class DeliveryWorker:
             moved = await self._dead_letter(source, ids, reason, attempts)
             self.counts["dead_lettered"] += moved
             return
+        next_at = time.time() + delay
         await self._lease.save_state(
             self._state_key,
             {"source": source, "first": ids[0], "last": ids[-1], "attempts": attempts,
-             "next_at": time.time() + delay, "error": outcome.reason},
+             "next_at": next_at, "error": outcome.reason},
         )
+        self._inflight = (items, attempts, next_at)
 
     async def _dead_letter(self, source: str, ids: list[str], reason: str, attempts: int) -> int:
         return await self._lease.finish(
