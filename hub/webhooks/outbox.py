@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from hub.config import Settings
 from hub.webhooks import keys
@@ -64,15 +65,34 @@ class Outbox:
             keys.outbox(s, client_id),
         ]
 
-    async def append(
-        self, pipe: aioredis.client.Pipeline, client_id: str, cursor: str, body: str, check_presence: bool
-    ) -> None:
-        """Queue the append on `pipe` (no round trip); its result is an `Appended` value."""
-        await self._append(
-            keys=self.append_keys(client_id),
-            args=[cursor, body, "1" if check_presence else "0", HANDOFF_MARGIN_MS],
-            client=pipe,
-        )
+    async def append(self, cursor: str, appends: list[tuple[str, str, bool]]) -> list[Appended]:
+        """Append one event for several clients, given as (client id, body, check presence).
+
+        One round trip: EVALSHA (alone, or in a plain pipeline for several clients; redis-py would
+        add a SCRIPT EXISTS round trip for a registered script). On NOSCRIPT the script is loaded
+        and everything re-sent, which is safe because appends are idempotent.
+        """
+        try:
+            return await self._send(cursor, appends)
+        except NoScriptError:
+            await self._redis.script_load(APPEND_SCRIPT)
+            return await self._send(cursor, appends)
+
+    async def _send(self, cursor: str, appends: list[tuple[str, str, bool]]) -> list[Appended]:
+        calls = [
+            (*self.append_keys(client_id), cursor, body, "1" if check else "0", HANDOFF_MARGIN_MS)
+            for client_id, body, check in appends
+        ]
+        if len(calls) == 1:
+            return [Appended(int(await self._redis.evalsha(self._append.sha, 4, *calls[0])))]
+        pipe = self._redis.pipeline(transaction=False)
+        for call in calls:
+            pipe.evalsha(self._append.sha, 4, *call)
+        results = await pipe.execute(raise_on_error=False)
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return [Appended(int(result)) for result in results]
 
     async def add_replay(self, client_id: str, items: list[tuple[str, str]]) -> None:
         """Queue (cursor, body) pairs out of band, after whatever is already in the replay stream."""

@@ -79,25 +79,18 @@ class WebhookRouter:
             return
         for attempt, pause in enumerate((*ROUTE_RETRY, None)):
             try:
-                results = await self._append(entry.cursor, appends)
+                results = await self._outbox.append(entry.cursor, appends)
                 break
             except (RedisError, OSError) as exc:
                 if pause is None:
                     raise
                 log.warning("outbox append for %s failed (attempt %d): %s", entry.cursor, attempt + 1, exc)
                 await asyncio.sleep(pause)
-        for (client_id, _, _), result in zip(appends, results, strict=True):
-            outcome = Appended(int(result))
+        for (client_id, _, _), outcome in zip(appends, results, strict=True):
             self.counts[outcome.name.lower()] += 1
             worker = self.workers.get(client_id)
             if worker is not None and outcome != Appended.SOCKET_LIVE:
                 worker.wake()
-
-    async def _append(self, cursor: str, appends: list[tuple[str, str, bool]]) -> list[int]:
-        pipe = self._redis.pipeline(transaction=False)
-        for client_id, body, fallback in appends:
-            await self._outbox.append(pipe, client_id, cursor, body, fallback)
-        return await pipe.execute()
 
     async def close(self) -> None:
         self._stopping = True
