@@ -133,23 +133,37 @@ class Presence:
         return [keys.presence(s, client_id), keys.presence_cursors(s, client_id), keys.handoff(s, client_id)]
 
     async def connected(self, client_id: str) -> None:
-        """A socket of `client_id` went live on this instance (call after it is added to the fan-out)."""
+        """A socket of `client_id` went live on this instance (call after it is added to the fan-out).
+
+        Never raises: if Redis is away, the next refresh registers the socket (until then webhooks
+        keep flowing, which means duplicates, not gaps).
+        """
         self._counts[client_id] += 1
         if self._counts[client_id] == 1:
-            await self._connect(
-                keys=[*self._keys(client_id), stream_key(self._settings)], args=[self.instance, self.ttl_ms]
-            )
+            try:
+                await self._connect(
+                    keys=[*self._keys(client_id), stream_key(self._settings)], args=[self.instance, self.ttl_ms]
+                )
+            except RedisError as exc:
+                log.warning("presence: connect of %s not recorded: %s", client_id, exc)
 
     async def disconnected(self, client_id: str, last_cursor: str | None) -> None:
-        """A socket of `client_id` closed; `last_cursor` is the last event cursor it was sent (or None)."""
+        """A socket of `client_id` closed; `last_cursor` is the last event cursor it was sent (or None).
+
+        Never raises: if Redis is away, this instance's entry is no longer refreshed and expires,
+        which hands over from the last refreshed cursor instead.
+        """
         if self._counts[client_id] <= 0:
             return
         self._counts[client_id] -= 1
         if self._counts[client_id] == 0:
             del self._counts[client_id]
-            await self._disconnect(
-                keys=self._keys(client_id), args=[self.instance, last_cursor or "", HANDOFF_MARGIN_MS]
-            )
+            try:
+                await self._disconnect(
+                    keys=self._keys(client_id), args=[self.instance, last_cursor or "", HANDOFF_MARGIN_MS]
+                )
+            except RedisError as exc:
+                log.warning("presence: disconnect of %s not recorded: %s", client_id, exc)
 
     async def refresh(self) -> None:
         """Extend this instance's presence for every client it holds sockets of."""
@@ -182,5 +196,4 @@ class Presence:
                 await self._task
         for client_id in list(self._counts):
             self._counts[client_id] = 1
-            with contextlib.suppress(RedisError):
-                await self.disconnected(client_id, None)
+            await self.disconnected(client_id, None)
