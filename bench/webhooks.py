@@ -4,7 +4,8 @@
     python -m bench.webhooks --outage 60 [--rate 50]
 
 Throughput: a private redis-server, a receiver process (uvicorn, answers 200 at once), and one
-`WebhookRouter` fed by the real live feed (`RedisBroker.live`), as a hub process runs it. Prints
+`WebhookRouter` fed by the real live feed (`RedisBroker.live`), as a hub process runs it; events
+are written by a separate publisher process, as the LMS writes them. Prints
 deliveries/s for one client, one client with batches of 100, and N clients in parallel, each
 against a baseline measured in the same run: plain httpx POSTs of the same body to the same
 receiver (sequential for one client, N concurrent loops for N clients).
@@ -27,6 +28,7 @@ from collections import Counter
 
 import httpx
 import orjson
+import redis
 import redis.asyncio as aioredis
 
 from hub.anonymise import Anonymiser, RedisIdStore
@@ -36,6 +38,7 @@ from hub.config import Settings
 from hub.embedded import EmbeddedRedis, free_port
 from hub.events import normalise
 from hub.fanout import Fanout
+from hub.publisher import StreamWriter
 from hub.simulator import SimulatedLMS
 from hub.translate import TranslationSettings
 from hub.webhooks.router import WebhookRouter
@@ -109,7 +112,6 @@ class Hub:
         self.render = fanout.render
         self.router = WebhookRouter(redis, settings, fanout.render, options=DeliveryOptions(timeout=5, poll=0.2))
         self.broker = RedisBroker(redis, settings)
-        self.lms = SimulatedLMS(seed=5)
 
     async def __aenter__(self) -> Hub:
         await self.router.start()
@@ -126,11 +128,13 @@ class Hub:
             await self.router.route(entry)
 
     async def publish(self, count: int, rate: float | None = None) -> None:
-        started = time.monotonic()
-        for index in range(count):
-            await self.broker.publish(normalise(self.lms.next_event()))
-            if rate:
-                await asyncio.sleep(max(0.0, (index + 1) / rate - (time.monotonic() - started)))
+        """Publish from a separate process, as the LMS does, so the hub's loop only does hub work."""
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.webhooks", "--publish", str(count), "--rate", str(rate or 0),
+            "--redis-url", self.settings.redis_url, "--redis-prefix", self.settings.redis_prefix,
+        )
+        if await process.wait() != 0:
+            raise SystemExit("the publisher process failed")
 
     def delivered(self) -> int:
         return self.router.delivery_counts()["delivered"]
@@ -236,13 +240,33 @@ async def outage(redis_url: str, port: int, seconds: float, rate: float, receive
     await redis.aclose()
 
 
+def publish_events(redis_url: str, prefix: str, count: int, rate: float) -> None:
+    """The LMS side: `RealtimeBackend`-style writes, batched when there is no rate to keep."""
+    writer = StreamWriter(redis.Redis.from_url(redis_url), Settings(redis_url=redis_url, redis_prefix=prefix))
+    lms = SimulatedLMS(seed=5)
+    started = time.monotonic()
+    if not rate:
+        for start in range(0, count, 100):
+            writer.write_many([normalise(lms.next_event()) for _ in range(min(100, count - start))])
+        return
+    for index in range(count):
+        writer.write(normalise(lms.next_event()))
+        time.sleep(max(0.0, (index + 1) / rate - (time.monotonic() - started)))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="webhook delivery benchmark")
     parser.add_argument("--events", type=int, default=3000)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--outage", type=float, help="run the outage scenario with this many seconds down")
     parser.add_argument("--rate", type=float, default=50.0, help="events per second in the outage scenario")
+    parser.add_argument("--publish", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--redis-url", help=argparse.SUPPRESS)
+    parser.add_argument("--redis-prefix", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.publish is not None:
+        publish_events(args.redis_url, args.redis_prefix, args.publish, args.rate)
+        return 0
     port = free_port()
     with EmbeddedRedis() as redis_server:
         receiver = start_receiver(port)
