@@ -94,15 +94,6 @@ class Outbox:
                 raise result
         return [Appended(int(result)) for result in results]
 
-    async def add_replay(self, client_id: str, items: list[tuple[str, str]]) -> None:
-        """Queue (cursor, body) pairs out of band, after whatever is already in the replay stream."""
-        if not items:
-            return
-        pipe = self._redis.pipeline(transaction=True)
-        for cursor, body in items:
-            pipe.xadd(keys.replay(self._settings, client_id), {"c": cursor, "b": body})
-        await pipe.execute()
-
     async def head(self, client_id: str, limit: int) -> list[Item]:
         """The next items to deliver: the replay stream first, else the outbox, oldest first."""
         replay_key = keys.replay(self._settings, client_id)
@@ -124,13 +115,6 @@ class Outbox:
         """Cursors queued in the outbox within (after, upto]: backfill skips them."""
         rows = await self._redis.xrange(keys.outbox(self._settings, client_id), min=f"({after}", max=upto)
         return {_text(row_id) for row_id, _ in rows}
-
-    async def size(self, client_id: str) -> int:
-        s = self._settings
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.xlen(keys.outbox(s, client_id))
-        pipe.xlen(keys.replay(s, client_id))
-        return sum(await pipe.execute())
 
 
 def _text(value: bytes | str) -> str:
