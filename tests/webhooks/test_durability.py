@@ -1,0 +1,45 @@
+"""The outbox is Redis state: queued events survive a Redis restart (AOF), with the hub running on."""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+
+from hub.webhooks.router import WebhookRouter
+from tests.servers import RedisServer
+from tests.webhooks.helpers import FAST, Publisher, renderer, settings_for, until, write_client
+from tests.webhooks.receiver import Receiver, Reply
+
+
+def test_queued_events_survive_a_redis_restart(own_redis: RedisServer, prefix: str) -> None:
+    up = {"value": False}
+    with Receiver(lambda n: Reply(200 if up["value"] else 500)) as receiver:
+
+        async def scenario() -> list[str]:
+            settings = settings_for(own_redis.url, prefix, (0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2))
+            redis = aioredis.Redis.from_url(own_redis.url)
+            await write_client(redis, settings, "acme", receiver.url)
+            router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
+            await router.start()
+            entries = await Publisher(redis, settings).entries(5)
+            for entry in entries:
+                await router.route(entry)
+            await until(lambda: len(receiver.requests) >= 2)
+            await asyncio.to_thread(own_redis.restart)
+            assert await redis.xlen(settings.key("outbox:acme")) == 5
+            up["value"] = True
+            more = await Publisher(redis, settings, seed=2).entries(3)
+            for entry in more:
+                await router.route(entry)
+            cursors = [entry.cursor for entry in entries + more]
+            await until(lambda: [r.json["cursor"] for r in receiver.requests][-8:] == cursors)
+            await router.close()
+            await redis.aclose()
+            return cursors
+
+        cursors = asyncio.run(scenario())
+    failed = [r for r in receiver.requests if r.json["cursor"] == cursors[0]][:-1]
+    delivered = receiver.requests[len(failed):]
+    assert {r.json["cursor"] for r in failed} == {cursors[0]}
+    assert [r.json["cursor"] for r in delivered] == cursors
