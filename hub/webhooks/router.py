@@ -60,15 +60,30 @@ class WebhookRouter:
         self._watcher = asyncio.create_task(self._watch(), name="rthub-webhooks-watch")
 
     async def route(self, entry: Entry) -> None:
-        """Queue `entry` for every entitled webhook client; retries Redis for up to ~30 s, then raises."""
+        """Queue `entry` for every entitled webhook client.
+
+        Rendering (the anonymiser reads Redis) and appending are retried together for ~30 s when
+        Redis fails, then the error is raised; appends are idempotent, so a retry never doubles one.
+        """
         if not self.clients:
             return
         matched = self._index.matching(event_facts(entry.event))
         if not matched:
             return
+        for attempt, pause in enumerate((*ROUTE_RETRY, None)):
+            try:
+                await self._queue(entry, [self.clients[client_id] for client_id in matched])
+                return
+            except (RedisError, OSError) as exc:
+                if pause is None:
+                    raise
+                log.warning("queueing %s for webhooks failed (attempt %d): %s", entry.cursor, attempt + 1, exc)
+                await asyncio.sleep(pause)
+
+    async def _queue(self, entry: Entry, clients: list[WebhookClient]) -> None:
+        """Render once per (translator, consumer type), append for every client in one round trip."""
         groups: dict[tuple[str, str], list[WebhookClient]] = defaultdict(list)
-        for client_id in matched:
-            client = self.clients[client_id]
+        for client in clients:
             groups[(client.translator, client.consumer_type)].append(client)
         appends: list[tuple[str, str, bool]] = []
         for (translator, consumer_type), members in groups.items():
@@ -77,15 +92,7 @@ class WebhookRouter:
                 appends += [(client.client_id, frame.text, client.fallback) for client in members]
         if not appends:
             return
-        for attempt, pause in enumerate((*ROUTE_RETRY, None)):
-            try:
-                results = await self._outbox.append(entry.cursor, appends)
-                break
-            except (RedisError, OSError) as exc:
-                if pause is None:
-                    raise
-                log.warning("outbox append for %s failed (attempt %d): %s", entry.cursor, attempt + 1, exc)
-                await asyncio.sleep(pause)
+        results = await self._outbox.append(entry.cursor, appends)
         for (client_id, _, _), outcome in zip(appends, results, strict=True):
             self.counts[outcome.name.lower()] += 1
             worker = self.workers.get(client_id)

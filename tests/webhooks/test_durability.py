@@ -30,7 +30,9 @@ def test_queued_events_survive_a_redis_restart(own_redis: RedisServer, prefix: s
             with own_redis.client() as check:
                 assert check.xlen(settings.key("outbox:acme")) == 5
             up["value"] = True
-            more = await Publisher(redis, settings, seed=2).entries(3)
+            lms_side = aioredis.Redis.from_url(own_redis.url)
+            more = await Publisher(lms_side, settings, seed=2).entries(3)
+            await lms_side.aclose()
             for entry in more:
                 await router.route(entry)
             cursors = [entry.cursor for entry in entries + more]
