@@ -23,7 +23,7 @@ from hub.webhooks.presence import HANDOFF_MARGIN_MS, LUA_PRELUDE
 # KEYS: presence zset, presence cursors, handoff list, outbox. ARGV: cursor, body, check presence, margin.
 APPEND_SCRIPT = LUA_PRELUDE + """
 if ARGV[3] == '1' then
-  if settle(now_ms(), tonumber(ARGV[4]), nil) > 0 then return 0 end
+  if settle(now_ms(), tonumber(ARGV[4]), nil, true) > 0 then return 0 end
 end
 local r = redis.pcall('XADD', KEYS[4], ARGV[1], 'b', ARGV[2])
 if type(r) == 'table' and r.err then

@@ -50,8 +50,9 @@ local function earliest(a, b)
   if older(b, a) then return b end
   return a
 end
--- Drop expired instances; when nobody is left, push a handoff from `cursor` (or theirs).
-local function settle(now, margin, cursor)
+-- Drop expired instances; when nobody is left and webhooks are owed, push a handoff from
+-- `cursor` (or theirs).
+local function settle(now, margin, cursor, owed)
   local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
   for _, member in ipairs(expired) do
     local c = redis.call('HGET', KEYS[2], member)
@@ -60,7 +61,7 @@ local function settle(now, margin, cursor)
     redis.call('ZREM', KEYS[1], member)
   end
   local live = redis.call('ZCARD', KEYS[1])
-  if live == 0 and cursor ~= nil then
+  if live == 0 and cursor ~= nil and owed then
     redis.call('RPUSH', KEYS[3], earliest(cursor, tostring(now - margin) .. '-0'))
   end
   return live
@@ -80,7 +81,8 @@ end
 return 1
 """
 
-# KEYS: presence, cursors, handoff. ARGV: instance, last cursor ('' = unknown), margin ms.
+# KEYS: presence, cursors, handoff, registry hash. ARGV: instance, last cursor ('' = unknown), margin ms.
+# Only websocket+webhook clients are owed a handoff; for others nobody would consume it.
 DISCONNECT_SCRIPT = LUA_PRELUDE + """
 local now = now_ms()
 local cursor = ARGV[2]
@@ -88,7 +90,7 @@ local stored = redis.call('HGET', KEYS[2], ARGV[1])
 if cursor == '' then cursor = stored or (tostring(now) .. '-0') end
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[1], ARGV[1])
-return settle(now, tonumber(ARGV[3]), cursor)
+return settle(now, tonumber(ARGV[3]), cursor, redis.call('HGET', KEYS[4], 'delivery') == 'websocket+webhook')
 """
 
 # KEYS: presence, cursors. ARGV: instance, ttl ms, cursor ('' = keep).
@@ -160,7 +162,8 @@ class Presence:
             del self._counts[client_id]
             try:
                 await self._disconnect(
-                    keys=self._keys(client_id), args=[self.instance, last_cursor or "", HANDOFF_MARGIN_MS]
+                    keys=[*self._keys(client_id), keys.client(self._settings, client_id)],
+                    args=[self.instance, last_cursor or "", HANDOFF_MARGIN_MS],
                 )
             except RedisError as exc:
                 log.warning("presence: disconnect of %s not recorded: %s", client_id, exc)

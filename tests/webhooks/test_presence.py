@@ -130,3 +130,25 @@ def test_a_refreshed_presence_stays_live_and_close_hands_over(redis_server: Redi
         cursors, before_close = asyncio.run(scenario())
     assert before_close == 0
     assert {r.json["cursor"] for r in receiver.requests} == set(cursors)
+
+
+def test_only_websocket_webhook_clients_are_owed_a_handoff(redis_server: RedisServer, prefix: str) -> None:
+    async def scenario() -> tuple[int, int, int]:
+        redis = aioredis.Redis.from_url(redis_server.url)
+        settings = settings_for(redis_server.url, prefix)
+        await write_client(redis, settings, "sockets", "http://127.0.0.1:9/", delivery="websocket")
+        await write_client(redis, settings, "both", "http://127.0.0.1:9/", delivery="websocket+webhook")
+        presence = Presence(redis, settings)
+        for client_id in ("sockets", "both"):
+            await presence.connected(client_id)
+            await presence.connected(client_id)
+            await presence.disconnected(client_id, None)
+        still_live = await redis.llen(settings.key("handoff:both"))
+        for client_id in ("sockets", "both"):
+            await presence.disconnected(client_id, None)
+        lengths = await redis.llen(settings.key("handoff:sockets")), await redis.llen(settings.key("handoff:both"))
+        await redis.aclose()
+        return still_live, *lengths
+
+    still_live, sockets, both = asyncio.run(scenario())
+    assert (still_live, sockets, both) == (0, 0, 1)
