@@ -22,9 +22,10 @@ from hub.broker import Entry
 from hub.config import Settings
 from hub.grants import GrantIndex, event_facts
 from hub.layout import changes_channel
+from hub.webhooks.handoff import Render
 from hub.webhooks.outbox import Appended, Outbox
 from hub.webhooks.registry import WebhookClient, load_client, load_clients
-from hub.webhooks.worker import DeliveryOptions, DeliveryWorker, Render
+from hub.webhooks.worker import DeliveryOptions, DeliveryWorker
 
 log = logging.getLogger("rthub.webhooks.router")
 

@@ -14,20 +14,16 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import httpx
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from hub.broker import Entry, cursor_key
 from hub.broker.redis import RedisBroker
 from hub.config import Settings
-from hub.connection import Frame
-from hub.grants import event_facts
-from hub.layout import stream_key
 from hub.webhooks import keys
+from hub.webhooks.handoff import Render, backfill
 from hub.webhooks.lease import Lease, LeaseLost
 from hub.webhooks.outbox import Item, Outbox, field
 from hub.webhooks.registry import WebhookClient, disable
@@ -37,11 +33,9 @@ from hub.webhooks.ssrf import Target, UnsafeURL, resolve
 
 log = logging.getLogger("rthub.webhooks.worker")
 
-Render = Callable[[Entry, str, str], Awaitable[Frame | None]]
-
 Batch = tuple[list[Item], int, float]
 
-BACKFILL_PAGE = 500
+DEAD_LETTER_PAGE = 500
 PREFETCH = 100
 RESOLVE_TTL = 30.0
 USER_AGENT = "rthub-webhooks/0.1"
@@ -167,7 +161,9 @@ class DeliveryWorker:
         next_handoff_check = 0.0
         while not self._stopping:
             if self.client.fallback and time.monotonic() >= next_handoff_check:
-                await self._backfill_handoffs()
+                self.counts["backfilled"] += await backfill(
+                    self._redis, self._settings, self.client, self._render, self._outbox, self._broker
+                )
                 next_handoff_check = time.monotonic() + self._options.poll
             items, attempts, next_at = self._inflight or await self._next_batch()
             if not items:
@@ -282,44 +278,7 @@ class DeliveryWorker:
         """The endpoint is gone: park everything queued for it where `deadletters replay` can find it."""
         cid = self.client.client_id
         for source in (keys.replay(self._settings, cid), keys.outbox(self._settings, cid)):
-            while rows := await self._redis.xrange(source, count=BACKFILL_PAGE):
+            while rows := await self._redis.xrange(source, count=DEAD_LETTER_PAGE):
                 ids = [r.decode() if isinstance(r, bytes) else r for r, _ in rows]
                 self.counts["dead_lettered"] += await self._dead_letter(source, ids, reason, attempts)
                 attempts = 0
-
-    async def _backfill_handoffs(self) -> None:
-        """Queue what the client's sockets may have missed before they all went away.
-
-        For each handoff cursor H: every entitled event in (H, top of the stream now] that is not
-        already in the outbox goes to the replay stream, page by page; the handoff advances with each
-        page in the same transaction, so a crash mid-way resumes instead of starting over.
-        """
-        client = self.client
-        handoff_key = keys.handoff(self._settings, client.client_id)
-        replay_key = keys.replay(self._settings, client.client_id)
-        while (raw := await self._redis.lindex(handoff_key, 0)) is not None:
-            after = raw.decode() if isinstance(raw, bytes) else raw
-            top = await self._redis.xrevrange(stream_key(self._settings), count=1)
-            upto = (top[0][0].decode() if isinstance(top[0][0], bytes) else top[0][0]) if top else after
-            queued = await self._outbox.pending_ids(client.client_id, after, upto)
-            cursor = after
-            while cursor_key(cursor) < cursor_key(upto):
-                history = await self._broker.history(cursor, BACKFILL_PAGE)
-                page = [e for e in history if cursor_key(e.cursor) <= cursor_key(upto)]
-                if not page:
-                    break
-                items: list[tuple[str, str]] = []
-                for entry in page:
-                    if entry.cursor in queued or not client.matcher.matches(event_facts(entry.event)):
-                        continue
-                    frame = await self._render(entry, client.translator, client.consumer_type)
-                    if frame is not None:
-                        items.append((entry.cursor, frame.text))
-                cursor = page[-1].cursor
-                pipe = self._redis.pipeline(transaction=True)
-                for item_cursor, body in items:
-                    pipe.xadd(replay_key, {"c": item_cursor, "b": body})
-                pipe.lset(handoff_key, 0, cursor)
-                await pipe.execute()
-                self.counts["backfilled"] += len(items)
-            await self._redis.lpop(handoff_key)
