@@ -218,8 +218,11 @@ class DeliveryWorker:
         headers.update({"content-type": "application/json", "user-agent": USER_AGENT, "host": target.host})
         extensions = {"sni_hostname": target.sni} if target.sni else None
         try:
-            response = await self._http.post(target.url, content=body.encode(), headers=headers, extensions=extensions)
-        except httpx.TimeoutException:
+            async with asyncio.timeout(self._options.timeout):  # httpx's timeout is per phase, this is the total
+                response = await self._http.post(
+                    target.url, content=body.encode(), headers=headers, extensions=extensions
+                )
+        except (httpx.TimeoutException, TimeoutError):
             return Outcome(False, f"timeout after {self._options.timeout:g}s")
         except httpx.HTTPError as exc:
             self._target = None

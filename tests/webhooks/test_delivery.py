@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import orjson
 import redis.asyncio as aioredis
@@ -10,6 +11,7 @@ from standardwebhooks.webhooks import Webhook
 
 from hub.broker import cursor_key
 from hub.webhooks.router import WebhookRouter
+from hub.webhooks.worker import DeliveryOptions
 from tests.servers import RedisServer
 from tests.webhooks.helpers import FAST, Publisher, renderer, settings_for, until, verify_by_hand, write_client
 from tests.webhooks.receiver import Receiver, Reply
@@ -185,3 +187,33 @@ def test_body_is_the_socket_event_frame(redis_server: RedisServer, prefix: str) 
         frame = asyncio.run(scenario())
     assert receiver.requests[0].body == frame
     assert set(orjson.loads(frame)) == {"type", "cursor", "event_type", "data"}
+
+
+def test_a_receiver_slower_than_the_timeout_is_retried(redis_server: RedisServer, prefix: str) -> None:
+    def respond(n: int) -> Reply:
+        if n == 0:
+            time.sleep(1.0)
+        return Reply()
+
+    with Receiver(respond) as receiver:
+
+        async def scenario() -> tuple[str, int]:
+            redis = aioredis.Redis.from_url(redis_server.url)
+            settings = settings_for(redis_server.url, prefix, (0.1, 5))
+            await write_client(redis, settings, "acme", receiver.url)
+            options = DeliveryOptions(timeout=0.3, lease_ttl_ms=1000, poll=0.1)
+            router = WebhookRouter(redis, settings, renderer(redis, settings), options=options)
+            await router.start()
+            [entry] = await Publisher(redis, settings).entries(1)
+            await router.route(entry)
+            await until(lambda: len(receiver.requests) == 2)
+            await asyncio.sleep(0.2)
+            failed = router.delivery_counts()["failed_attempts"]
+            await router.close()
+            await redis.aclose()
+            return entry.cursor, failed
+
+        cursor, failed = asyncio.run(scenario())
+    assert failed == 1
+    assert [r.headers["webhook-id"] for r in receiver.requests] == [f"msg_{cursor}"] * 2
+    assert receiver.requests[1].at - receiver.requests[0].at < 0.9  # did not wait for the slow reply
