@@ -254,8 +254,9 @@ class DeliveryWorker:
         self.counts["failed_attempts"] += 1
         log.info("client %s: attempt %d for %s failed: %s", cid, attempts, ids[0], outcome.reason)
         if outcome.gone:
-            await disable(self._redis, self._settings, cid, outcome.reason)
+            # Park the queue first: announcing the change makes the router stop this worker.
             await self._dead_letter_everything(outcome.reason, attempts)
+            await disable(self._redis, self._settings, cid, outcome.reason)
             return
         delay = retry_delay(self._settings.webhook_retry_schedule, attempts, outcome.retry_after)
         if delay is None:
