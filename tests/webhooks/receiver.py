@@ -17,6 +17,7 @@ class Request:
     headers: dict[str, str]
     body: bytes
     at: float
+    status: int = 0
 
     @property
     def json(self) -> dict:
@@ -46,8 +47,10 @@ class Receiver:
                 with receiver._lock:
                     number = len(receiver.requests)
                     headers = {k.lower(): v for k, v in self.headers.items()}
-                    receiver.requests.append(Request(self.path, headers, body, time.time()))
+                    request = Request(self.path, headers, body, time.time())
+                    receiver.requests.append(request)
                 reply = receiver.respond(number)
+                request.status = reply.status
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)

@@ -17,7 +17,7 @@ def test_queued_events_survive_a_redis_restart(own_redis: RedisServer, prefix: s
     with Receiver(lambda n: Reply(200 if up["value"] else 500)) as receiver:
 
         async def scenario() -> list[str]:
-            settings = settings_for(own_redis.url, prefix, (0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2))
+            settings = settings_for(own_redis.url, prefix, (0.2,) * 50)
             redis = aioredis.Redis.from_url(own_redis.url)
             await write_client(redis, settings, "acme", receiver.url)
             router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
@@ -36,13 +36,13 @@ def test_queued_events_survive_a_redis_restart(own_redis: RedisServer, prefix: s
             for entry in more:
                 await router.route(entry)
             cursors = [entry.cursor for entry in entries + more]
-            await until(lambda: [r.json["cursor"] for r in receiver.requests][-8:] == cursors)
+            await until(lambda: set(cursors) <= {r.json["cursor"] for r in receiver.requests if r.status == 200})
             await router.close()
             await redis.aclose()
             return cursors
 
         cursors = asyncio.run(scenario())
-    failed = [r for r in receiver.requests if r.json["cursor"] == cursors[0]][:-1]
-    delivered = receiver.requests[len(failed):]
-    assert {r.json["cursor"] for r in failed} == {cursors[0]}
-    assert [r.json["cursor"] for r in delivered] == cursors
+    delivered = [r.json["cursor"] for r in receiver.requests if r.status == 200]
+    # In order; an acknowledgement lost to the restart may repeat an event (same webhook-id).
+    assert list(dict.fromkeys(delivered)) == cursors
+    assert {r.json["cursor"] for r in receiver.requests if r.status != 200} == {cursors[0]}
