@@ -1,0 +1,286 @@
+"""Webhook delivery throughput and outage recovery, against a fast local receiver.
+
+    python -m bench.webhooks [--events 3000] [--clients 4]
+    python -m bench.webhooks --outage 60 [--rate 50]
+
+Throughput: a private redis-server, a receiver process (uvicorn, answers 200 at once), and one
+`WebhookRouter` fed by the real live feed (`RedisBroker.live`), as a hub process runs it; events
+are written by a separate publisher process, as the LMS writes them. Prints
+deliveries/s for one client, one client with batches of 100, and N clients in parallel, each
+against a baseline measured in the same run: plain httpx POSTs of the same body to the same
+receiver (sequential for one client, N concurrent loops for N clients).
+
+Outage: events are published at `--rate` for the whole run; the receiver is killed after 10 s and
+restarted `--outage` seconds later; prints how many events were delivered (distinct webhook-id),
+how many duplicates the receiver saw, and how long the backlog took to drain. The retry schedule is
+`RTHUB_WEBHOOK_RETRY_SCHEDULE` if set, else 1,2,4,8,16,32,64,128.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import httpx
+import orjson
+import redis
+import redis.asyncio as aioredis
+
+from hub.anonymise import Anonymiser, RedisIdStore
+from hub.broker import Entry
+from hub.broker.redis import RedisBroker
+from hub.config import Settings
+from hub.embedded import EmbeddedRedis, free_port
+from hub.events import normalise
+from hub.fanout import Fanout
+from hub.publisher import StreamWriter
+from hub.simulator import SimulatedLMS
+from hub.translate import TranslationSettings
+from hub.webhooks.router import WebhookRouter
+from hub.webhooks.signing import new_secret
+from hub.webhooks.worker import DeliveryOptions
+
+OUTAGE_SCHEDULE = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
+
+
+# --- the receiver process: counts requests and distinct webhook ids per path -------------------
+
+RECEIVED: Counter[str] = Counter()
+IDS: dict[str, set[str]] = {}
+
+
+async def receiver_app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    path = scope["path"]
+    if scope["method"] == "GET":
+        stats = {p: {"requests": RECEIVED[p], "ids": sorted(IDS.get(p, ()))} for p in RECEIVED}
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": orjson.dumps(stats)})
+        return
+    RECEIVED[path] += 1
+    webhook_id = dict(scope["headers"]).get(b"webhook-id", b"").decode()
+    IDS.setdefault(path, set()).add(webhook_id)
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def start_receiver(port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "bench.webhooks:receiver_app", "--port", str(port),
+         "--log-level", "warning", "--no-access-log"],
+    )
+    for _ in range(200):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+            return process
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    process.kill()
+    raise SystemExit("receiver did not start")
+
+
+async def stats(port: int) -> dict:
+    async with httpx.AsyncClient() as client:
+        return (await client.get(f"http://127.0.0.1:{port}/")).json()
+
+
+# --- the hub side ------------------------------------------------------------------------------
+
+
+async def add_client(redis: aioredis.Redis, settings: Settings, client_id: str, url: str, **extra: str) -> None:
+    fields = {"type": "enterprise", "translator": "xapi", "delivery": "webhook", "status": "active",
+              "webhook_url": url, "webhook_secret": new_secret(), "grant": "[{}]", **extra}
+    await redis.sadd(settings.key("clients"), client_id)
+    await redis.hset(settings.key(f"client:{client_id}"), mapping=fields)
+
+
+class Hub:
+    """A router fed by the real live feed, as `Fanout.run` feeds it in a hub process."""
+
+    def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.settings = settings
+        fanout = Fanout(Anonymiser(RedisIdStore(redis, settings)), TranslationSettings(settings.lms_root_url, "bench"))
+        self.render = fanout.render
+        self.router = WebhookRouter(redis, settings, fanout.render, options=DeliveryOptions(timeout=5, poll=0.2))
+        self.broker = RedisBroker(redis, settings)
+
+    async def __aenter__(self) -> Hub:
+        await self.router.start()
+        self._pump = asyncio.create_task(self._run())
+        await asyncio.sleep(0.2)  # subscribed before anything is published
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._pump.cancel()
+        await self.router.close()
+
+    async def _run(self) -> None:
+        async for entry in self.broker.live():
+            await self.router.route(entry)
+
+    async def publish(self, count: int, rate: float | None = None) -> None:
+        """Publish from a separate process, as the LMS does, so the hub's loop only does hub work."""
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.webhooks", "--publish", str(count), "--rate", str(rate or 0),
+            "--redis-url", self.settings.redis_url, "--redis-prefix", self.settings.redis_prefix,
+        )
+        if await process.wait() != 0:
+            raise SystemExit("the publisher process failed")
+
+    def delivered(self) -> int:
+        return self.router.delivery_counts()["delivered"]
+
+    async def until_delivered(self, count: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.delivered() < count:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"only {self.delivered()} of {count} events delivered in {timeout:g}s")
+            await asyncio.sleep(0.01)
+
+    async def sample_body(self) -> bytes:
+        """A real event frame, so the baseline POSTs what the webhooks POST."""
+        event = normalise(SimulatedLMS(seed=9).next_event())
+        frame = await self.render(Entry("1-0", event), "xapi", "enterprise")
+        assert frame is not None
+        return frame.text.encode()
+
+
+async def baseline(url: str, body: bytes, count: int, loops: int) -> float:
+    """Plain httpx POSTs: `loops` concurrent sequential senders, `count` requests in all; per second."""
+    async with httpx.AsyncClient() as client:
+
+        async def loop(share: int) -> None:
+            for _ in range(share):
+                (await client.post(url, content=body, headers={"content-type": "application/json"})).raise_for_status()
+
+        share = count // loops
+        started = time.perf_counter()
+        await asyncio.gather(*(loop(share) for _ in range(loops)))
+        return share * loops / (time.perf_counter() - started)
+
+
+async def scenario(redis_url: str, prefix: str, clients: dict[str, dict[str, str]], events: int) -> tuple[float, Hub]:
+    """Deliveries per second for `events` events to every client in `clients` (id -> extra fields)."""
+    settings = Settings(redis_url=redis_url, redis_prefix=prefix, webhook_allow_private=True)
+    redis = aioredis.Redis.from_url(redis_url)
+    for client_id, extra in clients.items():
+        await add_client(redis, settings, client_id, **extra)
+    async with Hub(redis, settings) as hub:
+        started = time.perf_counter()
+        await hub.publish(events)
+        await hub.until_delivered(events * len(clients), 600)
+        rate = events * len(clients) / (time.perf_counter() - started)
+    await redis.aclose()
+    return rate, hub
+
+
+async def throughput(redis_url: str, port: int, events: int, clients: int) -> None:
+    base = f"http://127.0.0.1:{port}"
+    single, hub = await scenario(redis_url, "b1:", {"one": {"url": f"{base}/one"}}, events)
+    body = await hub.sample_body()
+    one_base = await baseline(f"{base}/baseline1", body, min(events, 3000), 1)
+    received = (await stats(port))["/one"]
+    print(f"body {len(body)} bytes; {events} events; receiver saw {received['requests']} requests, "
+          f"{len(received['ids'])} distinct webhook-ids on /one")
+    print(f"1 client, 1 event per POST : {single:8.0f} deliveries/s | baseline httpx sequential "
+          f"{one_base:8.0f} req/s | ratio {single / one_base:.2f}")
+    batch = {"url": f"{base}/batch", "webhook_batch_max": "100", "webhook_batch_wait": "0.05"}
+    batched, _ = await scenario(redis_url, "b2:", {"batch": batch}, events)
+    batch_requests = (await stats(port))["/batch"]["requests"]
+    print(f"1 client, batches of <=100 : {batched:8.0f} events/s in {batch_requests} POSTs | "
+          f"ratio to the sequential baseline {batched / one_base:.2f}")
+    many = {f"c{n}": {"url": f"{base}/c{n}"} for n in range(clients)}
+    parallel, _ = await scenario(redis_url, "b3:", many, events)
+    many_base = await baseline(f"{base}/baseline{clients}", body, min(events * clients, 6000), clients)
+    print(f"{clients} clients in parallel    : {parallel:8.0f} deliveries/s | baseline httpx x{clients} concurrent "
+          f"{many_base:8.0f} req/s | ratio {parallel / many_base:.2f}")
+
+
+async def outage(redis_url: str, port: int, seconds: float, rate: float, receiver: subprocess.Popen[bytes]) -> None:
+    schedule = Settings.from_env().webhook_retry_schedule if os.environ.get("RTHUB_WEBHOOK_RETRY_SCHEDULE") else None
+    settings = Settings(
+        redis_url=redis_url, redis_prefix="outage:", webhook_allow_private=True,
+        webhook_retry_schedule=schedule or OUTAGE_SCHEDULE,
+    )
+    redis = aioredis.Redis.from_url(redis_url)
+    await add_client(redis, settings, "acme", f"http://127.0.0.1:{port}/acme")
+    total = int(rate * (seconds + 20))
+    print(f"schedule {settings.webhook_retry_schedule}; publishing {total} events at {rate:g}/s; "
+          f"receiver down from t=10s for {seconds:g}s")
+    async with Hub(redis, settings) as hub:
+        publishing = asyncio.create_task(hub.publish(total, rate))
+        await asyncio.sleep(10)
+        before = (await stats(port)).get("/acme", {"requests": 0, "ids": []})
+        receiver.kill()
+        receiver.wait()
+        await asyncio.sleep(seconds)
+        receiver = start_receiver(port)
+        restarted = time.monotonic()
+        await publishing
+        await hub.until_delivered(total, seconds + 600)
+        drained = time.monotonic() - restarted
+        after = (await stats(port)).get("/acme", {"requests": 0, "ids": []})
+        counts = hub.router.delivery_counts()
+    receiver.terminate()
+    distinct = set(before["ids"]) | set(after["ids"])
+    requests = before["requests"] + after["requests"]
+    print(f"delivered {len(distinct)}/{total} events ({100 * len(distinct) / total:.1f} %), "
+          f"duplicates seen by the receiver {requests - len(distinct)}, "
+          f"failed attempts {counts['failed_attempts']}, dead letters {counts['dead_lettered']}, "
+          f"backlog drained {drained:.1f}s after the receiver came back")
+    await redis.aclose()
+
+
+def publish_events(redis_url: str, prefix: str, count: int, rate: float) -> None:
+    """The LMS side: `RealtimeBackend`-style writes, batched when there is no rate to keep."""
+    writer = StreamWriter(redis.Redis.from_url(redis_url), Settings(redis_url=redis_url, redis_prefix=prefix))
+    lms = SimulatedLMS(seed=5)
+    started = time.monotonic()
+    if not rate:
+        for start in range(0, count, 100):
+            writer.write_many([normalise(lms.next_event()) for _ in range(min(100, count - start))])
+        return
+    for index in range(count):
+        writer.write(normalise(lms.next_event()))
+        time.sleep(max(0.0, (index + 1) / rate - (time.monotonic() - started)))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="webhook delivery benchmark")
+    parser.add_argument("--events", type=int, default=3000)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--outage", type=float, help="run the outage scenario with this many seconds down")
+    parser.add_argument("--rate", type=float, default=50.0, help="events per second in the outage scenario")
+    parser.add_argument("--publish", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--redis-url", help=argparse.SUPPRESS)
+    parser.add_argument("--redis-prefix", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.publish is not None:
+        publish_events(args.redis_url, args.redis_prefix, args.publish, args.rate)
+        return 0
+    port = free_port()
+    with EmbeddedRedis() as redis_server:
+        receiver = start_receiver(port)
+        try:
+            if args.outage:
+                asyncio.run(outage(redis_server.url, port, args.outage, args.rate, receiver))
+            else:
+                asyncio.run(throughput(redis_server.url, port, args.events, args.clients))
+        finally:
+            if receiver.poll() is None:
+                receiver.terminate()
+                receiver.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""`rthub deadletters list|replay`: inspect and re-queue failed webhook deliveries."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from hub.config import ConfigError, Settings
+from hub.webhooks.deadletters import list_deadletters, replay_deadletters
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(redis_url=args.redis_url, redis_prefix=args.redis_prefix)
+
+
+async def _with_redis(settings: Settings, work):  # type: ignore[no-untyped-def]
+    client = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        return await work(client)
+    finally:
+        await client.aclose()
+
+
+def _list(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    try:
+        records = asyncio.run(
+            _with_redis(settings, lambda r: list_deadletters(r, settings, args.client, args.limit))
+        )
+    except RedisError as exc:
+        print(f"rthub deadletters: Redis at {settings.redis_url} failed: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(orjson.dumps(records).decode())
+        return 0
+    if not records:
+        print("no dead letters")
+        return 0
+    for record in records:
+        when = datetime.fromtimestamp(record["failed_at"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        print(
+            f"{record['id']}  {record['client_id']}  cursor={record['cursor']}  {record['event_type']}  "
+            f"{when}  attempts={record['attempts']}  {record['reason']}"
+        )
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if not args.ids and not args.client and not args.all:
+        print("rthub deadletters replay: give dead-letter ids, --client ID, or --all", file=sys.stderr)
+        return 2
+    try:
+        moved = asyncio.run(
+            _with_redis(settings, lambda r: replay_deadletters(r, settings, args.ids or None, args.client))
+        )
+    except RedisError as exc:
+        print(f"rthub deadletters: Redis at {settings.redis_url} failed: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(orjson.dumps({"replayed": moved}).decode())
+    else:
+        print(f"replayed {moved} dead letters")
+    return 0
+
+
+def _common(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--redis-url", help="Redis URL (env RTHUB_REDIS_URL)")
+    sub.add_argument("--redis-prefix", help="Redis key prefix (env RTHUB_REDIS_PREFIX, default rthub:)")
+    sub.add_argument("--json", action="store_true", help="print JSON")
+    sub.add_argument("--client", help="only this client's dead letters")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `deadletters list|replay` to the `rthub` command line."""
+    parser = subparsers.add_parser("deadletters", help="inspect and replay failed webhook deliveries")
+    commands = parser.add_subparsers(dest="deadletters_command", required=True, metavar="ACTION")
+    listing = commands.add_parser("list", help="show dead letters, oldest first")
+    _common(listing)
+    listing.add_argument("--limit", type=int, default=100)
+    listing.set_defaults(handler=_list)
+    replay = commands.add_parser("replay", help="queue dead letters for delivery again")
+    _common(replay)
+    replay.add_argument("ids", nargs="*", help="dead-letter ids (from `list`)")
+    replay.add_argument("--all", action="store_true", help="every dead letter (of --client, if given)")
+    replay.set_defaults(handler=_replay)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`deadletters ...` alone, for tests and `python -m hub.webhooks.cli`."""
+    parser = argparse.ArgumentParser(prog="rthub")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except ConfigError as exc:
+        print(f"rthub: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""Presence: whether a client has a live WebSocket anywhere in the cluster, kept in Redis.
+
+Per client, a sorted set `{prefix}presence:{client}` maps each hub instance holding sockets of that
+client to an expiry time (Redis clock, ms); the instance refreshes it every `ttl / 3`. A hash keeps,
+per instance, the last cursor its sockets of the client were sent. When the client's last socket in
+the cluster goes away (closed, or its instance stopped refreshing and expired), a *handoff* cursor is
+pushed: webhook delivery backfills every entitled event after it, so nothing is lost in the switch.
+The handoff cursor is pulled back by `HANDOFF_MARGIN_MS` so frames still in flight to the socket when
+it dropped are re-sent by webhook (same `webhook-id` per cursor: duplicates, never gaps).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Callable
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from hub.config import Settings
+from hub.layout import stream_key
+from hub.webhooks import keys
+
+log = logging.getLogger("rthub.webhooks.presence")
+
+DEFAULT_TTL_MS = 15_000
+HANDOFF_MARGIN_MS = 5_000
+
+# Shared Lua: the Redis clock, cursor ordering, and pruning expired instances into a handoff.
+# KEYS[1] presence zset, KEYS[2] presence cursors hash, KEYS[3] handoff list.
+LUA_PRELUDE = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function older(a, b)
+  local am, as = string.match(a, '^(%d+)-?(%d*)$')
+  local bm, bs = string.match(b, '^(%d+)-?(%d*)$')
+  am, bm = tonumber(am), tonumber(bm)
+  if am ~= bm then return am < bm end
+  return (tonumber(as) or 0) < (tonumber(bs) or 0)
+end
+local function earliest(a, b)
+  if a == nil then return b end
+  if b == nil then return a end
+  if older(b, a) then return b end
+  return a
+end
+-- Drop expired instances; when nobody is left and webhooks are owed, push a handoff from
+-- `cursor` (or theirs).
+local function settle(now, margin, cursor, owed)
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+  for _, member in ipairs(expired) do
+    local c = redis.call('HGET', KEYS[2], member)
+    if c then cursor = earliest(cursor, c) end
+    redis.call('HDEL', KEYS[2], member)
+    redis.call('ZREM', KEYS[1], member)
+  end
+  local live = redis.call('ZCARD', KEYS[1])
+  if live == 0 and cursor ~= nil and owed then
+    redis.call('RPUSH', KEYS[3], earliest(cursor, tostring(now - margin) .. '-0'))
+  end
+  return live
+end
+"""
+
+# KEYS: presence, cursors, handoff, events stream. ARGV: instance, ttl ms.
+CONNECT_SCRIPT = LUA_PRELUDE + """
+local now = now_ms()
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then
+  local top = redis.call('XREVRANGE', KEYS[4], '+', '-', 'COUNT', 1)
+  local cursor = '0-0'
+  if #top > 0 then cursor = top[1][1] end
+  redis.call('HSET', KEYS[2], ARGV[1], cursor)
+end
+return 1
+"""
+
+# KEYS: presence, cursors, handoff, registry hash. ARGV: instance, last cursor ('' = unknown), margin ms.
+# Only websocket+webhook clients are owed a handoff; for others nobody would consume it.
+DISCONNECT_SCRIPT = LUA_PRELUDE + """
+local now = now_ms()
+local cursor = ARGV[2]
+local stored = redis.call('HGET', KEYS[2], ARGV[1])
+if cursor == '' then cursor = stored or (tostring(now) .. '-0') end
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[1], ARGV[1])
+return settle(now, tonumber(ARGV[3]), cursor, redis.call('HGET', KEYS[4], 'delivery') == 'websocket+webhook')
+"""
+
+# KEYS: presence, cursors. ARGV: instance, ttl ms, cursor ('' = keep).
+REFRESH_SCRIPT = LUA_PRELUDE + """
+local now = now_ms()
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], ARGV[1], ARGV[3]) end
+return 1
+"""
+
+
+class Presence:
+    """This hub instance's share of presence: call `connected` / `disconnected` per socket.
+
+    `last_cursors` (optional) returns, per client, the oldest last-sent cursor among this instance's
+    sockets; the refresher stores it so that a crashed instance's handoff starts close to where its
+    sockets were, instead of where they connected.
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        settings: Settings,
+        *,
+        ttl_ms: int = DEFAULT_TTL_MS,
+        last_cursors: Callable[[], dict[str, str | None]] | None = None,
+        instance: str | None = None,
+    ) -> None:
+        self._redis = redis
+        self._settings = settings
+        self.ttl_ms = ttl_ms
+        self.instance = instance or uuid.uuid4().hex
+        self._last_cursors = last_cursors
+        self._counts: Counter[str] = Counter()
+        self._connect = redis.register_script(CONNECT_SCRIPT)
+        self._disconnect = redis.register_script(DISCONNECT_SCRIPT)
+        self._refresh = redis.register_script(REFRESH_SCRIPT)
+        self._task: asyncio.Task[None] | None = None
+
+    def _keys(self, client_id: str) -> list[str]:
+        s = self._settings
+        return [keys.presence(s, client_id), keys.presence_cursors(s, client_id), keys.handoff(s, client_id)]
+
+    async def connected(self, client_id: str) -> None:
+        """A socket of `client_id` went live on this instance (call after it is added to the fan-out).
+
+        Never raises: if Redis is away, the next refresh registers the socket (until then webhooks
+        keep flowing, which means duplicates, not gaps).
+        """
+        self._counts[client_id] += 1
+        if self._counts[client_id] == 1:
+            try:
+                await self._connect(
+                    keys=[*self._keys(client_id), stream_key(self._settings)], args=[self.instance, self.ttl_ms]
+                )
+            except RedisError as exc:
+                log.warning("presence: connect of %s not recorded: %s", client_id, exc)
+
+    async def disconnected(self, client_id: str, last_cursor: str | None) -> None:
+        """A socket of `client_id` closed; `last_cursor` is the last event cursor it was sent (or None).
+
+        Never raises: if Redis is away, this instance's entry is no longer refreshed and expires,
+        which hands over from the last refreshed cursor instead.
+        """
+        if self._counts[client_id] <= 0:
+            return
+        self._counts[client_id] -= 1
+        if self._counts[client_id] == 0:
+            del self._counts[client_id]
+            try:
+                await self._disconnect(
+                    keys=[*self._keys(client_id), keys.client(self._settings, client_id)],
+                    args=[self.instance, last_cursor or "", HANDOFF_MARGIN_MS],
+                )
+            except RedisError as exc:
+                log.warning("presence: disconnect of %s not recorded: %s", client_id, exc)
+
+    async def refresh(self) -> None:
+        """Extend this instance's presence for every client it holds sockets of."""
+        cursors = self._last_cursors() if self._last_cursors else {}
+        pipe = self._redis.pipeline(transaction=False)
+        for client_id in list(self._counts):
+            await self._refresh(
+                keys=self._keys(client_id)[:2], args=[self.instance, self.ttl_ms, cursors.get(client_id) or ""],
+                client=pipe,
+            )
+        await pipe.execute()
+
+    def start(self) -> None:
+        """Run the refresher (every ttl / 3) until `close`."""
+        self._task = asyncio.create_task(self._refresher(), name="rthub-presence")
+
+    async def _refresher(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl_ms / 3000)
+            try:
+                await self.refresh()
+            except RedisError as exc:
+                log.warning("presence refresh failed: %s", exc)
+
+    async def close(self) -> None:
+        """Stop refreshing and hand every client this instance holds over to webhooks."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for client_id in list(self._counts):
+            self._counts[client_id] = 1
+            await self.disconnected(client_id, None)

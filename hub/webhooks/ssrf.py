@@ -1,0 +1,83 @@
+"""SSRF guard: a webhook URL may only reach public addresses, unless the admin allows private ones.
+
+The host is resolved asynchronously and every address it resolves to must be global unicast
+(not loopback, private, link-local, shared/CGNAT, multicast, reserved or a cloud metadata address).
+The request is then sent to the address that was checked, with the original `Host` header and TLS
+server name, so DNS cannot answer differently between the check and the connection (rebinding).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254")
+)
+
+
+class UnsafeURL(ValueError):
+    """A webhook URL is malformed, or resolves to an address webhooks may not reach."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where to send: `url` names the checked IP; `host` and `sni` keep the original name."""
+
+    url: str
+    host: str
+    sni: str | None
+
+
+def is_forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """True for anything but a global unicast address (IPv4-mapped IPv6 is judged as IPv4)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address in METADATA_ADDRESSES or not address.is_global or address.is_multicast
+
+
+async def resolve(url: str, allow_private: bool) -> Target:
+    """Check `url` and pin it to one resolved address; raise `UnsafeURL` when it may not be reached."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"}:
+        raise UnsafeURL(f"webhook URL must be http or https, got {parts.scheme!r}")
+    host = parts.hostname
+    if not host:
+        raise UnsafeURL("webhook URL has no host")
+    if parts.username or parts.password:
+        raise UnsafeURL("webhook URL must not carry credentials")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise UnsafeURL(f"webhook URL has a bad port: {exc}") from exc
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise UnsafeURL(f"cannot resolve {host}: {exc}") from exc
+    addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+    if not addresses:
+        raise UnsafeURL(f"{host} resolves to no address")
+    if not allow_private:
+        refused = [str(a) for a in addresses if is_forbidden(a)]
+        if refused:
+            raise UnsafeURL(
+                f"{host} resolves to non-public address {refused[0]}; set RTHUB_WEBHOOK_ALLOW_PRIVATE=true to allow"
+            )
+    chosen = addresses[0]
+    literal = f"[{chosen}]" if chosen.version == 6 else str(chosen)
+    netloc = f"{literal}:{parts.port}" if parts.port else literal
+    pinned = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    host_header = parts.netloc.rpartition("@")[2]
+    named = parts.scheme == "https" and not _is_literal(host)
+    return Target(pinned, host_header, host if named else None)
+
+
+def _is_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

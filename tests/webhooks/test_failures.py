@@ -1,0 +1,173 @@
+"""When delivery fails for good: dead letters and their replay, 410 Gone, refused URLs."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import redis.asyncio as aioredis
+
+from hub.webhooks import cli
+from hub.webhooks.deadletters import list_deadletters, replay_deadletters
+from hub.webhooks.router import WebhookRouter
+from tests.servers import RedisServer
+from tests.webhooks.helpers import FAST, Publisher, renderer, settings_for, until, verify_by_hand, write_client
+from tests.webhooks.receiver import Receiver, Reply
+
+
+def test_receiver_down_past_the_last_attempt_dead_letters_then_replay_delivers(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    up = {"value": False}
+    with Receiver(lambda n: Reply(200 if up["value"] else 500)) as receiver:
+
+        async def scenario() -> tuple[list[str], list[dict], int, str]:
+            redis = aioredis.Redis.from_url(redis_server.url)
+            settings = settings_for(redis_server.url, prefix, (0.1, 0.2))
+            secret = await write_client(redis, settings, "acme", receiver.url)
+            router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
+            await router.start()
+            entries = await Publisher(redis, settings).entries(2)
+            for entry in entries:
+                await router.route(entry)
+            dead: list[dict] = []
+
+            async def dead_letters() -> None:
+                dead[:] = await list_deadletters(redis, settings, "acme")
+
+            while len(dead) < 2:
+                await dead_letters()
+                await asyncio.sleep(0.05)
+            up["value"] = True
+            replayed = await replay_deadletters(redis, settings, client_id="acme")
+            await until(lambda: len(receiver.requests) == 8)
+            left = await list_deadletters(redis, settings)
+            await router.close()
+            await redis.aclose()
+            assert left == []
+            return [e.cursor for e in entries], dead, replayed, secret
+
+        cursors, dead, replayed, secret = asyncio.run(scenario())
+    assert replayed == 2
+    assert [d["cursor"] for d in dead] == cursors
+    assert all(d["attempts"] == 3 and "HTTP 500" in d["reason"] and d["client_id"] == "acme" for d in dead)
+    assert all(d["url"] == receiver.url and d["event_type"] for d in dead)
+    # 3 failed attempts per event, then one delivery each after the replay, same webhook-id throughout.
+    failed, delivered = receiver.requests[:6], receiver.requests[6:]
+    assert [r.headers["webhook-id"] for r in failed] == [f"msg_{cursors[0]}"] * 3 + [f"msg_{cursors[1]}"] * 3
+    assert [r.json["cursor"] for r in delivered] == cursors
+    assert [r.headers["webhook-id"] for r in delivered] == [f"msg_{c}" for c in cursors]
+    assert all(verify_by_hand(secret, r) for r in delivered)
+
+
+def test_cli_lists_and_replays_dead_letters(redis_server: RedisServer, prefix: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    up = {"value": False}
+    with Receiver(lambda n: Reply(200 if up["value"] else 503)) as receiver:
+
+        async def fail_two() -> tuple[list[str], WebhookRouter, aioredis.Redis]:
+            redis = aioredis.Redis.from_url(redis_server.url)
+            settings = settings_for(redis_server.url, prefix, (0.05,))
+            await write_client(redis, settings, "acme", receiver.url)
+            router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
+            await router.start()
+            entries = await Publisher(redis, settings).entries(3)
+            for entry in entries:
+                await router.route(entry)
+            while len(await list_deadletters(redis, settings)) < 3:
+                await asyncio.sleep(0.05)
+            await router.close()
+            await redis.aclose()
+            return [e.cursor for e in entries]
+
+        cursors = asyncio.run(fail_two())
+        flags = ["--redis-url", redis_server.url, "--redis-prefix", prefix]
+        assert cli.main(["deadletters", "list", *flags, "--json"]) == 0
+        listed = orjson.loads(capsys.readouterr().out)
+        assert [d["cursor"] for d in listed] == cursors
+        assert cli.main(["deadletters", "list", *flags]) == 0
+        assert "HTTP 503" in capsys.readouterr().out
+        assert cli.main(["deadletters", "replay", *flags]) == 2
+        capsys.readouterr()
+        assert cli.main(["deadletters", "replay", listed[1]["id"], *flags, "--json"]) == 0
+        assert orjson.loads(capsys.readouterr().out) == {"replayed": 1}
+
+        async def deliver_replayed() -> list[dict]:
+            redis = aioredis.Redis.from_url(redis_server.url)
+            settings = settings_for(redis_server.url, prefix, (0.05,))
+            up["value"] = True
+            router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
+            await router.start()
+            await until(lambda: any(r.json["cursor"] == cursors[1] for r in receiver.requests[6:]))
+            await router.close()
+            left = await list_deadletters(redis, settings)
+            await redis.aclose()
+            return left
+
+        left = asyncio.run(deliver_replayed())
+    assert [d["cursor"] for d in left] == [cursors[0], cursors[2]]
+    assert [r.json["cursor"] for r in receiver.requests[6:]] == [cursors[1]]
+
+
+def test_410_gone_disables_the_endpoint_and_parks_its_queue(redis_server: RedisServer, prefix: str) -> None:
+    with Receiver(lambda n: Reply(410)) as receiver:
+
+        async def scenario() -> tuple[dict, list[dict], int, list[str]]:
+            redis = aioredis.Redis.from_url(redis_server.url)
+            settings = settings_for(redis_server.url, prefix, (30,))
+            await write_client(redis, settings, "acme", receiver.url)
+            router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
+            await router.start()
+            pubsub = redis.pubsub()
+            await pubsub.subscribe(settings.key("changes"))
+            publisher = Publisher(redis, settings)
+            entries = await publisher.entries(3)
+            for entry in entries:
+                await router.route(entry)
+            await until(lambda: "acme" not in router.clients)
+            later = await publisher.entries(2)
+            for entry in later:
+                await router.route(entry)
+            await asyncio.sleep(0.3)
+            changes = []
+            for _ in range(5):
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.05)
+                if message is not None:
+                    changes.append(message["data"].decode())
+            await pubsub.aclose()
+            fields = {k.decode(): v.decode() for k, v in (await redis.hgetall(settings.key("client:acme"))).items()}
+            dead = await list_deadletters(redis, settings, "acme")
+            outbox = await redis.xlen(settings.key("outbox:acme"))
+            await router.close()
+            await redis.aclose()
+            return fields, dead, outbox, [e.cursor for e in entries], changes
+
+        fields, dead, outbox, cursors, changes = asyncio.run(scenario())
+    assert fields["webhook_status"] == "disabled" and "410" in fields["webhook_disabled_reason"]
+    assert fields["status"] == "active"
+    assert "acme" in changes
+    assert len(receiver.requests) == 1
+    assert [d["cursor"] for d in dead] == cursors
+    assert all("410" in d["reason"] for d in dead)
+    assert outbox == 0
+
+
+def test_url_resolving_to_loopback_is_refused_without_allow_private(redis_server: RedisServer, prefix: str) -> None:
+    with Receiver() as receiver:
+
+        async def scenario() -> list[dict]:
+            redis = aioredis.Redis.from_url(redis_server.url)
+            settings = settings_for(redis_server.url, prefix, (0.05,)).with_overrides(webhook_allow_private=False)
+            await write_client(redis, settings, "acme", receiver.url.replace("127.0.0.1", "localhost"))
+            router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
+            await router.start()
+            for entry in await Publisher(redis, settings).entries(1):
+                await router.route(entry)
+            while not (dead := await list_deadletters(redis, settings)):
+                await asyncio.sleep(0.05)
+            await router.close()
+            await redis.aclose()
+            return dead
+
+        dead = asyncio.run(scenario())
+    assert receiver.requests == []
+    assert "refused URL" in dead[0]["reason"] and "127.0.0.1" in dead[0]["reason"]
