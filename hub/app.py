@@ -28,6 +28,8 @@ from hub.identity import Authenticator
 from hub.presence import publish_counts
 from hub.translate import TranslationSettings
 from hub.transport import EventsEndpoint
+from hub.webhooks.presence import Presence
+from hub.webhooks.router import WebhookRouter
 
 log = logging.getLogger("rthub.app")
 
@@ -70,6 +72,10 @@ def create_app(
         TranslationSettings(settings.lms_root_url, settings.transformer_version),
     )
     hub = Hub(settings, broker, fanout, authenticator, client)
+    presence = None
+    if client is not None:
+        fanout.webhooks = WebhookRouter(client, settings, fanout.render)
+        presence = Presence(client, settings, last_cursors=fanout.last_cursors)
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -79,7 +85,9 @@ def create_app(
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
     routes: list[BaseRoute] = [
-        WebSocketRoute("/v1/events", EventsEndpoint(fanout, broker, authenticator, settings.send_queue_size)),
+        WebSocketRoute(
+            "/v1/events", EventsEndpoint(fanout, broker, authenticator, settings.send_queue_size, presence)
+        ),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         *auth_http,
@@ -87,6 +95,9 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if fanout.webhooks is not None and presence is not None:
+            await fanout.webhooks.start()
+            presence.start()
         tasks = [asyncio.create_task(fanout.run(broker), name="rthub-fanout")]
         if client is not None:
             lookup = ClientRegistry(client, settings).identity
@@ -100,6 +111,9 @@ def create_app(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if fanout.webhooks is not None and presence is not None:
+                await presence.close()
+                await fanout.webhooks.close()
             await broker.close()
 
     app = Starlette(routes=routes, lifespan=lifespan)

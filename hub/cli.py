@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from auth import cli as auth_cli
 from hub.config import ConfigError, Settings
 from hub.translate import offline
+from hub.webhooks import cli as webhooks_cli
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
 
     auth_cli.register(commands)
+    webhooks_cli.register(commands)
 
     translate = commands.add_parser("translate", help="translate tracking-log lines to xAPI or Caliper (offline)")
     offline.configure(translate)

@@ -19,6 +19,7 @@ from hub.connection import Connection, Frame
 from hub.events import user_id
 from hub.grants import EventFacts, GrantIndex, event_facts
 from hub.translate import NoTranslation, TranslationError, TranslationSettings, translate
+from hub.webhooks.router import WebhookRouter
 
 log = logging.getLogger("rthub.fanout")
 
@@ -32,6 +33,7 @@ class Fanout:
         self._index = GrantIndex()
         self.connections: dict[int, Connection] = {}
         self.counts: Counter[str] = Counter()
+        self.webhooks: WebhookRouter | None = None
 
     def add(self, conn: Connection) -> None:
         self.connections[conn.id] = conn
@@ -70,9 +72,14 @@ class Fanout:
         self.counts["ingested"] += 1
         facts = event_facts(entry.event)
         keys = self._index.matching(facts)
-        if not keys:
+        if keys:
+            await self._offer(entry, facts, keys)
+        else:
             self.counts["unwanted"] += 1
-            return
+        if self.webhooks is not None:
+            await self.webhooks.route(entry)
+
+    async def _offer(self, entry: Entry, facts: EventFacts, keys: set[int]) -> None:
         groups: dict[tuple[str, str], list[Connection]] = defaultdict(list)
         for key in keys:
             conn = self.connections[key]
@@ -82,6 +89,16 @@ class Fanout:
             if frame is not None:
                 for conn in members:
                     conn.offer(frame)
+
+    def last_cursors(self) -> dict[str, str | None]:
+        """Per client, the oldest last-sent cursor among its sockets here (for webhook presence)."""
+        oldest: dict[str, str | None] = {}
+        for conn in self.connections.values():
+            client_id, cursor = conn.identity.client_id, conn.last_cursor
+            current = oldest.get(client_id)
+            if cursor is not None and (current is None or cursor_key(cursor) < cursor_key(current)):
+                oldest[client_id] = cursor
+        return oldest
 
     async def render(
         self, entry: Entry, translator: str, consumer_type: str, facts: EventFacts | None = None

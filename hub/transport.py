@@ -19,6 +19,7 @@ from hub.connection import Connection
 from hub.fanout import Fanout
 from hub.grants import GrantError, compile_grant, narrow, validate_filter
 from hub.identity import Authenticator, AuthError
+from hub.webhooks.presence import Presence
 
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_POLICY_VIOLATION = 1008
@@ -46,8 +47,14 @@ def bearer_token(websocket: WebSocket) -> str:
 
 class EventsEndpoint:
     def __init__(
-        self, fanout: Fanout, broker: Broker, authenticator: Authenticator, queue_size: int
+        self,
+        fanout: Fanout,
+        broker: Broker,
+        authenticator: Authenticator,
+        queue_size: int,
+        presence: Presence | None = None,
     ) -> None:
+        self.presence = presence
         self.fanout = fanout
         self.broker = broker
         self.authenticator = authenticator
@@ -70,11 +77,15 @@ class EventsEndpoint:
         sender = asyncio.create_task(self._send_frames(websocket, conn))
         conn.on_close = sender.cancel
         self.fanout.add(conn)
+        if self.presence is not None:
+            await self.presence.connected(identity.client_id)
         receiver = asyncio.create_task(self._read_frames(websocket, conn))
         try:
             await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.fanout.remove(conn)
+            if self.presence is not None:
+                await self.presence.disconnected(identity.client_id, conn.last_cursor)
             for task in (sender, receiver):
                 task.cancel()
             await asyncio.gather(sender, receiver, return_exceptions=True)

@@ -5,44 +5,30 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
-import orjson
 import pytest
 import redis
 
-import hub.app
 from hub.publisher import RealtimeBackend
 from hub.simulator import SimulatedLMS
-from hub.webhooks.signing import new_secret
-from tests.conftest import DEV_TOKEN
 from tests.hubproc import HubProcess
 from tests.servers import RedisServer
 from tests.webhooks.helpers import verify_by_hand
 from tests.webhooks.receiver import Receiver
 from tests.wsclient import collect, connect, quiet
 
-pytestmark = pytest.mark.skipif(
-    not hasattr(hub.app, "WebhookRouter"), reason="hub/app.py does not wire hub.webhooks in yet (lead's merge step)"
-)
-
 HUB_ENV = {
-    "RTHUB_DEV_TOKEN": DEV_TOKEN,
     "RTHUB_WEBHOOK_ALLOW_PRIVATE": "true",
     "RTHUB_WEBHOOK_RETRY_SCHEDULE": "0.1,0.2,0.5",
 }
 
 
-def register(redis_url: str, prefix: str, client_id: str, url: str, delivery: str) -> str:
-    """A registry client written as the auth helper writes it."""
-    client = redis.Redis.from_url(redis_url)
-    secret = new_secret()
-    client.sadd(f"{prefix}clients", client_id)
-    client.hset(f"{prefix}client:{client_id}", mapping={
-        "name": client_id, "type": "other", "translator": "xapi", "delivery": delivery, "status": "active",
-        "webhook_url": url, "webhook_secret": secret, "grant": "[{}]",
-    })
-    client.publish(f"{prefix}changes", client_id)
-    client.close()
-    return secret
+def register(process: HubProcess, url: str, delivery: str) -> tuple[str, str, str]:
+    """A registry client with a webhook; returns (client id, client secret, webhook signing secret)."""
+    client_id, secret = process.client(delivery=delivery, webhook_url=url)
+    stored = redis.Redis.from_url(process.redis_url)
+    webhook_secret = stored.hget(f"{process.prefix}client:{client_id}", "webhook_secret").decode()
+    stored.close()
+    return client_id, secret, webhook_secret
 
 
 @pytest.fixture
@@ -54,15 +40,15 @@ def receiver() -> Iterator[Receiver]:
 def test_socket_then_webhook_then_socket_loses_nothing(
     redis_server: RedisServer, prefix: str, receiver: Receiver
 ) -> None:
-    # The dev token's identity is client "dev"; make it a websocket+webhook client.
-    secret = register(redis_server.url, prefix, "dev", receiver.url, "websocket+webhook")
     process = HubProcess(redis_server.url, prefix, env=HUB_ENV)
     process.start()
+    client_id, client_secret, secret = register(process, receiver.url, "websocket+webhook")
+    token = process.token_for(client_id, client_secret)
     backend = RealtimeBackend(redis_url=redis_server.url, redis_prefix=prefix)
     lms = SimulatedLMS(seed=11)
 
     async def scenario() -> tuple[list[str], list[str], list[str], list[str]]:
-        ws = await connect(process.ws, DEV_TOKEN)
+        ws = await connect(process.ws, token)
         first = [backend.send(lms.next_event()) for _ in range(5)]
         on_socket = [f["cursor"] for f in await collect(ws, 5)]
         await asyncio.sleep(0.5)
@@ -74,8 +60,7 @@ def test_socket_then_webhook_then_socket_loses_nothing(
         while not set(second) <= {r.json["cursor"] for r in receiver.requests}:
             assert asyncio.get_running_loop().time() < deadline, "webhooks did not take over"
             await asyncio.sleep(0.05)
-        ws = await connect(process.ws, DEV_TOKEN)
-        await ws.send(orjson.dumps({"type": "subscribe", "resume_from": on_socket[-1]}).decode())
+        ws = await connect(process.ws, token, {"type": "subscribe", "resume_from": on_socket[-1]})
         resumed = [f["cursor"] for f in await collect(ws, 5)]
         await asyncio.sleep(0.3)
         seen = len(receiver.requests)
@@ -102,10 +87,10 @@ def test_socket_then_webhook_then_socket_loses_nothing(
 def test_two_hub_instances_deliver_each_webhook_event_once(
     redis_server: RedisServer, prefix: str, receiver: Receiver
 ) -> None:
-    register(redis_server.url, prefix, "acme", receiver.url, "webhook")
     processes = [HubProcess(redis_server.url, prefix, env=HUB_ENV) for _ in range(2)]
     for process in processes:
         process.start()
+    register(processes[0], receiver.url, "webhook")
     try:
         backend = RealtimeBackend(redis_url=redis_server.url, redis_prefix=prefix)
         lms = SimulatedLMS(seed=12)
