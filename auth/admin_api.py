@@ -18,6 +18,7 @@ from auth.openapi import openapi_document
 from auth.registry import ClientNotFound, ClientRegistry
 from auth.tokens import InvalidToken, is_revoked, token_scopes, verify_access_token
 from hub.config import Settings
+from hub.webhooks.deadletters import list_deadletters, replay_deadletters
 
 ADMIN_SCOPE = "admin"
 Handler = Callable[[Request], Awaitable[Response]]
@@ -45,6 +46,8 @@ def admin_api_routes(settings: Settings, redis: aioredis.Redis, keys: SigningKey
         Route("/clients/{client_id}/rotate-secret", api.guarded(api.rotate_secret), methods=["POST"]),
         Route("/clients/{client_id}/revoke", api.guarded(api.revoke_client), methods=["POST"]),
         Route("/connections", api.guarded(api.connections), methods=["GET"]),
+        Route("/deadletters", api.guarded(api.deadletters), methods=["GET"]),
+        Route("/deadletters/replay", api.guarded(api.replay), methods=["POST"]),
     ]
 
 
@@ -132,6 +135,27 @@ class AdminApi:
 
     async def connections(self, request: Request) -> Response:
         return JSONResponse({"connections": await live_connections(self.redis, self.settings)})
+
+    async def deadletters(self, request: Request) -> Response:
+        raw_limit = request.query_params.get("limit", "100")
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+            raise ValidationError("limit", "must be an integer from 1 to 1000")
+        client_id = request.query_params.get("client_id") or None
+        records = await list_deadletters(self.redis, self.settings, client_id, int(raw_limit))
+        return JSONResponse({"deadletters": records})
+
+    async def replay(self, request: Request) -> Response:
+        body = await _json_object(request)
+        ids, client_id = body.get("ids"), body.get("client_id")
+        if ids is not None and (not isinstance(ids, list) or not all(isinstance(item, str) for item in ids)):
+            raise ValidationError("ids", "must be a list of dead-letter ids")
+        if client_id is not None and not isinstance(client_id, str):
+            raise ValidationError("client_id", "must be a string")
+        unknown = sorted(set(body) - {"ids", "client_id"})
+        if unknown:
+            raise ValidationError(unknown[0], "unknown field; allowed: ids, client_id")
+        replayed = await replay_deadletters(self.redis, self.settings, ids, client_id)
+        return JSONResponse({"replayed": replayed})
 
 
 async def _json_object(request: Request) -> dict[str, Any]:

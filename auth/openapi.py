@@ -141,6 +141,56 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     },
                 },
             },
+            "/deadletters": {
+                "get": {
+                    "summary": "Webhook deliveries that failed their last attempt, oldest first",
+                    "parameters": [
+                        {"name": "client_id", "in": "query", "required": False, "schema": {"type": "string"}},
+                        {
+                            "name": "limit", "in": "query", "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                        },
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {"deadletters": {"type": "array", "items": {"type": "object"}}},
+                            },
+                            "Dead letters",
+                        ),
+                        **_INVALID,
+                        **_ERRORS,
+                    },
+                },
+            },
+            "/deadletters/replay": {
+                "post": {
+                    "summary": "Queue dead letters for delivery again (given ids, else a client's, else all)",
+                    "requestBody": {
+                        "required": False,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "ids": {"type": "array", "items": {"type": "string"}},
+                                        "client_id": {"type": "string"},
+                                    },
+                                    "additionalProperties": False,
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json(
+                            {"type": "object", "properties": {"replayed": {"type": "integer"}}}, "How many"
+                        ),
+                        **_INVALID,
+                        **_ERRORS,
+                    },
+                },
+            },
         },
         "components": {
             "securitySchemes": {
