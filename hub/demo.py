@@ -3,7 +3,8 @@
 Broker: the given Redis URL, else a private redis-server when one is on PATH, else the in-process
 broker. Then the hub on uvicorn, an admin client and a demo consumer issued through the registry,
 a simulated LMS publishing through `RealtimeBackend`, and an example WebSocket consumer (OAuth
-client credentials, a grant covering two of the three simulated courses) printing what it receives.
+client credentials, a grant covering two of the three simulated courses) printing what it receives,
+and an example webhook consumer (Caliper, enrolments and problem checks) verifying signatures.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ import orjson
 import redis.asyncio as aioredis
 import uvicorn
 import websockets
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from auth.cli import bootstrap_admin
 from auth.registry import ClientRegistry
@@ -33,7 +39,7 @@ from hub.app import create_app
 from hub.broker.memory import MemoryBroker
 from hub.config import Settings
 from hub.devtoken import DevTokenAuthenticator
-from hub.embedded import EmbeddedRedis
+from hub.embedded import EmbeddedRedis, free_port
 from hub.events import normalise
 from hub.publisher import RealtimeBackend
 from hub.simulator import COURSES, SimulatedLMS
@@ -41,13 +47,14 @@ from hub.simulator import COURSES, SimulatedLMS
 Publish = Callable[[dict[str, Any]], Awaitable[object]]
 
 DEMO_GRANT = [{"courses": ["course-v1:MITx+*", "course-v1:HarvardX+*"]}]
+WEBHOOK_GRANT = [{"event_types": ["edx.course.enrollment.", "problem_check"]}]
 
 
 def say(message: str) -> None:
     print(message, flush=True)
 
 
-def describe(frame: dict[str, Any]) -> str:
+def describe(frame: dict[str, Any], channel: str = "consumer") -> str:
     """One human line per delivered frame: cursor, event, and the standard's verb or action."""
     data = frame.get("data")
     first = data[0] if isinstance(data, list) and data else data
@@ -60,7 +67,7 @@ def describe(frame: dict[str, Any]) -> str:
     else:
         what = "?"
     count = f" (+{len(data) - 1} statements)" if isinstance(data, list) and len(data) > 1 else ""
-    return f"  [consumer] {frame['cursor']}  {frame['event_type']:<36} -> {what}{count}"
+    return f"  [{channel}] {frame['cursor']}  {frame['event_type']:<36} -> {what}{count}"
 
 
 async def consume(url: str, token: str, stop: asyncio.Event) -> None:
@@ -101,8 +108,31 @@ def fetch_token(base_url: str, client_id: str, secret: str) -> str:
         return json.load(response)["access_token"]
 
 
-async def issue_clients(settings: Settings, base_url: str) -> str:
-    """Bootstrap an admin and a demo consumer; print the admin's credentials; return the consumer's token."""
+def webhook_consumer(secret: str) -> Starlette:
+    """The example webhook consumer: verify the Standard Webhooks signature, print each event once."""
+    verifier = Webhook(secret)
+    seen: set[str] = set()
+
+    async def receive(request: Request) -> Response:
+        body = await request.body()
+        try:
+            payload = verifier.verify(body, dict(request.headers))
+        except (WebhookVerificationError, ValueError):
+            return Response(status_code=401)
+        if request.headers["webhook-id"] not in seen:
+            seen.add(request.headers["webhook-id"])
+            for frame in payload["events"] if payload.get("type") == "batch" else [payload]:
+                say(describe(frame, "webhook"))
+        return Response(status_code=204)
+
+    return Starlette(routes=[Route("/", receive, methods=["POST"])])
+
+
+async def issue_clients(settings: Settings, base_url: str, webhook_url: str) -> tuple[str, str]:
+    """Bootstrap an admin, a WebSocket consumer and a webhook consumer; print who they are.
+
+    Returns the WebSocket consumer's access token and the webhook consumer's signing secret.
+    """
     redis = aioredis.Redis.from_url(settings.redis_url)
     try:
         registry = ClientRegistry(redis, settings)
@@ -110,16 +140,23 @@ async def issue_clients(settings: Settings, base_url: str) -> str:
         consumer, consumer_secret = await registry.create(
             name="Demo adaptive engine", type="adaptive", translator="xapi", grant=DEMO_GRANT
         )
+        enterprise, _ = await registry.create(
+            name="Demo enterprise LRS", type="enterprise", translator="caliper", grant=WEBHOOK_GRANT,
+            delivery="webhook", webhook_url=webhook_url,
+        )
     finally:
         await redis.aclose()
     say(f"  admin page: {base_url}/admin/   client id {admin_id}   client secret {admin_secret}")
-    say(f"  demo consumer {consumer.client_id} (adaptive, xAPI) may see: {json.dumps(DEMO_GRANT)}")
-    return await asyncio.to_thread(fetch_token, base_url, consumer.client_id, consumer_secret)
+    say(f"  WebSocket consumer {consumer.client_id} (adaptive, xAPI) may see: {json.dumps(DEMO_GRANT)}")
+    say(f"  webhook consumer {enterprise.client_id} (enterprise, Caliper) at {webhook_url} "
+        f"may see: {json.dumps(WEBHOOK_GRANT)}")
+    token = await asyncio.to_thread(fetch_token, base_url, consumer.client_id, consumer_secret)
+    return token, enterprise.webhook_secret
 
 
 async def run(settings: Settings, port: int, rate: float, duration: float | None, memory: bool) -> None:
     base_url = f"http://127.0.0.1:{port}"
-    settings = settings.with_overrides(issuer=base_url)
+    settings = settings.with_overrides(issuer=base_url, webhook_allow_private=True)
     if memory:
         token = secrets.token_urlsafe(16)
         broker = MemoryBroker()
@@ -143,10 +180,16 @@ async def run(settings: Settings, port: int, rate: float, duration: float | None
         await asyncio.sleep(0.05)
     ws_url = f"ws://127.0.0.1:{port}/v1/events"
     say(f"rthub demo: hub listening on {base_url}  (stream: {ws_url})")
+    receiving = None
     if memory:
-        say("  in-process mode: no OAuth registry or admin page (they need Redis); one demo token sees all")
+        say("  in-process mode: no OAuth registry, admin page or webhooks (they need Redis); one token sees all")
     else:
-        token = await issue_clients(settings, base_url)
+        webhook_port = free_port()
+        token, webhook_secret = await issue_clients(settings, base_url, f"http://127.0.0.1:{webhook_port}/")
+        receiver = uvicorn.Server(
+            uvicorn.Config(webhook_consumer(webhook_secret), host="127.0.0.1", port=webhook_port, log_level="warning")
+        )
+        receiving = asyncio.create_task(receiver.serve())
     say(f"  simulated LMS publishing ~{rate:g} events/s over {len(COURSES)} courses; Ctrl-C to stop")
     stop = asyncio.Event()
     tasks = [asyncio.create_task(consume(ws_url, token, stop)), asyncio.create_task(simulate(publish, rate, stop))]
@@ -162,6 +205,9 @@ async def run(settings: Settings, port: int, rate: float, duration: float | None
         await asyncio.gather(*tasks, return_exceptions=True)
         server.should_exit = True
         await serving
+        if receiving is not None:
+            receiver.should_exit = True
+            await receiving
 
 
 def main(settings: Settings, port: int, rate: float, duration: float | None, redis_url: str | None) -> int:

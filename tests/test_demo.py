@@ -26,6 +26,8 @@ def test_demo_with_a_private_redis_server_streams_granted_events() -> None:
     events = [line for line in out.splitlines() if line.startswith("  [consumer] ") and " -> xAPI " in line]
     assert len(events) >= 5, out
     assert "connected as cl_" in out
+    webhooks = [line for line in out.splitlines() if line.startswith("  [webhook] ") and " -> Caliper " in line]
+    assert webhooks, out
 
 
 def test_demo_without_redis_server_uses_the_in_process_broker(tmp_path: Path) -> None:
