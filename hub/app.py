@@ -33,6 +33,9 @@ from hub.webhooks.router import WebhookRouter
 
 log = logging.getLogger("rthub.app")
 
+REDIS_CONNECTIONS = 64
+REDIS_POOL_WAIT = 5.0
+
 
 @dataclass
 class Hub:
@@ -59,7 +62,7 @@ def create_app(
     """
     settings = settings or Settings.from_env()
     in_process = broker is not None and id_store is not None and authenticator is not None
-    client = None if in_process else aioredis.Redis.from_url(settings.redis_url, health_check_interval=10)
+    client = None if in_process else redis_client(settings)
     broker = broker or RedisBroker(client, settings)
     id_store = id_store or RedisIdStore(client, settings)
     auth_http: list[BaseRoute] = []
@@ -119,6 +122,15 @@ def create_app(
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.hub = hub
     return app
+
+
+def redis_client(settings: Settings) -> aioredis.Redis:
+    """The process's Redis client: a bounded pool that makes a burst of handshakes wait for a
+    connection instead of failing (redis-py's default pool raises once it is exhausted)."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=REDIS_CONNECTIONS, timeout=REDIS_POOL_WAIT, health_check_interval=10
+    )
+    return aioredis.Redis(connection_pool=pool)
 
 
 def create_app_from_env() -> Starlette:
