@@ -157,6 +157,7 @@ async def issue_clients(settings: Settings, base_url: str, webhook_url: str) -> 
 async def run(settings: Settings, port: int, rate: float, duration: float | None, memory: bool) -> None:
     base_url = f"http://127.0.0.1:{port}"
     settings = settings.with_overrides(issuer=base_url, webhook_allow_private=True)
+    backend: RealtimeBackend | None = None
     if memory:
         token = secrets.token_urlsafe(16)
         broker = MemoryBroker()
@@ -193,16 +194,19 @@ async def run(settings: Settings, port: int, rate: float, duration: float | None
     say(f"  simulated LMS publishing ~{rate:g} events/s over {len(COURSES)} courses; Ctrl-C to stop")
     stop = asyncio.Event()
     tasks = [asyncio.create_task(consume(ws_url, token, stop)), asyncio.create_task(simulate(publish, rate, stop))]
+    # uvicorn turns Ctrl-C / SIGTERM into a graceful stop of a server; the demo ends with either one.
+    timer = asyncio.create_task(asyncio.sleep(duration if duration is not None else float("inf")))
     try:
-        if duration is None:
-            await asyncio.Event().wait()
-        else:
-            await asyncio.sleep(duration)
+        servers = {serving, receiving} if receiving is not None else {serving}
+        await asyncio.wait({*servers, timer}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        timer.cancel()
         stop.set()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if backend is not None:
+            backend.close()
         server.should_exit = True
         await serving
         if receiving is not None:
