@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from auth.registry import ClientRegistry
@@ -25,6 +27,7 @@ from hub.config import Settings
 from hub.connection import CLOSE_SERVICE_RESTART
 from hub.fanout import Fanout
 from hub.identity import Authenticator
+from hub.metrics import HubCollector, Metrics
 from hub.presence import publish_counts
 from hub.translate import TranslationSettings
 from hub.transport import EventsEndpoint
@@ -80,6 +83,15 @@ def create_app(
         fanout.webhooks = WebhookRouter(client, settings, fanout.render)
         presence = Presence(client, settings, last_cursors=fanout.last_cursors)
 
+    def webhook_counts() -> Counter[str]:
+        return fanout.webhooks.delivery_counts() if fanout.webhooks is not None else Counter()
+
+    metrics = Metrics()
+    metrics.watch(HubCollector(fanout, broker, webhook_counts, lambda: metrics.sent_frames))
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
@@ -89,8 +101,9 @@ def create_app(
 
     routes: list[BaseRoute] = [
         WebSocketRoute(
-            "/v1/events", EventsEndpoint(fanout, broker, authenticator, settings.send_queue_size, presence)
+            "/v1/events", EventsEndpoint(fanout, broker, authenticator, settings.send_queue_size, presence, metrics)
         ),
+        Route("/metrics", metrics_endpoint),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         *auth_http,

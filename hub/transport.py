@@ -19,6 +19,7 @@ from hub.connection import Connection
 from hub.fanout import Fanout
 from hub.grants import GrantError, compile_grant, narrow, validate_filter
 from hub.identity import Authenticator, AuthError
+from hub.metrics import Metrics
 from hub.webhooks.presence import Presence
 
 CLOSE_UNSUPPORTED_DATA = 1003
@@ -53,8 +54,10 @@ class EventsEndpoint:
         authenticator: Authenticator,
         queue_size: int,
         presence: Presence | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.presence = presence
+        self.metrics = metrics
         self.fanout = fanout
         self.broker = broker
         self.authenticator = authenticator
@@ -97,8 +100,10 @@ class EventsEndpoint:
         while True:
             frame = await conn.queue.get()
             await websocket.send_text(frame.text)
-            if frame.cursor is not None:
+            if frame.order is not None:
                 conn.last_cursor = frame.cursor
+                if self.metrics is not None:
+                    self.metrics.frame_sent(frame.order[0])
 
     async def _read_frames(self, websocket: WebSocket, conn: Connection) -> None:
         try:

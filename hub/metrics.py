@@ -1,0 +1,105 @@
+"""Prometheus metrics for `GET /metrics`, read at scrape time from the counters the hub already keeps.
+
+The hot path only bumps plain integers (`Fanout.counts`, the webhook workers' counts); this collector
+turns them into metric families when Prometheus asks, so metrics cost nothing per event. The one
+exception is the delivery latency histogram, observed once per frame sent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from hub.broker import Broker
+from hub.fanout import Fanout
+
+# Publish (stream id time) to hand-over to the socket, in seconds.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0)
+
+# Fan-out count keys that are per translator: "<outcome>:<translator>".
+_PER_TRANSLATOR = {
+    "translated": ("rthub_events_translated", "Events translated, once per (event, translator, consumer type)"),
+    "untranslatable": ("rthub_events_untranslatable", "Events with no mapping in the consumer's translator"),
+    "malformed": ("rthub_events_rejected_by_translator", "Events a translator rejected as malformed"),
+}
+_PLAIN = {
+    "ingested": ("rthub_events_ingested", "Events read from the live feed"),
+    "unwanted": ("rthub_events_filtered_out", "Events no connected socket was entitled to"),
+    "no_user": ("rthub_events_without_learner", "Events dropped because they name no learner"),
+    "dead_lettered": ("rthub_events_dead_lettered", "Malformed stream entries moved to the ingest dead-letter stream"),
+    "dispatch_errors": ("rthub_dispatch_errors", "Events whose fan-out failed unexpectedly"),
+}
+_WEBHOOK = {
+    "delivered": ("rthub_webhook_events_delivered", "Events delivered by webhook (2xx)"),
+    "requests": ("rthub_webhook_requests_succeeded", "Webhook requests answered with 2xx"),
+    "failed_attempts": ("rthub_webhook_failed_attempts", "Webhook attempts that failed and will be retried"),
+    "dead_lettered": ("rthub_webhook_dead_lettered", "Webhook events moved to the dead-letter store"),
+    "backfilled": ("rthub_webhook_backfilled", "Events backfilled to webhooks after a socket closed"),
+}
+
+
+class HubCollector(Collector):
+    def __init__(
+        self,
+        fanout: Fanout,
+        broker: Broker,
+        webhook_counts: Callable[[], Counter[str]],
+        sent_frames: Callable[[], int],
+    ) -> None:
+        self._fanout = fanout
+        self._broker = broker
+        self._webhook_counts = webhook_counts
+        self._sent_frames = sent_frames
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self._fanout.counts
+        for key, (name, help_text) in _PLAIN.items():
+            yield CounterMetricFamily(name, help_text, value=counts.get(key, 0))
+        for prefix, (name, help_text) in _PER_TRANSLATOR.items():
+            family = CounterMetricFamily(name, help_text, labels=["translator"])
+            for translator in ("xapi", "caliper"):
+                family.add_metric([translator], counts.get(f"{prefix}:{translator}", 0))
+            yield family
+        delivered = CounterMetricFamily("rthub_frames_delivered", "Frames handed to consumers", labels=["channel"])
+        delivered.add_metric(["websocket"], self._sent_frames())
+        webhook = self._webhook_counts()
+        delivered.add_metric(["webhook"], webhook.get("delivered", 0))
+        yield delivered
+        for key, (name, help_text) in _WEBHOOK.items():
+            yield CounterMetricFamily(name, help_text, value=webhook.get(key, 0))
+        sockets = GaugeMetricFamily("rthub_connections", "Live WebSocket connections", labels=["consumer_type"])
+        per_type = Counter(conn.identity.consumer_type for conn in self._fanout.connections.values())
+        for consumer_type in ("adaptive", "enterprise", "university", "other"):
+            sockets.add_metric([consumer_type], per_type.get(consumer_type, 0))
+        yield sockets
+        reconnects = getattr(self._broker, "reconnects", 0)
+        yield CounterMetricFamily("rthub_redis_reconnects", "Times the live feed had to resubscribe", value=reconnects)
+
+
+class Metrics:
+    """One registry per app, so several hubs in one process (tests, the demo) never share series."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "rthub_delivery_latency_seconds",
+            "From the event's arrival in Redis to its hand-over to a WebSocket",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.sent_frames = 0
+
+    def frame_sent(self, stream_millis: int) -> None:
+        self.sent_frames += 1
+        self.latency.observe(max(0.0, time.time() - stream_millis / 1000))
+
+    def watch(self, collector: Collector) -> None:
+        self.registry.register(collector)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,50 @@
+"""`/metrics`, `/healthz` and `/readyz` of a real hub, after real traffic."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from hub.publisher import RealtimeBackend
+from hub.simulator import SimulatedLMS
+from tests.hubproc import HubProcess
+from tests.wsclient import collect, connect
+
+
+def _samples(hub: HubProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = httpx.get(f"{hub.http}/metrics", timeout=5).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_count_what_the_hub_did(hub: HubProcess) -> None:
+    token = hub.token(type="adaptive", grant=[{"courses": ["course-v1:MITx+*"]}])
+    backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix, preemptive=False)
+    lms = SimulatedLMS(seed=71)
+    events = [lms.next_event() for _ in range(30)]
+    visible = sum(event["context"]["course_id"].startswith("course-v1:MITx+") for event in events)
+
+    async def scenario() -> dict:
+        ws = await connect(hub.ws, token)
+        await asyncio.sleep(0.1)
+        for event in events:
+            backend.send(event)
+        await collect(ws, visible)
+        samples = _samples(hub)
+        await ws.close()
+        return samples
+
+    samples = asyncio.run(scenario())
+    assert samples[("rthub_events_ingested_total", ())] == len(events)
+    assert samples[("rthub_events_filtered_out_total", ())] == len(events) - visible
+    assert samples[("rthub_events_translated_total", (("translator", "xapi"),))] == visible
+    assert samples[("rthub_frames_delivered_total", (("channel", "websocket"),))] == visible
+    assert samples[("rthub_delivery_latency_seconds_count", ())] == visible
+    assert samples[("rthub_connections", (("consumer_type", "adaptive"),))] == 1
+    assert httpx.get(f"{hub.http}/healthz").json() == {"status": "ok"}
+    assert httpx.get(f"{hub.http}/readyz").status_code == 200
