@@ -36,6 +36,8 @@ async def reevaluate(fanout: Fanout, client_id: str, lookup: Lookup) -> int:
     reason = "client revoked" if current is None else "client rights changed; reconnect"
     for conn in stale:
         conn.close(CLOSE_FORBIDDEN, reason)
+    if stale:
+        log.info("%s: closed %d socket(s)", reason, len(stale), extra={"client_id": client_id})
     return len(stale)
 
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from auth import cli as auth_cli
 from hub.config import ConfigError, Settings
+from hub.logs import uvicorn_log_config
 from hub.translate import offline
 from hub.webhooks import cli as webhooks_cli
 
@@ -29,6 +30,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_level=args.log_level,
+        log_config=uvicorn_log_config(args.log_level) if args.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
         ws_max_size=64 * 1024,
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
@@ -76,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--log-level", default="info")
+    serve.add_argument("--log-format", choices=("json", "text"), default="json", help="default: JSON lines")
     redis_options(serve)
     serve.set_defaults(handler=_serve)
 

@@ -65,7 +65,7 @@ class Fanout:
                 await self.dispatch(entry)
             except Exception:
                 self.counts["dispatch_errors"] += 1
-                log.exception("dispatch failed for cursor %s", entry.cursor)
+                log.exception("dispatch failed", extra={"cursor": entry.cursor})
             await asyncio.sleep(0)  # let senders drain between events of a burst
 
     async def dispatch(self, entry: Entry) -> None:
@@ -116,7 +116,7 @@ class Fanout:
             return None
         except TranslationError as exc:
             self.counts[f"malformed:{translator}"] += 1
-            log.warning("cursor %s not translatable to %s: %s", entry.cursor, translator, exc)
+            log.warning("not translatable to %s: %s", translator, exc, extra={"cursor": entry.cursor})
             return None
         self.counts[f"translated:{translator}"] += 1
         data = statements[0] if len(statements) == 1 else statements
