@@ -19,6 +19,7 @@ from auth.registry import ClientNotFound, ClientRegistry
 from auth.tokens import InvalidToken, is_revoked, token_scopes, verify_access_token
 from hub.config import Settings
 from hub.webhooks.deadletters import list_deadletters, replay_deadletters
+from hub.webhooks.health import delivery_health
 
 ADMIN_SCOPE = "admin"
 Handler = Callable[[Request], Awaitable[Response]]
@@ -102,9 +103,15 @@ class AdminApi:
 
     async def list_clients(self, request: Request) -> Response:
         live = await live_connections(self.redis, self.settings)
+        registered = await self.registry.list_all()
+        health = await delivery_health(self.redis, self.settings, [client.client_id for client in registered])
         clients = [
-            {**client.public(), "live_connections": live.get(client.client_id, 0)}
-            for client in await self.registry.list_all()
+            {
+                **client.public(),
+                "live_connections": live.get(client.client_id, 0),
+                "delivery_health": health.get(client.client_id),
+            }
+            for client in registered
         ]
         return JSONResponse({"clients": clients})
 
@@ -115,7 +122,14 @@ class AdminApi:
     async def show_client(self, request: Request) -> Response:
         client = await self.registry.require(request.path_params["client_id"])
         live = await live_connections(self.redis, self.settings)
-        return JSONResponse({**client.public(), "live_connections": live.get(client.client_id, 0)})
+        health = await delivery_health(self.redis, self.settings, [client.client_id])
+        return JSONResponse(
+            {
+                **client.public(),
+                "live_connections": live.get(client.client_id, 0),
+                "delivery_health": health.get(client.client_id),
+            }
+        )
 
     async def update_client(self, request: Request) -> Response:
         client = await self.registry.update(request.path_params["client_id"], **await _json_object(request))

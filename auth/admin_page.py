@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from auth.connections import live_connections
 from auth.keys import SigningKeys
 from auth.registry import ClientNotFound, ClientRegistry
 from hub.config import Settings
+from hub.webhooks.health import delivery_health
 
 HERE = Path(__file__).parent
 SESSION_MAX_AGE = 8 * 3600
@@ -79,6 +81,7 @@ class AdminPage:
         self.registry = ClientRegistry(redis, settings)
         self.templates = Jinja2Templates(directory=HERE / "templates")
         self.templates.env.filters["when"] = _when
+        self.templates.env.filters["unix_when"] = _unix_when
 
     def render(self, request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
         base = request.scope.get("root_path", "")
@@ -130,9 +133,25 @@ class AdminPage:
     async def home(self, request: Request) -> Response:
         if await self._admin(request) is None:
             return self.render(request, "login.html")
-        live = await live_connections(self.redis, self.settings)
+        return await self._clients_page(request)
+
+    async def _clients_page(self, request: Request, status: int = 200, **extra: Any) -> Response:
+        """The client list, with live connection counts and webhook delivery health."""
         clients = await self.registry.list_all()
-        return self.render(request, "clients.html", clients=clients, live=live, **_choices())
+        live = await live_connections(self.redis, self.settings)
+        health = await delivery_health(self.redis, self.settings, [c.client_id for c in clients])
+        return self.render(
+            request, "clients.html", status, clients=clients, live=live, health=health, **_choices(), **extra
+        )
+
+    async def _client_page(self, request: Request, client: Client, status: int = 200, **extra: Any) -> Response:
+        """One client, with its live connection count and webhook delivery health."""
+        live = await live_connections(self.redis, self.settings)
+        health = await delivery_health(self.redis, self.settings, [client.client_id])
+        return self.render(
+            request, "client.html", status, client=client, live=live.get(client.client_id, 0),
+            health=health.get(client.client_id), **_choices(), **extra,
+        )
 
     async def login(self, request: Request) -> Response:
         try:
@@ -169,17 +188,7 @@ class AdminPage:
         try:
             client, secret = await self.registry.create(**_client_fields(form))
         except ValidationError as exc:
-            live = await live_connections(self.redis, self.settings)
-            return self.render(
-                request,
-                "clients.html",
-                422,
-                clients=await self.registry.list_all(),
-                live=live,
-                error=exc,
-                values=dict(form),
-                **_choices(),
-            )
+            return await self._clients_page(request, 422, error=exc, values=dict(form))
         return self.render(request, "secret.html", client=client, secret=secret, created=True)
 
     async def show(self, request: Request) -> Response:
@@ -188,8 +197,7 @@ class AdminPage:
         client = await self.registry.get(request.path_params["client_id"])
         if client is None:
             return self.render(request, "error.html", 404, message="No such client.")
-        live = await live_connections(self.redis, self.settings)
-        return self.render(request, "client.html", client=client, live=live.get(client.client_id, 0), **_choices())
+        return await self._client_page(request, client)
 
     async def update(self, request: Request) -> Response:
         form = await self._guard(request)
@@ -201,18 +209,8 @@ class AdminPage:
         except ClientNotFound:
             return self.render(request, "error.html", 404, message="No such client.")
         except ValidationError as exc:
-            client = await self.registry.require(client_id)
-            live = await live_connections(self.redis, self.settings)
-            return self.render(
-                request,
-                "client.html",
-                422,
-                client=client,
-                live=live.get(client_id, 0),
-                error=exc,
-                values=dict(form),
-                **_choices(),
-            )
+            return await self._client_page(request, await self.registry.require(client_id), 422, error=exc,
+                                           values=dict(form))
         return self.redirect(request, f"/clients/{client_id}", "Saved.")
 
     async def rotate(self, request: Request) -> Response:
@@ -276,3 +274,9 @@ def _grant_text(grant: list[dict[str, Any]]) -> str:
 
 def _when(iso: str) -> str:
     return iso.replace("T", " ").replace("+00:00", " UTC")
+
+
+def _unix_when(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

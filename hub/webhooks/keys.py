@@ -25,6 +25,11 @@ def state(settings: Settings, client_id: str) -> str:
     return settings.key(f"wh:state:{client_id}")
 
 
+def health(settings: Settings, client_id: str) -> str:
+    """Hash: last delivery / failure times, last error, delivered, failed attempts, dead letters."""
+    return settings.key(f"wh:health:{client_id}")
+
+
 def presence(settings: Settings, client_id: str) -> str:
     """Sorted set: hub instance -> expiry (ms) of its live sockets for one client."""
     return settings.key(f"presence:{client_id}")

@@ -24,6 +24,7 @@ from hub.broker.redis import RedisBroker
 from hub.config import Settings
 from hub.webhooks import keys
 from hub.webhooks.handoff import Render, backfill
+from hub.webhooks.health import record_dead_letters, record_delivery, record_failure
 from hub.webhooks.lease import Lease, LeaseLost
 from hub.webhooks.outbox import Item, Outbox, field
 from hub.webhooks.registry import WebhookClient, disable
@@ -250,8 +251,10 @@ class DeliveryWorker:
             await self._lease.finish(source, self._state_key, self._deadletters_key, ids)
             self.counts["delivered"] += len(items)
             self.counts["requests"] += 1
+            await record_delivery(self._redis, self._settings, cid, len(items))
             return
         self.counts["failed_attempts"] += 1
+        await record_failure(self._redis, self._settings, cid, outcome.reason)
         log.info("client %s: attempt %d for %s failed: %s", cid, attempts, ids[0], outcome.reason)
         if outcome.gone:
             # Park the queue first: announcing the change makes the router stop this worker.
@@ -263,6 +266,7 @@ class DeliveryWorker:
             reason = f"{outcome.reason} (gave up after {attempts} attempts)"
             moved = await self._dead_letter(source, ids, reason, attempts)
             self.counts["dead_lettered"] += moved
+            await record_dead_letters(self._redis, self._settings, cid, moved)
             return
         next_at = time.time() + delay
         await self._lease.save_state(
@@ -284,5 +288,7 @@ class DeliveryWorker:
         for source in (keys.replay(self._settings, cid), keys.outbox(self._settings, cid)):
             while rows := await self._redis.xrange(source, count=DEAD_LETTER_PAGE):
                 ids = [r.decode() if isinstance(r, bytes) else r for r, _ in rows]
-                self.counts["dead_lettered"] += await self._dead_letter(source, ids, reason, attempts)
+                moved = await self._dead_letter(source, ids, reason, attempts)
+                self.counts["dead_lettered"] += moved
+                await record_dead_letters(self._redis, self._settings, cid, moved)
                 attempts = 0

@@ -40,6 +40,9 @@ def test_admin_api_lists_and_replays_dead_letters(redis_server: RedisServer, pre
             record = listed()[0]
             assert record["cursor"] == cursor and record["client_id"] == client_id
             assert len(receiver.requests) == 3  # first attempt and two retries
+            health = api.get(f"/clients/{client_id}").json()["delivery_health"]
+            assert (health["failed_attempts"], health["dead_lettered"], health["last_delivery_at"]) == (3, 1, None)
+            assert health["last_error"].startswith("HTTP 503")
             assert api.get("/deadletters", params={"limit": "0"}).status_code == 422
             assert api.post("/deadletters/replay", json={"ids": "all"}).json()["field"] == "ids"
 
@@ -48,5 +51,7 @@ def test_admin_api_lists_and_replays_dead_letters(redis_server: RedisServer, pre
             _wait(lambda: receiver.requests[-1].status == 200)
             assert receiver.requests[-1].json["cursor"] == cursor
             assert listed() == []
+            _wait(lambda: api.get(f"/clients/{client_id}").json()["delivery_health"]["delivered"] == 1)
+            assert api.get(f"/clients/{client_id}").json()["delivery_health"]["last_delivery_at"] is not None
     finally:
         hub.stop()

@@ -1,0 +1,55 @@
+"""Per-client webhook delivery health for the admin page and API: last delivery, failures, dead letters.
+
+The delivering worker records outcomes in `{prefix}wh:health:{client}`; readers get one dict per client.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis.asyncio as aioredis
+
+from hub.config import Settings
+from hub.webhooks import keys
+
+
+async def record_delivery(redis: aioredis.Redis, settings: Settings, client_id: str, events: int) -> None:
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hset(keys.health(settings, client_id), "last_delivery_at", f"{time.time():.3f}")
+        pipe.hincrby(keys.health(settings, client_id), "delivered", events)
+        await pipe.execute()
+
+
+async def record_failure(redis: aioredis.Redis, settings: Settings, client_id: str, reason: str) -> None:
+    key = keys.health(settings, client_id)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hset(key, mapping={"last_failure_at": f"{time.time():.3f}", "last_error": reason})
+        pipe.hincrby(key, "failed_attempts", 1)
+        await pipe.execute()
+
+
+async def record_dead_letters(redis: aioredis.Redis, settings: Settings, client_id: str, events: int) -> None:
+    await redis.hincrby(keys.health(settings, client_id), "dead_lettered", events)
+
+
+async def delivery_health(redis: aioredis.Redis, settings: Settings, client_ids: list[str]) -> dict[str, dict]:
+    """client id -> {last_delivery_at, last_failure_at (unix s or None), last_error, delivered, failed_attempts,
+    dead_lettered}; clients that never had a webhook delivery are left out."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for client_id in client_ids:
+            pipe.hgetall(keys.health(settings, client_id))
+        rows = await pipe.execute()
+    health: dict[str, dict] = {}
+    for client_id, row in zip(client_ids, rows, strict=True):
+        if not row:
+            continue
+        text = {key.decode(): value.decode() for key, value in row.items()}
+        health[client_id] = {
+            "last_delivery_at": float(text["last_delivery_at"]) if "last_delivery_at" in text else None,
+            "last_failure_at": float(text["last_failure_at"]) if "last_failure_at" in text else None,
+            "last_error": text.get("last_error", ""),
+            "delivered": int(text.get("delivered", 0)),
+            "failed_attempts": int(text.get("failed_attempts", 0)),
+            "dead_lettered": int(text.get("dead_lettered", 0)),
+        }
+    return health
