@@ -1,6 +1,6 @@
 """`rthub clients ...` and `rthub admin bootstrap`: manage OAuth clients straight in Redis.
 
-`register(subparsers)` plugs these into the main `rthub` parser; `main(argv)` runs them on their own.
+`register(subparsers)` plugs these into the main `rthub` parser (`hub/cli.py`).
 Every handler returns an exit code: 0 done, 1 not found, 2 bad input (message on stderr).
 """
 
@@ -71,14 +71,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     rotate_key.add_argument("--signing-key-file", help="default: RTHUB_SIGNING_KEY_FILE")
     rotate_key.add_argument("--json", action="store_true")
     rotate_key.set_defaults(handler=_rotate_signing_key)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the commands without the rest of `rthub` (used by tests and `python -m auth.cli`)."""
-    parser = argparse.ArgumentParser(prog="rthub")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.handler(args)
 
 
 def _leaf(
@@ -252,6 +244,3 @@ def _print_client(data: dict[str, Any], as_json: bool) -> None:
         shown = json.dumps(value) if isinstance(value, list | dict) else ("" if value is None else value)
         print(f"{key}: {shown}")
 
-
-if __name__ == "__main__":
-    sys.exit(main())

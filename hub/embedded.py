@@ -28,6 +28,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_until_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """Block until the redis-server at `url` answers PING; fail if it exits or takes too long."""
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server at {url} did not start") from None
+                time.sleep(0.02)
+    finally:
+        client.close()
+
+
 class EmbeddedRedis:
     """Owns one redis-server process; `url` is where it listens. Use as a context manager."""
 
@@ -48,17 +65,7 @@ class EmbeddedRedis:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True, preexec_fn=_die_with_parent,  # Ctrl-C is for the demo, which stops it
         )
-        client = redis.Redis.from_url(self.url)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if self._process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("embedded redis-server did not start") from None
-                time.sleep(0.02)
-        client.close()
+        wait_until_ready(self.url, self._process)
         return self
 
     def __exit__(self, *exc: object) -> None:

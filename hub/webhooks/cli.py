@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from hub.config import ConfigError, Settings
+from hub.config import Settings
 from hub.webhooks.deadletters import list_deadletters, replay_deadletters
 
 
@@ -91,19 +90,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     replay.add_argument("ids", nargs="*", help="dead-letter ids (from `list`)")
     replay.add_argument("--all", action="store_true", help="every dead letter (of --client, if given)")
     replay.set_defaults(handler=_replay)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`deadletters ...` alone, for tests and `python -m hub.webhooks.cli`."""
-    parser = argparse.ArgumentParser(prog="rthub")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.handler(args)
-    except ConfigError as exc:
-        print(f"rthub: configuration error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

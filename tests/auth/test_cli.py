@@ -22,7 +22,7 @@ def rthub(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     argv = [
         sys.executable,
         "-m",
-        "auth.cli",
+        "hub.cli",
         *args,
         "--redis-url",
         settings.redis_url,
@@ -166,7 +166,7 @@ def test_rotate_signing_key_keeps_old_key_published(auth_server: AuthServer) -> 
         [
             sys.executable,
             "-m",
-            "auth.cli",
+            "hub.cli",
             "admin",
             "rotate-signing-key",
             "--signing-key-file",

@@ -7,7 +7,7 @@ import asyncio
 import orjson
 import redis.asyncio as aioredis
 
-from hub.webhooks import cli
+from hub import cli
 from hub.webhooks.deadletters import list_deadletters, replay_deadletters
 from hub.webhooks.router import WebhookRouter
 from tests.servers import RedisServer
