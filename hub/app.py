@@ -23,6 +23,7 @@ from hub.broker.redis import RedisBroker
 from hub.changes import watch_changes
 from hub.config import Settings
 from hub.connection import CLOSE_SERVICE_RESTART
+from hub.deadletter import RedisDeadLetters
 from hub.fanout import Fanout
 from hub.identity import Authenticator
 from hub.presence import publish_counts
@@ -68,6 +69,7 @@ def create_app(
     fanout = Fanout(
         Anonymiser(id_store),
         TranslationSettings(settings.lms_root_url, settings.transformer_version),
+        RedisDeadLetters(client, settings) if client is not None else None,
     )
     hub = Hub(settings, broker, fanout, authenticator, client)
 
