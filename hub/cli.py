@@ -12,6 +12,8 @@ from auth import cli as auth_cli
 from hub.config import ConfigError, Settings
 from hub.translate import offline
 
+GRACEFUL_SHUTDOWN_SECONDS = 10
+
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
@@ -31,6 +33,9 @@ def _serve(args: argparse.Namespace) -> int:
         ws_max_size=64 * 1024,
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
+        # SIGTERM: stop accepting, close sockets with 1012, let in-flight requests finish for up to
+        # this long (well inside a 30 s orchestrator grace period), then cancel what is left.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     return 0
 
