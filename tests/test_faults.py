@@ -63,6 +63,13 @@ def test_redis_restart_under_the_hub_loses_nothing(own_redis: RedisServer, tmp_p
         own_redis.stop()
         await _until(lambda: _readyz(hub) == 503, 10, "/readyz 503 while Redis is down")
         publish(20)  # spooled by the LMS side
+        refused = await asyncio.to_thread(
+            httpx.post, f"{hub.http}/oauth/token", data={"grant_type": "client_credentials"}, auth=("a", "b")
+        )
+        assert refused.status_code == 503, refused.text
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await connect(hub.ws, token)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013, "try again later"
         assert backend.counts["spooled"] == 20
         await asyncio.sleep(1.0)  # the hub retries meanwhile
         assert hub.process is not None and hub.process.poll() is None, "the hub must not exit"
