@@ -32,6 +32,8 @@ from hub.transport import EventsEndpoint
 
 log = logging.getLogger("rthub.app")
 
+READY_TIMEOUT = 1.0
+
 
 @dataclass
 class Hub:
@@ -77,7 +79,10 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> JSONResponse:
-        ready = await broker.ping()
+        try:  # redis-py retries a refused connection for seconds; a probe wants an answer now
+            ready = await asyncio.wait_for(broker.ping(), READY_TIMEOUT)
+        except TimeoutError:
+            ready = False
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
     routes: list[BaseRoute] = [
