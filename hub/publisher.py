@@ -85,7 +85,9 @@ class RealtimeBackend:
         self._writer = StreamWriter(self._client, self.settings, self._maxlen)
         spool_max = int(options.get("spool_max_bytes", DEFAULT_SPOOL_MAX_BYTES))
         spool_dir = options.get("spool_path") or default_spool_dir(self.settings.redis_url, self.settings.redis_prefix)
-        self._spool_config = (spool_dir, spool_max) if spool_max > 0 else None
+        self._spool_dir = spool_dir
+        self._spool_max = spool_max
+        self._spooling = spool_max > 0
         self._flusher: Flusher | None = None
         self._pid = -1
         self._filter: PreemptiveFilter | None = None
@@ -146,7 +148,7 @@ class RealtimeBackend:
             cursor = self._writer.write_encoded(payload)
         except (RedisError, OSError) as exc:
             log.warning("redis unavailable: %s", exc)
-            if self._spool_config is not None:
+            if self._spooling:
                 return self._spool(flusher or self._start_flusher(), payload)
             self._open_until = time.monotonic() + BREAKER_COOLDOWN
             self._count("unavailable")
@@ -174,7 +176,7 @@ class RealtimeBackend:
             with self._start_lock:
                 if self._pid != os.getpid():
                     self._flusher = None
-                    adopt = self._spool_config is not None and self._new_spool().has_orphans()
+                    adopt = self._spooling and self._new_spool().has_orphans()
                     self._pid = os.getpid()
             if adopt:
                 self._start_flusher()
@@ -192,8 +194,7 @@ class RealtimeBackend:
             return self._flusher
 
     def _new_spool(self) -> Spool:
-        assert self._spool_config is not None
-        return Spool(*self._spool_config)
+        return Spool(self._spool_dir, self._spool_max)
 
     def _flushed(self, count: int) -> None:
         self._count("flushed", count)

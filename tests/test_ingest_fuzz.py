@@ -11,7 +11,7 @@ from collections import Counter
 import httpx
 import orjson
 import redis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hub.config import Settings
@@ -191,6 +191,9 @@ def test_the_publisher_refuses_malformed_events_with_counts(redis_server: RedisS
 
     @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
     @given(hostile)
+    @example({**_VALID, "data": {"answer": "x" * MAX_EVENT_BYTES}})  # one of each refusal, whatever is drawn
+    @example({**_VALID, "context": {}})
+    @example({"name": 5})
     def send_one(event: object) -> None:
         seen["calls"] += 1
         started = time.perf_counter()
