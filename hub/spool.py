@@ -53,7 +53,7 @@ def default_spool_dir(redis_url: str, prefix: str) -> Path:
     return Path(tempfile.gettempdir()) / f"rthub-spool-{safe}{digest}"
 
 
-@dataclass
+@dataclass(eq=False)
 class Segment:
     path: Path
     size: int
@@ -143,7 +143,7 @@ class Spool:
         if not self.root.is_dir():
             return
         for path in sorted(self.root.iterdir(), key=_mtime):
-            if path == self.home or not path.is_dir():
+            if path == self.home or path.name.startswith(".") or not path.is_dir():
                 continue
             try:
                 fd = _lock(path / LOCK_NAME, blocking=False)
@@ -166,8 +166,11 @@ class Spool:
 
     def _new_segment(self) -> Segment:
         if self._lock_fd is None:  # the directory exists only once something had to wait
-            self.home.mkdir(parents=True)
-            self._lock_fd = _lock(self.home / LOCK_NAME, blocking=True)
+            # Locked before it gets its visible name, so no other process ever takes it for an orphan.
+            staging = self.root / f".{self.home.name}"
+            staging.mkdir(parents=True)
+            self._lock_fd = _lock(staging / LOCK_NAME, blocking=True)
+            staging.rename(self.home)
         path = self.home / f"{self._next:012d}.seg"
         self._next += 1
         path.write_bytes(HEADER.pack(HEADER.size))
