@@ -94,7 +94,7 @@ def test_random_client_frames_never_break_the_hub(fuzz_hub: HubProcess) -> None:
     assert httpx.get(f"{fuzz_hub.http}/readyz", timeout=5).status_code == 200
 
 
-def test_admin_api_fuzzed_by_schemathesis_never_answers_5xx(fuzz_hub: HubProcess) -> None:
+def test_admin_api_fuzzed_by_schemathesis_never_answers_5xx(fuzz_hub: HubProcess, tmp_path: Path) -> None:
     binary = shutil.which("st", path=str(Path(sys.executable).parent))
     if binary is None:
         pytest.skip("schemathesis is not installed (pip install -e '.[test]')")
@@ -105,7 +105,7 @@ def test_admin_api_fuzzed_by_schemathesis_never_answers_5xx(fuzz_hub: HubProcess
             "-H", f"Authorization: Bearer {token}", "--checks", "not_a_server_error", "--max-examples", "40",
             "--seed", "26", "--generation-database", "none", "--suppress-health-check", "all",
         ],
-        capture_output=True, text=True, timeout=170,
+        capture_output=True, text=True, timeout=170, cwd=tmp_path,  # it leaves a .schemathesis/ behind
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "only 401/403" not in result.stdout, "the admin token must stay usable for the whole run"
