@@ -64,7 +64,7 @@ class AdminApi:
 
         async def endpoint(request: Request) -> Response:
             try:
-                await self._require_admin(request)
+                request.state.admin_client_id = await self._require_admin(request)
                 return await handler(request)
             except ApiError as exc:
                 headers = {}
@@ -82,7 +82,8 @@ class AdminApi:
 
         return endpoint
 
-    async def _require_admin(self, request: Request) -> None:
+    async def _require_admin(self, request: Request) -> str:
+        """The id of the admin client behind the request's token."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "invalid_token", "missing bearer token")
@@ -97,6 +98,7 @@ class AdminApi:
         client = await self.registry.get(str(claims["client_id"]))
         if client is None or not client.active:
             raise ApiError(403, "forbidden", "the admin client is revoked or unknown")
+        return client.client_id
 
     async def openapi(self, request: Request) -> Response:
         return JSONResponse(openapi_document(self.settings))
@@ -136,6 +138,7 @@ class AdminApi:
         return JSONResponse(client.public())
 
     async def delete_client(self, request: Request) -> Response:
+        _not_self(request)
         await self.registry.delete(request.path_params["client_id"])
         return Response(status_code=204)
 
@@ -144,6 +147,7 @@ class AdminApi:
         return JSONResponse({**client.public(), "client_secret": secret})
 
     async def revoke_client(self, request: Request) -> Response:
+        _not_self(request)
         client = await self.registry.revoke(request.path_params["client_id"])
         return JSONResponse(client.public())
 
@@ -170,6 +174,12 @@ class AdminApi:
             raise ValidationError(unknown[0], "unknown field; allowed: ids, client_id")
         replayed = await replay_deadletters(self.redis, self.settings, ids, client_id)
         return JSONResponse({"replayed": replayed})
+
+
+def _not_self(request: Request) -> None:
+    """An admin cannot lock itself out: revoking or deleting the calling client is refused."""
+    if request.path_params["client_id"] == request.state.admin_client_id:
+        raise ApiError(409, "conflict", "a client cannot revoke or delete itself; use another admin client")
 
 
 async def _json_object(request: Request) -> dict[str, Any]:

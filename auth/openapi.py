@@ -22,6 +22,7 @@ _ERRORS = {
 }
 _CLIENT_ID = [{"name": "client_id", "in": "path", "required": True, "schema": {"type": "string"}}]
 _NOT_FOUND = {"404": _json(_ref("Error"), "No such client")}
+_SELF = {"409": _json(_ref("Error"), "The calling admin client cannot revoke or delete itself")}
 _INVALID = {"422": _json(_ref("ValidationError"), "Invalid input; `field` names the offending field")}
 
 
@@ -104,7 +105,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 },
                 "delete": {
                     "summary": "Delete a client",
-                    "responses": {"204": {"description": "Deleted"}, **_NOT_FOUND, **_ERRORS},
+                    "responses": {"204": {"description": "Deleted"}, **_NOT_FOUND, **_SELF, **_ERRORS},
                 },
             },
             "/clients/{client_id}/rotate-secret": {
@@ -118,7 +119,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "parameters": _CLIENT_ID,
                 "post": {
                     "summary": "Revoke: no new tokens, live sockets closed with 4403",
-                    "responses": {"200": _json(_ref("Client"), "Revoked"), **_NOT_FOUND, **_ERRORS},
+                    "responses": {"200": _json(_ref("Client"), "Revoked"), **_NOT_FOUND, **_SELF, **_ERRORS},
                 },
             },
             "/connections": {

@@ -7,11 +7,14 @@ the event loop with `anyio.from_thread.run`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import unquote
 
 import anyio
 import anyio.from_thread
@@ -27,11 +30,13 @@ from authlib.oauth2.rfc6749 import (
     grants,
 )
 from authlib.oauth2.rfc7009 import RevocationEndpoint
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from auth.clients import SCOPES, Client
 from auth.keys import SigningKeys
+from auth.ratelimit import FailureLimiter
 from auth.registry import ClientRegistry, check_client_secret
 from auth.tokens import AccessTokenGenerator, InvalidToken, revoke_jti, verify_access_token
 from hub.config import Settings
@@ -158,6 +163,7 @@ class OAuthServer(AuthorizationServer):
         self.register_token_generator("default", AccessTokenGenerator(settings, keys))
         self.register_endpoint(JwtRevocationEndpoint(self))
         self.limiter = anyio.CapacityLimiter(SECRET_CHECKS_AT_ONCE)
+        self.failures = FailureLimiter(redis, settings)
 
     def query_client(self, client_id: str) -> OAuthClient | None:
         """Revoked clients are treated as unknown: they get `invalid_client`, like a wrong secret."""
@@ -183,16 +189,43 @@ class OAuthServer(AuthorizationServer):
             return self.handle_response(*error())
         if not form_request.payload.grant_type:
             return self.handle_response(*InvalidRequestError("Missing 'grant_type' parameter.")())
-        return await anyio.to_thread.run_sync(self.create_token_response, form_request, limiter=self.limiter)
+        return await self._authenticated(
+            request, form_request,
+            lambda: anyio.to_thread.run_sync(self.create_token_response, form_request, limiter=self.limiter),
+        )
 
     async def revoke(self, request: Request) -> Response:
         try:
             form_request = await self._form_request(request)
         except InsecureTransportError as error:
             return self.handle_response(*error())
-        return await anyio.to_thread.run_sync(
-            self.create_endpoint_response, "revocation", form_request, limiter=self.limiter
+        return await self._authenticated(
+            request, form_request,
+            lambda: anyio.to_thread.run_sync(
+                self.create_endpoint_response, "revocation", form_request, limiter=self.limiter
+            ),
         )
+
+    async def _authenticated(
+        self, request: Request, form_request: FormRequest, handle: Callable[[], Awaitable[Response]]
+    ) -> Response:
+        """Run an endpoint that authenticates the client: refuse while its failure budget is spent
+        (429), count a failed authentication (401), and answer 503 rather than 500 when Redis is away."""
+        client_id = claimed_client_id(form_request)
+        address = request.client.host if request.client else None
+        wait = await self.failures.retry_after(client_id, address)
+        if wait:
+            body = {"error": "too_many_requests", "error_description": "too many failed authentications; retry later"}
+            headers = [("Retry-After", str(wait)), ("Cache-Control", "no-store")]
+            return self.handle_response(429, body, headers)
+        try:
+            response = await handle()
+        except (RedisError, OSError):
+            body = {"error": "temporarily_unavailable", "error_description": "client registry unavailable"}
+            return self.handle_response(503, body, [("Retry-After", "5"), ("Cache-Control", "no-store")])
+        if response.status_code == 401:
+            await self.failures.failed(client_id, address)
+        return response
 
     async def _form_request(self, request: Request) -> FormRequest:
         form = await request.form()
@@ -200,3 +233,15 @@ class OAuthServer(AuthorizationServer):
         # authlib refuses plain-http URIs; the issuer is the public URL a TLS proxy answers on.
         uri = self.settings.issuer.rstrip("/") + request.url.path
         return FormRequest(request.method, uri, request.headers, items)
+
+
+def claimed_client_id(request: FormRequest) -> str | None:
+    """The client id a request claims (Basic header or form), before anything is verified."""
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(credentials.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return unquote(decoded.partition(":")[0]) or None
+    return request.payload.data.get("client_id") or None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from auth.keys import SigningKeys
 from auth.registry import ClientRegistry
@@ -11,6 +12,8 @@ from hub.config import Settings
 from hub.identity import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, AuthError, ClientIdentity
 
 STREAM_SCOPE = "events:read"
+# RFC 6455 "Try Again Later": Redis is away, the token could not be checked; not the client's fault.
+CLOSE_TRY_AGAIN_LATER = 1013
 
 
 class JwtAuthenticator:
@@ -27,11 +30,15 @@ class JwtAuthenticator:
             claims = verify_access_token(token, self.keys, self.settings)
         except InvalidToken as exc:
             raise AuthError(CLOSE_UNAUTHENTICATED, exc.reason) from exc
-        if await is_revoked(self.redis, self.settings, claims["jti"]):
+        try:
+            revoked = await is_revoked(self.redis, self.settings, claims["jti"])
+            identity = await self.registry.identity(str(claims["client_id"]))
+        except (RedisError, OSError) as exc:
+            raise AuthError(CLOSE_TRY_AGAIN_LATER, "client registry unavailable; retry") from exc
+        if revoked:
             raise AuthError(CLOSE_UNAUTHENTICATED, "token revoked")
         if STREAM_SCOPE not in token_scopes(claims):
             raise AuthError(CLOSE_FORBIDDEN, f"token lacks the {STREAM_SCOPE} scope")
-        identity = await self.registry.identity(str(claims["client_id"]))
         if identity is None:
             raise AuthError(CLOSE_FORBIDDEN, "client revoked or unknown")
         return identity

@@ -25,6 +25,7 @@ from hub.broker.redis import RedisBroker
 from hub.changes import watch_changes
 from hub.config import Settings
 from hub.connection import CLOSE_SERVICE_RESTART
+from hub.deadletter import RedisDeadLetters
 from hub.fanout import Fanout
 from hub.identity import Authenticator
 from hub.metrics import HubCollector, Metrics
@@ -38,6 +39,7 @@ log = logging.getLogger("rthub.app")
 
 REDIS_CONNECTIONS = 64
 REDIS_POOL_WAIT = 5.0
+READY_TIMEOUT = 1.0
 
 
 @dataclass
@@ -76,6 +78,7 @@ def create_app(
     fanout = Fanout(
         Anonymiser(id_store),
         TranslationSettings(settings.lms_root_url, settings.transformer_version),
+        RedisDeadLetters(client, settings) if client is not None else None,
     )
     hub = Hub(settings, broker, fanout, authenticator, client)
     presence = None
@@ -96,7 +99,10 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> JSONResponse:
-        ready = await broker.ping()
+        try:  # redis-py retries a refused connection for seconds; a probe wants an answer now
+            ready = await asyncio.wait_for(broker.ping(), READY_TIMEOUT)
+        except TimeoutError:
+            ready = False
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
     routes: list[BaseRoute] = [

@@ -14,6 +14,8 @@ from hub.logs import uvicorn_log_config
 from hub.translate import offline
 from hub.webhooks import cli as webhooks_cli
 
+GRACEFUL_SHUTDOWN_SECONDS = 10
+
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
@@ -34,6 +36,9 @@ def _serve(args: argparse.Namespace) -> int:
         ws_max_size=64 * 1024,
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
+        # SIGTERM: stop accepting, close sockets with 1012, let in-flight requests finish for up to
+        # this long (well inside a 30 s orchestrator grace period), then cancel what is left.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     return 0
 

@@ -47,6 +47,9 @@ class Settings:
     audience: str = "rthub"
     token_lifetime: int = 3600
     secret_grace_period: int = 86400
+    token_failure_limit: int = 20
+    token_failure_ip_limit: int = 100
+    token_failure_window: int = 300
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

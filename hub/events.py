@@ -61,6 +61,21 @@ def normalise(raw: Mapping[str, Any]) -> Event:
     return Event(name=name, timestamp=timestamp, data=_parse_embedded_json(data), context=context)
 
 
+def check_normalised(value: Any) -> Event:
+    """Accept only what `normalise` produces (as read back from Redis), or raise `MalformedEvent`."""
+    if not isinstance(value, dict):
+        raise MalformedEvent(f"event must be a JSON object, got {type(value).__name__}")
+    missing = [key for key in ("name", "timestamp", "data", "context") if key not in value]
+    if missing:
+        raise MalformedEvent(f"missing field(s): {', '.join(missing)}")
+    if not isinstance(value["name"], str) or not value["name"]:
+        raise MalformedEvent("`name` must be a non-empty string")
+    _timestamp(value["timestamp"])
+    if not isinstance(value["context"], dict):
+        raise MalformedEvent("`context` must be an object")
+    return Event(name=value["name"], timestamp=value["timestamp"], data=value["data"], context=value["context"])
+
+
 def user_id(event: Event) -> str | None:
     """The LMS user id the event is about, as a string, or None when it names no user."""
     for source in (event["context"], event["data"] if isinstance(event["data"], Mapping) else {}):

@@ -12,10 +12,13 @@ import logging
 from collections import Counter, defaultdict
 
 import orjson
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hub.anonymise import Anonymiser
-from hub.broker import Broker, Entry, cursor_key
+from hub.broker import BadEntry, Broker, Entry, cursor_key
 from hub.connection import Connection, Frame
+from hub.deadletter import DeadLetters, LogDeadLetters
 from hub.events import user_id
 from hub.grants import EventFacts, GrantIndex, event_facts
 from hub.translate import NoTranslation, TranslationError, TranslationSettings, translate
@@ -24,12 +27,18 @@ from hub.webhooks.router import WebhookRouter
 log = logging.getLogger("rthub.fanout")
 
 REPLAY_PAGE = 500
+# While Redis is away (the anonymiser needs it) the same entry is retried with this backoff.
+RETRY_FIRST = 0.05
+RETRY_MAX = 2.0
 
 
 class Fanout:
-    def __init__(self, anonymiser: Anonymiser, translation: TranslationSettings) -> None:
+    def __init__(
+        self, anonymiser: Anonymiser, translation: TranslationSettings, dead_letters: DeadLetters | None = None
+    ) -> None:
         self._anonymiser = anonymiser
         self._translation = translation
+        self.dead_letters = dead_letters or LogDeadLetters()
         self._index = GrantIndex()
         self.connections: dict[int, Connection] = {}
         self.counts: Counter[str] = Counter()
@@ -59,14 +68,33 @@ class Fanout:
         return Counter(conn.identity.client_id for conn in self.connections.values())
 
     async def run(self, broker: Broker) -> None:
-        """Pump the broker's live feed into the connections until cancelled."""
+        """Pump the broker's live feed into the connections until cancelled; bad entries are dead-lettered."""
         async for entry in broker.live():
+            if isinstance(entry, BadEntry):
+                await self.dead_letters.put(entry)
+            else:
+                await self._deliver(entry)
+            await asyncio.sleep(0)  # let senders drain between events of a burst
+
+    async def _deliver(self, entry: Entry) -> None:
+        """Dispatch one entry: a Redis outage is waited out (nothing is lost, and frames already
+        queued are not queued twice); any other failure dead-letters the entry and moves on."""
+        delay = RETRY_FIRST
+        while True:
             try:
                 await self.dispatch(entry)
-            except Exception:
+                return
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                self.counts["dispatch_retries"] += 1
+                log.warning("waiting for Redis (%s); retrying in %.2fs", exc, delay, extra={"cursor": entry.cursor})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
+            except Exception as exc:
                 self.counts["dispatch_errors"] += 1
                 log.exception("dispatch failed", extra={"cursor": entry.cursor})
-            await asyncio.sleep(0)  # let senders drain between events of a burst
+                detail = f"{type(exc).__name__}: {exc}"[:200]
+                await self.dead_letters.put(BadEntry(entry.cursor, "dispatch_error", detail, _encoded(entry)))
+                return
 
     async def dispatch(self, entry: Entry) -> None:
         self.counts["ingested"] += 1
@@ -142,10 +170,19 @@ class Fanout:
                 for entry in batch:
                     if conn.close_code is not None:
                         return
+                    if isinstance(entry, BadEntry):  # the live feed dead-letters it
+                        continue
                     if conn.matcher.matches(event_facts(entry.event)):
                         frame = await self.render(entry, conn.identity.translator, conn.identity.consumer_type)
                         if frame is not None:
                             await conn.put_replayed(frame)
-                cursor = batch[-1].cursor
+                cursor = batch[-1].cursor or cursor
         finally:
             conn.release_live()
+
+
+def _encoded(entry: Entry) -> bytes:
+    try:
+        return orjson.dumps(entry.event, default=str)
+    except TypeError:
+        return b""

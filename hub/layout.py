@@ -5,6 +5,8 @@
 - `{prefix}changes`: pub/sub channel; a client id whenever a client is created, changed or revoked.
 - `{prefix}anon:{consumer_type}`: hash LMS user id -> anonymised UUID.
 - `{prefix}connections:{instance}`: hash client id -> live sockets on that hub instance (short TTL).
+- `{prefix}deadletters:ingest`: capped stream of entries the hub could not carry (fields `cursor`,
+  `reason`, `detail`, `raw`), written by the fan-out.
 """
 
 from __future__ import annotations
@@ -37,3 +39,7 @@ def anon_key(settings: Settings, consumer_type: str) -> str:
 
 def connections_key(settings: Settings, instance: str) -> str:
     return settings.key(f"connections:{instance}")
+
+
+def ingest_deadletters_key(settings: Settings) -> str:
+    return settings.key("deadletters:ingest")

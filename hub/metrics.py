@@ -31,8 +31,8 @@ _PLAIN = {
     "ingested": ("rthub_events_ingested", "Events read from the live feed"),
     "unwanted": ("rthub_events_filtered_out", "Events no connected socket was entitled to"),
     "no_user": ("rthub_events_without_learner", "Events dropped because they name no learner"),
-    "dead_lettered": ("rthub_events_dead_lettered", "Malformed stream entries moved to the ingest dead-letter stream"),
     "dispatch_errors": ("rthub_dispatch_errors", "Events whose fan-out failed unexpectedly"),
+    "dispatch_retries": ("rthub_dispatch_retries", "Fan-out attempts retried while Redis was away"),
 }
 _WEBHOOK = {
     "delivered": ("rthub_webhook_events_delivered", "Events delivered by webhook (2xx)"),
@@ -60,6 +60,12 @@ class HubCollector(Collector):
         counts = self._fanout.counts
         for key, (name, help_text) in _PLAIN.items():
             yield CounterMetricFamily(name, help_text, value=counts.get(key, 0))
+        dead = CounterMetricFamily(
+            "rthub_events_dead_lettered", "Bad stream entries moved to the ingest dead-letter stream", labels=["reason"]
+        )
+        for reason, count in sorted(self._fanout.dead_letters.counts.items()):
+            dead.add_metric([reason], count)
+        yield dead
         for prefix, (name, help_text) in _PER_TRANSLATOR.items():
             family = CounterMetricFamily(name, help_text, labels=["translator"])
             for translator in ("xapi", "caliper"):

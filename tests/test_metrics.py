@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from hub.publisher import RealtimeBackend
@@ -46,5 +48,11 @@ def test_metrics_count_what_the_hub_did(hub: HubProcess) -> None:
     assert samples[("rthub_frames_delivered_total", (("channel", "websocket"),))] == visible
     assert samples[("rthub_delivery_latency_seconds_count", ())] == visible
     assert samples[("rthub_connections", (("consumer_type", "adaptive"),))] == 1
+    redis.Redis.from_url(hub.redis_url).publish(f"{hub.prefix}live", b"9999999999999-0\n{not json")
+    deadline = time.monotonic() + 5
+    while not (dead := {k: v for k, v in _samples(hub).items() if k[0] == "rthub_events_dead_lettered_total"}):
+        assert time.monotonic() < deadline, "the bad entry was not counted"
+        time.sleep(0.05)
+    assert sum(dead.values()) == 1
     assert httpx.get(f"{hub.http}/healthz").json() == {"status": "ok"}
     assert httpx.get(f"{hub.http}/readyz").status_code == 200

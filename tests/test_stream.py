@@ -116,7 +116,7 @@ def test_publish_command_replays_a_log_and_reports_the_bad_line(hub: HubProcess,
 
 
 def test_send_with_redis_stopped_returns_quickly_without_raising(own_redis: RedisServer) -> None:
-    backend = RealtimeBackend(redis_url=own_redis.url, redis_prefix="down:", preemptive=False)
+    backend = RealtimeBackend(redis_url=own_redis.url, redis_prefix="down:", preemptive=False, spool_max_bytes=0)
     event = SimulatedLMS(seed=4).next_event()
     assert backend.send(event) is not None
     own_redis.stop(kill=True)

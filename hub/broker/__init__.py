@@ -7,6 +7,7 @@ everything above this line talks only to `Broker`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import NamedTuple, Protocol
 
@@ -20,6 +21,20 @@ class Entry(NamedTuple):
     event: Event
 
 
+class BadEntry(NamedTuple):
+    """Something on the stream or live channel that is not an event the hub can carry.
+
+    A buggy or hostile producer can write anything there; the hub dead-letters it and moves on.
+    `cursor` is None when the entry had no usable one (a live message with a mangled cursor).
+    `reason` is a short code (for counting), `detail` says what exactly, `raw` is what was read.
+    """
+
+    cursor: str | None
+    reason: str
+    detail: str
+    raw: bytes
+
+
 class BrokerUnavailable(ConnectionError):
     """The broker cannot be reached right now; callers retry or report not-ready."""
 
@@ -29,11 +44,11 @@ class Broker(Protocol):
         """Append to history and publish live, atomically; return the cursor."""
         ...
 
-    def live(self) -> AsyncIterator[Entry]:
+    def live(self) -> AsyncIterator[Entry | BadEntry]:
         """Entries published from now on, in order, for as long as the caller iterates."""
         ...
 
-    async def history(self, after: str, limit: int) -> list[Entry]:
+    async def history(self, after: str, limit: int) -> list[Entry | BadEntry]:
         """Up to `limit` entries strictly after `after`, in order."""
         ...
 
@@ -48,7 +63,16 @@ class Broker(Protocol):
     async def close(self) -> None: ...
 
 
+_CURSOR = re.compile(r"(\d{1,20})(?:-(\d{1,20}))?")
+_MAX_PART = 2**64 - 1
+
+
 def cursor_key(cursor: str) -> tuple[int, int]:
-    """Stream ids compare as (milliseconds, sequence); a malformed cursor raises ValueError."""
-    millis, _, sequence = cursor.partition("-")
-    return int(millis), int(sequence or 0)
+    """Stream ids compare as (milliseconds, sequence); anything Redis would not take raises ValueError."""
+    match = _CURSOR.fullmatch(cursor) if isinstance(cursor, str) else None
+    if match is None:
+        raise ValueError(f"not a stream cursor: {str(cursor)[:40]!r}")
+    millis, sequence = int(match[1]), int(match[2] or 0)
+    if millis > _MAX_PART or sequence > _MAX_PART:
+        raise ValueError(f"stream cursor out of range: {cursor[:40]!r}")
+    return millis, sequence

@@ -4,27 +4,58 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from hub.broker import BrokerUnavailable, Entry, cursor_key
+from hub.broker import BadEntry, BrokerUnavailable, Entry, cursor_key
 from hub.config import Settings
-from hub.events import Event
+from hub.events import MAX_EVENT_BYTES, Event, MalformedEvent, check_normalised
 from hub.layout import PUBLISH_SCRIPT, live_channel, stream_key
 
 log = logging.getLogger("rthub.broker")
 
 RECONNECT_BACKOFF = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 HISTORY_PAGE = 1000
+# A live cursor this far ahead of the clock did not come from XADD: trusting it would hide real events.
+FUTURE_CURSOR_MS = 60_000
 
 
-def decode_live(message: bytes) -> Entry:
-    """Split a live message `cursor\\nevent-json` into an Entry."""
-    cursor, _, payload = message.partition(b"\n")
-    return Entry(cursor.decode(), orjson.loads(payload))
+def decode_live(message: bytes) -> Entry | BadEntry:
+    """Split a live message `cursor\\nevent-json` into an Entry, or say why it is not one."""
+    raw_cursor, _, payload = message.partition(b"\n")
+    try:
+        cursor = raw_cursor.decode("ascii")
+        millis, _ = cursor_key(cursor)
+    except (UnicodeDecodeError, ValueError):
+        return BadEntry(None, "bad_cursor", f"unusable cursor {raw_cursor[:40]!r}", message)
+    if millis > time.time() * 1000 + FUTURE_CURSOR_MS:
+        return BadEntry(None, "bad_cursor", f"cursor {cursor[:40]} is in the future", message)
+    return decode_event(cursor, payload)
+
+
+def decode_event(cursor: str, payload: bytes | None) -> Entry | BadEntry:
+    """The stored JSON of one event, checked to be what the publisher writes."""
+    if payload is None:
+        return BadEntry(cursor, "missing_field", "stream entry has no `e` field", b"")
+    if len(payload) > MAX_EVENT_BYTES:
+        return BadEntry(cursor, "oversize", f"{len(payload)} bytes (limit {MAX_EVENT_BYTES})", payload)
+    try:
+        value = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        reason = "invalid_json"
+        if "UTF-8" in str(exc) or "surrogate" in str(exc):
+            reason = "invalid_utf8"
+        elif "depth limit" in str(exc):
+            reason = "too_deep"
+        return BadEntry(cursor, reason, str(exc)[:200], payload)
+    try:
+        return Entry(cursor, check_normalised(value))
+    except MalformedEvent as exc:
+        return BadEntry(cursor, "wrong_shape", str(exc)[:200], payload)
 
 
 class RedisBroker:
@@ -46,7 +77,7 @@ class RedisBroker:
             raise BrokerUnavailable(str(exc)) from exc
         return cursor.decode() if isinstance(cursor, bytes) else str(cursor)
 
-    async def live(self) -> AsyncIterator[Entry]:
+    async def live(self) -> AsyncIterator[Entry | BadEntry]:
         """Follow the live channel in order, without gaps, across Redis outages.
 
         Pub/sub drops what is published while we are disconnected, so after every resubscribe the
@@ -70,7 +101,9 @@ class RedisBroker:
                     if message is None or message["type"] != "message":
                         continue
                     entry = decode_live(message["data"])
-                    if last is None or cursor_key(entry.cursor) > cursor_key(last):
+                    if entry.cursor is None:
+                        yield entry
+                    elif last is None or cursor_key(entry.cursor) > cursor_key(last):
                         last = entry.cursor
                         yield entry
             except (RedisError, OSError) as exc:
@@ -82,18 +115,18 @@ class RedisBroker:
             finally:
                 await pubsub.aclose()
 
-    async def _since(self, after: str) -> AsyncIterator[Entry]:
+    async def _since(self, after: str) -> AsyncIterator[Entry | BadEntry]:
         while batch := await self.history(after, HISTORY_PAGE):
             for entry in batch:
                 yield entry
-            after = batch[-1].cursor
+            after = batch[-1].cursor or after
 
-    async def history(self, after: str, limit: int) -> list[Entry]:
+    async def history(self, after: str, limit: int) -> list[Entry | BadEntry]:
         try:
             rows = await self._client.xrange(self._stream, min=f"({after}", count=limit)
         except RedisError as exc:
             raise BrokerUnavailable(str(exc)) from exc
-        return [Entry(cursor.decode(), orjson.loads(fields[b"e"])) for cursor, fields in rows]
+        return [decode_event(cursor.decode(), fields.get(b"e")) for cursor, fields in rows]
 
     async def oldest(self) -> str | None:
         try:

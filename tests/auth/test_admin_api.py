@@ -64,7 +64,9 @@ def test_unauthenticated_and_unscoped_requests_are_refused(auth_server: AuthServ
     admin_id, admin_secret = auth_server.create(name="admin", type="other", scopes=["admin"])
     token = auth_server.token(admin_id, admin_secret)
     assert http.get("/admin/api/clients", headers=bearer(token)).status_code == 200
-    assert http.post(f"/admin/api/clients/{admin_id}/revoke", headers=bearer(token)).status_code == 200
+    assert http.post(f"/admin/api/clients/{admin_id}/revoke", headers=bearer(token)).status_code == 409, "not itself"
+    other = auth_server.admin_token()
+    assert http.post(f"/admin/api/clients/{admin_id}/revoke", headers=bearer(other)).status_code == 200
     assert http.get("/admin/api/clients", headers=bearer(token)).status_code == 403
 
 

@@ -1,0 +1,70 @@
+"""Brute-force protection for client authentication: failures counted per client id and per source address.
+
+Counters live in Redis (`{prefix}authfail:client:{id}`, `{prefix}authfail:ip:{address}`), each expiring
+`window` seconds after its first failure, so every hub instance enforces the same budget. Once a
+budget is spent every attempt on that client id or from that address gets 429 with `Retry-After`,
+even one with the right secret: otherwise the lockout would still tell a guesser when it is right.
+The price is that a stranger can lock a client id out for one window; the per-client budget is set
+well above what a misconfigured consumer burns through by mistake.
+If Redis cannot answer the limiter fails open: the token endpoint then fails on the registry anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from hub.config import Settings
+
+log = logging.getLogger("rthub.ratelimit")
+
+
+class FailureLimiter:
+    def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
+        self._redis = redis
+        self._prefix = settings.key("authfail:")
+        self._limits = {"client": settings.token_failure_limit, "ip": settings.token_failure_ip_limit}
+        self._window = settings.token_failure_window
+        self.refused = 0
+
+    def _keys(self, client_id: str | None, address: str | None) -> list[tuple[str, int]]:
+        keys = []
+        if client_id:
+            keys.append((f"{self._prefix}client:{client_id[:200]}", self._limits["client"]))
+        if address:
+            keys.append((f"{self._prefix}ip:{address}", self._limits["ip"]))
+        return keys
+
+    async def retry_after(self, client_id: str | None, address: str | None) -> int:
+        """Seconds until this client id and address may try again; 0 when they may now."""
+        keys = self._keys(client_id, address)
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key, _ in keys:
+                    pipe.get(key)
+                    pipe.ttl(key)
+                replies = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("rate limiter unavailable, not limiting: %s", exc)
+            return 0
+        wait = 0
+        for index, (_, limit) in enumerate(keys):
+            count, ttl = replies[2 * index], replies[2 * index + 1]
+            if count is not None and int(count) >= limit:
+                wait = max(wait, ttl if ttl > 0 else self._window)
+        if wait:
+            self.refused += 1
+        return wait
+
+    async def failed(self, client_id: str | None, address: str | None) -> None:
+        """Count one failed authentication against both budgets."""
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for key, _ in self._keys(client_id, address):
+                    pipe.set(key, 0, ex=self._window, nx=True)
+                    pipe.incr(key)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("rate limiter unavailable, failure not counted: %s", exc)

@@ -1,0 +1,56 @@
+"""Brute force on the token endpoint: failed client authentications are budgeted per client id and per
+source address, in Redis, and a spent budget answers 429 with `Retry-After`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import pytest
+import redis
+
+from hub.config import Settings
+from tests.auth.conftest import AuthServer
+
+GRANT = {"grant_type": "client_credentials"}
+
+
+@pytest.fixture
+def auth_settings(auth_settings: Settings) -> Settings:
+    return replace(auth_settings, token_failure_limit=3, token_failure_ip_limit=8, token_failure_window=2)
+
+
+def test_wrong_secrets_for_one_client_lock_it_out_with_retry_after(auth_server: AuthServer) -> None:
+    client_id, secret = auth_server.create()
+    other_id, other_secret = auth_server.create()
+    for _ in range(3):
+        assert auth_server.http.post("/oauth/token", data=GRANT, auth=(client_id, "guess")).status_code == 401
+    refused = auth_server.http.post("/oauth/token", data=GRANT, auth=(client_id, secret))
+    assert refused.status_code == 429, "even the right secret: a lockout must not confirm a guess"
+    assert 0 < int(refused.headers["retry-after"]) <= 2
+    assert refused.json()["error"] == "too_many_requests"
+    form = {**GRANT, "client_id": client_id, "client_secret": secret}
+    assert auth_server.http.post("/oauth/token", data=form).status_code == 429, "same budget for client_secret_post"
+    assert auth_server.token(other_id, other_secret), "other clients are not affected"
+    stored = redis.Redis.from_url(auth_server.settings.redis_url)
+    assert stored.ttl(auth_server.settings.key(f"authfail:client:{client_id}")) > 0, "shared by every hub instance"
+    time.sleep(2.2)
+    assert auth_server.token(client_id, secret), "the budget comes back after the window"
+
+
+def test_failures_from_one_address_across_client_ids_lock_the_address_out(auth_server: AuthServer) -> None:
+    client_id, secret = auth_server.create()
+    for n in range(8):
+        response = auth_server.http.post("/oauth/token", data=GRANT, auth=(f"cl_unknown{n}", "guess"))
+        assert response.status_code == 401
+    refused = auth_server.http.post("/oauth/token", data=GRANT, auth=(client_id, secret))
+    assert refused.status_code == 429
+    assert int(refused.headers["retry-after"]) > 0
+    revoke = auth_server.http.post("/oauth/revoke", data={"token": "x"}, auth=(client_id, secret))
+    assert revoke.status_code == 429, "the revocation endpoint authenticates clients too"
+
+
+def test_successes_do_not_spend_the_budget(auth_server: AuthServer) -> None:
+    client_id, secret = auth_server.create()
+    for _ in range(10):
+        assert auth_server.token(client_id, secret)
