@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -19,13 +21,14 @@ GRACEFUL_SHUTDOWN_SECONDS = 10
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     for name in ("redis_url", "redis_prefix"):
         value = getattr(args, name)
         if value is not None:
             os.environ[f"RTHUB_{name.upper()}"] = value
-    Settings.from_env()
-    uvicorn.run(
+    settings = Settings.from_env()
+    config = uvicorn.Config(
         "hub.app:create_app_from_env",
         factory=True,
         host=args.host,
@@ -34,12 +37,26 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         log_config=uvicorn_log_config(args.log_level) if args.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
         ws_max_size=64 * 1024,
-        ws_ping_interval=20.0,
-        ws_ping_timeout=20.0,
+        ws_ping_interval=settings.ws_ping_interval,
+        ws_ping_timeout=settings.ws_ping_timeout,
         # SIGTERM: stop accepting, close sockets with 1012, let in-flight requests finish for up to
         # this long (well inside a 30 s orchestrator grace period), then cancel what is left.
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        if args.workers <= 1:
+            server.run()
+        else:
+            # uvicorn binds the shared socket without IPPROTO_TCP, so asyncio leaves TCP_NODELAY off on
+            # accepted sockets and Nagle holds small frames for the peer's delayed ACK (~40 ms). Linux
+            # copies the option from the listening socket to the sockets it accepts.
+            sock = config.bind_socket()
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            Multiprocess(config, sockets=[sock]).run()
+    if args.workers <= 1 and not server.started:
+        print(f"rthub serve: could not start on {args.host}:{args.port}", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -43,6 +43,8 @@ class Settings:
     webhook_retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 86400)
     stream_maxlen: int = 1_000_000
     send_queue_size: int = 1024
+    ws_ping_interval: float = 20.0
+    ws_ping_timeout: float = 20.0
     transformer_version: str = "rthub@0.1.0"
     audience: str = "rthub"
     token_lifetime: int = 3600
@@ -77,6 +79,8 @@ def _parse(name: str, raw: str, default: Any) -> Any:
             return _bool(raw)
         if isinstance(default, int):
             return int(raw)
+        if isinstance(default, float):
+            return float(raw)
         if isinstance(default, tuple):
             return _seconds_list(raw)
     except (ValueError, ConfigError) as exc:

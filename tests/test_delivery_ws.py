@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
+import time
 
 import pytest
 import redis
@@ -221,3 +222,30 @@ def test_resume_from_after_live_events_flowed_is_refused(hub: HubProcess, token:
         return closed.value.rcvd.code if closed.value.rcvd else None
 
     assert asyncio.run(scenario()) == 1008
+
+
+def test_a_client_that_stops_answering_pings_is_disconnected(redis_server: RedisServer, prefix: str) -> None:
+    hub = HubProcess(redis_server.url, prefix, env={"RTHUB_WS_PING_INTERVAL": "0.3", "RTHUB_WS_PING_TIMEOUT": "0.3"})
+    hub.start()
+    try:
+        token = hub.token()
+        silent = StalledClient(hub.ws, hub.port, token)
+        healthy_code = asyncio.run(_still_open_after(hub, token, 2.0))
+        started = time.monotonic()
+        silent.sock.settimeout(10)
+        while silent.sock.recv(65536):
+            pass
+        waited = time.monotonic() - started
+    finally:
+        hub.stop()
+    assert healthy_code is None, "a client that answers pings must stay connected"
+    assert waited < 5, f"the silent client was dropped only after {waited:.1f}s"
+
+
+async def _still_open_after(hub: HubProcess, token: str, seconds: float) -> int | None:
+    ws = await connect(hub.ws, token)
+    frames = await quiet(ws, seconds)
+    code = None if ws.state == websockets.protocol.State.OPEN else ws.close_code
+    await ws.close()
+    assert frames == []
+    return code
