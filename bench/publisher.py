@@ -14,6 +14,8 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import redis
 
@@ -22,7 +24,8 @@ from hub.publisher import RealtimeBackend
 from hub.simulator import COURSES, SimulatedLMS
 
 
-def timed(call, items) -> list[float]:  # type: ignore[no-untyped-def]
+def timed(call: Callable[[Any], object], items: Iterable[Any]) -> list[float]:
+    """Microseconds each call took, one sample per item."""
     samples = []
     for item in items:
         started = time.perf_counter_ns()

@@ -16,18 +16,10 @@ import time
 
 import redis
 
+from bench.publisher import timed
 from hub.embedded import EmbeddedRedis
 from hub.publisher import RealtimeBackend
 from hub.simulator import SimulatedLMS
-
-
-def timed(call, items) -> list[float]:  # type: ignore[no-untyped-def]
-    samples = []
-    for item in items:
-        started = time.perf_counter_ns()
-        call(item)
-        samples.append((time.perf_counter_ns() - started) / 1000)
-    return samples
 
 
 def main() -> None:
