@@ -7,7 +7,6 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -42,17 +41,6 @@ REDIS_POOL_WAIT = 5.0
 READY_TIMEOUT = 1.0
 
 
-@dataclass
-class Hub:
-    """Everything one hub process runs, so tests and the demo can reach inside."""
-
-    settings: Settings
-    broker: Broker
-    fanout: Fanout
-    authenticator: Authenticator
-    redis: aioredis.Redis | None
-
-
 def create_app(
     settings: Settings | None = None,
     *,
@@ -80,7 +68,6 @@ def create_app(
         TranslationSettings(settings.lms_root_url, settings.transformer_version),
         RedisDeadLetters(client, settings) if client is not None else None,
     )
-    hub = Hub(settings, broker, fanout, authenticator, client)
     presence = None
     if client is not None:
         fanout.webhooks = WebhookRouter(client, settings, fanout.render)
@@ -138,9 +125,7 @@ def create_app(
                 await fanout.webhooks.close()
             await broker.close()
 
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.hub = hub
-    return app
+    return Starlette(routes=routes, lifespan=lifespan)
 
 
 def redis_client(settings: Settings) -> aioredis.Redis:
