@@ -16,6 +16,7 @@ from auth.clients import Client, ValidationError, check_delivery, validate_field
 from auth.passwords import hash_secret, new_secret, new_webhook_secret, verify_secret
 from hub.config import Settings
 from hub.identity import ClientIdentity
+from hub.layout import changes_channel, client_key, clients_key
 
 
 class ClientNotFound(LookupError):
@@ -34,7 +35,7 @@ class ClientRegistry:
         self.settings = settings
 
     def _key(self, client_id: str) -> str:
-        return self.settings.key(f"client:{client_id}")
+        return client_key(self.settings, client_id)
 
     async def create(self, **values: Any) -> tuple[Client, str]:
         """Issue a client; returns it with its secret, which exists in clear only in this return value."""
@@ -70,7 +71,7 @@ class ClientRegistry:
 
     async def list_all(self) -> list[Client]:
         """Every client, oldest first, read in one round trip."""
-        ids = sorted(_text(item) for item in await self.redis.smembers(self.settings.key("clients")))
+        ids = sorted(_text(item) for item in await self.redis.smembers(clients_key(self.settings)))
         async with self.redis.pipeline(transaction=False) as pipe:
             for client_id in ids:
                 pipe.hgetall(self._key(client_id))
@@ -113,8 +114,8 @@ class ClientRegistry:
         await self.require(client_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self._key(client_id))
-            pipe.srem(self.settings.key("clients"), client_id)
-            pipe.publish(self.settings.key("changes"), client_id)
+            pipe.srem(clients_key(self.settings), client_id)
+            pipe.publish(changes_channel(self.settings), client_id)
             await pipe.execute()
 
     async def authenticate(self, client_id: str, secret: str) -> Client | None:
@@ -141,8 +142,8 @@ class ClientRegistry:
     async def _save(self, client: Client) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(self._key(client.client_id), mapping=client.to_hash())
-            pipe.sadd(self.settings.key("clients"), client.client_id)
-            pipe.publish(self.settings.key("changes"), client.client_id)
+            pipe.sadd(clients_key(self.settings), client.client_id)
+            pipe.publish(changes_channel(self.settings), client.client_id)
             await pipe.execute()
 
 

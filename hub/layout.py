@@ -2,6 +2,7 @@
 
 - `{prefix}events`: capped stream of normalised events, field `e` = event JSON; the id is the cursor.
 - `{prefix}live`: pub/sub channel; each message is `cursor + "\\n" + event JSON`.
+- `{prefix}clients`: set of client ids; `{prefix}client:{id}`: hash, one client's registry record.
 - `{prefix}changes`: pub/sub channel; a client id whenever a client is created, changed or revoked.
 - `{prefix}anon:{consumer_type}`: hash LMS user id -> anonymised UUID.
 - `{prefix}connections:{instance}`: hash client id -> live sockets on that hub instance (short TTL).
@@ -31,6 +32,16 @@ def live_channel(settings: Settings) -> str:
 
 def changes_channel(settings: Settings) -> str:
     return settings.key("changes")
+
+
+def clients_key(settings: Settings) -> str:
+    """Set of every registered client id."""
+    return settings.key("clients")
+
+
+def client_key(settings: Settings, client_id: str) -> str:
+    """Hash of one client's registry record."""
+    return settings.key(f"client:{client_id}")
 
 
 def anon_key(settings: Settings, consumer_type: str) -> str:

@@ -28,6 +28,7 @@ import redis
 from hub.config import Settings
 from hub.events import Event
 from hub.grants import GrantIndex, compile_grant, event_facts, validate_grant
+from hub.layout import changes_channel, client_key, clients_key
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,9 @@ class PreemptiveFilter:
 
     def __init__(self, redis_client: redis.Redis, settings: Settings, refresh_interval: float = 30.0) -> None:
         self._redis = redis_client
-        self._clients_key = settings.key("clients")
-        self._client_prefix = settings.key("client:")
-        self._channel = settings.key("changes")
+        self._settings = settings
+        self._clients_key = clients_key(settings)
+        self._channel = changes_channel(settings)
         self._refresh_interval = refresh_interval
         self._union: GrantIndex | None = None
         self._loads = 0
@@ -87,7 +88,7 @@ class PreemptiveFilter:
         ids = [_text(item) for item in self._redis.smembers(self._clients_key)]
         pipe = self._redis.pipeline(transaction=False)
         for client_id in ids:
-            pipe.hmget(f"{self._client_prefix}{client_id}", "status", "grant")
+            pipe.hmget(client_key(self._settings, client_id), "status", "grant")
         union = GrantIndex()
         for client_id, (status, grant) in zip(ids, pipe.execute(), strict=True):
             if _text(status) != "active" or grant is None:

@@ -48,13 +48,3 @@ def handoff(settings: Settings, client_id: str) -> str:
 def deadletters(settings: Settings) -> str:
     """Stream of events whose delivery failed for good; fields client_id, cursor, body, reason, ..."""
     return settings.key("deadletters")
-
-
-def client(settings: Settings, client_id: str) -> str:
-    """The registry hash of one client (written by `rthub clients`)."""
-    return settings.key(f"client:{client_id}")
-
-
-def clients(settings: Settings) -> str:
-    """The registry set of client ids."""
-    return settings.key("clients")

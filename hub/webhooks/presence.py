@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from hub.config import Settings
-from hub.layout import stream_key
+from hub.layout import client_key, stream_key
 from hub.webhooks import keys
 
 log = logging.getLogger("rthub.webhooks.presence")
@@ -162,7 +162,7 @@ class Presence:
             del self._counts[client_id]
             try:
                 await self._disconnect(
-                    keys=[*self._keys(client_id), keys.client(self._settings, client_id)],
+                    keys=[*self._keys(client_id), client_key(self._settings, client_id)],
                     args=[self.instance, last_cursor or "", HANDOFF_MARGIN_MS],
                 )
             except RedisError as exc:

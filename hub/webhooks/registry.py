@@ -17,8 +17,7 @@ import redis.asyncio as aioredis
 
 from hub.config import Settings
 from hub.grants import GrantError, Matcher, compile_grant, validate_grant
-from hub.layout import changes_channel
-from hub.webhooks import keys
+from hub.layout import changes_channel, client_key, clients_key
 from hub.webhooks.signing import SecretError, Signer
 
 log = logging.getLogger("rthub.webhooks.registry")
@@ -77,15 +76,15 @@ def parse_client(client_id: str, raw: dict) -> WebhookClient | None:
 
 
 async def load_client(redis: aioredis.Redis, settings: Settings, client_id: str) -> WebhookClient | None:
-    return parse_client(client_id, await redis.hgetall(keys.client(settings, client_id)))
+    return parse_client(client_id, await redis.hgetall(client_key(settings, client_id)))
 
 
 async def load_clients(redis: aioredis.Redis, settings: Settings) -> dict[str, WebhookClient]:
     """Every client that should receive webhooks now."""
-    ids = sorted(_text(member) for member in await redis.smembers(keys.clients(settings)))
+    ids = sorted(_text(member) for member in await redis.smembers(clients_key(settings)))
     pipe = redis.pipeline(transaction=False)
     for client_id in ids:
-        pipe.hgetall(keys.client(settings, client_id))
+        pipe.hgetall(client_key(settings, client_id))
     found: dict[str, WebhookClient] = {}
     for client_id, raw in zip(ids, await pipe.execute(), strict=True):
         client = parse_client(client_id, raw)
@@ -98,6 +97,6 @@ async def disable(redis: aioredis.Redis, settings: Settings, client_id: str, rea
     """Stop webhook delivery for a client (its endpoint said 410 Gone) and tell every hub instance."""
     pipe = redis.pipeline(transaction=True)
     fields = {"webhook_status": "disabled", "webhook_disabled_reason": reason}
-    pipe.hset(keys.client(settings, client_id), mapping=fields)
+    pipe.hset(client_key(settings, client_id), mapping=fields)
     pipe.publish(changes_channel(settings), client_id)
     await pipe.execute()
