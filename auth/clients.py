@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from hub.grants import RULE_KEYS, GrantError, validate_grant
+from rthub_lms.grants import RULE_KEYS, GrantError, validate_grant
 
 CONSUMER_TYPES = ("adaptive", "enterprise", "university", "other")
 TRANSLATORS = ("xapi", "caliper")
@@ -51,6 +51,10 @@ class Client:
     previous_secret_expires: int = 0
     created_at: str = ""
     updated_at: str = ""
+    webhook_batch_max: int = 1
+    webhook_batch_wait: float = 0.0
+    webhook_status: str = ""
+    webhook_disabled_reason: str = ""
 
     @property
     def active(self) -> bool:
@@ -73,10 +77,15 @@ class Client:
             "previous_secret_expires": str(self.previous_secret_expires),
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "webhook_batch_max": str(self.webhook_batch_max),
+            "webhook_batch_wait": str(self.webhook_batch_wait),
+            "webhook_status": self.webhook_status,
+            "webhook_disabled_reason": self.webhook_disabled_reason,
         }
 
     @classmethod
     def from_hash(cls, client_id: str, data: dict[str, str]) -> Client:
+        """The one reading of a stored record; a missing `status` reads as revoked (fail closed)."""
         return cls(
             client_id=client_id,
             name=data.get("name", ""),
@@ -93,6 +102,10 @@ class Client:
             previous_secret_expires=int(data.get("previous_secret_expires") or 0),
             created_at=data.get("created_at", ""),
             updated_at=data.get("updated_at", ""),
+            webhook_batch_max=int(data.get("webhook_batch_max") or 1),
+            webhook_batch_wait=float(data.get("webhook_batch_wait") or 0),
+            webhook_status=data.get("webhook_status", ""),
+            webhook_disabled_reason=data.get("webhook_disabled_reason", ""),
         )
 
     def public(self) -> dict[str, Any]:
@@ -186,7 +199,7 @@ def _is_private_literal(host: str) -> bool:
 
 
 def _check_grant(value: Any) -> list[dict[str, Any]]:
-    """A grant from any front end: JSON text, one rule object, or a list of rules; `hub.grants` judges it."""
+    """A grant from any front end: JSON text, one rule object, or a list of rules; `rthub_lms.grants` judges it."""
     if isinstance(value, str):
         try:
             value = json.loads(value)

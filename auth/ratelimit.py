@@ -15,27 +15,28 @@ import logging
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+from rthub_lms.keys import auth_failures
 
-from hub.config import Settings
+from auth.settings import AuthSettings
 
 log = logging.getLogger("rthub.ratelimit")
 
 
 class FailureLimiter:
-    def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
+    def __init__(self, redis: aioredis.Redis, settings: AuthSettings) -> None:
         self._redis = redis
-        self._prefix = settings.key("authfail:")
+        self._settings = settings
         self._limits = {"client": settings.token_failure_limit, "ip": settings.token_failure_ip_limit}
         self._window = settings.token_failure_window
         self.refused = 0
 
     def _keys(self, client_id: str | None, address: str | None) -> list[tuple[str, int]]:
-        keys = []
+        found = []
         if client_id:
-            keys.append((f"{self._prefix}client:{client_id[:200]}", self._limits["client"]))
+            found.append((auth_failures(self._settings, "client", client_id[:200]), self._limits["client"]))
         if address:
-            keys.append((f"{self._prefix}ip:{address}", self._limits["ip"]))
-        return keys
+            found.append((auth_failures(self._settings, "ip", address), self._limits["ip"]))
+        return found
 
     async def retry_after(self, client_id: str | None, address: str | None) -> int:
         """Seconds until this client id and address may try again; 0 when they may now."""

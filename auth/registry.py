@@ -1,8 +1,14 @@
-"""The client registry in Redis: the set `{prefix}clients`, one hash `{prefix}client:{id}` per client,
-and a notice on `{prefix}changes` after every write so hub instances re-evaluate live sockets."""
+"""The client registry in Redis, the only reader and writer of client records.
+
+The set `{prefix}clients`, one hash `{prefix}client:{id}` per client, the `{prefix}grants` projection
+(active clients' grants, for the LMS plug-in's preemptive filter), and a notice on `{prefix}changes`
+after every write so hub instances and plug-ins re-evaluate.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import secrets
 import time
 from dataclasses import replace
@@ -11,12 +17,13 @@ from typing import Any
 
 import anyio.to_thread
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+from rthub_lms.keys import active_grants_key, changes_channel, client_key, client_keys, clients_key
 
 from auth.clients import Client, ValidationError, check_delivery, validate_fields
+from auth.identity import ClientIdentity
 from auth.passwords import hash_secret, new_secret, new_webhook_secret, verify_secret
-from hub.config import Settings
-from hub.identity import ClientIdentity
-from hub.layout import changes_channel, client_key, clients_key
+from auth.settings import AuthSettings
 
 
 class ClientNotFound(LookupError):
@@ -30,7 +37,7 @@ class ClientNotFound(LookupError):
 class ClientRegistry:
     """Create, read, change and revoke clients; secrets are hashed before they reach Redis."""
 
-    def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
+    def __init__(self, redis: aioredis.Redis, settings: AuthSettings) -> None:
         self.redis = redis
         self.settings = settings
 
@@ -110,11 +117,20 @@ class ClientRegistry:
         await self._save(client)
         return client
 
+    async def disable_webhooks(self, client_id: str, reason: str) -> None:
+        """Stop webhook delivery for a client (its endpoint said 410 Gone) and tell every hub instance."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key(client_id), mapping={"webhook_status": "disabled", "webhook_disabled_reason": reason})
+            pipe.publish(changes_channel(self.settings), client_id)
+            await pipe.execute()
+
     async def delete(self, client_id: str) -> None:
+        """Remove the client and everything kept for it: queued webhooks, presence, delivery state."""
         await self.require(client_id)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self._key(client_id))
+            pipe.delete(*client_keys(self.settings, client_id))
             pipe.srem(clients_key(self.settings), client_id)
+            pipe.hdel(active_grants_key(self.settings), client_id)
             pipe.publish(changes_channel(self.settings), client_id)
             await pipe.execute()
 
@@ -139,10 +155,30 @@ class ClientRegistry:
             delivery=client.delivery,
         )
 
+    async def sync_active_grants(self, retry_every: float = 1.0) -> None:
+        """Rebuild the `grants` projection from the records (at hub start: it may predate them)."""
+        while True:
+            try:
+                clients = await self.list_all()
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.delete(active_grants_key(self.settings))
+                    active = {c.client_id: _grant_json(c) for c in clients if c.active}
+                    if active:
+                        pipe.hset(active_grants_key(self.settings), mapping=active)
+                    pipe.publish(changes_channel(self.settings), "")
+                    await pipe.execute()
+                return
+            except (RedisError, OSError):
+                await asyncio.sleep(retry_every)
+
     async def _save(self, client: Client) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(self._key(client.client_id), mapping=client.to_hash())
             pipe.sadd(clients_key(self.settings), client.client_id)
+            if client.active:
+                pipe.hset(active_grants_key(self.settings), client.client_id, _grant_json(client))
+            else:
+                pipe.hdel(active_grants_key(self.settings), client.client_id)
             pipe.publish(changes_channel(self.settings), client.client_id)
             await pipe.execute()
 
@@ -156,6 +192,10 @@ def check_client_secret(client: Client, secret: str) -> bool:
         and time.time() < client.previous_secret_expires
         and verify_secret(secret, client.previous_secret_hash)
     )
+
+
+def _grant_json(client: Client) -> str:
+    return json.dumps(client.grant, separators=(",", ":"))
 
 
 def _now() -> str:

@@ -1,23 +1,20 @@
-"""Every HTTP route of the auth side, ready for the hub's app factory: `routes += auth_routes(...)`."""
+"""The OAuth routes: token, revocation, discovery and JWKS, ready for the hub's app factory."""
 
 from __future__ import annotations
 
 import redis.asyncio as aioredis
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Route
 
-from auth.admin_api import admin_api_routes
-from auth.admin_page import admin_page_app
 from auth.clients import SCOPES
 from auth.keys import ALGORITHM, SigningKeys
 from auth.server import AUTH_METHODS, GRANT_TYPES, OAuthServer
-from hub.config import Settings
+from auth.settings import AuthSettings
 
 
-def auth_routes(settings: Settings, redis: aioredis.Redis, keys: SigningKeys | None = None) -> list[BaseRoute]:
-    """Token, revocation, discovery, JWKS, admin API and admin page; loads (or creates) the signing key."""
-    keys = keys or SigningKeys(settings.signing_key_file)
+def auth_routes(settings: AuthSettings, redis: aioredis.Redis, keys: SigningKeys) -> list[BaseRoute]:
+    """Token, revocation, discovery and JWKS."""
     server = OAuthServer(settings, redis, keys)
 
     async def metadata(request: Request) -> Response:
@@ -31,12 +28,10 @@ def auth_routes(settings: Settings, redis: aioredis.Redis, keys: SigningKeys | N
         Route("/oauth/revoke", server.revoke, methods=["POST"]),
         Route("/.well-known/oauth-authorization-server", metadata, methods=["GET"]),
         Route("/.well-known/jwks.json", jwks, methods=["GET"]),
-        Mount("/admin/api", routes=admin_api_routes(settings, redis, keys)),
-        Mount("/admin", app=admin_page_app(settings, redis, keys)),
     ]
 
 
-def server_metadata(settings: Settings) -> dict[str, object]:
+def server_metadata(settings: AuthSettings) -> dict[str, object]:
     """RFC 8414 authorization server metadata."""
     base = settings.issuer.rstrip("/")
     return {

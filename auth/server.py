@@ -38,8 +38,8 @@ from auth.clients import SCOPES, Client
 from auth.keys import SigningKeys
 from auth.ratelimit import FailureLimiter
 from auth.registry import ClientRegistry, check_client_secret
+from auth.settings import AuthSettings
 from auth.tokens import AccessTokenGenerator, InvalidToken, revoke_jti, verify_access_token
-from hub.config import Settings
 
 AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 # Each scrypt check holds 16 MiB and a core for ~50 ms: run as many as there are cores, queue the rest.
@@ -153,7 +153,7 @@ class JwtRevocationEndpoint(RevocationEndpoint):
 class OAuthServer(AuthorizationServer):
     """Token and revocation endpoints over the Redis client registry."""
 
-    def __init__(self, settings: Settings, redis: aioredis.Redis, keys: SigningKeys) -> None:
+    def __init__(self, settings: AuthSettings, redis: aioredis.Redis, keys: SigningKeys) -> None:
         super().__init__(scopes_supported=list(SCOPES))
         self.settings = settings
         self.redis = redis

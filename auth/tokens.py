@@ -11,9 +11,10 @@ from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet
+from rthub_lms.keys import revoked_token
 
 from auth.keys import ALGORITHM, SigningKeys
-from hub.config import Settings
+from auth.settings import AuthSettings
 
 TOKEN_TYPE = "at+jwt"
 _LEEWAY_SECONDS = 10
@@ -30,7 +31,7 @@ class InvalidToken(Exception):
 class AccessTokenGenerator(JWTBearerTokenGenerator):
     """authlib's RFC 9068 generator, signing with the current key and naming our audience."""
 
-    def __init__(self, settings: Settings, keys: SigningKeys) -> None:
+    def __init__(self, settings: AuthSettings, keys: SigningKeys) -> None:
         super().__init__(issuer=settings.issuer, alg=ALGORITHM, expires_generator=settings.token_lifetime)
         self.keys = keys
         self.audience = settings.audience
@@ -44,7 +45,7 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):
         return self.audience
 
 
-def verify_access_token(token: str, keys: SigningKeys, settings: Settings) -> dict[str, Any]:
+def verify_access_token(token: str, keys: SigningKeys, settings: AuthSettings) -> dict[str, Any]:
     """Signature (ES256 only, key chosen by `kid`), `typ`, `iss`, `aud`, `exp`, `nbf`; returns the claims.
 
     Blocking-free and fast (one ECDSA verify); revocation and client status are the caller's job
@@ -81,14 +82,14 @@ def token_scopes(claims: dict[str, Any]) -> set[str]:
     return set(scope.split()) if isinstance(scope, str) else set()
 
 
-async def revoke_jti(redis: aioredis.Redis, settings: Settings, jti: str, expires_at: int) -> None:
+async def revoke_jti(redis: aioredis.Redis, settings: AuthSettings, jti: str, expires_at: int) -> None:
     """Remember a revoked token only as long as it could still be presented."""
     ttl = max(1, int(expires_at - time.time()) + _LEEWAY_SECONDS)
-    await redis.set(settings.key(f"revoked:{jti}"), "1", ex=ttl)
+    await redis.set(revoked_token(settings, jti), "1", ex=ttl)
 
 
-async def is_revoked(redis: aioredis.Redis, settings: Settings, jti: str) -> bool:
-    return bool(await redis.exists(settings.key(f"revoked:{jti}")))
+async def is_revoked(redis: aioredis.Redis, settings: AuthSettings, jti: str) -> bool:
+    return bool(await redis.exists(revoked_token(settings, jti)))
 
 
 def _key_for(keys: SigningKeys, kid: Any) -> ECKey:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from auth.identity import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, AuthError, ClientIdentity
 from auth.keys import SigningKeys
 from auth.registry import ClientRegistry
+from auth.settings import AuthSettings
 from auth.tokens import InvalidToken, is_revoked, token_scopes, verify_access_token
-from hub.config import Settings
-from hub.identity import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, AuthError, ClientIdentity
 
 STREAM_SCOPE = "events:read"
 # RFC 6455 "Try Again Later": Redis is away, the token could not be checked; not the client's fault.
@@ -19,7 +19,7 @@ CLOSE_TRY_AGAIN_LATER = 1013
 class JwtAuthenticator:
     """A bad or revoked token closes with 4401; a good token for a revoked or unscoped client with 4403."""
 
-    def __init__(self, settings: Settings, redis: aioredis.Redis, keys: SigningKeys | None = None) -> None:
+    def __init__(self, settings: AuthSettings, redis: aioredis.Redis, keys: SigningKeys | None = None) -> None:
         self.settings = settings
         self.redis = redis
         self.keys = keys or SigningKeys(settings.signing_key_file)

@@ -22,13 +22,13 @@ import httpx
 import orjson
 import redis.asyncio as aioredis
 import websockets
+from rthub_lms.backend import RealtimeBackend
 
 from auth.registry import ClientRegistry
 from hub.config import Settings
-from hub.demo import fetch_token
-from hub.embedded import EmbeddedRedis, free_port
-from hub.publisher import RealtimeBackend
-from hub.simulator import SimulatedLMS
+from hub.dev.demo import fetch_token
+from hub.dev.embedded import EmbeddedRedis, free_port
+from hub.dev.simulator import SimulatedLMS
 
 
 def start_hub(redis_url: str, port: int, key_dir: str) -> subprocess.Popen[bytes]:

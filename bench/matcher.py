@@ -20,9 +20,10 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
-from hub.config import Settings
-from hub.events import Event
-from hub.grants import (
+from rthub_lms import keys as rkeys
+from rthub_lms.events import Event
+from rthub_lms.filter import PreemptiveFilter
+from rthub_lms.grants import (
     EventFacts,
     GrantIndex,
     Matcher,
@@ -32,7 +33,8 @@ from hub.grants import (
     validate_filter,
     validate_grant,
 )
-from hub.preemptive import PreemptiveFilter
+
+from hub.config import Settings
 from tests.servers import RedisServer
 
 EVENT_TYPES = [
@@ -142,12 +144,10 @@ def bench_preemptive(label: str, specs: list[dict[str, Any]], events: list[Event
         client = server.client()
         try:
             settings = Settings(redis_url=server.url, redis_prefix="bench:")
-            for key, spec in enumerate(specs):
-                client.sadd(settings.key("clients"), str(key))
-                client.hset(
-                    settings.key(f"client:{key}"),
-                    mapping={"status": "active", "grant": json.dumps(spec["grant"])},
-                )
+            client.hset(
+                rkeys.active_grants_key(settings),
+                mapping={str(key): json.dumps(spec["grant"]) for key, spec in enumerate(specs)},
+            )
             preemptive = PreemptiveFilter(client, settings)
             start = time.perf_counter()
             preemptive.reload()

@@ -15,11 +15,11 @@ import tempfile
 import time
 
 import redis
+from rthub_lms.backend import RealtimeBackend
 
 from bench.publisher import timed
-from hub.embedded import EmbeddedRedis
-from hub.publisher import RealtimeBackend
-from hub.simulator import SimulatedLMS
+from hub.dev.embedded import EmbeddedRedis
+from hub.dev.simulator import SimulatedLMS
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from auth.keys import SigningKeys
 from auth.registry import ClientRegistry
 from auth.routes import auth_routes
 from hub.config import Settings
@@ -41,7 +42,8 @@ def app_factory() -> Starlette:
     async def baseline(request: Request) -> Response:
         return JSONResponse({"ok": True})
 
-    return Starlette(routes=[Route("/baseline", baseline), *auth_routes(settings, redis)])
+    keys = SigningKeys(settings.signing_key_file)
+    return Starlette(routes=[Route("/baseline", baseline), *auth_routes(settings, redis, keys)])
 
 
 async def drive(

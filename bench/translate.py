@@ -21,9 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rthub_lms.events import Event, normalise
 from tincan import Statement
 
-from hub.events import Event, normalise
 from hub.translate import TranslationSettings, caliper, ids, supports, translate, xapi_fragments
 from hub.translate.base import Source
 

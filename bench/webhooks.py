@@ -30,16 +30,17 @@ import httpx
 import orjson
 import redis
 import redis.asyncio as aioredis
+from rthub_lms import keys as rkeys
+from rthub_lms.backend import StreamWriter
+from rthub_lms.events import normalise
 
 from hub.anonymise import Anonymiser, RedisIdStore
 from hub.broker import Entry
 from hub.broker.redis import RedisBroker
 from hub.config import Settings
-from hub.embedded import EmbeddedRedis, free_port
-from hub.events import normalise
+from hub.dev.embedded import EmbeddedRedis, free_port
+from hub.dev.simulator import SimulatedLMS
 from hub.fanout import Fanout
-from hub.publisher import StreamWriter
-from hub.simulator import SimulatedLMS
 from hub.translate import TranslationSettings
 from hub.webhooks.router import WebhookRouter
 from hub.webhooks.signing import new_secret
@@ -98,8 +99,8 @@ async def stats(port: int) -> dict:
 async def add_client(redis: aioredis.Redis, settings: Settings, client_id: str, url: str, **extra: str) -> None:
     fields = {"type": "enterprise", "translator": "xapi", "delivery": "webhook", "status": "active",
               "webhook_url": url, "webhook_secret": new_secret(), "grant": "[{}]", **extra}
-    await redis.sadd(settings.key("clients"), client_id)
-    await redis.hset(settings.key(f"client:{client_id}"), mapping=fields)
+    await redis.sadd(rkeys.clients_key(settings), client_id)
+    await redis.hset(rkeys.client_key(settings, client_id), mapping=fields)
 
 
 class Hub:

@@ -15,23 +15,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
+from auth.identity import Authenticator
 from auth.registry import ClientRegistry
 from auth.routes import auth_routes
 from auth.websocket import JwtAuthenticator
+from hub.admin.routes import admin_routes
 from hub.anonymise import Anonymiser, IdStore, RedisIdStore
 from hub.broker import Broker
 from hub.broker.redis import RedisBroker
-from hub.changes import watch_changes
 from hub.config import Settings
 from hub.connection import CLOSE_SERVICE_RESTART
+from hub.control.changes import watch_changes
+from hub.control.presence import Presence
 from hub.deadletter import RedisDeadLetters
 from hub.fanout import Fanout
-from hub.identity import Authenticator
 from hub.metrics import HubCollector, Metrics
-from hub.presence import publish_counts
 from hub.translate import TranslationSettings
 from hub.transport import EventsEndpoint
-from hub.webhooks.presence import Presence
 from hub.webhooks.router import WebhookRouter
 
 log = logging.getLogger("rthub.app")
@@ -62,7 +62,7 @@ def create_app(
     if authenticator is None:
         jwt = JwtAuthenticator(settings, client)
         authenticator = jwt
-        auth_http = auth_routes(settings, client, keys=jwt.keys)
+        auth_http = [*auth_routes(settings, client, jwt.keys), *admin_routes(settings, client, jwt.keys)]
     fanout = Fanout(
         Anonymiser(id_store),
         TranslationSettings(settings.lms_root_url, settings.transformer_version),
@@ -109,9 +109,11 @@ def create_app(
             presence.start()
         tasks = [asyncio.create_task(fanout.run(broker), name="rthub-fanout")]
         if client is not None:
-            lookup = ClientRegistry(client, settings).identity
-            tasks.append(asyncio.create_task(watch_changes(client, settings, fanout, lookup), name="rthub-changes"))
-            tasks.append(asyncio.create_task(publish_counts(client, settings, fanout), name="rthub-presence"))
+            registry = ClientRegistry(client, settings)
+            tasks.append(asyncio.create_task(registry.sync_active_grants(), name="rthub-grants-sync"))
+            tasks.append(
+                asyncio.create_task(watch_changes(client, settings, fanout, registry.identity), name="rthub-changes")
+            )
         try:
             yield
         finally:

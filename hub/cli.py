@@ -1,4 +1,4 @@
-"""The `rthub` command line: serve, publish, demo, translate, and (from `auth`) client administration."""
+"""The `rthub` command line: serve, publish, demo, translate, client and dead-letter administration."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import socket
 import sys
 from collections.abc import Sequence
 
-from auth import cli as auth_cli
+from hub.admin import cli as admin_cli
 from hub.config import ConfigError, Settings
 from hub.logs import uvicorn_log_config
 from hub.translate import offline
@@ -62,9 +62,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _publish(args: argparse.Namespace) -> int:
     import redis
+    from rthub_lms.backend import StreamWriter
 
-    from hub.publisher import StreamWriter
-    from hub.replay import replay
+    from hub.logimport import replay
 
     settings = Settings.from_env(redis_url=args.redis_url, redis_prefix=args.redis_prefix)
     client = redis.Redis.from_url(settings.redis_url)
@@ -81,7 +81,7 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from hub import demo
+    from hub.dev import demo
 
     settings = Settings.from_env(redis_prefix=args.redis_prefix)
     return demo.main(settings, args.port, args.rate, args.duration, args.redis_url)
@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     redis_options(demo)
     demo.set_defaults(handler=_demo)
 
-    auth_cli.register(commands)
+    admin_cli.register(commands)
     webhooks_cli.register(commands)
 
     translate = commands.add_parser("translate", help="translate tracking-log lines to xAPI or Caliper (offline)")

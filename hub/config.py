@@ -68,10 +68,6 @@ class Settings:
     def with_overrides(self, **overrides: Any) -> Settings:
         return replace(self, **{key: value for key, value in overrides.items() if value is not None})
 
-    def key(self, name: str) -> str:
-        """A Redis key under the configured prefix."""
-        return f"{self.redis_prefix}{name}"
-
 
 def _parse(name: str, raw: str, default: Any) -> Any:
     try:

@@ -2,7 +2,7 @@
 
 The connection knows nothing about WebSockets; the transport drains `queue` and honours `close`.
 A new connection holds its live frames until the client has said what it wants (a `subscribe`
-frame, or the subscribe window passing), so a `resume_from` replay can go first without a gap or a
+frame, or the subscribe window passing), so a `resume_from` catch-up can go first without a gap or a
 duplicate at the switch-over.
 Backpressure rule: when the queue is full the connection stops taking frames, keeps sending what
 it already holds for `grace` seconds, then asks to be closed with 4008. Its last delivered cursor
@@ -16,9 +16,10 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from rthub_lms.grants import EventFacts, Matcher
+
+from auth.identity import ClientIdentity
 from hub.broker import cursor_key
-from hub.grants import EventFacts, Matcher
-from hub.identity import ClientIdentity
 
 CLOSE_SLOW_CONSUMER = 4008
 CLOSE_SERVICE_RESTART = 1012
@@ -64,7 +65,7 @@ class Connection:
         """Take a frame for sending, or start the slow-consumer countdown when there is no room.
 
         Frames at or below the highest cursor already queued are ignored: a live frame that was
-        rendered while a replay overtook it must not arrive twice or out of order.
+        rendered while the catch-up overtook it must not arrive twice or out of order.
         """
         if self._slow or self.close_code is not None:
             return
@@ -93,14 +94,14 @@ class Connection:
         """True until live frames are released: a resume is only possible before that."""
         return self._held is not None
 
-    async def put_replayed(self, frame: Frame) -> None:
-        """Queue a replayed frame, waiting for room: replay runs at the client's pace."""
+    async def put_resumed(self, frame: Frame) -> None:
+        """Queue a resumed frame, waiting for room: resume runs at the client's pace."""
         await self.queue.put(frame)
         if frame.order is not None:
             self._queued_up_to = frame.order
 
     def release_live(self) -> None:
-        """Queue the held live frames that replay did not cover and the matcher still wants; go live."""
+        """Queue the held live frames that the catch-up did not cover and the matcher still wants; go live."""
         held, self._held = self._held or [], None
         for frame in held:
             if frame.facts is None or self.matcher.matches(frame.facts):

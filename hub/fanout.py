@@ -14,19 +14,19 @@ from collections import Counter, defaultdict
 import orjson
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from rthub_lms.events import user_id
+from rthub_lms.grants import EventFacts, GrantIndex, event_facts
 
 from hub.anonymise import Anonymiser
 from hub.broker import BadEntry, Broker, Entry, cursor_key
 from hub.connection import Connection, Frame
 from hub.deadletter import DeadLetters, LogDeadLetters
-from hub.events import user_id
-from hub.grants import EventFacts, GrantIndex, event_facts
 from hub.translate import NoTranslation, TranslationError, TranslationSettings, translate
 from hub.webhooks.router import WebhookRouter
 
 log = logging.getLogger("rthub.fanout")
 
-REPLAY_PAGE = 500
+RESUME_PAGE = 500
 # While Redis is away (the anonymiser needs it) the same entry is retried with this backoff.
 RETRY_FIRST = 0.05
 RETRY_MAX = 2.0
@@ -164,9 +164,9 @@ class Fanout:
             oldest = await broker.oldest()
             if oldest is not None and cursor_key(oldest) > cursor_key(after):
                 gap = {"type": "gap", "from": after, "resume_from": oldest}
-                await conn.put_replayed(Frame(None, orjson.dumps(gap).decode()))
+                await conn.put_resumed(Frame(None, orjson.dumps(gap).decode()))
             cursor = after
-            while batch := await broker.history(cursor, REPLAY_PAGE):
+            while batch := await broker.history(cursor, RESUME_PAGE):
                 for entry in batch:
                     if conn.close_code is not None:
                         return
@@ -175,7 +175,7 @@ class Fanout:
                     if conn.matcher.matches(event_facts(entry.event)):
                         frame = await self.render(entry, conn.identity.translator, conn.identity.consumer_type)
                         if frame is not None:
-                            await conn.put_replayed(frame)
+                            await conn.put_resumed(frame)
                 cursor = batch[-1].cursor or cursor
         finally:
             conn.release_live()

@@ -12,15 +12,15 @@ import contextlib
 import time
 
 import orjson
+from rthub_lms.grants import GrantError, compile_grant, narrow, validate_filter
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from auth.identity import Authenticator, AuthError
 from hub.broker import Broker, cursor_key
 from hub.connection import Connection
+from hub.control.presence import Presence
 from hub.fanout import Fanout
-from hub.grants import GrantError, compile_grant, narrow, validate_filter
-from hub.identity import Authenticator, AuthError
 from hub.metrics import Metrics
-from hub.webhooks.presence import Presence
 
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_POLICY_VIOLATION = 1008
@@ -81,7 +81,7 @@ class EventsEndpoint:
         conn.on_close = sender.cancel
         self.fanout.add(conn)
         if self.presence is not None:
-            await self.presence.connected(identity.client_id)
+            await self.presence.connected(identity.client_id, identity.delivery == "websocket+webhook")
         receiver = asyncio.create_task(self._read_frames(websocket, conn))
         try:
             await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)

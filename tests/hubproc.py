@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from auth.registry import ClientRegistry
 from hub.config import Settings
-from hub.embedded import free_port
+from hub.dev.embedded import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 

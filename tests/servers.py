@@ -8,7 +8,7 @@ from pathlib import Path
 
 import redis
 
-from hub.embedded import free_port, wait_until_ready
+from hub.dev.embedded import free_port, wait_until_ready
 
 
 class RedisServer:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hub.embedded import free_port
+from hub.dev.embedded import free_port
 from tests.hubproc import ROOT
 
 

@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from hub.events import Event
-from hub.grants import (
+from rthub_lms.events import Event
+from rthub_lms.grants import (
     EventFacts,
     GrantError,
     GrantIndex,

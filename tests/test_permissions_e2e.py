@@ -1,7 +1,7 @@
 """Permissions through the real hub: a subscriber gets an event if and only if its grant (and filter) allows it.
 
 Shrinking is off (each example is a real round trip). The oracle below is written from
-docs/permissions.md independently of hub.grants, so a wiring or matcher mistake cannot hide
+docs/permissions.md independently of rthub_lms.grants, so a wiring or matcher mistake cannot hide
 behind the code under test. The large sample against the matcher alone is in tests/test_grants.py;
 this is the smaller end-to-end sample.
 """
@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from rthub_lms.backend import RealtimeBackend
 
-from hub.publisher import RealtimeBackend
-from hub.simulator import SimulatedLMS
+from hub.dev.simulator import SimulatedLMS
 from tests.hubproc import HubProcess
 from tests.wsclient import collect, connect, quiet
 

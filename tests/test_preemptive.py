@@ -11,10 +11,11 @@ import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from rthub_lms import keys as rkeys
+from rthub_lms.events import Event
+from rthub_lms.filter import PreemptiveFilter
 
 from hub.config import Settings
-from hub.events import Event
-from hub.preemptive import PreemptiveFilter
 from tests.servers import RedisServer, free_port
 
 MITX = "course-v1:MITx+6.002x+2024_T1"
@@ -39,14 +40,14 @@ def put_client(
     status: str = "active",
     notify: bool = True,
 ) -> None:
-    """Write a client the way the registry does: set membership, hash, then a change notice."""
+    """Write the grants projection the way the registry does (active clients only), then a change notice."""
     raw = grant if isinstance(grant, str) else json.dumps(grant)
-    client.sadd(settings.key("clients"), client_id)
-    client.hset(
-        settings.key(f"client:{client_id}"), mapping={"name": client_id, "status": status, "grant": raw}
-    )
+    if status == "active":
+        client.hset(rkeys.active_grants_key(settings), client_id, raw)
+    else:
+        client.hdel(rkeys.active_grants_key(settings), client_id)
     if notify:
-        client.publish(settings.key("changes"), client_id)
+        client.publish(rkeys.changes_channel(settings), client_id)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float) -> float:
@@ -106,7 +107,6 @@ def test_union_of_active_grants_only(client: redis.Redis, settings: Settings) ->
     put_client(client, settings, "gone", [{}], status="revoked")
     put_client(client, settings, "broken", "[{not json")
     put_client(client, settings, "invalid", [{"courses": []}])
-    client.sadd(settings.key("clients"), "no-hash")
     preemptive = started(client, settings)
     try:
         assert preemptive.wanted(event(MITX))

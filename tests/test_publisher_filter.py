@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 import redis
+from rthub_lms.backend import RealtimeBackend
 
-from hub.publisher import RealtimeBackend
-from hub.simulator import SimulatedLMS
+from hub.dev.simulator import SimulatedLMS
 from tests.hubproc import HubProcess
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import orjson
 import pytest
+from rthub_lms.backend import RealtimeBackend
+from rthub_lms.spool import Spool
 
-from hub.publisher import RealtimeBackend
-from hub.spool import Spool
 from tests.hubproc import ROOT
 from tests.servers import RedisServer
 
@@ -100,7 +100,7 @@ def test_a_full_spool_drops_the_oldest_events_and_counts_them(own_redis: RedisSe
 
 LMS_WORKER = """
 import os, sys
-from hub.publisher import RealtimeBackend
+from rthub_lms.backend import RealtimeBackend
 backend = RealtimeBackend(redis_url=sys.argv[1], redis_prefix=sys.argv[2], preemptive=False, spool_path=sys.argv[3])
 first, count = int(sys.argv[4]), int(sys.argv[5])
 for seq in range(first, first + count):

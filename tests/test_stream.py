@@ -14,10 +14,10 @@ import orjson
 import pytest
 import redis
 from eventtracking.tracker import Tracker
+from rthub_lms.backend import RealtimeBackend
 
 from hub.broker import cursor_key
-from hub.publisher import RealtimeBackend
-from hub.simulator import SimulatedLMS
+from hub.dev.simulator import SimulatedLMS
 from tests.hubproc import ROOT, HubProcess
 from tests.servers import RedisServer
 from tests.wsclient import collect, connect, quiet

@@ -11,7 +11,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import NamedTuple, Protocol
 
-from hub.events import Event
+from rthub_lms.events import Event
 
 
 class Entry(NamedTuple):

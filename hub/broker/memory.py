@@ -11,8 +11,9 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 
+from rthub_lms.events import Event
+
 from hub.broker import Entry, cursor_key
-from hub.events import Event
 
 FOLLOWER_QUEUE = 10_000
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from hub.events import Event, user_id
+from rthub_lms.events import Event, user_id
+
 from hub.translate import caliper, xapi
 from hub.translate.base import NoTranslation, Source, TranslationError, TranslationSettings
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hub.events import Event
+from rthub_lms.events import Event
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from typing import IO, TextIO
 
 import orjson
+from rthub_lms.events import MalformedEvent, normalise, user_id
 
 from hub.config import Settings
-from hub.events import MalformedEvent, normalise, user_id
 from hub.translate import TRANSLATORS, NoTranslation, TranslationError, TranslationSettings, translate
 
 

@@ -2,7 +2,7 @@
 
 `{prefix}deadletters` is one stream for all clients; each entry keeps the client id, cursor, the
 exact body that failed, the reason, the attempts made, when it failed and the URL. Replay moves an
-entry, atomically, to its client's replay stream, which the delivery worker drains before the
+entry, atomically, to its client's requeue stream, which the delivery worker drains before the
 outbox; the `webhook-id` is derived from the cursor, so a receiver that saw it before can tell.
 Both the CLI (`rthub deadletters`) and the admin API call these two functions.
 """
@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import orjson
 import redis.asyncio as aioredis
+from rthub_lms import keys
 
 from hub.config import Settings
-from hub.webhooks import keys
 from hub.webhooks.outbox import field
 
 PAGE = 500
 
-# KEYS: deadletters, the client's replay stream. ARGV: dead-letter id.
+# KEYS: deadletters, the client's requeue stream. ARGV: dead-letter id.
 REPLAY_SCRIPT = """
 local rows = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1], 'COUNT', 1)
 if #rows == 0 then return 0 end
@@ -81,7 +81,7 @@ async def replay_deadletters(
     """Re-queue dead letters (the given ids, else all of `client_id`, else all); returns how many.
 
     A client whose endpoint was disabled (410) stays disabled: re-enable it first, or the replayed
-    events wait in its replay stream until it is.
+    events wait in its requeue stream until it is.
     """
     records = await _scan(redis, settings, client_id, None)
     if ids is not None:
@@ -91,6 +91,6 @@ async def replay_deadletters(
     moved = 0
     for record in records:
         if record["client_id"]:
-            replay_key = keys.replay(settings, record["client_id"])
-            moved += int(await script(keys=[keys.deadletters(settings), replay_key], args=[record["id"]]))
+            requeue_key = keys.requeue(settings, record["client_id"])
+            moved += int(await script(keys=[keys.deadletters(settings), requeue_key], args=[record["id"]]))
     return moved

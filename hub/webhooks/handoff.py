@@ -2,7 +2,7 @@
 
 `presence` pushes a handoff cursor H when the client's last socket in the cluster goes away. While
 no socket was live nothing was queued, so every entitled event in (H, newest in the stream] that is
-not already in the outbox is rendered and queued on the client's replay stream, page by page. The
+not already in the outbox is rendered and queued on the client's requeue stream, page by page. The
 handoff cursor advances with each page in the same transaction, so a crash mid-way resumes instead
 of starting over; events delivered twice carry the same `webhook-id`.
 """
@@ -12,16 +12,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
+from rthub_lms import keys
+from rthub_lms.grants import event_facts
+from rthub_lms.keys import stream_key
 
 from hub.broker import Entry, cursor_key
 from hub.broker.redis import RedisBroker
 from hub.config import Settings
 from hub.connection import Frame
-from hub.grants import event_facts
-from hub.layout import stream_key
-from hub.webhooks import keys
+from hub.webhooks.clients import WebhookClient
 from hub.webhooks.outbox import Outbox
-from hub.webhooks.registry import WebhookClient
 
 Render = Callable[[Entry, str, str], Awaitable[Frame | None]]
 
@@ -42,7 +42,7 @@ async def backfill(
 ) -> int:
     """Work off every pending handoff of `client`; returns how many events were queued."""
     handoff_key = keys.handoff(settings, client.client_id)
-    replay_key = keys.replay(settings, client.client_id)
+    requeue_key = keys.requeue(settings, client.client_id)
     queued_total = 0
     while (raw := await redis.lindex(handoff_key, 0)) is not None:
         after = _text(raw)
@@ -64,7 +64,7 @@ async def backfill(
             cursor = page[-1].cursor
             pipe = redis.pipeline(transaction=True)
             for item_cursor, body in items:
-                pipe.xadd(replay_key, {"c": item_cursor, "b": body})
+                pipe.xadd(requeue_key, {"c": item_cursor, "b": body})
             pipe.lset(handoff_key, 0, cursor)
             await pipe.execute()
             queued_total += len(items)

@@ -5,7 +5,7 @@ XADD whose explicit id is not above the stream's last id, so the second instance
 same cursor is a no-op ("already queued"), and the outbox holds each event once, in cursor order.
 Trimming delivered entries (XDEL) keeps the stream's last id, so a late duplicate stays refused.
 Out-of-band entries (dead-letter replays, handoff backfill) go to a second stream per client,
-`replay:{client}`, delivered before the outbox.
+`requeue:{client}`, delivered before the outbox.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from enum import IntEnum
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
+from rthub_lms import keys
 
 from hub.config import Settings
-from hub.webhooks import keys
-from hub.webhooks.presence import HANDOFF_MARGIN_MS, LUA_PRELUDE
+from hub.control.presence import HANDOFF_MARGIN_MS, LUA_PRELUDE
 
 # KEYS: presence zset, presence cursors, handoff list, outbox. ARGV: cursor, body, check presence, margin.
 APPEND_SCRIPT = LUA_PRELUDE + """
@@ -61,7 +61,7 @@ class Outbox:
     def append_keys(self, client_id: str) -> list[str]:
         s = self._settings
         return [
-            keys.presence(s, client_id), keys.presence_cursors(s, client_id), keys.handoff(s, client_id),
+            keys.presence(s, client_id), keys.presence_state(s, client_id), keys.handoff(s, client_id),
             keys.outbox(s, client_id),
         ]
 
@@ -95,15 +95,15 @@ class Outbox:
         return [Appended(int(result)) for result in results]
 
     async def head(self, client_id: str, limit: int) -> list[Item]:
-        """The next items to deliver: the replay stream first, else the outbox, oldest first."""
-        replay_key = keys.replay(self._settings, client_id)
+        """The next items to deliver: the requeue stream first, else the outbox, oldest first."""
+        requeue_key = keys.requeue(self._settings, client_id)
         outbox_key = keys.outbox(self._settings, client_id)
         pipe = self._redis.pipeline(transaction=False)
-        pipe.xrange(replay_key, count=limit)
+        pipe.xrange(requeue_key, count=limit)
         pipe.xrange(outbox_key, count=limit)
-        replayed, queued = await pipe.execute()
-        if replayed:
-            return [_item(replay_key, row_id, fields) for row_id, fields in replayed]
+        requeued, queued = await pipe.execute()
+        if requeued:
+            return [_item(requeue_key, row_id, fields) for row_id, fields in requeued]
         return [_item(outbox_key, row_id, fields) for row_id, fields in queued]
 
     async def span(self, source: str, first: str, last: str, limit: int) -> list[Item]:

@@ -17,14 +17,14 @@ from collections import Counter, defaultdict
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+from rthub_lms.grants import GrantIndex, event_facts
+from rthub_lms.keys import changes_channel
 
 from hub.broker import Entry
 from hub.config import Settings
-from hub.grants import GrantIndex, event_facts
-from hub.layout import changes_channel
+from hub.webhooks.clients import WebhookClient, load_client, load_clients
 from hub.webhooks.handoff import Render
 from hub.webhooks.outbox import Appended, Outbox
-from hub.webhooks.registry import WebhookClient, load_client, load_clients
 from hub.webhooks.worker import DeliveryOptions, DeliveryWorker
 
 log = logging.getLogger("rthub.webhooks.router")

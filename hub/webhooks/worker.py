@@ -2,7 +2,7 @@
 
 While this instance holds the client's lease it: backfills after socket handoffs (websocket+webhook
 clients), takes the next batch (the retry state's batch if one is in flight, else the head of the
-replay stream, else of the outbox), waits for its next attempt time, POSTs it, and then acknowledges
+requeue stream, else of the outbox), waits for its next attempt time, POSTs it, and then acknowledges
 it (2xx), schedules a retry, dead-letters it (schedule exhausted) or disables the endpoint (410).
 Each client has its own task and HTTP connection pool, so a failing endpoint only delays itself.
 """
@@ -19,15 +19,15 @@ from dataclasses import dataclass
 import httpx
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+from rthub_lms import keys
 
 from hub.broker.redis import RedisBroker
 from hub.config import Settings
-from hub.webhooks import keys
+from hub.webhooks.clients import WebhookClient, disable
 from hub.webhooks.handoff import Render, backfill
 from hub.webhooks.health import record_dead_letters, record_delivery, record_failure
 from hub.webhooks.lease import Lease, LeaseLost
 from hub.webhooks.outbox import Item, Outbox, field
-from hub.webhooks.registry import WebhookClient, disable
 from hub.webhooks.schedule import parse_retry_after, retry_delay
 from hub.webhooks.signing import message_id
 from hub.webhooks.ssrf import Target, UnsafeURL, resolve
@@ -285,7 +285,7 @@ class DeliveryWorker:
     async def _dead_letter_everything(self, reason: str, attempts: int) -> None:
         """The endpoint is gone: park everything queued for it where `deadletters replay` can find it."""
         cid = self.client.client_id
-        for source in (keys.replay(self._settings, cid), keys.outbox(self._settings, cid)):
+        for source in (keys.requeue(self._settings, cid), keys.outbox(self._settings, cid)):
             while rows := await self._redis.xrange(source, count=DEAD_LETTER_PAGE):
                 ids = [r.decode() if isinstance(r, bytes) else r for r, _ in rows]
                 moved = await self._dead_letter(source, ids, reason, attempts)

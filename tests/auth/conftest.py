@@ -21,11 +21,12 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from auth.identity import AuthError
 from auth.registry import ClientRegistry
 from auth.routes import auth_routes
 from auth.websocket import JwtAuthenticator
+from hub.admin.routes import admin_routes
 from hub.config import Settings
-from hub.identity import AuthError
 from tests.servers import RedisServer, free_port
 
 T = TypeVar("T")
@@ -128,7 +129,11 @@ def auth_settings(redis_server: RedisServer, prefix: str, tmp_path: Path) -> Set
 def auth_server(auth_settings: Settings) -> Iterator[AuthServer]:
     redis = aioredis.Redis.from_url(auth_settings.redis_url)
     authenticator = JwtAuthenticator(auth_settings, redis)
-    routes = [*auth_routes(auth_settings, redis, authenticator.keys), stand_in_events(authenticator)]
+    routes = [
+        *auth_routes(auth_settings, redis, authenticator.keys),
+        *admin_routes(auth_settings, redis, authenticator.keys),
+        stand_in_events(authenticator),
+    ]
     port = int(auth_settings.issuer.rsplit(":", 1)[1])
 
     @contextlib.asynccontextmanager

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import redis
-
-from tests.auth.conftest import AuthServer
+from auth.registry import ClientRegistry
+from hub.control.presence import Presence
+from tests.auth.conftest import AuthServer, in_loop
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -32,8 +32,13 @@ def test_crud_rotate_revoke_and_connections(auth_server: AuthServer) -> None:
     assert patched.status_code == 200
     assert (patched.json()["translator"], patched.json()["grant"]) == ("xapi", [])
 
-    sync = redis.Redis.from_url(auth_server.settings.redis_url)
-    sync.hset(auth_server.settings.key("connections:hub-1"), client_id, 2)
+    async def two_sockets(registry: ClientRegistry) -> None:
+        hub = Presence(registry.redis, auth_server.settings, instance="hub-1")
+        await hub.connected(client_id)
+        await hub.connected(client_id)
+        await hub.refresh()
+
+    in_loop(auth_server.settings, two_sockets)
     listed = http.get("/admin/api/clients", headers=headers).json()["clients"]
     assert {c["client_id"]: c["live_connections"] for c in listed}[client_id] == 2
     assert http.get("/admin/api/connections", headers=headers).json() == {"connections": {client_id: 2}}

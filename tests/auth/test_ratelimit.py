@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 import redis
+from rthub_lms import keys as rkeys
 
 from hub.config import Settings
 from tests.auth.conftest import AuthServer
@@ -33,7 +34,8 @@ def test_wrong_secrets_for_one_client_lock_it_out_with_retry_after(auth_server: 
     assert auth_server.http.post("/oauth/token", data=form).status_code == 429, "same budget for client_secret_post"
     assert auth_server.token(other_id, other_secret), "other clients are not affected"
     stored = redis.Redis.from_url(auth_server.settings.redis_url)
-    assert stored.ttl(auth_server.settings.key(f"authfail:client:{client_id}")) > 0, "shared by every hub instance"
+    failures = rkeys.auth_failures(auth_server.settings, "client", client_id)
+    assert stored.ttl(failures) > 0, "shared by every hub instance"
     time.sleep(2.2)
     assert auth_server.token(client_id, secret), "the budget comes back after the window"
 

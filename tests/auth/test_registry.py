@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
 import pytest
 import redis
+from rthub_lms import keys as rkeys
 
 from auth.clients import ValidationError
-from auth.connections import live_connections
 from auth.passwords import hash_secret, verify_secret
 from auth.registry import ClientRegistry
 from hub.config import Settings
+from hub.control.presence import Presence, live_connections
 from tests.auth.conftest import in_loop
 from tests.servers import RedisServer
 
@@ -25,7 +27,7 @@ def settings(redis_server: RedisServer, prefix: str) -> Settings:
 def test_layout_and_change_notices(settings: Settings) -> None:
     sync = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     pubsub = sync.pubsub()
-    pubsub.subscribe(settings.key("changes"))
+    pubsub.subscribe(rkeys.changes_channel(settings))
     assert pubsub.get_message(timeout=2)["type"] == "subscribe"
 
     grant = [{"courses": ["course-v1:MITx+6.002x+*"], "event_types": ["edx.video.*", "problem_check"]}]
@@ -41,8 +43,8 @@ def test_layout_and_change_notices(settings: Settings) -> None:
         )
 
     client, secret = in_loop(settings, create)
-    assert sync.smembers(settings.key("clients")) == {client.client_id}
-    stored = sync.hgetall(settings.key(f"client:{client.client_id}"))
+    assert sync.smembers(rkeys.clients_key(settings)) == {client.client_id}
+    stored = sync.hgetall(rkeys.client_key(settings, client.client_id))
     assert stored["name"] == "Acme"
     assert stored["type"] == "enterprise"
     assert stored["scopes"] == "events:read"
@@ -67,7 +69,7 @@ def test_layout_and_change_notices(settings: Settings) -> None:
         if message and message["type"] == "message":
             notices.append(message["data"])
     assert notices == [client.client_id] * 4
-    rotated = sync.hgetall(settings.key(f"client:{client.client_id}"))
+    rotated = sync.hgetall(rkeys.client_key(settings, client.client_id))
     assert rotated["previous_secret_hash"] == stored["secret_hash"]
     assert int(rotated["previous_secret_expires"]) == pytest.approx(time.time() + 60, abs=5)
     assert rotated["status"] == "revoked"
@@ -124,14 +126,24 @@ def test_secret_hash_is_salted_and_checked(settings: Settings) -> None:
 
 
 def test_live_connections_sum_over_instances(settings: Settings) -> None:
-    sync = redis.Redis.from_url(settings.redis_url)
-    sync.hset(settings.key("connections:hub-a"), mapping={"cl_1": 2, "cl_2": 1})
-    sync.hset(settings.key("connections:hub-b"), mapping={"cl_1": 3})
-    sync.expire(settings.key("connections:hub-a"), 15)
-    sync.hset("someone-else:connections:hub-c", mapping={"cl_1": 100})
+    """Counts come from the presence record each instance refreshes; an expired instance counts for nothing."""
 
     async def count(registry: ClientRegistry) -> dict[str, int]:
-        return await live_connections(registry.redis, settings)
+        hub_a = Presence(registry.redis, settings, instance="hub-a")
+        hub_b = Presence(registry.redis, settings, instance="hub-b")
+        stale = Presence(registry.redis, settings, instance="hub-stale", ttl_ms=200)
+        for _ in range(2):
+            await hub_a.connected("cl_1")
+        await hub_a.connected("cl_2")
+        for _ in range(3):
+            await hub_b.connected("cl_1")
+        await stale.connected("cl_3")
+        await hub_a.refresh()
+        await hub_b.refresh()
+        await asyncio.sleep(0.3)
+        counted = await live_connections(registry.redis, settings, ["cl_1", "cl_2", "cl_3", "cl_none"])
+        await hub_a.disconnected("cl_2", None)
+        after = await live_connections(registry.redis, settings, ["cl_1", "cl_2"])
+        return {"counted": counted, "after": after}
 
-    assert in_loop(settings, count) == {"cl_1": 5, "cl_2": 1}
-    sync.delete("someone-else:connections:hub-c")
+    assert in_loop(settings, count) == {"counted": {"cl_1": 5, "cl_2": 1}, "after": {"cl_1": 5}}

@@ -6,6 +6,7 @@ import time
 
 import jwt as pyjwt
 import pytest
+from rthub_lms import keys as rkeys
 
 from tests.auth.conftest import AuthServer
 
@@ -171,7 +172,7 @@ def test_revocation_endpoint_marks_jti_revoked_until_expiry(auth_server: AuthSer
     )
     assert response.status_code == 200
     jti = pyjwt.decode(token, options={"verify_signature": False})["jti"]
-    ttl = redis.Redis.from_url(auth_server.settings.redis_url).ttl(auth_server.settings.key(f"revoked:{jti}"))
+    ttl = redis.Redis.from_url(auth_server.settings.redis_url).ttl(rkeys.revoked_token(auth_server.settings, jti))
     assert 0 < ttl <= auth_server.settings.token_lifetime + 10
 
     garbage = auth_server.http.post("/oauth/revoke", data={"token": "not-a-token"}, auth=(client_id, secret))

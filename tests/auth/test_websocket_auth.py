@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from auth.identity import AuthError, ClientIdentity
 from auth.keys import SigningKeys, rotate_signing_key
 from auth.websocket import JwtAuthenticator
 from hub.config import Settings
-from hub.identity import AuthError, ClientIdentity
 from tests.auth.conftest import AuthServer
 
 

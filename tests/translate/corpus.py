@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rthub_lms.events import Event, normalise
 
-from hub.events import Event, normalise
 from hub.translate import TranslationSettings
 
 SETTINGS = TranslationSettings(lms_root_url="http://localhost:18000", transformer_version="rthub@0.1.0")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hub.events import Event, normalise
+from rthub_lms.events import Event, normalise
 
 COURSE = "course-v1:RthubX+T101+2024"
 BLOCK = "block-v1:RthubX+T101+2024+type@{kind}+block@{name}"

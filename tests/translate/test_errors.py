@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rthub_lms.events import Event, normalise
 
-from hub.events import Event, normalise
 from hub.translate import (
     TRANSLATORS,
     NoTranslation,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from rthub_lms.events import normalise
 
-from hub.events import normalise
 from hub.translate import NoTranslation, TranslationSettings, supports, translate
 from tests.translate import fixtures
 

@@ -7,9 +7,9 @@ import json
 import orjson
 import pytest
 from ralph.models.xapi.base.statements import BaseXapiStatement
+from rthub_lms.events import normalise
 from tincan import Statement
 
-from hub.events import normalise
 from hub.translate import NoTranslation, TranslationSettings, caliper, supports, translate, xapi
 from tests.translate import fixtures, spec
 

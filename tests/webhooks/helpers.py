@@ -12,15 +12,16 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from rthub_lms import keys as rkeys
+from rthub_lms.events import normalise
+from rthub_lms.keys import changes_channel
 
 from hub.anonymise import Anonymiser, RedisIdStore
 from hub.broker import Entry
 from hub.broker.redis import RedisBroker
 from hub.config import Settings
-from hub.events import normalise
+from hub.dev.simulator import SimulatedLMS
 from hub.fanout import Fanout
-from hub.layout import changes_channel
-from hub.simulator import SimulatedLMS
 from hub.translate import TranslationSettings
 from hub.webhooks.signing import new_secret
 from hub.webhooks.worker import DeliveryOptions
@@ -53,8 +54,8 @@ async def write_client(
         "delivery": delivery, "webhook_url": url, "webhook_secret": secret, "status": "active",
         "grant": orjson.dumps([{}] if grant is None else grant).decode(), **extra,
     }
-    await redis.sadd(settings.key("clients"), client_id)
-    await redis.hset(settings.key(f"client:{client_id}"), mapping=fields)
+    await redis.sadd(rkeys.clients_key(settings), client_id)
+    await redis.hset(rkeys.client_key(settings, client_id), mapping=fields)
     await redis.publish(changes_channel(settings), client_id)
     return secret
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import redis.asyncio as aioredis
+from rthub_lms import keys as rkeys
 
 from hub.webhooks.router import WebhookRouter
 from tests.servers import RedisServer
@@ -28,7 +29,7 @@ def test_queued_events_survive_a_redis_restart(own_redis: RedisServer, prefix: s
             await until(lambda: len(receiver.requests) >= 2)
             await asyncio.to_thread(own_redis.restart)
             with own_redis.client() as check:
-                assert check.xlen(settings.key("outbox:acme")) == 5
+                assert check.xlen(rkeys.outbox(settings, "acme")) == 5
             up["value"] = True
             lms_side = aioredis.Redis.from_url(own_redis.url)
             more = await Publisher(lms_side, settings, seed=2).entries(3)

@@ -6,6 +6,7 @@ import asyncio
 
 import orjson
 import redis.asyncio as aioredis
+from rthub_lms import keys as rkeys
 
 from hub import cli
 from hub.webhooks.deadletters import list_deadletters, replay_deadletters
@@ -118,7 +119,7 @@ def test_410_gone_disables_the_endpoint_and_parks_its_queue(redis_server: RedisS
             router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
             await router.start()
             pubsub = redis.pubsub()
-            await pubsub.subscribe(settings.key("changes"))
+            await pubsub.subscribe(rkeys.changes_channel(settings))
             publisher = Publisher(redis, settings)
             entries = await publisher.entries(3)
             for entry in entries:
@@ -134,9 +135,10 @@ def test_410_gone_disables_the_endpoint_and_parks_its_queue(redis_server: RedisS
                 if message is not None:
                     changes.append(message["data"].decode())
             await pubsub.aclose()
-            fields = {k.decode(): v.decode() for k, v in (await redis.hgetall(settings.key("client:acme"))).items()}
+            record = await redis.hgetall(rkeys.client_key(settings, "acme"))
+            fields = {k.decode(): v.decode() for k, v in record.items()}
             dead = await list_deadletters(redis, settings, "acme")
-            outbox = await redis.xlen(settings.key("outbox:acme"))
+            outbox = await redis.xlen(rkeys.outbox(settings, "acme"))
             await router.close()
             await redis.aclose()
             return fields, dead, outbox, [e.cursor for e in entries], changes

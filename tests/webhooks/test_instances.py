@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import redis.asyncio as aioredis
+from rthub_lms import keys as rkeys
 
 from hub.webhooks.deadletters import list_deadletters
 from hub.webhooks.router import WebhookRouter
@@ -59,12 +60,12 @@ def test_a_dead_instances_lease_and_retry_state_are_taken_over(redis_server: Red
             settings = settings_for(redis_server.url, prefix, (0.05, 0.05))
             await write_client(redis, settings, "acme", receiver.url)
             [entry] = await Publisher(redis, settings).entries(1)
-            outbox = settings.key("outbox:acme")
+            outbox = rkeys.outbox(settings, "acme")
             await redis.xadd(outbox, {"b": '{"type":"event"}'}, id=entry.cursor)
             # A crashed instance held the lease and had made 2 of the 3 allowed attempts.
-            await redis.set(settings.key("wh:lease:acme"), "dead-instance", px=800)
+            await redis.set(rkeys.lease(settings, "acme"), "dead-instance", px=800)
             await redis.hset(
-                settings.key("wh:state:acme"),
+                rkeys.state(settings, "acme"),
                 mapping={"source": outbox, "first": entry.cursor, "last": entry.cursor, "attempts": 2, "next_at": 0},
             )
             started = time.time()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import redis.asyncio as aioredis
+from rthub_lms import keys as rkeys
 
-from hub.webhooks.presence import Presence
+from hub.control.presence import Presence
 from hub.webhooks.router import WebhookRouter
 from tests.servers import RedisServer
 from tests.webhooks.helpers import FAST, Publisher, renderer, settings_for, until, write_client
@@ -28,14 +29,14 @@ def test_socket_connected_means_no_webhook_and_disconnect_hands_over_without_gap
             presence = Presence(redis, settings)
             publisher = Publisher(redis, settings)
 
-            await presence.connected("acme")
+            await presence.connected("acme", handoff_owed=True)
             while_connected = await publisher.entries(5)
             for entry in while_connected:
                 await router.route(entry)
             await asyncio.sleep(0.4)
             acme_while_connected = [r for r in receiver.requests if _is_acme(r)]
             assert acme_while_connected == []
-            assert await redis.xlen(settings.key("outbox:acme")) == 0
+            assert await redis.xlen(rkeys.outbox(settings, "acme")) == 0
 
             # The socket was sent up to the third event, then dropped.
             await presence.disconnected("acme", while_connected[2].cursor)
@@ -47,7 +48,7 @@ def test_socket_connected_means_no_webhook_and_disconnect_hands_over_without_gap
 
             # The client is back on a socket: webhooks stop again.
             seen = len(receiver.requests)
-            await presence.connected("acme")
+            await presence.connected("acme", handoff_owed=True)
             back = await publisher.entries(3)
             for entry in back:
                 await router.route(entry)
@@ -85,7 +86,7 @@ def test_a_crashed_instances_sockets_expire_and_their_events_are_backfilled(
             await router.start()
             publisher = Publisher(redis, settings)
             crashed = Presence(redis, settings, ttl_ms=300)  # connects, then never refreshes nor disconnects
-            await crashed.connected("acme")
+            await crashed.connected("acme", handoff_owed=True)
             during = await publisher.entries(3)
             for entry in during:
                 await router.route(entry)
@@ -115,7 +116,7 @@ def test_a_refreshed_presence_stays_live_and_close_hands_over(redis_server: Redi
             await router.start()
             presence = Presence(redis, settings, ttl_ms=300, last_cursors=lambda: {"acme": None})
             presence.start()
-            await presence.connected("acme")
+            await presence.connected("acme", handoff_owed=True)
             await asyncio.sleep(0.8)  # well past one ttl: only refreshing keeps it live
             entries = await Publisher(redis, settings).entries(2)
             for entry in entries:
@@ -140,13 +141,14 @@ def test_only_websocket_webhook_clients_are_owed_a_handoff(redis_server: RedisSe
         await write_client(redis, settings, "both", "http://127.0.0.1:9/", delivery="websocket+webhook")
         presence = Presence(redis, settings)
         for client_id in ("sockets", "both"):
-            await presence.connected(client_id)
-            await presence.connected(client_id)
+            await presence.connected(client_id, handoff_owed=client_id == "both")
+            await presence.connected(client_id, handoff_owed=client_id == "both")
             await presence.disconnected(client_id, None)
-        still_live = await redis.llen(settings.key("handoff:both"))
+        still_live = await redis.llen(rkeys.handoff(settings, "both"))
         for client_id in ("sockets", "both"):
             await presence.disconnected(client_id, None)
-        lengths = await redis.llen(settings.key("handoff:sockets")), await redis.llen(settings.key("handoff:both"))
+        handoffs = rkeys.handoff(settings, "sockets"), rkeys.handoff(settings, "both")
+        lengths = await redis.llen(handoffs[0]), await redis.llen(handoffs[1])
         await redis.aclose()
         return still_live, *lengths
 

@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 description of the admin API, written by hand to match `auth.admin_api`."""
+"""The OpenAPI 3.1 description of the admin API, written by hand to match `hub.admin.api`."""
 
 from __future__ import annotations
 

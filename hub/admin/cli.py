@@ -16,10 +16,10 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from auth.clients import CONSUMER_TYPES, DELIVERIES, SCOPES, TRANSLATORS, Client, ValidationError
-from auth.connections import live_connections
 from auth.keys import rotate_signing_key
 from auth.registry import ClientNotFound, ClientRegistry
 from hub.config import ConfigError, Settings
+from hub.control.presence import live_connections
 
 ADMIN_NAME = "admin"
 
@@ -181,8 +181,9 @@ async def _bootstrap(registry: ClientRegistry, args: argparse.Namespace) -> int:
 
 
 async def _list(registry: ClientRegistry, args: argparse.Namespace) -> int:
-    live = await live_connections(registry.redis, registry.settings)
-    clients = [{**c.public(), "live_connections": live.get(c.client_id, 0)} for c in await registry.list_all()]
+    registered = await registry.list_all()
+    live = await live_connections(registry.redis, registry.settings, [c.client_id for c in registered])
+    clients = [{**c.public(), "live_connections": live.get(c.client_id, 0)} for c in registered]
     if args.json:
         print(json.dumps({"clients": clients}))
         return 0
@@ -199,7 +200,7 @@ async def _list(registry: ClientRegistry, args: argparse.Namespace) -> int:
 
 async def _show(registry: ClientRegistry, args: argparse.Namespace) -> int:
     client = await registry.require(args.client_id)
-    live = await live_connections(registry.redis, registry.settings)
+    live = await live_connections(registry.redis, registry.settings, [client.client_id])
     _print_client({**client.public(), "live_connections": live.get(client.client_id, 0)}, args.json)
     return 0
 

@@ -4,8 +4,8 @@
 that no active client's grant could match before they touch Redis. The answer is a pure in-memory
 lookup in the union of all active grants; a background thread keeps that union current from Redis:
 
-- `{prefix}clients` (set of client ids) and `{prefix}client:{id}` (hash with `status` and `grant`,
-  the grant a JSON list of rules) are read in full on every reload;
+- `{prefix}grants` (hash client id -> grant JSON, active clients only, kept by the hub's client
+  registry) is read in full on every reload; the plug-in never reads client records;
 - any message on `{prefix}changes` triggers a reload, so a new grant counts within a second;
 - a reload also runs every `refresh_interval` seconds, and after every (re)subscription, as a safety
   net against missed notices;
@@ -25,10 +25,9 @@ from typing import Any
 
 import redis
 
-from hub.config import Settings
-from hub.events import Event
-from hub.grants import GrantIndex, compile_grant, event_facts, validate_grant
-from hub.layout import changes_channel, client_key, clients_key
+from rthub_lms.events import Event
+from rthub_lms.grants import GrantIndex, compile_grant, event_facts, validate_grant
+from rthub_lms.keys import Prefixed, active_grants_key, changes_channel
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +40,9 @@ _POLL = 0.25
 class PreemptiveFilter:
     """Answers "could any active client see this event?" from an in-memory union of grants."""
 
-    def __init__(self, redis_client: redis.Redis, settings: Settings, refresh_interval: float = 30.0) -> None:
+    def __init__(self, redis_client: redis.Redis, settings: Prefixed, refresh_interval: float = 30.0) -> None:
         self._redis = redis_client
-        self._settings = settings
-        self._clients_key = clients_key(settings)
+        self._grants_key = active_grants_key(settings)
         self._channel = changes_channel(settings)
         self._refresh_interval = refresh_interval
         self._union: GrantIndex | None = None
@@ -85,14 +83,9 @@ class PreemptiveFilter:
 
     def reload(self) -> None:
         """Read every active client's grant from Redis and swap in their union."""
-        ids = [_text(item) for item in self._redis.smembers(self._clients_key)]
-        pipe = self._redis.pipeline(transaction=False)
-        for client_id in ids:
-            pipe.hmget(client_key(self._settings, client_id), "status", "grant")
         union = GrantIndex()
-        for client_id, (status, grant) in zip(ids, pipe.execute(), strict=True):
-            if _text(status) != "active" or grant is None:
-                continue
+        for raw_id, grant in self._redis.hgetall(self._grants_key).items():
+            client_id = _text(raw_id)
             try:
                 rules = validate_grant(json.loads(grant), field=f"client {client_id} grant")
             except ValueError as exc:  # bad JSON, or a GrantError

@@ -18,7 +18,7 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hub.events import Event, user_id
+from rthub_lms.events import Event, user_id
 
 RULE_KEYS = ("courses", "orgs", "sites", "users", "event_types")
 
@@ -104,7 +104,7 @@ def event_facts(event: Event) -> EventFacts:
     """Read the facts grants constrain.
 
     course: `context.course_id`, else `data.course_id`. org: `context.org_id`, else parsed from the
-    course key. site: `context.host`, lower-cased. user: `hub.events.user_id`. event_type: `name`.
+    course key. site: `context.host`, lower-cased. user: `rthub_lms.events.user_id`. event_type: `name`.
     """
     context = event.get("context") or {}
     data = event.get("data")

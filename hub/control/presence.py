@@ -1,8 +1,11 @@
-"""Presence: whether a client has a live WebSocket anywhere in the cluster, kept in Redis.
+"""Presence: which hub instances hold live WebSockets of a client, how many, and what they were sent.
 
-Per client, a sorted set `{prefix}presence:{client}` maps each hub instance holding sockets of that
-client to an expiry time (Redis clock, ms); the instance refreshes it every `ttl / 3`. A hash keeps,
-per instance, the last cursor its sockets of the client were sent. When the client's last socket in
+The one record of live sockets, read by webhook delivery (is the client reachable by socket?) and by
+the admin surfaces (how many sockets?). Per client, a sorted set `{prefix}presence:{client}` maps
+each hub instance holding sockets of that client to an expiry time (Redis clock, ms); the instance
+refreshes it every `ttl / 3`. A hash `{prefix}presence-state:{client}` keeps, per instance, the last
+cursor its sockets of the client were sent (field `{instance}`) and how many it holds
+(`{instance}:n`). When the client's last socket in
 the cluster goes away (closed, or its instance stopped refreshing and expired), a *handoff* cursor is
 pushed: webhook delivery backfills every entitled event after it, so nothing is lost in the switch.
 The handoff cursor is pulled back by `HANDOFF_MARGIN_MS` so frames still in flight to the socket when
@@ -20,18 +23,17 @@ from collections.abc import Callable
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+from rthub_lms import keys
 
 from hub.config import Settings
-from hub.layout import client_key, stream_key
-from hub.webhooks import keys
 
-log = logging.getLogger("rthub.webhooks.presence")
+log = logging.getLogger("rthub.presence")
 
 DEFAULT_TTL_MS = 15_000
 HANDOFF_MARGIN_MS = 5_000
 
 # Shared Lua: the Redis clock, cursor ordering, and pruning expired instances into a handoff.
-# KEYS[1] presence zset, KEYS[2] presence cursors hash, KEYS[3] handoff list.
+# KEYS[1] presence zset, KEYS[2] presence state hash, KEYS[3] handoff list.
 LUA_PRELUDE = """
 local function now_ms()
   local t = redis.call('TIME')
@@ -57,7 +59,7 @@ local function settle(now, margin, cursor, owed)
   for _, member in ipairs(expired) do
     local c = redis.call('HGET', KEYS[2], member)
     if c then cursor = earliest(cursor, c) end
-    redis.call('HDEL', KEYS[2], member)
+    redis.call('HDEL', KEYS[2], member, member .. ':n')
     redis.call('ZREM', KEYS[1], member)
   end
   local live = redis.call('ZCARD', KEYS[1])
@@ -68,10 +70,11 @@ local function settle(now, margin, cursor, owed)
 end
 """
 
-# KEYS: presence, cursors, handoff, events stream. ARGV: instance, ttl ms.
+# KEYS: presence, state, handoff, events stream. ARGV: instance, ttl ms, sockets.
 CONNECT_SCRIPT = LUA_PRELUDE + """
 local now = now_ms()
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1] .. ':n', ARGV[3])
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then
   local top = redis.call('XREVRANGE', KEYS[4], '+', '-', 'COUNT', 1)
   local cursor = '0-0'
@@ -81,23 +84,24 @@ end
 return 1
 """
 
-# KEYS: presence, cursors, handoff, registry hash. ARGV: instance, last cursor ('' = unknown), margin ms.
+# KEYS: presence, state, handoff. ARGV: instance, last cursor ('' = unknown), margin ms, owed ('1'/'0').
 # Only websocket+webhook clients are owed a handoff; for others nobody would consume it.
 DISCONNECT_SCRIPT = LUA_PRELUDE + """
 local now = now_ms()
 local cursor = ARGV[2]
 local stored = redis.call('HGET', KEYS[2], ARGV[1])
 if cursor == '' then cursor = stored or (tostring(now) .. '-0') end
-redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1], ARGV[1] .. ':n')
 redis.call('ZREM', KEYS[1], ARGV[1])
-return settle(now, tonumber(ARGV[3]), cursor, redis.call('HGET', KEYS[4], 'delivery') == 'websocket+webhook')
+return settle(now, tonumber(ARGV[3]), cursor, ARGV[4] == '1')
 """
 
-# KEYS: presence, cursors. ARGV: instance, ttl ms, cursor ('' = keep).
+# KEYS: presence, state. ARGV: instance, ttl ms, cursor ('' = keep), sockets.
 REFRESH_SCRIPT = LUA_PRELUDE + """
 local now = now_ms()
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], ARGV[1], ARGV[3]) end
+redis.call('HSET', KEYS[2], ARGV[1] .. ':n', ARGV[4])
 return 1
 """
 
@@ -125,6 +129,7 @@ class Presence:
         self.instance = instance or uuid.uuid4().hex
         self._last_cursors = last_cursors
         self._counts: Counter[str] = Counter()
+        self._owed: dict[str, bool] = {}
         self._connect = redis.register_script(CONNECT_SCRIPT)
         self._disconnect = redis.register_script(DISCONNECT_SCRIPT)
         self._refresh = redis.register_script(REFRESH_SCRIPT)
@@ -132,19 +137,21 @@ class Presence:
 
     def _keys(self, client_id: str) -> list[str]:
         s = self._settings
-        return [keys.presence(s, client_id), keys.presence_cursors(s, client_id), keys.handoff(s, client_id)]
+        return [keys.presence(s, client_id), keys.presence_state(s, client_id), keys.handoff(s, client_id)]
 
-    async def connected(self, client_id: str) -> None:
+    async def connected(self, client_id: str, handoff_owed: bool = False) -> None:
         """A socket of `client_id` went live on this instance (call after it is added to the fan-out).
 
-        Never raises: if Redis is away, the next refresh registers the socket (until then webhooks
-        keep flowing, which means duplicates, not gaps).
+        `handoff_owed` (the client's delivery is websocket+webhook) says whether webhooks must backfill
+        once its last socket leaves. Never raises: if Redis is away, the next refresh registers the
+        socket (until then webhooks keep flowing, which means duplicates, not gaps).
         """
         self._counts[client_id] += 1
+        self._owed[client_id] = handoff_owed
         if self._counts[client_id] == 1:
             try:
                 await self._connect(
-                    keys=[*self._keys(client_id), stream_key(self._settings)], args=[self.instance, self.ttl_ms]
+                    keys=[*self._keys(client_id), keys.stream_key(self._settings)], args=[self.instance, self.ttl_ms, 1]
                 )
             except RedisError as exc:
                 log.warning("presence: connect of %s not recorded: %s", client_id, exc)
@@ -160,10 +167,11 @@ class Presence:
         self._counts[client_id] -= 1
         if self._counts[client_id] == 0:
             del self._counts[client_id]
+            owed = self._owed.pop(client_id, False)
             try:
                 await self._disconnect(
-                    keys=[*self._keys(client_id), client_key(self._settings, client_id)],
-                    args=[self.instance, last_cursor or "", HANDOFF_MARGIN_MS],
+                    keys=self._keys(client_id),
+                    args=[self.instance, last_cursor or "", HANDOFF_MARGIN_MS, "1" if owed else "0"],
                 )
             except RedisError as exc:
                 log.warning("presence: disconnect of %s not recorded: %s", client_id, exc)
@@ -172,9 +180,10 @@ class Presence:
         """Extend this instance's presence for every client it holds sockets of."""
         cursors = self._last_cursors() if self._last_cursors else {}
         pipe = self._redis.pipeline(transaction=False)
-        for client_id in list(self._counts):
+        for client_id, sockets in list(self._counts.items()):
             await self._refresh(
-                keys=self._keys(client_id)[:2], args=[self.instance, self.ttl_ms, cursors.get(client_id) or ""],
+                keys=self._keys(client_id)[:2],
+                args=[self.instance, self.ttl_ms, cursors.get(client_id) or "", sockets],
                 client=pipe,
             )
         await pipe.execute()
@@ -200,3 +209,31 @@ class Presence:
         for client_id in list(self._counts):
             self._counts[client_id] = 1
             await self.disconnected(client_id, None)
+
+
+async def live_connections(redis: aioredis.Redis, settings: Settings, client_ids: list[str]) -> dict[str, int]:
+    """Open sockets per client (only clients with some), summed over instances whose presence is current."""
+    if not client_ids:
+        return {}
+    pipe = redis.pipeline(transaction=False)
+    pipe.time()
+    for client_id in client_ids:
+        pipe.zrange(keys.presence(settings, client_id), 0, -1, withscores=True)
+        pipe.hgetall(keys.presence_state(settings, client_id))
+    replies = await pipe.execute()
+    seconds, micros = replies[0]
+    now_ms = seconds * 1000 + micros // 1000
+    totals: dict[str, int] = {}
+    for index, client_id in enumerate(client_ids):
+        instances, state = replies[1 + 2 * index], replies[2 + 2 * index]
+        counts = {_text(field): value for field, value in state.items()}
+        sockets = sum(
+            int(counts.get(f"{_text(instance)}:n", 0)) for instance, expiry in instances if expiry > now_ms
+        )
+        if sockets:
+            totals[client_id] = sockets
+    return totals
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hmac
 
-from hub.identity import CLOSE_UNAUTHENTICATED, AuthError, ClientIdentity
+from auth.identity import CLOSE_UNAUTHENTICATED, AuthError, ClientIdentity
 
 
 class DevTokenAuthenticator:

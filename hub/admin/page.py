@@ -26,10 +26,10 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from auth.clients import CONSUMER_TYPES, DELIVERIES, SCOPES, TRANSLATORS, Client, ValidationError
-from auth.connections import live_connections
 from auth.keys import SigningKeys
 from auth.registry import ClientNotFound, ClientRegistry
 from hub.config import Settings
+from hub.control.presence import live_connections
 from hub.webhooks.health import delivery_health
 
 HERE = Path(__file__).parent
@@ -138,7 +138,7 @@ class AdminPage:
     async def _clients_page(self, request: Request, status: int = 200, **extra: Any) -> Response:
         """The client list, with live connection counts and webhook delivery health."""
         clients = await self.registry.list_all()
-        live = await live_connections(self.redis, self.settings)
+        live = await live_connections(self.redis, self.settings, [c.client_id for c in clients])
         health = await delivery_health(self.redis, self.settings, [c.client_id for c in clients])
         return self.render(
             request, "clients.html", status, clients=clients, live=live, health=health, **_choices(), **extra
@@ -146,7 +146,7 @@ class AdminPage:
 
     async def _client_page(self, request: Request, client: Client, status: int = 200, **extra: Any) -> Response:
         """One client, with its live connection count and webhook delivery health."""
-        live = await live_connections(self.redis, self.settings)
+        live = await live_connections(self.redis, self.settings, [client.client_id])
         health = await delivery_health(self.redis, self.settings, [client.client_id])
         return self.render(
             request, "client.html", status, client=client, live=live.get(client.client_id, 0),

@@ -12,12 +12,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from auth.clients import ValidationError
-from auth.connections import live_connections
 from auth.keys import SigningKeys
-from auth.openapi import openapi_document
 from auth.registry import ClientNotFound, ClientRegistry
 from auth.tokens import InvalidToken, is_revoked, token_scopes, verify_access_token
+from hub.admin.openapi import openapi_document
 from hub.config import Settings
+from hub.control.presence import live_connections
 from hub.webhooks.deadletters import list_deadletters, replay_deadletters
 from hub.webhooks.health import delivery_health
 
@@ -104,8 +104,8 @@ class AdminApi:
         return JSONResponse(openapi_document(self.settings))
 
     async def list_clients(self, request: Request) -> Response:
-        live = await live_connections(self.redis, self.settings)
         registered = await self.registry.list_all()
+        live = await live_connections(self.redis, self.settings, [client.client_id for client in registered])
         health = await delivery_health(self.redis, self.settings, [client.client_id for client in registered])
         clients = [
             {
@@ -123,7 +123,7 @@ class AdminApi:
 
     async def show_client(self, request: Request) -> Response:
         client = await self.registry.require(request.path_params["client_id"])
-        live = await live_connections(self.redis, self.settings)
+        live = await live_connections(self.redis, self.settings, [client.client_id])
         health = await delivery_health(self.redis, self.settings, [client.client_id])
         return JSONResponse(
             {
@@ -152,7 +152,8 @@ class AdminApi:
         return JSONResponse(client.public())
 
     async def connections(self, request: Request) -> Response:
-        return JSONResponse({"connections": await live_connections(self.redis, self.settings)})
+        ids = [client.client_id for client in await self.registry.list_all()]
+        return JSONResponse({"connections": await live_connections(self.redis, self.settings, ids)})
 
     async def deadletters(self, request: Request) -> Response:
         raw_limit = request.query_params.get("limit", "100")

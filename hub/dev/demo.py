@@ -26,23 +26,23 @@ import orjson
 import redis.asyncio as aioredis
 import uvicorn
 import websockets
+from rthub_lms.backend import RealtimeBackend
+from rthub_lms.events import normalise
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from auth.cli import bootstrap_admin
 from auth.registry import ClientRegistry
+from hub.admin.cli import bootstrap_admin
 from hub.anonymise import MemoryIdStore
 from hub.app import create_app
 from hub.broker.memory import MemoryBroker
 from hub.config import Settings
-from hub.devtoken import DevTokenAuthenticator
-from hub.embedded import EmbeddedRedis, free_port
-from hub.events import normalise
-from hub.publisher import RealtimeBackend
-from hub.simulator import COURSES, SimulatedLMS
+from hub.dev.devtoken import DevTokenAuthenticator
+from hub.dev.embedded import EmbeddedRedis, free_port
+from hub.dev.simulator import COURSES, SimulatedLMS
 
 Publish = Callable[[dict[str, Any]], Awaitable[object]]
 

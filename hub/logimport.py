@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from rthub_lms.backend import StreamWriter
+from rthub_lms.events import Event, MalformedEvent, normalise
 from tqdm import tqdm
-
-from hub.events import Event, MalformedEvent, normalise
-from hub.publisher import StreamWriter
 
 BATCH = 500
 

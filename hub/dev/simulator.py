@@ -138,7 +138,7 @@ def main() -> None:
     import argparse
     import time
 
-    from hub.publisher import RealtimeBackend
+    from rthub_lms.backend import RealtimeBackend
 
     parser = argparse.ArgumentParser(description="publish simulated LMS events into Redis")
     parser.add_argument("--rate", type=float, default=5.0, help="events per second")

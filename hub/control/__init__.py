@@ -1,0 +1,1 @@
+"""The hub's control plane: client change notices and socket presence."""

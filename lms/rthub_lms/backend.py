@@ -1,0 +1,216 @@
+"""The LMS side: an event-tracking backend that hands each event to the hub through Redis.
+
+Configured in the LMS as
+`{"realtime": {"ENGINE": "rthub_lms.backend.RealtimeBackend", "OPTIONS": {"redis_url": "..."}}}`.
+It runs inside the LMS request, so it must be cheap and must never raise: events no active client
+could see (the preemptive filter, an in-memory check) and events naming no learner are dropped
+before any I/O; the rest cost one Redis round trip, bounded by `timeout`. When Redis is away, events
+go to a local spool file (rthub_lms/spool.py) that a background thread flushes, in order, when it is back;
+while anything waits there, new events queue behind it. With the spool disabled
+(`spool_max_bytes=0`) a short circuit breaker makes a dead Redis cost the request nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from rthub_lms.events import MAX_EVENT_BYTES, Event, MalformedEvent, normalise, user_id
+from rthub_lms.filter import PreemptiveFilter
+from rthub_lms.keys import PUBLISH_SCRIPT, live_channel, stream_key
+from rthub_lms.settings import PluginSettings, StreamSettings
+from rthub_lms.spool import Flusher, Spool, default_spool_dir
+
+log = logging.getLogger("rthub.publisher")
+
+# How long the backend waits for Redis before giving up on one event (seconds).
+DEFAULT_TIMEOUT = 0.05
+# After a failure, events are not offered to Redis for this long (seconds).
+BREAKER_COOLDOWN = 1.0
+DEFAULT_SPOOL_MAX_BYTES = 64 * 1024 * 1024
+# The flusher runs outside any request, so it may wait longer for Redis than `send` does.
+FLUSH_TIMEOUT = 2.0
+
+
+class StreamWriter:
+    """Appends normalised events to the stream and the live channel; Redis errors propagate."""
+
+    def __init__(self, client: redis.Redis, settings: StreamSettings, maxlen: int | None = None) -> None:
+        self._client = client
+        self._script = client.register_script(PUBLISH_SCRIPT)
+        self._keys = [stream_key(settings), live_channel(settings)]
+        self._maxlen = maxlen or settings.stream_maxlen
+
+    def write(self, event: Event) -> str:
+        return self.write_encoded(orjson.dumps(event, default=str))
+
+    def write_encoded(self, payload: bytes) -> str:
+        return self._script(keys=self._keys, args=[self._maxlen, payload]).decode()
+
+    def write_many(self, events: list[Event]) -> list[str]:
+        """One round trip for a batch, for log replay."""
+        return self.write_many_encoded([orjson.dumps(event, default=str) for event in events])
+
+    def write_many_encoded(self, payloads: list[bytes]) -> list[str]:
+        pipe = self._client.pipeline(transaction=False)
+        for payload in payloads:
+            self._script(keys=self._keys, args=[self._maxlen, payload], client=pipe)
+        return [cursor.decode() for cursor in pipe.execute()]
+
+
+class RealtimeBackend:
+    """event-tracking backend: `send(event)` normalises and publishes, atomically, never raising."""
+
+    def __init__(self, **options: Any) -> None:
+        self.settings = PluginSettings.from_options(options)
+        timeout = float(options.get("timeout", DEFAULT_TIMEOUT))
+        # No retries: redis-py's default retry policy would hold the request for seconds.
+        self._client = redis.Redis.from_url(
+            self.settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+        )
+        self._writer = StreamWriter(self._client, self.settings)
+        spool_max = int(options.get("spool_max_bytes", DEFAULT_SPOOL_MAX_BYTES))
+        spool_dir = options.get("spool_path") or default_spool_dir(self.settings.redis_url, self.settings.redis_prefix)
+        self._spool_dir = spool_dir
+        self._spool_max = spool_max
+        self._spooling = spool_max > 0
+        self._flusher: Flusher | None = None
+        self._pid = -1
+        self._filter: PreemptiveFilter | None = None
+        if options.get("preemptive", True):
+            filter_client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=5, socket_connect_timeout=1)
+            self._filter = PreemptiveFilter(filter_client, self.settings)
+        self._filter_started = False
+        self._lock = threading.Lock()
+        self._start_lock = threading.Lock()
+        self._open_until = 0.0
+        self.counts = {
+            "published": 0, "unwanted": 0, "no_user": 0, "malformed": 0, "oversize": 0, "unavailable": 0, "failed": 0,
+            "spooled": 0, "spool_dropped": 0, "flushed": 0,
+        }
+
+    def send(self, event: Mapping[str, Any]) -> str | None:
+        """Publish one event; return its cursor, or None when it was not published (and counted)."""
+        try:
+            return self._send(event)
+        except Exception:  # the LMS request must never fail because of us
+            log.exception("unexpected error publishing an event")
+            self._count("failed")
+            return None
+
+    def _send(self, event: Mapping[str, Any]) -> str | None:
+        try:
+            normalised = normalise(event)
+        except MalformedEvent as exc:
+            self._count("malformed")
+            log.warning("dropped malformed event: %s", exc)
+            return None
+        if user_id(normalised) is None:
+            self._count("no_user")
+            return None
+        if self._filter is not None:
+            if not self._filter_started:
+                self._start_filter()
+            if not self._filter.wanted(normalised):
+                self._count("unwanted")
+                return None
+        try:
+            payload = orjson.dumps(normalised, default=str)
+        except TypeError as exc:
+            self._count("malformed")
+            log.warning("dropped unserialisable event: %s", exc)
+            return None
+        if len(payload) > MAX_EVENT_BYTES:
+            self._count("oversize")
+            log.warning("dropped %s event of %d bytes (limit %d)", normalised["name"], len(payload), MAX_EVENT_BYTES)
+            return None
+        flusher = self._flusher_for_this_process()
+        if flusher is not None and flusher.backlog:
+            return self._spool(flusher, payload)
+        if time.monotonic() < self._open_until:
+            self._count("unavailable")
+            return None
+        try:
+            cursor = self._writer.write_encoded(payload)
+        except (RedisError, OSError) as exc:
+            log.warning("redis unavailable: %s", exc)
+            if self._spooling:
+                return self._spool(flusher or self._start_flusher(), payload)
+            self._open_until = time.monotonic() + BREAKER_COOLDOWN
+            self._count("unavailable")
+            return None
+        self._count("published")
+        return cursor
+
+    def _spool(self, flusher: Flusher, payload: bytes) -> None:
+        """Queue behind what already waits; the flusher publishes it when Redis answers."""
+        flusher.spool.append(payload)
+        flusher.wake()
+        self._count("spooled")
+        with self._lock:
+            self.counts["spool_dropped"] = flusher.spool.dropped
+        return None
+
+    def _flusher_for_this_process(self) -> Flusher | None:
+        """This process's flusher, started at its first event when a dead process left events behind.
+
+        LMS workers fork after loading settings, and neither threads nor file locks belong to a
+        child, so a changed pid means a fresh spool.
+        """
+        if self._pid != os.getpid():
+            adopt = False
+            with self._start_lock:
+                if self._pid != os.getpid():
+                    self._flusher = None
+                    adopt = self._spooling and self._new_spool().has_orphans()
+                    self._pid = os.getpid()
+            if adopt:
+                self._start_flusher()
+        return self._flusher
+
+    def _start_flusher(self) -> Flusher:
+        with self._start_lock:
+            if self._flusher is None:
+                client = redis.Redis.from_url(
+                    self.settings.redis_url, socket_timeout=FLUSH_TIMEOUT, socket_connect_timeout=FLUSH_TIMEOUT,
+                    retry=Retry(NoBackoff(), 0),
+                )
+                writer = StreamWriter(client, self.settings)
+                self._flusher = Flusher(self._new_spool(), writer.write_many_encoded, on_flushed=self._flushed)
+            return self._flusher
+
+    def _new_spool(self) -> Spool:
+        return Spool(self._spool_dir, self._spool_max)
+
+    def _flushed(self, count: int) -> None:
+        self._count("flushed", count)
+
+    def _start_filter(self) -> None:
+        """Started on first use, not in __init__: LMS workers fork after loading settings."""
+        with self._lock:
+            if not self._filter_started and self._filter is not None:
+                self._filter.start()
+                self._filter_started = True
+
+    def close(self) -> None:
+        """Stop background work; events still spooled stay on disk for the next process."""
+        if self._filter is not None:
+            self._filter.close()
+        if self._flusher is not None and self._pid == os.getpid():
+            self._flusher.close()
+            self._flusher.spool.close()
+        self._client.close()
+
+    def _count(self, outcome: str, amount: int = 1) -> None:
+        with self._lock:
+            self.counts[outcome] += amount
