@@ -1,8 +1,9 @@
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY lms ./lms
 COPY hub ./hub
 COPY auth ./auth
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir ./lms .
 EXPOSE 8000
 CMD ["rthub", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -15,9 +15,9 @@ import logging
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
-from rthub_lms.keys import auth_failures
 
 from auth.settings import AuthSettings
+from rthub_lms.keys import auth_failures
 
 log = logging.getLogger("rthub.ratelimit")
 

@@ -18,12 +18,12 @@ from typing import Any
 import anyio.to_thread
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
-from rthub_lms.keys import active_grants_key, changes_channel, client_key, client_keys, clients_key
 
 from auth.clients import Client, ValidationError, check_delivery, validate_fields
 from auth.identity import ClientIdentity
 from auth.passwords import hash_secret, new_secret, new_webhook_secret, verify_secret
 from auth.settings import AuthSettings
+from rthub_lms.keys import active_grants_key, changes_channel, client_key, client_keys, clients_key
 
 
 class ClientNotFound(LookupError):

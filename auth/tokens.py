@@ -11,10 +11,10 @@ from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet
-from rthub_lms.keys import revoked_token
 
 from auth.keys import ALGORITHM, SigningKeys
 from auth.settings import AuthSettings
+from rthub_lms.keys import revoked_token
 
 TOKEN_TYPE = "at+jwt"
 _LEEWAY_SECONDS = 10

@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from rthub_lms.backend import RealtimeBackend
 
 from bench import harness, profile
 from bench.plot import latency_plot
 from bench.subscribers import SubscriberPool, raise_file_limit
 from hub.dev.embedded import EmbeddedRedis, free_port
+from rthub_lms.backend import RealtimeBackend
 
 RAMP_RATES = (500, 1000, 1250, 1500, 1750, 2000, 2500, 3000, 4000, 5000, 6000, 8000)
 P99_LIMIT_MS = 100.0

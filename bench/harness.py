@@ -22,11 +22,11 @@ from typing import Any
 
 import orjson
 import psutil
-from rthub_lms.backend import RealtimeBackend
 
 from bench.oauth import course_tokens, make_signing_key
 from bench.subscribers import SubscriberPool
 from hub.dev.simulator import Learner, SimulatedLMS
+from rthub_lms.backend import RealtimeBackend
 
 COURSE_COUNT = 10
 COURSES = tuple(f"course-v1:BenchX+C{index:02d}+2026" for index in range(COURSE_COUNT))

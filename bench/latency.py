@@ -22,13 +22,13 @@ import httpx
 import orjson
 import redis.asyncio as aioredis
 import websockets
-from rthub_lms.backend import RealtimeBackend
 
 from auth.registry import ClientRegistry
 from hub.config import Settings
 from hub.dev.demo import fetch_token
 from hub.dev.embedded import EmbeddedRedis, free_port
 from hub.dev.simulator import SimulatedLMS
+from rthub_lms.backend import RealtimeBackend
 
 
 def start_hub(redis_url: str, port: int, key_dir: str) -> subprocess.Popen[bytes]:

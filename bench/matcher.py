@@ -20,6 +20,7 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
+from hub.config import Settings
 from rthub_lms import keys as rkeys
 from rthub_lms.events import Event
 from rthub_lms.filter import PreemptiveFilter
@@ -33,8 +34,6 @@ from rthub_lms.grants import (
     validate_filter,
     validate_grant,
 )
-
-from hub.config import Settings
 from tests.servers import RedisServer
 
 EVENT_TYPES = [

@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
-from rthub_lms.backend import RealtimeBackend
 
 from hub.dev.embedded import EmbeddedRedis
 from hub.dev.simulator import COURSES, SimulatedLMS
+from rthub_lms.backend import RealtimeBackend
 
 
 def timed(call: Callable[[Any], object], items: Iterable[Any]) -> list[float]:

@@ -15,11 +15,11 @@ import tempfile
 import time
 
 import redis
-from rthub_lms.backend import RealtimeBackend
 
 from bench.publisher import timed
 from hub.dev.embedded import EmbeddedRedis
 from hub.dev.simulator import SimulatedLMS
+from rthub_lms.backend import RealtimeBackend
 
 
 def main() -> None:

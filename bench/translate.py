@@ -21,11 +21,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rthub_lms.events import Event, normalise
 from tincan import Statement
 
 from hub.translate import TranslationSettings, caliper, ids, supports, translate, xapi_fragments
 from hub.translate.base import Source
+from rthub_lms.events import Event, normalise
 
 SETTINGS = TranslationSettings(lms_root_url="http://localhost:18000", transformer_version="rthub@0.1.0")
 ACTOR = "6b0f54b4-1e4c-4f43-a0cf-1b8c0ad6a0d2"

@@ -30,21 +30,21 @@ import httpx
 import orjson
 import redis
 import redis.asyncio as aioredis
-from rthub_lms import keys as rkeys
-from rthub_lms.backend import StreamWriter
-from rthub_lms.events import normalise
 
 from hub.anonymise import Anonymiser, RedisIdStore
-from hub.broker import Entry
-from hub.broker.redis import RedisBroker
 from hub.config import Settings
+from hub.delivery.webhook.router import WebhookRouter
+from hub.delivery.webhook.signing import new_secret
+from hub.delivery.webhook.worker import DeliveryOptions
 from hub.dev.embedded import EmbeddedRedis, free_port
 from hub.dev.simulator import SimulatedLMS
 from hub.fanout import Fanout
+from hub.ingest import Entry
+from hub.ingest.redis import RedisBroker
 from hub.translate import TranslationSettings
-from hub.webhooks.router import WebhookRouter
-from hub.webhooks.signing import new_secret
-from hub.webhooks.worker import DeliveryOptions
+from rthub_lms import keys as rkeys
+from rthub_lms.backend import StreamWriter
+from rthub_lms.events import normalise
 
 OUTAGE_SCHEDULE = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
 

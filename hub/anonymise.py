@@ -12,9 +12,9 @@ from collections import OrderedDict
 from typing import Protocol
 
 import redis.asyncio as aioredis
-from rthub_lms.keys import anon_key
 
 from hub.config import Settings
+from rthub_lms.keys import anon_key
 
 CACHE_SIZE = 100_000
 

@@ -21,18 +21,18 @@ from auth.routes import auth_routes
 from auth.websocket import JwtAuthenticator
 from hub.admin.routes import admin_routes
 from hub.anonymise import Anonymiser, IdStore, RedisIdStore
-from hub.broker import Broker
-from hub.broker.redis import RedisBroker
 from hub.config import Settings
-from hub.connection import CLOSE_SERVICE_RESTART
 from hub.control.changes import watch_changes
 from hub.control.presence import Presence
-from hub.deadletter import RedisDeadLetters
+from hub.delivery.webhook.router import WebhookRouter
+from hub.delivery.websocket.connection import CLOSE_SERVICE_RESTART
+from hub.delivery.websocket.transport import EventsEndpoint
 from hub.fanout import Fanout
+from hub.ingest import Broker
+from hub.ingest.deadletters import RedisDeadLetters
+from hub.ingest.redis import RedisBroker
 from hub.metrics import HubCollector, Metrics
 from hub.translate import TranslationSettings
-from hub.transport import EventsEndpoint
-from hub.webhooks.router import WebhookRouter
 
 log = logging.getLogger("rthub.app")
 

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 from hub.admin import cli as admin_cli
 from hub.config import ConfigError, Settings
+from hub.delivery.webhook import cli as webhooks_cli
 from hub.logs import uvicorn_log_config
 from hub.translate import offline
-from hub.webhooks import cli as webhooks_cli
 
 GRACEFUL_SHUTDOWN_SECONDS = 10
 
@@ -62,9 +62,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _publish(args: argparse.Namespace) -> int:
     import redis
-    from rthub_lms.backend import StreamWriter
 
     from hub.logimport import replay
+    from rthub_lms.backend import StreamWriter
 
     settings = Settings.from_env(redis_url=args.redis_url, redis_prefix=args.redis_prefix)
     client = redis.Redis.from_url(settings.redis_url)

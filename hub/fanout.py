@@ -14,15 +14,15 @@ from collections import Counter, defaultdict
 import orjson
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from rthub_lms.events import user_id
-from rthub_lms.grants import EventFacts, GrantIndex, event_facts
 
 from hub.anonymise import Anonymiser
-from hub.broker import BadEntry, Broker, Entry, cursor_key
-from hub.connection import Connection, Frame
-from hub.deadletter import DeadLetters, LogDeadLetters
+from hub.delivery.webhook.router import WebhookRouter
+from hub.delivery.websocket.connection import Connection, Frame
+from hub.ingest import BadEntry, Broker, Entry, cursor_key
+from hub.ingest.deadletters import DeadLetters, LogDeadLetters
 from hub.translate import NoTranslation, TranslationError, TranslationSettings, translate
-from hub.webhooks.router import WebhookRouter
+from rthub_lms.events import user_id
+from rthub_lms.grants import EventFacts, GrantIndex, event_facts
 
 log = logging.getLogger("rthub.fanout")
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from tqdm import tqdm
+
 from rthub_lms.backend import StreamWriter
 from rthub_lms.events import Event, MalformedEvent, normalise
-from tqdm import tqdm
 
 BATCH = 500
 

@@ -10,11 +10,11 @@ import time
 import pytest
 import redis
 import websockets
-from rthub_lms.backend import RealtimeBackend, StreamWriter
-from rthub_lms.events import normalise
 
 from hub.config import Settings
 from hub.dev.simulator import SimulatedLMS
+from rthub_lms.backend import RealtimeBackend, StreamWriter
+from rthub_lms.events import normalise
 from tests.hubproc import HubProcess
 from tests.servers import RedisServer
 from tests.wsclient import StalledClient, collect, connect, quiet

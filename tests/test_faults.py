@@ -12,9 +12,9 @@ import httpx
 import orjson
 import pytest
 import websockets
-from rthub_lms.backend import RealtimeBackend
 
 from hub.dev.simulator import SimulatedLMS
+from rthub_lms.backend import RealtimeBackend
 from tests.hubproc import HubProcess
 from tests.servers import RedisServer
 from tests.wsclient import collect, connect, quiet

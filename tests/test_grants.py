@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from rthub_lms.events import Event
 from rthub_lms.grants import (
     EventFacts,

@@ -13,12 +13,12 @@ import orjson
 import redis
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from rthub_lms.backend import RealtimeBackend, StreamWriter
-from rthub_lms.events import MAX_EVENT_BYTES, normalise
-from rthub_lms.keys import PUBLISH_SCRIPT
 
 from hub.config import Settings
 from hub.dev.simulator import SimulatedLMS
+from rthub_lms.backend import RealtimeBackend, StreamWriter
+from rthub_lms.events import MAX_EVENT_BYTES, normalise
+from rthub_lms.keys import PUBLISH_SCRIPT
 from tests.hubproc import HubProcess
 from tests.servers import RedisServer
 from tests.wsclient import collect, connect, quiet

@@ -8,9 +8,9 @@ import time
 import httpx
 import redis
 from prometheus_client.parser import text_string_to_metric_families
-from rthub_lms.backend import RealtimeBackend
 
 from hub.dev.simulator import SimulatedLMS
+from rthub_lms.backend import RealtimeBackend
 from tests.hubproc import HubProcess
 from tests.wsclient import collect, connect
 

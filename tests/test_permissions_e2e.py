@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from rthub_lms.backend import RealtimeBackend
 
 from hub.dev.simulator import SimulatedLMS
+from rthub_lms.backend import RealtimeBackend
 from tests.hubproc import HubProcess
 from tests.wsclient import collect, connect, quiet
 

@@ -11,11 +11,11 @@ import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from hub.config import Settings
 from rthub_lms import keys as rkeys
 from rthub_lms.events import Event
 from rthub_lms.filter import PreemptiveFilter
-
-from hub.config import Settings
 from tests.servers import RedisServer, free_port
 
 MITX = "course-v1:MITx+6.002x+2024_T1"

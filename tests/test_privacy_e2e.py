@@ -8,9 +8,9 @@ import time
 import orjson
 import pytest
 import redis
-from rthub_lms.backend import RealtimeBackend
 
 from hub.dev.simulator import SimulatedLMS
+from rthub_lms.backend import RealtimeBackend
 from tests.hubproc import HubProcess
 from tests.servers import RedisServer
 from tests.webhooks.receiver import Receiver

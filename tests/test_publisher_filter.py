@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 import redis
-from rthub_lms.backend import RealtimeBackend
 
 from hub.dev.simulator import SimulatedLMS
+from rthub_lms.backend import RealtimeBackend
 from tests.hubproc import HubProcess
 
 

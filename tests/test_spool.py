@@ -9,9 +9,9 @@ from pathlib import Path
 
 import orjson
 import pytest
+
 from rthub_lms.backend import RealtimeBackend
 from rthub_lms.spool import Spool
-
 from tests.hubproc import ROOT
 from tests.servers import RedisServer
 

@@ -14,10 +14,10 @@ import orjson
 import pytest
 import redis
 from eventtracking.tracker import Tracker
-from rthub_lms.backend import RealtimeBackend
 
-from hub.broker import cursor_key
 from hub.dev.simulator import SimulatedLMS
+from hub.ingest import cursor_key
+from rthub_lms.backend import RealtimeBackend
 from tests.hubproc import ROOT, HubProcess
 from tests.servers import RedisServer
 from tests.wsclient import collect, connect, quiet

@@ -18,8 +18,8 @@ from auth.tokens import InvalidToken, is_revoked, token_scopes, verify_access_to
 from hub.admin.openapi import openapi_document
 from hub.config import Settings
 from hub.control.presence import live_connections
-from hub.webhooks.deadletters import list_deadletters, replay_deadletters
-from hub.webhooks.health import delivery_health
+from hub.delivery.webhook.deadletters import list_deadletters, replay_deadletters
+from hub.delivery.webhook.health import delivery_health
 
 ADMIN_SCOPE = "admin"
 Handler = Callable[[Request], Awaitable[Response]]

@@ -30,7 +30,7 @@ from auth.keys import SigningKeys
 from auth.registry import ClientNotFound, ClientRegistry
 from hub.config import Settings
 from hub.control.presence import live_connections
-from hub.webhooks.health import delivery_health
+from hub.delivery.webhook.health import delivery_health
 
 HERE = Path(__file__).parent
 SESSION_MAX_AGE = 8 * 3600

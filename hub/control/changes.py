@@ -13,11 +13,11 @@ from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
-from rthub_lms.keys import changes_channel
 
 from auth.identity import CLOSE_FORBIDDEN, ClientIdentity
 from hub.config import Settings
 from hub.fanout import Fanout
+from rthub_lms.keys import changes_channel
 
 log = logging.getLogger("rthub.changes")
 

@@ -23,9 +23,9 @@ from collections.abc import Callable
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
-from rthub_lms import keys
 
 from hub.config import Settings
+from rthub_lms import keys
 
 log = logging.getLogger("rthub.presence")
 

@@ -26,8 +26,6 @@ import orjson
 import redis.asyncio as aioredis
 import uvicorn
 import websockets
-from rthub_lms.backend import RealtimeBackend
-from rthub_lms.events import normalise
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -38,11 +36,13 @@ from auth.registry import ClientRegistry
 from hub.admin.cli import bootstrap_admin
 from hub.anonymise import MemoryIdStore
 from hub.app import create_app
-from hub.broker.memory import MemoryBroker
 from hub.config import Settings
 from hub.dev.devtoken import DevTokenAuthenticator
 from hub.dev.embedded import EmbeddedRedis, free_port
 from hub.dev.simulator import COURSES, SimulatedLMS
+from hub.ingest.memory import MemoryBroker
+from rthub_lms.backend import RealtimeBackend
+from rthub_lms.events import normalise
 
 Publish = Callable[[dict[str, Any]], Awaitable[object]]
 

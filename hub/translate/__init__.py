@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from rthub_lms.events import Event, user_id
-
 from hub.translate import caliper, xapi
 from hub.translate.base import NoTranslation, Source, TranslationError, TranslationSettings
+from rthub_lms.events import Event, user_id
 
 __all__ = ["TRANSLATORS", "NoTranslation", "TranslationError", "TranslationSettings", "supports", "translate"]
 

@@ -17,10 +17,10 @@ from contextlib import contextmanager
 from typing import IO, TextIO
 
 import orjson
-from rthub_lms.events import MalformedEvent, normalise, user_id
 
 from hub.config import Settings
 from hub.translate import TRANSLATORS, NoTranslation, TranslationError, TranslationSettings, translate
+from rthub_lms.events import MalformedEvent, normalise, user_id
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -8,9 +8,9 @@ from dataclasses import replace
 
 import pytest
 import redis
-from rthub_lms import keys as rkeys
 
 from hub.config import Settings
+from rthub_lms import keys as rkeys
 from tests.auth.conftest import AuthServer
 
 GRANT = {"grant_type": "client_credentials"}

@@ -8,13 +8,13 @@ import time
 
 import pytest
 import redis
-from rthub_lms import keys as rkeys
 
 from auth.clients import ValidationError
 from auth.passwords import hash_secret, verify_secret
 from auth.registry import ClientRegistry
 from hub.config import Settings
 from hub.control.presence import Presence, live_connections
+from rthub_lms import keys as rkeys
 from tests.auth.conftest import in_loop
 from tests.servers import RedisServer
 

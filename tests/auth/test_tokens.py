@@ -6,8 +6,8 @@ import time
 
 import jwt as pyjwt
 import pytest
-from rthub_lms import keys as rkeys
 
+from rthub_lms import keys as rkeys
 from tests.auth.conftest import AuthServer
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rthub_lms.events import Event, normalise
 
 from hub.translate import TranslationSettings
+from rthub_lms.events import Event, normalise
 
 SETTINGS = TranslationSettings(lms_root_url="http://localhost:18000", transformer_version="rthub@0.1.0")
 

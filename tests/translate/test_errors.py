@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rthub_lms.events import Event, normalise
 
 from hub.translate import (
     TRANSLATORS,
@@ -18,6 +17,7 @@ from hub.translate import (
     supports,
     translate,
 )
+from rthub_lms.events import Event, normalise
 from tests.translate import fixtures
 
 SETTINGS = TranslationSettings(lms_root_url="https://lms.example.org", transformer_version="rthub@test")

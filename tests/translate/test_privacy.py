@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from rthub_lms.events import normalise
 
 from hub.translate import NoTranslation, TranslationSettings, supports, translate
+from rthub_lms.events import normalise
 from tests.translate import fixtures
 
 SETTINGS = TranslationSettings(lms_root_url="https://lms.example.org", transformer_version="rthub@test")

@@ -7,10 +7,10 @@ import json
 import orjson
 import pytest
 from ralph.models.xapi.base.statements import BaseXapiStatement
-from rthub_lms.events import normalise
 from tincan import Statement
 
 from hub.translate import NoTranslation, TranslationSettings, caliper, supports, translate, xapi
+from rthub_lms.events import normalise
 from tests.translate import fixtures, spec
 
 SETTINGS = TranslationSettings(lms_root_url="https://lms.example.org", transformer_version="rthub@test")

@@ -12,19 +12,19 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+
+from hub.anonymise import Anonymiser, RedisIdStore
+from hub.config import Settings
+from hub.delivery.webhook.signing import new_secret
+from hub.delivery.webhook.worker import DeliveryOptions
+from hub.dev.simulator import SimulatedLMS
+from hub.fanout import Fanout
+from hub.ingest import Entry
+from hub.ingest.redis import RedisBroker
+from hub.translate import TranslationSettings
 from rthub_lms import keys as rkeys
 from rthub_lms.events import normalise
 from rthub_lms.keys import changes_channel
-
-from hub.anonymise import Anonymiser, RedisIdStore
-from hub.broker import Entry
-from hub.broker.redis import RedisBroker
-from hub.config import Settings
-from hub.dev.simulator import SimulatedLMS
-from hub.fanout import Fanout
-from hub.translate import TranslationSettings
-from hub.webhooks.signing import new_secret
-from hub.webhooks.worker import DeliveryOptions
 from tests.webhooks.receiver import Request
 
 FAST = DeliveryOptions(timeout=2.0, lease_ttl_ms=1000, poll=0.1)

@@ -9,9 +9,9 @@ import orjson
 import redis.asyncio as aioredis
 from standardwebhooks.webhooks import Webhook
 
-from hub.broker import cursor_key
-from hub.webhooks.router import WebhookRouter
-from hub.webhooks.worker import DeliveryOptions
+from hub.delivery.webhook.router import WebhookRouter
+from hub.delivery.webhook.worker import DeliveryOptions
+from hub.ingest import cursor_key
 from tests.servers import RedisServer
 from tests.webhooks.helpers import FAST, Publisher, renderer, settings_for, until, verify_by_hand, write_client
 from tests.webhooks.receiver import Receiver, Reply

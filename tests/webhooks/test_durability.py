@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import redis.asyncio as aioredis
-from rthub_lms import keys as rkeys
 
-from hub.webhooks.router import WebhookRouter
+from hub.delivery.webhook.router import WebhookRouter
+from rthub_lms import keys as rkeys
 from tests.servers import RedisServer
 from tests.webhooks.helpers import FAST, Publisher, renderer, settings_for, until, write_client
 from tests.webhooks.receiver import Receiver, Reply

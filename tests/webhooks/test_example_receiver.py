@@ -13,8 +13,8 @@ import httpx
 import orjson
 import redis.asyncio as aioredis
 
-from hub.webhooks.router import WebhookRouter
-from hub.webhooks.signing import Signer, new_secret
+from hub.delivery.webhook.router import WebhookRouter
+from hub.delivery.webhook.signing import Signer, new_secret
 from tests.servers import RedisServer
 from tests.webhooks.helpers import FAST, Publisher, renderer, settings_for, until, write_client
 

@@ -6,11 +6,11 @@ import asyncio
 
 import orjson
 import redis.asyncio as aioredis
-from rthub_lms import keys as rkeys
 
 from hub import cli
-from hub.webhooks.deadletters import list_deadletters, replay_deadletters
-from hub.webhooks.router import WebhookRouter
+from hub.delivery.webhook.deadletters import list_deadletters, replay_deadletters
+from hub.delivery.webhook.router import WebhookRouter
+from rthub_lms import keys as rkeys
 from tests.servers import RedisServer
 from tests.webhooks.helpers import FAST, Publisher, renderer, settings_for, until, verify_by_hand, write_client
 from tests.webhooks.receiver import Receiver, Reply

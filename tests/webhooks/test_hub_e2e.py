@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from rthub_lms.backend import RealtimeBackend
 
 from hub.dev.simulator import SimulatedLMS
+from rthub_lms.backend import RealtimeBackend
 from tests.hubproc import HubProcess
 from tests.servers import RedisServer
 from tests.webhooks.helpers import verify_by_hand

@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from hub.webhooks.schedule import parse_retry_after, retry_delay
-from hub.webhooks.signing import SecretError, Signer, message_id, new_secret
-from hub.webhooks.ssrf import UnsafeURL, is_forbidden, resolve
+from hub.delivery.webhook.schedule import parse_retry_after, retry_delay
+from hub.delivery.webhook.signing import SecretError, Signer, message_id, new_secret
+from hub.delivery.webhook.ssrf import UnsafeURL, is_forbidden, resolve
 
 SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 86400.0)
 

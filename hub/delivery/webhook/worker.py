@@ -19,18 +19,18 @@ from dataclasses import dataclass
 import httpx
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
-from rthub_lms import keys
 
-from hub.broker.redis import RedisBroker
 from hub.config import Settings
-from hub.webhooks.clients import WebhookClient, disable
-from hub.webhooks.handoff import Render, backfill
-from hub.webhooks.health import record_dead_letters, record_delivery, record_failure
-from hub.webhooks.lease import Lease, LeaseLost
-from hub.webhooks.outbox import Item, Outbox, field
-from hub.webhooks.schedule import parse_retry_after, retry_delay
-from hub.webhooks.signing import message_id
-from hub.webhooks.ssrf import Target, UnsafeURL, resolve
+from hub.delivery.webhook.clients import WebhookClient, disable
+from hub.delivery.webhook.handoff import Render, backfill
+from hub.delivery.webhook.health import record_dead_letters, record_delivery, record_failure
+from hub.delivery.webhook.lease import Lease, LeaseLost
+from hub.delivery.webhook.outbox import Item, Outbox, field
+from hub.delivery.webhook.schedule import parse_retry_after, retry_delay
+from hub.delivery.webhook.signing import message_id
+from hub.delivery.webhook.ssrf import Target, UnsafeURL, resolve
+from hub.ingest.redis import RedisBroker
+from rthub_lms import keys
 
 log = logging.getLogger("rthub.webhooks.worker")
 

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from hub.config import Settings
-from hub.webhooks.deadletters import list_deadletters, replay_deadletters
+from hub.delivery.webhook.deadletters import list_deadletters, replay_deadletters
 
 
 def _settings(args: argparse.Namespace) -> Settings:

@@ -16,10 +16,9 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from rthub_lms.grants import EventFacts, Matcher
-
 from auth.identity import ClientIdentity
-from hub.broker import cursor_key
+from hub.ingest import cursor_key
+from rthub_lms.grants import EventFacts, Matcher
 
 CLOSE_SLOW_CONSUMER = 4008
 CLOSE_SERVICE_RESTART = 1012

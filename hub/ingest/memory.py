@@ -11,9 +11,8 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 
+from hub.ingest import Entry, cursor_key
 from rthub_lms.events import Event
-
-from hub.broker import Entry, cursor_key
 
 FOLLOWER_QUEUE = 10_000
 

@@ -15,10 +15,10 @@ from enum import IntEnum
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
-from rthub_lms import keys
 
 from hub.config import Settings
 from hub.control.presence import HANDOFF_MARGIN_MS, LUA_PRELUDE
+from rthub_lms import keys
 
 # KEYS: presence zset, presence cursors, handoff list, outbox. ARGV: cursor, body, check presence, margin.
 APPEND_SCRIPT = LUA_PRELUDE + """

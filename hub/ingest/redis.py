@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+
+from hub.config import Settings
+from hub.ingest import BadEntry, BrokerUnavailable, Entry, cursor_key
 from rthub_lms.events import MAX_EVENT_BYTES, Event, MalformedEvent, check_normalised
 from rthub_lms.keys import PUBLISH_SCRIPT, live_channel, stream_key
-
-from hub.broker import BadEntry, BrokerUnavailable, Entry, cursor_key
-from hub.config import Settings
 
 log = logging.getLogger("rthub.broker")
 

@@ -12,15 +12,15 @@ import contextlib
 import time
 
 import orjson
-from rthub_lms.grants import GrantError, compile_grant, narrow, validate_filter
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from auth.identity import Authenticator, AuthError
-from hub.broker import Broker, cursor_key
-from hub.connection import Connection
 from hub.control.presence import Presence
+from hub.delivery.websocket.connection import Connection
 from hub.fanout import Fanout
+from hub.ingest import Broker, cursor_key
 from hub.metrics import Metrics
+from rthub_lms.grants import GrantError, compile_grant, narrow, validate_filter
 
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_POLICY_VIOLATION = 1008

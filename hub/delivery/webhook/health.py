@@ -8,9 +8,9 @@ from __future__ import annotations
 import time
 
 import redis.asyncio as aioredis
-from rthub_lms import keys
 
 from hub.config import Settings
+from rthub_lms import keys
 
 
 async def record_delivery(redis: aioredis.Redis, settings: Settings, client_id: str, events: int) -> None:

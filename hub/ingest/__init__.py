@@ -1,7 +1,8 @@
-"""The broker interface: publish an event, follow the live feed, read history by cursor.
+"""Ingest, the first stage of the pipeline: the broker interface (publish an event, follow the live
+feed, read history by cursor) and the dead letters of entries the hub cannot carry.
 
-Engines behind it: `hub.broker.redis` (production: a capped stream plus pub/sub) and
-`hub.broker.memory` (the demo on a machine without redis-server). Like Centrifugo's split,
+Engines behind it: `hub.ingest.redis` (production: a capped stream plus pub/sub) and
+`hub.ingest.memory` (the demo on a machine without redis-server). Like Centrifugo's split,
 everything above this line talks only to `Broker`.
 """
 

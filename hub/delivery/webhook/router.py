@@ -17,15 +17,15 @@ from collections import Counter, defaultdict
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+
+from hub.config import Settings
+from hub.delivery.webhook.clients import WebhookClient, load_client, load_clients
+from hub.delivery.webhook.handoff import Render
+from hub.delivery.webhook.outbox import Appended, Outbox
+from hub.delivery.webhook.worker import DeliveryOptions, DeliveryWorker
+from hub.ingest import Entry
 from rthub_lms.grants import GrantIndex, event_facts
 from rthub_lms.keys import changes_channel
-
-from hub.broker import Entry
-from hub.config import Settings
-from hub.webhooks.clients import WebhookClient, load_client, load_clients
-from hub.webhooks.handoff import Render
-from hub.webhooks.outbox import Appended, Outbox
-from hub.webhooks.worker import DeliveryOptions, DeliveryWorker
 
 log = logging.getLogger("rthub.webhooks.router")
 

@@ -10,12 +10,12 @@ import logging
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from rthub_lms.grants import GrantError, Matcher, compile_grant, validate_grant
 
 from auth.clients import Client
 from auth.registry import ClientRegistry
 from hub.config import Settings
-from hub.webhooks.signing import SecretError, Signer
+from hub.delivery.webhook.signing import SecretError, Signer
+from rthub_lms.grants import GrantError, Matcher, compile_grant, validate_grant
 
 log = logging.getLogger("rthub.webhooks.clients")
 

@@ -12,16 +12,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
+
+from hub.config import Settings
+from hub.delivery.webhook.clients import WebhookClient
+from hub.delivery.webhook.outbox import Outbox
+from hub.delivery.websocket.connection import Frame
+from hub.ingest import Entry, cursor_key
+from hub.ingest.redis import RedisBroker
 from rthub_lms import keys
 from rthub_lms.grants import event_facts
 from rthub_lms.keys import stream_key
-
-from hub.broker import Entry, cursor_key
-from hub.broker.redis import RedisBroker
-from hub.config import Settings
-from hub.connection import Frame
-from hub.webhooks.clients import WebhookClient
-from hub.webhooks.outbox import Outbox
 
 Render = Callable[[Entry, str, str], Awaitable[Frame | None]]
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import orjson
 import redis.asyncio as aioredis
-from rthub_lms import keys
 
 from hub.config import Settings
-from hub.webhooks.outbox import field
+from hub.delivery.webhook.outbox import field
+from rthub_lms import keys
 
 PAGE = 500
 

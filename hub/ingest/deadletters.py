@@ -12,10 +12,10 @@ from typing import Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
-from rthub_lms.keys import ingest_deadletters_key
 
-from hub.broker import BadEntry
 from hub.config import Settings
+from hub.ingest import BadEntry
+from rthub_lms.keys import ingest_deadletters_key
 
 log = logging.getLogger("rthub.deadletter")
 

@@ -1,0 +1,1 @@
+"""WebSocket delivery: `WS /v1/events`, one bounded queue per subscriber."""
