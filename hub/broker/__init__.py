@@ -1,8 +1,8 @@
 """The broker interface: publish an event, follow the live feed, read history by cursor.
 
-Engines behind it: `hub.broker.redis` (production: a capped stream plus pub/sub) and
-`hub.broker.memory` (the demo on a machine without redis-server). Like Centrifugo's split,
-everything above this line talks only to `Broker`.
+The engine behind it is `hub.broker.redis` (a capped stream plus pub/sub), everywhere: the demo
+and the tests run a real redis-server too. Like Centrifugo's split, everything above this line
+talks only to `Broker`.
 """
 
 from __future__ import annotations
