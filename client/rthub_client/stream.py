@@ -59,9 +59,10 @@ class Gap:
 
 @dataclass
 class StreamStats:
-    """What the stream went through, for logs and metrics."""
+    """What the stream went through, for logs and metrics: `closes` counts close codes (1006: lost)."""
 
     connections: int = 0
+    failed_connects: int = 0
     closes: Counter[int] = field(default_factory=Counter)
     duplicates_dropped: int = 0
     gaps: int = 0
@@ -150,9 +151,10 @@ class Stream:
             except ConnectionClosed as closed:
                 code = closed.rcvd.code if closed.rcvd else CLOSE_ABNORMAL
                 reason = closed.rcvd.reason if closed.rcvd else "connection lost"
+                self.stats.closes[code] += 1
             except (OSError, TimeoutError, InvalidHandshake) as exc:
                 code, reason = CLOSE_ABNORMAL, f"cannot connect: {exc!r}"
-            self.stats.closes[code] += 1
+                self.stats.failed_connects += 1
             if code == CLOSE_FORBIDDEN:
                 raise Forbidden(f"hub closed the stream with 4403: {reason}")
             if code in PROTOCOL_CLOSES:
