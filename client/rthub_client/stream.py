@@ -149,8 +149,9 @@ class Stream:
                         yield event
                         await _call(self.on_cursor, event.cursor)
             except ConnectionClosed as closed:
-                code = closed.rcvd.code if closed.rcvd else CLOSE_ABNORMAL
-                reason = closed.rcvd.reason if closed.rcvd else "connection lost"
+                frame = closed.rcvd or closed.sent  # `sent` alone: this side gave up (e.g. keepalive timeout)
+                code = frame.code if frame else CLOSE_ABNORMAL
+                reason = frame.reason if frame else "connection lost"
                 self.stats.closes[code] += 1
             except (OSError, TimeoutError, InvalidHandshake) as exc:
                 code, reason = CLOSE_ABNORMAL, f"cannot connect: {exc!r}"
