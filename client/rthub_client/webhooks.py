@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,10 +18,7 @@ def verify(body: bytes | str, headers: Mapping[str, str], secret: str) -> dict[s
     Pass the raw body bytes exactly as received: re-serialised JSON does not match the signature.
     `secret` is the client's `whsec_...` webhook secret; a malformed one raises `ValueError`.
     """
-    try:
-        webhook = Webhook(secret)
-    except Exception as exc:
-        raise ValueError("webhook secret must be whsec_<base64>") from exc
+    webhook = _webhook(secret)
     try:
         payload = webhook.verify(body, {name.lower(): value for name, value in headers.items()})
     except (WebhookVerificationError, ValueError, TypeError) as exc:
@@ -27,6 +26,19 @@ def verify(body: bytes | str, headers: Mapping[str, str], secret: str) -> dict[s
     if not isinstance(payload, dict):
         raise InvalidWebhook("webhook body is not a JSON object")
     return payload
+
+
+def _webhook(secret: str) -> Webhook:
+    """The reference verifier for a `whsec_<base64>` secret, refusing a malformed one (the library would
+    silently decode it to some other key, and then refuse every webhook as forged)."""
+    encoded = secret.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except binascii.Error as exc:
+        raise ValueError("webhook secret must be whsec_<base64>") from exc
+    if not key:
+        raise ValueError("webhook secret must be whsec_<base64>, not empty")
+    return Webhook(key)
 
 
 def webhook_events(payload: dict[str, Any]) -> list[dict[str, Any]]:
