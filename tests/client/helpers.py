@@ -26,12 +26,17 @@ class Load:
         self.lms = SimulatedLMS(seed=seed)
         self.interval = interval
         self.published: list[str | None] = []
+        self.names: list[str] = []  # of the events `send` published
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def send(self, count: int) -> list[str | None]:
-        """Publish `count` events now (from the caller's thread); their cursors."""
-        cursors = [self.backend.send(self.lms.next_event()) for _ in range(count)]
+        """Publish `count` events now (from the caller's thread); their cursors (names in `names`)."""
+        cursors = []
+        for _ in range(count):
+            event = self.lms.next_event()
+            self.names.append(event.get("name") or event.get("event_type"))
+            cursors.append(self.backend.send(event))
         self.published += cursors
         return cursors
 
