@@ -6,7 +6,7 @@ import time
 
 import httpx
 
-from rthub_client.errors import Unauthorized
+from rthub_client.errors import RthubError, Unauthorized
 
 STREAM_SCOPE = "events:read"
 # Refresh when less than this share of a token's lifetime (at most a minute) is left.
@@ -14,7 +14,7 @@ REFRESH_SHARE = 0.5
 REFRESH_MARGIN_MAX = 60.0
 
 
-class TokenUnavailable(Exception):
+class TokenUnavailable(RthubError):
     """The token endpoint could not answer now (network, 429, 5xx): worth retrying after `retry_after`."""
 
     def __init__(self, message: str, retry_after: float = 0.0) -> None:
