@@ -71,11 +71,12 @@ class StreamStats:
 class Stream:
     """`async for event in Stream(url, client_id, secret, ...)`: every event once, in order, across reconnects.
 
-    `url` is the hub's base URL (`https://hub.example.com`). `filter` narrows the grant (a list of
-    rules). `resume_from` is the cursor persisted by a previous run; `on_cursor(cursor)` (sync or
-    async) is called once the loop body is done with an event, i.e. when the next one is asked
-    for, so persisting there gives at-least-once delivery across restarts of the consumer.
-    `on_gap(gap)` is told when retention no longer held everything since the cursor.
+    `url` is the hub's base URL (`https://hub.example.com`). `filter` narrows the grant (one rule or
+    a list of rules, as in a `subscribe` frame). `resume_from` is the cursor persisted by a previous
+    run (checked to be a cursor); `on_cursor(cursor)` (sync or async) is called once the loop body
+    is done with an event, i.e. when the next one is asked for, so persisting there gives
+    at-least-once delivery across restarts of the consumer. `on_gap(gap)` is told when retention
+    no longer held everything since the cursor.
     """
 
     def __init__(
