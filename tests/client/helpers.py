@@ -22,7 +22,9 @@ class Load:
     """A simulated LMS publishing through `RealtimeBackend` from a thread, whatever happens to the hub."""
 
     def __init__(self, redis_url: str, prefix: str, seed: int, interval: float = 0.005) -> None:
-        self.backend = RealtimeBackend(redis_url=redis_url, redis_prefix=prefix, preemptive=False)
+        # A generous Redis timeout: on a busy machine the default 50 ms would spool events, and their
+        # cursors (which the tests compare with what the SDK yields) would only be known later.
+        self.backend = RealtimeBackend(redis_url=redis_url, redis_prefix=prefix, preemptive=False, timeout=5.0)
         self.lms = SimulatedLMS(seed=seed)
         self.interval = interval
         self.published: list[str | None] = []
