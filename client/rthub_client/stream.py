@@ -12,6 +12,7 @@ exponential backoff with full jitter, reset once a connection is welcomed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import logging
@@ -187,7 +188,8 @@ class Stream:
             subscribe["filter"] = self.filter
         if self.cursor is not None:
             subscribe["resume_from"] = self.cursor
-        await ws.send(json.dumps(subscribe))
+        with contextlib.suppress(ConnectionClosed):  # already closed: still read what arrived before the close
+            await ws.send(json.dumps(subscribe))
 
     async def _next_event(self, ws: ClientConnection) -> Event | None:
         """The next frame as a new `Event`; None for a gap notice or a cursor already yielded."""
