@@ -1,132 +1,78 @@
-"""An adaptive-learning engine consuming rthub: client-credentials token, WebSocket stream, resume on drop.
+"""An adaptive-learning engine consuming rthub through the `rthub-client` SDK.
 
-    python examples/adaptive_engine.py --url http://127.0.0.1:8000 --client-id cl_... --client-secret ...
+    python examples/adaptive_engine.py --url http://127.0.0.1:8000 --client-id cl_... --client-secret ... \
+        [--cursor-file engine.cursor] [--filter '{"event_types": ["problem_check"]}']
 
-(or set RTHUB_CLIENT_ID / RTHUB_CLIENT_SECRET). It prints one line per event and keeps the last cursor,
-so after a dropped connection, a slow-consumer close (4008) or a hub restart (1012) it reconnects and
-asks for `resume_from` that cursor. An expired token (4401) is replaced; a revoked client (4403) stops.
+(or set RTHUB_CLIENT_ID / RTHUB_CLIENT_SECRET). It prints one line per event. The SDK keeps the
+token fresh and, after a dropped connection, a slow-consumer close (4008) or a hub restart (1012),
+reconnects with backoff and resumes from the last cursor; with `--cursor-file` the cursor also
+survives a restart of this program. A revoked client (4403) stops it with exit status 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
+import logging
 import os
-import random
 import sys
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-import websockets
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-
-FORBIDDEN = 4403
-UNAUTHENTICATED = 4401
+from rthub_client import Event, Forbidden, Stream, Unauthorized
 
 
-class Revoked(Exception):
-    """The hub says this client may no longer stream (close 4403)."""
-
-
-class TokenSource:
-    """Fetches a client-credentials token and reuses it until shortly before it expires."""
-
-    def __init__(self, base_url: str, client_id: str, client_secret: str) -> None:
-        self.token_url = base_url.rstrip("/") + "/oauth/token"
-        self.basic = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
-        self.token = ""
-        self.expires_at = 0.0
-
-    def _fetch(self) -> tuple[str, float]:
-        body = urllib.parse.urlencode({"grant_type": "client_credentials", "scope": "events:read"}).encode()
-        request = urllib.request.Request(self.token_url, data=body, method="POST")
-        request.add_header("Authorization", f"Basic {self.basic}")
-        request.add_header("Content-Type", "application/x-www-form-urlencoded")
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                payload = json.load(response)
-        except urllib.error.HTTPError as exc:
-            error = json.load(exc)
-            raise Revoked(f"token endpoint refused us: {error.get('error')}: {error.get('error_description')}") from exc
-        return payload["access_token"], time.time() + payload.get("expires_in", 300)
-
-    async def get(self, fresh: bool = False) -> str:
-        if fresh or time.time() > self.expires_at - 60:
-            self.token, self.expires_at = await asyncio.to_thread(self._fetch)
-        return self.token
-
-
-def describe(event: dict[str, Any]) -> str:
-    """One readable line for an xAPI statement or a Caliper event."""
-    data = event.get("data") or {}
+def describe(data: Any) -> str:
+    """One readable line for an xAPI statement (or list of them) or a Caliper event."""
+    if isinstance(data, list):
+        return "; ".join(describe(item) for item in data)
+    if not isinstance(data, dict):
+        return json.dumps(data)[:120]
     if "verb" in data:
         verb = data["verb"].get("display", {}).get("en-US") or data["verb"].get("id", "")
         actor = data.get("actor", {}).get("account", {}).get("name", "?")
         target = data.get("object", {}).get("id", "?")
         return f"{actor} {verb} {target}"
     if "action" in data:
-        actor = data.get("actor", {}).get("id", "?") if isinstance(data.get("actor"), dict) else data.get("actor")
-        target = data.get("object", {}).get("id", "?") if isinstance(data.get("object"), dict) else data.get("object")
+        actor = data["actor"].get("id", "?") if isinstance(data.get("actor"), dict) else data.get("actor")
+        target = data["object"].get("id", "?") if isinstance(data.get("object"), dict) else data.get("object")
         return f"{actor} {data['action']} {target}"
     return json.dumps(data)[:120]
 
 
-async def stream(
-    base_url: str,
-    client_id: str,
-    client_secret: str,
-    on_event: Callable[[dict[str, Any]], None],
-    subscribe_filter: dict[str, Any] | None = None,
-) -> None:
-    """Stream forever, reconnecting with backoff; returns only by raising `Revoked`."""
-    tokens = TokenSource(base_url, client_id, client_secret)
-    ws_url = base_url.rstrip("/").replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/v1/events"
-    last_cursor: str | None = None
-    failures = 0
-    fresh_token = False
-    while True:
-        token = await tokens.get(fresh=fresh_token)
-        fresh_token = False
-        try:
-            async with websockets.connect(ws_url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
-                subscribe: dict[str, Any] = {"type": "subscribe"}
-                if subscribe_filter:
-                    subscribe["filter"] = subscribe_filter
-                if last_cursor:
-                    subscribe["resume_from"] = last_cursor
-                if len(subscribe) > 1:
-                    await ws.send(json.dumps(subscribe))
-                async for raw in ws:
-                    message = json.loads(raw)
-                    failures = 0
-                    if message.get("type") == "event":
-                        last_cursor = message["cursor"]
-                        on_event(message)
-                    elif message.get("type") == "gap":
-                        print(f"! missed events before {message['resume_from']}", file=sys.stderr)
-                        last_cursor = message["resume_from"]
-                    elif message.get("type") == "welcome":
-                        print(f"connected as {message['client_id']} ({message['translator']})", file=sys.stderr)
-        except ConnectionClosed as closed:
-            code = closed.rcvd.code if closed.rcvd else None
-            if code == FORBIDDEN:
-                raise Revoked(f"hub closed the stream: {closed.rcvd.reason if closed.rcvd else ''}") from closed
-            fresh_token = code == UNAUTHENTICATED
-            print(f"! connection closed ({code}); resuming from {last_cursor}", file=sys.stderr)
-        except (OSError, InvalidStatus) as exc:
-            print(f"! cannot connect: {exc}", file=sys.stderr)
-        failures += 1
-        await asyncio.sleep(min(30.0, 0.5 * 2 ** min(failures, 6)) * random.uniform(0.5, 1.0))
+class CursorFile:
+    """The last handled cursor in a file, replaced atomically so a crash never leaves half a cursor."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> str | None:
+        return self.path.read_text().strip() or None if self.path.exists() else None
+
+    def save(self, cursor: str) -> None:
+        partial = self.path.with_suffix(self.path.suffix + ".tmp")
+        partial.write_text(cursor)
+        os.replace(partial, self.path)
 
 
-def print_event(message: dict[str, Any]) -> None:
-    print(f"{message['cursor']}  {message['event_type']:<32} {describe(message)}", flush=True)
+def print_event(event: Event) -> None:
+    print(f"{event.cursor}  {event.event_type:<32} {describe(event.data)}", flush=True)
+
+
+async def run(args: argparse.Namespace) -> None:
+    cursors = CursorFile(Path(args.cursor_file)) if args.cursor_file else None
+    stream = Stream(
+        args.url,
+        args.client_id,
+        args.client_secret,
+        filter=args.filter,
+        resume_from=cursors.load() if cursors else None,
+        on_cursor=cursors.save if cursors else None,
+    )
+    async with stream:
+        async for event in stream:
+            print_event(event)
 
 
 def main() -> int:
@@ -134,15 +80,17 @@ def main() -> int:
     parser.add_argument("--url", default=os.environ.get("RTHUB_URL", "http://127.0.0.1:8000"))
     parser.add_argument("--client-id", default=os.environ.get("RTHUB_CLIENT_ID"))
     parser.add_argument("--client-secret", default=os.environ.get("RTHUB_CLIENT_SECRET"))
+    parser.add_argument("--cursor-file", help="remember the last handled cursor here, and resume from it")
     parser.add_argument(
         "--filter", type=json.loads, help='narrow the grant, e.g. \'{"event_types": ["problem_check"]}\''
     )
     args = parser.parse_args()
     if not args.client_id or not args.client_secret:
         parser.error("--client-id and --client-secret (or RTHUB_CLIENT_ID / RTHUB_CLIENT_SECRET) are required")
+    logging.basicConfig(level=logging.INFO, format="! %(message)s", stream=sys.stderr)
     try:
-        asyncio.run(stream(args.url, args.client_id, args.client_secret, print_event, args.filter))
-    except Revoked as exc:
+        asyncio.run(run(args))
+    except (Forbidden, Unauthorized) as exc:
         print(f"stopped: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

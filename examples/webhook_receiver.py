@@ -1,4 +1,4 @@
-"""A small rthub webhook receiver: verifies Standard Webhooks signatures and drops duplicates.
+"""A small rthub webhook receiver: verifies signatures with the `rthub-client` SDK and drops duplicates.
 
     python examples/webhook_receiver.py --port 9000 --secret whsec_...   (or env WEBHOOK_SECRET)
 
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from threading import Lock
 
-from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from rthub_client import InvalidWebhook, verify, webhook_events
 
 REMEMBERED_IDS = 100_000
 
@@ -49,20 +49,18 @@ def make_server(
     secret: str, port: int, handle: Callable[[dict], None], host: str = "127.0.0.1"
 ) -> ThreadingHTTPServer:
     """A server that calls `handle(event_frame)` once per distinct, correctly signed event."""
-    webhook = Webhook(secret)
     seen = SeenIds()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             try:
-                payload = webhook.verify(body, dict(self.headers))
-            except (WebhookVerificationError, ValueError):
+                payload = verify(body, self.headers, secret)
+            except InvalidWebhook:
                 self._reply(401)
                 return
             if seen.add(self.headers["webhook-id"]):
-                events = payload["events"] if payload.get("type") == "batch" else [payload]
-                for event in events:
+                for event in webhook_events(payload):
                     handle(event)
             self._reply(200)
 

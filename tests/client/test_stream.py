@@ -1,0 +1,100 @@
+"""`Stream` features against a real hub: a cursor persisted by one run resumes the next, filters,
+a refused filter, and a cursor older than retention."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import redis
+from rthub_client import Event, Gap, ProtocolError, Stream
+
+from tests.client.helpers import Consumer, Load, until
+from tests.hubproc import HubProcess
+from tests.servers import RedisServer
+
+
+def test_a_persisted_cursor_resumes_the_next_run_at_least_once(
+    hub: HubProcess, redis_server: RedisServer, prefix: str
+) -> None:
+    client_id, secret = hub.client()
+    saved: dict[str, str] = {}
+
+    async def save(cursor: str) -> None:
+        saved["cursor"] = cursor
+
+    async def run(stop_after: int) -> list[str]:
+        stream = Stream(hub.http, client_id, secret, resume_from=saved["cursor"], on_cursor=save)
+        cursors: list[str] = []
+        async for event in stream:
+            cursors.append(event.cursor)
+            if len(cursors) == stop_after:
+                break  # the consumer stops (or crashes) while handling this event
+        await stream.aclose()
+        return cursors
+
+    with Load(redis_server.url, prefix, seed=96) as load:
+        (saved["cursor"],) = load.send(1)
+        published = load.send(10)
+        first = asyncio.run(run(stop_after=4))
+        published += load.send(5)  # while no consumer runs
+        second = asyncio.run(run(stop_after=12))
+    assert first == published[:4]
+    assert second == published[3:15], "the event the first run stopped on comes again, then the rest"
+    assert saved["cursor"] == published[13]
+
+
+def test_filter_narrows_the_stream_and_a_bad_filter_raises(
+    hub: HubProcess, redis_server: RedisServer, prefix: str
+) -> None:
+    client_id, secret = hub.client()
+    wanted = {"problem_check"}
+
+    async def scenario(load: Load) -> tuple[list[str], list[str]]:
+        consumer = Consumer(Stream(hub.http, client_id, secret, filter=[{"event_types": sorted(wanted)}]))
+        await until(lambda: consumer.stream.stats.connections == 1, 10, "connected")
+        await asyncio.sleep(0.2)  # the subscribe frame is in
+        sent = load.send(60)
+        expected = [cursor for cursor, name in zip(sent, load.names, strict=True) if name in wanted]
+        await until(lambda: len(consumer.events) >= len(expected), 10, "every matching event")
+        await asyncio.sleep(0.3)
+        await consumer.stop()
+        bad = Stream(hub.http, client_id, secret, filter={"colours": ["red"]})
+        with pytest.raises(ProtocolError, match="1008"):
+            await asyncio.wait_for(anext(bad), 10)
+        return consumer.cursors, expected
+
+    with Load(redis_server.url, prefix, seed=97) as load:
+        received, expected = asyncio.run(scenario(load))
+    assert expected and received == expected
+    assert set(load.names) > wanted, "other events were published and left out"
+
+
+def test_a_cursor_older_than_retention_reports_a_gap_then_streams_what_is_left(
+    hub: HubProcess, redis_server: RedisServer, prefix: str
+) -> None:
+    client_id, secret = hub.client()
+    gaps: list[Gap] = []
+
+    async def scenario(load: Load) -> list[str]:
+        stream = Stream(hub.http, client_id, secret, resume_from=old, on_gap=gaps.append)
+        cursors = [event.cursor async for event in _take(stream, 5)]
+        await stream.aclose()
+        return cursors
+
+    with Load(redis_server.url, prefix, seed=98) as load:
+        old, *_ = load.send(6)
+        kept = load.send(5)
+        redis.Redis.from_url(redis_server.url).xtrim(f"{prefix}events", maxlen=5, approximate=False)
+        received = asyncio.run(scenario(load))
+    assert received == kept
+    assert gaps == [Gap(since=old, oldest=kept[0])]
+
+
+async def _take(stream: Stream, count: int) -> AsyncIterator[Event]:
+    async for event in stream:
+        yield event
+        count -= 1
+        if count == 0:
+            return
