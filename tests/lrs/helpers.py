@@ -80,8 +80,8 @@ def api(hub: HubProcess, token: str, method: str, path: str, **kwargs: Any) -> h
     )
 
 
-def admin_page(hub: HubProcess, path: str) -> str:
-    """Sign in to the admin page as a fresh admin client and fetch `path`."""
+def admin_page(hub: HubProcess, path: str, form: dict[str, str] | None = None) -> str:
+    """Sign in to the admin page as a fresh admin client, then fetch `path` (or post `form` to it)."""
     client_id, secret = hub.client(name="page admin", scopes=["admin"])
     with httpx.Client(base_url=hub.http, timeout=10, follow_redirects=True) as browser:
         csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get("/admin/").text)
@@ -90,7 +90,11 @@ def admin_page(hub: HubProcess, path: str) -> str:
             "/admin/login", data={"csrf": csrf.group(1), "client_id": client_id, "client_secret": secret}
         )
         assert "Signed in" in signed_in.text
-        return browser.get(f"/admin{path}").text
+        if form is None:
+            return browser.get(f"/admin{path}").text
+        session_csrf = re.search(r'name="csrf" value="([^"]+)"', signed_in.text)  # a new session, a new token
+        assert session_csrf is not None
+        return browser.post(f"/admin{path}", data={"csrf": session_csrf.group(1), **form}).text
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
