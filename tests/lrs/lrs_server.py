@@ -28,10 +28,16 @@ def ralph_venv() -> Path:
     marker = VENV / "rthub-pins.txt"
     if python.exists() and marker.exists() and marker.read_text() == "\n".join(PINS):
         return python
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", *PINS], check=True)
+    env = _clean_environ()
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True, env=env)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", *PINS], check=True, env=env)
     marker.write_text("\n".join(PINS))
     return python
+
+
+def _clean_environ() -> dict[str, str]:
+    """Our environment without what would point Ralph's interpreter at our packages."""
+    return {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
 
 
 class RalphServer:
@@ -45,7 +51,7 @@ class RalphServer:
         data = directory / "statements"
         (data / username).mkdir(parents=True, exist_ok=True)
         self.env = {
-            **{key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")},
+            **_clean_environ(),
             "RALPH_APP_DIR": str(directory / "app"),
             "RALPH_AUTH_FILE": str(directory / "auth.json"),
             "RALPH_RUNSERVER_BACKEND": "fs",
