@@ -147,8 +147,8 @@ class Client:
             "endpoint_auth": self.endpoint_auth,
             "endpoint_username": self.endpoint_username,
             "endpoint_credential_set": bool(self.endpoint_credential),
-            "batch_max": self.webhook_batch_max,
-            "batch_wait": self.webhook_batch_wait,
+            "webhook_batch_max": self.webhook_batch_max,
+            "webhook_batch_wait": self.webhook_batch_wait,
             "delivery_status": self.webhook_status or "ok",
             "delivery_status_reason": self.webhook_disabled_reason,
         }

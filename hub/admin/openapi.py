@@ -63,8 +63,6 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "live_connections": {"type": "integer"},
             "endpoint_auth": {"enum": ["", "basic", "bearer"]},
             "endpoint_credential_set": {"type": "boolean"},
-            "batch_max": {"type": "integer"},
-            "batch_wait": {"type": "number"},
             "delivery_status": {"enum": ["ok", "paused", "disabled"]},
             "delivery_status_reason": {"type": "string"},
         },
