@@ -16,11 +16,18 @@ from rthub_lms.grants import RULE_KEYS, GrantError, validate_grant
 
 CONSUMER_TYPES = ("adaptive", "enterprise", "university", "other")
 TRANSLATORS = ("xapi", "caliper")
-DELIVERIES = ("websocket", "webhook", "websocket+webhook")
+DELIVERIES = ("websocket", "webhook", "websocket+webhook", "lrs", "caliper-endpoint")
+ENDPOINT_DELIVERIES = {"lrs": "xapi", "caliper-endpoint": "caliper"}
 SCOPES = ("events:read", "admin")
 STATUSES = ("active", "revoked")
 GRANT_RULE_KEYS = RULE_KEYS
-EDITABLE = ("name", "type", "scopes", "translator", "delivery", "webhook_url", "grant")
+EDITABLE = (
+    "name", "type", "scopes", "translator", "delivery", "webhook_url", "grant", "endpoint_url",
+    "endpoint_username", "endpoint_password", "endpoint_token", "webhook_batch_max", "webhook_batch_wait",
+)
+CREDENTIAL_FIELDS = ("endpoint_password", "endpoint_token")
+MAX_BATCH = 1000
+MAX_LINGER = 60.0
 
 
 class ValidationError(ValueError):
@@ -55,6 +62,10 @@ class Client:
     webhook_batch_wait: float = 0.0
     webhook_status: str = ""
     webhook_disabled_reason: str = ""
+    endpoint_url: str = ""
+    endpoint_auth: str = ""
+    endpoint_username: str = ""
+    endpoint_credential: str = ""
 
     @property
     def active(self) -> bool:
@@ -81,6 +92,10 @@ class Client:
             "webhook_batch_wait": str(self.webhook_batch_wait),
             "webhook_status": self.webhook_status,
             "webhook_disabled_reason": self.webhook_disabled_reason,
+            "endpoint_url": self.endpoint_url,
+            "endpoint_auth": self.endpoint_auth,
+            "endpoint_username": self.endpoint_username,
+            "endpoint_credential": self.endpoint_credential,
         }
 
     @classmethod
@@ -106,10 +121,14 @@ class Client:
             webhook_batch_wait=float(data.get("webhook_batch_wait") or 0),
             webhook_status=data.get("webhook_status", ""),
             webhook_disabled_reason=data.get("webhook_disabled_reason", ""),
+            endpoint_url=data.get("endpoint_url", ""),
+            endpoint_auth=data.get("endpoint_auth", ""),
+            endpoint_username=data.get("endpoint_username", ""),
+            endpoint_credential=data.get("endpoint_credential", ""),
         )
 
     def public(self) -> dict[str, Any]:
-        """What admins may see: everything except secret hashes."""
+        """What admins may see: everything except secret hashes and endpoint credentials."""
         return {
             "client_id": self.client_id,
             "name": self.name,
@@ -124,6 +143,14 @@ class Client:
             "previous_secret_expires": self.previous_secret_expires or None,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "endpoint_url": self.endpoint_url,
+            "endpoint_auth": self.endpoint_auth,
+            "endpoint_username": self.endpoint_username,
+            "endpoint_credential_set": bool(self.endpoint_credential),
+            "webhook_batch_max": self.webhook_batch_max,
+            "webhook_batch_wait": self.webhook_batch_wait,
+            "delivery_status": self.webhook_status or "ok",
+            "delivery_status_reason": self.webhook_disabled_reason,
         }
 
 
@@ -145,6 +172,15 @@ def validate_fields(values: dict[str, Any], allow_private_webhooks: bool) -> dic
         clean["scopes"] = _scopes(values["scopes"])
     if "webhook_url" in values:
         clean["webhook_url"] = _webhook_url(values["webhook_url"], allow_private_webhooks)
+    if "endpoint_url" in values:
+        clean["endpoint_url"] = _webhook_url(values["endpoint_url"], allow_private_webhooks, "endpoint_url")
+    for key in ("endpoint_username", *CREDENTIAL_FIELDS):
+        if key in values:
+            clean[key] = _short_text(key, values[key])
+    if "webhook_batch_max" in values:
+        clean["webhook_batch_max"] = _number("webhook_batch_max", values["webhook_batch_max"], int, 1, MAX_BATCH)
+    if "webhook_batch_wait" in values:
+        clean["webhook_batch_wait"] = _number("webhook_batch_wait", values["webhook_batch_wait"], float, 0, MAX_LINGER)
     if "grant" in values:
         clean["grant"] = _check_grant(values["grant"])
     return clean
@@ -154,6 +190,18 @@ def check_delivery(client: Client) -> None:
     """A client that asks for webhooks must say where they go."""
     if "webhook" in client.delivery and not client.webhook_url:
         raise ValidationError("webhook_url", f"required when delivery is {client.delivery!r}")
+    translator = ENDPOINT_DELIVERIES.get(client.delivery)
+    if translator is None:
+        return
+    if client.translator != translator:
+        raise ValidationError("translator", f"must be {translator!r} when delivery is {client.delivery!r}")
+    if not client.endpoint_url:
+        raise ValidationError("endpoint_url", f"required when delivery is {client.delivery!r}")
+    if not client.endpoint_credential:
+        needed = "endpoint_token" if client.delivery == "caliper-endpoint" else "endpoint_password or endpoint_token"
+        raise ValidationError(needed.split()[0], f"{needed} required when delivery is {client.delivery!r}")
+    if client.delivery == "caliper-endpoint" and client.endpoint_auth != "bearer":
+        raise ValidationError("endpoint_token", "a Caliper endpoint takes a bearer token, not a password")
 
 
 def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> str:
@@ -171,21 +219,39 @@ def _scopes(value: Any) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-def _webhook_url(value: Any, allow_private: bool) -> str:
+def _webhook_url(value: Any, allow_private: bool, name: str = "webhook_url") -> str:
     if value in ("", None):
         return ""
     if not isinstance(value, str):
-        raise ValidationError("webhook_url", "must be a string")
+        raise ValidationError(name, "must be a string")
     try:
         parts = urlsplit(value)
         host = parts.hostname
     except ValueError as exc:
-        raise ValidationError("webhook_url", f"malformed URL: {exc}") from exc
+        raise ValidationError(name, f"malformed URL: {exc}") from exc
     if parts.scheme not in ("http", "https") or not host:
-        raise ValidationError("webhook_url", "must be an absolute http:// or https:// URL")
+        raise ValidationError(name, "must be an absolute http:// or https:// URL")
+    if parts.username or parts.password:
+        raise ValidationError(name, "must not carry credentials; give them as endpoint_username/password/token")
     if not allow_private and _is_private_literal(host):
-        raise ValidationError("webhook_url", "points at a loopback or private address (RTHUB_WEBHOOK_ALLOW_PRIVATE)")
+        raise ValidationError(name, "points at a loopback or private address (RTHUB_WEBHOOK_ALLOW_PRIVATE)")
     return value
+
+
+def _short_text(name: str, value: Any) -> str:
+    if not isinstance(value, str) or len(value) > 4096 or any(ch in value for ch in "\r\n\0"):
+        raise ValidationError(name, "must be a single-line string of at most 4096 characters")
+    return value
+
+
+def _number(name: str, value: Any, kind: type, low: float, high: float) -> Any:
+    try:
+        number = kind(value)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(name, f"must be a number from {low:g} to {high:g}") from exc
+    if isinstance(value, bool) or not low <= number <= high:
+        raise ValidationError(name, f"must be a number from {low:g} to {high:g}")
+    return number
 
 
 def _is_private_literal(host: str) -> bool:

@@ -19,7 +19,8 @@ import anyio.to_thread
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from auth.clients import Client, ValidationError, check_delivery, validate_fields
+from auth.clients import CREDENTIAL_FIELDS, Client, ValidationError, check_delivery, validate_fields
+from auth.endpoint_credentials import cipher
 from auth.identity import ClientIdentity
 from auth.passwords import hash_secret, new_secret, new_webhook_secret, verify_secret
 from auth.settings import AuthSettings
@@ -50,6 +51,7 @@ class ClientRegistry:
             if required not in values:
                 raise ValidationError(required, "required")
         clean = validate_fields(values, self.settings.webhook_allow_private)
+        credential = {key: clean.pop(key) for key in CREDENTIAL_FIELDS if key in clean}
         secret = new_secret()
         now = _now()
         client = Client(
@@ -60,6 +62,7 @@ class ClientRegistry:
             updated_at=now,
             **clean,
         )
+        client = self._with_credential(client, credential)
         check_delivery(client)
         await self._save(client)
         return client, secret
@@ -92,10 +95,47 @@ class ClientRegistry:
 
     async def update(self, client_id: str, **values: Any) -> Client:
         clean = validate_fields(values, self.settings.webhook_allow_private)
-        client = replace(await self.require(client_id), **clean, updated_at=_now())
+        credential = {key: clean.pop(key) for key in CREDENTIAL_FIELDS if key in clean}
+        before = await self.require(client_id)
+        client = self._with_credential(replace(before, **clean, updated_at=_now()), credential)
+        if client.webhook_status == "paused" and _endpoint(client) != _endpoint(before):
+            client = replace(client, webhook_status="", webhook_disabled_reason="")
         check_delivery(client)
         await self._save(client)
         return client
+
+    async def rotate_endpoint_credential(self, client_id: str, **values: Any) -> Client:
+        """New endpoint password (with optional username) or token; resumes a client paused on 401/403."""
+        if not any(key in values for key in CREDENTIAL_FIELDS):
+            raise ValidationError("endpoint_password", "give endpoint_password or endpoint_token")
+        allowed = {"endpoint_username", *CREDENTIAL_FIELDS}
+        unknown = sorted(set(values) - allowed)
+        if unknown:
+            raise ValidationError(unknown[0], f"unknown field; allowed: {', '.join(sorted(allowed))}")
+        return await self.update(client_id, **values)
+
+    async def pause_endpoint(self, client_id: str, reason: str) -> None:
+        """Stop sending to an endpoint that refused the credentials (401/403); its queue is kept."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key(client_id), mapping={"webhook_status": "paused", "webhook_disabled_reason": reason})
+            pipe.publish(changes_channel(self.settings), client_id)
+            await pipe.execute()
+
+    def _with_credential(self, client: Client, credential: dict[str, str]) -> Client:
+        """Encrypt a new endpoint password or token into the record; the clear value goes no further."""
+        if not credential:
+            return client
+        if len(credential) > 1:
+            raise ValidationError("endpoint_token", "give either endpoint_password or endpoint_token, not both")
+        (kind, value), = credential.items()
+        if not value:
+            raise ValidationError(kind, "must not be empty")
+        if kind == "endpoint_password" and not client.endpoint_username:
+            raise ValidationError("endpoint_username", "required with endpoint_password (HTTP Basic)")
+        encrypted = cipher(self.settings.endpoint_key_file).encrypt(value)
+        if kind == "endpoint_token":
+            return replace(client, endpoint_auth="bearer", endpoint_username="", endpoint_credential=encrypted)
+        return replace(client, endpoint_auth="basic", endpoint_credential=encrypted)
 
     async def rotate_secret(self, client_id: str) -> tuple[Client, str]:
         """New secret now; the old one keeps working for `settings.secret_grace_period` seconds."""
@@ -192,6 +232,10 @@ def check_client_secret(client: Client, secret: str) -> bool:
         and time.time() < client.previous_secret_expires
         and verify_secret(secret, client.previous_secret_hash)
     )
+
+
+def _endpoint(client: Client) -> tuple[str, str, str, str]:
+    return client.endpoint_url, client.endpoint_auth, client.endpoint_username, client.endpoint_credential
 
 
 def _grant_json(client: Client) -> str:

@@ -23,6 +23,9 @@ class AuthSettings(Protocol):
     def signing_key_file(self) -> str: ...
 
     @property
+    def endpoint_key_file(self) -> str: ...
+
+    @property
     def token_lifetime(self) -> int: ...
 
     @property

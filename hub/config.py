@@ -39,6 +39,7 @@ class Settings:
     lms_root_url: str = "http://localhost:18000"
     issuer: str = "http://localhost:8000"
     signing_key_file: str = "rthub-signing-key.pem"
+    endpoint_key_file: str = "rthub-endpoint.key"
     webhook_allow_private: bool = False
     webhook_retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 86400)
     stream_maxlen: int = 1_000_000

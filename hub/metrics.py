@@ -40,6 +40,7 @@ _WEBHOOK = {
     "failed_attempts": ("rthub_webhook_failed_attempts", "Webhook attempts that failed and will be retried"),
     "dead_lettered": ("rthub_webhook_dead_lettered", "Webhook events moved to the dead-letter store"),
     "backfilled": ("rthub_webhook_backfilled", "Events backfilled to webhooks after a socket closed"),
+    "already_stored": ("rthub_webhook_already_stored", "Events an LRS said it already held (409), acknowledged"),
 }
 
 

@@ -35,6 +35,7 @@ class HubProcess:
             "RTHUB_REDIS_PREFIX": prefix,
             "RTHUB_ISSUER": f"http://127.0.0.1:{self.port}",
             "RTHUB_SIGNING_KEY_FILE": str(Path(self.key_dir.name) / "signing-key.pem"),
+            "RTHUB_ENDPOINT_KEY_FILE": str(Path(self.key_dir.name) / "endpoint.key"),
             **(env or {}),
         }
         self.settings = Settings.from_env(self.env)

@@ -19,7 +19,7 @@ from hub.admin.openapi import openapi_document
 from hub.config import Settings
 from hub.control.presence import live_connections
 from hub.delivery.webhook.deadletters import list_deadletters, replay_deadletters
-from hub.delivery.webhook.health import delivery_health
+from hub.delivery.webhook.health import LOG_SIZE, delivery_health, delivery_log
 
 ADMIN_SCOPE = "admin"
 Handler = Callable[[Request], Awaitable[Response]]
@@ -46,6 +46,8 @@ def admin_api_routes(settings: Settings, redis: aioredis.Redis, keys: SigningKey
         Route("/clients/{client_id}", api.guarded(api.delete_client), methods=["DELETE"]),
         Route("/clients/{client_id}/rotate-secret", api.guarded(api.rotate_secret), methods=["POST"]),
         Route("/clients/{client_id}/revoke", api.guarded(api.revoke_client), methods=["POST"]),
+        Route("/clients/{client_id}/endpoint-credential", api.guarded(api.rotate_endpoint), methods=["POST"]),
+        Route("/clients/{client_id}/deliveries", api.guarded(api.deliveries), methods=["GET"]),
         Route("/connections", api.guarded(api.connections), methods=["GET"]),
         Route("/deadletters", api.guarded(api.deadletters), methods=["GET"]),
         Route("/deadletters/replay", api.guarded(api.replay), methods=["POST"]),
@@ -145,6 +147,20 @@ class AdminApi:
     async def rotate_secret(self, request: Request) -> Response:
         client, secret = await self.registry.rotate_secret(request.path_params["client_id"])
         return JSONResponse({**client.public(), "client_secret": secret})
+
+    async def rotate_endpoint(self, request: Request) -> Response:
+        client = await self.registry.rotate_endpoint_credential(
+            request.path_params["client_id"], **await _json_object(request)
+        )
+        return JSONResponse(client.public())
+
+    async def deliveries(self, request: Request) -> Response:
+        raw_limit = request.query_params.get("limit", str(LOG_SIZE))
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= LOG_SIZE:
+            raise ValidationError("limit", f"must be an integer from 1 to {LOG_SIZE}")
+        client = await self.registry.require(request.path_params["client_id"])
+        attempts = await delivery_log(self.redis, self.settings, client.client_id, int(raw_limit))
+        return JSONResponse({"deliveries": attempts})
 
     async def revoke_client(self, request: Request) -> Response:
         _not_self(request)

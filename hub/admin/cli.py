@@ -55,6 +55,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     rotate = _leaf(actions, "rotate-secret", "new secret; the old one stays valid for the grace period", _rotate)
     rotate.add_argument("client_id", metavar="ID")
+    rotate_endpoint = _leaf(
+        actions, "rotate-endpoint-credential",
+        "new LRS / Caliper endpoint password or token (stored encrypted, never printed); resumes a paused client",
+        _rotate_endpoint,
+    )
+    rotate_endpoint.add_argument("client_id", metavar="ID")
+    _endpoint_credentials(rotate_endpoint)
     revoke = _leaf(actions, "revoke", "revoke a client; its live sockets are closed", _revoke)
     revoke.add_argument("client_id", metavar="ID")
 
@@ -91,6 +98,10 @@ def _shared_fields(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grant", action="append", metavar="JSON", help="one grant rule as JSON; repeat for more")
     parser.add_argument("--delivery", choices=DELIVERIES)
     parser.add_argument("--webhook-url")
+    parser.add_argument("--endpoint-url", help="LRS xAPI endpoint (POSTs go to {URL}statements) or Caliper endpoint")
+    _endpoint_credentials(parser)
+    parser.add_argument("--batch-size", type=int, dest="batch_max", help="events per request (default 1)")
+    parser.add_argument("--batch-linger", type=float, dest="batch_wait", help="seconds to wait for a batch to fill")
     parser.add_argument(
         "--scope",
         action="append",
@@ -98,6 +109,13 @@ def _shared_fields(parser: argparse.ArgumentParser) -> None:
         dest="scopes",
         help="repeat for more (default events:read)",
     )
+
+
+def _endpoint_credentials(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--endpoint-username", help="HTTP Basic user for the LRS")
+    secret = parser.add_mutually_exclusive_group()
+    secret.add_argument("--endpoint-password", help="HTTP Basic password for the LRS (stored encrypted)")
+    secret.add_argument("--endpoint-token", help="bearer token / Caliper API key (stored encrypted)")
 
 
 def _run(run: Callable[[ClientRegistry, argparse.Namespace], Awaitable[int]], args: argparse.Namespace) -> int:
@@ -149,10 +167,16 @@ def _fields(args: argparse.Namespace) -> dict[str, Any]:
         ("delivery", "delivery"),
         ("webhook_url", "webhook_url"),
         ("scopes", "scopes"),
+        ("endpoint_url", "endpoint_url"),
+        ("endpoint_username", "endpoint_username"),
+        ("endpoint_password", "endpoint_password"),
+        ("endpoint_token", "endpoint_token"),
+        ("batch_max", "webhook_batch_max"),
+        ("batch_wait", "webhook_batch_wait"),
     ):
         if getattr(args, attr, None) is not None:
             values[key] = getattr(args, attr)
-    if args.grant:
+    if getattr(args, "grant", None):
         values["grant"] = [_rule(text) for text in args.grant]
     if getattr(args, "clear_grant", False):
         if args.grant:
@@ -217,6 +241,13 @@ async def _update(registry: ClientRegistry, args: argparse.Namespace) -> int:
 async def _rotate(registry: ClientRegistry, args: argparse.Namespace) -> int:
     client, secret = await registry.rotate_secret(args.client_id)
     _print_secret(client, secret, args.json)
+    return 0
+
+
+async def _rotate_endpoint(registry: ClientRegistry, args: argparse.Namespace) -> int:
+    values = {key: value for key, value in _fields(args).items() if value is not None}
+    client = await registry.rotate_endpoint_credential(args.client_id, **values)
+    _print_client(client.public(), args.json)
     return 0
 
 

@@ -40,7 +40,16 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "delivery": {"enum": list(DELIVERIES)},
         "webhook_url": {"type": "string", "format": "uri"},
         "grant": {"type": "array", "items": rule},
+        "endpoint_url": {"type": "string", "format": "uri", "description": "LRS xAPI endpoint or Caliper endpoint"},
+        "endpoint_username": {"type": "string", "description": "HTTP Basic user for the LRS"},
+        "webhook_batch_max": {"type": "integer", "minimum": 1, "maximum": 1000},
+        "webhook_batch_wait": {"type": "number", "minimum": 0, "maximum": 60},
     }
+    credentials = {
+        "endpoint_password": {"type": "string", "writeOnly": True, "description": "stored encrypted, never returned"},
+        "endpoint_token": {"type": "string", "writeOnly": True, "description": "stored encrypted, never returned"},
+    }
+    writable = {**editable, **credentials}
     client = {
         "type": "object",
         "properties": {
@@ -52,6 +61,10 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "created_at": {"type": "string", "format": "date-time"},
             "updated_at": {"type": "string", "format": "date-time"},
             "live_connections": {"type": "integer"},
+            "endpoint_auth": {"enum": ["", "basic", "bearer"]},
+            "endpoint_credential_set": {"type": "boolean"},
+            "delivery_status": {"enum": ["ok", "paused", "disabled"]},
+            "delivery_status_reason": {"type": "string"},
         },
     }
     with_secret = {"allOf": [_ref("Client"), {"type": "object", "properties": {"client_secret": {"type": "string"}}}]}
@@ -91,7 +104,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "responses": {"200": _json(_ref("Client"), "Client"), **_NOT_FOUND, **_ERRORS},
                 },
                 "patch": {
-                    "summary": "Change name, type, scopes, translator, delivery, webhook URL or grant",
+                    "summary": "Change name, type, scopes, translator, delivery, webhook or endpoint settings, grant",
                     "requestBody": {
                         "required": True,
                         "content": {"application/json": {"schema": _ref("ClientUpdate")}},
@@ -113,6 +126,49 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "post": {
                     "summary": "New secret; the old one stays valid for the grace period",
                     "responses": {"200": _json(with_secret, "Rotated"), **_NOT_FOUND, **_ERRORS},
+                },
+            },
+            "/clients/{client_id}/endpoint-credential": {
+                "parameters": _CLIENT_ID,
+                "post": {
+                    "summary": "New LRS / Caliper endpoint password or token; resumes a client paused on 401/403",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"endpoint_username": editable["endpoint_username"], **credentials},
+                                    "additionalProperties": False,
+                                }
+                            }
+                        },
+                    },
+                    "responses": {"200": _json(_ref("Client"), "Rotated"), **_INVALID, **_NOT_FOUND, **_ERRORS},
+                },
+            },
+            "/clients/{client_id}/deliveries": {
+                "parameters": _CLIENT_ID,
+                "get": {
+                    "summary": "The client's last webhook / endpoint delivery attempts, newest first",
+                    "parameters": [
+                        {
+                            "name": "limit", "in": "query", "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 50, "default": 50},
+                        },
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {"deliveries": {"type": "array", "items": _ref("DeliveryAttempt")}},
+                            },
+                            "Attempts",
+                        ),
+                        **_INVALID,
+                        **_NOT_FOUND,
+                        **_ERRORS,
+                    },
                 },
             },
             "/clients/{client_id}/revoke": {
@@ -207,10 +263,19 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "ClientCreate": {
                     "type": "object",
                     "required": ["name", "type", "translator"],
-                    "properties": editable,
+                    "properties": writable,
                     "additionalProperties": False,
                 },
-                "ClientUpdate": {"type": "object", "properties": editable, "additionalProperties": False},
+                "ClientUpdate": {"type": "object", "properties": writable, "additionalProperties": False},
+                "DeliveryAttempt": {
+                    "type": "object",
+                    "properties": {
+                        "at": {"type": "number", "description": "unix seconds"},
+                        "status": {"type": ["integer", "null"], "description": "HTTP status; null: no answer"},
+                        "latency_ms": {"type": "number"},
+                        "error": {"type": "string"},
+                    },
+                },
                 "Error": {
                     "type": "object",
                     "properties": {"error": {"type": "string"}, "message": {"type": "string"}},

@@ -30,7 +30,7 @@ from auth.keys import SigningKeys
 from auth.registry import ClientNotFound, ClientRegistry
 from hub.config import Settings
 from hub.control.presence import live_connections
-from hub.delivery.webhook.health import delivery_health
+from hub.delivery.webhook.health import delivery_health, delivery_log
 
 HERE = Path(__file__).parent
 SESSION_MAX_AGE = 8 * 3600
@@ -58,6 +58,7 @@ def admin_page_app(settings: Settings, redis: aioredis.Redis, keys: SigningKeys)
         Route("/clients/{client_id}", page.update, methods=["POST"]),
         Route("/clients/{client_id}/rotate", page.rotate, methods=["POST"]),
         Route("/clients/{client_id}/revoke", page.revoke, methods=["POST"]),
+        Route("/clients/{client_id}/endpoint-credential", page.rotate_endpoint, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
     middleware = [
@@ -145,12 +146,13 @@ class AdminPage:
         )
 
     async def _client_page(self, request: Request, client: Client, status: int = 200, **extra: Any) -> Response:
-        """One client, with its live connection count and webhook delivery health."""
+        """One client, with its live connection count, delivery health and delivery log."""
         live = await live_connections(self.redis, self.settings, [client.client_id])
         health = await delivery_health(self.redis, self.settings, [client.client_id])
+        attempts = await delivery_log(self.redis, self.settings, client.client_id)
         return self.render(
             request, "client.html", status, client=client, live=live.get(client.client_id, 0),
-            health=health.get(client.client_id), **_choices(), **extra,
+            health=health.get(client.client_id), attempts=attempts, **_choices(), **extra,
         )
 
     async def login(self, request: Request) -> Response:
@@ -223,6 +225,20 @@ class AdminPage:
             return self.render(request, "error.html", 404, message="No such client.")
         return self.render(request, "secret.html", client=client, secret=secret, created=False)
 
+    async def rotate_endpoint(self, request: Request) -> Response:
+        form = await self._guard(request)
+        if isinstance(form, Response):
+            return form
+        client_id = request.path_params["client_id"]
+        values = {key: str(form[key]).strip() for key in _ENDPOINT_CREDENTIAL_FORM if str(form.get(key, "")).strip()}
+        try:
+            await self.registry.rotate_endpoint_credential(client_id, **values)
+        except ClientNotFound:
+            return self.render(request, "error.html", 404, message="No such client.")
+        except ValidationError as exc:
+            return await self._client_page(request, await self.registry.require(client_id), 422, error=exc)
+        return self.redirect(request, f"/clients/{client_id}", "Endpoint credential rotated.")
+
     async def revoke(self, request: Request) -> Response:
         refusal = await self._guard(request)
         if isinstance(refusal, Response):
@@ -234,6 +250,9 @@ class AdminPage:
         return self.redirect(request, "/", f"Revoked {client.name}; its live connections are being closed.")
 
 
+_ENDPOINT_CREDENTIAL_FORM = ("endpoint_username", "endpoint_password", "endpoint_token")
+
+
 def _csrf_token(request: Request) -> str:
     if "csrf" not in request.session:
         request.session["csrf"] = secrets.token_urlsafe(32)
@@ -243,8 +262,11 @@ def _csrf_token(request: Request) -> str:
 def _client_fields(form: FormData) -> dict[str, Any]:
     """Form fields to registry fields; the grant arrives as JSON text, scopes as checkboxes."""
     values: dict[str, Any] = {}
-    for key in ("name", "type", "translator", "delivery", "webhook_url"):
+    for key in ("name", "type", "translator", "delivery", "webhook_url", "endpoint_url", "endpoint_username"):
         if key in form:
+            values[key] = str(form[key]).strip()
+    for key in ("endpoint_password", "endpoint_token", "webhook_batch_max", "webhook_batch_wait"):
+        if str(form.get(key, "")).strip():
             values[key] = str(form[key]).strip()
     if "grant" in form:
         text = str(form["grant"]).strip()

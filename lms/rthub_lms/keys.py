@@ -22,7 +22,7 @@ Control:
 
 Webhook delivery (docs/webhooks.md):
 - `{prefix}outbox:{id}`, `{prefix}requeue:{id}`, `{prefix}handoff:{id}`, `{prefix}wh:lease:{id}`,
-  `{prefix}wh:state:{id}`, `{prefix}wh:health:{id}`, `{prefix}deadletters`.
+  `{prefix}wh:state:{id}`, `{prefix}wh:health:{id}`, `{prefix}wh:log:{id}`, `{prefix}deadletters`.
 """
 
 from __future__ import annotations
@@ -122,6 +122,11 @@ def health(settings: Prefixed, client_id: str) -> str:
     return f"{settings.redis_prefix}wh:health:{client_id}"
 
 
+def delivery_log(settings: Prefixed, client_id: str) -> str:
+    """List of the last delivery attempts (JSON: time, status, latency, error), newest first."""
+    return f"{settings.redis_prefix}wh:log:{client_id}"
+
+
 def handoff(settings: Prefixed, client_id: str) -> str:
     """List of cursors after which webhook delivery must backfill (the client's sockets all left)."""
     return f"{settings.redis_prefix}handoff:{client_id}"
@@ -138,4 +143,5 @@ def client_keys(settings: Prefixed, client_id: str) -> list[str]:
         client_key(settings, client_id), presence(settings, client_id), presence_state(settings, client_id),
         outbox(settings, client_id), requeue(settings, client_id), lease(settings, client_id),
         state(settings, client_id), health(settings, client_id), handoff(settings, client_id),
+        delivery_log(settings, client_id),
     ]

@@ -121,6 +121,7 @@ def auth_settings(redis_server: RedisServer, prefix: str, tmp_path: Path) -> Set
         redis_prefix=prefix,
         issuer=f"http://127.0.0.1:{port}",
         signing_key_file=str(tmp_path / "signing-key.pem"),
+        endpoint_key_file=str(tmp_path / "endpoint.key"),
         secret_grace_period=2,
     )
 

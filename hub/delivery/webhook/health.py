@@ -1,16 +1,20 @@
 """Per-client webhook delivery health for the admin page and API: last delivery, failures, dead letters.
 
-The delivering worker records outcomes in `{prefix}wh:health:{client}`; readers get one dict per client.
+The delivering worker records outcomes in `{prefix}wh:health:{client}` and every HTTP attempt in the
+capped list `{prefix}wh:log:{client}` (time, status, latency, error); readers get one dict per client.
 """
 
 from __future__ import annotations
 
 import time
 
+import orjson
 import redis.asyncio as aioredis
 
 from hub.config import Settings
 from rthub_lms import keys
+
+LOG_SIZE = 50
 
 
 async def record_delivery(redis: aioredis.Redis, settings: Settings, client_id: str, events: int) -> None:
@@ -28,13 +32,34 @@ async def record_failure(redis: aioredis.Redis, settings: Settings, client_id: s
         await pipe.execute()
 
 
+async def record_already_stored(redis: aioredis.Redis, settings: Settings, client_id: str, events: int) -> None:
+    await redis.hincrby(keys.health(settings, client_id), "already_stored", events)
+
+
+async def record_attempt(
+    redis: aioredis.Redis, settings: Settings, client_id: str, status: int | None, latency: float, error: str
+) -> None:
+    """Append one HTTP attempt to the client's delivery log, keeping the last `LOG_SIZE`."""
+    row = orjson.dumps({"at": round(time.time(), 3), "status": status, "latency_ms": round(latency * 1000, 1),
+                        "error": error})
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.lpush(keys.delivery_log(settings, client_id), row)
+        pipe.ltrim(keys.delivery_log(settings, client_id), 0, LOG_SIZE - 1)
+        await pipe.execute()
+
+
+async def delivery_log(redis: aioredis.Redis, settings: Settings, client_id: str, limit: int = LOG_SIZE) -> list[dict]:
+    """The client's last delivery attempts, newest first: at (unix s), status (None: no answer), latency_ms, error."""
+    return [orjson.loads(row) for row in await redis.lrange(keys.delivery_log(settings, client_id), 0, limit - 1)]
+
+
 async def record_dead_letters(redis: aioredis.Redis, settings: Settings, client_id: str, events: int) -> None:
     await redis.hincrby(keys.health(settings, client_id), "dead_lettered", events)
 
 
 async def delivery_health(redis: aioredis.Redis, settings: Settings, client_ids: list[str]) -> dict[str, dict]:
     """client id -> {last_delivery_at, last_failure_at (unix s or None), last_error, delivered, failed_attempts,
-    dead_lettered}; clients that never had a webhook delivery are left out."""
+    dead_lettered, already_stored}; clients that never had a webhook delivery are left out."""
     async with redis.pipeline(transaction=False) as pipe:
         for client_id in client_ids:
             pipe.hgetall(keys.health(settings, client_id))
@@ -51,5 +76,6 @@ async def delivery_health(redis: aioredis.Redis, settings: Settings, client_ids:
             "delivered": int(text.get("delivered", 0)),
             "failed_attempts": int(text.get("failed_attempts", 0)),
             "dead_lettered": int(text.get("dead_lettered", 0)),
+            "already_stored": int(text.get("already_stored", 0)),
         }
     return health

@@ -5,6 +5,8 @@ clients), takes the next batch (the retry state's batch if one is in flight, els
 requeue stream, else of the outbox), waits for its next attempt time, POSTs it, and then acknowledges
 it (2xx), schedules a retry, dead-letters it (schedule exhausted) or disables the endpoint (410).
 Each client has its own task and HTTP connection pool, so a failing endpoint only delays itself.
+LRS and Caliper-endpoint clients bring a `sender` (`hub/delivery/endpoints/`) that builds their
+requests and reads their answers; a client it pauses (401/403) keeps its queue until it is changed.
 """
 
 from __future__ import annotations
@@ -14,18 +16,26 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 
 import httpx
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from hub.config import Settings
-from hub.delivery.webhook.clients import WebhookClient, disable
+from hub.delivery.webhook.clients import WebhookClient, disable, pause
 from hub.delivery.webhook.handoff import Render, backfill
-from hub.delivery.webhook.health import record_dead_letters, record_delivery, record_failure
+from hub.delivery.webhook.health import (
+    record_already_stored,
+    record_attempt,
+    record_dead_letters,
+    record_delivery,
+    record_failure,
+)
 from hub.delivery.webhook.lease import Lease, LeaseLost
 from hub.delivery.webhook.outbox import Item, Outbox, field
+from hub.delivery.webhook.outcome import Outcome, response_message
 from hub.delivery.webhook.schedule import parse_retry_after, retry_delay
 from hub.delivery.webhook.signing import message_id
 from hub.delivery.webhook.ssrf import Target, UnsafeURL, resolve
@@ -49,16 +59,6 @@ class DeliveryOptions:
     timeout: float = 10.0
     lease_ttl_ms: int = 10_000
     poll: float = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """One attempt's result: delivered, or why not (and what the receiver asked for)."""
-
-    delivered: bool
-    reason: str = ""
-    gone: bool = False
-    retry_after: float | None = None
 
 
 def batch_body(items: list[Item]) -> str:
@@ -166,6 +166,9 @@ class DeliveryWorker:
                     self._redis, self._settings, self.client, self._render, self._outbox, self._broker
                 )
                 next_handoff_check = time.monotonic() + self._options.poll
+            if self.client.paused:
+                await self._idle(self._options.poll)
+                continue
             items, attempts, next_at = self._inflight or await self._next_batch()
             if not items:
                 await self._idle(self._options.poll)
@@ -210,19 +213,18 @@ class DeliveryWorker:
 
     async def _attempt(self, items: list[Item]) -> Outcome:
         client = self.client
-        body = batch_body(items) if client.batch_max > 1 else items[0].body
         try:
             target = await self._resolve(client.url)
         except UnsafeURL as exc:
             return Outcome(False, f"refused URL: {exc}")
-        headers = client.signer.headers(message_id([item.cursor for item in items]), body, time.time())
-        headers.update({"content-type": "application/json", "user-agent": USER_AGENT, "host": target.host})
-        extensions = {"sni_hostname": target.sni} if target.sni else None
+        post = partial(self._post, target)
         try:
-            async with asyncio.timeout(self._options.timeout):  # httpx's timeout is per phase, this is the total
-                response = await self._http.post(
-                    target.url, content=body.encode(), headers=headers, extensions=extensions
-                )
+            if client.sender is not None:
+                return await client.sender.send(items, post)
+            body = batch_body(items) if client.batch_max > 1 else items[0].body
+            headers = client.signer.headers(message_id([item.cursor for item in items]), body, time.time())
+            headers["content-type"] = "application/json"
+            response = await post(body.encode(), headers)
         except (httpx.TimeoutException, TimeoutError):
             return Outcome(False, f"timeout after {self._options.timeout:g}s")
         except httpx.HTTPError as exc:
@@ -235,6 +237,28 @@ class DeliveryWorker:
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         return Outcome(False, f"HTTP {response.status_code}", retry_after=retry_after)
 
+    async def _post(self, target: Target, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        """One POST to the pinned target, bounded in total, written to the client's delivery log."""
+        headers = {**headers, "user-agent": USER_AGENT, "host": target.host}
+        extensions = {"sni_hostname": target.sni} if target.sni else None
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self._options.timeout):  # httpx's timeout is per phase, this is the total
+                response = await self._http.post(target.url, content=body, headers=headers, extensions=extensions)
+        except (httpx.TimeoutException, TimeoutError):
+            await self._log_attempt(started, None, f"timeout after {self._options.timeout:g}s")
+            raise
+        except httpx.HTTPError as exc:
+            await self._log_attempt(started, None, f"connection error: {exc.__class__.__name__}")
+            raise
+        ok = 200 <= response.status_code < 300
+        await self._log_attempt(started, response.status_code, "" if ok else response_message(response))
+        return response
+
+    async def _log_attempt(self, started: float, status: int | None, error: str) -> None:
+        latency = time.monotonic() - started
+        await record_attempt(self._redis, self._settings, self.client.client_id, status, latency, error)
+
     async def _resolve(self, url: str) -> Target:
         """The checked, pinned target of `url`, re-resolved every `RESOLVE_TTL` s and after connection errors."""
         now = time.monotonic()
@@ -245,8 +269,12 @@ class DeliveryWorker:
     async def _settle(self, items: list[Item], attempts: int, outcome: Outcome) -> None:
         cid = self.client.client_id
         source = items[0].source
-        ids = [item.id for item in items]
         self._inflight = None
+        if outcome.rejected or outcome.settled or outcome.already_stored:
+            items = await self._settle_parts(items, attempts, outcome)
+            if not items:
+                return
+        ids = [item.id for item in items]
         if outcome.delivered:
             await self._lease.finish(source, self._state_key, self._deadletters_key, ids)
             self.counts["delivered"] += len(items)
@@ -256,6 +284,17 @@ class DeliveryWorker:
         self.counts["failed_attempts"] += 1
         await record_failure(self._redis, self._settings, cid, outcome.reason)
         log.info("client %s: attempt %d for %s failed: %s", cid, attempts, ids[0], outcome.reason)
+        if outcome.paused:
+            # Keep the batch in flight with the attempt uncounted: fixing the credentials resumes it.
+            self.client = replace(self.client, paused=True)
+            await self._lease.save_state(
+                self._state_key,
+                {"source": source, "first": ids[0], "last": ids[-1], "attempts": attempts - 1, "next_at": 0,
+                 "error": outcome.reason},
+            )
+            self._inflight = (items, attempts - 1, 0.0)
+            await pause(self._redis, self._settings, cid, outcome.reason)
+            return
         if outcome.gone:
             # Park the queue first: announcing the change makes the router stop this worker.
             await self._dead_letter_everything(outcome.reason, attempts)
@@ -275,6 +314,28 @@ class DeliveryWorker:
              "next_at": next_at, "error": outcome.reason},
         )
         self._inflight = (items, attempts, next_at)
+
+    async def _settle_parts(self, items: list[Item], attempts: int, outcome: Outcome) -> list[Item]:
+        """Dead-letter the items the endpoint refused, acknowledge those it stored; returns the rest.
+
+        On a delivered outcome the rest is exactly what was stored, acknowledged by the caller.
+        """
+        cid = self.client.client_id
+        source = items[0].source
+        rejected = dict(outcome.rejected)
+        for item_id, reason in outcome.rejected:
+            moved = await self._dead_letter(source, [item_id], reason, attempts)
+            self.counts["dead_lettered"] += moved
+            await record_dead_letters(self._redis, self._settings, cid, moved)
+        if outcome.already_stored:
+            self.counts["already_stored"] += outcome.already_stored
+            await record_already_stored(self._redis, self._settings, cid, outcome.already_stored)
+        stored = set() if outcome.delivered else set(outcome.settled)
+        if stored:
+            await self._lease.finish(source, self._state_key, self._deadletters_key, list(stored))
+            self.counts["delivered"] += len(stored)
+            await record_delivery(self._redis, self._settings, cid, len(stored))
+        return [item for item in items if item.id not in rejected and item.id not in stored]
 
     async def _dead_letter(self, source: str, ids: list[str], reason: str, attempts: int) -> int:
         return await self._lease.finish(

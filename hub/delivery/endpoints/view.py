@@ -1,0 +1,30 @@
+"""The delivery view of an LRS or Caliper-endpoint client: where to POST and with which sender."""
+
+from __future__ import annotations
+
+import base64
+
+from auth.clients import Client
+from auth.endpoint_credentials import cipher
+from hub.config import Settings
+from hub.delivery.endpoints.base import BatchSender
+from hub.delivery.endpoints.caliper import CaliperSender
+from hub.delivery.endpoints.lrs import LrsSender, statements_url
+
+
+def sensor_id(settings: Settings) -> str:
+    """The Caliper `sensor` IRI: this hub."""
+    return settings.issuer.rstrip("/") + "/caliper/sensor"
+
+
+def endpoint_sender(client: Client, settings: Settings) -> tuple[str, BatchSender]:
+    """(URL to POST to, sender); raises `CredentialError` when the stored credential does not decrypt."""
+    credential = cipher(settings.endpoint_key_file).decrypt(client.endpoint_credential)
+    if client.endpoint_auth == "basic":
+        pair = f"{client.endpoint_username}:{credential}".encode()
+        authorization = "Basic " + base64.b64encode(pair).decode()
+    else:
+        authorization = f"Bearer {credential}"
+    if client.delivery == "lrs":
+        return statements_url(client.endpoint_url), LrsSender(authorization)
+    return client.endpoint_url, CaliperSender(authorization, sensor_id(settings))
