@@ -174,6 +174,14 @@ class EventBusIngest:
         return len(entries)
 
     def _outcome(self, bus_id: str, fields: dict[bytes, bytes] | None) -> Publish | DeadLetter | None:
+        """What a message becomes. Never raises: a message the ingest chokes on must not stop the ones after it."""
+        try:
+            return self._carry(bus_id, fields)
+        except Exception as exc:
+            log.exception("event bus ingest: unexpected error on %s", bus_id)
+            return self._dead(bus_id, fields or {}, UnusableMessage("error", repr(exc)))
+
+    def _carry(self, bus_id: str, fields: dict[bytes, bytes] | None) -> Publish | DeadLetter | None:
         if not fields:  # pending, but trimmed out of the stream (MAXLEN) before it was read: no fields left
             return self._dead(bus_id, {}, UnusableMessage("trimmed", "the entry left the stream before it was read"))
         try:
@@ -186,7 +194,10 @@ class EventBusIngest:
         if self._filter is not None and not self._filter.wanted(event):
             self.counts["unwanted"] += 1
             return None
-        payload = orjson.dumps(event, default=str)
+        try:
+            payload = orjson.dumps(event, default=str)
+        except TypeError as exc:  # e.g. an integer beyond 64 bits: the plug-in drops these as malformed too
+            return self._dead(bus_id, fields, UnusableMessage("malformed", f"not serialisable: {exc}"))
         if len(payload) > MAX_EVENT_BYTES:
             problem = UnusableMessage("oversize", f"{len(payload)} bytes (limit {MAX_EVENT_BYTES})")
             return self._dead(bus_id, fields, problem)

@@ -154,6 +154,9 @@ def test_bad_messages_are_dead_lettered_with_a_reason_and_acknowledged(redis_ser
         ("missing-type", {b"event_data": b"\x02x"}),
         ("bad-json", bus_message(TrackingLogData("problem_check", now, "{not json", json.dumps(good)))),
         ("malformed", bus_message(TrackingLogData("", now, "{}", json.dumps(good)))),
+        ("malformed", bus_message(TrackingLogData("problem_check", now, json.dumps({"n": 2**70}), json.dumps(good)))),
+        ("oversize", bus_message(TrackingLogData("problem_check", now, json.dumps({"b": "x" * 70_000}),
+                                                 json.dumps(good)))),
     ]
     for _, fields in bad:
         client.xadd(stream, fields)
@@ -168,11 +171,12 @@ def test_bad_messages_are_dead_lettered_with_a_reason_and_acknowledged(redis_ser
     for (_, fields), (_, sent) in zip(letters, bad, strict=True):
         assert fields[b"stream"].decode() == stream
         assert fields[b"detail"]
-        assert fields[b"raw"] == sent.get(b"event_data", b"")
+        assert fields[b"raw"] == sent.get(b"event_data", b"")[:4096]
     assert b"garbage" in letters[0][1][b"raw"]
     assert "is not org.openedx.analytics.tracking.event.emitted.v1" in letters[2][1][b"detail"].decode()
     summary_counts = counts(summary)
     assert summary_counts["deadlettered"] == len(bad)
+    assert summary_counts["reason:malformed"] == 2
     assert summary_counts["no_user"] == 1
     assert summary_counts["published"] == 6
 
