@@ -239,3 +239,26 @@ def test_bus_events_reach_a_websocket_consumer_and_the_preemptive_filter_drops_w
     assert len({frame["cursor"] for frame in frames}) == expected
     assert counts(summary)["published"] == expected
     assert counts(summary)["unwanted"] == total - expected
+
+
+def test_rthub_redis_down_while_the_bus_keeps_delivering_loses_nothing(
+    redis_server: RedisServer, own_redis: RedisServer, prefix: str
+) -> None:
+    """The bus and rthub on separate Redis servers; rthub's stops while messages arrive on the bus. They
+    stay pending (never acknowledged without their append) and arrive, in order, once it is back."""
+    bus, target = redis_server.client(), own_redis.client()
+    with Ingest(own_redis.url, prefix, "--no-preemptive", "--bus-url", redis_server.url) as ingest:
+        produced(produce(redis_server.url, prefix, 50))
+        wait_for(lambda: target.xlen(f"{prefix}events") == 50, 30, "first 50")
+        own_redis.stop()
+        produced(produce(redis_server.url, prefix, 50, first=50))
+        wait_for(lambda: pending(bus, prefix) > 0, 30, "messages read while rthub's Redis is down")
+        time.sleep(0.5)
+        assert pending(bus, prefix) > 0
+        own_redis.start()
+        target = own_redis.client()
+        wait_for(lambda: target.xlen(f"{prefix}events") == 100 and pending(bus, prefix) == 0, 60, "all 100")
+        summary = ingest.stop()
+    assert seqs(rthub_events(target, prefix)) == list(range(100))
+    assert counts(summary)["redis_errors"] >= 1
+    assert bus.xlen(f"{prefix}events") == 0
