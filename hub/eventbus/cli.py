@@ -11,6 +11,7 @@ import threading
 from types import FrameType
 
 from hub.config import Settings
+from rthub_lms.keys import stream_key
 
 EXTRA_HINT = "rthub ingest event-bus needs the eventbus extra: pip install 'rthub[eventbus]'"
 
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     print(f"rthub ingest: {options.stream} (group {options.group}, consumer {options.consumer}) -> "
-          f"{settings.redis_prefix}events", file=sys.stderr, flush=True)
+          f"{stream_key(settings)}", file=sys.stderr, flush=True)
     ingest.run(stop)
     if wanted is not None:
         wanted.close()
