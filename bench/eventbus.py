@@ -10,6 +10,8 @@ Starts a private redis-server and configures Django in this process as Open edX 
 3. bus, ingest: `rthub ingest event-bus` (a subprocess) draining those messages into rthub's stream,
    timed from the first event it appends to the last.
 Each row is set against the direct path. Preemptive filtering is off in both, so both carry every event.
+Wall-clock rates move with whatever else the machine runs; the CPU column (the sending process, or the
+ingest process, not Redis) moves much less.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 import django
+import psutil
 import redis
 from django.conf import settings
 
@@ -64,29 +67,39 @@ def rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("inf")
 
 
-def timed_sends(send: Any, events: list[dict[str, Any]]) -> float:
-    started = time.perf_counter()
+def timed_sends(send: Any, events: list[dict[str, Any]]) -> tuple[float, float]:
+    """Events/s, and CPU µs per event of this process."""
+    started, cpu = time.perf_counter(), time.process_time()
     for event in events:
         send(event)
-    return time.perf_counter() - started
+    return rate(len(events), time.perf_counter() - started), (time.process_time() - cpu) / len(events) * 1e6
 
 
-def drain(redis_url: str, prefix: str, count: int, batch: int) -> float:
-    """Events/s `rthub ingest event-bus` appends, from the first time some are seen to the `count`th."""
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def drain(redis_url: str, prefix: str, count: int, batch: int) -> tuple[float, float]:
+    """Events/s `rthub ingest event-bus` appends, from the first time some are seen to the `count`th, and
+    the ingest process's CPU µs per event over the same span."""
     client = redis.Redis.from_url(redis_url)
     argv = [sys.executable, "-m", "hub.cli", "ingest", "event-bus", "--topic", TOPIC, "--group", "bench",
             "--consumer", "bench-1", "--redis-url", redis_url, "--redis-prefix", prefix, "--from-start",
             "--no-preemptive", "--batch", str(batch)]
     process = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
+    watched = psutil.Process(process.pid)
     try:
         deadline = time.monotonic() + 120
-        first: tuple[float, int] | None = None
+        first: tuple[float, float, int] | None = None
         while time.monotonic() < deadline:
             appended = client.xlen(f"{prefix}events")
             if appended and first is None:
-                first = (time.perf_counter(), appended)
+                first = (time.perf_counter(), cpu_seconds(watched), appended)
             if appended >= count and first is not None:
-                return rate(count - first[1], time.perf_counter() - first[0])
+                done = count - first[2]
+                cpu = (cpu_seconds(watched) - first[1]) / done * 1e6
+                return rate(done, time.perf_counter() - first[0]), cpu
             time.sleep(0.002)
         raise TimeoutError(f"the ingest appended {client.xlen(f'{prefix}events')} of {count} events in 120 s")
     finally:
@@ -114,22 +127,18 @@ def main() -> None:
         timed_sends(bus.send, events[:500])
         client = redis.Redis.from_url(server.url)
         client.delete("bench:direct:events", TOPIC)
-        direct_s = timed_sends(direct.send, events)
-        produce_s = timed_sends(bus.send, events)
+        rows = [("direct: RealtimeBackend.send", *timed_sends(direct.send, events))]
+        rows.append(("bus, LMS side: EventBusRoutingBackend.send", *timed_sends(bus.send, events)))
         assert client.xlen("bench:direct:events") == args.events, direct.counts
         assert client.xlen(TOPIC) == args.events
-        ingest_rate = drain(server.url, "bench:bus:", args.events, args.batch)
+        rows.append((f"bus, ingest drain (--batch {args.batch})", *drain(server.url, "bench:bus:", args.events,
+                                                                          args.batch)))
         direct.close()
-    rows = [
-        ("direct: RealtimeBackend.send", rate(args.events, direct_s)),
-        ("bus, LMS side: EventBusRoutingBackend.send", rate(args.events, produce_s)),
-        (f"bus, ingest drain (--batch {args.batch})", ingest_rate),
-    ]
     base = rows[0][1]
     print(f"{args.events} events")
-    print(f"{'path':<46}{'events/s':>12}{'µs/event':>10}{'÷ direct':>10}")
-    for name, per_s in rows:
-        print(f"{name:<46}{per_s:>12,.0f}{1e6 / per_s:>10.1f}{per_s / base:>10.2f}")
+    print(f"{'path':<46}{'events/s':>10}{'÷ direct':>10}{'CPU µs/event':>14}")
+    for name, per_s, cpu in rows:
+        print(f"{name:<46}{per_s:>10,.0f}{per_s / base:>10.2f}{cpu:>14.1f}")
 
 
 if __name__ == "__main__":
