@@ -44,11 +44,12 @@ def produced(process: subprocess.Popen[str], timeout: float = 60) -> None:
 class Ingest:
     """`rthub ingest event-bus` in a subprocess, on the test's prefix and topic."""
 
-    def __init__(self, redis_url: str, prefix: str, *extra: str, consumer: str = "ingest-1") -> None:
+    def __init__(self, redis_url: str, prefix: str, *extra: str, consumer: str = "ingest-1",
+                 from_start: bool = True) -> None:
         self.argv = [
             sys.executable, "-m", "hub.cli", "ingest", "event-bus", "--topic", "analytics",
             "--topic-prefix", topic_prefix(prefix), "--group", "rthub", "--consumer", consumer,
-            "--redis-url", redis_url, "--redis-prefix", prefix, "--from-start", *extra,
+            "--redis-url", redis_url, "--redis-prefix", prefix, *(["--from-start"] if from_start else []), *extra,
         ]
         self.process: subprocess.Popen[str] | None = None
 

@@ -68,6 +68,19 @@ def test_events_arrive_normalised_exactly_as_the_plugin_writes_them(redis_server
     assert not client.exists(keys.eventbus_applied(PluginSettings(redis_prefix=prefix), bus_stream(prefix), GROUP))
 
 
+def test_a_new_group_starts_at_new_messages_unless_told_to_start_from_the_oldest(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    client = redis_server.client()
+    produced(produce(redis_server.url, prefix, 3))
+    with Ingest(redis_server.url, prefix, "--no-preemptive", from_start=False) as ingest:
+        wait_for(lambda: bool(client.xinfo_groups(bus_stream(prefix))), 30, "the group created")
+        produced(produce(redis_server.url, prefix, 3, first=3))
+        wait_for(lambda: client.xlen(f"{prefix}events") >= 3 and pending(client, prefix) == 0, 30, "new ones")
+        ingest.stop()
+    assert seqs(rthub_events(client, prefix)) == [3, 4, 5]
+
+
 @pytest.mark.parametrize("renamed", [False, True], ids=["same-name", "new-name"])
 def test_sigkill_mid_way_loses_nothing_and_appends_nothing_twice(
     redis_server: RedisServer, prefix: str, renamed: bool
