@@ -9,6 +9,13 @@ Event path:
 - `{prefix}deadletters:ingest`: capped stream of entries the hub could not carry (fields `cursor`,
   `reason`, `detail`, `raw`), written by the fan-out.
 
+Event bus ingest (`rthub ingest event-bus`, hub/eventbus/):
+- `{prefix}eventbus:applied:{stream}:{group}`: hash bus message id -> rthub cursor (or dead-letter id) of
+  messages appended but not yet acknowledged on the bus, so a message redelivered after a crash is
+  acknowledged without being appended twice.
+- `{prefix}deadletters:eventbus`: capped stream of bus messages the ingest could not carry (fields
+  `stream`, `id`, `reason`, `detail`, `type`, `headers`, `raw`).
+
 Control:
 - `{prefix}clients`: set of client ids; `{prefix}client:{id}`: hash, one client's registry record.
 - `{prefix}grants`: hash client id -> grant JSON of every active client, kept by the registry for the
@@ -53,6 +60,16 @@ def live_channel(settings: Prefixed) -> str:
 
 def ingest_deadletters_key(settings: Prefixed) -> str:
     return f"{settings.redis_prefix}deadletters:ingest"
+
+
+def eventbus_applied(settings: Prefixed, stream: str, group: str) -> str:
+    """Hash bus message id -> what it became, for messages between their append and their ack."""
+    return f"{settings.redis_prefix}eventbus:applied:{stream}:{group}"
+
+
+def eventbus_deadletters(settings: Prefixed) -> str:
+    """Capped stream of event bus messages the ingest dead-lettered, with the reason."""
+    return f"{settings.redis_prefix}deadletters:eventbus"
 
 
 def changes_channel(settings: Prefixed) -> str:
