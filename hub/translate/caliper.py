@@ -7,8 +7,6 @@ docs/translators.md. Entities that repeat are validated once and cached; every e
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -33,7 +31,6 @@ def event(
     extensions: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     built = CaliperEvent(
-        id=random_urn(),
         type=event_type,
         action=action,
         actor=person(src.root, src.actor_id),
@@ -44,42 +41,10 @@ def event(
         generated=generated,
     )
     try:
-        return [built.validate().to_dict()]
+        body = built.validate().to_dict()
     except CaliperValidationError as exc:
         raise TranslationError(f"{src.name}: {exc}") from exc
-
-
-class _RandomPool:
-    """OS random bytes fetched 4 KiB at a time (one syscall per 256 ids).
-
-    Dropped in a forked child so no two processes hand out the same bytes; locked so no two threads do.
-    """
-
-    def __init__(self) -> None:
-        self.buffer = b""
-        self.offset = 0
-        self.lock = threading.Lock()
-        os.register_at_fork(after_in_child=self.reset)
-
-    def reset(self) -> None:
-        self.buffer, self.offset, self.lock = b"", 0, threading.Lock()
-
-    def take16(self) -> bytes:
-        with self.lock:
-            if self.offset >= len(self.buffer):
-                self.buffer, self.offset = os.urandom(4096), 0
-            self.offset += 16
-            return self.buffer[self.offset - 16 : self.offset]
-
-
-_POOL = _RandomPool()
-_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
-
-
-def random_urn() -> str:
-    """A random (version 4, RFC 4122 variant) UUID URN; formatted by hand, `uuid.uuid4()` costs more."""
-    text = _POOL.take16().hex()
-    return f"urn:uuid:{text[:8]}-{text[8:12]}-4{text[13:16]}-{_VARIANT[text[16]]}{text[17:20]}-{text[20:]}"
+    return [{"@context": body.pop("@context"), "id": f"urn:uuid:{ids.content_id(body)}", **body}]
 
 
 @lru_cache(maxsize=65_536)

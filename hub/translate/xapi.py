@@ -31,11 +31,10 @@ def statement(
     extensions: dict[str, Any] | None = None,
     context_activities: dict[str, Any] | None = None,
     statement_ref: str | None = None,
-    id_seed: str = "",
 ) -> dict[str, Any]:
-    """One statement; its id is the reference's UUID5 (namespace from the verb, name actor + timestamp)."""
-    verb_fragment, namespace = verb(verb_key)
-    actor_fragment, actor_json = actor(src.root, src.actor_id)
+    """One statement; its id is the UUID5 of its content (`ids.content_id`), not the reference's."""
+    verb_fragment = verb(verb_key)
+    actor_fragment = actor(src.root, src.actor_id)
     context: dict[str, Any] = {}
     if context_activities is not None:
         context["contextActivities"] = context_activities
@@ -45,7 +44,6 @@ def statement(
         context["statement"] = {"objectType": "StatementRef", "id": statement_ref}
     context["extensions"] = {Ext.TRANSFORMER_VERSION: src.version, **(extensions or {})}
     built = {
-        "id": str(uuid.uuid5(namespace, f"{actor_json}-{src.timestamp}{id_seed}")),
         "version": XAPI_VERSION,
         "actor": actor_fragment,
         "verb": verb_fragment,
@@ -55,7 +53,7 @@ def statement(
     }
     if result is not None:
         built["result"] = result
-    return built
+    return {"id": ids.content_id(built), **built}
 
 
 def course_activity(src: Source) -> dict[str, Any]:
@@ -298,7 +296,6 @@ def _multi_question(src: Source, submission: dict[str, Any], result: dict[str, A
                 result=child_result,
                 context_activities={"parent": [group], "grouping": [course]},
                 statement_ref=parent["id"],
-                id_seed=f"-{key}",
             )
         )
     return statements

@@ -27,6 +27,14 @@ def xapi(statement: dict[str, Any], ours_version: str) -> dict[str, Any]:
     return _clean(adjusted)
 
 
+def with_ids_of(ours: dict[str, Any], adjusted: dict[str, Any]) -> dict[str, Any]:
+    """rthub's statement id (and parent reference) in place of the reference's: ids are content UUIDs."""
+    adjusted["id"] = ours["id"]
+    if "statement" in adjusted.get("context", {}):
+        adjusted["context"]["statement"] = ours["context"]["statement"]
+    return adjusted
+
+
 def caliper(event: dict[str, Any], ours_version: str) -> dict[str, Any]:
     """A reference Caliper event adjusted to what rthub sends for the same event."""
     adjusted = copy.deepcopy(event)
