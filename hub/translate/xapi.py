@@ -38,7 +38,7 @@ def statement(
     context: dict[str, Any] = {}
     if context_activities is not None:
         context["contextActivities"] = context_activities
-    elif parent_course:
+    elif parent_course and src.context_course_id() is not None:
         context["contextActivities"] = {"parent": [course_activity(src)]}
     if statement_ref is not None:
         context["statement"] = {"objectType": "StatementRef", "id": statement_ref}
@@ -70,45 +70,53 @@ def block_activity(src: Source, key: str, kind: str) -> dict[str, Any]:
 
 def _video(verb_key: str, result: Callable[[Source], dict[str, Any] | None]) -> Builder:
     def build(src: Source) -> list[dict[str, Any]]:
-        length = src.optional_number("duration")
-        extensions = {Ext.VIDEO_LENGTH: float(length)} if length is not None else {}
+        length = _seconds(src, "duration")
+        extensions = {Ext.VIDEO_LENGTH: length} if length is not None else {}
         obj = activity(ids.video_url(src), "video")
         return [statement(src, verb_key, obj, result=result(src), extensions=extensions)]
 
     return build
 
 
+def _seconds(src: Source, *keys: str) -> float | None:
+    """Seconds as the reference states them: rounded to milliseconds (`float(f"{x:.3f}")`)."""
+    value = src.optional_number(*keys)
+    return None if value is None else float(f"{float(value):.3f}")
+
+
 def _current_time(src: Source) -> float | None:
-    return src.optional_number("currentTime", "current_time")
+    """`current_time`, else `currentTime`; as the reference, a zero `current_time` counts as absent."""
+    if src.data.get("current_time"):
+        return _seconds(src, "current_time")
+    return _seconds(src, "currentTime")
 
 
 def _time_result(src: Source) -> dict[str, Any] | None:
     now = _current_time(src)
-    return None if now is None else {"extensions": {Ext.VIDEO_TIME: round(float(now), 3)}}
+    return None if now is None else {"extensions": {Ext.VIDEO_TIME: now}}
 
 
 def _completed_result(src: Source) -> dict[str, Any]:
-    """Completion, with the video length as `duration` and the position (else the length) as `time`."""
-    length = src.optional_number("duration")
-    now = _current_time(src)
-    if now is None:
-        now = length
+    """Completion, with the video length as both `duration` and `time` (as the reference)."""
+    length = _seconds(src, "duration")
     result: dict[str, Any] = {"completion": True}
-    if now is not None:
-        result["extensions"] = {Ext.VIDEO_TIME: round(float(now), 3)}
     if length is not None:
-        result["duration"] = duration(float(length))
+        result["extensions"] = {Ext.VIDEO_TIME: length}
+        result["duration"] = duration(length)
     return result
 
 
-def _seek_result(src: Source) -> dict[str, Any]:
-    old = src.optional_number("old_time", "currentTime", "current_time")
-    new = src.optional_number("new_time")
-    if old is None or new is None:
-        raise TranslationError(f"{src.name}: missing required field `data.old_time` or `data.new_time`")
-    return {
-        "extensions": {Ext.VIDEO_TIME_FROM: round(float(old), 3), Ext.VIDEO_TIME_TO: round(float(new), 3)}
+def _seek_result(src: Source) -> dict[str, Any] | None:
+    """`time-from` / `time-to` from `old_time` / `new_time`, each when present."""
+    extensions = {
+        key: value
+        for key, value in (
+            (Ext.VIDEO_TIME_FROM, _seconds(src, "old_time")),
+            (Ext.VIDEO_TIME_TO, _seconds(src, "new_time")),
+        )
+        if value is not None
     }
+    return {"extensions": extensions} if extensions else None
 
 
 def _captions(enabled: bool) -> Callable[[Source], dict[str, Any]]:
@@ -149,8 +157,12 @@ def _sequence(ending: str | None) -> Builder:
         if tab_count is not None:
             obj = with_ext(obj, {Ext.TOTAL_ITEMS: tab_count})
         extensions = {
-            Ext.STARTING_POSITION: src.need_number("current_tab"),
-            Ext.ENDING_POINT: ending if ending is not None else src.need_number("target_tab"),
+            key: value
+            for key, value in (
+                (Ext.STARTING_POSITION, src.optional_number("current_tab")),
+                (Ext.ENDING_POINT, ending if ending is not None else src.optional_number("target_tab")),
+            )
+            if value is not None
         }
         return [statement(src, "navigated", obj, extensions=extensions)]
 
@@ -189,13 +201,22 @@ def _problem_url(src: Source) -> str:
     return ids.block_url(src.root, _problem_key(src))
 
 
-def _problem_event(verb_key: str) -> Builder:
+def _problem_completed(src: Source) -> list[dict[str, Any]]:
     """As the reference: the object id is the bare usage key (`block-v1:...`, an IRI by its scheme)."""
+    return [statement(src, "completed", activity(_problem_key(src), "interaction"))]
 
-    def build(src: Source) -> list[dict[str, Any]]:
-        return [statement(src, verb_key, activity(_problem_key(src), "interaction"))]
 
-    return build
+def _show_answer(src: Source) -> list[dict[str, Any]]:
+    """The problem's solution, `{root}/xblock/{problem}/answer`."""
+    return [statement(src, "asked", activity(f"{_problem_url(src)}/answer", "solution"))]
+
+
+def _hint_displayed(src: Source) -> list[dict[str, Any]]:
+    """One hint of the problem, `{root}/xblock/{problem}/hint/{index}`."""
+    index = src.need("hint_index")
+    if isinstance(index, bool) or not isinstance(index, int | str):
+        raise TranslationError(f"{src.name}: `data.hint_index` must be an integer")
+    return [statement(src, "asked", activity(f"{_problem_url(src)}/hint/{index}", "supplemental-info"))]
 
 
 def _score(raw: float, maximum: float | None) -> dict[str, Any]:
@@ -207,11 +228,11 @@ def _score(raw: float, maximum: float | None) -> dict[str, Any]:
 
 
 def _problem_submitted(src: Source) -> list[dict[str, Any]]:
-    earned = src.need_number("weighted_earned")
-    possible = src.optional_number("weighted_possible")
-    result: dict[str, Any] = {"score": _score(earned, possible)}
-    if possible is not None:
-        result["success"] = earned >= possible
+    """As the reference, a missing or null weight counts as 0 (so `success` is earned >= 0)."""
+    earned = src.optional_number("weighted_earned") or 0
+    possible = src.optional_number("weighted_possible") or 0
+    score = {"min": 0, "max": possible, "raw": earned, "scaled": earned / possible if possible > 0 else 0}
+    result: dict[str, Any] = {"success": earned >= possible, "score": score}
     obj = activity(_problem_url(src), "question")
     return [statement(src, "attempted", obj, result=result)]
 
@@ -244,9 +265,7 @@ def _problem_check(src: Source) -> list[dict[str, Any]]:
         )
         result["response"] = _response(answer.get("answer", ""))
     else:
-        obj = activity(
-            url, "interaction", name=_module_name(src), name_lang="en-US", interaction_type="other"
-        )
+        obj = activity(url, "interaction", name=_module_name(src), name_lang="en-US", interaction_type="other")
         result["response"] = str(src.data.get("answers", {}))
     attempts = src.optional_number("attempts")
     if attempts is not None:
@@ -450,9 +469,9 @@ def _registry() -> dict[str, Builder]:
             "edx.ui.lms.sequence.previous_selected": _sequence("previous unit"),
             "edx.ui.lms.sequence.tab_selected": _sequence(None),
             "problem_check": _problem_check,
-            "showanswer": _problem_event("asked"),
-            "edx.problem.hint.demandhint_displayed": _problem_event("interacted"),
-            "edx.problem.completed": _problem_event("completed"),
+            "showanswer": _show_answer,
+            "edx.problem.hint.demandhint_displayed": _hint_displayed,
+            "edx.problem.completed": _problem_completed,
             "edx.grades.problem.submitted": _problem_submitted,
             "edx.course.enrollment.activated": _enrollment("registered"),
             "edx.course.enrollment.mode_changed": _enrollment("registered"),

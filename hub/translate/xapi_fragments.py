@@ -59,6 +59,8 @@ ACTIVITY_TYPES = {
     "proctored": "https://w3id.org/xapi/openedx/activity/proctored-assessment",
     "question": "http://adlnet.gov/expapi/activities/question",
     "resource": "http://id.tincanapi.com/activitytype/resource",
+    "solution": "http://id.tincanapi.com/activitytype/solution",
+    "supplemental-info": "https://w3id.org/xapi/acrossx/extensions/supplemental-info",
     "timed": "https://w3id.org/xapi/openedx/activity/timed-assessment",
     "video": "https://w3id.org/xapi/video/activity-type/video",
 }

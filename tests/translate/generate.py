@@ -177,7 +177,10 @@ def _mutated(draw: st.DrawFn, choices: list[dict[str, Any]], pool: dict[str, lis
         _drop(body if drop[0] == body_key else context, drop[1])
     moment = draw(_TIMESTAMPS)
     stamp = moment.isoformat() if draw(st.booleans()) else moment.astimezone(UTC).isoformat()
-    raw["timestamp" if "timestamp" in raw else "time"] = stamp
+    raw["timestamp"] = stamp  # event-tracking, which hands events to the reference, always sets both
+    raw["name"] = event_name(raw)
+    if "time" in raw:
+        raw["time"] = stamp
     if "user_id" in context and draw(st.booleans()):
         context["user_id"] = draw(st.integers(min_value=1, max_value=10**7))
     raw[body_key] = json.dumps(body) if text_body else body
