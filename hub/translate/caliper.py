@@ -99,11 +99,12 @@ def _video_length(src: Source) -> float | None:
 
 
 def _first_time(src: Source, *keys: str) -> str | None:
-    """The first of `keys` that is present and not zero, as a Caliper duration (the reference skips zeros)."""
-    for key in keys:
+    """As the reference's `a or b`: the first of `keys` that is not zero, else the last one even if zero."""
+    for key in keys[:-1]:
         if src.data.get(key):
             return ids.iso_duration(src.need_number(key))
-    return None
+    last = src.optional_number(keys[-1])
+    return None if last is None else ids.iso_duration(last)
 
 
 def _media(action: str, jump: bool = False) -> Builder:
@@ -230,10 +231,14 @@ def _completion(src: Source) -> list[dict[str, Any]]:
 
 
 def _problem_url(src: Source) -> str:
+    """`data.problem_id` or `module_id`, else (as the reference) the block the page or answers name."""
     problem = src.data.get("problem_id") or src.data.get("module_id")
-    if not isinstance(problem, str) or not problem:
-        raise TranslationError(f"{src.name}: missing required field `data.problem_id`")
-    return ids.block_url(src.root, problem)
+    if isinstance(problem, str) and problem:
+        return ids.block_url(src.root, problem)
+    try:
+        return ids.browser_problem_url(src)
+    except TranslationError:
+        raise TranslationError(f"{src.name}: missing required field `data.problem_id`") from None
 
 
 def _problem(event_type: str, action: str, kind: str) -> Builder:
@@ -257,17 +262,15 @@ def _annotation(suffix: str, name: str) -> Builder:
 
 
 def _problem_check(src: Source) -> list[dict[str, Any]]:
-    if not isinstance(src.event.get("data"), dict):
-        obj = _in_course(src, ids.browser_problem_url(src), "Assessment")
-        return event(src, "AssessmentEvent", "Submitted", obj)
+    """A server check is a graded Attempt; any other (the browser's) is a submitted Assessment."""
+    if src.context.get("event_source") != "server":
+        return event(src, "AssessmentEvent", "Submitted", _in_course(src, _problem_url(src), "Assessment"))
     problem = _in_course(src, _problem_url(src), "Assessment")
     attempts = src.optional_number("attempts")
     attempt_id = f"{problem['id']}/user/{src.actor_id}/attempt/{_plain_number(attempts)}"
-    score = {
-        "scoreGiven": src.need_number("grade"),
-        "maxScore": src.need_number("max_grade"),
-        "extensions": {"success": str(src.data.get("success") == "correct")},
-    }
+    grades = (("scoreGiven", src.optional_number("grade")), ("maxScore", src.optional_number("max_grade")))
+    score: dict[str, Any] = {key: value for key, value in grades if value is not None}
+    score["extensions"] = {"success": str(src.data.get("success") == "correct")}
     return _grade(src, attempt_id, problem, score, count=attempts)
 
 

@@ -163,7 +163,9 @@ def _mutated(draw: st.DrawFn, choices: list[dict[str, Any]], pool: dict[str, lis
     raw = copy.deepcopy(draw(st.sampled_from(choices)))
     if draw(st.booleans()):
         raw = as_event_tracking(raw)
-    body_key = "data" if "data" in raw else "event"
+    if "data" not in raw:  # event-tracking hands its backends the payload as `data`
+        raw["data"] = raw.pop("event", {})
+    body_key = "data"
     text_body = isinstance(raw.get(body_key), str)
     body = _parse(raw.get(body_key))
     context = raw.setdefault("context", {})

@@ -53,7 +53,6 @@ def test_unknown_translator_is_a_programming_error() -> None:
     [
         ("play_video", "data.id", TRANSLATORS),
         ("play_video", "context.course_id", TRANSLATORS),
-        ("problem_check", "data.max_grade", TRANSLATORS),
         ("problem_check", "data.problem_id", TRANSLATORS),
         ("edx.ui.lms.link_clicked", "data.target_url", TRANSLATORS),
         ("edx.ui.lms.sequence.tab_selected", "data.id", TRANSLATORS),
