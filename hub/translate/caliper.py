@@ -160,7 +160,9 @@ def _sequence(target: str | None) -> Builder:
 def _course_event(action: str) -> Builder:
     def build(src: Source) -> list[dict[str, Any]]:
         mode = src.data.get("mode")
-        obj = course_offering(_course_url(src), mode if isinstance(mode, str) and mode else None)
+        course_id = src.data.get("course_id")  # as the reference: the enrollment's course, from `data` first
+        url = ids.course_url(src.root, course_id) if isinstance(course_id, str) and course_id else _course_url(src)
+        obj = course_offering(url, mode if isinstance(mode, str) and mode else None)
         return event(src, "Event", action, obj)
 
     return build
@@ -267,7 +269,7 @@ def _problem_check(src: Source) -> list[dict[str, Any]]:
         return event(src, "AssessmentEvent", "Submitted", _in_course(src, _problem_url(src), "Assessment"))
     problem = _in_course(src, _problem_url(src), "Assessment")
     attempts = src.optional_number("attempts")
-    attempt_id = f"{problem['id']}/user/{src.actor_id}/attempt/{_plain_number(attempts)}"
+    attempt_id = f"{problem['id']}/user/{src.actor_id}/attempt/{src.data.get('attempts', '')}"  # as the reference
     grades = (("scoreGiven", src.optional_number("grade")), ("maxScore", src.optional_number("max_grade")))
     score: dict[str, Any] = {key: value for key, value in grades if value is not None}
     score["extensions"] = {"success": str(src.data.get("success") == "correct")}

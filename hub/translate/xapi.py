@@ -213,7 +213,8 @@ def _problem_completed(src: Source) -> list[dict[str, Any]]:
 
 def _show_answer(src: Source) -> list[dict[str, Any]]:
     """The problem's solution, `{root}/xblock/{problem}/answer`."""
-    return [statement(src, "asked", activity(f"{_problem_url(src)}/answer", "solution"))]
+    url = ids.block_url(src.root, src.need_str("problem_id"))
+    return [statement(src, "asked", activity(f"{url}/answer", "solution"))]
 
 
 def _hint_displayed(src: Source) -> list[dict[str, Any]]:
@@ -221,7 +222,8 @@ def _hint_displayed(src: Source) -> list[dict[str, Any]]:
     index = src.need("hint_index")
     if isinstance(index, bool) or not isinstance(index, int | str):
         raise TranslationError(f"{src.name}: `data.hint_index` must be an integer")
-    return [statement(src, "asked", activity(f"{_problem_url(src)}/hint/{index}", "supplemental-info"))]
+    url = ids.block_url(src.root, src.need_str("module_id"))
+    return [statement(src, "asked", activity(f"{url}/hint/{index}", "supplemental-info"))]
 
 
 def _score(raw: float, maximum: float | None) -> dict[str, Any]:
@@ -433,7 +435,9 @@ def _exam(kind: str, verb_key: str, submitted: bool) -> Builder:
         attempt_id = src.optional_number("attempt_id")
         if attempt_id is not None:
             attempt_extensions[Ext.ATTEMPT_ID] = src.data["attempt_id"]
-        attempt = with_ext(activity(_attempt_iri(src), "attempt", name=name), attempt_extensions)
+        attempt = activity(_attempt_iri(src), "attempt", name=name)
+        if attempt_extensions:
+            attempt = with_ext(attempt, attempt_extensions)
         activities = {"parent": [course_activity(src)], "grouping": [attempt]}
         return [statement(src, verb_key, obj, context_activities=activities)]
 

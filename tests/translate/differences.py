@@ -46,8 +46,62 @@ class Documented:
         )
 
 
+_MISSING = r"TranslationError: .*: missing required field `{}`"
+
 # Each entry is explained in docs/translators.md under "Deviations from the reference", by its tag.
-DOCUMENTED: tuple[Documented, ...] = ()
+DOCUMENTED: tuple[Documented, ...] = (
+    Documented(
+        "course-key-either-place",
+        "*",
+        r"edx\.course\..*|edx\.grades\.course\.grade_calculated",
+        "reference-rejects",
+        r"ValueError: Could not get value for (context|data)\.course_id|InvalidKeyError: .*: None",
+    ),
+    Documented(
+        "forum-grouping-without-course",
+        "xapi",
+        r"edx\.forum\..*",
+        "reference-rejects",
+        r"AttributeError: 'NoneType' object has no attribute 'grouping'",
+    ),
+    Documented("forum-path-privacy", "xapi", r"edx\.forum\..*", "value", r"object\.id"),
+    Documented(
+        "absent-optional-field",
+        "xapi",
+        r"edx\.grades\.problem\.submitted",
+        "reference-rejects",
+        r"KeyError: 'weighted_(earned|possible)'",
+    ),
+    Documented(
+        "absent-optional-field",
+        "xapi",
+        r"edx\.ui\.lms\.(sequence\.)?outline\.selected",
+        "reference-rejects",
+        r"TypeError: Value must be a string.*",
+    ),
+    Documented(
+        "valid-iri",
+        "*",
+        r".*",
+        "ours-rejects",
+        _MISSING.format(r"data\.(id|target_url|block_id|exam_content_id|attempt_code|problem_id)"),
+    ),
+    Documented("valid-iri", "*", r"problem_check", "ours-rejects", _MISSING.format(r"context\.course_id")),
+    Documented(
+        "caliper-sequence-outline",
+        "caliper",
+        r"edx\.ui\.lms\.sequence\.outline\.selected",
+        "reference-rejects",
+        r"ValueError: Could not get value for data\.id",
+    ),
+    Documented(
+        "referer-only-for-browser",
+        "*",
+        r"problem_check",
+        "reference-rejects",
+        r"ValueError: Could not get value for context\.referer",
+    ),
+)
 
 
 def explained_by(difference: Difference) -> str | None:

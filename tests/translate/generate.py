@@ -139,7 +139,8 @@ def _redraw(key: Any, current: Any, pool: dict[str, list[Any]]) -> st.SearchStra
     if isinstance(current, bool):
         return st.booleans()
     if isinstance(current, int):
-        return st.one_of(st.just(current), st.integers(min_value=0, max_value=10_000))
+        lowest = 1 if isinstance(key, str) and key.endswith("user_id") else 0  # LMS user ids start at 1
+        return st.one_of(st.just(current), st.integers(min_value=lowest, max_value=10_000))
     if isinstance(current, float):
         return st.one_of(
             st.just(current),
