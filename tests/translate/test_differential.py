@@ -1,7 +1,8 @@
 """rthub's translators against the reference translator itself, run as a black box, on generated events.
 
 For every event name the reference registers (xAPI and Caliper), hypothesis grows at least
-`MIN_CASES` distinct events from real shapes (see `generate.py`); each goes to the reference (its own
+`MIN_CASES` distinct events from real shapes (see `generate.py`; rthub's fixtures cover every name,
+the shared corpus adds its shapes when present); each goes to the reference (its own
 virtualenv and process, `oracle.py`) and to rthub, and the two translations are compared field by
 field (`differences.py`). Every difference must be one documented in docs/translators.md.
 A summary per family is written to `test-artifacts/differential.json`.
@@ -21,7 +22,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hub.events import Event, normalise
 from hub.translate import NoTranslation, TranslationError, translate
 from tests.translate import differences, generate, reference
-from tests.translate.corpus import SETTINGS, require_corpus
+from tests.translate.corpus import SETTINGS
 from tests.translate.oracle import Oracle
 
 ACTOR = "32e08e30-f8ae-4ce2-94a8-c2bfe38a70cb"
@@ -99,7 +100,6 @@ def _ours(translator: str, event: Event) -> tuple[list[dict[str, Any]] | None, s
 
 @pytest.fixture(scope="module")
 def run() -> Run:
-    require_corpus()
     oracle = Oracle(ACTOR, SETTINGS.lms_root_url, reference.COURSE_NAME)
     try:
         result = Run(registered=oracle.registered)
