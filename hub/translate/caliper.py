@@ -44,7 +44,8 @@ def event(
         body = built.validate().to_dict()
     except CaliperValidationError as exc:
         raise TranslationError(f"{src.name}: {exc}") from exc
-    return [{"@context": body.pop("@context"), "id": f"urn:uuid:{ids.content_id(body)}", **body}]
+    body["id"] = f"urn:uuid:{ids.content_id(body)}"
+    return [body]
 
 
 @lru_cache(maxsize=65_536)

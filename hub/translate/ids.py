@@ -27,10 +27,13 @@ def content_id(body: Mapping[str, Any]) -> str:
 
     Record stores de-duplicate by id and refuse (409) a different statement under a known id: an id
     over the whole content is the same on every redelivery of an event, and differs whenever any field
-    of the output differs. Computed as `uuid.uuid5` does, on bytes, without its str round trip.
+    of the output differs. Computed as `uuid.uuid5` does, formatted by hand (`uuid.UUID` costs ~6 µs).
     """
-    digest = hashlib.sha1(_NAMESPACE_BYTES + orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).digest()
-    return str(uuid.UUID(bytes=digest[:16], version=5))
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).digest())
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    text = digest[:16].hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def course_url(root: str, course_id: str) -> str:

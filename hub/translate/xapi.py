@@ -53,7 +53,8 @@ def statement(
     }
     if result is not None:
         built["result"] = result
-    return {"id": ids.content_id(built), **built}
+    built["id"] = ids.content_id(built)
+    return built
 
 
 def course_activity(src: Source) -> dict[str, Any]:

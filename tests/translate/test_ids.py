@@ -20,6 +20,7 @@ import pytest
 
 from hub.events import Event
 from hub.translate import TRANSLATORS, supports, translate
+from hub.translate.ids import OUTPUT_ID_NAMESPACE, content_id
 from tests.translate import fixtures
 from tests.translate.corpus import SETTINGS, event_files, load_event, require_corpus
 
@@ -64,6 +65,13 @@ def test_ids_are_uuids_of_the_documented_form(translator: str) -> None:
         text = output["id"].removeprefix("urn:uuid:") if translator == "caliper" else output["id"]
         assert uuid.UUID(text).version == 5
         assert output["id"].startswith("urn:uuid:") == (translator == "caliper")
+
+
+def test_content_id_is_uuid5_of_the_canonical_json() -> None:
+    body = {"verb": {"id": "https://x/v"}, "actor": {"name": "é"}, "n": [1, 2.5, None]}
+    canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS).decode()
+    assert content_id(body) == str(uuid.uuid5(OUTPUT_ID_NAMESPACE, canonical))
+    assert content_id({**body, "n": [1, 2.5]}) != content_id(body)
 
 
 def test_a_child_statement_points_at_its_parent_by_the_parents_id() -> None:
