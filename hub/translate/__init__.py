@@ -60,4 +60,7 @@ def _names_a_user(event: Event) -> bool:
     if (found not in (None, "") and not isinstance(found, bool)) or user_id(event) is not None:
         return True
     data = event.get("data")
-    return any(isinstance(source, Mapping) and bool(source.get("username")) for source in (event.get("context"), data))
+    return any(
+        isinstance(source, Mapping) and bool(source.get("username"))
+        for source in (event.get("context"), data)
+    )

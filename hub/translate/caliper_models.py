@@ -112,7 +112,9 @@ EVENT_RULES: dict[str, tuple[frozenset[str], frozenset[str] | None, frozenset[st
     ),
     "NavigationEvent": (frozenset({"NavigatedTo"}), DIGITAL_RESOURCES, frozenset()),
     "ResourceManagementEvent": (
-        frozenset({"Archived", "Copied", "Created", "Deleted", "Modified", "Published", "Restored", "Retrieved"}),
+        frozenset(
+            {"Archived", "Copied", "Created", "Deleted", "Modified", "Published", "Restored", "Retrieved"}
+        ),
         DIGITAL_RESOURCES,
         frozenset(),
     ),
@@ -136,11 +138,15 @@ def _is_id(value: str) -> bool:
 
 def _check_id(value: Any, where: str) -> None:
     if not isinstance(value, str) or not _is_id(value):
-        raise CaliperValidationError(f"{where}: `id` must be an IRI or a blank node id, got {str(value)[:60]!r}")
+        raise CaliperValidationError(
+            f"{where}: `id` must be an IRI or a blank node id, got {str(value)[:60]!r}"
+        )
 
 
 @lru_cache(maxsize=1024)
-def _shape_problem(event_type: str, action: str, actor_type: Any, object_type: Any, generated_type: Any) -> str | None:
+def _shape_problem(
+    event_type: str, action: str, actor_type: Any, object_type: Any, generated_type: Any
+) -> str | None:
     """What is wrong with this combination of event type, action and entity types, if anything."""
     rules = EVENT_RULES.get(event_type)
     if rules is None:
