@@ -16,7 +16,6 @@ import json
 import os
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -84,8 +83,7 @@ def caliper_uncached(event: Event) -> list[dict[str, Any]]:
 def xapi_split(events: list[Event], rounds: int) -> dict[str, float]:
     """What one xAPI event costs, part by part (each part timed alone over the same events)."""
     sources = [Source(event, ACTOR, SETTINGS) for event in events]
-    actor_json = xapi_fragments.actor(SETTINGS.lms_root_url, ACTOR)[1]
-    namespace = xapi_fragments.verb("played")[1]
+    bodies = [_without_id(translate(event, "xapi", actor_id=ACTOR, settings=SETTINGS)[0]) for event in events]
     return {
         "event view (Source)": per_event_us(events, lambda event: Source(event, ACTOR, SETTINGS), rounds),
         "cached fragments (verb, actor, course)": per_event_us(
@@ -97,15 +95,14 @@ def xapi_split(events: list[Event], rounds: int) -> dict[str, float]:
             ),
             rounds,
         ),
-        "statement id (uuid5)": per_event_us(
-            sources, lambda src: str(uuid.uuid5(namespace, f"{actor_json}-{src.timestamp}")), rounds
-        ),
+        "statement id (content uuid5)": per_event_us(bodies, ids.content_id, rounds),
         "timestamp (UTC)": per_event_us(sources, lambda src: ids.utc_timestamp(src.timestamp), rounds),
     }
 
 
 def caliper_split(events: list[Event], rounds: int) -> dict[str, float]:
     sources = [Source(event, ACTOR, SETTINGS) for event in events]
+    bodies = [_without_id(translate(event, "caliper", actor_id=ACTOR, settings=SETTINGS)[0]) for event in events]
     return {
         "event view (Source)": per_event_us(events, lambda event: Source(event, ACTOR, SETTINGS), rounds),
         "cached entities (actor, course)": per_event_us(
@@ -116,9 +113,13 @@ def caliper_split(events: list[Event], rounds: int) -> dict[str, float]:
             ),
             rounds,
         ),
-        "event id (random urn:uuid)": per_event_us(sources, lambda src: caliper.random_urn(), rounds),
+        "event id (content uuid5)": per_event_us(bodies, ids.content_id, rounds),
         "eventTime (ms, Z)": per_event_us(sources, lambda src: ids.caliper_time(src.timestamp), rounds),
     }
+
+
+def _without_id(output: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in output.items() if key != "id"}
 
 
 def report(translator: str, events: list[Event], rounds: int) -> None:

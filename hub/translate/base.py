@@ -71,6 +71,11 @@ class Source:
                 return number(value, f"{self.name}: `data.{key}`")
         return None
 
+    def context_course_id(self) -> str | None:
+        """`context.course_id` when the event carries one (the course the statement sits in)."""
+        value = self.context.get("course_id")
+        return value if isinstance(value, str) and value else None
+
     def course_id(self) -> str:
         """The course key: `context.course_id`, else `data.course_id`."""
         value = self.context.get("course_id") or self.data.get("course_id")

@@ -7,8 +7,6 @@ docs/translators.md. Entities that repeat are validated once and cached; every e
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -33,7 +31,6 @@ def event(
     extensions: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     built = CaliperEvent(
-        id=random_urn(),
         type=event_type,
         action=action,
         actor=person(src.root, src.actor_id),
@@ -44,42 +41,11 @@ def event(
         generated=generated,
     )
     try:
-        return [built.validate().to_dict()]
+        body = built.validate().to_dict()
     except CaliperValidationError as exc:
         raise TranslationError(f"{src.name}: {exc}") from exc
-
-
-class _RandomPool:
-    """OS random bytes fetched 4 KiB at a time (one syscall per 256 ids).
-
-    Dropped in a forked child so no two processes hand out the same bytes; locked so no two threads do.
-    """
-
-    def __init__(self) -> None:
-        self.buffer = b""
-        self.offset = 0
-        self.lock = threading.Lock()
-        os.register_at_fork(after_in_child=self.reset)
-
-    def reset(self) -> None:
-        self.buffer, self.offset, self.lock = b"", 0, threading.Lock()
-
-    def take16(self) -> bytes:
-        with self.lock:
-            if self.offset >= len(self.buffer):
-                self.buffer, self.offset = os.urandom(4096), 0
-            self.offset += 16
-            return self.buffer[self.offset - 16 : self.offset]
-
-
-_POOL = _RandomPool()
-_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
-
-
-def random_urn() -> str:
-    """A random (version 4, RFC 4122 variant) UUID URN; formatted by hand, `uuid.uuid4()` costs more."""
-    text = _POOL.take16().hex()
-    return f"urn:uuid:{text[:8]}-{text[8:12]}-4{text[13:16]}-{_VARIANT[text[16]]}{text[17:20]}-{text[20:]}"
+    body["id"] = f"urn:uuid:{ids.content_id(body)}"
+    return [body]
 
 
 @lru_cache(maxsize=65_536)
@@ -97,10 +63,10 @@ def course_offering(course_url: str, mode: str | None = None) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=65_536)
-def resource(resource_id: str, kind: str, course_url: str, name: str | None = None) -> dict[str, Any]:
-    """A digital resource inside a course; the reference names the course in `extensions.isPartOf`."""
-    part_of = {"id": course_url, "type": "CourseOffering"}
-    return Entity(id=resource_id, type=kind, name=name, extensions={"isPartOf": part_of}).to_dict()
+def resource(resource_id: str, kind: str, course_url: str | None, name: str | None = None) -> dict[str, Any]:
+    """An entity inside a course (when the event names one); the reference names it in `extensions.isPartOf`."""
+    extensions = {"isPartOf": {"id": course_url, "type": "CourseOffering"}} if course_url else None
+    return Entity(id=resource_id, type=kind, name=name, extensions=extensions).to_dict()
 
 
 def _course_url(src: Source) -> str:
@@ -108,38 +74,54 @@ def _course_url(src: Source) -> str:
 
 
 def _in_course(src: Source, resource_id: str, kind: str, name: str | None = None) -> dict[str, Any]:
-    return resource(resource_id, kind, _course_url(src), name)
+    """An entity of the course in `context.course_id`, if any (as the reference)."""
+    course_id = src.context_course_id()
+    return resource(resource_id, kind, ids.course_url(src.root, course_id) if course_id else None, name)
 
 
 # Video -----------------------------------------------------------------------------------------
 
 
 @lru_cache(maxsize=65_536)
-def video(root: str, course_id: str, video_id: str, seconds: float) -> dict[str, Any]:
-    """The VideoObject for a video of a course, with its length as a Caliper duration."""
+def video(root: str, course_id: str, video_id: str, seconds: float | None) -> dict[str, Any]:
+    """The VideoObject for a video of a course, with its length (when known) as a Caliper duration."""
     part_of = {"id": ids.course_url(root, course_id), "type": "CourseOffering"}
     return Entity(
         id=ids.block_url(root, ids.usage_key(course_id, "video", video_id)),
         type="VideoObject",
         extensions={"isPartOf": part_of},
-        properties={"duration": ids.iso_duration(seconds)},
+        properties={} if seconds is None else {"duration": ids.iso_duration(seconds)},
     ).to_dict()
 
 
-def _media(
-    action: str, current: tuple[str, ...] = ("currentTime", "current_time"), jump: bool = False
-) -> Builder:
+def _video_length(src: Source) -> float | None:
+    """As the reference: no `duration` field means 0 s; a null one means unknown (left out)."""
+    return src.optional_number("duration") if "duration" in src.data else 0
+
+
+def _first_time(src: Source, *keys: str) -> str | None:
+    """As the reference's `a or b`: the first of `keys` that is not zero, else the last one even if zero."""
+    for key in keys[:-1]:
+        if src.data.get(key):
+            return ids.iso_duration(src.need_number(key))
+    last = src.optional_number(keys[-1])
+    return None if last is None else ids.iso_duration(last)
+
+
+def _media(action: str, jump: bool = False) -> Builder:
     def build(src: Source) -> list[dict[str, Any]]:
-        obj = video(src.root, src.course_id(), src.need_str("id"), src.optional_number("duration") or 0)
+        obj = video(src.root, src.course_id(), src.need_str("id"), _video_length(src))
         location: dict[str, Any] = {"id": "_:MediaLocation", "type": "MediaLocation"}
-        now = src.optional_number(*current) if current else None
+        now = _first_time(src, "currentTime", "old_time" if jump else "current_time")
         if now is not None:
-            location["currentTime"] = ids.iso_duration(now)
-        if jump:
-            location["extensions"] = {"newTime": ids.iso_duration(src.need_number("new_time"))}
+            location["currentTime"] = now
+        new_time = _first_time(src, "new_time") if jump else None
+        if new_time is not None:
+            location["extensions"] = {"newTime": new_time}
         extensions = None
         if action == "ChangedSpeed":
-            extensions = {"oldSpeed": src.need("old_speed"), "newSpeed": src.need("new_speed")}
+            speeds = (("oldSpeed", src.data.get("old_speed")), ("newSpeed", src.data.get("new_speed")))
+            extensions = {key: value for key, value in speeds if value not in (None, "")}
         return event(src, "MediaEvent", action, obj, target=location, extensions=extensions)
 
     return build
@@ -149,33 +131,25 @@ def _media(
 
 
 def _link_clicked(src: Source) -> list[dict[str, Any]]:
-    return event(
-        src, "NavigationEvent", "NavigatedTo", _in_course(src, src.need_str("target_url"), "WebPage")
-    )
+    return event(src, "NavigationEvent", "NavigatedTo", _in_course(src, src.need_str("target_url"), "WebPage"))
 
 
 def _outline_selected(src: Source) -> list[dict[str, Any]]:
     name = src.data.get("target_name")
-    obj = _in_course(
-        src, src.need_str("target_url"), "DigitalResource", name if isinstance(name, str) else None
-    )
+    obj = _in_course(src, src.need_str("target_url"), "DigitalResource", name if isinstance(name, str) else None)
     return event(src, "NavigationEvent", "NavigatedTo", obj)
 
 
 def _sequence(target: str | None) -> Builder:
     def build(src: Source) -> list[dict[str, Any]]:
-        obj = _in_course(
-            src, ids.block_url(src.root, src.need_str("id")), "DigitalResourceCollection", "Unit"
+        obj = _in_course(src, ids.block_url(src.root, src.need_str("id")), "DigitalResourceCollection", "Unit")
+        tabs = (
+            ("tab_count", src.optional_number("tab_count")),
+            ("current_tab", src.optional_number("current_tab")),
+            ("target", target if target is not None else src.optional_number("target_tab")),
         )
-        obj = {
-            **obj,
-            "extensions": {
-                **obj["extensions"],
-                "current_tab": src.need_number("current_tab"),
-                "tab_count": src.need_number("tab_count"),
-                "target": target if target is not None else src.need_number("target_tab"),
-            },
-        }
+        found = {key: value for key, value in tabs if value is not None}
+        obj = {**obj, "extensions": {**found, **obj.get("extensions", {})}}
         return event(src, "NavigationEvent", "NavigatedTo", obj)
 
     return build
@@ -187,7 +161,9 @@ def _sequence(target: str | None) -> Builder:
 def _course_event(action: str) -> Builder:
     def build(src: Source) -> list[dict[str, Any]]:
         mode = src.data.get("mode")
-        obj = course_offering(_course_url(src), mode if isinstance(mode, str) and mode else None)
+        course_id = src.data.get("course_id")  # as the reference: the enrollment's course, from `data` first
+        url = ids.course_url(src.root, course_id) if isinstance(course_id, str) and course_id else _course_url(src)
+        obj = course_offering(url, mode if isinstance(mode, str) and mode else None)
         return event(src, "Event", action, obj)
 
     return build
@@ -258,10 +234,14 @@ def _completion(src: Source) -> list[dict[str, Any]]:
 
 
 def _problem_url(src: Source) -> str:
+    """`data.problem_id` or `module_id`, else (as the reference) the block the page or answers name."""
     problem = src.data.get("problem_id") or src.data.get("module_id")
-    if not isinstance(problem, str) or not problem:
-        raise TranslationError(f"{src.name}: missing required field `data.problem_id`")
-    return ids.block_url(src.root, problem)
+    if isinstance(problem, str) and problem:
+        return ids.block_url(src.root, problem)
+    try:
+        return ids.browser_problem_url(src)
+    except TranslationError:
+        raise TranslationError(f"{src.name}: missing required field `data.problem_id`") from None
 
 
 def _problem(event_type: str, action: str, kind: str) -> Builder:
@@ -271,18 +251,29 @@ def _problem(event_type: str, action: str, kind: str) -> Builder:
     return build
 
 
+def _annotation(suffix: str, name: str) -> Builder:
+    """The problem's solution or one of its hints, as the reference: a generic Event on an Annotation."""
+
+    def build(src: Source) -> list[dict[str, Any]]:
+        iri = _problem_url(src) + suffix
+        if suffix.endswith("/"):
+            index = src.data.get("hint_index", "")
+            iri += str(index) if isinstance(index, int | str) and not isinstance(index, bool) else ""
+        return event(src, "Event", "Viewed", _in_course(src, iri, "Annotation", name))
+
+    return build
+
+
 def _problem_check(src: Source) -> list[dict[str, Any]]:
-    if not isinstance(src.event.get("data"), dict):
-        obj = _in_course(src, ids.browser_problem_url(src), "Assessment")
-        return event(src, "AssessmentEvent", "Submitted", obj)
+    """A server check is a graded Attempt; any other (the browser's) is a submitted Assessment."""
+    if src.context.get("event_source") != "server":
+        return event(src, "AssessmentEvent", "Submitted", _in_course(src, _problem_url(src), "Assessment"))
     problem = _in_course(src, _problem_url(src), "Assessment")
     attempts = src.optional_number("attempts")
-    attempt_id = f"{problem['id']}/user/{src.actor_id}/attempt/{_plain_number(attempts)}"
-    score = {
-        "scoreGiven": src.need_number("grade"),
-        "maxScore": src.need_number("max_grade"),
-        "extensions": {"success": str(src.data.get("success") == "correct")},
-    }
+    attempt_id = f"{problem['id']}/user/{src.actor_id}/attempt/{src.data.get('attempts', '')}"  # as the reference
+    grades = (("scoreGiven", src.optional_number("grade")), ("maxScore", src.optional_number("max_grade")))
+    score: dict[str, Any] = {key: value for key, value in grades if value is not None}
+    score["extensions"] = {"success": str(src.data.get("success") == "correct")}
     return _grade(src, attempt_id, problem, score, count=attempts)
 
 
@@ -305,9 +296,7 @@ def _exam(kind: str, action: str) -> Builder:
         exam = {**exam, "extensions": {**exam["extensions"], "examType": kind}}
         if limit is not None:
             exam["extensions"]["timeLimitMinutes"] = limit
-        attempt_id = (
-            f"{exam['id']}/user/{src.actor_id}/attempt/{_plain_number(src.need_number('attempt_id'))}"
-        )
+        attempt_id = f"{exam['id']}/user/{src.actor_id}/attempt/{_plain_number(src.need_number('attempt_id'))}"
         properties: dict[str, Any] = {
             "assignee": {"id": person_id(src), "type": "Person"},
             "assignable": {"id": exam["id"], "type": "Assessment"},
@@ -356,9 +345,7 @@ def _message(src: Source, family: str) -> dict[str, Any]:
         iri = f"{src.root}/api/discussion/v1/comments/{content_id}"
         thread = src.data.get("discussion")
         has_thread = isinstance(thread, dict) and isinstance(thread.get("id"), str)
-        part_of = (
-            {"id": _thread_iri(src, thread["id"]), "type": "Thread"} if has_thread else _ref(_forum(src))
-        )
+        part_of = {"id": _thread_iri(src, thread["id"]), "type": "Thread"} if has_thread else _ref(_forum(src))
     title = src.data.get("title")
     name = title if isinstance(title, str) and title else None
     return Entity(id=iri, type="Message", name=name, properties={"isPartOf": part_of}).to_dict()
@@ -404,13 +391,12 @@ def _subscription(action: str) -> Builder:
 
 def _registry() -> dict[str, Builder]:
     media = {
-        ("load_video", "edx.video.loaded"): _media("Started", current=()),
+        ("load_video", "edx.video.loaded"): _media("Started"),
         ("play_video", "edx.video.played"): _media("Resumed"),
         ("pause_video", "edx.video.paused"): _media("Paused"),
         ("stop_video", "edx.video.stopped"): _media("Ended"),
         ("complete_video", "edx.video.completed"): _media("Ended"),
-        ("seek_video",): _media("JumpedTo", current=("old_time", "currentTime", "current_time"), jump=True),
-        ("edx.video.position.changed",): _media("JumpedTo", jump=True),
+        ("seek_video", "edx.video.position.changed"): _media("JumpedTo", jump=True),
         ("speed_change_video",): _media("ChangedSpeed"),
         (
             "show_transcript",
@@ -446,8 +432,8 @@ def _registry() -> dict[str, Builder]:
             "problem_check": _problem_check,
             "edx.grades.problem.submitted": _problem("AssessmentEvent", "Submitted", "Assessment"),
             "edx.problem.completed": _problem("AssessmentItemEvent", "Completed", "AssessmentItem"),
-            "showanswer": _problem("ViewEvent", "Viewed", "Frame"),
-            "edx.problem.hint.demandhint_displayed": _problem("ViewEvent", "Viewed", "Frame"),
+            "showanswer": _annotation("/solution", "Solution"),
+            "edx.problem.hint.demandhint_displayed": _annotation("/hint/", "Hint"),
             "edx.forum.thread.viewed": _thread_viewed,
             "edx.forum.thread.followed": _subscription("Subscribed"),
             "edx.forum.thread.unfollowed": _subscription("Unsubscribed"),

@@ -37,6 +37,7 @@ DIGITAL_RESOURCES = frozenset(
     }
 )
 ENTITY_TYPES = DIGITAL_RESOURCES | {
+    "Annotation",
     "Attempt",
     "CourseOffering",
     "CourseSection",
@@ -189,9 +190,11 @@ class Entity:
 
 @dataclass(slots=True)
 class CaliperEvent:
-    """A Caliper 1.2 event; `validate` applies the specification's rules for its type."""
+    """A Caliper 1.2 event, without its id (`caliper.event` derives it from the content).
 
-    id: str
+    `validate` applies the specification's rules for its type.
+    """
+
     type: str
     action: str
     actor: dict[str, Any]
@@ -214,8 +217,6 @@ class CaliperEvent:
         )
         if problem is not None:
             raise CaliperValidationError(problem)
-        if not self.id.startswith("urn:uuid:"):
-            raise CaliperValidationError(f"{self.type}: `id` must be a urn:uuid")
         if not _EVENT_TIME.match(self.event_time):
             raise CaliperValidationError(f"{self.type}: `eventTime` must be ISO 8601 UTC with milliseconds")
         _check_id(actor.get("id"), f"{self.type}.actor")
@@ -225,7 +226,6 @@ class CaliperEvent:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "@context": CALIPER_CONTEXT,
-            "id": self.id,
             "type": self.type,
             "actor": self.actor,
             "action": self.action,

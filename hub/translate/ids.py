@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import orjson
 
 from hub.translate.base import Source, TranslationError
 
 _BROWSER_INPUT = re.compile(r"input_([0-9a-zA-Z]+)_\d+_\d+")
+
+# UUID5 namespace of every statement and event id rthub issues (uuid5(NAMESPACE_URL, "urn:rthub:output-id")).
+OUTPUT_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:rthub:output-id")
+_NAMESPACE_BYTES = OUTPUT_ID_NAMESPACE.bytes
+
+
+def content_id(body: Mapping[str, Any]) -> str:
+    """The UUID5 of an output's canonical form (its JSON with sorted keys, without its id).
+
+    Record stores de-duplicate by id and refuse (409) a different statement under a known id: an id
+    over the whole content is the same on every redelivery of an event, and differs whenever any field
+    of the output differs. Computed as `uuid.uuid5` does, formatted by hand (`uuid.UUID` costs ~6 µs).
+    """
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).digest())
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    text = digest[:16].hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def course_url(root: str, course_id: str) -> str:

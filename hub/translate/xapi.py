@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hub.translate import ids
-from hub.translate.base import Source, TranslationError, number
+from hub.translate.base import Source, TranslationError
 from hub.translate.xapi_fragments import XAPI_VERSION, Ext, activity, actor, duration, verb
 from hub.translate.xapi_fragments import with_definition_extensions as with_ext
 
@@ -31,21 +31,19 @@ def statement(
     extensions: dict[str, Any] | None = None,
     context_activities: dict[str, Any] | None = None,
     statement_ref: str | None = None,
-    id_seed: str = "",
 ) -> dict[str, Any]:
-    """One statement; its id is the reference's UUID5 (namespace from the verb, name actor + timestamp)."""
-    verb_fragment, namespace = verb(verb_key)
-    actor_fragment, actor_json = actor(src.root, src.actor_id)
+    """One statement; its id is the UUID5 of its content (`ids.content_id`), not the reference's."""
+    verb_fragment = verb(verb_key)
+    actor_fragment = actor(src.root, src.actor_id)
     context: dict[str, Any] = {}
     if context_activities is not None:
         context["contextActivities"] = context_activities
-    elif parent_course:
+    elif parent_course and src.context_course_id() is not None:
         context["contextActivities"] = {"parent": [course_activity(src)]}
     if statement_ref is not None:
         context["statement"] = {"objectType": "StatementRef", "id": statement_ref}
     context["extensions"] = {Ext.TRANSFORMER_VERSION: src.version, **(extensions or {})}
     built = {
-        "id": str(uuid.uuid5(namespace, f"{actor_json}-{src.timestamp}{id_seed}")),
         "version": XAPI_VERSION,
         "actor": actor_fragment,
         "verb": verb_fragment,
@@ -55,6 +53,7 @@ def statement(
     }
     if result is not None:
         built["result"] = result
+    built["id"] = ids.content_id(built)
     return built
 
 
@@ -72,45 +71,53 @@ def block_activity(src: Source, key: str, kind: str) -> dict[str, Any]:
 
 def _video(verb_key: str, result: Callable[[Source], dict[str, Any] | None]) -> Builder:
     def build(src: Source) -> list[dict[str, Any]]:
-        length = src.optional_number("duration")
-        extensions = {Ext.VIDEO_LENGTH: float(length)} if length is not None else {}
+        length = _seconds(src, "duration")
+        extensions = {Ext.VIDEO_LENGTH: length} if length is not None else {}
         obj = activity(ids.video_url(src), "video")
         return [statement(src, verb_key, obj, result=result(src), extensions=extensions)]
 
     return build
 
 
+def _seconds(src: Source, *keys: str) -> float | None:
+    """Seconds as the reference states them: rounded to milliseconds (`float(f"{x:.3f}")`)."""
+    value = src.optional_number(*keys)
+    return None if value is None else float(f"{float(value):.3f}")
+
+
 def _current_time(src: Source) -> float | None:
-    return src.optional_number("currentTime", "current_time")
+    """`current_time`, else `currentTime`; as the reference, a zero `current_time` counts as absent."""
+    if src.data.get("current_time"):
+        return _seconds(src, "current_time")
+    return _seconds(src, "currentTime")
 
 
 def _time_result(src: Source) -> dict[str, Any] | None:
     now = _current_time(src)
-    return None if now is None else {"extensions": {Ext.VIDEO_TIME: round(float(now), 3)}}
+    return None if now is None else {"extensions": {Ext.VIDEO_TIME: now}}
 
 
 def _completed_result(src: Source) -> dict[str, Any]:
-    """Completion, with the video length as `duration` and the position (else the length) as `time`."""
-    length = src.optional_number("duration")
-    now = _current_time(src)
-    if now is None:
-        now = length
+    """Completion, with the video length as both `duration` and `time` (as the reference)."""
+    length = _seconds(src, "duration")
     result: dict[str, Any] = {"completion": True}
-    if now is not None:
-        result["extensions"] = {Ext.VIDEO_TIME: round(float(now), 3)}
     if length is not None:
-        result["duration"] = duration(float(length))
+        result["extensions"] = {Ext.VIDEO_TIME: length}
+        result["duration"] = duration(length)
     return result
 
 
-def _seek_result(src: Source) -> dict[str, Any]:
-    old = src.optional_number("old_time", "currentTime", "current_time")
-    new = src.optional_number("new_time")
-    if old is None or new is None:
-        raise TranslationError(f"{src.name}: missing required field `data.old_time` or `data.new_time`")
-    return {
-        "extensions": {Ext.VIDEO_TIME_FROM: round(float(old), 3), Ext.VIDEO_TIME_TO: round(float(new), 3)}
+def _seek_result(src: Source) -> dict[str, Any] | None:
+    """`time-from` / `time-to` from `old_time` / `new_time`, each when present."""
+    extensions = {
+        key: value
+        for key, value in (
+            (Ext.VIDEO_TIME_FROM, _seconds(src, "old_time")),
+            (Ext.VIDEO_TIME_TO, _seconds(src, "new_time")),
+        )
+        if value is not None
     }
+    return {"extensions": extensions} if extensions else None
 
 
 def _captions(enabled: bool) -> Callable[[Source], dict[str, Any]]:
@@ -151,8 +158,12 @@ def _sequence(ending: str | None) -> Builder:
         if tab_count is not None:
             obj = with_ext(obj, {Ext.TOTAL_ITEMS: tab_count})
         extensions = {
-            Ext.STARTING_POSITION: src.need_number("current_tab"),
-            Ext.ENDING_POINT: ending if ending is not None else src.need_number("target_tab"),
+            key: value
+            for key, value in (
+                (Ext.STARTING_POSITION, src.optional_number("current_tab")),
+                (Ext.ENDING_POINT, ending if ending is not None else src.optional_number("target_tab")),
+            )
+            if value is not None
         }
         return [statement(src, "navigated", obj, extensions=extensions)]
 
@@ -181,7 +192,12 @@ INTERACTION_TYPES = {
 
 
 def _problem_key(src: Source) -> str:
-    problem = src.data.get("problem_id") or src.data.get("module_id")
+    """`data.problem_id` or `data.module_id`; an event with no payload names it in `context.module`."""
+    if src.data:
+        problem = src.data.get("problem_id") or src.data.get("module_id")
+    else:
+        module = src.context.get("module")
+        problem = module.get("usage_key") if isinstance(module, dict) else None
     if not isinstance(problem, str) or not problem:
         raise TranslationError(f"{src.name}: missing required field `data.problem_id`")
     return problem
@@ -191,13 +207,24 @@ def _problem_url(src: Source) -> str:
     return ids.block_url(src.root, _problem_key(src))
 
 
-def _problem_event(verb_key: str) -> Builder:
+def _problem_completed(src: Source) -> list[dict[str, Any]]:
     """As the reference: the object id is the bare usage key (`block-v1:...`, an IRI by its scheme)."""
+    return [statement(src, "completed", activity(_problem_key(src), "interaction"))]
 
-    def build(src: Source) -> list[dict[str, Any]]:
-        return [statement(src, verb_key, activity(_problem_key(src), "interaction"))]
 
-    return build
+def _show_answer(src: Source) -> list[dict[str, Any]]:
+    """The problem's solution, `{root}/xblock/{problem}/answer`."""
+    url = ids.block_url(src.root, src.need_str("problem_id"))
+    return [statement(src, "asked", activity(f"{url}/answer", "solution"))]
+
+
+def _hint_displayed(src: Source) -> list[dict[str, Any]]:
+    """One hint of the problem, `{root}/xblock/{problem}/hint/{index}`."""
+    index = src.need("hint_index")
+    if isinstance(index, bool) or not isinstance(index, int | str):
+        raise TranslationError(f"{src.name}: `data.hint_index` must be an integer")
+    url = ids.block_url(src.root, src.need_str("module_id"))
+    return [statement(src, "asked", activity(f"{url}/hint/{index}", "supplemental-info"))]
 
 
 def _score(raw: float, maximum: float | None) -> dict[str, Any]:
@@ -209,51 +236,130 @@ def _score(raw: float, maximum: float | None) -> dict[str, Any]:
 
 
 def _problem_submitted(src: Source) -> list[dict[str, Any]]:
-    earned = src.need_number("weighted_earned")
-    possible = src.optional_number("weighted_possible")
-    result: dict[str, Any] = {"score": _score(earned, possible)}
-    if possible is not None:
-        result["success"] = earned >= possible
+    """As the reference, a missing or null weight counts as 0 (so `success` is earned >= 0)."""
+    earned = src.optional_number("weighted_earned") or 0
+    possible = src.optional_number("weighted_possible") or 0
+    score = {"min": 0, "max": possible, "raw": earned, "scaled": earned / possible if possible > 0 else 0}
+    result: dict[str, Any] = {"success": earned >= possible, "score": score}
     obj = activity(_problem_url(src), "question")
     return [statement(src, "attempted", obj, result=result)]
 
 
 def _response(answer: Any) -> str:
-    return answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False)
+    """As the reference: a list as JSON, anything else as Python's `str` of it."""
+    return json.dumps(answer, ensure_ascii=False) if isinstance(answer, list) else str(answer)
+
+
+def _submissions(src: Source) -> dict[str, Any]:
+    submission = src.data.get("submission") or {}
+    if not isinstance(submission, dict) or not all(isinstance(item, dict) for item in submission.values()):
+        raise TranslationError(f"{src.name}: `data.submission` must map question keys to objects")
+    return submission
+
+
+def _answered(submissions: dict[str, Any]) -> dict[str, Any] | None:
+    """The first submission that names its response type (the one the reference describes the problem by)."""
+    return next((item for item in submissions.values() if item.get("response_type")), None)
+
+
+def _first_response_type(submissions: dict[str, Any]) -> str:
+    found = next((item["response_type"] for item in submissions.values() if "response_type" in item), None)
+    return INTERACTION_TYPES.get(found, "other") if isinstance(found, str) else "other"
+
+
+def _problem_definition(
+    src: Source, url: str, submission: dict[str, Any] | None, default_type: str, group: bool = False
+) -> dict[str, Any]:
+    """The problem (or one question) as the reference defines it: its question text when a submission
+    names a response type, else the problem's display name; the attempt count as an extension."""
+    if submission:
+        if "question" not in submission:
+            raise TranslationError(f"{src.name}: missing required field `data.submission.*.question`")
+        kind = INTERACTION_TYPES.get(submission.get("response_type"), "other")
+        obj = activity(
+            url, "interaction", description=_question(submission), interaction_type="other" if group else kind
+        )
+    else:
+        name = _module_name(src)
+        obj = activity(
+            url,
+            "interaction",
+            name=name or None,
+            name_lang="en-US",
+            interaction_type="other" if group else default_type,
+        )
+    attempts = src.data.get("attempts")
+    if attempts and not isinstance(attempts, bool):
+        obj = with_ext(obj, {Ext.ATTEMPT_ID: attempts})
+    return obj
 
 
 def _problem_check(src: Source) -> list[dict[str, Any]]:
     if not isinstance(src.event.get("data"), dict):
-        obj = activity(ids.browser_problem_url(src), "interaction", interaction_type="other")
-        return [statement(src, "attempted", obj)]
-    submission = src.data.get("submission") or {}
-    if not isinstance(submission, dict):
-        raise TranslationError(f"{src.name}: `data.submission` must be an object")
-    grade, max_grade = src.need_number("grade"), src.need_number("max_grade")
-    result = {"score": _score(grade, max_grade), "success": src.data.get("success") == "correct"}
-    if len(submission) > 1:
-        return _multi_question(src, submission, result)
-    url = _problem_url(src)
-    answer = next(iter(submission.values()), {})
-    if not isinstance(answer, dict):
-        raise TranslationError(f"{src.name}: `data.submission` entries must be objects")
-    if "response_type" in answer:
         obj = activity(
-            url,
+            ids.browser_problem_url(src),
             "interaction",
-            description=_question(answer),
-            interaction_type=INTERACTION_TYPES.get(answer["response_type"], "other"),
+            name=_module_name(src) or None,
+            name_lang="en-US",
+            interaction_type="other",
         )
-        result["response"] = _response(answer.get("answer", ""))
+        return [statement(src, "attempted", obj)]
+    submissions = _submissions(src)
+    answered = _answered(submissions)
+    url = _problem_url(src)
+    multi = len(submissions) > 1
+    default_type = _first_response_type(submissions)
+    obj = _problem_definition(src, url, answered, default_type, group=multi)
+    result = _problem_result(src, answered)
+    parent = statement(src, "evaluated", obj, result=result)
+    if not multi:
+        return [parent]
+    grouping = parent["context"].get("contextActivities", {}).get("parent")
+    activities = {"parent": [obj], **({"grouping": grouping} if grouping else {})}
+    head = url.rsplit("@", 1)[0]
+    statements = [parent]
+    for key, answer in submissions.items():
+        question = _problem_definition(src, f"{head}@{key}", answer, default_type)
+        if "answer" not in answer:
+            raise TranslationError(f"{src.name}: missing required field `data.submission.{key}.answer`")
+        child_result: dict[str, Any] = {"response": _response(answer["answer"])}
+        if answer.get("correct") is not None:
+            child_result = {"success": bool(answer["correct"]), **child_result}
+        statements.append(
+            statement(
+                src,
+                "evaluated",
+                question,
+                result=child_result,
+                context_activities=activities,
+                statement_ref=parent["id"],
+            )
+        )
+    return statements
+
+
+def _problem_result(src: Source, answered: dict[str, Any] | None) -> dict[str, Any]:
+    """Score, success and response as the reference reads them (grades may be absent)."""
+    if answered is not None:
+        if "answer" not in answered:
+            raise TranslationError(f"{src.name}: missing required field `data.submission.*.answer`")
+        response, correct = answered["answer"], answered.get("correct")
     else:
-        obj = activity(
-            url, "interaction", name=_module_name(src), name_lang="en-US", interaction_type="other"
-        )
-        result["response"] = str(src.data.get("answers", {}))
-    attempts = src.optional_number("attempts")
-    if attempts is not None:
-        obj = with_ext(obj, {Ext.ATTEMPT_ID: attempts})
-    return [statement(src, "evaluated", obj, result=result)]
+        response, correct = src.data.get("answers"), src.data.get("success") == "correct"
+    grade, max_grade = src.optional_number("grade"), src.optional_number("max_grade")
+    score: dict[str, Any] = {"min": 0}
+    if max_grade is not None:
+        score["max"] = max_grade
+    if grade is not None:
+        score["raw"] = grade
+    if grade is not None and max_grade is not None:
+        score["scaled"] = grade / max_grade if max_grade > 0 else 0
+    result: dict[str, Any] = {"score": score}
+    if correct is not None:
+        result["success"] = bool(correct)
+    if response is not None:
+        result["response"] = _response(response)
+    return result
 
 
 def _question(answer: dict[str, Any]) -> str | None:
@@ -266,42 +372,6 @@ def _module_name(src: Source) -> str | None:
     module = src.context.get("module")
     name = module.get("display_name") if isinstance(module, dict) else None
     return name if isinstance(name, str) else None
-
-
-def _multi_question(src: Source, submission: dict[str, Any], result: dict[str, Any]) -> list[dict[str, Any]]:
-    """A parent statement for the whole problem, then one per question pointing back at it."""
-    url = _problem_url(src)
-    group = activity(url, "interaction", name=_module_name(src), name_lang="en-US", interaction_type="other")
-    parent = statement(src, "evaluated", group, result=result)
-    block_hex = url.rsplit("@", 1)[-1]
-    course = course_activity(src)
-    statements = [parent]
-    for key, answer in submission.items():
-        if not isinstance(answer, dict):
-            raise TranslationError(f"{src.name}: `data.submission.{key}` must be an object")
-        suffix = key[len(block_hex) :] if key.startswith(block_hex) else f"_{key}"
-        question = activity(
-            f"{url}{suffix}",
-            "interaction",
-            description=_question(answer),
-            interaction_type=INTERACTION_TYPES.get(answer.get("response_type"), "other"),
-        )
-        child_result = {
-            "success": answer.get("correct") is True,
-            "response": _response(answer.get("answer", "")),
-        }
-        statements.append(
-            statement(
-                src,
-                "evaluated",
-                question,
-                result=child_result,
-                context_activities={"parent": [group], "grouping": [course]},
-                statement_ref=parent["id"],
-                id_seed=f"-{key}",
-            )
-        )
-    return statements
 
 
 # Course: enrollment, grades, completion ----------------------------------------------------------
@@ -340,7 +410,7 @@ def _subsection_grade(src: Source) -> list[dict[str, Any]]:
 
 def _completion(src: Source) -> list[dict[str, Any]]:
     completion = src.need_number("completion")
-    result = {"completion": completion >= 1.0, "extensions": {Ext.PROGRESS: float(completion) * 100}}
+    result = {"completion": completion == 1.0, "extensions": {Ext.PROGRESS: completion * 100}}
     return [statement(src, "progressed", block_activity(src, "block_id", "resource"), result=result)]
 
 
@@ -363,8 +433,12 @@ def _exam(kind: str, verb_key: str, submitted: bool) -> Builder:
             ):
                 if src.data.get(field) is not None:
                     attempt_extensions[key] = src.data[field]
-        attempt_extensions[Ext.ATTEMPT_ID] = number(src.need("attempt_id"), f"{src.name}: `data.attempt_id`")
-        attempt = with_ext(activity(_attempt_iri(src), "attempt", name=name), attempt_extensions)
+        attempt_id = src.optional_number("attempt_id")
+        if attempt_id is not None:
+            attempt_extensions[Ext.ATTEMPT_ID] = src.data["attempt_id"]
+        attempt = activity(_attempt_iri(src), "attempt", name=name)
+        if attempt_extensions:
+            attempt = with_ext(attempt, attempt_extensions)
         activities = {"parent": [course_activity(src)], "grouping": [attempt]}
         return [statement(src, verb_key, obj, context_activities=activities)]
 
@@ -389,30 +463,38 @@ def _forum(verb_key: str, *, family: str, extension: str | None = None) -> Build
         extensions = {}
         if extension is not None and src.data.get(extension) is not None:
             extensions[Ext.ACROSSX_TYPE] = src.data[extension]
-        activities: dict[str, Any] = {"parent": [course_activity(src)]}
+        activities: dict[str, Any] = {}
+        if src.context_course_id() is not None:
+            activities["parent"] = [course_activity(src)]
         thread = src.data.get("discussion")
-        if isinstance(thread, dict) and isinstance(thread.get("id"), str):
+        if isinstance(thread, dict) and isinstance(thread.get("id"), str) and thread["id"]:
             thread_iri = f"{src.root}/api/discussion/v1/threads/{thread['id']}"
             activities["grouping"] = [activity(thread_iri, "discussion")]
-        return [statement(src, verb_key, obj, extensions=extensions, context_activities=activities)]
+        return [statement(src, verb_key, obj, extensions=extensions, context_activities=activities or None)]
 
     return build
 
 
-_FORUM_PATH = re.compile(r"(/api/discussion/v\d+/(?:comments|threads))(?:/([^/]+))?/?\Z")
+# Discussion routes of the LMS (the API, and the forum pages under a course); never a user's.
+_DISCUSSION_PATH = re.compile(
+    r"(?:/api/discussion/v\d+/(?:comments|threads)|/courses/[\w.:+@-]+/discussion)(?:/(?!users?/)[\w.:+@-]+)*/?\Z"
+)
 
 
 def _forum_iri(src: Source, family: str) -> str:
-    """`{root}/api/discussion/v1/{comments|threads}/{id}`.
+    """`{root}{path}/{id}`, as the reference: the LMS request path without the content id, then the id.
 
-    As the reference, the collection comes from the path of the LMS request that emitted the event
-    (so a thread viewed through the comments API is a `comments` IRI); only that collection is read
-    from the path, and only when the path is a discussion API path for this very content.
+    The path is the discussion call that emitted the event (`/api/discussion/v1/threads/{id}/`,
+    `/courses/{course}/discussion/forum/{topic}/threads/{id}`, ...). Any other path (which may name a
+    user) is never copied: the IRI is then `{root}/api/discussion/v1/{threads|comments}/{id}`.
     """
     content_id = src.need_str("id")
     path = src.context.get("path")
-    found = _FORUM_PATH.match(path) if isinstance(path, str) else None
-    base = found.group(1) if found and found.group(2) in (None, content_id) else f"/api/discussion/v1/{family}"
+    if not isinstance(path, str) or not path:
+        raise TranslationError(f"{src.name}: missing required field `context.path`")
+    if not _DISCUSSION_PATH.match(path):
+        return f"{src.root}/api/discussion/v1/{family}/{content_id}"
+    base = path.rstrip("/").replace(content_id, "").rstrip("/")
     return f"{src.root}{base}/{content_id}"
 
 
@@ -453,9 +535,9 @@ def _registry() -> dict[str, Builder]:
             "edx.ui.lms.sequence.previous_selected": _sequence("previous unit"),
             "edx.ui.lms.sequence.tab_selected": _sequence(None),
             "problem_check": _problem_check,
-            "showanswer": _problem_event("asked"),
-            "edx.problem.hint.demandhint_displayed": _problem_event("interacted"),
-            "edx.problem.completed": _problem_event("completed"),
+            "showanswer": _show_answer,
+            "edx.problem.hint.demandhint_displayed": _hint_displayed,
+            "edx.problem.completed": _problem_completed,
             "edx.grades.problem.submitted": _problem_submitted,
             "edx.course.enrollment.activated": _enrollment("registered"),
             "edx.course.enrollment.mode_changed": _enrollment("registered"),
@@ -474,10 +556,8 @@ def _registry() -> dict[str, Builder]:
     for family, plural in (("thread", "threads"), ("response", "comments"), ("comment", "comments")):
         created_extension = "thread_type" if family == "thread" else None
         table[f"edx.forum.{family}.created"] = _forum("posted", family=plural, extension=created_extension)
-        table[f"edx.forum.{family}.edited"] = _forum("edited", family=plural)
-        table[f"edx.forum.{family}.deleted"] = _forum("deleted", family=plural)
-        table[f"edx.forum.{family}.reported"] = _forum("reported", family=plural)
-        table[f"edx.forum.{family}.unreported"] = _forum("unreported", family=plural)
+        for action in ("edited", "deleted", "reported", "unreported"):
+            table[f"edx.forum.{family}.{action}"] = _forum(action, family=plural)
         if family != "comment":
             table[f"edx.forum.{family}.voted"] = _forum("voted", family=plural, extension="vote_value")
     table["edx.forum.thread.viewed"] = _forum("viewed", family="threads")

@@ -9,7 +9,6 @@ Cached fragments are shared between statements: treat translated statements as r
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import timedelta
 from functools import cache, lru_cache
 from typing import Any
@@ -60,6 +59,8 @@ ACTIVITY_TYPES = {
     "proctored": "https://w3id.org/xapi/openedx/activity/proctored-assessment",
     "question": "http://adlnet.gov/expapi/activities/question",
     "resource": "http://id.tincanapi.com/activitytype/resource",
+    "solution": "http://id.tincanapi.com/activitytype/solution",
+    "supplemental-info": "https://w3id.org/xapi/acrossx/extensions/supplemental-info",
     "timed": "https://w3id.org/xapi/openedx/activity/timed-assessment",
     "video": "https://w3id.org/xapi/video/activity-type/video",
 }
@@ -95,17 +96,15 @@ def _plain(model: Any) -> dict[str, Any]:
 
 
 @cache
-def verb(key: str) -> tuple[dict[str, Any], uuid.UUID]:
-    """The verb fragment, and the UUID5 namespace the reference derives statement ids from."""
-    model = Verb(id=VERBS[key], display=LanguageMap({"en": key}))
-    return _plain(model), uuid.uuid5(uuid.NAMESPACE_DNS, model.to_json())
+def verb(key: str) -> dict[str, Any]:
+    """The verb fragment."""
+    return _plain(Verb(id=VERBS[key], display=LanguageMap({"en": key})))
 
 
 @lru_cache(maxsize=65_536)
-def actor(home_page: str, name: str) -> tuple[dict[str, Any], str]:
-    """The actor fragment (account on the LMS, anonymised name) and its JSON as the id seed."""
-    model = Agent(account=AgentAccount(home_page=home_page, name=name))
-    return _plain(model), model.to_json()
+def actor(home_page: str, name: str) -> dict[str, Any]:
+    """The actor fragment: an account on the LMS named by the anonymised id."""
+    return _plain(Agent(account=AgentAccount(home_page=home_page, name=name)))
 
 
 @lru_cache(maxsize=65_536)

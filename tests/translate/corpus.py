@@ -45,8 +45,12 @@ def files_with_output(translator: str) -> list[str]:
     return sorted(p.name for p in (path / f"expected-{translator}").iterdir() if "anonymous" not in p.name)
 
 
+def raw_event(name: str) -> dict[str, Any]:
+    return json.loads((require_corpus() / "edx-events" / name).read_text())
+
+
 def load_event(name: str) -> Event:
-    return normalise(json.loads((require_corpus() / "edx-events" / name).read_text()))
+    return normalise(raw_event(name))
 
 
 def expected(translator: str, name: str) -> Any | None:

@@ -6,6 +6,7 @@ Each adjustment here is listed in docs/translators.md; everything else must matc
 from __future__ import annotations
 
 import copy
+import json
 import uuid
 from typing import Any
 
@@ -25,6 +26,45 @@ def xapi(statement: dict[str, Any], ours_version: str) -> dict[str, Any]:
         if ":" not in grouping["id"]:  # bare attempt code is not an IRI
             grouping["id"] = uuid.UUID(grouping["id"]).urn
     return _clean(adjusted)
+
+
+def with_ids_of(ours: dict[str, Any], adjusted: dict[str, Any]) -> dict[str, Any]:
+    """rthub's statement id (and parent reference) in place of the reference's: ids are content UUIDs."""
+    adjusted["id"] = ours["id"]
+    if "statement" in adjusted.get("context", {}):
+        adjusted["context"]["statement"] = ours["context"]["statement"]
+    return adjusted
+
+
+def as_live_event(raw: dict[str, Any], statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Reference `problem_check` statements from a tracking-log line, as they are for the live event.
+
+    The reference reads the parent's question and answer from `data.submission` and `data.attempts`,
+    which a tracking-log line spells `event.*`: from a log line it describes the problem by its display
+    name, omits the response and attempt count and takes success from `event.success`; for the same
+    event as event-tracking hands it over (and for both shapes in rthub, which normalises them) the
+    first question naming its response type gives the description, response and success.
+    """
+    payload = raw.get("event")
+    if "data" in raw or raw.get("event_type", raw.get("name")) != "problem_check" or not isinstance(payload, dict):
+        return statements
+    answered = next((item for item in (payload.get("submission") or {}).values() if item.get("response_type")), None)
+    if answered is None:
+        return statements
+    parent, *children = copy.deepcopy(statements)
+    answer = answered["answer"]
+    parent["result"]["response"] = json.dumps(answer, ensure_ascii=False) if isinstance(answer, list) else str(answer)
+    if answered.get("correct") is not None:
+        parent["result"]["success"] = bool(answered["correct"])
+    definition = parent["object"]["definition"]
+    definition.pop("name", None)
+    definition["description"] = {"en-US": answered.get("question", "")}
+    attempts = {"http://id.tincanapi.com/extension/attempt-id": payload["attempts"]} if payload.get("attempts") else {}
+    definition.update({"extensions": attempts} if attempts else {})
+    for child in children:
+        child["context"]["contextActivities"]["parent"] = [parent["object"]]
+        child["object"]["definition"].update({"extensions": attempts} if attempts else {})
+    return [parent, *children]
 
 
 def caliper(event: dict[str, Any], ours_version: str) -> dict[str, Any]:
@@ -61,9 +101,7 @@ def _clean(value: Any) -> Any:
     if isinstance(value, dict):
         cleaned = {}
         for key, item in value.items():
-            if key == "name" and (
-                item == COURSE_NAME or (isinstance(item, dict) and COURSE_NAME in item.values())
-            ):
+            if key == "name" and (item == COURSE_NAME or (isinstance(item, dict) and COURSE_NAME in item.values())):
                 continue
             if key == "objectType" and item == "GroupActivity":
                 item = "Activity"

@@ -43,7 +43,7 @@ GENERATED = {
     "GradeEvent": {"Score"},
 }
 ENTITIES = {
-    "Assessment", "AssessmentItem", "Attempt", "CourseOffering", "DigitalResource",
+    "Annotation", "Assessment", "AssessmentItem", "Attempt", "CourseOffering", "DigitalResource",
     "DigitalResourceCollection", "Forum", "Frame", "MediaLocation", "Message", "Person",
     "Score", "Thread", "VideoObject", "WebPage",
 }  # fmt: skip

@@ -53,15 +53,14 @@ def test_unknown_translator_is_a_programming_error() -> None:
     [
         ("play_video", "data.id", TRANSLATORS),
         ("play_video", "context.course_id", TRANSLATORS),
-        ("problem_check", "data.max_grade", TRANSLATORS),
         ("problem_check", "data.problem_id", TRANSLATORS),
         ("edx.ui.lms.link_clicked", "data.target_url", TRANSLATORS),
-        ("edx.ui.lms.sequence.tab_selected", "data.target_tab", TRANSLATORS),
+        ("edx.ui.lms.sequence.tab_selected", "data.id", TRANSLATORS),
         ("edx.grades.subsection.grade_calculated", "data.block_id", TRANSLATORS),
         ("edx.special_exam.timed.attempt.submitted", "data.exam_content_id", TRANSLATORS),
         ("edx.forum.thread.created", "data.id", TRANSLATORS),
         ("edx.forum.thread.created", "data.commentable_id", ("caliper",)),
-        ("speed_change_video", "data.new_speed", TRANSLATORS),
+        ("speed_change_video", "data.new_speed", ("xapi",)),
     ],
 )
 def test_missing_required_field_is_named(name: str, missing: str, translators: tuple[str, ...]) -> None:

@@ -102,7 +102,9 @@ def test_multi_question_problem_yields_parent_and_children() -> None:
     event = normalise({**raw, "event": {**raw["event"], "submission": submission}})
     parent, *children = translate(event, "xapi", actor_id=ACTOR, settings=SETTINGS)
     assert len(children) == 2
-    assert parent["object"]["definition"]["name"] == {"en-US": "Rthub problem"}
+    # As the reference: the problem is described by its first question naming a response type.
+    assert parent["object"]["definition"]["description"] == {"en-US": "Which is a prime?"}
+    assert parent["result"]["response"] == "seven"
     for child in children:
         assert child["context"]["statement"] == {"objectType": "StatementRef", "id": parent["id"]}
         assert child["context"]["contextActivities"]["parent"] == [parent["object"]]
