@@ -8,7 +8,6 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator
 
-import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -32,7 +31,9 @@ from hub.ingest import Broker
 from hub.ingest.deadletters import RedisDeadLetters
 from hub.ingest.redis import RedisBroker
 from hub.metrics import HubCollector, Metrics
+from hub.redis import Client, connect
 from hub.translate import TranslationSettings
+from rthub_lms.connect import Topology, discover
 
 log = logging.getLogger("rthub.app")
 
@@ -55,8 +56,9 @@ def create_app(
     """
     settings = settings or Settings.from_env()
     in_process = broker is not None and id_store is not None and authenticator is not None
-    client = None if in_process else redis_client(settings)
-    broker = broker or RedisBroker(client, settings)
+    topology = None if in_process else discover(settings.redis_url)
+    client = None if topology is None else redis_client(topology)
+    broker = broker or RedisBroker(client, settings, sharded=topology is not None and topology.sharded)
     id_store = id_store or RedisIdStore(client, settings)
     auth_http: list[BaseRoute] = []
     if authenticator is None:
@@ -130,13 +132,10 @@ def create_app(
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-def redis_client(settings: Settings) -> aioredis.Redis:
-    """The process's Redis client: a bounded pool that makes a burst of handshakes wait for a
-    connection instead of failing (redis-py's default pool raises once it is exhausted)."""
-    pool = aioredis.BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=REDIS_CONNECTIONS, timeout=REDIS_POOL_WAIT, health_check_interval=10
-    )
-    return aioredis.Redis(connection_pool=pool)
+def redis_client(topology: Topology) -> Client:
+    """The process's Redis client: on one server, a bounded pool that makes a burst of handshakes wait
+    for a connection instead of failing (redis-py's default pool raises once it is exhausted)."""
+    return connect(topology, max_connections=REDIS_CONNECTIONS, timeout=REDIS_POOL_WAIT, health_check_interval=10)
 
 
 def create_app_from_env() -> Starlette:

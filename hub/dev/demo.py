@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 import uvicorn
 import websockets
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -41,6 +40,7 @@ from hub.dev.devtoken import DevTokenAuthenticator
 from hub.dev.embedded import EmbeddedRedis, free_port
 from hub.dev.simulator import COURSES, SimulatedLMS
 from hub.ingest.memory import MemoryBroker
+from hub.redis import client as redis_client
 from rthub_lms.backend import RealtimeBackend
 from rthub_lms.events import normalise
 
@@ -133,7 +133,7 @@ async def issue_clients(settings: Settings, base_url: str, webhook_url: str) -> 
 
     Returns the WebSocket consumer's access token and the webhook consumer's signing secret.
     """
-    redis = aioredis.Redis.from_url(settings.redis_url)
+    redis = redis_client(settings.redis_url)
     try:
         registry = ClientRegistry(redis, settings)
         admin_id, admin_secret = await bootstrap_admin(registry)

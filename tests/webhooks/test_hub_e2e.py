@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from hub.dev.simulator import SimulatedLMS
+from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
 from tests.hubproc import HubProcess
 from tests.servers import RedisServer
@@ -26,7 +27,7 @@ def register(process: HubProcess, url: str, delivery: str) -> tuple[str, str, st
     """A registry client with a webhook; returns (client id, client secret, webhook signing secret)."""
     client_id, secret = process.client(delivery=delivery, webhook_url=url)
     stored = redis.Redis.from_url(process.redis_url)
-    webhook_secret = stored.hget(f"{process.prefix}client:{client_id}", "webhook_secret").decode()
+    webhook_secret = stored.hget(rkeys.client_key(rkeys.Prefix(process.prefix), client_id), "webhook_secret").decode()
     stored.close()
     return client_id, secret, webhook_secret
 
