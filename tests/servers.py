@@ -15,13 +15,14 @@ from hub.dev.embedded import free_port, wait_until_ready
 class RedisServer:
     """A redis-server process the test owns: it can be stopped, killed and restarted on the same port."""
 
-    def __init__(self, workdir: Path, appendonly: bool = False) -> None:
+    def __init__(self, workdir: Path, appendonly: bool = False, extra: tuple[str, ...] = ()) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not on PATH (apt-get install redis-server)")
         self.binary = binary
         self.workdir = workdir
         self.appendonly = appendonly
+        self.extra = extra
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -34,7 +35,7 @@ class RedisServer:
         args = [
             self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
             "--dir", str(self.workdir), "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "always",
+            "--appendfsync", "always", *self.extra,
         ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until_ready(self.url, self.process)
@@ -121,7 +122,8 @@ class RedisSentinel:
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.master = RedisServer(workdir / "master")
+        # No wait for more replicas before the first full sync (Redis 7 waits 5 s by default).
+        self.master = RedisServer(workdir / "master", extra=("--repl-diskless-sync-delay", "0"))
         self.replica = RedisServer(workdir / "replica")
         self.sentinel_port = free_port()
         self.sentinel: subprocess.Popen[bytes] | None = None
@@ -135,6 +137,11 @@ class RedisSentinel:
         self.replica.start()
         with redis.Redis(port=self.replica.port) as client:
             client.replicaof("127.0.0.1", self.master.port)
+            deadline = time.monotonic() + 20
+            while client.info("replication").get("master_link_status") != "up":
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the replica did not sync with the master")
+                time.sleep(0.05)
         config = self.workdir / "sentinel.conf"
         config.write_text(
             f"port {self.sentinel_port}\nbind 127.0.0.1\ndir {self.workdir}\n"
