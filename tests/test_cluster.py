@@ -12,6 +12,7 @@ from pathlib import Path
 
 import redis
 
+from auth.registry import ClientRegistry
 from hub.config import Settings
 from hub.dev.simulator import SimulatedLMS
 from hub.ingest.redis import RedisBroker
@@ -152,3 +153,28 @@ def test_the_plugin_filter_reads_grants_from_the_cluster(redis_cluster: RedisClu
         backend.close()
     finally:
         hub.stop()
+
+
+def test_deleting_a_client_removes_its_registry_entries_and_its_own_keys(
+    redis_cluster: RedisCluster, prefix: str
+) -> None:
+    settings = Settings.from_env(redis_url=redis_cluster.url, redis_prefix=prefix)
+
+    async def scenario() -> tuple[str, list[int]]:
+        redis = redis_client(redis_cluster.url)
+        registry = ClientRegistry(redis, settings)
+        client, _ = await registry.create(name="gone", type="other", translator="xapi", grant=[{}])
+        await redis.xadd(keys.outbox(settings, client.client_id), {"b": "{}"}, id="1-1")
+        await redis.xadd(keys.deadletters(settings, client.client_id), {"cursor": "1-1", "body": "{}"})
+        await registry.delete(client.client_id)
+        left = [
+            await redis.exists(key)
+            for key in [keys.client_key(settings, client.client_id), *keys.client_keys(settings, client.client_id)]
+        ]
+        left.append(int(await redis.sismember(keys.clients_key(settings), client.client_id)))
+        left.append(int(await redis.hexists(keys.active_grants_key(settings), client.client_id)))
+        await redis.aclose()
+        return client.client_id, left
+
+    _, left = asyncio.run(scenario())
+    assert left == [0] * len(left)
