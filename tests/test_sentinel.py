@@ -2,7 +2,7 @@
 
 The plug-in spools what it cannot write while there is no master and flushes it to the new one; the
 hub's live feed resubscribes on the new master and reads back the gap from the stream; the WebSocket
-client resumes from its last cursor if its socket is closed. Replication is asynchronous, so events
+client, which drops its socket during the failover, resumes from its last cursor. Replication is asynchronous, so events
 the old master acknowledged but had not yet sent to the replica are lost: the test counts them.
 """
 
@@ -44,8 +44,11 @@ class Publisher(threading.Thread):
             time.sleep(1 / RATE)
 
 
-async def _follow(hub: HubProcess, token: str, frames: list[tuple[float, dict[str, Any]]], done: asyncio.Event) -> int:
-    """Read event frames until `done`, reconnecting with `resume_from` whenever the socket drops."""
+async def _follow(
+    hub: HubProcess, token: str, frames: list[tuple[float, dict[str, Any]]], done: asyncio.Event, drop: asyncio.Event
+) -> int:
+    """Read event frames until `done`, reconnecting with `resume_from` whenever the socket drops (or
+    `drop` is set: the client goes away on its own, as during the failover)."""
     reconnects = 0
     while not done.is_set():
         last = frames[-1][1]["cursor"] if frames else None
@@ -56,6 +59,10 @@ async def _follow(hub: HubProcess, token: str, frames: list[tuple[float, dict[st
             continue
         try:
             while not done.is_set():
+                if drop.is_set():
+                    drop.clear()
+                    reconnects += 1
+                    break
                 try:
                     raw = await asyncio.wait_for(ws.recv(), 0.5)
                 except TimeoutError:
@@ -83,14 +90,16 @@ def test_master_killed_under_load_hub_and_plugin_follow_the_promoted_replica(
     try:
         token = hub.token()
 
-        async def scenario() -> tuple[float, float, int]:
-            done = asyncio.Event()
-            reader = asyncio.create_task(_follow(hub, token, frames, done))
+        async def scenario() -> tuple[float, float, float, int]:
+            done, drop = asyncio.Event(), asyncio.Event()
+            reader = asyncio.create_task(_follow(hub, token, frames, done, drop))
             await asyncio.sleep(0.5)
             publisher.start()
             await asyncio.sleep(BEFORE_KILL)
             killed = time.monotonic()
             sentinel.master.stop(kill=True)
+            await asyncio.sleep(0.5)
+            drop.set()  # the consumer also drops now and resumes from its cursor through the failover
             while sentinel.master_port() != sentinel.replica.port:
                 assert time.monotonic() - killed < 30, "Sentinel did not promote the replica"
                 await asyncio.sleep(0.05)
@@ -107,12 +116,12 @@ def test_master_killed_under_load_hub_and_plugin_follow_the_promoted_replica(
                 await asyncio.sleep(0.1)
             await asyncio.sleep(1.0)
             done.set()
-            await reader
+            reconnects = await reader
             after = [at for at, _ in frames if at > killed + promoted]
             assert after, f"nothing delivered after the failover: {len(frames)} frames, {backend.counts}"
-            return killed, promoted, after[0] - killed
+            return killed, promoted, after[0] - killed, reconnects
 
-        killed, promoted, recovered = asyncio.run(scenario())
+        killed, promoted, recovered, reconnects = asyncio.run(scenario())
     finally:
         publisher.stopping.set()
         backend.close()
@@ -128,7 +137,7 @@ def test_master_killed_under_load_hub_and_plugin_follow_the_promoted_replica(
         f"\nsentinel failover: replica promoted {promoted:.2f}s after the kill, first event delivered "
         f"{recovered:.2f}s after it; {accepted} events accepted by the plug-in ({counts['published']} written, "
         f"{counts['spooled']} spooled and flushed), {len(set(cursors))} delivered, {lost} lost, "
-        f"{len(cursors) - len(set(cursors))} duplicates"
+        f"{len(cursors) - len(set(cursors))} duplicates, the WebSocket reconnected {reconnects} time(s)"
     )
     assert order == sorted(set(order)), "frames out of order or duplicated"
     assert counts["spooled"] > 0, "the kill did not interrupt the plug-in: the test shows nothing"
@@ -136,3 +145,4 @@ def test_master_killed_under_load_hub_and_plugin_follow_the_promoted_replica(
     # Only what the old master acknowledged just before it died can be missing from the replica.
     assert 0 <= lost <= acked_last_second, (lost, acked_last_second)
     assert recovered < 15
+    assert reconnects >= 1
