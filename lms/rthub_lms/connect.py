@@ -114,12 +114,8 @@ def _node_url(topology: Topology, host: str, port: int) -> str:
 def connect(topology: Topology, **options: Any) -> redis.Redis | redis.RedisCluster:
     """A blocking client for `topology`; `options` are connection settings (timeouts, retry)."""
     if topology.kind == "cluster":
-        retry = options.pop("retry", None)
         nodes = [ClusterNode(host, port) for host, port in topology.nodes]
-        cluster = redis.RedisCluster(startup_nodes=nodes, password=topology.password, **options)
-        if retry is not None:
-            cluster.set_retry(retry)
-        return cluster
+        return redis.RedisCluster(startup_nodes=nodes, password=topology.password, **options)
     if topology.kind == "sentinel":
         timeouts = {name: options[name] for name in ("socket_timeout", "socket_connect_timeout") if name in options}
         sentinel = Sentinel(list(topology.nodes), sentinel_kwargs=timeouts, password=topology.password)
