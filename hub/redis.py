@@ -1,8 +1,8 @@
 """The hub's Redis clients: the asynchronous twin of `rthub_lms.connect` (same URL forms, same topology).
 
-`client()` is the one place the hub, its CLI and its tools make a Redis client; `subscribe()` opens a
-pub/sub connection on the right node: the shard that owns a sharded channel's slot on a cluster,
-any node for a plain channel.
+`connect()` and `client()` are where the hub, its CLI and its tools make Redis clients; `subscribe()`
+opens a pub/sub connection on the right node: the shard that owns a sharded channel's slot on a
+cluster, any node for a plain channel.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ Client = aioredis.Redis | aioredis.RedisCluster
 # Messages a subscriber reads: plain pub/sub, and sharded pub/sub (Redis 7).
 MESSAGE_TYPES = frozenset({"message", "smessage", b"message", b"smessage"})
 CONFIRM_TYPES = frozenset({"subscribe", "ssubscribe", b"subscribe", b"ssubscribe"})
-CLUSTER_POOL_FACTOR = 4
+CLUSTER_POOL_FACTOR = 4  # see `connect`
 # What a subscriber to one cluster node keeps of the cluster client's connection settings.
 NODE_SETTINGS = frozenset({
     "host", "port", "username", "password", "socket_timeout", "socket_connect_timeout", "socket_keepalive",
@@ -34,11 +34,15 @@ NODE_SETTINGS = frozenset({
 
 
 def connect(topology: Topology, *, max_connections: int | None = None, **options: Any) -> Client:
-    """A client for `topology`. With `max_connections`, a single server's pool makes a burst wait for a
-    connection instead of failing; a cluster keeps up to that many per node."""
+    """A client for `topology`; `options` are redis-py connection settings.
+
+    With `max_connections`, a single server's pool makes a burst wait (up to `timeout` seconds) for a
+    connection instead of failing; a cluster node's pool cannot wait, so it gets
+    `CLUSTER_POOL_FACTOR` times as many connections instead.
+    """
     if topology.kind == "cluster":
         nodes = [ClusterNode(host, port) for host, port in topology.nodes]
-        if max_connections is not None:  # a cluster node's pool raises when full instead of waiting
+        if max_connections is not None:
             options["max_connections"] = max_connections * CLUSTER_POOL_FACTOR
         options.pop("timeout", None)
         options.pop("health_check_interval", None)
