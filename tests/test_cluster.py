@@ -178,3 +178,30 @@ def test_deleting_a_client_removes_its_registry_entries_and_its_own_keys(
 
     _, left = asyncio.run(scenario())
     assert left == [0] * len(left)
+
+
+def test_the_admin_command_counts_live_sockets_kept_on_the_clients_shards(
+    redis_cluster: RedisCluster, prefix: str
+) -> None:
+    hub = HubProcess(redis_cluster.url, prefix)
+    hub.start()
+    try:
+        client_id, secret = hub.client()
+        token = hub.token_for(client_id, secret)
+
+        async def scenario() -> list[int]:
+            sockets = [await ws_connect(hub.ws, token) for _ in range(2)]
+            counts: list[int] = []
+            deadline = time.monotonic() + 15  # the second socket is counted at the next refresh (5 s)
+            while 2 not in counts and time.monotonic() < deadline:
+                shown = await asyncio.to_thread(_rthub, redis_cluster, prefix, "clients", "show", client_id, "--json")
+                assert shown.returncode == 0, shown.stderr
+                counts.append(json.loads(shown.stdout)["live_connections"])
+            for ws in sockets:
+                await ws.close()
+            return counts
+
+        counts = asyncio.run(scenario())
+    finally:
+        hub.stop()
+    assert counts[0] >= 1 and counts[-1] == 2, counts

@@ -217,17 +217,16 @@ async def live_connections(redis: aioredis.Redis, settings: Settings, client_ids
     """Open sockets per client (only clients with some), summed over instances whose presence is current."""
     if not client_ids:
         return {}
+    seconds, micros = await redis.time()  # not in the pipeline: a cluster's pipelines take only keyed commands
+    now_ms = seconds * 1000 + micros // 1000
     pipe = redis.pipeline(transaction=False)
-    pipe.time()
     for client_id in client_ids:
         pipe.zrange(keys.presence(settings, client_id), 0, -1, withscores=True)
         pipe.hgetall(keys.presence_state(settings, client_id))
     replies = await pipe.execute()
-    seconds, micros = replies[0]
-    now_ms = seconds * 1000 + micros // 1000
     totals: dict[str, int] = {}
     for index, client_id in enumerate(client_ids):
-        instances, state = replies[1 + 2 * index], replies[2 + 2 * index]
+        instances, state = replies[2 * index], replies[1 + 2 * index]
         counts = {_text(field): value for field, value in state.items()}
         sockets = sum(
             int(counts.get(f"{_text(instance)}:n", 0)) for instance, expiry in instances if expiry > now_ms
