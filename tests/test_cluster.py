@@ -45,7 +45,7 @@ def test_the_url_of_any_node_is_recognised_as_a_cluster(redis_cluster: RedisClus
     assert named.kind == "cluster" and len(named.nodes) == 3
 
 
-def test_clients_create_revoke_and_delete_work_from_the_command_line(redis_cluster: RedisCluster, prefix: str) -> None:
+def test_clients_create_and_revoke_work_from_the_command_line(redis_cluster: RedisCluster, prefix: str) -> None:
     created = _rthub(
         redis_cluster, prefix, "clients", "create", "--name", "LRS", "--type", "enterprise",
         "--translator", "caliper", "--grant", '{"orgs": ["MITx"]}', "--json",
