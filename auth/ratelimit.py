@@ -62,10 +62,10 @@ class FailureLimiter:
     async def failed(self, client_id: str | None, address: str | None) -> None:
         """Count one failed authentication against both budgets."""
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                for key, _ in self._keys(client_id, address):
+            for key, _ in self._keys(client_id, address):  # one transaction per key: they live in different slots
+                async with self._redis.pipeline(transaction=True) as pipe:
                     pipe.set(key, 0, ex=self._window, nx=True)
                     pipe.incr(key)
-                await pipe.execute()
+                    await pipe.execute()
         except (RedisError, OSError) as exc:
             log.warning("rate limiter unavailable, failure not counted: %s", exc)

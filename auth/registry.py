@@ -159,20 +159,21 @@ class ClientRegistry:
 
     async def disable_webhooks(self, client_id: str, reason: str) -> None:
         """Stop webhook delivery for a client (its endpoint said 410 Gone) and tell every hub instance."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self._key(client_id), mapping={"webhook_status": "disabled", "webhook_disabled_reason": reason})
-            pipe.publish(changes_channel(self.settings), client_id)
-            await pipe.execute()
+        await self.redis.hset(
+            self._key(client_id), mapping={"webhook_status": "disabled", "webhook_disabled_reason": reason}
+        )
+        await self._notify(client_id)
 
     async def delete(self, client_id: str) -> None:
         """Remove the client and everything kept for it: queued webhooks, presence, delivery state."""
         await self.require(client_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(*client_keys(self.settings, client_id))
+        async with self.redis.pipeline(transaction=True) as pipe:  # the registry's slot
+            pipe.delete(self._key(client_id))
             pipe.srem(clients_key(self.settings), client_id)
             pipe.hdel(active_grants_key(self.settings), client_id)
-            pipe.publish(changes_channel(self.settings), client_id)
             await pipe.execute()
+        await self.redis.delete(*client_keys(self.settings, client_id))  # the client's slot
+        await self._notify(client_id)
 
     async def authenticate(self, client_id: str, secret: str) -> Client | None:
         """The active client whose current (or still-in-grace previous) secret is `secret`."""
@@ -205,8 +206,8 @@ class ClientRegistry:
                     active = {c.client_id: _grant_json(c) for c in clients if c.active}
                     if active:
                         pipe.hset(active_grants_key(self.settings), mapping=active)
-                    pipe.publish(changes_channel(self.settings), "")
                     await pipe.execute()
+                await self._notify("")
                 return
             except (RedisError, OSError):
                 await asyncio.sleep(retry_every)
@@ -219,8 +220,16 @@ class ClientRegistry:
                 pipe.hset(active_grants_key(self.settings), client.client_id, _grant_json(client))
             else:
                 pipe.hdel(active_grants_key(self.settings), client.client_id)
-            pipe.publish(changes_channel(self.settings), client.client_id)
             await pipe.execute()
+        await self._notify(client.client_id)
+
+    async def _notify(self, client_id: str) -> None:
+        """Tell every hub instance and plug-in that a client changed, once the change is stored.
+
+        Sent after the transaction, not in it: a publish is not a key, so a cluster would not run it in
+        the registry's slot. A process dying in between loses the notice; readers reload on their timer.
+        """
+        await self.redis.publish(changes_channel(self.settings), client_id)
 
 
 def check_client_secret(client: Client, secret: str) -> bool:

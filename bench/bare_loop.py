@@ -18,6 +18,8 @@ import orjson
 import redis.asyncio as aioredis
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
+from rthub_lms import keys as rkeys
+
 WELCOME = orjson.dumps({"type": "welcome", "client_id": "bare", "translator": "none"}).decode()
 
 
@@ -38,7 +40,7 @@ async def run(redis_url: str, prefix: str, port: int) -> None:
 
     client = aioredis.Redis.from_url(redis_url)
     pubsub = client.pubsub()
-    await pubsub.subscribe(f"{prefix}live")
+    await pubsub.subscribe(rkeys.live_channel(rkeys.Prefix(prefix)))
     async with serve(handler, "127.0.0.1", port, compression=None, ping_interval=None, max_size=64 * 1024):
         while True:
             message = await pubsub.get_message(timeout=None)

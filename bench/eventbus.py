@@ -30,6 +30,7 @@ from django.conf import settings
 
 from hub.dev.embedded import EmbeddedRedis
 from hub.dev.simulator import SimulatedLMS
+from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
 
 TOPIC = "analytics"
@@ -93,7 +94,7 @@ def drain(redis_url: str, prefix: str, count: int, batch: int) -> tuple[float, f
         deadline = time.monotonic() + 120
         first: tuple[float, float, int] | None = None
         while time.monotonic() < deadline:
-            appended = client.xlen(f"{prefix}events")
+            appended = client.xlen(events_key(prefix))
             if appended and first is None:
                 first = (time.perf_counter(), cpu_seconds(watched), appended)
             if appended >= count and first is not None:
@@ -101,7 +102,7 @@ def drain(redis_url: str, prefix: str, count: int, batch: int) -> tuple[float, f
                 cpu = (cpu_seconds(watched) - first[1]) / done * 1e6
                 return rate(done, time.perf_counter() - first[0]), cpu
             time.sleep(0.002)
-        raise TimeoutError(f"the ingest appended {client.xlen(f'{prefix}events')} of {count} events in 120 s")
+        raise TimeoutError(f"the ingest appended {client.xlen(events_key(prefix))} of {count} events in 120 s")
     finally:
         process.terminate()
         process.wait(10)
@@ -143,3 +144,8 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def events_key(prefix: str) -> str:
+    """The event stream's key under a test prefix."""
+    return rkeys.stream_key(rkeys.Prefix(prefix))

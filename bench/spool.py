@@ -19,6 +19,7 @@ import redis
 from bench.publisher import timed
 from hub.dev.embedded import EmbeddedRedis
 from hub.dev.simulator import SimulatedLMS
+from rthub_lms import keys
 from rthub_lms.backend import RealtimeBackend
 
 
@@ -42,7 +43,7 @@ def main() -> None:
             while backend.counts["flushed"] < args.events:
                 time.sleep(0.01)
             flush_seconds = time.perf_counter() - started
-            assert redis.Redis.from_url(server.url).xlen("bench:events") == args.events
+            assert redis.Redis.from_url(server.url).xlen(keys.stream_key(keys.Prefix("bench:"))) == args.events
         backend.close()
     baseline = statistics.median(healthy)
     print(f"{'':<32}{'median µs':>10}{'p99 µs':>10}{'max µs':>10}{'÷ healthy':>10}")

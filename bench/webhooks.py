@@ -2,6 +2,7 @@
 
     python -m bench.webhooks [--events 3000] [--clients 4]
     python -m bench.webhooks --outage 60 [--rate 50]
+    python -m bench.webhooks --cluster [--events 3000] [--clients 12]
 
 Throughput: a private redis-server, a receiver process (uvicorn, answers 200 at once), and one
 `WebhookRouter` fed by the real live feed (`RedisBroker.live`), as a hub process runs it; events
@@ -14,6 +15,9 @@ Outage: events are published at `--rate` for the whole run; the receiver is kill
 restarted `--outage` seconds later; prints how many events were delivered (distinct webhook-id),
 how many duplicates the receiver saw, and how long the backlog took to drain. The retry schedule is
 `RTHUB_WEBHOOK_RETRY_SCHEDULE` if set, else 1,2,4,8,16,32,64,128.
+
+Cluster: N clients in parallel on one redis-server, then on a private three-master Redis Cluster
+(per-client outboxes spread over the shards), in the same run.
 """
 
 from __future__ import annotations
@@ -23,12 +27,13 @@ import asyncio
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import orjson
-import redis
 import redis.asyncio as aioredis
 
 from hub.anonymise import Anonymiser, RedisIdStore
@@ -41,10 +46,13 @@ from hub.dev.simulator import SimulatedLMS
 from hub.fanout import Fanout
 from hub.ingest import Entry
 from hub.ingest.redis import RedisBroker
+from hub.redis import client as redis_client
 from hub.translate import TranslationSettings
 from rthub_lms import keys as rkeys
 from rthub_lms.backend import StreamWriter
+from rthub_lms.connect import connect, discover
 from rthub_lms.events import normalise
+from tests.servers import RedisCluster
 
 OUTAGE_SCHEDULE = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
 
@@ -112,7 +120,7 @@ class Hub:
         fanout = Fanout(Anonymiser(RedisIdStore(redis, settings)), TranslationSettings(settings.lms_root_url, "bench"))
         self.render = fanout.render
         self.router = WebhookRouter(redis, settings, fanout.render, options=DeliveryOptions(timeout=5, poll=0.2))
-        self.broker = RedisBroker(redis, settings)
+        self.broker = RedisBroker(redis, settings, sharded=discover(settings.redis_url).sharded)
 
     async def __aenter__(self) -> Hub:
         await self.router.start()
@@ -172,7 +180,7 @@ async def baseline(url: str, body: bytes, count: int, loops: int) -> float:
 async def scenario(redis_url: str, prefix: str, clients: dict[str, dict[str, str]], events: int) -> tuple[float, Hub]:
     """Deliveries per second for `events` events to every client in `clients` (id -> extra fields)."""
     settings = Settings(redis_url=redis_url, redis_prefix=prefix, webhook_allow_private=True)
-    redis = aioredis.Redis.from_url(redis_url)
+    redis = redis_client(redis_url)
     for client_id, extra in clients.items():
         await add_client(redis, settings, client_id, **extra)
     async with Hub(redis, settings) as hub:
@@ -206,13 +214,22 @@ async def throughput(redis_url: str, port: int, events: int, clients: int) -> No
           f"{many_base:8.0f} req/s | ratio {parallel / many_base:.2f}")
 
 
+async def on_cluster(redis_url: str, cluster_url: str, port: int, events: int, clients: int) -> None:
+    """N clients in parallel on one server, then on the cluster."""
+    base = f"http://127.0.0.1:{port}"
+    for name, url in (("one redis-server", redis_url), ("3-master Redis Cluster", cluster_url)):
+        many = {f"c{n}": {"url": f"{base}/c{n}"} for n in range(clients)}
+        rate, _ = await scenario(url, f"{name[0]}{clients}:", many, events)
+        print(f"{name:<24}: {clients} clients x {events} events, {rate:8.0f} deliveries/s")
+
+
 async def outage(redis_url: str, port: int, seconds: float, rate: float, receiver: subprocess.Popen[bytes]) -> None:
     schedule = Settings.from_env().webhook_retry_schedule if os.environ.get("RTHUB_WEBHOOK_RETRY_SCHEDULE") else None
     settings = Settings(
         redis_url=redis_url, redis_prefix="outage:", webhook_allow_private=True,
         webhook_retry_schedule=schedule or OUTAGE_SCHEDULE,
     )
-    redis = aioredis.Redis.from_url(redis_url)
+    redis = redis_client(redis_url)
     await add_client(redis, settings, "acme", f"http://127.0.0.1:{port}/acme")
     total = int(rate * (seconds + 20))
     print(f"schedule {settings.webhook_retry_schedule}; publishing {total} events at {rate:g}/s; "
@@ -243,7 +260,7 @@ async def outage(redis_url: str, port: int, seconds: float, rate: float, receive
 
 def publish_events(redis_url: str, prefix: str, count: int, rate: float) -> None:
     """The LMS side: `RealtimeBackend`-style writes, batched when there is no rate to keep."""
-    writer = StreamWriter(redis.Redis.from_url(redis_url), Settings(redis_url=redis_url, redis_prefix=prefix))
+    writer = StreamWriter(connect(discover(redis_url)), Settings(redis_url=redis_url, redis_prefix=prefix))
     lms = SimulatedLMS(seed=5)
     started = time.monotonic()
     if not rate:
@@ -261,6 +278,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--outage", type=float, help="run the outage scenario with this many seconds down")
     parser.add_argument("--rate", type=float, default=50.0, help="events per second in the outage scenario")
+    parser.add_argument("--cluster", action="store_true", help="N clients on one server vs a 3-master cluster")
     parser.add_argument("--publish", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--redis-url", help=argparse.SUPPRESS)
     parser.add_argument("--redis-prefix", help=argparse.SUPPRESS)
@@ -272,7 +290,15 @@ def main() -> int:
     with EmbeddedRedis() as redis_server:
         receiver = start_receiver(port)
         try:
-            if args.outage:
+            if args.cluster:
+                with tempfile.TemporaryDirectory(prefix="rthub-bench-cluster-") as workdir:
+                    cluster = RedisCluster(Path(workdir))
+                    try:
+                        cluster.start()
+                        asyncio.run(on_cluster(redis_server.url, cluster.url, port, args.events, args.clients))
+                    finally:
+                        cluster.stop()
+            elif args.outage:
                 asyncio.run(outage(redis_server.url, port, args.outage, args.rate, receiver))
             else:
                 asyncio.run(throughput(redis_server.url, port, args.events, args.clients))

@@ -7,7 +7,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -30,7 +29,9 @@ from hub.fanout import Fanout
 from hub.ingest.deadletters import RedisDeadLetters
 from hub.ingest.redis import RedisBroker
 from hub.metrics import HubCollector, Metrics
+from hub.redis import Client, connect
 from hub.translate import TranslationSettings
+from rthub_lms.connect import Topology, discover
 
 log = logging.getLogger("rthub.app")
 
@@ -45,8 +46,9 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
     A test may pass its own authenticator; the token endpoint and admin routes then are its to mount.
     """
     settings = settings or Settings.from_env()
-    client = redis_client(settings)
-    broker = RedisBroker(client, settings)
+    topology = discover(settings.redis_url)
+    client = redis_client(topology)
+    broker = RedisBroker(client, settings, sharded=topology.sharded)
     id_store = RedisIdStore(client, settings)
     auth_http: list[BaseRoute] = []
     if authenticator is None:
@@ -111,13 +113,10 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-def redis_client(settings: Settings) -> aioredis.Redis:
-    """The process's Redis client: a bounded pool that makes a burst of handshakes wait for a
-    connection instead of failing (redis-py's default pool raises once it is exhausted)."""
-    pool = aioredis.BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=REDIS_CONNECTIONS, timeout=REDIS_POOL_WAIT, health_check_interval=10
-    )
-    return aioredis.Redis(connection_pool=pool)
+def redis_client(topology: Topology) -> Client:
+    """The process's Redis client: on one server, a bounded pool that makes a burst of handshakes wait
+    for a connection instead of failing (redis-py's default pool raises once it is exhausted)."""
+    return connect(topology, max_connections=REDIS_CONNECTIONS, timeout=REDIS_POOL_WAIT, health_check_interval=10)
 
 
 def create_app_from_env() -> Starlette:

@@ -66,9 +66,10 @@ def _publish(args: argparse.Namespace) -> int:
 
     from hub.logimport import replay
     from rthub_lms.backend import StreamWriter
+    from rthub_lms.connect import connect, discover
 
     settings = Settings.from_env(redis_url=args.redis_url, redis_prefix=args.redis_prefix)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = connect(discover(settings.redis_url))
     try:
         report = replay(args.file, StreamWriter(client, settings), progress=not args.quiet)
     except FileNotFoundError:

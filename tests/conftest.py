@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.hubproc import HubProcess
-from tests.servers import RedisServer
+from tests.servers import RedisCluster, RedisSentinel, RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -16,6 +16,35 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A three-master Redis Cluster for the whole run, started only when a test asks for it."""
+    cluster = RedisCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["single", "cluster"])
+def any_redis(request: pytest.FixtureRequest) -> RedisServer | RedisCluster:
+    """The main end-to-end tests run on one redis-server and on a three-master Redis Cluster; both are
+    named by a plain `redis://` URL to one node, as an operator would give it."""
+    return request.getfixturevalue("redis_server" if request.param == "single" else "redis_cluster")
+
+
+@pytest.fixture
+def sentinel(tmp_path: Path) -> Iterator[RedisSentinel]:
+    """A master, a replica and a Sentinel for one test, which may kill the master."""
+    watched = RedisSentinel(tmp_path / "sentinel")
+    try:
+        watched.start()
+        yield watched
+    finally:
+        watched.stop()
 
 
 @pytest.fixture

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis.asyncio as aioredis
 
 from auth.registry import ClientRegistry
 from hub.config import Settings
 from hub.dev.embedded import free_port
+from hub.redis import client as redis_client
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,7 +74,7 @@ class HubProcess:
         fields = {"name": "test consumer", "type": "other", "translator": "xapi", "grant": [{}], **fields}
 
         async def create() -> tuple[str, str]:
-            redis = aioredis.Redis.from_url(self.redis_url)
+            redis = redis_client(self.redis_url)
             try:
                 client, secret = await ClientRegistry(redis, self.settings).create(**fields)
             finally:

@@ -5,21 +5,31 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 import websockets
 
 from auth.registry import ClientRegistry
+from hub.redis import client as redis_client
 from tests.hubproc import HubProcess
+from tests.servers import RedisCluster, RedisServer
 from tests.wsclient import connect
+
+
+@pytest.fixture
+def hub(any_redis: RedisServer | RedisCluster, prefix: str) -> Iterator[HubProcess]:
+    """A hub on one redis-server, then on a Redis Cluster."""
+    process = HubProcess(any_redis.url, prefix)
+    process.start()
+    yield process
+    process.stop()
 
 
 def _with_registry(hub: HubProcess, work: Callable[[ClientRegistry], Awaitable[Any]]) -> None:
     async def run() -> None:
-        redis = aioredis.Redis.from_url(hub.redis_url)
+        redis = redis_client(hub.redis_url)
         try:
             await work(ClientRegistry(redis, hub.settings))
         finally:

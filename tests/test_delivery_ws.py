@@ -13,6 +13,7 @@ import websockets
 
 from hub.config import Settings
 from hub.dev.simulator import SimulatedLMS
+from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend, StreamWriter
 from rthub_lms.events import normalise
 from tests.hubproc import HubProcess
@@ -84,7 +85,8 @@ def test_resume_with_a_cursor_older_than_retention_gets_a_gap_frame(
         writer = _writer(hub)
         writer._maxlen = 10
         cursors = writer.write_many(_events(600, seed=22))
-        oldest = redis.Redis.from_url(hub.redis_url).xrange(f"{prefix}events", count=1)[0][0].decode()
+        stream = rkeys.stream_key(rkeys.Prefix(prefix))
+        oldest = redis.Redis.from_url(hub.redis_url).xrange(stream, count=1)[0][0].decode()
         assert oldest != cursors[0], "the stream was not trimmed; the test cannot show a gap"
 
         async def scenario() -> list[dict]:

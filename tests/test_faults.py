@@ -14,6 +14,7 @@ import pytest
 import websockets
 
 from hub.dev.simulator import SimulatedLMS
+from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
 from tests.hubproc import HubProcess
 from tests.servers import RedisServer
@@ -90,7 +91,7 @@ def test_redis_restart_under_the_hub_loses_nothing(own_redis: RedisServer, tmp_p
     finally:
         backend.close()
         hub.stop()
-    stored = [cursor.decode() for cursor, _ in own_redis.client().xrange(f"{prefix}events")]
+    stored = [cursor.decode() for cursor, _ in own_redis.client().xrange(rkeys.stream_key(rkeys.Prefix(prefix)))]
     assert [f["cursor"] for f in frames] == stored, "everything Redis holds, once, in stream order"
     assert len(stored) >= 61, "every event sent reached Redis (an ambiguous timeout may add a copy)"
     assert sorted(set(f["event_type"] for f in frames)) == sorted(set(sent))

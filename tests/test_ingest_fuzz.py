@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from hub.config import Settings
 from hub.dev.simulator import SimulatedLMS
+from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend, StreamWriter
 from rthub_lms.events import MAX_EVENT_BYTES, normalise
 from rthub_lms.keys import PUBLISH_SCRIPT
@@ -86,8 +87,8 @@ def test_ten_thousand_malformed_entries_are_dead_lettered_and_good_events_still_
     settings_ = Settings.from_env(redis_url=hub.redis_url, redis_prefix=hub.prefix)
     writer = StreamWriter(server, settings_)
     script = server.register_script(PUBLISH_SCRIPT)
-    keys = [f"{hub.prefix}events", f"{hub.prefix}live"]
-    deadletters = f"{hub.prefix}deadletters:ingest"
+    keys = [rkeys.stream_key(rkeys.Prefix(hub.prefix)), rkeys.live_channel(rkeys.Prefix(hub.prefix))]
+    deadletters = rkeys.ingest_deadletters_key(rkeys.Prefix(hub.prefix))
     lms = SimulatedLMS(seed=60)
     good_cursors: list[str] = []
     expected: Counter[str] = Counter()
@@ -200,7 +201,7 @@ def test_the_publisher_refuses_malformed_events_with_counts(redis_server: RedisS
         cursor = backend.send(event)  # type: ignore[arg-type]
         assert time.perf_counter() - started < 1.0
         if cursor is not None:  # accepted: then it is a well-formed event the hub can carry
-            stored = stream.xrange(f"{prefix}events", min=cursor, max=cursor)[0][1][b"e"]
+            stored = stream.xrange(rkeys.stream_key(rkeys.Prefix(prefix)), min=cursor, max=cursor)[0][1][b"e"]
             assert len(stored) <= MAX_EVENT_BYTES
             assert isinstance(orjson.loads(stored)["context"], dict)
 

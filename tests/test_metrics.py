@@ -10,6 +10,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from hub.dev.simulator import SimulatedLMS
+from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
 from tests.hubproc import HubProcess
 from tests.wsclient import collect, connect
@@ -48,7 +49,8 @@ def test_metrics_count_what_the_hub_did(hub: HubProcess) -> None:
     assert samples[("rthub_frames_delivered_total", (("channel", "websocket"),))] == visible
     assert samples[("rthub_delivery_latency_seconds_count", ())] == visible
     assert samples[("rthub_connections", (("consumer_type", "adaptive"),))] == 1
-    redis.Redis.from_url(hub.redis_url).publish(f"{hub.prefix}live", b"9999999999999-0\n{not json")
+    live = rkeys.live_channel(rkeys.Prefix(hub.prefix))
+    redis.Redis.from_url(hub.redis_url).publish(live, b"9999999999999-0\n{not json")
     deadline = time.monotonic() + 5
     while not (dead := {k: v for k, v in _samples(hub).items() if k[0] == "rthub_events_dead_lettered_total"}):
         assert time.monotonic() < deadline, "the bad entry was not counted"

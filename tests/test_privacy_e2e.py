@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from hub.dev.simulator import SimulatedLMS
+from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
 from tests.hubproc import HubProcess
 from tests.servers import RedisServer
@@ -117,4 +118,4 @@ def test_no_learner_identity_in_frames_or_webhook_bodies(
     for field, secret in SECRETS.items():
         assert secret not in text, f"{field} leaked"
     stored = redis.Redis.from_url(redis_server.url)
-    assert stored.xlen(f"{prefix}events") == len(events)
+    assert stored.xlen(rkeys.stream_key(rkeys.Prefix(prefix))) == len(events)

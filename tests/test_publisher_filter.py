@@ -7,6 +7,7 @@ import time
 import redis
 
 from hub.dev.simulator import SimulatedLMS
+from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
 from tests.hubproc import HubProcess
 
@@ -21,7 +22,7 @@ def _wait_loaded(backend: RealtimeBackend, probe: dict) -> None:
 
 def test_events_nobody_can_see_never_reach_redis_and_new_grants_count_within_a_second(hub: HubProcess) -> None:
     stream = redis.Redis.from_url(hub.redis_url)
-    stream_key = f"{hub.prefix}events"
+    stream_key = rkeys.stream_key(rkeys.Prefix(hub.prefix))
     lms = SimulatedLMS(seed=31)
     events = [lms.next_event() for _ in range(200)]
     mitx = [e for e in events if e["context"]["course_id"].startswith("course-v1:MITx+")]
@@ -55,4 +56,4 @@ def test_events_without_a_learner_are_dropped_and_counted(redis_server, prefix: 
     event["data"].pop("user_id", None)
     assert backend.send(event) is None
     assert backend.counts["no_user"] == 1
-    assert redis.Redis.from_url(redis_server.url).xlen(f"{prefix}events") == 0
+    assert redis.Redis.from_url(redis_server.url).xlen(rkeys.stream_key(rkeys.Prefix(prefix))) == 0

@@ -15,15 +15,15 @@ import pytest
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms.backend import RealtimeBackend
 from tests.hubproc import HubProcess
-from tests.servers import RedisServer
+from tests.servers import RedisCluster, RedisServer
 from tests.wsclient import collect, connect, quiet
 
 
 @pytest.fixture
-def two_hubs(redis_server: RedisServer, prefix: str) -> Iterator[tuple[HubProcess, HubProcess]]:
-    first = HubProcess(redis_server.url, prefix)
+def two_hubs(any_redis: RedisServer | RedisCluster, prefix: str) -> Iterator[tuple[HubProcess, HubProcess]]:
+    first = HubProcess(any_redis.url, prefix)
     shared = {name: first.env[name] for name in ("RTHUB_SIGNING_KEY_FILE", "RTHUB_ISSUER")}
-    hubs = (first, HubProcess(redis_server.url, prefix, env=shared))
+    hubs = (first, HubProcess(any_redis.url, prefix, env=shared))
     try:
         for hub in hubs:
             hub.start()

@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
 from rthub_lms.spool import Spool
 from tests.hubproc import ROOT
@@ -28,7 +29,7 @@ def _event(seq: int, padding: int = 0) -> dict:
 
 
 def _stream_seqs(server: RedisServer) -> list[int]:
-    rows = server.client().xrange(f"{PREFIX}events")
+    rows = server.client().xrange(rkeys.stream_key(rkeys.Prefix(PREFIX)))
     return [orjson.loads(fields[b"e"])["data"]["seq"] for _, fields in rows]
 
 
@@ -100,6 +101,7 @@ def test_a_full_spool_drops_the_oldest_events_and_counts_them(own_redis: RedisSe
 
 LMS_WORKER = """
 import os, sys
+from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
 backend = RealtimeBackend(redis_url=sys.argv[1], redis_prefix=sys.argv[2], preemptive=False, spool_path=sys.argv[3])
 first, count = int(sys.argv[4]), int(sys.argv[5])

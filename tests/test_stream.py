@@ -17,6 +17,7 @@ from eventtracking.tracker import Tracker
 
 from hub.dev.simulator import SimulatedLMS
 from hub.ingest import cursor_key
+from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
 from tests.hubproc import ROOT, HubProcess
 from tests.servers import RedisServer
@@ -133,7 +134,7 @@ def test_malformed_events_are_counted_not_raised(redis_server: RedisServer, pref
     for bad in ({}, {"name": "x"}, {"name": "x", "timestamp": "yesterday"}, ["not", "a", "dict"], None):
         assert backend.send(bad) is None  # type: ignore[arg-type]
     assert backend.counts["malformed"] + backend.counts["failed"] == 5
-    assert redis.Redis.from_url(redis_server.url).xlen(f"{prefix}events") == 0
+    assert redis.Redis.from_url(redis_server.url).xlen(rkeys.stream_key(rkeys.Prefix(prefix))) == 0
 
 
 @pytest.mark.parametrize("bad_token", ["", "wrong-token"])

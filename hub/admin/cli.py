@@ -20,6 +20,7 @@ from auth.keys import rotate_signing_key
 from auth.registry import ClientNotFound, ClientRegistry
 from hub.config import ConfigError, Settings
 from hub.control.presence import live_connections
+from hub.redis import client as redis_client
 
 ADMIN_NAME = "admin"
 
@@ -125,7 +126,7 @@ def _run(run: Callable[[ClientRegistry, argparse.Namespace], Awaitable[int]], ar
         return _fail(str(exc))
 
     async def go() -> int:
-        redis = aioredis.Redis.from_url(settings.redis_url)
+        redis = redis_client(settings.redis_url)
         try:
             return await run(ClientRegistry(redis, settings), args)
         finally:

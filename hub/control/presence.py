@@ -70,16 +70,15 @@ local function settle(now, margin, cursor, owed)
 end
 """
 
-# KEYS: presence, state, handoff, events stream. ARGV: instance, ttl ms, sockets.
+# KEYS: presence, state, handoff. ARGV: instance, ttl ms, sockets, the stream's last cursor.
+# The last cursor is read just before (the stream lives in another slot): an event added in between
+# makes the stored cursor older than it could be, so a handoff re-sends it (a duplicate, not a gap).
 CONNECT_SCRIPT = LUA_PRELUDE + """
 local now = now_ms()
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1] .. ':n', ARGV[3])
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then
-  local top = redis.call('XREVRANGE', KEYS[4], '+', '-', 'COUNT', 1)
-  local cursor = '0-0'
-  if #top > 0 then cursor = top[1][1] end
-  redis.call('HSET', KEYS[2], ARGV[1], cursor)
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
 end
 return 1
 """
@@ -150,9 +149,9 @@ class Presence:
         self._owed[client_id] = handoff_owed
         if self._counts[client_id] == 1:
             try:
-                await self._connect(
-                    keys=[*self._keys(client_id), keys.stream_key(self._settings)], args=[self.instance, self.ttl_ms, 1]
-                )
+                top = await self._redis.xrevrange(keys.stream_key(self._settings), count=1)
+                last = _text(top[0][0]) if top else "0-0"
+                await self._connect(keys=self._keys(client_id), args=[self.instance, self.ttl_ms, 1, last])
             except RedisError as exc:
                 log.warning("presence: connect of %s not recorded: %s", client_id, exc)
 
@@ -179,13 +178,16 @@ class Presence:
     async def refresh(self) -> None:
         """Extend this instance's presence for every client it holds sockets of."""
         cursors = self._last_cursors() if self._last_cursors else {}
+        calls = [
+            (self._keys(client_id)[:2], [self.instance, self.ttl_ms, cursors.get(client_id) or "", sockets])
+            for client_id, sockets in list(self._counts.items())
+        ]
+        if isinstance(self._redis, aioredis.RedisCluster):  # its pipelines refuse scripts: send them side by side
+            await asyncio.gather(*(self._refresh(keys=keys_, args=args) for keys_, args in calls))
+            return
         pipe = self._redis.pipeline(transaction=False)
-        for client_id, sockets in list(self._counts.items()):
-            await self._refresh(
-                keys=self._keys(client_id)[:2],
-                args=[self.instance, self.ttl_ms, cursors.get(client_id) or "", sockets],
-                client=pipe,
-            )
+        for keys_, args in calls:
+            await self._refresh(keys=keys_, args=args, client=pipe)
         await pipe.execute()
 
     def start(self) -> None:
@@ -215,17 +217,16 @@ async def live_connections(redis: aioredis.Redis, settings: Settings, client_ids
     """Open sockets per client (only clients with some), summed over instances whose presence is current."""
     if not client_ids:
         return {}
+    seconds, micros = await redis.time()  # not in the pipeline: a cluster's pipelines take only keyed commands
+    now_ms = seconds * 1000 + micros // 1000
     pipe = redis.pipeline(transaction=False)
-    pipe.time()
     for client_id in client_ids:
         pipe.zrange(keys.presence(settings, client_id), 0, -1, withscores=True)
         pipe.hgetall(keys.presence_state(settings, client_id))
     replies = await pipe.execute()
-    seconds, micros = replies[0]
-    now_ms = seconds * 1000 + micros // 1000
     totals: dict[str, int] = {}
     for index, client_id in enumerate(client_ids):
-        instances, state = replies[1 + 2 * index], replies[2 + 2 * index]
+        instances, state = replies[2 * index], replies[1 + 2 * index]
         counts = {_text(field): value for field, value in state.items()}
         sockets = sum(
             int(counts.get(f"{_text(instance)}:n", 0)) for instance, expiry in instances if expiry > now_ms

@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 import uvicorn
 import websockets
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -37,6 +36,7 @@ from hub.app import create_app
 from hub.config import Settings
 from hub.dev.embedded import EmbeddedRedis, free_port
 from hub.dev.simulator import COURSES, SimulatedLMS
+from hub.redis import client as redis_client
 from rthub_lms.backend import RealtimeBackend
 
 Publish = Callable[[dict[str, Any]], Awaitable[object]]
@@ -128,7 +128,7 @@ async def issue_clients(settings: Settings, base_url: str, webhook_url: str) -> 
 
     Returns the WebSocket consumer's access token and the webhook consumer's signing secret.
     """
-    redis = aioredis.Redis.from_url(settings.redis_url)
+    redis = redis_client(settings.redis_url)
     try:
         registry = ClientRegistry(redis, settings)
         admin_id, admin_secret = await bootstrap_admin(registry)

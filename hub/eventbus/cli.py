@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         from hub.eventbus.consumer import EventBusIngest, IngestOptions
         from hub.eventbus.decode import TrackingDecoder
         from hub.eventbus.sink import OnceWriter
+        from rthub_lms.connect import connect, discover
         from rthub_lms.filter import PreemptiveFilter
     except ImportError as exc:
         print(f"{EXTRA_HINT} ({exc})", file=sys.stderr)
@@ -66,10 +67,11 @@ def run(args: argparse.Namespace) -> int:
     # The blocking read must end before the socket times out.
     bus = redis.Redis.from_url(args.bus_url or settings.redis_url, socket_timeout=options.block_ms / 1000 + 5,
                                socket_connect_timeout=2)
-    target = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    topology = discover(settings.redis_url)
+    target = connect(topology, socket_timeout=5, socket_connect_timeout=2)
     wanted = None
     if not args.no_preemptive:
-        wanted = PreemptiveFilter(redis.Redis.from_url(settings.redis_url, socket_timeout=5), settings)
+        wanted = PreemptiveFilter(connect(topology, socket_timeout=5), settings)
         wanted.start()
     writer = OnceWriter(target, settings, options.stream, options.group, settings.stream_maxlen)
     ingest = EventBusIngest(bus, writer, options, TrackingDecoder(), wanted)

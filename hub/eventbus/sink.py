@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import redis
 
 from rthub_lms.backend import StreamWriter
+from rthub_lms.connect import uses_sharded_pubsub
 from rthub_lms.keys import eventbus_applied, eventbus_deadletters
 from rthub_lms.settings import StreamSettings
 
@@ -71,26 +72,33 @@ class OnceWriter(StreamWriter):
     def __init__(
         self, client: redis.Redis, settings: StreamSettings, stream: str, group: str, maxlen: int | None = None
     ) -> None:
-        super().__init__(client, settings, maxlen)
+        sharded = uses_sharded_pubsub(client)
+        super().__init__(client, settings, maxlen, sharded=sharded)
         self._applied = eventbus_applied(settings, stream, group)
         self._deadletters = eventbus_deadletters(settings)
-        self._publish_once = client.register_script(PUBLISH_ONCE_SCRIPT)
+        once = PUBLISH_ONCE_SCRIPT.replace("'PUBLISH'", "'SPUBLISH'") if sharded else PUBLISH_ONCE_SCRIPT
+        self._publish_once = client.register_script(once)
+        # A cluster client's pipeline refuses scripts: there, appends go one call at a time.
+        self._pipelined = not isinstance(client, redis.RedisCluster)
         self._deadletter_once = client.register_script(DEADLETTER_ONCE_SCRIPT)
 
     def write_batch(self, items: Sequence[Publish | DeadLetter]) -> list[Written]:
         """Append every item, in order, in one round trip; Redis errors propagate."""
-        pipe = self._client.pipeline(transaction=False)
+        pipe = self._client.pipeline(transaction=False) if self._pipelined else None
+        results = []
         for item in items:
             if isinstance(item, Publish):
-                self._publish_once(
+                result = self._publish_once(
                     keys=[*self._keys, self._applied], args=[item.bus_id, self._maxlen, item.payload], client=pipe
                 )
             else:
                 flat = [part for pair in item.fields.items() for part in pair]
-                self._deadletter_once(
+                result = self._deadletter_once(
                     keys=[self._applied, self._deadletters], args=[item.bus_id, DEADLETTERS_MAXLEN, *flat], client=pipe
                 )
-        results = pipe.execute() if items else []
+            results.append(result)
+        if pipe is not None:
+            results = pipe.execute() if items else []
         pairs = zip(items, results, strict=True)
         return [Written(item.bus_id, cursor.decode(), bool(fresh)) for item, (cursor, fresh) in pairs]
 

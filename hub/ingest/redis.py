@@ -8,13 +8,13 @@ import time
 from collections.abc import AsyncIterator
 
 import orjson
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from hub.config import Settings
 from hub.ingest import BadEntry, BrokerUnavailable, Entry, cursor_key
+from hub.redis import Client, is_message, subscribe
 from rthub_lms.events import MAX_EVENT_BYTES, Event, MalformedEvent, check_normalised
-from rthub_lms.keys import PUBLISH_SCRIPT, live_channel, stream_key
+from rthub_lms.keys import live_channel, publish_script, stream_key
 
 log = logging.getLogger("rthub.broker")
 
@@ -59,12 +59,13 @@ def decode_event(cursor: str, payload: bytes | None) -> Entry | BadEntry:
 
 
 class RedisBroker:
-    def __init__(self, client: aioredis.Redis, settings: Settings) -> None:
+    def __init__(self, client: Client, settings: Settings, *, sharded: bool = False) -> None:
         self._client = client
         self._settings = settings
         self._stream = stream_key(settings)
         self._channel = live_channel(settings)
-        self._publish = client.register_script(PUBLISH_SCRIPT)
+        self._sharded = sharded
+        self._publish = client.register_script(publish_script(sharded))
         self.reconnects = 0
 
     async def publish(self, event: Event) -> str:
@@ -86,11 +87,9 @@ class RedisBroker:
         last: str | None = None
         attempt = 0
         while True:
-            pubsub = self._client.pubsub()
+            pubsub = None
             try:
-                await pubsub.subscribe(self._channel)
-                while (await pubsub.get_message(timeout=None) or {}).get("type") != "subscribe":
-                    pass
+                pubsub = await subscribe(self._client, self._channel, self._sharded)
                 if last is not None:
                     async for entry in self._since(last):
                         last = entry.cursor
@@ -98,7 +97,7 @@ class RedisBroker:
                 attempt = 0
                 while True:
                     message = await pubsub.get_message(timeout=None)
-                    if message is None or message["type"] != "message":
+                    if not is_message(message):
                         continue
                     entry = decode_live(message["data"])
                     if entry.cursor is None:
@@ -113,7 +112,8 @@ class RedisBroker:
                 log.warning("live feed lost (%s); resubscribing in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
             finally:
-                await pubsub.aclose()
+                if pubsub is not None:
+                    await pubsub.aclose()
 
     async def _since(self, after: str) -> AsyncIterator[Entry | BadEntry]:
         while batch := await self.history(after, HISTORY_PAGE):

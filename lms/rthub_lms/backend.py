@@ -25,9 +25,10 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
+from rthub_lms.connect import connect, discover, uses_sharded_pubsub
 from rthub_lms.events import MAX_EVENT_BYTES, Event, MalformedEvent, normalise, user_id
 from rthub_lms.filter import PreemptiveFilter
-from rthub_lms.keys import PUBLISH_SCRIPT, live_channel, stream_key
+from rthub_lms.keys import live_channel, publish_script, stream_key
 from rthub_lms.settings import PluginSettings, StreamSettings
 from rthub_lms.spool import Flusher, Spool, default_spool_dir
 
@@ -40,14 +41,26 @@ BREAKER_COOLDOWN = 1.0
 DEFAULT_SPOOL_MAX_BYTES = 64 * 1024 * 1024
 # The flusher runs outside any request, so it may wait longer for Redis than `send` does.
 FLUSH_TIMEOUT = 2.0
+# Events per script call in a batch write: bounds how long one call holds Redis.
+WRITE_MANY_CHUNK = 200
 
 
 class StreamWriter:
-    """Appends normalised events to the stream and the live channel; Redis errors propagate."""
+    """Appends normalised events to the stream and the live channel; Redis errors propagate.
 
-    def __init__(self, client: redis.Redis, settings: StreamSettings, maxlen: int | None = None) -> None:
+    `sharded` says whether the live channel is sharded; when not given, the client is asked (a
+    cluster of Redis >= 7 is).
+    """
+
+    def __init__(
+        self, client: redis.Redis | redis.RedisCluster, settings: StreamSettings, maxlen: int | None = None,
+        *, sharded: bool | None = None,
+    ) -> None:
         self._client = client
-        self._script = client.register_script(PUBLISH_SCRIPT)
+        if sharded is None:
+            sharded = uses_sharded_pubsub(client)
+        self._script = client.register_script(publish_script(sharded))
+        self._many = client.register_script(publish_script(sharded, many=True))
         self._keys = [stream_key(settings), live_channel(settings)]
         self._maxlen = maxlen or settings.stream_maxlen
 
@@ -62,10 +75,13 @@ class StreamWriter:
         return self.write_many_encoded([orjson.dumps(event, default=str) for event in events])
 
     def write_many_encoded(self, payloads: list[bytes]) -> list[str]:
-        pipe = self._client.pipeline(transaction=False)
-        for payload in payloads:
-            self._script(keys=self._keys, args=[self._maxlen, payload], client=pipe)
-        return [cursor.decode() for cursor in pipe.execute()]
+        """One script call per `WRITE_MANY_CHUNK` events: one round trip, in order, on a single server
+        or a cluster alike (a cluster pipeline refuses scripts)."""
+        cursors: list[str] = []
+        for start in range(0, len(payloads), WRITE_MANY_CHUNK):
+            chunk = payloads[start:start + WRITE_MANY_CHUNK]
+            cursors += [cursor.decode() for cursor in self._many(keys=self._keys, args=[self._maxlen, *chunk])]
+        return cursors
 
 
 class RealtimeBackend:
@@ -74,11 +90,12 @@ class RealtimeBackend:
     def __init__(self, **options: Any) -> None:
         self.settings = PluginSettings.from_options(options)
         timeout = float(options.get("timeout", DEFAULT_TIMEOUT))
+        self._topology = discover(self.settings.redis_url)
         # No retries: redis-py's default retry policy would hold the request for seconds.
-        self._client = redis.Redis.from_url(
-            self.settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+        self._client = connect(
+            self._topology, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
         )
-        self._writer = StreamWriter(self._client, self.settings)
+        self._writer = StreamWriter(self._client, self.settings, sharded=self._topology.sharded)
         spool_max = int(options.get("spool_max_bytes", DEFAULT_SPOOL_MAX_BYTES))
         spool_dir = options.get("spool_path") or default_spool_dir(self.settings.redis_url, self.settings.redis_prefix)
         self._spool_dir = spool_dir
@@ -88,7 +105,7 @@ class RealtimeBackend:
         self._pid = -1
         self._filter: PreemptiveFilter | None = None
         if options.get("preemptive", True):
-            filter_client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=5, socket_connect_timeout=1)
+            filter_client = connect(self._topology, socket_timeout=5, socket_connect_timeout=1)
             self._filter = PreemptiveFilter(filter_client, self.settings)
         self._filter_started = False
         self._lock = threading.Lock()
@@ -181,11 +198,11 @@ class RealtimeBackend:
     def _start_flusher(self) -> Flusher:
         with self._start_lock:
             if self._flusher is None:
-                client = redis.Redis.from_url(
-                    self.settings.redis_url, socket_timeout=FLUSH_TIMEOUT, socket_connect_timeout=FLUSH_TIMEOUT,
+                client = connect(
+                    self._topology, socket_timeout=FLUSH_TIMEOUT, socket_connect_timeout=FLUSH_TIMEOUT,
                     retry=Retry(NoBackoff(), 0),
                 )
-                writer = StreamWriter(client, self.settings)
+                writer = StreamWriter(client, self.settings, sharded=self._topology.sharded)
                 self._flusher = Flusher(self._new_spool(), writer.write_many_encoded, on_flushed=self._flushed)
             return self._flusher
 

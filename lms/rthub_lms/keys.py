@@ -3,37 +3,50 @@
 The plug-in and the hub share this module, so the two sides cannot disagree on a name. Each function
 takes anything with a `redis_prefix` (the plug-in's `PluginSettings` or the hub's `Settings`).
 
+Every key carries a Redis Cluster hash tag (the part in braces) naming its logical unit, so that each
+multi-key script and transaction touches one slot, and units spread over the cluster's shards:
+- `{events}`: the event stream, its live channel and the ingest dead letters (the publish script
+  appends and publishes in one slot, so a sharded `SPUBLISH` can ride in it);
+- `{registry}`: the client records, the set of ids, the active-grants projection, the change channel
+  (one client's save is one transaction);
+- `{<client id>}`: everything kept per client (outbox, requeue, handoff, presence, lease, state,
+  health, dead letters), so per-client delivery spreads across shards with the clients;
+- single-key units (anonymised ids, revoked tokens, failure counters) need no shared tag.
+The prefix must not contain braces, or it would become the tag.
+
 Event path:
-- `{prefix}events`: capped stream of normalised events, field `e` = event JSON; the id is the cursor.
-- `{prefix}live`: pub/sub channel; each message is `cursor + "\\n" + event JSON`.
-- `{prefix}deadletters:ingest`: capped stream of entries the hub could not carry (fields `cursor`,
+- `{prefix}{events}`: capped stream of normalised events, field `e` = event JSON; the id is the cursor.
+- `{prefix}{events}:live`: pub/sub channel (sharded on a Redis 7 cluster); each message is
+  `cursor + "\\n" + event JSON`.
+- `{prefix}{events}:deadletters`: capped stream of entries the hub could not carry (fields `cursor`,
   `reason`, `detail`, `raw`), written by the fan-out.
 
 Event bus ingest (`rthub ingest event-bus`, hub/eventbus/):
-- `{prefix}eventbus:applied:{stream}:{group}`: hash bus message id -> rthub cursor (or dead-letter id) of
+- `{prefix}{events}:eventbus:applied:{stream}:{group}`: hash bus message id -> rthub cursor (or dead-letter id) of
   messages appended but not yet acknowledged on the bus, so a message redelivered after a crash is
   acknowledged without being appended twice.
-- `{prefix}deadletters:eventbus`: capped stream of bus messages the ingest could not carry (fields
+- `{prefix}{events}:deadletters:eventbus`: capped stream of bus messages the ingest could not carry (fields
   `stream`, `id`, `reason`, `detail`, `type`, `headers`, `raw`).
 
 Control:
-- `{prefix}clients`: set of client ids; `{prefix}client:{id}`: hash, one client's registry record.
-- `{prefix}grants`: hash client id -> grant JSON of every active client, kept by the registry for the
-  plug-in's preemptive filter (it never reads client records).
-- `{prefix}changes`: pub/sub channel; a client id whenever a client is created, changed or revoked.
+- `{prefix}{registry}:clients`: set of client ids; `{prefix}{registry}:client:{id}`: one client's record.
+- `{prefix}{registry}:grants`: hash client id -> grant JSON of every active client, kept by the registry
+  for the plug-in's preemptive filter (it never reads client records).
+- `{prefix}{registry}:changes`: pub/sub channel; a client id whenever a client is created, changed or revoked.
 - `{prefix}anon:{consumer_type}`: hash LMS user id -> anonymised UUID.
-- `{prefix}presence:{id}` and `{prefix}presence-state:{id}`: which hub instances hold sockets of a
+- `{prefix}{<id>}:presence` and `{prefix}{<id>}:presence-state`: which hub instances hold sockets of a
   client, until when, how many and the last cursor sent (hub/control/presence.py).
 - `{prefix}revoked:{jti}`, `{prefix}authfail:client:{id}`, `{prefix}authfail:ip:{address}`: token
   revocation and authentication-failure counters.
 
 Webhook delivery (docs/webhooks.md):
-- `{prefix}outbox:{id}`, `{prefix}requeue:{id}`, `{prefix}handoff:{id}`, `{prefix}wh:lease:{id}`,
-  `{prefix}wh:state:{id}`, `{prefix}wh:health:{id}`, `{prefix}wh:log:{id}`, `{prefix}deadletters`.
+- `{prefix}{<id>}:outbox`, `:requeue`, `:handoff`, `:wh:lease`, `:wh:state`, `:wh:health`, `:wh:log`,
+  `:deadletters`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 
@@ -42,6 +55,9 @@ class Prefixed(Protocol):
     def redis_prefix(self) -> str: ...
 
 
+EVENTS_TAG = "{events}"
+REGISTRY_TAG = "{registry}"
+
 # XADD and PUBLISH in one script, so an event is either in history and live, or in neither.
 PUBLISH_SCRIPT = """
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2])
@@ -49,60 +65,87 @@ redis.call('PUBLISH', KEYS[2], id .. '\\n' .. ARGV[2])
 return id
 """
 
+# The same for a batch (log replay, spool flush): ARGV[2..] are events, appended in order.
+PUBLISH_MANY_SCRIPT = """
+local ids = {}
+for i = 2, #ARGV do
+  local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i])
+  redis.call('PUBLISH', KEYS[2], id .. '\\n' .. ARGV[i])
+  ids[#ids + 1] = id
+end
+return ids
+"""
+
+
+def publish_script(sharded: bool, many: bool = False) -> str:
+    """The publish script for a live channel that is sharded (SSUBSCRIBE: a Redis >= 7 cluster, where a
+    publish then reaches only the shard owning the `{events}` slot) or plain (SUBSCRIBE)."""
+    script = PUBLISH_MANY_SCRIPT if many else PUBLISH_SCRIPT
+    return script.replace("'PUBLISH'", "'SPUBLISH'") if sharded else script
+
+
+def client_tag(client_id: str) -> str:
+    """The hash tag of everything kept per client: the client's keys share its slot."""
+    return "{" + client_id + "}"
+
 
 def stream_key(settings: Prefixed) -> str:
-    return f"{settings.redis_prefix}events"
+    return f"{settings.redis_prefix}{EVENTS_TAG}"
 
 
 def live_channel(settings: Prefixed) -> str:
-    return f"{settings.redis_prefix}live"
+    return f"{settings.redis_prefix}{EVENTS_TAG}:live"
 
 
 def ingest_deadletters_key(settings: Prefixed) -> str:
-    return f"{settings.redis_prefix}deadletters:ingest"
+    return f"{settings.redis_prefix}{EVENTS_TAG}:deadletters"
 
 
 def eventbus_applied(settings: Prefixed, stream: str, group: str) -> str:
     """Hash bus message id -> what it became, for messages between their append and their ack."""
-    return f"{settings.redis_prefix}eventbus:applied:{stream}:{group}"
+    return f"{settings.redis_prefix}{EVENTS_TAG}:eventbus:applied:{stream}:{group}"
 
 
 def eventbus_deadletters(settings: Prefixed) -> str:
     """Capped stream of event bus messages the ingest dead-lettered, with the reason."""
-    return f"{settings.redis_prefix}deadletters:eventbus"
+    return f"{settings.redis_prefix}{EVENTS_TAG}:deadletters:eventbus"
 
 
 def changes_channel(settings: Prefixed) -> str:
-    return f"{settings.redis_prefix}changes"
+    return f"{settings.redis_prefix}{REGISTRY_TAG}:changes"
 
 
 def clients_key(settings: Prefixed) -> str:
     """Set of every registered client id."""
-    return f"{settings.redis_prefix}clients"
+    return f"{settings.redis_prefix}{REGISTRY_TAG}:clients"
 
 
 def client_key(settings: Prefixed, client_id: str) -> str:
-    """Hash of one client's registry record."""
-    return f"{settings.redis_prefix}client:{client_id}"
+    """Hash of one client's registry record (in the registry's slot, so a save is one transaction)."""
+    return f"{settings.redis_prefix}{REGISTRY_TAG}:client:{client_id}"
 
 
 def active_grants_key(settings: Prefixed) -> str:
     """Hash client id -> grant JSON, active clients only: what the preemptive filter reads."""
-    return f"{settings.redis_prefix}grants"
+    return f"{settings.redis_prefix}{REGISTRY_TAG}:grants"
 
 
 def anon_key(settings: Prefixed, consumer_type: str) -> str:
     return f"{settings.redis_prefix}anon:{consumer_type}"
 
 
+def _per_client(settings: Prefixed, client_id: str, name: str) -> str:
+    return f"{settings.redis_prefix}{client_tag(client_id)}:{name}"
+
+
 def presence(settings: Prefixed, client_id: str) -> str:
     """Sorted set: hub instance -> expiry (ms, Redis clock) of its live sockets of one client."""
-    return f"{settings.redis_prefix}presence:{client_id}"
+    return _per_client(settings, client_id, "presence")
 
 
 def presence_state(settings: Prefixed, client_id: str) -> str:
     """Hash: `{instance}` -> last cursor its sockets of one client were sent; `{instance}:n` -> sockets."""
-    return f"{settings.redis_prefix}presence-state:{client_id}"
+    return _per_client(settings, client_id, "presence-state")
 
 
 def revoked_token(settings: Prefixed, jti: str) -> str:
@@ -116,49 +159,59 @@ def auth_failures(settings: Prefixed, kind: str, who: str) -> str:
 
 def outbox(settings: Prefixed, client_id: str) -> str:
     """Stream of live events queued for one client; entry id = event cursor, field `b` = body."""
-    return f"{settings.redis_prefix}outbox:{client_id}"
+    return _per_client(settings, client_id, "outbox")
 
 
 def requeue(settings: Prefixed, client_id: str) -> str:
     """Stream of events queued again out of band (dead-letter replay, socket handoff); fields `c`, `b`."""
-    return f"{settings.redis_prefix}requeue:{client_id}"
+    return _per_client(settings, client_id, "requeue")
 
 
 def lease(settings: Prefixed, client_id: str) -> str:
     """Which hub instance delivers for one client right now (`SET NX PX`, renewed)."""
-    return f"{settings.redis_prefix}wh:lease:{client_id}"
+    return _per_client(settings, client_id, "wh:lease")
 
 
 def state(settings: Prefixed, client_id: str) -> str:
     """Hash: the batch in flight (source, first, last), its attempts and next attempt time."""
-    return f"{settings.redis_prefix}wh:state:{client_id}"
+    return _per_client(settings, client_id, "wh:state")
 
 
 def health(settings: Prefixed, client_id: str) -> str:
     """Hash: last delivery / failure times, last error, delivered, failed attempts, dead letters."""
-    return f"{settings.redis_prefix}wh:health:{client_id}"
+    return _per_client(settings, client_id, "wh:health")
 
 
 def delivery_log(settings: Prefixed, client_id: str) -> str:
     """List of the last delivery attempts (JSON: time, status, latency, error), newest first."""
-    return f"{settings.redis_prefix}wh:log:{client_id}"
+    return _per_client(settings, client_id, "wh:log")
 
 
 def handoff(settings: Prefixed, client_id: str) -> str:
     """List of cursors after which webhook delivery must backfill (the client's sockets all left)."""
-    return f"{settings.redis_prefix}handoff:{client_id}"
+    return _per_client(settings, client_id, "handoff")
 
 
-def deadletters(settings: Prefixed) -> str:
-    """Stream of events whose delivery failed for good; fields client_id, cursor, body, reason, ..."""
-    return f"{settings.redis_prefix}deadletters"
+def deadletters(settings: Prefixed, client_id: str) -> str:
+    """Stream of one client's events whose delivery failed for good; fields cursor, body, reason, ...
+
+    Per client, so the lease-fenced script that gives up on a batch stays in the client's slot.
+    """
+    return _per_client(settings, client_id, "deadletters")
 
 
 def client_keys(settings: Prefixed, client_id: str) -> list[str]:
-    """Every per-client key, for deleting a client without leaving anything behind."""
+    """Every key kept for one client outside the registry, all in the client's slot."""
     return [
-        client_key(settings, client_id), presence(settings, client_id), presence_state(settings, client_id),
-        outbox(settings, client_id), requeue(settings, client_id), lease(settings, client_id),
-        state(settings, client_id), health(settings, client_id), handoff(settings, client_id),
+        presence(settings, client_id), presence_state(settings, client_id), outbox(settings, client_id),
+        requeue(settings, client_id), lease(settings, client_id), state(settings, client_id),
+        health(settings, client_id), handoff(settings, client_id), deadletters(settings, client_id),
         delivery_log(settings, client_id),
     ]
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """A bare prefix, for callers that have no settings object (tools, tests)."""
+
+    redis_prefix: str

@@ -10,6 +10,7 @@ import pytest
 import redis
 from rthub_client import Event, Gap, ProtocolError, Stream
 
+from rthub_lms import keys as rkeys
 from tests.client.helpers import Consumer, Load, until
 from tests.hubproc import HubProcess
 from tests.servers import RedisServer
@@ -86,7 +87,7 @@ def test_a_cursor_older_than_retention_reports_a_gap_then_streams_what_is_left(
     with Load(redis_server.url, prefix, seed=98) as load:
         old, *_ = load.send(6)
         kept = load.send(5)
-        redis.Redis.from_url(redis_server.url).xtrim(f"{prefix}events", maxlen=5, approximate=False)
+        redis.Redis.from_url(redis_server.url).xtrim(events_key(prefix), maxlen=5, approximate=False)
         received = asyncio.run(scenario(load))
     assert received == kept
     assert gaps == [Gap(since=old, oldest=kept[0])]
@@ -98,3 +99,8 @@ async def _take(stream: Stream, count: int) -> AsyncIterator[Event]:
         count -= 1
         if count == 0:
             return
+
+
+def events_key(prefix: str) -> str:
+    """The event stream's key under a test prefix."""
+    return rkeys.stream_key(rkeys.Prefix(prefix))

@@ -9,6 +9,7 @@ import pytest
 import redis
 from rthub_client import InvalidWebhook, verify, webhook_events
 
+from rthub_lms import keys as rkeys
 from tests.client.helpers import Load
 from tests.hubproc import HubProcess
 from tests.servers import RedisServer
@@ -23,7 +24,7 @@ def _deliveries(redis_server: RedisServer, prefix: str, count: int, batch: int) 
         hub = HubProcess(redis_server.url, prefix, env=HUB_ENV)
         client_id, _ = hub.client(delivery="webhook", webhook_url=receiver.url)
         stored = redis.Redis.from_url(redis_server.url)
-        key = f"{prefix}client:{client_id}"
+        key = rkeys.client_key(rkeys.Prefix(prefix), client_id)
         stored.hset(key, mapping={"webhook_batch_max": batch, "webhook_batch_wait": 0.5 if batch > 1 else 0})
         secret = stored.hget(key, "webhook_secret").decode()
         stored.close()

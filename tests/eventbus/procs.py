@@ -14,6 +14,8 @@ import orjson
 import pytest
 import redis
 
+from rthub_lms import keys as rkeys
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -85,7 +87,7 @@ class Ingest:
 
 def rthub_events(client: redis.Redis, prefix: str) -> list[dict]:
     """Every event in rthub's stream under `prefix`, oldest first."""
-    return [orjson.loads(fields[b"e"]) for _, fields in client.xrange(f"{prefix}events")]
+    return [orjson.loads(fields[b"e"]) for _, fields in client.xrange(events_key(prefix))]
 
 
 def seqs(events: list[dict]) -> list[int]:
@@ -98,3 +100,8 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"not reached within {timeout}s: {what}")
         time.sleep(0.01)
+
+
+def events_key(prefix: str) -> str:
+    """The event stream's key under a test prefix."""
+    return rkeys.stream_key(rkeys.Prefix(prefix))

@@ -20,7 +20,7 @@ from hub.eventbus.decode import TrackingDecoder
 from hub.eventbus.sink import OnceWriter, Publish
 from rthub_lms import keys
 from rthub_lms.settings import PluginSettings
-from tests.eventbus.procs import Ingest, produce, produced, rthub_events, seqs, topic_prefix, wait_for
+from tests.eventbus.procs import Ingest, events_key, produce, produced, rthub_events, seqs, topic_prefix, wait_for
 from tests.hubproc import HubProcess
 from tests.servers import RedisServer
 from tests.wsclient import collect, connect, quiet
@@ -57,7 +57,7 @@ def test_events_arrive_normalised_exactly_as_the_plugin_writes_them(redis_server
     direct = f"{prefix}direct:"
     with Ingest(redis_server.url, prefix, "--no-preemptive") as ingest:
         produced(produce(redis_server.url, prefix, 300, direct_prefix=direct))
-        wait_for(lambda: client.xlen(f"{prefix}events") == 300, 30, "300 events through the bus")
+        wait_for(lambda: client.xlen(events_key(prefix)) == 300, 30, "300 events through the bus")
         summary = ingest.stop()
     through_bus, direct_path = rthub_events(client, prefix), rthub_events(client, direct)
     assert seqs(through_bus) == list(range(300))
@@ -76,7 +76,7 @@ def test_a_new_group_starts_at_new_messages_unless_told_to_start_from_the_oldest
     with Ingest(redis_server.url, prefix, "--no-preemptive", from_start=False) as ingest:
         wait_for(lambda: bool(client.xinfo_groups(bus_stream(prefix))), 30, "the group created")
         produced(produce(redis_server.url, prefix, 3, first=3))
-        wait_for(lambda: client.xlen(f"{prefix}events") >= 3 and pending(client, prefix) == 0, 30, "new ones")
+        wait_for(lambda: client.xlen(events_key(prefix)) >= 3 and pending(client, prefix) == 0, 30, "new ones")
         ingest.stop()
     assert seqs(rthub_events(client, prefix)) == [3, 4, 5]
 
@@ -96,14 +96,14 @@ def test_sigkill_mid_way_loses_nothing_and_appends_nothing_twice(
     for run, threshold in enumerate((300, 1000, 1700)):
         ingest = Ingest(redis_server.url, prefix, *options, consumer=f"ingest-{run if renamed else 0}").start()
         try:
-            wait_for(lambda: client.xlen(f"{prefix}events") >= threshold, 30, "the ingest under way")  # noqa: B023
+            wait_for(lambda: client.xlen(events_key(prefix)) >= threshold, 30, "the ingest under way")  # noqa: B023
         finally:
             ingest.kill()
         left_pending.append(pending(client, prefix))
-    assert client.xlen(f"{prefix}events") < total
+    assert client.xlen(events_key(prefix)) < total
     with Ingest(redis_server.url, prefix, *options, consumer="ingest-9" if renamed else "ingest-0") as last:
         produced(lms)
-        wait_for(lambda: client.xlen(f"{prefix}events") >= total and pending(client, prefix) == 0, 60,
+        wait_for(lambda: client.xlen(events_key(prefix)) >= total and pending(client, prefix) == 0, 60,
                  "every event appended and acknowledged")
         summary = last.stop()
     numbers = seqs(rthub_events(client, prefix))
@@ -123,7 +123,7 @@ def test_messages_a_dead_consumer_left_pending_are_claimed_first(redis_server: R
     assert len(client.xreadgroup(GROUP, "dead-consumer", {stream: ">"}, count=6)[0][1]) == 6
     time.sleep(0.3)
     with Ingest(redis_server.url, prefix, "--no-preemptive", "--claim-idle-ms", "200") as ingest:
-        wait_for(lambda: client.xlen(f"{prefix}events") == 10 and pending(client, prefix) == 0, 30, "all handled")
+        wait_for(lambda: client.xlen(events_key(prefix)) == 10 and pending(client, prefix) == 0, 30, "all handled")
         summary = ingest.stop()
     assert seqs(rthub_events(client, prefix)) == list(range(10))
     assert counts(summary)["claimed"] == 6
@@ -176,7 +176,7 @@ def test_bad_messages_are_dead_lettered_with_a_reason_and_acknowledged(redis_ser
     client.xadd(stream, bus_message(TrackingLogData("problem_check", now, "{}", json.dumps({"course_id": "c"}))))
     produced(produce(redis_server.url, prefix, 3, first=3))
     with Ingest(redis_server.url, prefix, "--no-preemptive") as ingest:
-        wait_for(lambda: client.xlen(f"{prefix}events") == 6 and pending(client, prefix) == 0, 30, "all handled")
+        wait_for(lambda: client.xlen(events_key(prefix)) == 6 and pending(client, prefix) == 0, 30, "all handled")
         summary = ingest.stop()
     assert seqs(rthub_events(client, prefix)) == [0, 1, 2, 3, 4, 5]
     letters = client.xrange(keys.eventbus_deadletters(PluginSettings(redis_prefix=prefix)))
@@ -216,11 +216,11 @@ def test_redis_restart_under_the_ingest_costs_a_pause_not_an_event(own_redis: Re
     client = own_redis.client()
     with Ingest(own_redis.url, prefix, "--no-preemptive") as ingest:
         produced(produce(own_redis.url, prefix, 100))
-        wait_for(lambda: client.xlen(f"{prefix}events") == 100, 30, "first 100")
+        wait_for(lambda: client.xlen(events_key(prefix)) == 100, 30, "first 100")
         own_redis.restart()
         client = own_redis.client()
         produced(produce(own_redis.url, prefix, 100, first=100))
-        wait_for(lambda: client.xlen(f"{prefix}events") == 200 and pending(client, prefix) == 0, 60, "all 200")
+        wait_for(lambda: client.xlen(events_key(prefix)) == 200 and pending(client, prefix) == 0, 60, "all 200")
         summary = ingest.stop()
     assert seqs(rthub_events(client, prefix)) == list(range(200))
     assert counts(summary)["redis_errors"] >= 1
@@ -262,7 +262,7 @@ def test_rthub_redis_down_while_the_bus_keeps_delivering_loses_nothing(
     bus, target = redis_server.client(), own_redis.client()
     with Ingest(own_redis.url, prefix, "--no-preemptive", "--bus-url", redis_server.url) as ingest:
         produced(produce(redis_server.url, prefix, 50))
-        wait_for(lambda: target.xlen(f"{prefix}events") == 50, 30, "first 50")
+        wait_for(lambda: target.xlen(events_key(prefix)) == 50, 30, "first 50")
         own_redis.stop()
         produced(produce(redis_server.url, prefix, 50, first=50))
         wait_for(lambda: pending(bus, prefix) > 0, 30, "messages read while rthub's Redis is down")
@@ -270,8 +270,8 @@ def test_rthub_redis_down_while_the_bus_keeps_delivering_loses_nothing(
         assert pending(bus, prefix) > 0
         own_redis.start()
         target = own_redis.client()
-        wait_for(lambda: target.xlen(f"{prefix}events") == 100 and pending(bus, prefix) == 0, 60, "all 100")
+        wait_for(lambda: target.xlen(events_key(prefix)) == 100 and pending(bus, prefix) == 0, 60, "all 100")
         summary = ingest.stop()
     assert seqs(rthub_events(target, prefix)) == list(range(100))
     assert counts(summary)["redis_errors"] >= 1
-    assert bus.xlen(f"{prefix}events") == 0
+    assert bus.xlen(events_key(prefix)) == 0

@@ -17,6 +17,7 @@ from auth.endpoint_credentials import CredentialError, EndpointCipher
 from auth.registry import ClientRegistry
 from hub.config import Settings
 from hub.delivery.webhook.clients import webhook_view
+from rthub_lms import keys as rkeys
 from tests.hubproc import ROOT
 from tests.servers import RedisServer
 
@@ -40,7 +41,7 @@ def test_password_is_stored_encrypted_and_only_the_key_file_opens_it(
             name="lrs", type="enterprise", translator="xapi", delivery="lrs", endpoint_url="https://lrs.example/xAPI/",
             endpoint_username="hub", endpoint_password=PASSWORD, grant=[{}],
         )
-        raw = await redis.hgetall(f"{prefix}client:{client.client_id}")
+        raw = await redis.hgetall(rkeys.client_key(rkeys.Prefix(prefix), client.client_id))
         other_key = settings_for(redis_server, prefix, tmp_path / "other.key")
         views = (webhook_view(client, settings), webhook_view(client, other_key))
         await redis.aclose()

@@ -10,21 +10,22 @@ import redis.asyncio as aioredis
 from hub import cli
 from hub.delivery.webhook.deadletters import list_deadletters, replay_deadletters
 from hub.delivery.webhook.router import WebhookRouter
+from hub.redis import client as redis_client
 from rthub_lms import keys as rkeys
-from tests.servers import RedisServer
+from tests.servers import RedisCluster, RedisServer
 from tests.webhooks.helpers import FAST, Publisher, renderer, settings_for, until, verify_by_hand, write_client
 from tests.webhooks.receiver import Receiver, Reply
 
 
 def test_receiver_down_past_the_last_attempt_dead_letters_then_replay_delivers(
-    redis_server: RedisServer, prefix: str
+    any_redis: RedisServer | RedisCluster, prefix: str
 ) -> None:
     up = {"value": False}
     with Receiver(lambda n: Reply(200 if up["value"] else 500)) as receiver:
 
         async def scenario() -> tuple[list[str], list[dict], int, str]:
-            redis = aioredis.Redis.from_url(redis_server.url)
-            settings = settings_for(redis_server.url, prefix, (0.1, 0.2))
+            redis = redis_client(any_redis.url)
+            settings = settings_for(any_redis.url, prefix, (0.1, 0.2))
             secret = await write_client(redis, settings, "acme", receiver.url)
             router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
             await router.start()

@@ -6,12 +6,13 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-import redis
 
 from hub.dev.simulator import SimulatedLMS
+from rthub_lms import connect as rconnect
+from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
 from tests.hubproc import HubProcess
-from tests.servers import RedisServer
+from tests.servers import RedisCluster, RedisServer
 from tests.webhooks.helpers import verify_by_hand
 from tests.webhooks.receiver import Receiver
 from tests.wsclient import collect, connect, quiet
@@ -25,8 +26,8 @@ HUB_ENV = {
 def register(process: HubProcess, url: str, delivery: str) -> tuple[str, str, str]:
     """A registry client with a webhook; returns (client id, client secret, webhook signing secret)."""
     client_id, secret = process.client(delivery=delivery, webhook_url=url)
-    stored = redis.Redis.from_url(process.redis_url)
-    webhook_secret = stored.hget(f"{process.prefix}client:{client_id}", "webhook_secret").decode()
+    stored = rconnect.connect(rconnect.discover(process.redis_url))
+    webhook_secret = stored.hget(rkeys.client_key(rkeys.Prefix(process.prefix), client_id), "webhook_secret").decode()
     stored.close()
     return client_id, secret, webhook_secret
 
@@ -38,13 +39,13 @@ def receiver() -> Iterator[Receiver]:
 
 
 def test_socket_then_webhook_then_socket_loses_nothing(
-    redis_server: RedisServer, prefix: str, receiver: Receiver
+    any_redis: RedisServer | RedisCluster, prefix: str, receiver: Receiver
 ) -> None:
-    process = HubProcess(redis_server.url, prefix, env=HUB_ENV)
+    process = HubProcess(any_redis.url, prefix, env=HUB_ENV)
     process.start()
     client_id, client_secret, secret = register(process, receiver.url, "websocket+webhook")
     token = process.token_for(client_id, client_secret)
-    backend = RealtimeBackend(redis_url=redis_server.url, redis_prefix=prefix)
+    backend = RealtimeBackend(redis_url=any_redis.url, redis_prefix=prefix)
     lms = SimulatedLMS(seed=11)
 
     async def scenario() -> tuple[list[str], list[str], list[str], list[str]]:
@@ -85,14 +86,14 @@ def test_socket_then_webhook_then_socket_loses_nothing(
 
 
 def test_two_hub_instances_deliver_each_webhook_event_once(
-    redis_server: RedisServer, prefix: str, receiver: Receiver
+    any_redis: RedisServer | RedisCluster, prefix: str, receiver: Receiver
 ) -> None:
-    processes = [HubProcess(redis_server.url, prefix, env=HUB_ENV) for _ in range(2)]
+    processes = [HubProcess(any_redis.url, prefix, env=HUB_ENV) for _ in range(2)]
     for process in processes:
         process.start()
     register(processes[0], receiver.url, "webhook")
     try:
-        backend = RealtimeBackend(redis_url=redis_server.url, redis_prefix=prefix)
+        backend = RealtimeBackend(redis_url=any_redis.url, redis_prefix=prefix)
         lms = SimulatedLMS(seed=12)
         cursors = [backend.send(lms.next_event()) for _ in range(30)]
 

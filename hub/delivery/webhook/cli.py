@@ -8,11 +8,11 @@ import sys
 from datetime import UTC, datetime
 
 import orjson
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from hub.config import Settings
 from hub.delivery.webhook.deadletters import list_deadletters, replay_deadletters
+from hub.redis import client as redis_client
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -20,7 +20,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 async def _with_redis(settings: Settings, work):  # type: ignore[no-untyped-def]
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = redis_client(settings.redis_url)
     try:
         return await work(client)
     finally:

@@ -1,7 +1,9 @@
 """The dead-letter store: events whose delivery failed for good, listed and replayed on demand.
 
-`{prefix}deadletters` is one stream for all clients; each entry keeps the client id, cursor, the
-exact body that failed, the reason, the attempts made, when it failed and the URL. Replay moves an
+`{prefix}{<client>}:deadletters` is one stream per client (in the client's slot, so giving up on a
+batch stays one lease-fenced script on a cluster); each entry keeps the client id, cursor, the exact
+body that failed, the reason, the attempts made, when it failed and the URL. A dead letter's id is
+`<client id>/<stream entry id>`; listings merge the clients' streams oldest first. Replay moves an
 entry, atomically, to its client's requeue stream, which the delivery worker drains before the
 outbox; the `webhook-id` is derived from the cursor, so a receiver that saw it before can tell.
 Both the CLI (`rthub deadletters`) and the admin API call these two functions.
@@ -10,15 +12,15 @@ Both the CLI (`rthub deadletters`) and the admin API call these two functions.
 from __future__ import annotations
 
 import orjson
-import redis.asyncio as aioredis
 
 from hub.config import Settings
 from hub.delivery.webhook.outbox import field
+from hub.redis import Client
 from rthub_lms import keys
 
 PAGE = 500
 
-# KEYS: deadletters, the client's requeue stream. ARGV: dead-letter id.
+# KEYS: the client's dead letters and requeue stream. ARGV: stream entry id.
 REPLAY_SCRIPT = """
 local rows = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1], 'COUNT', 1)
 if #rows == 0 then return 0 end
@@ -33,15 +35,15 @@ return 1
 """
 
 
-def _record(row_id: bytes | str, fields: dict) -> dict:
+def _record(client_id: str, row_id: bytes | str, fields: dict) -> dict:
     body = field(fields, "body") or ""
     try:
         event_type = orjson.loads(body).get("event_type")
     except (orjson.JSONDecodeError, AttributeError):
         event_type = None
     return {
-        "id": row_id.decode() if isinstance(row_id, bytes) else row_id,
-        "client_id": field(fields, "client_id"),
+        "id": f"{client_id}/{_text(row_id)}",
+        "client_id": client_id,
         "cursor": field(fields, "cursor"),
         "event_type": event_type,
         "reason": field(fields, "reason"),
@@ -51,32 +53,38 @@ def _record(row_id: bytes | str, fields: dict) -> dict:
     }
 
 
-async def _scan(redis: aioredis.Redis, settings: Settings, client_id: str | None, limit: int | None) -> list[dict]:
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+async def _scan(redis: Client, settings: Settings, client_id: str | None, limit: int | None) -> list[dict]:
     """Dead letters oldest first, optionally of one client, at most `limit` (None: all)."""
+    if client_id is not None:
+        client_ids = [client_id]
+    else:
+        client_ids = sorted(_text(item) for item in await redis.smembers(keys.clients_key(settings)))
     found: list[dict] = []
-    start = "-"
-    while limit is None or len(found) < limit:
-        rows = await redis.xrange(keys.deadletters(settings), min=start, count=PAGE)
-        for row_id, fields in rows:
-            record = _record(row_id, fields)
-            if client_id is None or record["client_id"] == client_id:
-                found.append(record)
-        if len(rows) < PAGE:
-            break
-        last = rows[-1][0]
-        start = "(" + (last.decode() if isinstance(last, bytes) else last)
+    for one in client_ids:
+        start = "-"
+        while True:
+            rows = await redis.xrange(keys.deadletters(settings, one), min=start, count=PAGE)
+            found += [_record(one, row_id, fields) for row_id, fields in rows]
+            if len(rows) < PAGE or (limit is not None and client_id is not None and len(found) >= limit):
+                break
+            start = "(" + _text(rows[-1][0])
+    found.sort(key=lambda record: (record["failed_at"], record["id"]))
     return found if limit is None else found[:limit]
 
 
 async def list_deadletters(
-    redis: aioredis.Redis, settings: Settings, client_id: str | None = None, limit: int = 100
+    redis: Client, settings: Settings, client_id: str | None = None, limit: int = 100
 ) -> list[dict]:
     """Dead letters, oldest first: id, client_id, cursor, event_type, reason, attempts, failed_at (s), url."""
     return await _scan(redis, settings, client_id, limit)
 
 
 async def replay_deadletters(
-    redis: aioredis.Redis, settings: Settings, ids: list[str] | None = None, client_id: str | None = None
+    redis: Client, settings: Settings, ids: list[str] | None = None, client_id: str | None = None
 ) -> int:
     """Re-queue dead letters (the given ids, else all of `client_id`, else all); returns how many.
 
@@ -90,7 +98,7 @@ async def replay_deadletters(
     script = redis.register_script(REPLAY_SCRIPT)
     moved = 0
     for record in records:
-        if record["client_id"]:
-            requeue_key = keys.requeue(settings, record["client_id"])
-            moved += int(await script(keys=[keys.deadletters(settings), requeue_key], args=[record["id"]]))
+        owner, _, entry_id = record["id"].partition("/")
+        replay_keys = [keys.deadletters(settings, owner), keys.requeue(settings, owner)]
+        moved += int(await script(keys=replay_keys, args=[entry_id]))
     return moved

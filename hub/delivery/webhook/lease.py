@@ -34,7 +34,8 @@ return 1
 """
 
 # Remove delivered (or given-up) items from their stream and clear the retry state; with a reason,
-# copy each to the dead-letter stream first. KEYS: lease, source stream, state, deadletters.
+# copy each to the client's dead-letter stream first. KEYS: lease, source stream, state, dead letters
+# (all in the client's slot).
 # ARGV: token, reason ('' = delivered), client id, attempts, failed_at ms, url, id...
 FINISH_SCRIPT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end

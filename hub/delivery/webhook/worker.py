@@ -97,7 +97,7 @@ class DeliveryWorker:
         self._target: tuple[str, Target, float] | None = None
         cid = client.client_id
         self._state_key = keys.state(settings, cid)
-        self._deadletters_key = keys.deadletters(settings)
+        self._deadletters_key = keys.deadletters(settings, cid)
         self._lease = Lease(redis, keys.lease(settings, cid), options.lease_ttl_ms)
 
     def start(self) -> None:
