@@ -69,12 +69,15 @@ def create_app(
         RedisDeadLetters(client, settings) if client is not None else None,
     )
     presence = None
+    webhooks = None
     if client is not None:
-        fanout.webhooks = WebhookRouter(client, settings, fanout.render)
+        webhooks = WebhookRouter(client, settings, fanout.render, facts=fanout.renderer.facts)
         presence = Presence(client, settings, last_cursors=fanout.last_cursors)
 
     def webhook_counts() -> Counter[str]:
-        return fanout.webhooks.delivery_counts() if fanout.webhooks is not None else Counter()
+        if webhooks is None:
+            return Counter()
+        return webhooks.delivery_counts() + webhooks.counts
 
     metrics = Metrics()
     metrics.watch(HubCollector(fanout, broker, webhook_counts, lambda: metrics.sent_frames))
@@ -104,8 +107,9 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if fanout.webhooks is not None and presence is not None:
-            await fanout.webhooks.start()
+        if webhooks is not None and presence is not None:
+            await webhooks.start()
+            webhooks.follow()
             presence.start()
         tasks = [asyncio.create_task(fanout.run(broker), name="rthub-fanout")]
         if client is not None:
@@ -122,9 +126,9 @@ def create_app(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            if fanout.webhooks is not None and presence is not None:
+            if webhooks is not None and presence is not None:
                 await presence.close()
-                await fanout.webhooks.close()
+                await webhooks.close()
             await broker.close()
 
     return Starlette(routes=routes, lifespan=lifespan)

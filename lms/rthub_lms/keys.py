@@ -23,6 +23,7 @@ Control:
 Webhook delivery (docs/webhooks.md):
 - `{prefix}outbox:{id}`, `{prefix}requeue:{id}`, `{prefix}handoff:{id}`, `{prefix}wh:lease:{id}`,
   `{prefix}wh:state:{id}`, `{prefix}wh:health:{id}`, `{prefix}deadletters`.
+- `{prefix}wh:routed`: the last stream cursor webhook routing has queued for every client.
 """
 
 from __future__ import annotations
@@ -123,8 +124,13 @@ def health(settings: Prefixed, client_id: str) -> str:
 
 
 def handoff(settings: Prefixed, client_id: str) -> str:
-    """List of cursors after which webhook delivery must backfill (the client's sockets all left)."""
+    """List of `from,to` cursor ranges a socket of the client was sent; webhook delivery skips them."""
     return f"{settings.redis_prefix}handoff:{client_id}"
+
+
+def routed(settings: Prefixed) -> str:
+    """String: the stream cursor up to which webhook routing has appended to every outbox."""
+    return f"{settings.redis_prefix}wh:routed"
 
 
 def deadletters(settings: Prefixed) -> str:
