@@ -34,12 +34,12 @@ return 1
 """
 
 # Remove delivered (or given-up) items from their stream and clear the retry state; with a reason,
-# copy each to the dead-letter stream first. KEYS: lease, source stream, state, deadletters.
-# ARGV: token, reason ('' = delivered), client id, attempts, failed_at ms, url, id...
+# copy each to the (capped) dead-letter stream first. KEYS: lease, source stream, state, deadletters.
+# ARGV: token, reason ('' = delivered), client id, attempts, failed_at ms, url, dead-letter cap, id...
 FINISH_SCRIPT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 local done = 0
-for i = 7, #ARGV do
+for i = 8, #ARGV do
   local rows = redis.call('XRANGE', KEYS[2], ARGV[i], ARGV[i], 'COUNT', 1)
   if #rows > 0 then
     if ARGV[2] ~= '' then
@@ -48,7 +48,7 @@ for i = 7, #ARGV do
       for j = 1, #f, 2 do
         if f[j] == 'c' then cursor = f[j + 1] elseif f[j] == 'b' then body = f[j + 1] end
       end
-      redis.call('XADD', KEYS[4], '*', 'client_id', ARGV[3], 'cursor', cursor, 'body', body,
+      redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*', 'client_id', ARGV[3], 'cursor', cursor, 'body', body,
         'reason', ARGV[2], 'attempts', ARGV[4], 'failed_at', ARGV[5], 'url', ARGV[6])
     end
     redis.call('XDEL', KEYS[2], ARGV[i])
@@ -103,11 +103,12 @@ class Lease:
         attempts: int = 0,
         failed_at_ms: int = 0,
         url: str = "",
+        cap: int = 0,
     ) -> int:
         """Acknowledge `ids` (reason empty) or move them to the dead letters; returns how many moved."""
         done = await self._finish(
             keys=[self.key, source, state_key, deadletters_key],
-            args=[self.token, reason, client_id, attempts, failed_at_ms, url, *ids],
+            args=[self.token, reason, client_id, attempts, failed_at_ms, url, cap or 2**62, *ids],
         )
         if done == -1:
             raise LeaseLost(self.key)
