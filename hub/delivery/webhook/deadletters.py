@@ -4,7 +4,10 @@
 exact body that failed, the reason, the attempts made, when it failed and the URL. Replay moves an
 entry, atomically, to its client's requeue stream, which the delivery worker drains before the
 outbox; the `webhook-id` is derived from the cursor, so a receiver that saw it before can tell.
-Both the CLI (`rthub deadletters`) and the admin API call these two functions.
+Both the CLI (`rthub deadletters`) and the admin API call these functions. The store is capped
+(`RTHUB_WEBHOOK_DEADLETTERS_MAXLEN`, oldest dropped first), and entry ids are failure times, so
+"every failed message of a client between two times" is one range read. `gap` records (events that
+left the stream before they were routed) carry no event and are listed, never replayed.
 """
 
 from __future__ import annotations
@@ -51,12 +54,24 @@ def _record(row_id: bytes | str, fields: dict) -> dict:
     }
 
 
-async def _scan(redis: aioredis.Redis, settings: Settings, client_id: str | None, limit: int | None) -> list[dict]:
-    """Dead letters oldest first, optionally of one client, at most `limit` (None: all)."""
+def _bound(seconds: float | None, default: str) -> str:
+    return default if seconds is None else str(max(int(seconds * 1000), 0))
+
+
+async def _scan(
+    redis: aioredis.Redis,
+    settings: Settings,
+    client_id: str | None,
+    limit: int | None,
+    since: float | None = None,
+    until: float | None = None,
+) -> list[dict]:
+    """Dead letters oldest first, optionally of one client and failed within [since, until] (unix s),
+    at most `limit` (None: all)."""
     found: list[dict] = []
-    start = "-"
+    start, end = _bound(since, "-"), _bound(until, "+")
     while limit is None or len(found) < limit:
-        rows = await redis.xrange(keys.deadletters(settings), min=start, count=PAGE)
+        rows = await redis.xrange(keys.deadletters(settings), min=start, max=end, count=PAGE)
         for row_id, fields in rows:
             record = _record(row_id, fields)
             if client_id is None or record["client_id"] == client_id:
@@ -69,28 +84,39 @@ async def _scan(redis: aioredis.Redis, settings: Settings, client_id: str | None
 
 
 async def list_deadletters(
-    redis: aioredis.Redis, settings: Settings, client_id: str | None = None, limit: int = 100
+    redis: aioredis.Redis,
+    settings: Settings,
+    client_id: str | None = None,
+    limit: int = 100,
+    since: float | None = None,
+    until: float | None = None,
 ) -> list[dict]:
     """Dead letters, oldest first: id, client_id, cursor, event_type, reason, attempts, failed_at (s), url."""
-    return await _scan(redis, settings, client_id, limit)
+    return await _scan(redis, settings, client_id, limit, since, until)
 
 
 async def replay_deadletters(
-    redis: aioredis.Redis, settings: Settings, ids: list[str] | None = None, client_id: str | None = None
+    redis: aioredis.Redis,
+    settings: Settings,
+    ids: list[str] | None = None,
+    client_id: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
 ) -> int:
-    """Re-queue dead letters (the given ids, else all of `client_id`, else all); returns how many.
+    """Re-queue dead letters (the given ids, else all of `client_id`, else all), only those that
+    failed within [since, until] when given; returns how many.
 
-    A client whose endpoint was disabled (410) stays disabled: re-enable it first, or the replayed
-    events wait in its requeue stream until it is.
+    A client whose endpoint was disabled (410, or the breaker) stays disabled: re-enable it first, or
+    the replayed events wait in its requeue stream until it is.
     """
-    records = await _scan(redis, settings, client_id, None)
+    records = await _scan(redis, settings, client_id, None, since, until)
     if ids is not None:
         wanted = set(ids)
         records = [record for record in records if record["id"] in wanted]
     script = redis.register_script(REPLAY_SCRIPT)
     moved = 0
     for record in records:
-        if record["client_id"]:
+        if record["client_id"] and record["reason"] != "gap":
             requeue_key = keys.requeue(settings, record["client_id"])
             moved += int(await script(keys=[keys.deadletters(settings), requeue_key], args=[record["id"]]))
     return moved
