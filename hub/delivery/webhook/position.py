@@ -63,10 +63,10 @@ class Position:
         """Save `cursor` unless a newer one is saved; returns what is saved now."""
         return _text(await self._advance(keys=[self.key], args=[cursor]))
 
-    async def claim_gap(self, after: str, resume_from: str) -> bool:
+    async def claim_gap(self, after: str, upto: str) -> bool:
         """True for exactly one instance: the one that moves the saved cursor from `after` (or older)
-        to just before `resume_from`, so a gap is recorded once however many instances notice it."""
-        return bool(await self._claim(keys=[self.key], args=[after, predecessor(resume_from)]))
+        to `upto`, so a gap is recorded once however many instances notice it."""
+        return bool(await self._claim(keys=[self.key], args=[after, upto]))
 
 
 def predecessor(cursor: str) -> str:

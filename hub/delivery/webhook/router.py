@@ -27,7 +27,7 @@ from hub.config import Settings
 from hub.delivery.webhook.clients import WebhookClient, load_client, load_clients
 from hub.delivery.webhook.health import record_gap
 from hub.delivery.webhook.outbox import Appended, Outbox
-from hub.delivery.webhook.position import Position
+from hub.delivery.webhook.position import Position, predecessor
 from hub.delivery.webhook.worker import DeliveryOptions, DeliveryWorker
 from hub.delivery.websocket.connection import Frame
 from hub.ingest import Entry, cursor_key
@@ -108,19 +108,22 @@ class WebhookRouter:
 
     async def _read(self, cursor: str) -> tuple[list[Entry], str]:
         """The next page after `cursor` (events only: the fan-out dead-letters bad entries), and the
-        cursor to read after: past a gap when the stream's retention has dropped entries after `cursor`."""
+        cursor to read after: past a gap when the stream's retention has dropped entries after `cursor`.
+        XINFO and XRANGE run in one MULTI, so the page and the retention check see the same stream."""
         pipe = self._redis.pipeline(transaction=True)
         pipe.xinfo_stream(self._stream)
         pipe.xrange(self._stream, min=f"({cursor}", count=PAGE)
         info, rows = await pipe.execute(raise_on_error=False)
         if isinstance(rows, Exception):
             raise rows
-        if isinstance(info, dict):
-            deleted = _text(info.get("max-deleted-entry-id") or "0-0")
-            if cursor_key(deleted) > cursor_key(cursor):
-                await self._gap(cursor, deleted)
-                rows = [row for row in rows if cursor_key(_text(row[0])) > cursor_key(deleted)]
-                cursor = deleted
+        if isinstance(info, dict) and cursor != "0-0" and info.get("first-entry"):
+            first = _text(info["first-entry"][0])
+            # Retention trims from the head: an oldest entry newer than the position means the
+            # entries between were trimmed before they were routed.
+            if cursor_key(first) > cursor_key(cursor) and int(info.get("entries-added") or 0) > info["length"]:
+                upto = predecessor(first)
+                await self._gap(cursor, upto)
+                cursor = upto
         page = []
         for row_id, fields in rows:
             entry = decode_event(_text(row_id), fields.get(b"e"))
