@@ -94,7 +94,7 @@ def test_a_hub_down_past_stream_retention_dead_letters_one_counted_gap(redis_ser
             hub.stop(signal.SIGTERM)
             lms.publish(500)  # the stream keeps ~100: the routing position is long gone
             retained = [c.decode() for c, _ in lms.redis.xrange(rkeys.stream_key(hub.settings))]
-            assert cursor_key(retained[0]) > cursor_key(first[-1]) + (0, 1)
+            assert lms.cursors.index(retained[0]) > len(first)  # some events after the position are gone
             hub.start()
             _wait(lambda: len(_delivered(receiver)) == 5 + len(retained), what="the retained events")
             records = api.get("/deadletters", params={"client_id": client_id}).json()["deadletters"]
