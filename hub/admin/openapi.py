@@ -50,6 +50,8 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "webhook_secret": {"type": "string", "description": "Standard Webhooks secret, whsec_<base64>"},
             "status": {"enum": list(STATUSES)},
             "previous_secret_expires": {"type": ["integer", "null"], "description": "unix seconds"},
+            "webhook_status": {"enum": ["", "disabled"], "description": "disabled: 410 Gone, or the breaker"},
+            "webhook_disabled_reason": {"type": "string"},
             "created_at": {"type": "string", "format": "date-time"},
             "updated_at": {"type": "string", "format": "date-time"},
             "live_connections": {"type": "integer"},
