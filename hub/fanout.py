@@ -12,8 +12,8 @@ import logging
 from collections import Counter, defaultdict
 
 import orjson
+from redis.exceptions import ClusterDownError, OutOfMemoryError, ReadOnlyError, ResponseError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hub.anonymise import Anonymiser
@@ -28,7 +28,9 @@ log = logging.getLogger("rthub.fanout")
 
 RESUME_PAGE = 500
 # Redis answering but refusing writes for now (after a failover, out of memory, loading): wait, as
-# for an outage; these never mean the entry itself is bad.
+# for an outage; these never mean the entry itself is bad. redis-py maps most replies to a class; an
+# error raised inside a script keeps only the reply's first word.
+TRANSIENT_ERRORS = (OutOfMemoryError, ReadOnlyError, TryAgainError, ClusterDownError)
 TRANSIENT_REPLIES = ("READONLY", "OOM", "LOADING", "MASTERDOWN", "BUSY", "TRYAGAIN", "CLUSTERDOWN")
 # While Redis is away (the anonymiser needs it) the same entry is retried with this backoff.
 RETRY_FIRST = 0.05
@@ -170,7 +172,7 @@ class Fanout:
 
 def is_transient(exc: ResponseError) -> bool:
     """A Redis error reply that says "not now" (failover, out of memory), not "never"."""
-    return str(exc).startswith(TRANSIENT_REPLIES)
+    return isinstance(exc, TRANSIENT_ERRORS) or str(exc).startswith(TRANSIENT_REPLIES)
 
 
 def _encoded(entry: Entry) -> bytes:
