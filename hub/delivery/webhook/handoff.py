@@ -80,7 +80,10 @@ class Handoff:
         parsed = []
         for raw in ranges:
             low, _, high = raw.partition(",")
-            parsed.append((raw, cursor_key(low), cursor_key(high)))
+            try:
+                parsed.append((raw, cursor_key(low), cursor_key(high)))
+            except ValueError:  # not a range (written by an older hub): nothing to skip
+                await self.forget([raw])
         return Covers(cursor_key(open_from) if open_from else None, cursor_key(safe) if safe else None, parsed)
 
     async def forget(self, ranges: list[str]) -> None:
