@@ -1,6 +1,7 @@
 """Per-client webhook delivery health for the admin page and API: last delivery, failures, dead letters.
 
-The delivering worker records outcomes in `{prefix}wh:health:{client}`; readers get one dict per client.
+The delivering worker records outcomes in `{prefix}wh:health:{client}` (a delivery inside the fenced
+acknowledgement script, `lease.FINISH_SCRIPT`; failures here); readers get one dict per client.
 """
 
 from __future__ import annotations
@@ -11,15 +12,6 @@ import redis.asyncio as aioredis
 
 from hub.config import Settings
 from rthub_lms import keys
-
-
-async def record_delivery(redis: aioredis.Redis, settings: Settings, client_id: str, events: int) -> None:
-    """A 2xx: the endpoint is healthy again, so its failing period (the breaker's clock) ends."""
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hset(keys.health(settings, client_id), "last_delivery_at", f"{time.time():.3f}")
-        pipe.hincrby(keys.health(settings, client_id), "delivered", events)
-        pipe.hdel(keys.health(settings, client_id), "failing_since")
-        await pipe.execute()
 
 
 async def record_failure(redis: aioredis.Redis, settings: Settings, client_id: str, reason: str) -> float:

@@ -7,6 +7,7 @@ instance that lost its lease (paused past the ttl) cannot undo the work of the o
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import redis.asyncio as aioredis
@@ -34,12 +35,14 @@ return 1
 """
 
 # Remove delivered (or given-up) items from their stream and clear the retry state; with a reason,
-# copy each to the (capped) dead-letter stream first. KEYS: lease, source stream, state, deadletters.
-# ARGV: token, reason ('' = delivered), client id, attempts, failed_at ms, url, dead-letter cap, id...
+# copy each to the (capped) dead-letter stream first; for a delivery, record it in the client's health
+# in the same call (one round trip per delivery). KEYS: lease, source stream, state, deadletters, health.
+# ARGV: token, reason ('' = no dead letter), client id, attempts, now ms, url, dead-letter cap,
+# delivered ('1' / '0'), id...
 FINISH_SCRIPT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 local done = 0
-for i = 8, #ARGV do
+for i = 9, #ARGV do
   local rows = redis.call('XRANGE', KEYS[2], ARGV[i], ARGV[i], 'COUNT', 1)
   if #rows > 0 then
     if ARGV[2] ~= '' then
@@ -56,6 +59,11 @@ for i = 8, #ARGV do
   end
 end
 redis.call('DEL', KEYS[3])
+if ARGV[8] == '1' then
+  redis.call('HSET', KEYS[5], 'last_delivery_at', string.format('%.3f', tonumber(ARGV[5]) / 1000))
+  redis.call('HINCRBY', KEYS[5], 'delivered', #ARGV - 8)
+  redis.call('HDEL', KEYS[5], 'failing_since')
+end
 return done
 """
 
@@ -95,20 +103,23 @@ class Lease:
         self,
         source: str,
         state_key: str,
-        deadletters_key: str,
+        keys: tuple[str, str],
         ids: list[str],
         *,
+        delivered: bool = False,
         reason: str = "",
         client_id: str = "",
         attempts: int = 0,
-        failed_at_ms: int = 0,
         url: str = "",
         cap: int = 0,
     ) -> int:
-        """Acknowledge `ids` (reason empty) or move them to the dead letters; returns how many moved."""
+        """Acknowledge `ids` (reason empty; `delivered` also records the delivery in the health hash)
+        or move them to the dead letters; returns how many moved. `keys`: (deadletters, health)."""
+        deadletters_key, health_key = keys
         done = await self._finish(
-            keys=[self.key, source, state_key, deadletters_key],
-            args=[self.token, reason, client_id, attempts, failed_at_ms, url, cap or 2**62, *ids],
+            keys=[self.key, source, state_key, deadletters_key, health_key],
+            args=[self.token, reason, client_id, attempts, int(time.time() * 1000), url, cap or 2**62,
+                  "1" if delivered else "0", *ids],
         )
         if done == -1:
             raise LeaseLost(self.key)

@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 from hub.config import Settings
 from hub.delivery.webhook.clients import WebhookClient, disable
 from hub.delivery.webhook.handoff import Handoff
-from hub.delivery.webhook.health import record_dead_letters, record_delivery, record_failure
+from hub.delivery.webhook.health import record_dead_letters, record_failure
 from hub.delivery.webhook.lease import Lease, LeaseLost
 from hub.delivery.webhook.outbox import Item, Outbox, field
 from hub.delivery.webhook.schedule import retry_delay
@@ -74,7 +74,7 @@ class DeliveryWorker:
         cid = client.client_id
         self._state_key = keys.state(settings, cid)
         self._outbox_key = keys.outbox(settings, cid)
-        self._deadletters_key = keys.deadletters(settings)
+        self._finish_keys = (keys.deadletters(settings), keys.health(settings, cid))
         self._lease = Lease(redis, keys.lease(settings, cid), options.lease_ttl_ms)
 
     def start(self) -> None:
@@ -156,7 +156,7 @@ class DeliveryWorker:
         if split.drop:
             ids = [item.id for item in split.drop]
             self.counts["covered_by_socket"] += await self._lease.finish(
-                self._outbox_key, self._state_key, self._deadletters_key, ids
+                self._outbox_key, self._state_key, self._finish_keys, ids
             )
         await self._handoff.forget(split.finished_ranges)
         self._prefetched = []
@@ -199,10 +199,9 @@ class DeliveryWorker:
         ids = [item.id for item in items]
         self._inflight = None
         if outcome.delivered:
-            await self._lease.finish(source, self._state_key, self._deadletters_key, ids)
+            await self._lease.finish(source, self._state_key, self._finish_keys, ids, delivered=True)
             self.counts["delivered"] += len(items)
             self.counts["requests"] += 1
-            await record_delivery(self._redis, self._settings, cid, len(items))
             return False
         self.counts["failed_attempts"] += 1
         failing_since = await record_failure(self._redis, self._settings, cid, outcome.reason)
@@ -237,9 +236,8 @@ class DeliveryWorker:
 
     async def _dead_letter(self, source: str, ids: list[str], reason: str, attempts: int) -> int:
         return await self._lease.finish(
-            source, self._state_key, self._deadletters_key, ids, reason=reason, client_id=self.client.client_id,
-            attempts=attempts, failed_at_ms=int(time.time() * 1000), url=self.client.url,
-            cap=self._settings.webhook_deadletters_maxlen,
+            source, self._state_key, self._finish_keys, ids, reason=reason, client_id=self.client.client_id,
+            attempts=attempts, url=self.client.url, cap=self._settings.webhook_deadletters_maxlen,
         )
 
     async def _dead_letter_everything(self, reason: str, attempts: int) -> None:
