@@ -106,3 +106,33 @@ def test_a_hub_down_past_stream_retention_dead_letters_one_counted_gap(redis_ser
     assert [(r["reason"], r["cursor"]) for r in records] == [("gap", first[-1])]
     assert health["gaps"] == 1
     assert replayed == 0  # a gap names lost events; there is nothing to send again
+
+
+def test_two_routing_hubs_killed_in_turn_deliver_every_event_in_order(redis_server: RedisServer, prefix: str) -> None:
+    first = HubProcess(redis_server.url, prefix, env=ENV)
+    second = HubProcess(redis_server.url, prefix, env=ENV)
+    first.start()
+    second.start()
+    lms = Lms(redis_server.url, prefix)
+    try:
+        with Receiver() as receiver:
+            first.client(delivery="webhook", webhook_url=receiver.url)
+            time.sleep(0.5)
+            lms.publish(20)  # both instances route every event; the outbox keeps each once
+            _wait(lambda: len(set(_delivered(receiver))) == 20, what="20 with two hubs")
+            first.stop(signal.SIGKILL)
+            lms.publish(20)
+            second.stop(signal.SIGKILL)
+            lms.publish(20)  # no hub running
+            second.start()
+            lms.publish(20)
+            _wait(lambda: len(set(_delivered(receiver))) == 80, what="80 after both were killed")
+            time.sleep(0.5)
+    finally:
+        first.stop()
+        second.stop()
+    delivered = _delivered(receiver)
+    assert list(dict.fromkeys(delivered)) == lms.cursors
+    orders = [cursor_key(cursor) for cursor in delivered]
+    assert orders == sorted(orders)
+    assert len(delivered) - len(set(delivered)) <= 2  # at most one repeat per SIGKILL of the deliverer
