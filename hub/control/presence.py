@@ -4,17 +4,18 @@ The one record of live sockets, read by webhook delivery (is the client reachabl
 the admin surfaces (how many sockets?). Per client, a sorted set `{prefix}presence:{client}` maps
 each hub instance holding sockets of that client to an expiry time (Redis clock, ms); the instance
 refreshes it every `ttl / 3`. A hash `{prefix}presence-state:{client}` keeps, per instance, the last
-cursor its sockets of the client were sent (field `{instance}`) and how many it holds
-(`{instance}:n`); for websocket+webhook clients also `cover`, the stream cursor at which the
-client's sockets took over from webhooks.
+cursor its sockets of the client were sent (field `{instance}`), how many it holds (`{instance}:n`)
+and, for websocket+webhook clients, its *cover*: the stream cursor at which its sockets took over
+(`{instance}:from`). From that cursor on, every event reaches some socket of that instance live.
 
-Ordered handoff: while a `cover` is open, webhook delivery holds every queued event after it (and drops
-those the sockets have certainly been sent). When the client's last socket in the cluster goes away
-(closed, or its instance stopped refreshing and expired), the cover is closed: the range
-`cover,to` is pushed to `{prefix}handoff:{client}`, where `to` is the last cursor sent, pulled back by
-`RTHUB_WEBHOOK_HANDOFF_MARGIN` (5 s) so frames still in flight to the socket when it dropped are re-sent by webhook
-(same `webhook-id` per cursor: duplicates, never gaps). Webhook delivery skips the events in closed
-ranges and delivers the rest of its outbox in cursor order.
+Ordered handoff: while an instance's cover is open, webhook delivery holds every queued event after
+it (and drops those every live socket has certainly been sent). When an instance's last socket of
+the client goes away (closed, or the instance stopped refreshing and expired), its cover closes: the
+range `from,to` is pushed to `{prefix}handoff:{client}`, where `to` is the last cursor sent, pulled
+back by `RTHUB_WEBHOOK_HANDOFF_MARGIN` (5 s) so frames still in flight to the socket when it dropped
+are re-sent by webhook (same `webhook-id` per cursor: duplicates, never gaps). Webhook delivery skips
+the events in closed ranges and delivers the rest of its outbox in cursor order. Covers are per
+instance, so a crashed instance's cover ends where its sockets stopped, whoever connects meanwhile.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def margin_ms(settings: Settings) -> int:
     """How far a handoff is pulled back before the last cursor sent (frames possibly never read)."""
     return int(settings.webhook_handoff_margin * 1000)
 
-# Shared Lua: the Redis clock, cursor ordering, and pruning expired instances into a handoff.
+# Shared Lua: the Redis clock, cursor ordering, and closing an instance's cover into a handoff range.
 # KEYS[1] presence zset, KEYS[2] presence state hash, KEYS[3] handoff list.
 LUA_PRELUDE = """
 local function now_ms()
@@ -56,55 +57,56 @@ local function older(a, b)
   return (tonumber(as) or 0) < (tonumber(bs) or 0)
 end
 local function earliest(a, b)
-  if a == nil then return b end
-  if b == nil then return a end
+  if not a then return b end
+  if not b then return a end
   if older(b, a) then return b end
   return a
 end
--- Drop expired instances; when nobody is left, close the open cover into a handoff range ending at
--- `cursor` (or the expired instances' last cursor), pulled back by `margin`.
-local function settle(now, margin, cursor)
-  local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
-  for _, member in ipairs(expired) do
-    local c = redis.call('HGET', KEYS[2], member)
-    if c then cursor = earliest(cursor, c) end
-    redis.call('HDEL', KEYS[2], member, member .. ':n')
-    redis.call('ZREM', KEYS[1], member)
+-- One instance's sockets of the client are gone: its cover (cursor at connect, last cursor sent],
+-- pulled back by `margin`, becomes a handoff range; the instance is forgotten.
+local function leave(member, cursor, now, margin)
+  local from = redis.call('HGET', KEYS[2], member .. ':from')
+  if from then
+    local to = earliest(cursor, tostring(now - margin) .. '-0')
+    if older(from, to) then redis.call('RPUSH', KEYS[3], from .. ',' .. to) end
   end
-  local live = redis.call('ZCARD', KEYS[1])
-  if live == 0 then
-    local from = redis.call('HGET', KEYS[2], 'cover')
-    if from then
-      redis.call('HDEL', KEYS[2], 'cover')
-      local to = earliest(cursor, tostring(now - margin) .. '-0')
-      if older(from, to) then redis.call('RPUSH', KEYS[3], from .. ',' .. to) end
-    end
+  redis.call('HDEL', KEYS[2], member, member .. ':n', member .. ':from')
+  redis.call('ZREM', KEYS[1], member)
+end
+-- Instances that stopped refreshing (crashed) leave with the last cursor they stored.
+local function settle(now, margin)
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
+    leave(member, redis.call('HGET', KEYS[2], member), now, margin)
   end
-  return live
+  return redis.call('ZCARD', KEYS[1])
 end
 """
 
 # KEYS: presence, state, handoff. ARGV: instance, ttl ms, sockets, stream top cursor, owed ('1'/'0'), margin.
-# Only websocket+webhook clients open a cover; for others nobody would read it.
+# Only websocket+webhook clients open a cover; for others nobody would read it. A cover this instance
+# left behind (its disconnect never reached Redis) is closed first, so it cannot span the time between.
 CONNECT_SCRIPT = LUA_PRELUDE + """
 local now = now_ms()
-settle(now, tonumber(ARGV[6]), nil)
+local margin = tonumber(ARGV[6])
+settle(now, margin)
+if redis.call('HEXISTS', KEYS[2], ARGV[1] .. ':from') == 1 then
+  leave(ARGV[1], redis.call('HGET', KEYS[2], ARGV[1]), now, margin)
+end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1] .. ':n', ARGV[3])
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then redis.call('HSET', KEYS[2], ARGV[1], ARGV[4]) end
-if ARGV[5] == '1' then redis.call('HSETNX', KEYS[2], 'cover', ARGV[4]) end
+if ARGV[5] == '1' then redis.call('HSETNX', KEYS[2], ARGV[1] .. ':from', ARGV[4]) end
 return 1
 """
 
 # KEYS: presence, state, handoff. ARGV: instance, last cursor ('' = unknown), margin ms.
 DISCONNECT_SCRIPT = LUA_PRELUDE + """
 local now = now_ms()
+local margin = tonumber(ARGV[3])
 local cursor = ARGV[2]
-local stored = redis.call('HGET', KEYS[2], ARGV[1])
-if cursor == '' then cursor = stored or (tostring(now) .. '-0') end
-redis.call('HDEL', KEYS[2], ARGV[1], ARGV[1] .. ':n')
-redis.call('ZREM', KEYS[1], ARGV[1])
-return settle(now, tonumber(ARGV[3]), cursor)
+if cursor == '' then cursor = redis.call('HGET', KEYS[2], ARGV[1]) or (tostring(now) .. '-0') end
+leave(ARGV[1], cursor, now, margin)
+return settle(now, margin)
 """
 
 # KEYS: presence, state. ARGV: instance, ttl ms, cursor ('' = keep), sockets.
@@ -116,22 +118,19 @@ redis.call('HSET', KEYS[2], ARGV[1] .. ':n', ARGV[4])
 return 1
 """
 
-# What webhook delivery must know (KEYS: presence, state, handoff; ARGV: margin ms): the open cover
-# ('' = none), the newest cursor every live socket has certainly been sent ('' = none), closed ranges.
+# What webhook delivery must know (KEYS: presence, state, handoff; ARGV: margin ms): the earliest cover
+# of a live instance ('' = none), the newest cursor every live socket has certainly been sent
+# ('' = none), and the closed ranges.
 COVERS_SCRIPT = LUA_PRELUDE + """
 local now = now_ms()
 local margin = tonumber(ARGV[1])
-settle(now, margin, nil)
-local from = redis.call('HGET', KEYS[2], 'cover') or ''
-local safe = ''
-if from ~= '' then
-  safe = tostring(now - margin) .. '-0'
-  for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-    local c = redis.call('HGET', KEYS[2], member)
-    if c then safe = earliest(safe, c) end
-  end
+settle(now, margin)
+local from, safe = false, tostring(now - margin) .. '-0'
+for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  from = earliest(from, redis.call('HGET', KEYS[2], member .. ':from'))
+  safe = earliest(safe, redis.call('HGET', KEYS[2], member))
 end
-local out = {from, safe}
+local out = {from or '', from and safe or ''}
 for _, range in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do table.insert(out, range) end
 return out
 """

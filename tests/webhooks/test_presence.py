@@ -144,12 +144,47 @@ def test_only_websocket_webhook_clients_open_a_cover(redis_server: RedisServer, 
             await presence.connected(client_id, handoff_owed=client_id == "both")
             await presence.connected(client_id, handoff_owed=client_id == "both")
             await presence.disconnected(client_id, None)  # one socket left: still covered
-            live.append(bool(await redis.hexists(rkeys.presence_state(settings, client_id), "cover")))
+            cover = f"{presence.instance}:from"
+            live.append(bool(await redis.hexists(rkeys.presence_state(settings, client_id), cover)))
             await presence.disconnected(client_id, None)
-            after.append(bool(await redis.hexists(rkeys.presence_state(settings, client_id), "cover")))
+            after.append(bool(await redis.hexists(rkeys.presence_state(settings, client_id), cover)))
         await redis.aclose()
         return live, after
 
     live, after = asyncio.run(scenario())
     assert live == [False, True]
     assert after == [False, False]
+
+
+def test_a_crashed_instances_cover_ends_where_its_sockets_stopped_though_another_connected(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """Instance A crashes with a socket that was sent nothing more; B connects before A expires. What
+    came between reached no socket and must come by webhook; what B's socket was sent must not."""
+    with Receiver() as receiver:
+
+        async def scenario() -> tuple[list[str], list[str]]:
+            redis = aioredis.Redis.from_url(redis_server.url)
+            settings = replace(settings_for(redis_server.url, prefix), webhook_handoff_margin=0.1)
+            await write_client(redis, settings, "acme", receiver.url, delivery="websocket+webhook")
+            router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
+            await router.start()
+            publisher = Publisher(redis, settings)
+            crashed = Presence(redis, settings, ttl_ms=600)  # never refreshes nor disconnects
+            await crashed.connected("acme", handoff_owed=True)
+            unseen = await publisher.entries(3)
+            survivor = Presence(redis, settings, ttl_ms=60_000)
+            await survivor.connected("acme", handoff_owed=True)
+            seen = await publisher.entries(3)
+            for entry in unseen + seen:
+                await router.route(entry)
+            await asyncio.sleep(0.8)  # the crashed instance has expired; its socket never got `unseen`
+            await survivor.disconnected("acme", seen[-1].cursor)
+            await until(lambda: len(receiver.requests) >= 3)
+            await asyncio.sleep(0.3)
+            await router.close()
+            await redis.aclose()
+            return [e.cursor for e in unseen], [r.json["cursor"] for r in receiver.requests]
+
+        unseen, delivered = asyncio.run(scenario())
+    assert delivered == unseen
