@@ -85,7 +85,8 @@ def presence(settings: Prefixed, client_id: str) -> str:
 
 
 def presence_state(settings: Prefixed, client_id: str) -> str:
-    """Hash: `{instance}` -> last cursor its sockets of one client were sent; `{instance}:n` -> sockets."""
+    """Hash: `{instance}` -> last cursor its sockets of one client were sent; `{instance}:n` -> sockets;
+    `{instance}:from` -> where its sockets took over from webhooks (websocket+webhook clients)."""
     return f"{settings.redis_prefix}presence-state:{client_id}"
 
 
