@@ -141,6 +141,8 @@ class Client:
             "status": self.status,
             "grant": self.grant,
             "previous_secret_expires": self.previous_secret_expires or None,
+            "webhook_status": self.webhook_status,
+            "webhook_disabled_reason": self.webhook_disabled_reason,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "endpoint_url": self.endpoint_url,

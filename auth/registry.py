@@ -164,6 +164,13 @@ class ClientRegistry:
         )
         await self._notify(client_id)
 
+    async def enable_webhooks(self, client_id: str) -> None:
+        """Undo `disable_webhooks` (an admin says the endpoint is back) and tell every hub instance."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(self._key(client_id), "webhook_status", "webhook_disabled_reason")
+            pipe.publish(changes_channel(self.settings), client_id)
+            await pipe.execute()
+
     async def delete(self, client_id: str) -> None:
         """Remove the client and everything kept for it: queued webhooks, presence, delivery state."""
         await self.require(client_id)

@@ -3,10 +3,11 @@
     python -m bench.webhooks [--events 3000] [--clients 4]
     python -m bench.webhooks --outage 60 [--rate 50]
     python -m bench.webhooks --cluster [--events 3000] [--clients 12]
+    python -m bench.webhooks --dead-endpoint 100000
 
 Throughput: a private redis-server, a receiver process (uvicorn, answers 200 at once), and one
-`WebhookRouter` fed by the real live feed (`RedisBroker.live`), as a hub process runs it; events
-are written by a separate publisher process, as the LMS writes them. Prints
+`WebhookRouter` following the event stream from its saved position (`WebhookRouter.follow`), as a
+hub process runs it; events are written by a separate publisher process, as the LMS writes them. Prints
 deliveries/s for one client, one client with batches of 100, and N clients in parallel, each
 against a baseline measured in the same run: plain httpx POSTs of the same body to the same
 receiver (sequential for one client, N concurrent loops for N clients).
@@ -18,6 +19,10 @@ how many duplicates the receiver saw, and how long the backlog took to drain. Th
 
 Cluster: N clients in parallel on one redis-server, then on a private three-master Redis Cluster
 (per-client outboxes spread over the shards), in the same run.
+
+Dead endpoint: one client whose URL refuses connections, N events published; prints the Redis
+memory its keys hold (`MEMORY USAGE`, exact) and `INFO memory` before and after, with the outbox cap
+(`RTHUB_WEBHOOK_OUTBOX_MAXLEN`, default 10000).
 """
 
 from __future__ import annotations
@@ -112,29 +117,26 @@ async def add_client(redis: aioredis.Redis, settings: Settings, client_id: str, 
 
 
 class Hub:
-    """A router fed by the real live feed, as `Fanout.run` feeds it in a hub process."""
+    """A router following the event stream, as a hub process runs it."""
 
     def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
         self.redis = redis
         self.settings = settings
         fanout = Fanout(Anonymiser(RedisIdStore(redis, settings)), TranslationSettings(settings.lms_root_url, "bench"))
         self.render = fanout.render
-        self.router = WebhookRouter(redis, settings, fanout.render, options=DeliveryOptions(timeout=5, poll=0.2))
+        self.router = WebhookRouter(
+            redis, settings, fanout.render, options=DeliveryOptions(timeout=5, poll=0.2), facts=fanout.renderer.facts
+        )
         self.broker = RedisBroker(redis, settings, sharded=discover(settings.redis_url).sharded)
 
     async def __aenter__(self) -> Hub:
         await self.router.start()
-        self._pump = asyncio.create_task(self._run())
-        await asyncio.sleep(0.2)  # subscribed before anything is published
+        await self.router.position.load()  # routing starts here, before anything is published
+        self.router.follow()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self._pump.cancel()
         await self.router.close()
-
-    async def _run(self) -> None:
-        async for entry in self.broker.live():
-            await self.router.route(entry)
 
     async def publish(self, count: int, rate: float | None = None) -> None:
         """Publish from a separate process, as the LMS does, so the hub's loop only does hub work."""
@@ -258,6 +260,37 @@ async def outage(redis_url: str, port: int, seconds: float, rate: float, receive
     await redis.aclose()
 
 
+async def dead_endpoint(redis_url: str, events: int) -> None:
+    """Redis memory held for one client whose endpoint refuses every connection, after `events` events."""
+    settings = Settings.from_env(redis_url=redis_url, redis_prefix="dead:", webhook_allow_private=True)
+    redis_client = aioredis.Redis.from_url(redis_url)
+    await add_client(redis_client, settings, "dead", f"http://127.0.0.1:{free_port()}/nobody")
+    before = (await redis_client.info("memory"))["used_memory"]
+    async with Hub(redis_client, settings) as hub:
+        started = time.perf_counter()
+        await hub.publish(events)
+        while hub.router.counts["routed"] < events:
+            await asyncio.sleep(0.2)
+        elapsed = time.perf_counter() - started
+        client_keys = [
+            rkeys.outbox(settings, "dead"), rkeys.requeue(settings, "dead"), rkeys.state(settings, "dead"),
+            rkeys.health(settings, "dead"), rkeys.lease(settings, "dead"), rkeys.deadletters(settings, "dead"),
+        ]
+        held = {key: await redis_client.memory_usage(key, samples=0) or 0 for key in client_keys}
+        queued = await redis_client.xlen(rkeys.outbox(settings, "dead"))
+        health = await redis_client.hgetall(rkeys.health(settings, "dead"))
+        stream = await redis_client.memory_usage(rkeys.stream_key(settings), samples=0)
+        after = (await redis_client.info("memory"))["used_memory"]
+    await redis_client.aclose()
+    print(f"{events} events routed in {elapsed:.1f}s to one dead endpoint, outbox cap {settings.webhook_outbox_maxlen}")
+    print(f"outbox holds {queued} entries; overflowed (dropped, counted) {int(health.get(b'overflowed', 0))}; "
+          f"failed attempts {int(health.get(b'failed_attempts', 0))}")
+    for key, size in held.items():
+        print(f"  MEMORY USAGE {key}: {size / 1e6:.2f} MB")
+    print(f"the endpoint's keys: {sum(held.values()) / 1e6:.2f} MB in all | the LMS event stream itself "
+          f"{(stream or 0) / 1e6:.1f} MB | INFO used_memory {before / 1e6:.1f} -> {after / 1e6:.1f} MB")
+
+
 def publish_events(redis_url: str, prefix: str, count: int, rate: float) -> None:
     """The LMS side: `RealtimeBackend`-style writes, batched when there is no rate to keep."""
     writer = StreamWriter(connect(discover(redis_url)), Settings(redis_url=redis_url, redis_prefix=prefix))
@@ -279,6 +312,7 @@ def main() -> int:
     parser.add_argument("--outage", type=float, help="run the outage scenario with this many seconds down")
     parser.add_argument("--rate", type=float, default=50.0, help="events per second in the outage scenario")
     parser.add_argument("--cluster", action="store_true", help="N clients on one server vs a 3-master cluster")
+    parser.add_argument("--dead-endpoint", type=int, help="memory held by one dead endpoint after this many events")
     parser.add_argument("--publish", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--redis-url", help=argparse.SUPPRESS)
     parser.add_argument("--redis-prefix", help=argparse.SUPPRESS)
@@ -298,6 +332,8 @@ def main() -> int:
                         asyncio.run(on_cluster(redis_server.url, cluster.url, port, args.events, args.clients))
                     finally:
                         cluster.stop()
+            elif args.dead_endpoint:
+                asyncio.run(dead_endpoint(redis_server.url, args.dead_endpoint))
             elif args.outage:
                 asyncio.run(outage(redis_server.url, port, args.outage, args.rate, receiver))
             else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -60,10 +61,14 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
         TranslationSettings(settings.lms_root_url, settings.transformer_version),
         RedisDeadLetters(client, settings),
     )
-    webhooks = fanout.webhooks = WebhookRouter(client, settings, fanout.render)
+    webhooks = WebhookRouter(client, settings, fanout.render, facts=fanout.renderer.facts)
     presence = Presence(client, settings, last_cursors=fanout.last_cursors)
+
+    def webhook_counts() -> Counter[str]:
+        return webhooks.delivery_counts() + webhooks.counts
+
     metrics = Metrics()
-    metrics.watch(HubCollector(fanout, broker, webhooks.delivery_counts, lambda: metrics.sent_frames))
+    metrics.watch(HubCollector(fanout, broker, webhook_counts, lambda: metrics.sent_frames))
 
     async def metrics_endpoint(request: Request) -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
@@ -91,6 +96,7 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await webhooks.start()
+        webhooks.follow()
         presence.start()
         registry = ClientRegistry(client, settings)
         tasks = [

@@ -41,7 +41,11 @@ class Settings:
     signing_key_file: str = "rthub-signing-key.pem"
     endpoint_key_file: str = "rthub-endpoint.key"
     webhook_allow_private: bool = False
-    webhook_retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 86400)
+    webhook_retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+    webhook_disable_after: float = 5 * 86400.0
+    webhook_handoff_margin: float = 5.0
+    webhook_outbox_maxlen: int = 10_000
+    webhook_deadletters_maxlen: int = 100_000
     stream_maxlen: int = 1_000_000
     send_queue_size: int = 1024
     ws_ping_interval: float = 20.0

@@ -12,21 +12,26 @@ import logging
 from collections import Counter, defaultdict
 
 import orjson
+from redis.exceptions import ClusterDownError, OutOfMemoryError, ReadOnlyError, ResponseError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hub.anonymise import Anonymiser
-from hub.delivery.webhook.router import WebhookRouter
 from hub.delivery.websocket.connection import Connection, Frame
 from hub.ingest import BadEntry, Broker, Entry, cursor_key
 from hub.ingest.deadletters import DeadLetters, LogDeadLetters
-from hub.translate import NoTranslation, TranslationError, TranslationSettings, translate
-from rthub_lms.events import user_id
-from rthub_lms.grants import EventFacts, GrantIndex, event_facts
+from hub.render import Renderer
+from hub.translate import TranslationSettings
+from rthub_lms.grants import EventFacts, GrantIndex
 
 log = logging.getLogger("rthub.fanout")
 
 RESUME_PAGE = 500
+# Redis answering but refusing writes for now (after a failover, out of memory, loading): wait, as
+# for an outage; these never mean the entry itself is bad. redis-py maps most replies to a class; an
+# error raised inside a script keeps only the reply's first word.
+TRANSIENT_ERRORS = (OutOfMemoryError, ReadOnlyError, TryAgainError, ClusterDownError)
+TRANSIENT_REPLIES = ("READONLY", "OOM", "LOADING", "MASTERDOWN", "BUSY", "TRYAGAIN", "CLUSTERDOWN")
 # While Redis is away (the anonymiser needs it) the same entry is retried with this backoff.
 RETRY_FIRST = 0.05
 RETRY_MAX = 2.0
@@ -36,13 +41,11 @@ class Fanout:
     def __init__(
         self, anonymiser: Anonymiser, translation: TranslationSettings, dead_letters: DeadLetters | None = None
     ) -> None:
-        self._anonymiser = anonymiser
-        self._translation = translation
         self.dead_letters = dead_letters or LogDeadLetters()
         self._index = GrantIndex()
         self.connections: dict[int, Connection] = {}
         self.counts: Counter[str] = Counter()
-        self.webhooks: WebhookRouter | None = None
+        self.renderer = Renderer(anonymiser, translation, self.counts)
 
     def add(self, conn: Connection) -> None:
         self.connections[conn.id] = conn
@@ -84,28 +87,33 @@ class Fanout:
             try:
                 await self.dispatch(entry)
                 return
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            except (RedisConnectionError, RedisTimeoutError, OSError, ResponseError) as exc:
+                if isinstance(exc, ResponseError) and not is_transient(exc):
+                    await self._dead_letter(entry, exc)
+                    return
                 self.counts["dispatch_retries"] += 1
                 log.warning("waiting for Redis (%s); retrying in %.2fs", exc, delay, extra={"cursor": entry.cursor})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)
             except Exception as exc:
-                self.counts["dispatch_errors"] += 1
-                log.exception("dispatch failed", extra={"cursor": entry.cursor})
-                detail = f"{type(exc).__name__}: {exc}"[:200]
-                await self.dead_letters.put(BadEntry(entry.cursor, "dispatch_error", detail, _encoded(entry)))
+                await self._dead_letter(entry, exc)
                 return
 
+    async def _dead_letter(self, entry: Entry, exc: Exception) -> None:
+        self.counts["dispatch_errors"] += 1
+        log.exception("dispatch failed", extra={"cursor": entry.cursor})
+        detail = f"{type(exc).__name__}: {exc}"[:200]
+        await self.dead_letters.put(BadEntry(entry.cursor, "dispatch_error", detail, _encoded(entry)))
+
     async def dispatch(self, entry: Entry) -> None:
+        """Offer one entry to the sockets entitled to it (webhook routing follows the stream itself)."""
         self.counts["ingested"] += 1
-        facts = event_facts(entry.event)
+        facts = self.renderer.facts(entry)
         keys = self._index.matching(facts)
         if keys:
             await self._offer(entry, facts, keys)
         else:
             self.counts["unwanted"] += 1
-        if self.webhooks is not None:
-            await self.webhooks.route(entry)
 
     async def _offer(self, entry: Entry, facts: EventFacts, keys: set[int]) -> None:
         groups: dict[tuple[str, str], list[Connection]] = defaultdict(list)
@@ -131,27 +139,8 @@ class Fanout:
     async def render(
         self, entry: Entry, translator: str, consumer_type: str, facts: EventFacts | None = None
     ) -> Frame | None:
-        """The encoded `event` frame of one entry for one (translator, consumer type), or None."""
-        learner = user_id(entry.event)
-        if learner is None:
-            self.counts["no_user"] += 1
-            return None
-        actor = await self._anonymiser.actor_id(consumer_type, learner)
-        try:
-            statements = translate(entry.event, translator, actor_id=actor, settings=self._translation)
-        except NoTranslation:
-            self.counts[f"untranslatable:{translator}"] += 1
-            return None
-        except TranslationError as exc:
-            self.counts[f"malformed:{translator}"] += 1
-            log.warning("not translatable to %s: %s", translator, exc, extra={"cursor": entry.cursor})
-            return None
-        self.counts[f"translated:{translator}"] += 1
-        data = statements[0] if len(statements) == 1 else statements
-        text = orjson.dumps(
-            {"type": "event", "cursor": entry.cursor, "event_type": entry.event["name"], "data": data}
-        ).decode()
-        return Frame(entry.cursor, text, facts)
+        """The encoded `event` frame of one entry for one (translator, consumer type), or None (cached)."""
+        return await self.renderer.render(entry, translator, consumer_type, facts)
 
     async def resume(self, conn: Connection, broker: Broker, after: str) -> None:
         """Replay what `conn` may see after `after`, then switch it to live with no gap or duplicate.
@@ -172,13 +161,18 @@ class Fanout:
                         return
                     if isinstance(entry, BadEntry):  # the live feed dead-letters it
                         continue
-                    if conn.matcher.matches(event_facts(entry.event)):
+                    if conn.matcher.matches(self.renderer.facts(entry)):
                         frame = await self.render(entry, conn.identity.translator, conn.identity.consumer_type)
                         if frame is not None:
                             await conn.put_resumed(frame)
                 cursor = batch[-1].cursor or cursor
         finally:
             conn.release_live()
+
+
+def is_transient(exc: ResponseError) -> bool:
+    """A Redis error reply that says "not now" (failover, out of memory), not "never"."""
+    return isinstance(exc, TRANSIENT_ERRORS) or str(exc).startswith(TRANSIENT_REPLIES)
 
 
 def _encoded(entry: Entry) -> bytes:

@@ -39,8 +39,12 @@ _WEBHOOK = {
     "requests": ("rthub_webhook_requests_succeeded", "Webhook requests answered with 2xx"),
     "failed_attempts": ("rthub_webhook_failed_attempts", "Webhook attempts that failed and will be retried"),
     "dead_lettered": ("rthub_webhook_dead_lettered", "Webhook events moved to the dead-letter store"),
-    "backfilled": ("rthub_webhook_backfilled", "Events backfilled to webhooks after a socket closed"),
     "already_stored": ("rthub_webhook_already_stored", "Events an LRS said it already held (409), acknowledged"),
+    "covered_by_socket": ("rthub_webhook_covered_by_socket", "Queued events skipped because a socket had them"),
+    "routed": ("rthub_webhook_routed", "Stream entries read by webhook routing"),
+    "route_retries": ("rthub_webhook_route_retries", "Routing pages retried while Redis refused or was away"),
+    "gaps": ("rthub_webhook_gaps", "Gap dead letters: events left the stream before they were routed"),
+    "endpoints_disabled": ("rthub_webhook_endpoints_disabled", "Endpoints disabled (410 or the breaker)"),
 }
 
 

@@ -18,6 +18,7 @@ from auth.tokens import InvalidToken, is_revoked, token_scopes, verify_access_to
 from hub.admin.openapi import openapi_document
 from hub.config import Settings
 from hub.control.presence import live_connections
+from hub.delivery.webhook.cli import moment
 from hub.delivery.webhook.deadletters import list_deadletters, replay_deadletters
 from hub.delivery.webhook.health import LOG_SIZE, delivery_health, delivery_log
 
@@ -51,6 +52,7 @@ def admin_api_routes(settings: Settings, redis: aioredis.Redis, keys: SigningKey
         Route("/connections", api.guarded(api.connections), methods=["GET"]),
         Route("/deadletters", api.guarded(api.deadletters), methods=["GET"]),
         Route("/deadletters/replay", api.guarded(api.replay), methods=["POST"]),
+        Route("/clients/{client_id}/webhooks/enable", api.guarded(api.enable_webhooks), methods=["POST"]),
     ]
 
 
@@ -176,7 +178,8 @@ class AdminApi:
         if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
             raise ValidationError("limit", "must be an integer from 1 to 1000")
         client_id = request.query_params.get("client_id") or None
-        records = await list_deadletters(self.redis, self.settings, client_id, int(raw_limit))
+        since, until = (_moment(name, request.query_params.get(name)) for name in ("since", "until"))
+        records = await list_deadletters(self.redis, self.settings, client_id, int(raw_limit), since, until)
         return JSONResponse({"deadletters": records})
 
     async def replay(self, request: Request) -> Response:
@@ -186,11 +189,31 @@ class AdminApi:
             raise ValidationError("ids", "must be a list of dead-letter ids")
         if client_id is not None and not isinstance(client_id, str):
             raise ValidationError("client_id", "must be a string")
-        unknown = sorted(set(body) - {"ids", "client_id"})
+        unknown = sorted(set(body) - {"ids", "client_id", "since", "until"})
         if unknown:
-            raise ValidationError(unknown[0], "unknown field; allowed: ids, client_id")
-        replayed = await replay_deadletters(self.redis, self.settings, ids, client_id)
+            raise ValidationError(unknown[0], "unknown field; allowed: ids, client_id, since, until")
+        since, until = (_moment(name, body.get(name)) for name in ("since", "until"))
+        replayed = await replay_deadletters(self.redis, self.settings, ids, client_id, since, until)
         return JSONResponse({"replayed": replayed})
+
+    async def enable_webhooks(self, request: Request) -> Response:
+        """Deliver to a client's endpoint again after a 410 or the breaker disabled it."""
+        client_id = request.path_params["client_id"]
+        await self.registry.require(client_id)
+        await self.registry.enable_webhooks(client_id)
+        return JSONResponse((await self.registry.require(client_id)).public())
+
+
+def _moment(name: str, value: Any) -> float | None:
+    """`since` / `until`: unix seconds (number or numeric string) or ISO 8601 text; absent is None."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        try:
+            return moment(value)
+        except (ValueError, OverflowError):
+            pass
+    raise ValidationError(name, "must be unix seconds or an ISO 8601 time (up to year 9999)")
 
 
 def _not_self(request: Request) -> None:

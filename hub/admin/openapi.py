@@ -23,6 +23,7 @@ _ERRORS = {
 _CLIENT_ID = [{"name": "client_id", "in": "path", "required": True, "schema": {"type": "string"}}]
 _NOT_FOUND = {"404": _json(_ref("Error"), "No such client")}
 _SELF = {"409": _json(_ref("Error"), "The calling admin client cannot revoke or delete itself")}
+_MOMENT = {"type": ["number", "string"], "description": "unix seconds, or an ISO 8601 time (UTC if no zone)"}
 _INVALID = {"422": _json(_ref("ValidationError"), "Invalid input; `field` names the offending field")}
 
 
@@ -58,6 +59,8 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "webhook_secret": {"type": "string", "description": "Standard Webhooks secret, whsec_<base64>"},
             "status": {"enum": list(STATUSES)},
             "previous_secret_expires": {"type": ["integer", "null"], "description": "unix seconds"},
+            "webhook_status": {"enum": ["", "disabled"], "description": "disabled: 410 Gone, or the breaker"},
+            "webhook_disabled_reason": {"type": "string"},
             "created_at": {"type": "string", "format": "date-time"},
             "updated_at": {"type": "string", "format": "date-time"},
             "live_connections": {"type": "integer"},
@@ -178,6 +181,13 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "responses": {"200": _json(_ref("Client"), "Revoked"), **_NOT_FOUND, **_SELF, **_ERRORS},
                 },
             },
+            "/clients/{client_id}/webhooks/enable": {
+                "parameters": _CLIENT_ID,
+                "post": {
+                    "summary": "Deliver webhooks to the client's endpoint again after a 410 or the breaker disabled it",
+                    "responses": {"200": _json(_ref("Client"), "Enabled"), **_NOT_FOUND, **_ERRORS},
+                },
+            },
             "/connections": {
                 "get": {
                     "summary": "Live WebSocket connections per client, over all hub instances",
@@ -207,6 +217,10 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                             "name": "limit", "in": "query", "required": False,
                             "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
                         },
+                        {"name": "since", "in": "query", "required": False, "schema": {"type": "string"},
+                         "description": "only those that failed at or after this time (unix seconds or ISO 8601)"},
+                        {"name": "until", "in": "query", "required": False, "schema": {"type": "string"},
+                         "description": "only those that failed at or before this time (unix seconds or ISO 8601)"},
                     ],
                     "responses": {
                         "200": _json(
@@ -223,7 +237,8 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             },
             "/deadletters/replay": {
                 "post": {
-                    "summary": "Queue dead letters for delivery again (given ids, else a client's, else all)",
+                    "summary": "Queue dead letters for delivery again (given ids, else a client's, else all), "
+                    "optionally only those that failed between `since` and `until`",
                     "requestBody": {
                         "required": False,
                         "content": {
@@ -233,6 +248,8 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                                     "properties": {
                                         "ids": {"type": "array", "items": {"type": "string"}},
                                         "client_id": {"type": "string"},
+                                        "since": _MOMENT,
+                                        "until": _MOMENT,
                                     },
                                     "additionalProperties": False,
                                 }

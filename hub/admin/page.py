@@ -30,6 +30,8 @@ from auth.keys import SigningKeys
 from auth.registry import ClientNotFound, ClientRegistry
 from hub.config import Settings
 from hub.control.presence import live_connections
+from hub.delivery.webhook.cli import moment
+from hub.delivery.webhook.deadletters import replay_deadletters
 from hub.delivery.webhook.health import delivery_health, delivery_log
 
 HERE = Path(__file__).parent
@@ -59,6 +61,8 @@ def admin_page_app(settings: Settings, redis: aioredis.Redis, keys: SigningKeys)
         Route("/clients/{client_id}/rotate", page.rotate, methods=["POST"]),
         Route("/clients/{client_id}/revoke", page.revoke, methods=["POST"]),
         Route("/clients/{client_id}/endpoint-credential", page.rotate_endpoint, methods=["POST"]),
+        Route("/clients/{client_id}/deadletters/replay", page.replay, methods=["POST"]),
+        Route("/clients/{client_id}/webhooks/enable", page.enable_webhooks, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
     middleware = [
@@ -248,6 +252,35 @@ class AdminPage:
         except ClientNotFound:
             return self.render(request, "error.html", 404, message="No such client.")
         return self.redirect(request, "/", f"Revoked {client.name}; its live connections are being closed.")
+
+
+    async def replay(self, request: Request) -> Response:
+        """Re-queue the client's dead letters that failed between two times (either may be left empty)."""
+        form = await self._guard(request)
+        if isinstance(form, Response):
+            return form
+        client_id = request.path_params["client_id"]
+        try:
+            await self.registry.require(client_id)
+            since, until = (moment(str(form[name])) if form.get(name) else None for name in ("since", "until"))
+        except ClientNotFound:
+            return self.render(request, "error.html", 404, message="No such client.")
+        except ValueError:
+            return self.redirect(request, f"/clients/{client_id}", "Times must be ISO 8601 (UTC).")
+        moved = await replay_deadletters(self.redis, self.settings, None, client_id, since, until)
+        return self.redirect(request, f"/clients/{client_id}", f"Queued {moved} dead letters for delivery again.")
+
+    async def enable_webhooks(self, request: Request) -> Response:
+        form = await self._guard(request)
+        if isinstance(form, Response):
+            return form
+        client_id = request.path_params["client_id"]
+        try:
+            await self.registry.require(client_id)
+        except ClientNotFound:
+            return self.render(request, "error.html", 404, message="No such client.")
+        await self.registry.enable_webhooks(client_id)
+        return self.redirect(request, f"/clients/{client_id}", "Webhook delivery enabled again.")
 
 
 _ENDPOINT_CREDENTIAL_FORM = ("endpoint_username", "endpoint_password", "endpoint_token")

@@ -4,12 +4,18 @@ The one record of live sockets, read by webhook delivery (is the client reachabl
 the admin surfaces (how many sockets?). Per client, a sorted set `{prefix}presence:{client}` maps
 each hub instance holding sockets of that client to an expiry time (Redis clock, ms); the instance
 refreshes it every `ttl / 3`. A hash `{prefix}presence-state:{client}` keeps, per instance, the last
-cursor its sockets of the client were sent (field `{instance}`) and how many it holds
-(`{instance}:n`). When the client's last socket in
-the cluster goes away (closed, or its instance stopped refreshing and expired), a *handoff* cursor is
-pushed: webhook delivery backfills every entitled event after it, so nothing is lost in the switch.
-The handoff cursor is pulled back by `HANDOFF_MARGIN_MS` so frames still in flight to the socket when
-it dropped are re-sent by webhook (same `webhook-id` per cursor: duplicates, never gaps).
+cursor its sockets of the client were sent (field `{instance}`), how many it holds (`{instance}:n`)
+and, for websocket+webhook clients, its *cover*: the stream cursor at which its sockets took over
+(`{instance}:from`). From that cursor on, every event reaches some socket of that instance live.
+
+Ordered handoff: while an instance's cover is open, webhook delivery holds every queued event after
+it (and drops those every live socket has certainly been sent). When an instance's last socket of
+the client goes away (closed, or the instance stopped refreshing and expired), its cover closes: the
+range `from,to` is pushed to `{prefix}handoff:{client}`, where `to` is the last cursor sent, pulled
+back by `RTHUB_WEBHOOK_HANDOFF_MARGIN` (5 s) so frames still in flight to the socket when it dropped
+are re-sent by webhook (same `webhook-id` per cursor: duplicates, never gaps). Webhook delivery skips
+the events in closed ranges and delivers the rest of its outbox in cursor order. Covers are per
+instance, so a crashed instance's cover ends where its sockets stopped, whoever connects meanwhile.
 """
 
 from __future__ import annotations
@@ -30,9 +36,13 @@ from rthub_lms import keys
 log = logging.getLogger("rthub.presence")
 
 DEFAULT_TTL_MS = 15_000
-HANDOFF_MARGIN_MS = 5_000
 
-# Shared Lua: the Redis clock, cursor ordering, and pruning expired instances into a handoff.
+
+def margin_ms(settings: Settings) -> int:
+    """How far a handoff is pulled back before the last cursor sent (frames possibly never read)."""
+    return int(settings.webhook_handoff_margin * 1000)
+
+# Shared Lua: the Redis clock, cursor ordering, and closing an instance's cover into a handoff range.
 # KEYS[1] presence zset, KEYS[2] presence state hash, KEYS[3] handoff list.
 LUA_PRELUDE = """
 local function now_ms()
@@ -47,52 +57,58 @@ local function older(a, b)
   return (tonumber(as) or 0) < (tonumber(bs) or 0)
 end
 local function earliest(a, b)
-  if a == nil then return b end
-  if b == nil then return a end
+  if not a then return b end
+  if not b then return a end
   if older(b, a) then return b end
   return a
 end
--- Drop expired instances; when nobody is left and webhooks are owed, push a handoff from
--- `cursor` (or theirs).
-local function settle(now, margin, cursor, owed)
-  local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
-  for _, member in ipairs(expired) do
-    local c = redis.call('HGET', KEYS[2], member)
-    if c then cursor = earliest(cursor, c) end
-    redis.call('HDEL', KEYS[2], member, member .. ':n')
-    redis.call('ZREM', KEYS[1], member)
+-- One instance's sockets of the client are gone: its cover (cursor at connect, last cursor sent],
+-- pulled back by `margin`, becomes a handoff range; the instance is forgotten.
+local function leave(member, cursor, now, margin)
+  local from = redis.call('HGET', KEYS[2], member .. ':from')
+  if from then
+    local to = earliest(cursor, tostring(now - margin) .. '-0')
+    if older(from, to) then redis.call('RPUSH', KEYS[3], from .. ',' .. to) end
   end
-  local live = redis.call('ZCARD', KEYS[1])
-  if live == 0 and cursor ~= nil and owed then
-    redis.call('RPUSH', KEYS[3], earliest(cursor, tostring(now - margin) .. '-0'))
+  redis.call('HDEL', KEYS[2], member, member .. ':n', member .. ':from')
+  redis.call('ZREM', KEYS[1], member)
+end
+-- Instances that stopped refreshing (crashed) leave with the last cursor they stored.
+local function settle(now, margin)
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
+    leave(member, redis.call('HGET', KEYS[2], member), now, margin)
   end
-  return live
+  return redis.call('ZCARD', KEYS[1])
 end
 """
 
-# KEYS: presence, state, handoff. ARGV: instance, ttl ms, sockets, the stream's last cursor.
-# The last cursor is read just before (the stream lives in another slot): an event added in between
-# makes the stored cursor older than it could be, so a handoff re-sends it (a duplicate, not a gap).
+# KEYS: presence, state, handoff. ARGV: instance, ttl ms, sockets, stream top cursor, owed ('1'/'0'), margin.
+# The top cursor is read just before (the stream lives in another slot): an event added in between makes
+# the stored cursor older than it could be, so a handoff re-sends it (a duplicate, not a gap).
+# Only websocket+webhook clients open a cover; for others nobody would read it. A cover this instance
+# left behind (its disconnect never reached Redis) is closed first, so it cannot span the time between.
 CONNECT_SCRIPT = LUA_PRELUDE + """
 local now = now_ms()
+local margin = tonumber(ARGV[6])
+settle(now, margin)
+if redis.call('HEXISTS', KEYS[2], ARGV[1] .. ':from') == 1 then
+  leave(ARGV[1], redis.call('HGET', KEYS[2], ARGV[1]), now, margin)
+end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1] .. ':n', ARGV[3])
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
-end
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then redis.call('HSET', KEYS[2], ARGV[1], ARGV[4]) end
+if ARGV[5] == '1' then redis.call('HSETNX', KEYS[2], ARGV[1] .. ':from', ARGV[4]) end
 return 1
 """
 
-# KEYS: presence, state, handoff. ARGV: instance, last cursor ('' = unknown), margin ms, owed ('1'/'0').
-# Only websocket+webhook clients are owed a handoff; for others nobody would consume it.
+# KEYS: presence, state, handoff. ARGV: instance, last cursor ('' = unknown), margin ms.
 DISCONNECT_SCRIPT = LUA_PRELUDE + """
 local now = now_ms()
+local margin = tonumber(ARGV[3])
 local cursor = ARGV[2]
-local stored = redis.call('HGET', KEYS[2], ARGV[1])
-if cursor == '' then cursor = stored or (tostring(now) .. '-0') end
-redis.call('HDEL', KEYS[2], ARGV[1], ARGV[1] .. ':n')
-redis.call('ZREM', KEYS[1], ARGV[1])
-return settle(now, tonumber(ARGV[3]), cursor, ARGV[4] == '1')
+if cursor == '' then cursor = redis.call('HGET', KEYS[2], ARGV[1]) or (tostring(now) .. '-0') end
+leave(ARGV[1], cursor, now, margin)
+return settle(now, margin)
 """
 
 # KEYS: presence, state. ARGV: instance, ttl ms, cursor ('' = keep), sockets.
@@ -102,6 +118,23 @@ redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], ARGV[1], ARGV[3]) end
 redis.call('HSET', KEYS[2], ARGV[1] .. ':n', ARGV[4])
 return 1
+"""
+
+# What webhook delivery must know (KEYS: presence, state, handoff; ARGV: margin ms): the earliest cover
+# of a live instance ('' = none), the newest cursor every live socket has certainly been sent
+# ('' = none), and the closed ranges.
+COVERS_SCRIPT = LUA_PRELUDE + """
+local now = now_ms()
+local margin = tonumber(ARGV[1])
+settle(now, margin)
+local from, safe = false, tostring(now - margin) .. '-0'
+for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  from = earliest(from, redis.call('HGET', KEYS[2], member .. ':from'))
+  safe = earliest(safe, redis.call('HGET', KEYS[2], member))
+end
+local out = {from or '', from and safe or ''}
+for _, range in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do table.insert(out, range) end
+return out
 """
 
 
@@ -128,7 +161,6 @@ class Presence:
         self.instance = instance or uuid.uuid4().hex
         self._last_cursors = last_cursors
         self._counts: Counter[str] = Counter()
-        self._owed: dict[str, bool] = {}
         self._connect = redis.register_script(CONNECT_SCRIPT)
         self._disconnect = redis.register_script(DISCONNECT_SCRIPT)
         self._refresh = redis.register_script(REFRESH_SCRIPT)
@@ -141,17 +173,22 @@ class Presence:
     async def connected(self, client_id: str, handoff_owed: bool = False) -> None:
         """A socket of `client_id` went live on this instance (call after it is added to the fan-out).
 
-        `handoff_owed` (the client's delivery is websocket+webhook) says whether webhooks must backfill
-        once its last socket leaves. Never raises: if Redis is away, the next refresh registers the
-        socket (until then webhooks keep flowing, which means duplicates, not gaps).
+        `handoff_owed` (the client's delivery is websocket+webhook) says whether webhook delivery must
+        hold its queue while the socket is live and resume it once the last socket leaves. Never raises:
+        if Redis is away, the next refresh registers the socket (until then webhooks keep flowing, which
+        means duplicates, not gaps).
         """
         self._counts[client_id] += 1
-        self._owed[client_id] = handoff_owed
         if self._counts[client_id] == 1:
             try:
+                # Read before the script: the socket is already in the fan-out, so it gets everything after.
                 top = await self._redis.xrevrange(keys.stream_key(self._settings), count=1)
-                last = _text(top[0][0]) if top else "0-0"
-                await self._connect(keys=self._keys(client_id), args=[self.instance, self.ttl_ms, 1, last])
+                cursor = _text(top[0][0]) if top else "0-0"
+                await self._connect(
+                    keys=self._keys(client_id),
+                    args=[self.instance, self.ttl_ms, 1, cursor, "1" if handoff_owed else "0",
+                          margin_ms(self._settings)],
+                )
             except RedisError as exc:
                 log.warning("presence: connect of %s not recorded: %s", client_id, exc)
 
@@ -166,11 +203,9 @@ class Presence:
         self._counts[client_id] -= 1
         if self._counts[client_id] == 0:
             del self._counts[client_id]
-            owed = self._owed.pop(client_id, False)
             try:
                 await self._disconnect(
-                    keys=self._keys(client_id),
-                    args=[self.instance, last_cursor or "", HANDOFF_MARGIN_MS, "1" if owed else "0"],
+                    keys=self._keys(client_id), args=[self.instance, last_cursor or "", margin_ms(self._settings)]
                 )
             except RedisError as exc:
                 log.warning("presence: disconnect of %s not recorded: %s", client_id, exc)
@@ -227,7 +262,7 @@ async def live_connections(redis: aioredis.Redis, settings: Settings, client_ids
     totals: dict[str, int] = {}
     for index, client_id in enumerate(client_ids):
         instances, state = replies[2 * index], replies[1 + 2 * index]
-        counts = {_text(field): value for field, value in state.items()}
+        counts = {_text(name): value for name, value in state.items()}
         sockets = sum(
             int(counts.get(f"{_text(instance)}:n", 0)) for instance, expiry in instances if expiry > now_ms
         )

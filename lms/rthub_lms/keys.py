@@ -42,6 +42,7 @@ Control:
 Webhook delivery (docs/webhooks.md):
 - `{prefix}{<id>}:outbox`, `:requeue`, `:handoff`, `:wh:lease`, `:wh:state`, `:wh:health`, `:wh:log`,
   `:deadletters`.
+- `{prefix}wh:routed`: the last stream cursor webhook routing has queued for every client.
 """
 
 from __future__ import annotations
@@ -144,7 +145,8 @@ def presence(settings: Prefixed, client_id: str) -> str:
 
 
 def presence_state(settings: Prefixed, client_id: str) -> str:
-    """Hash: `{instance}` -> last cursor its sockets of one client were sent; `{instance}:n` -> sockets."""
+    """Hash: `{instance}` -> last cursor its sockets of one client were sent; `{instance}:n` -> sockets;
+    `{instance}:from` -> where its sockets took over from webhooks (websocket+webhook clients)."""
     return _per_client(settings, client_id, "presence-state")
 
 
@@ -188,8 +190,13 @@ def delivery_log(settings: Prefixed, client_id: str) -> str:
 
 
 def handoff(settings: Prefixed, client_id: str) -> str:
-    """List of cursors after which webhook delivery must backfill (the client's sockets all left)."""
+    """List of `from,to` cursor ranges a socket of the client was sent; webhook delivery skips them."""
     return _per_client(settings, client_id, "handoff")
+
+
+def routed(settings: Prefixed) -> str:
+    """String: the stream cursor up to which webhook routing has appended to every outbox."""
+    return f"{settings.redis_prefix}wh:routed"
 
 
 def deadletters(settings: Prefixed, client_id: str) -> str:

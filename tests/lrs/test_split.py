@@ -48,7 +48,7 @@ async def queue_and_deliver(
     for number, data in enumerate(statements, start=1):
         cursor = f"{number}-0"
         frame = orjson.dumps({"type": "event", "cursor": cursor, "event_type": "test", "data": data}).decode()
-        await outbox.append(cursor, [(client.client_id, frame, False)])
+        await outbox.append(cursor, [(client.client_id, frame)])
     router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
     await router.start()
     try:

@@ -174,3 +174,30 @@ def test_url_resolving_to_loopback_is_refused_without_allow_private(redis_server
         dead = asyncio.run(scenario())
     assert receiver.requests == []
     assert "refused URL" in dead[0]["reason"] and "127.0.0.1" in dead[0]["reason"]
+
+
+def test_a_receiver_aborts_one_message_and_the_next_is_delivered(redis_server: RedisServer, prefix: str) -> None:
+    def reply(n: int) -> Reply:
+        return Reply(422, {"webhook-delivery": "abort-message"}) if n == 0 else Reply(200)
+
+    with Receiver(reply) as receiver:
+
+        async def scenario() -> tuple[list[str], list[dict]]:
+            redis = aioredis.Redis.from_url(redis_server.url)
+            settings = settings_for(redis_server.url, prefix, (5.0, 5.0))  # a retry would take 5 s
+            await write_client(redis, settings, "acme", receiver.url)
+            router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
+            await router.start()
+            entries = await Publisher(redis, settings).entries(2)
+            for entry in entries:
+                await router.route(entry)
+            await until(lambda: len(receiver.requests) == 2, timeout=3)
+            dead = await list_deadletters(redis, settings, "acme")
+            await router.close()
+            await redis.aclose()
+            return [e.cursor for e in entries], dead
+
+        cursors, dead = asyncio.run(scenario())
+    assert [r.json["cursor"] for r in receiver.requests] == cursors
+    assert [(d["cursor"], d["attempts"]) for d in dead] == [(cursors[0], 1)]
+    assert "aborted" in dead[0]["reason"]

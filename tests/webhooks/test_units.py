@@ -11,11 +11,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from hub.config import Settings
+from hub.delivery.webhook.handoff import Covers
+from hub.delivery.webhook.outbox import Item
+from hub.delivery.webhook.position import predecessor
 from hub.delivery.webhook.schedule import parse_retry_after, retry_delay
 from hub.delivery.webhook.signing import SecretError, Signer, message_id, new_secret
 from hub.delivery.webhook.ssrf import UnsafeURL, is_forbidden, resolve
+from hub.ingest import cursor_key
 
-SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 86400.0)
+SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 86400.0)  # any schedule; not the default
 
 
 def test_retry_delays_follow_the_schedule_with_bounded_jitter() -> None:
@@ -84,3 +89,38 @@ def test_signer_matches_the_reference_verifier_and_ids_are_stable() -> None:
     assert message_id(["1-0"]) == "msg_1-0" and message_id(["1-0", "2-0", "3-5"]) == "msg_1-0_3-5"
     with pytest.raises(SecretError):
         Signer("not-a-secret")
+
+
+def test_the_default_schedule_is_svix_s() -> None:
+    assert Settings().webhook_retry_schedule == (5, 300, 1800, 7200, 18000, 36000, 36000)
+    assert Settings().webhook_disable_after == 5 * 86400
+
+
+def _items(*cursors: str) -> list[Item]:
+    return [Item("outbox", cursor, cursor, "{}") for cursor in cursors]
+
+
+def test_covers_drop_what_sockets_had_hold_what_a_live_socket_owns_and_keep_order() -> None:
+    closed = Covers(None, None, [("10-0,20-0", cursor_key("10-0"), cursor_key("20-0"))])
+    split = closed.split(_items("5-0", "10-0", "11-0", "20-0", "21-0"))
+    assert [i.cursor for i in split.drop] == ["11-0", "20-0"]
+    assert [i.cursor for i in split.deliver] == ["5-0", "10-0", "21-0"]
+    assert (split.held, split.finished_ranges) == (False, ["10-0,20-0"])
+
+    live = Covers(cursor_key("30-0"), cursor_key("32-0"), [])
+    split = live.split(_items("29-0", "30-0", "31-0", "32-0", "33-0", "34-0"))
+    assert [i.cursor for i in split.deliver] == ["29-0", "30-0"]
+    assert [i.cursor for i in split.drop] == ["31-0", "32-0"]
+    assert split.held  # 33-0 onwards waits for the socket to leave
+
+
+def test_a_range_is_forgotten_only_once_the_queue_has_moved_past_it() -> None:
+    covers = Covers(None, None, [("10-0,20-0", cursor_key("10-0"), cursor_key("20-0"))])
+    assert covers.split(_items("12-0", "20-0")).finished_ranges == []  # later events may still be routed
+    assert covers.split([]).finished_ranges == []
+
+
+def test_predecessor_is_the_id_just_before() -> None:
+    assert predecessor("5-3") == "5-2"
+    assert predecessor("5-0") == f"4-{2**64 - 1}"
+    assert predecessor("0-0") == "0-0"

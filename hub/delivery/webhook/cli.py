@@ -1,4 +1,5 @@
-"""`rthub deadletters list|replay`: inspect and re-queue failed webhook deliveries."""
+"""`rthub deadletters list|replay`: inspect and re-queue failed webhook deliveries, optionally only
+those that failed between two times (`--since`, `--until`: ISO 8601, or unix seconds)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,21 @@ from redis.exceptions import RedisError
 from hub.config import Settings
 from hub.delivery.webhook.deadletters import list_deadletters, replay_deadletters
 from hub.redis import client as redis_client
+
+LATEST = 253402300799.0  # 9999-12-31T23:59:59Z
+
+
+def moment(value: str | float) -> float:
+    """A time given as unix seconds or ISO 8601 (UTC when it names no zone), as unix seconds from 0 to
+    the year 9999; anything else raises ValueError (which argparse reports)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        seconds = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    if not 0 <= seconds <= LATEST:  # also refuses NaN
+        raise ValueError(f"time out of range: {value!r}")
+    return seconds
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -31,7 +47,9 @@ def _list(args: argparse.Namespace) -> int:
     settings = _settings(args)
     try:
         records = asyncio.run(
-            _with_redis(settings, lambda r: list_deadletters(r, settings, args.client, args.limit))
+            _with_redis(
+                settings, lambda r: list_deadletters(r, settings, args.client, args.limit, args.since, args.until)
+            )
         )
     except RedisError as exc:
         print(f"rthub deadletters: Redis at {settings.redis_url} failed: {exc}", file=sys.stderr)
@@ -58,7 +76,10 @@ def _replay(args: argparse.Namespace) -> int:
         return 2
     try:
         moved = asyncio.run(
-            _with_redis(settings, lambda r: replay_deadletters(r, settings, args.ids or None, args.client))
+            _with_redis(
+                settings,
+                lambda r: replay_deadletters(r, settings, args.ids or None, args.client, args.since, args.until),
+            )
         )
     except RedisError as exc:
         print(f"rthub deadletters: Redis at {settings.redis_url} failed: {exc}", file=sys.stderr)
@@ -75,6 +96,8 @@ def _common(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--redis-prefix", help="Redis key prefix (env RTHUB_REDIS_PREFIX, default rthub:)")
     sub.add_argument("--json", action="store_true", help="print JSON")
     sub.add_argument("--client", help="only this client's dead letters")
+    sub.add_argument("--since", type=moment, help="only those that failed at or after this time")
+    sub.add_argument("--until", type=moment, help="only those that failed at or before this time")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

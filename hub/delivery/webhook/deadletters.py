@@ -6,7 +6,10 @@ body that failed, the reason, the attempts made, when it failed and the URL. A d
 `<client id>/<stream entry id>`; listings merge the clients' streams oldest first. Replay moves an
 entry, atomically, to its client's requeue stream, which the delivery worker drains before the
 outbox; the `webhook-id` is derived from the cursor, so a receiver that saw it before can tell.
-Both the CLI (`rthub deadletters`) and the admin API call these two functions.
+Both the CLI (`rthub deadletters`) and the admin API call these functions. The store is capped
+(`RTHUB_WEBHOOK_DEADLETTERS_MAXLEN`, oldest dropped first), and entry ids are failure times, so
+"every failed message of a client between two times" is one range read. `gap` records (events that
+left the stream before they were routed) carry no event and are listed, never replayed.
 """
 
 from __future__ import annotations
@@ -57,48 +60,80 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-async def _scan(redis: Client, settings: Settings, client_id: str | None, limit: int | None) -> list[dict]:
-    """Dead letters oldest first, optionally of one client, at most `limit` (None: all)."""
+def _order(record: dict) -> tuple[int, int, str]:
+    """Oldest first across clients: by entry id (failure time in ms, then sequence), then client."""
+    owner, _, entry_id = record["id"].partition("/")
+    millis, _, seq = entry_id.partition("-")
+    return int(millis), int(seq or 0), owner
+
+
+def _bound(seconds: float | None, default: str) -> str:
+    return default if seconds is None else str(max(int(seconds * 1000), 0))
+
+
+async def _scan(
+    redis: Client,
+    settings: Settings,
+    client_id: str | None,
+    limit: int | None,
+    since: float | None = None,
+    until: float | None = None,
+) -> list[dict]:
+    """Dead letters oldest first, optionally of one client and failed within [since, until] (unix s),
+    at most `limit` (None: all)."""
     if client_id is not None:
         client_ids = [client_id]
     else:
         client_ids = sorted(_text(item) for item in await redis.smembers(keys.clients_key(settings)))
+    end = _bound(until, "+")
     found: list[dict] = []
     for one in client_ids:
-        start = "-"
+        start = _bound(since, "-")
         while True:
-            rows = await redis.xrange(keys.deadletters(settings, one), min=start, count=PAGE)
+            rows = await redis.xrange(keys.deadletters(settings, one), min=start, max=end, count=PAGE)
             found += [_record(one, row_id, fields) for row_id, fields in rows]
             if len(rows) < PAGE or (limit is not None and client_id is not None and len(found) >= limit):
                 break
             start = "(" + _text(rows[-1][0])
-    found.sort(key=lambda record: (record["failed_at"], record["id"]))
+    found.sort(key=_order)
     return found if limit is None else found[:limit]
 
 
 async def list_deadletters(
-    redis: Client, settings: Settings, client_id: str | None = None, limit: int = 100
+    redis: Client,
+    settings: Settings,
+    client_id: str | None = None,
+    limit: int = 100,
+    since: float | None = None,
+    until: float | None = None,
 ) -> list[dict]:
     """Dead letters, oldest first: id, client_id, cursor, event_type, reason, attempts, failed_at (s), url."""
-    return await _scan(redis, settings, client_id, limit)
+    return await _scan(redis, settings, client_id, limit, since, until)
 
 
 async def replay_deadletters(
-    redis: Client, settings: Settings, ids: list[str] | None = None, client_id: str | None = None
+    redis: Client,
+    settings: Settings,
+    ids: list[str] | None = None,
+    client_id: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
 ) -> int:
-    """Re-queue dead letters (the given ids, else all of `client_id`, else all); returns how many.
+    """Re-queue dead letters (the given ids, else all of `client_id`, else all), only those that
+    failed within [since, until] when given; returns how many.
 
-    A client whose endpoint was disabled (410) stays disabled: re-enable it first, or the replayed
-    events wait in its requeue stream until it is.
+    A client whose endpoint was disabled (410, or the breaker) stays disabled: re-enable it first, or
+    the replayed events wait in its requeue stream until it is.
     """
-    records = await _scan(redis, settings, client_id, None)
+    records = await _scan(redis, settings, client_id, None, since, until)
     if ids is not None:
         wanted = set(ids)
         records = [record for record in records if record["id"] in wanted]
     script = redis.register_script(REPLAY_SCRIPT)
     moved = 0
     for record in records:
-        owner, _, entry_id = record["id"].partition("/")
-        replay_keys = [keys.deadletters(settings, owner), keys.requeue(settings, owner)]
-        moved += int(await script(keys=replay_keys, args=[entry_id]))
+        if record["reason"] != "gap":
+            owner, _, entry_id = record["id"].partition("/")
+            replay_keys = [keys.deadletters(settings, owner), keys.requeue(settings, owner)]
+            moved += int(await script(keys=replay_keys, args=[entry_id]))
     return moved

@@ -1,72 +1,96 @@
-"""Handoff backfill: what a websocket+webhook client's sockets may have missed when they all left.
+"""Ordered handoff for websocket+webhook clients: which queued events the client's sockets cover.
 
-`presence` pushes a handoff cursor H when the client's last socket in the cluster goes away. While
-no socket was live nothing was queued, so every entitled event in (H, newest in the stream] that is
-not already in the outbox is rendered and queued on the client's requeue stream, page by page. The
-handoff cursor advances with each page in the same transaction, so a crash mid-way resumes instead
-of starting over; events delivered twice carry the same `webhook-id`.
+The router queues every entitled event in the outbox whether a socket is live or not, so the
+outbox is always complete and in cursor order. Before delivering, the worker asks presence (one
+script) for the open cover (a socket took over at that cursor), the newest cursor every live socket
+has certainly been sent, and the closed ranges of past socket sessions. Queued events inside a closed
+range, or covered by a live socket, are dropped (the socket had them); events after an open cover
+are held; the rest is delivered in order. Nothing is ever re-queued out of order, and an event is
+delivered twice only inside the margin at the end of a socket session (same `webhook-id`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
 from hub.config import Settings
-from hub.delivery.webhook.clients import WebhookClient
-from hub.delivery.webhook.outbox import Outbox
-from hub.delivery.websocket.connection import Frame
-from hub.ingest import Entry, cursor_key
-from hub.ingest.redis import RedisBroker
+from hub.control.presence import COVERS_SCRIPT, margin_ms
+from hub.delivery.webhook.outbox import Item
+from hub.ingest import cursor_key
 from rthub_lms import keys
-from rthub_lms.grants import event_facts
-from rthub_lms.keys import stream_key
 
-Render = Callable[[Entry, str, str], Awaitable[Frame | None]]
+Order = tuple[int, int]
 
-PAGE = 500
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """One look at the queue head: what to drop (sockets had it), what to deliver, whether to hold the rest."""
+
+    drop: list[Item]
+    deliver: list[Item]
+    held: bool
+    finished_ranges: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Covers:
+    open_from: Order | None
+    safe: Order | None
+    ranges: list[tuple[str, Order, Order]]
+
+    def split(self, items: list[Item]) -> Split:
+        """Walk the queue head in order: drop covered events, stop at the first one a live socket owns."""
+        drop: list[Item] = []
+        deliver: list[Item] = []
+        held = False
+        for item in items:
+            at = cursor_key(item.cursor)
+            if any(low < at <= high for _, low, high in self.ranges):
+                drop.append(item)
+            elif self.open_from is not None and at > self.open_from:
+                if self.safe is not None and at <= self.safe:
+                    drop.append(item)
+                else:
+                    held = True
+                    break
+            else:
+                deliver.append(item)
+        newest = cursor_key(items[-1].cursor) if items else None
+        finished = [raw for raw, _, high in self.ranges if newest is not None and newest > high]
+        return Split(drop, deliver, held, finished)
+
+
+class Handoff:
+    """Reads and tidies one client's socket covers."""
+
+    def __init__(self, redis: aioredis.Redis, settings: Settings, client_id: str) -> None:
+        self._redis = redis
+        self._margin_ms = margin_ms(settings)
+        self._keys = [
+            keys.presence(settings, client_id), keys.presence_state(settings, client_id),
+            keys.handoff(settings, client_id),
+        ]
+        self._covers = redis.register_script(COVERS_SCRIPT)
+
+    async def covers(self) -> Covers:
+        reply = await self._covers(keys=self._keys, args=[self._margin_ms])
+        open_from, safe, *ranges = (_text(value) for value in reply)
+        parsed = []
+        for raw in ranges:
+            low, _, high = raw.partition(",")
+            try:
+                parsed.append((raw, cursor_key(low), cursor_key(high)))
+            except ValueError:  # not a range (written by an older hub): nothing to skip
+                await self.forget([raw])
+        return Covers(cursor_key(open_from) if open_from else None, cursor_key(safe) if safe else None, parsed)
+
+    async def forget(self, ranges: list[str]) -> None:
+        """Ranges the outbox has moved past (a later event is queued, so theirs were all dropped)."""
+        for raw in ranges:
+            await self._redis.lrem(self._keys[2], 1, raw)
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-async def backfill(
-    redis: aioredis.Redis,
-    settings: Settings,
-    client: WebhookClient,
-    render: Render,
-    outbox: Outbox,
-    broker: RedisBroker,
-) -> int:
-    """Work off every pending handoff of `client`; returns how many events were queued."""
-    handoff_key = keys.handoff(settings, client.client_id)
-    requeue_key = keys.requeue(settings, client.client_id)
-    queued_total = 0
-    while (raw := await redis.lindex(handoff_key, 0)) is not None:
-        after = _text(raw)
-        top = await redis.xrevrange(stream_key(settings), count=1)
-        upto = _text(top[0][0]) if top else after
-        already = await outbox.pending_ids(client.client_id, after, upto)
-        cursor = after
-        while cursor_key(cursor) < cursor_key(upto):
-            page = [e for e in await broker.history(cursor, PAGE) if cursor_key(e.cursor) <= cursor_key(upto)]
-            if not page:
-                break
-            items: list[tuple[str, str]] = []
-            for entry in page:
-                if entry.cursor in already or not client.matcher.matches(event_facts(entry.event)):
-                    continue
-                frame = await render(entry, client.translator, client.consumer_type)
-                if frame is not None:
-                    items.append((entry.cursor, frame.text))
-            cursor = page[-1].cursor
-            pipe = redis.pipeline(transaction=True)
-            for item_cursor, body in items:
-                pipe.xadd(requeue_key, {"c": item_cursor, "b": body})
-            pipe.lset(handoff_key, 0, cursor)
-            await pipe.execute()
-            queued_total += len(items)
-        await redis.lpop(handoff_key)
-    return queued_total

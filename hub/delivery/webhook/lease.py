@@ -7,6 +7,7 @@ instance that lost its lease (paused past the ttl) cannot undo the work of the o
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import redis.asyncio as aioredis
@@ -34,13 +35,15 @@ return 1
 """
 
 # Remove delivered (or given-up) items from their stream and clear the retry state; with a reason,
-# copy each to the client's dead-letter stream first. KEYS: lease, source stream, state, dead letters
-# (all in the client's slot).
-# ARGV: token, reason ('' = delivered), client id, attempts, failed_at ms, url, id...
+# copy each to the client's (capped) dead-letter stream first; for a delivery, record it in the client's
+# health in the same call (one round trip per delivery). KEYS: lease, source stream, state, dead letters,
+# health (all in the client's slot).
+# ARGV: token, reason ('' = no dead letter), client id, attempts, now ms, url, dead-letter cap,
+# delivered ('1' / '0'), id...
 FINISH_SCRIPT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 local done = 0
-for i = 7, #ARGV do
+for i = 9, #ARGV do
   local rows = redis.call('XRANGE', KEYS[2], ARGV[i], ARGV[i], 'COUNT', 1)
   if #rows > 0 then
     if ARGV[2] ~= '' then
@@ -49,7 +52,7 @@ for i = 7, #ARGV do
       for j = 1, #f, 2 do
         if f[j] == 'c' then cursor = f[j + 1] elseif f[j] == 'b' then body = f[j + 1] end
       end
-      redis.call('XADD', KEYS[4], '*', 'client_id', ARGV[3], 'cursor', cursor, 'body', body,
+      redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*', 'client_id', ARGV[3], 'cursor', cursor, 'body', body,
         'reason', ARGV[2], 'attempts', ARGV[4], 'failed_at', ARGV[5], 'url', ARGV[6])
     end
     redis.call('XDEL', KEYS[2], ARGV[i])
@@ -57,6 +60,11 @@ for i = 7, #ARGV do
   end
 end
 redis.call('DEL', KEYS[3])
+if ARGV[8] == '1' then
+  redis.call('HSET', KEYS[5], 'last_delivery_at', string.format('%.3f', tonumber(ARGV[5]) / 1000))
+  redis.call('HINCRBY', KEYS[5], 'delivered', #ARGV - 8)
+  redis.call('HDEL', KEYS[5], 'failing_since')
+end
 return done
 """
 
@@ -96,19 +104,23 @@ class Lease:
         self,
         source: str,
         state_key: str,
-        deadletters_key: str,
+        keys: tuple[str, str],
         ids: list[str],
         *,
+        delivered: bool = False,
         reason: str = "",
         client_id: str = "",
         attempts: int = 0,
-        failed_at_ms: int = 0,
         url: str = "",
+        cap: int = 0,
     ) -> int:
-        """Acknowledge `ids` (reason empty) or move them to the dead letters; returns how many moved."""
+        """Acknowledge `ids` (reason empty; `delivered` also records the delivery in the health hash)
+        or move them to the dead letters; returns how many moved. `keys`: (deadletters, health)."""
+        deadletters_key, health_key = keys
         done = await self._finish(
-            keys=[self.key, source, state_key, deadletters_key],
-            args=[self.token, reason, client_id, attempts, failed_at_ms, url, *ids],
+            keys=[self.key, source, state_key, deadletters_key, health_key],
+            args=[self.token, reason, client_id, attempts, int(time.time() * 1000), url, cap or 2**62,
+                  "1" if delivered else "0", *ids],
         )
         if done == -1:
             raise LeaseLost(self.key)

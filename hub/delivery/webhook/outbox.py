@@ -1,11 +1,13 @@
-"""The durable outbox: one Redis stream per client whose entry id is the event cursor.
+"""The durable outbox: one capped Redis stream per client whose entry id is the event cursor.
 
-Every hub instance sees every live event and appends it for each entitled client; Redis refuses an
-XADD whose explicit id is not above the stream's last id, so the second instance's append of the
-same cursor is a no-op ("already queued"), and the outbox holds each event once, in cursor order.
-Trimming delivered entries (XDEL) keeps the stream's last id, so a late duplicate stays refused.
-Out-of-band entries (dead-letter replays, handoff backfill) go to a second stream per client,
-`requeue:{client}`, delivered before the outbox.
+Every routing hub instance reads every stream entry and appends it for each entitled client; Redis
+refuses an XADD whose explicit id is not above the stream's last id, so the second instance's append
+of the same cursor is a no-op ("already queued"), and the outbox holds each event once, in cursor
+order. Trimming delivered entries (XDEL) keeps the stream's last id, so a late duplicate stays refused.
+The outbox is capped (`RTHUB_WEBHOOK_OUTBOX_MAXLEN`): past the cap the oldest entries are dropped
+and counted in the client's health (`overflowed`), so a dead endpoint cannot grow Redis without bound.
+Out-of-band entries (dead-letter replays) go to a second stream per client, `requeue:{client}`,
+delivered before the outbox.
 """
 
 from __future__ import annotations
@@ -18,27 +20,25 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from hub.config import Settings
-from hub.control.presence import HANDOFF_MARGIN_MS, LUA_PRELUDE
 from rthub_lms import keys
 
-# KEYS: presence zset, presence cursors, handoff list, outbox. ARGV: cursor, body, check presence, margin.
-APPEND_SCRIPT = LUA_PRELUDE + """
-if ARGV[3] == '1' then
-  if settle(now_ms(), tonumber(ARGV[4]), nil, true) > 0 then return 0 end
-end
-local r = redis.pcall('XADD', KEYS[4], ARGV[1], 'b', ARGV[2])
+# KEYS: outbox, health (both of one client). ARGV: cursor, body, cap.
+APPEND_SCRIPT = """
+local before = redis.call('XLEN', KEYS[1])
+local r = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], ARGV[1], 'b', ARGV[2])
 if type(r) == 'table' and r.err then
   if string.find(r.err, 'equal or smaller', 1, true) then return 2 end
   return redis.error_reply(r.err)
 end
+local dropped = before + 1 - redis.call('XLEN', KEYS[1])
+if dropped > 0 then redis.call('HINCRBY', KEYS[2], 'overflowed', dropped) end
 return 1
 """
 
 
 class Appended(IntEnum):
-    """What one append did: skipped (a live socket has the client), queued, or already queued."""
+    """What one append did: queued, or already queued (by another instance, or before a restart)."""
 
-    SOCKET_LIVE = 0
     QUEUED = 1
     ALREADY_QUEUED = 2
 
@@ -59,15 +59,8 @@ class Outbox:
         self._settings = settings
         self._append = redis.register_script(APPEND_SCRIPT)
 
-    def append_keys(self, client_id: str) -> list[str]:
-        s = self._settings
-        return [
-            keys.presence(s, client_id), keys.presence_state(s, client_id), keys.handoff(s, client_id),
-            keys.outbox(s, client_id),
-        ]
-
-    async def append(self, cursor: str, appends: list[tuple[str, str, bool]]) -> list[Appended]:
-        """Append one event for several clients, given as (client id, body, check presence).
+    async def append(self, cursor: str, appends: list[tuple[str, str]]) -> list[Appended]:
+        """Append one event for several clients, given as (client id, body).
 
         One round trip: EVALSHA (alone, or in a plain pipeline for several clients; redis-py would
         add a SCRIPT EXISTS round trip for a registered script). On NOSCRIPT the script is loaded
@@ -79,19 +72,20 @@ class Outbox:
             await self._redis.script_load(APPEND_SCRIPT)
             return await self._send(cursor, appends)
 
-    async def _send(self, cursor: str, appends: list[tuple[str, str, bool]]) -> list[Appended]:
+    async def _send(self, cursor: str, appends: list[tuple[str, str]]) -> list[Appended]:
+        cap = self._settings.webhook_outbox_maxlen
         calls = [
-            (*self.append_keys(client_id), cursor, body, "1" if check else "0", HANDOFF_MARGIN_MS)
-            for client_id, body, check in appends
+            (keys.outbox(self._settings, client_id), keys.health(self._settings, client_id), cursor, body, cap)
+            for client_id, body in appends
         ]
         if len(calls) == 1:
-            return [Appended(int(await self._redis.evalsha(self._append.sha, 4, *calls[0])))]
+            return [Appended(int(await self._redis.evalsha(self._append.sha, 2, *calls[0])))]
         if isinstance(self._redis, aioredis.RedisCluster):  # its pipelines refuse scripts: send them side by side
-            sent = [self._redis.evalsha(self._append.sha, 4, *call) for call in calls]
+            sent = [self._redis.evalsha(self._append.sha, 2, *call) for call in calls]
             return [Appended(int(result)) for result in await asyncio.gather(*sent)]
         pipe = self._redis.pipeline(transaction=False)
         for call in calls:
-            pipe.evalsha(self._append.sha, 4, *call)
+            pipe.evalsha(self._append.sha, 2, *call)
         results = await pipe.execute(raise_on_error=False)
         for result in results:
             if isinstance(result, Exception):
@@ -114,11 +108,6 @@ class Outbox:
         """The items still queued between two ids of one stream (a batch being retried)."""
         rows = await self._redis.xrange(source, min=first, max=last, count=limit)
         return [_item(source, row_id, fields) for row_id, fields in rows]
-
-    async def pending_ids(self, client_id: str, after: str, upto: str) -> set[str]:
-        """Cursors queued in the outbox within (after, upto]: backfill skips them."""
-        rows = await self._redis.xrange(keys.outbox(self._settings, client_id), min=f"({after}", max=upto)
-        return {_text(row_id) for row_id, _ in rows}
 
 
 def _text(value: bytes | str) -> str:

@@ -16,11 +16,14 @@ class Outcome:
     `delivered`: every item not in `rejected` is stored. Otherwise `settled` items are stored anyway
     (a batch split after a 400), and the rest waits: retried on the schedule, or held while `paused`
     (the endpoint refused the credentials). `rejected` items are dead-lettered now with their reason.
+    `gone`: the endpoint answered 410, stop delivering to it. `abort`: the receiver asked to stop
+    retrying this message (`webhook-delivery: abort-message`), dead-letter it now.
     """
 
     delivered: bool
     reason: str = ""
     gone: bool = False
+    abort: bool = False
     retry_after: float | None = None
     paused: bool = False
     settled: tuple[str, ...] = ()

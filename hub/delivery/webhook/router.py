@@ -1,10 +1,12 @@
-"""Routes live events into the outboxes of entitled webhook clients, and runs their delivery workers.
+"""Routes the event stream into the outboxes of entitled webhook clients, and runs their delivery workers.
 
-`Fanout` calls `route(entry)` for every live entry. The router matches the entry against the
-webhook clients' grants (one `GrantIndex`), renders it once per (translator, consumer type) with
-the same `render` the WebSocket path uses, and appends the frame to each entitled client's outbox
-in one pipeline. websocket+webhook clients are appended only while they have no live socket
-(checked atomically inside the append script, see `presence`). The client set follows the
+Routing is its own consumer of the event stream, off the WebSocket fan-out: `follow` reads the
+stream from the saved position (`position`), matches each entry against the webhook clients' grants
+(one `GrantIndex`), renders it once per (translator, consumer type) with the shared render cache, and
+appends the frame to each entitled client's outbox; the position advances only after the appends.
+A Redis error (outage, READONLY after a failover, OOM) is waited out on the same page: nothing is
+skipped or dead-lettered for it. When the stream no longer holds the position (retention exceeded),
+each webhook client gets one `gap` dead letter naming what was lost. The client set follows the
 registry: loaded at start, reloaded per client on `{prefix}changes`, and fully every minute.
 """
 
@@ -13,24 +15,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
 
+import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from hub.config import Settings
 from hub.delivery.webhook.clients import WebhookClient, load_client, load_clients
-from hub.delivery.webhook.handoff import Render
+from hub.delivery.webhook.health import record_gap
 from hub.delivery.webhook.outbox import Appended, Outbox
+from hub.delivery.webhook.position import Position, predecessor
 from hub.delivery.webhook.worker import DeliveryOptions, DeliveryWorker
-from hub.ingest import Entry
-from rthub_lms.grants import GrantIndex, event_facts
+from hub.delivery.websocket.connection import Frame
+from hub.ingest import Entry, cursor_key
+from hub.ingest.redis import decode_event
+from rthub_lms import keys
+from rthub_lms.grants import EventFacts, GrantIndex, event_facts
 from rthub_lms.keys import changes_channel
+
+Render = Callable[[Entry, str, str], Awaitable[Frame | None]]
 
 log = logging.getLogger("rthub.webhooks.router")
 
 FULL_RELOAD_EVERY = 60.0
-ROUTE_RETRY = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 5.0, 5.0, 10.0)
+PAGE = 500
+BLOCK_MS = 1000
+RETRY_FIRST = 0.05
+RETRY_MAX = 2.0
 
 
 class WebhookRouter:
@@ -41,17 +55,22 @@ class WebhookRouter:
         render: Render,
         *,
         options: DeliveryOptions | None = None,
+        facts: Callable[[Entry], EventFacts] | None = None,
     ) -> None:
         self._redis = redis
         self._settings = settings
         self._render = render
+        self._facts = facts or (lambda entry: event_facts(entry.event))
         self._options = options or DeliveryOptions()
         self._outbox = Outbox(redis, settings)
+        self.position = Position(redis, settings)
+        self._stream = keys.stream_key(settings)
         self._index = GrantIndex()
         self.clients: dict[str, WebhookClient] = {}
         self.workers: dict[str, DeliveryWorker] = {}
         self.counts: Counter[str] = Counter()
         self._watcher: asyncio.Task[None] | None = None
+        self._follower: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self._stopping = False
 
@@ -60,52 +79,118 @@ class WebhookRouter:
         self._apply_all(await load_clients(self._redis, self._settings))
         self._watcher = asyncio.create_task(self._watch(), name="rthub-webhooks-watch")
 
-    async def route(self, entry: Entry) -> None:
-        """Queue `entry` for every entitled webhook client.
+    def follow(self) -> None:
+        """Route the event stream from the saved position, in its own task, until `close`."""
+        self._follower = asyncio.create_task(self._follow(), name="rthub-webhooks-route")
 
-        Rendering (the anonymiser reads Redis) and appending are retried together for ~30 s when
-        Redis fails, then the error is raised; appends are idempotent, so a retry never doubles one.
-        """
+    async def _follow(self) -> None:
+        cursor: str | None = None
+        delay = RETRY_FIRST
+        while not self._stopping:
+            try:
+                if cursor is None:
+                    cursor = await self.position.load()
+                page, cursor = await self._read(cursor)
+                if not page:
+                    await self._redis.xread({self._stream: cursor}, count=1, block=BLOCK_MS)
+                    continue
+                for entry in page:
+                    await self.route(entry)
+                cursor = page[-1].cursor
+                await self.position.advance(cursor)
+                self.counts["routed"] += len(page)
+                delay = RETRY_FIRST
+            except (RedisError, OSError) as exc:
+                self.counts["route_retries"] += 1
+                log.warning("routing waits for Redis (%s); retrying in %.2fs", exc, delay, extra={"cursor": cursor})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
+
+    async def _read(self, cursor: str) -> tuple[list[Entry], str]:
+        """The next page after `cursor` (events only: the fan-out dead-letters bad entries), and the
+        cursor to read after: past a gap when the stream's retention has dropped entries after `cursor`.
+        XINFO and XRANGE run in one MULTI, so the page and the retention check see the same stream."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.xinfo_stream(self._stream)
+        pipe.xrange(self._stream, min=f"({cursor}", count=PAGE)
+        info, rows = await pipe.execute(raise_on_error=False)
+        if isinstance(rows, Exception):
+            raise rows
+        if isinstance(info, dict) and cursor != "0-0" and info.get("first-entry"):
+            first = _text(info["first-entry"][0])
+            # Retention trims from the head: an oldest entry newer than the position means the
+            # entries between were trimmed before they were routed. Redis 7 says whether anything was
+            # trimmed at all (`entries-added`); on 6.2 a trimmed position is taken as a gap.
+            added = info.get("entries-added")
+            trimmed = added is None or int(added) > info["length"]
+            if cursor_key(first) > cursor_key(cursor) and trimmed:
+                upto = predecessor(first)
+                await self._gap(cursor, upto)
+                cursor = upto
+        page = []
+        for row_id, fields in rows:
+            entry = decode_event(_text(row_id), fields.get(b"e"))
+            if isinstance(entry, Entry):
+                page.append(entry)
+            else:
+                cursor = entry.cursor or cursor
+        if not page and rows:
+            await self.position.advance(cursor)
+        return page, cursor
+
+    async def _gap(self, after: str, upto: str) -> None:
+        """Entries in (after, upto] left the stream before they were routed: one dead letter per
+        webhook client, written by exactly one instance."""
+        if not await self.position.claim_gap(after, upto):
+            return
+        log.error("webhook routing lost the events after %s up to %s (stream retention)", after, upto)
+        body = orjson.dumps({"type": "gap", "from": after, "to": upto}).decode()
+        now_ms = int(time.time() * 1000)
+        for client in self.clients.values():
+            await self._redis.xadd(
+                keys.deadletters(self._settings, client.client_id),
+                {"client_id": client.client_id, "cursor": after, "body": body, "reason": "gap",
+                 "attempts": 0, "failed_at": now_ms, "url": client.url},
+                maxlen=self._settings.webhook_deadletters_maxlen, approximate=True,
+            )
+            await record_gap(self._redis, self._settings, client.client_id)
+            self.counts["gaps"] += 1
+
+    async def route(self, entry: Entry) -> None:
+        """Queue `entry` for every entitled webhook client (one attempt: Redis errors are raised, and
+        appends are idempotent, so the caller may simply route the entry again)."""
         if not self.clients:
             return
-        matched = self._index.matching(event_facts(entry.event))
-        if not matched:
-            return
-        for attempt, pause in enumerate((*ROUTE_RETRY, None)):
-            try:
-                await self._queue(entry, [self.clients[client_id] for client_id in matched])
-                return
-            except (RedisError, OSError) as exc:
-                if pause is None:
-                    raise
-                log.warning("queueing %s for webhooks failed (attempt %d): %s", entry.cursor, attempt + 1, exc)
-                await asyncio.sleep(pause)
+        matched = self._index.matching(self._facts(entry))
+        if matched:
+            await self._queue(entry, [self.clients[client_id] for client_id in matched])
 
     async def _queue(self, entry: Entry, clients: list[WebhookClient]) -> None:
         """Render once per (translator, consumer type), append for every client in one round trip."""
         groups: dict[tuple[str, str], list[WebhookClient]] = defaultdict(list)
         for client in clients:
             groups[(client.translator, client.consumer_type)].append(client)
-        appends: list[tuple[str, str, bool]] = []
+        appends: list[tuple[str, str]] = []
         for (translator, consumer_type), members in groups.items():
             frame = await self._render(entry, translator, consumer_type)
             if frame is not None:
-                appends += [(client.client_id, frame.text, client.fallback) for client in members]
+                appends += [(client.client_id, frame.text) for client in members]
         if not appends:
             return
         results = await self._outbox.append(entry.cursor, appends)
-        for (client_id, _, _), outcome in zip(appends, results, strict=True):
+        for (client_id, _), outcome in zip(appends, results, strict=True):
             self.counts[outcome.name.lower()] += 1
             worker = self.workers.get(client_id)
-            if worker is not None and outcome != Appended.SOCKET_LIVE:
+            if worker is not None and outcome == Appended.QUEUED:
                 worker.wake()
 
     async def close(self) -> None:
         self._stopping = True
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+        for task in (self._follower, self._watcher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         workers, self.workers = list(self.workers.values()), {}
         await asyncio.gather(*(worker.close() for worker in workers), *self._closing)
 
@@ -137,7 +222,7 @@ class WebhookRouter:
         self._index.set(client_id, client.matcher)
         worker = self.workers.get(client_id)
         if worker is None:
-            worker = DeliveryWorker(client, self._redis, self._settings, self._render, self._options, Counter())
+            worker = DeliveryWorker(client, self._redis, self._settings, self._options, Counter())
             self.workers[client_id] = worker
             worker.start()
         else:
@@ -172,3 +257,7 @@ class WebhookRouter:
                 await asyncio.sleep(1.0)
             finally:
                 await pubsub.aclose()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

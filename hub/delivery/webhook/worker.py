@@ -1,9 +1,11 @@
-"""One client's delivery loop: hold the lease, drain the client's queue in order, sign, POST, retry.
+"""One client's delivery loop: hold the lease, drain the client's queue in order, hand batches to a sender.
 
-While this instance holds the client's lease it: backfills after socket handoffs (websocket+webhook
-clients), takes the next batch (the retry state's batch if one is in flight, else the head of the
-requeue stream, else of the outbox), waits for its next attempt time, POSTs it, and then acknowledges
-it (2xx), schedules a retry, dead-letters it (schedule exhausted) or disables the endpoint (410).
+While this instance holds the client's lease it takes the next batch (the retry state's batch if one
+is in flight, else the head of the requeue stream, else of the outbox — for websocket+webhook clients
+minus what their sockets covered, see `handoff`), waits for its next attempt time, gives it to the
+`Sender` (one signed POST), and then acknowledges it (2xx), schedules a retry, dead-letters it
+(schedule exhausted, or the receiver aborted the message) or disables the endpoint (410, or failing
+for `RTHUB_WEBHOOK_DISABLE_AFTER` seconds with no success: the breaker) with its backlog dead-lettered.
 Each client has its own task and HTTP connection pool, so a failing endpoint only delays itself.
 LRS and Caliper-endpoint clients bring a `sender` (`hub/delivery/endpoints/`) that builds their
 requests and reads their answers; a client it pauses (401/403) keeps its queue until it is changed.
@@ -17,29 +19,19 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
-from functools import partial
 
-import httpx
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from hub.config import Settings
 from hub.delivery.webhook.clients import WebhookClient, disable, pause
-from hub.delivery.webhook.handoff import Render, backfill
-from hub.delivery.webhook.health import (
-    record_already_stored,
-    record_attempt,
-    record_dead_letters,
-    record_delivery,
-    record_failure,
-)
+from hub.delivery.webhook.handoff import Handoff
+from hub.delivery.webhook.health import record_already_stored, record_attempt, record_dead_letters, record_failure
 from hub.delivery.webhook.lease import Lease, LeaseLost
 from hub.delivery.webhook.outbox import Item, Outbox, field
-from hub.delivery.webhook.outcome import Outcome, response_message
-from hub.delivery.webhook.schedule import parse_retry_after, retry_delay
-from hub.delivery.webhook.signing import message_id
-from hub.delivery.webhook.ssrf import Target, UnsafeURL, resolve
-from hub.ingest.redis import RedisBroker
+from hub.delivery.webhook.outcome import Outcome
+from hub.delivery.webhook.schedule import retry_delay
+from hub.delivery.webhook.sender import Sender, WebhookSender
 from rthub_lms import keys
 
 log = logging.getLogger("rthub.webhooks.worker")
@@ -48,8 +40,6 @@ Batch = tuple[list[Item], int, float]
 
 DEAD_LETTER_PAGE = 500
 PREFETCH = 100
-RESOLVE_TTL = 30.0
-USER_AGENT = "rthub-webhooks/0.1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,43 +51,35 @@ class DeliveryOptions:
     poll: float = 1.0
 
 
-def batch_body(items: list[Item]) -> str:
-    """The contract's batch body, built from the already-encoded event frames."""
-    return '{"type":"batch","events":[' + ",".join(item.body for item in items) + "]}"
-
-
 class DeliveryWorker:
     def __init__(
         self,
         client: WebhookClient,
         redis: aioredis.Redis,
         settings: Settings,
-        render: Render,
         options: DeliveryOptions,
         counts: Counter[str],
+        sender: Sender | None = None,
     ) -> None:
         self.client = client
         self._redis = redis
         self._settings = settings
-        self._render = render
         self._options = options
         self.counts = counts
-        self._outbox = Outbox(redis, settings)
-        self._broker = RedisBroker(redis, settings)
-        self._wake = asyncio.Event()
-        self._http = httpx.AsyncClient(
-            timeout=options.timeout,
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=2, max_keepalive_connections=1),
+        self._sender = sender or WebhookSender(
+            options.timeout, settings.webhook_allow_private, on_attempt=self._log_attempt
         )
+        self._outbox = Outbox(redis, settings)
+        self._handoff = Handoff(redis, settings, client.client_id)
+        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._prefetched: list[Item] = []
         self._inflight: Batch | None = None
-        self._target: tuple[str, Target, float] | None = None
         cid = client.client_id
         self._state_key = keys.state(settings, cid)
-        self._deadletters_key = keys.deadletters(settings, cid)
+        self._outbox_key = keys.outbox(settings, cid)
+        self._finish_keys = (keys.deadletters(settings, cid), keys.health(settings, cid))
         self._lease = Lease(redis, keys.lease(settings, cid), options.lease_ttl_ms)
 
     def start(self) -> None:
@@ -115,7 +97,7 @@ class DeliveryWorker:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self._http.aclose()
+        await self._sender.aclose()
 
     async def _run(self) -> None:
         """Compete for the lease; deliver while holding it; start over when it is lost."""
@@ -159,27 +141,34 @@ class DeliveryWorker:
         """
         self._prefetched = []
         self._inflight = await self._saved_batch()
-        next_handoff_check = 0.0
         while not self._stopping:
-            if self.client.fallback and time.monotonic() >= next_handoff_check:
-                self.counts["backfilled"] += await backfill(
-                    self._redis, self._settings, self.client, self._render, self._outbox, self._broker
-                )
-                next_handoff_check = time.monotonic() + self._options.poll
             if self.client.paused:
                 await self._idle(self._options.poll)
                 continue
             items, attempts, next_at = self._inflight or await self._next_batch()
+            if items and not attempts and self.client.fallback and items[0].source == self._outbox_key:
+                items = await self._uncovered(items)
             if not items:
                 await self._idle(self._options.poll)
                 continue
             delay = next_at - time.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            outcome = await self._attempt(items)
-            await self._settle(items, attempts + 1, outcome)
-            if outcome.gone:
+            outcome = await self._sender.send(self.client, items)
+            if await self._settle(items, attempts + 1, outcome):
                 return
+
+    async def _uncovered(self, items: list[Item]) -> list[Item]:
+        """The part of a fresh outbox batch no socket of the client covers; covered events are dropped."""
+        split = (await self._handoff.covers()).split(items + self._prefetched)
+        if split.drop:
+            ids = [item.id for item in split.drop]
+            self.counts["covered_by_socket"] += await self._lease.finish(
+                self._outbox_key, self._state_key, self._finish_keys, ids
+            )
+        await self._handoff.forget(split.finished_ranges)
+        self._prefetched = []
+        return split.deliver[: self.client.batch_max]
 
     async def _idle(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -211,78 +200,23 @@ class DeliveryWorker:
         items, self._prefetched = self._prefetched[:limit], self._prefetched[limit:]
         return items, 0, 0.0
 
-    async def _attempt(self, items: list[Item]) -> Outcome:
-        client = self.client
-        try:
-            target = await self._resolve(client.url)
-        except UnsafeURL as exc:
-            return Outcome(False, f"refused URL: {exc}")
-        post = partial(self._post, target)
-        try:
-            if client.sender is not None:
-                return await client.sender.send(items, post)
-            body = batch_body(items) if client.batch_max > 1 else items[0].body
-            headers = client.signer.headers(message_id([item.cursor for item in items]), body, time.time())
-            headers["content-type"] = "application/json"
-            response = await post(body.encode(), headers)
-        except (httpx.TimeoutException, TimeoutError):
-            return Outcome(False, f"timeout after {self._options.timeout:g}s")
-        except httpx.HTTPError as exc:
-            self._target = None
-            return Outcome(False, f"connection error: {exc.__class__.__name__}: {exc}")
-        if 200 <= response.status_code < 300:
-            return Outcome(True)
-        if response.status_code == 410:
-            return Outcome(False, "410 Gone: endpoint disabled", gone=True)
-        retry_after = parse_retry_after(response.headers.get("retry-after"))
-        return Outcome(False, f"HTTP {response.status_code}", retry_after=retry_after)
-
-    async def _post(self, target: Target, body: bytes, headers: dict[str, str]) -> httpx.Response:
-        """One POST to the pinned target, bounded in total, written to the client's delivery log."""
-        headers = {**headers, "user-agent": USER_AGENT, "host": target.host}
-        extensions = {"sni_hostname": target.sni} if target.sni else None
-        started = time.monotonic()
-        try:
-            async with asyncio.timeout(self._options.timeout):  # httpx's timeout is per phase, this is the total
-                response = await self._http.post(target.url, content=body, headers=headers, extensions=extensions)
-        except (httpx.TimeoutException, TimeoutError):
-            await self._log_attempt(started, None, f"timeout after {self._options.timeout:g}s")
-            raise
-        except httpx.HTTPError as exc:
-            await self._log_attempt(started, None, f"connection error: {exc.__class__.__name__}")
-            raise
-        ok = 200 <= response.status_code < 300
-        await self._log_attempt(started, response.status_code, "" if ok else response_message(response))
-        return response
-
-    async def _log_attempt(self, started: float, status: int | None, error: str) -> None:
-        latency = time.monotonic() - started
-        await record_attempt(self._redis, self._settings, self.client.client_id, status, latency, error)
-
-    async def _resolve(self, url: str) -> Target:
-        """The checked, pinned target of `url`, re-resolved every `RESOLVE_TTL` s and after connection errors."""
-        now = time.monotonic()
-        if self._target is None or self._target[0] != url or self._target[2] < now:
-            self._target = (url, await resolve(url, self._settings.webhook_allow_private), now + RESOLVE_TTL)
-        return self._target[1]
-
-    async def _settle(self, items: list[Item], attempts: int, outcome: Outcome) -> None:
+    async def _settle(self, items: list[Item], attempts: int, outcome: Outcome) -> bool:
+        """Move the client's queue on after one attempt; True when the endpoint was disabled."""
         cid = self.client.client_id
         source = items[0].source
         self._inflight = None
         if outcome.rejected or outcome.settled or outcome.already_stored:
             items = await self._settle_parts(items, attempts, outcome)
             if not items:
-                return
+                return False
         ids = [item.id for item in items]
         if outcome.delivered:
-            await self._lease.finish(source, self._state_key, self._deadletters_key, ids)
+            await self._lease.finish(source, self._state_key, self._finish_keys, ids, delivered=True)
             self.counts["delivered"] += len(items)
             self.counts["requests"] += 1
-            await record_delivery(self._redis, self._settings, cid, len(items))
-            return
+            return False
         self.counts["failed_attempts"] += 1
-        await record_failure(self._redis, self._settings, cid, outcome.reason)
+        failing_since = await record_failure(self._redis, self._settings, cid, outcome.reason)
         log.info("client %s: attempt %d for %s failed: %s", cid, attempts, ids[0], outcome.reason)
         if outcome.paused:
             # Keep the batch in flight with the attempt uncounted: fixing the credentials resumes it.
@@ -294,19 +228,26 @@ class DeliveryWorker:
             )
             self._inflight = (items, attempts - 1, 0.0)
             await pause(self._redis, self._settings, cid, outcome.reason)
-            return
-        if outcome.gone:
+            return False
+        failing_for = time.time() - failing_since
+        if outcome.gone or failing_for >= self._settings.webhook_disable_after:
+            reason = outcome.reason if outcome.gone else (
+                f"endpoint disabled: failing for {failing_for:.0f}s with no success (last: {outcome.reason})"
+            )
             # Park the queue first: announcing the change makes the router stop this worker.
-            await self._dead_letter_everything(outcome.reason, attempts)
-            await disable(self._redis, self._settings, cid, outcome.reason)
-            return
-        delay = retry_delay(self._settings.webhook_retry_schedule, attempts, outcome.retry_after)
+            await self._dead_letter_everything(reason, attempts)
+            await disable(self._redis, self._settings, cid, reason)
+            self.counts["endpoints_disabled"] += 1
+            return True
+        delay = None if outcome.abort else retry_delay(
+            self._settings.webhook_retry_schedule, attempts, outcome.retry_after
+        )
         if delay is None:
-            reason = f"{outcome.reason} (gave up after {attempts} attempts)"
+            reason = outcome.reason if outcome.abort else f"{outcome.reason} (gave up after {attempts} attempts)"
             moved = await self._dead_letter(source, ids, reason, attempts)
             self.counts["dead_lettered"] += moved
             await record_dead_letters(self._redis, self._settings, cid, moved)
-            return
+            return False
         next_at = time.time() + delay
         await self._lease.save_state(
             self._state_key,
@@ -314,6 +255,7 @@ class DeliveryWorker:
              "next_at": next_at, "error": outcome.reason},
         )
         self._inflight = (items, attempts, next_at)
+        return False
 
     async def _settle_parts(self, items: list[Item], attempts: int, outcome: Outcome) -> list[Item]:
         """Dead-letter the items the endpoint refused, acknowledge those it stored; returns the rest.
@@ -332,15 +274,18 @@ class DeliveryWorker:
             await record_already_stored(self._redis, self._settings, cid, outcome.already_stored)
         stored = set() if outcome.delivered else set(outcome.settled)
         if stored:
-            await self._lease.finish(source, self._state_key, self._deadletters_key, list(stored))
+            await self._lease.finish(source, self._state_key, self._finish_keys, list(stored), delivered=True)
             self.counts["delivered"] += len(stored)
-            await record_delivery(self._redis, self._settings, cid, len(stored))
         return [item for item in items if item.id not in rejected and item.id not in stored]
+
+    async def _log_attempt(self, status: int | None, latency: float, error: str) -> None:
+        """Every HTTP attempt goes to the client's delivery log (admin page and API)."""
+        await record_attempt(self._redis, self._settings, self.client.client_id, status, latency, error)
 
     async def _dead_letter(self, source: str, ids: list[str], reason: str, attempts: int) -> int:
         return await self._lease.finish(
-            source, self._state_key, self._deadletters_key, ids, reason=reason, client_id=self.client.client_id,
-            attempts=attempts, failed_at_ms=int(time.time() * 1000), url=self.client.url,
+            source, self._state_key, self._finish_keys, ids, reason=reason, client_id=self.client.client_id,
+            attempts=attempts, url=self.client.url, cap=self._settings.webhook_deadletters_maxlen,
         )
 
     async def _dead_letter_everything(self, reason: str, attempts: int) -> None:

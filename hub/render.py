@@ -1,0 +1,90 @@
+"""Render once: the encoded `event` frame of one entry per (cursor, translator, consumer type).
+
+Sockets, resume and webhook routing all ask for the same frames, often within milliseconds of each
+other (the live fan-out and the webhook router read the same entry). Anonymising (a Redis read) and
+translating are the expensive steps, so their result is kept in a small LRU keyed by
+(cursor, translator, consumer type); `event_facts` is kept per cursor the same way. A cursor names
+one immutable stream entry, so a cached frame is never stale.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, OrderedDict
+
+import orjson
+
+from hub.anonymise import Anonymiser
+from hub.delivery.websocket.connection import Frame
+from hub.ingest import Entry
+from hub.translate import NoTranslation, TranslationError, TranslationSettings, translate
+from rthub_lms.events import user_id
+from rthub_lms.grants import EventFacts, event_facts
+
+log = logging.getLogger("rthub.render")
+
+CACHE_SIZE = 4096
+
+RenderKey = tuple[str, str, str]
+
+
+class Renderer:
+    """Anonymise, translate and encode entries, each (cursor, translator, consumer type) at most once
+    while it stays among the `size` most recently used."""
+
+    def __init__(
+        self, anonymiser: Anonymiser, translation: TranslationSettings, counts: Counter[str], size: int = CACHE_SIZE
+    ) -> None:
+        self._anonymiser = anonymiser
+        self._translation = translation
+        self.counts = counts
+        self._size = size
+        self._frames: OrderedDict[RenderKey, Frame | None] = OrderedDict()
+        self._facts: OrderedDict[str, EventFacts] = OrderedDict()
+
+    def facts(self, entry: Entry) -> EventFacts:
+        """`event_facts` of an entry, computed once per cursor."""
+        found = self._facts.get(entry.cursor)
+        if found is None:
+            found = self._facts[entry.cursor] = event_facts(entry.event)
+            if len(self._facts) > self._size:
+                self._facts.popitem(last=False)
+        return found
+
+    async def render(
+        self, entry: Entry, translator: str, consumer_type: str, facts: EventFacts | None = None
+    ) -> Frame | None:
+        """The encoded `event` frame of `entry` for one (translator, consumer type), or None when
+        it names no learner or has no translation."""
+        key = (entry.cursor, translator, consumer_type)
+        if key in self._frames:
+            self._frames.move_to_end(key)
+            self.counts["render_cache_hits"] += 1
+            return self._frames[key]
+        frame = await self._render(entry, translator, consumer_type, facts or self.facts(entry))
+        self._frames[key] = frame
+        if len(self._frames) > self._size:
+            self._frames.popitem(last=False)
+        return frame
+
+    async def _render(self, entry: Entry, translator: str, consumer_type: str, facts: EventFacts) -> Frame | None:
+        learner = user_id(entry.event)
+        if learner is None:
+            self.counts["no_user"] += 1
+            return None
+        actor = await self._anonymiser.actor_id(consumer_type, learner)
+        try:
+            statements = translate(entry.event, translator, actor_id=actor, settings=self._translation)
+        except NoTranslation:
+            self.counts[f"untranslatable:{translator}"] += 1
+            return None
+        except TranslationError as exc:
+            self.counts[f"malformed:{translator}"] += 1
+            log.warning("not translatable to %s: %s", translator, exc, extra={"cursor": entry.cursor})
+            return None
+        self.counts[f"translated:{translator}"] += 1
+        data = statements[0] if len(statements) == 1 else statements
+        text = orjson.dumps(
+            {"type": "event", "cursor": entry.cursor, "event_type": entry.event["name"], "data": data}
+        ).decode()
+        return Frame(entry.cursor, text, facts)
