@@ -53,7 +53,7 @@ def test_caliper_endpoint_gets_sensor_envelopes_with_the_key_and_every_event(
         received += envelope["data"]
     ids = [event["id"] for event in received]
     assert all(URN_UUID.match(event_id) for event_id in ids)
-    assert len(ids) == 2 * len(events) and len(set(ids)) == len(events)
+    assert len(ids) == 2 * len(events) and set(ids) == {event["id"] for event in events}
     # in publishing order, each event twice (the LMS sent it twice), both copies under the same id:
     # Caliper ids are derived from the event's content, so a receiver can drop the redelivery
     assert ids[0::2] == ids[1::2] == [event["id"] for event in events]
