@@ -4,8 +4,9 @@
 
 Starts a private redis-server and one uvicorn worker (subprocess) serving `auth_routes` plus
 `GET /baseline`; drives both with httpx over real sockets and prints requests/s, p50 and p99 and the
-ratio to the baseline. The token endpoint is dominated by scrypt (the slow hash that protects
-client secrets), which is the point of the comparison.
+ratio to the baseline. Issue 14 asks for a ratio of at least 0.5: client secrets are checked with
+SHA-256 and authlib runs on the event loop, so a token costs a Redis read, a hash and one ES256
+signature.
 """
 
 from __future__ import annotations
