@@ -70,6 +70,7 @@ def test_admin_sign_in_upgrades_a_legacy_hash(auth_server: AuthServer) -> None:
     stored.hset(key, "secret_hash", scrypt_hash(secret))
     page = auth_server.http.get("/admin/")
     csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
-    signed_in = auth_server.http.post("/admin/login", data={"csrf": csrf, "client_id": client_id, "client_secret": secret})
+    form = {"csrf": csrf, "client_id": client_id, "client_secret": secret}
+    signed_in = auth_server.http.post("/admin/login", data=form)
     assert signed_in.status_code == 303
     assert stored.hget(key, "secret_hash").startswith("sha256$")
