@@ -28,7 +28,7 @@ from hub.delivery.webhook.lease import Lease, LeaseLost
 from hub.delivery.webhook.outbox import Item, Outbox, field
 from hub.delivery.webhook.schedule import parse_retry_after, retry_delay
 from hub.delivery.webhook.signing import message_id
-from hub.delivery.webhook.ssrf import Target, UnsafeURL, resolve
+from hub.delivery.webhook.ssrf import Target, UnsafeURL, read_at_most, resolve
 from hub.ingest.redis import RedisBroker
 from rthub_lms import keys
 
@@ -220,9 +220,10 @@ class DeliveryWorker:
         extensions = {"sni_hostname": target.sni} if target.sni else None
         try:
             async with asyncio.timeout(self._options.timeout):  # httpx's timeout is per phase, this is the total
-                response = await self._http.post(
-                    target.url, content=body.encode(), headers=headers, extensions=extensions
-                )
+                async with self._http.stream(
+                    "POST", target.url, content=body.encode(), headers=headers, extensions=extensions
+                ) as response:
+                    await read_at_most(response)
         except (httpx.TimeoutException, TimeoutError):
             return Outcome(False, f"timeout after {self._options.timeout:g}s")
         except httpx.HTTPError as exc:
