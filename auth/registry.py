@@ -172,6 +172,7 @@ class ClientRegistry:
             translator=client.translator,
             grant=client.grant,
             delivery=client.delivery,
+            scopes=tuple(client.scopes),
         )
 
     async def sync_active_grants(self, retry_every: float = 1.0) -> None:

@@ -3,8 +3,10 @@
     python examples/adaptive_engine.py --url http://127.0.0.1:8000 --client-id cl_... --client-secret ...
 
 (or set RTHUB_CLIENT_ID / RTHUB_CLIENT_SECRET). It prints one line per event and keeps the last cursor,
-so after a dropped connection, a slow-consumer close (4008) or a hub restart (1012) it reconnects and
-asks for `resume_from` that cursor. An expired token (4401) is replaced; a revoked client (4403) stops.
+so after a dropped connection, a slow-consumer close (4008) or a hub restart (1012) it reconnects with
+`?resume_from=` that cursor on the upgrade request: the hub starts the catch-up before any live
+event, however late the first frame would have arrived. An expired token (4401) is replaced; a
+revoked client (4403) stops.
 """
 
 from __future__ import annotations
@@ -86,22 +88,18 @@ async def stream(
 ) -> None:
     """Stream forever, reconnecting with backoff; returns only by raising `Revoked`."""
     tokens = TokenSource(base_url, client_id, client_secret)
-    ws_url = base_url.rstrip("/").replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/v1/events"
+    events_url = base_url.rstrip("/").replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/v1/events"
     last_cursor: str | None = None
     failures = 0
     fresh_token = False
     while True:
         token = await tokens.get(fresh=fresh_token)
         fresh_token = False
+        ws_url = events_url + (f"?resume_from={urllib.parse.quote(last_cursor)}" if last_cursor else "")
         try:
             async with websockets.connect(ws_url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
-                subscribe: dict[str, Any] = {"type": "subscribe"}
                 if subscribe_filter:
-                    subscribe["filter"] = subscribe_filter
-                if last_cursor:
-                    subscribe["resume_from"] = last_cursor
-                if len(subscribe) > 1:
-                    await ws.send(json.dumps(subscribe))
+                    await ws.send(json.dumps({"type": "subscribe", "filter": subscribe_filter}))
                 async for raw in ws:
                     message = json.loads(raw)
                     failures = 0

@@ -16,7 +16,7 @@ class DevTokenAuthenticator:
             raise ValueError("a development token must not be empty")
         self._token = token
         self._identity = ClientIdentity(
-            client_id="dev", consumer_type="other", translator=translator, grant=[{}]
+            client_id="dev", consumer_type="other", translator=translator, grant=[{}], scopes=("events:read",)
         )
 
     async def authenticate(self, token: str) -> ClientIdentity:
