@@ -24,7 +24,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from auth.identity import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, Authenticator, AuthError
 from hub.control.presence import Presence
 from hub.delivery.websocket.connection import Connection
-from hub.delivery.websocket.limits import FilterTooLarge, check_filter
+from hub.delivery.websocket.limits import FilterBudget, FilterTooFrequent, FilterTooLarge, check_filter, filter_cost
 from hub.fanout import Fanout
 from hub.ingest import Broker, BrokerUnavailable, cursor_key
 from hub.metrics import Metrics
@@ -91,6 +91,7 @@ class EventsEndpoint:
         self.authenticator = authenticator
         self.queue_size = queue_size
         self.max_sockets_per_client = max_sockets_per_client
+        self.filter_budget = FilterBudget()
 
     async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
         websocket = WebSocket(scope, receive, send)
@@ -123,6 +124,8 @@ class EventsEndpoint:
             await self._serve(websocket, conn, resume_from)
         finally:
             self.fanout.remove(conn)
+            if not self.fanout.sockets_of(identity.client_id):
+                self.filter_budget.forget(identity.client_id)
 
     async def _recheck(self, token: str, conn: Connection) -> AuthError | None:
         """A change notice arrived while this handshake read the registry: judge the client again."""
@@ -228,12 +231,17 @@ class EventsEndpoint:
         if not isinstance(frame, dict) or frame.get("type") != "subscribe":
             raise ProtocolViolation(CLOSE_POLICY_VIOLATION, "expected a `subscribe` frame")
         try:
+            wait = self.filter_budget.charge(conn.identity.client_id, filter_cost(frame.get("filter")))
+            if wait:
+                await asyncio.sleep(wait)
             filter_rules = validate_filter(frame.get("filter"))
             check_filter(filter_rules)
         except GrantError as exc:
             raise ProtocolViolation(CLOSE_POLICY_VIOLATION, f"bad filter: {exc}") from exc
         except FilterTooLarge as exc:
             raise ProtocolViolation(CLOSE_POLICY_VIOLATION, f"filter too large: {exc}") from exc
+        except FilterTooFrequent as exc:
+            raise ProtocolViolation(CLOSE_POLICY_VIOLATION, str(exc)) from exc
         resume_from = frame.get("resume_from")
         if resume_from is not None and not is_cursor(resume_from):
             raise ProtocolViolation(CLOSE_POLICY_VIOLATION, "bad resume_from cursor")
