@@ -3,6 +3,7 @@ default modes, and adopted (re-published) orphan directories from any owner."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import subprocess
@@ -53,7 +54,8 @@ def test_the_default_spool_is_a_private_directory_in_the_users_state_dir(
     own_redis.stop(kill=True)
     home = tmp_path / "home"
     home.mkdir()
-    before = set(Path(tempfile.gettempdir()).glob("rthub-spool-*"))
+    digest = hashlib.sha256(f"{own_redis.url}\n{PREFIX}".encode()).hexdigest()[:8]
+    old_default = Path(tempfile.gettempdir()) / f"rthub-spool-{PREFIX.replace(':', '_')}{digest}"
     env = {k: v for k, v in os.environ.items() if k != "XDG_STATE_HOME"} | {"HOME": str(home), "PYTHONPATH": str(ROOT)}
     worker = subprocess.run(
         [sys.executable, "-c", LMS_WORKER, own_redis.url, PREFIX], cwd=tmp_path, env=env,
@@ -62,7 +64,7 @@ def test_the_default_spool_is_a_private_directory_in_the_users_state_dir(
     assert worker.returncode == 0, worker.stderr
     spool = Path(worker.stdout.strip())
     assert spool.parent == home / ".local" / "state" / "rthub", spool
-    assert set(Path(tempfile.gettempdir()).glob("rthub-spool-*")) == before, "nothing under a predictable /tmp name"
+    assert not old_default.exists(), "nothing under the predictable /tmp name used before"
     process_dirs = [p for p in spool.iterdir() if p.is_dir()]
     segments = [s for d in process_dirs for s in d.glob("*.seg")]
     assert process_dirs and segments
