@@ -18,6 +18,10 @@ class ClientIdentity:
     translator: str
     grant: list[dict[str, Any]] = field(default_factory=list)
     delivery: str = "websocket"
+    scopes: tuple[str, ...] = ()
+    # When the credential behind this identity stops being valid (unix seconds); not part of equality,
+    # so a client whose rights did not change compares equal across tokens.
+    expires_at: float | None = field(default=None, compare=False)
 
 
 class AuthError(Exception):

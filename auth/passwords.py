@@ -1,7 +1,10 @@
-"""Client secrets: generated with `secrets`, stored only as a salted scrypt hash, checked in constant time.
+"""Client secrets: generated with `secrets`, stored only as a hash with a scheme prefix, checked in constant time.
 
-scrypt is deliberately slow (tens of milliseconds), so callers on an event loop run `verify_secret`
-in a worker thread; `hashlib.scrypt` releases the GIL while it works.
+Secrets are 256 random bits made by the server, never chosen by people, so nothing can be guessed
+from a fast hash: a slow password KDF (scrypt) would add no security and would make every token
+request, and every brute-force attempt, cost the hub a core for tens of milliseconds. New hashes are
+`sha256$<digest>`; `scrypt$...` hashes written by earlier versions still verify, and the registry
+rewrites them as `sha256$` on the first successful check (`needs_upgrade`).
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import hashlib
 import hmac
 import secrets
 
-_N, _R, _P, _DKLEN = 2**14, 8, 1, 32
+SCHEME = "sha256"
+LEGACY_SCHEME = "scrypt"
 
 
 def new_secret() -> str:
@@ -25,30 +29,38 @@ def new_webhook_secret() -> str:
 
 
 def hash_secret(secret: str) -> str:
-    """Encode as `scrypt$n$r$p$salt$hash` so parameters can be raised later without breaking old hashes."""
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(secret.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=_DKLEN)
-    return "$".join(["scrypt", str(_N), str(_R), str(_P), _b64(salt), _b64(digest)])
+    """`sha256$<urlsafe base64 digest>`: fast, and enough for a 256-bit random secret."""
+    return f"{SCHEME}${_b64(hashlib.sha256(secret.encode()).digest())}"
 
 
 def verify_secret(secret: str, encoded: str) -> bool:
-    """True when `secret` matches `encoded`; a malformed or empty hash never matches."""
+    """True when `secret` matches `encoded` (either scheme); a malformed or empty hash never matches."""
+    scheme, _, rest = encoded.partition("$")
     try:
-        scheme, n, r, p, salt, digest = encoded.split("$")
-        if scheme != "scrypt":
+        if scheme == SCHEME:
+            expected = base64.urlsafe_b64decode(rest)
+            actual = hashlib.sha256(secret.encode()).digest()
+        elif scheme == LEGACY_SCHEME:
+            n, r, p, salt, digest = rest.split("$")
+            expected = base64.urlsafe_b64decode(digest)
+            actual = hashlib.scrypt(
+                secret.encode(),
+                salt=base64.urlsafe_b64decode(salt),
+                n=int(n),
+                r=int(r),
+                p=int(p),
+                dklen=len(expected),
+            )
+        else:
             return False
-        expected = base64.urlsafe_b64decode(digest)
-        actual = hashlib.scrypt(
-            secret.encode(),
-            salt=base64.urlsafe_b64decode(salt),
-            n=int(n),
-            r=int(r),
-            p=int(p),
-            dklen=len(expected),
-        )
     except ValueError:
         return False
     return hmac.compare_digest(actual, expected)
+
+
+def needs_upgrade(encoded: str) -> bool:
+    """True for a hash in an older scheme, to be replaced once the secret has been seen in clear."""
+    return encoded.startswith(LEGACY_SCHEME + "$")
 
 
 def _b64(raw: bytes) -> str:

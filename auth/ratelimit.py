@@ -39,25 +39,23 @@ class FailureLimiter:
         return found
 
     async def retry_after(self, client_id: str | None, address: str | None) -> int:
-        """Seconds until this client id and address may try again; 0 when they may now."""
+        """Seconds until this client id and address may try again; 0 when they may now.
+
+        One MGET on every request; the TTLs are read only when a budget is spent (rare)."""
         keys = self._keys(client_id, address)
+        if not keys:
+            return 0
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key, _ in keys:
-                    pipe.get(key)
-                    pipe.ttl(key)
-                replies = await pipe.execute()
+            counts = await self._redis.mget([key for key, _ in keys])
+            spent = [key for (key, limit), count in zip(keys, counts, strict=True) if count and int(count) >= limit]
+            ttls = [await self._redis.ttl(key) for key in spent]
         except (RedisError, OSError) as exc:
             log.warning("rate limiter unavailable, not limiting: %s", exc)
             return 0
-        wait = 0
-        for index, (_, limit) in enumerate(keys):
-            count, ttl = replies[2 * index], replies[2 * index + 1]
-            if count is not None and int(count) >= limit:
-                wait = max(wait, ttl if ttl > 0 else self._window)
-        if wait:
-            self.refused += 1
-        return wait
+        if not spent:
+            return 0
+        self.refused += 1
+        return max(ttl if ttl > 0 else self._window for ttl in ttls)
 
     async def failed(self, client_id: str | None, address: str | None) -> None:
         """Count one failed authentication against both budgets."""

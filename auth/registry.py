@@ -22,9 +22,17 @@ from redis.exceptions import RedisError
 from auth.clients import CREDENTIAL_FIELDS, Client, ValidationError, check_delivery, validate_fields
 from auth.endpoint_credentials import cipher
 from auth.identity import ClientIdentity
-from auth.passwords import hash_secret, new_secret, new_webhook_secret, verify_secret
+from auth.passwords import hash_secret, needs_upgrade, new_secret, new_webhook_secret, verify_secret
 from auth.settings import AuthSettings
 from rthub_lms.keys import active_grants_key, changes_channel, client_key, client_keys, clients_key
+
+# Compare-and-set of one hash field, so a hash upgrade never overwrites a rotation that raced it.
+_REPLACE_IF_EQUAL = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+end
+return -1
+"""
 
 
 class ClientNotFound(LookupError):
@@ -57,7 +65,7 @@ class ClientRegistry:
         client = Client(
             client_id="cl_" + secrets.token_hex(10),
             webhook_secret=new_webhook_secret(),
-            secret_hash=await anyio.to_thread.run_sync(hash_secret, secret),
+            secret_hash=hash_secret(secret),
             created_at=now,
             updated_at=now,
             **clean,
@@ -144,7 +152,7 @@ class ClientRegistry:
         grace = self.settings.secret_grace_period
         client = replace(
             client,
-            secret_hash=await anyio.to_thread.run_sync(hash_secret, secret),
+            secret_hash=hash_secret(secret),
             previous_secret_hash=client.secret_hash if grace > 0 else "",
             previous_secret_expires=int(time.time()) + grace if grace > 0 else 0,
             updated_at=_now(),
@@ -187,8 +195,19 @@ class ClientRegistry:
         client = await self.get(client_id)
         if client is None or not client.active:
             return None
-        ok = await anyio.to_thread.run_sync(check_client_secret, client, secret)
-        return client if ok else None
+        if not has_legacy_hash(client):
+            return client if matched_hash(client, secret) else None
+        field = await anyio.to_thread.run_sync(matched_hash, client, secret)
+        if field is None:
+            return None
+        await self.upgrade_hash(client, field, secret)
+        return client
+
+    async def upgrade_hash(self, client: Client, field: str, secret: str) -> None:
+        """Replace a legacy hash that `secret` just matched with a current one, unless it changed meanwhile."""
+        old = getattr(client, field)
+        if needs_upgrade(old):
+            await self.redis.eval(_REPLACE_IF_EQUAL, 1, self._key(client.client_id), field, old, hash_secret(secret))
 
     async def identity(self, client_id: str) -> ClientIdentity | None:
         """What the hub needs to serve a socket; None when the client is gone or revoked."""
@@ -201,6 +220,7 @@ class ClientRegistry:
             translator=client.translator,
             grant=client.grant,
             delivery=client.delivery,
+            scopes=tuple(client.scopes),
         )
 
     async def sync_active_grants(self, retry_every: float = 1.0) -> None:
@@ -239,15 +259,23 @@ class ClientRegistry:
         await self.redis.publish(changes_channel(self.settings), client_id)
 
 
-def check_client_secret(client: Client, secret: str) -> bool:
-    """Blocking (scrypt): the current secret, or the previous one until its grace period ends."""
+def matched_hash(client: Client, secret: str) -> str | None:
+    """Which stored hash `secret` matches: `secret_hash`, or `previous_secret_hash` until its grace
+    period ends; None when neither. Blocking only while a legacy (scrypt) hash is involved."""
     if verify_secret(secret, client.secret_hash):
-        return True
-    return (
-        bool(client.previous_secret_hash)
+        return "secret_hash"
+    if (
+        client.previous_secret_hash
         and time.time() < client.previous_secret_expires
         and verify_secret(secret, client.previous_secret_hash)
-    )
+    ):
+        return "previous_secret_hash"
+    return None
+
+
+def has_legacy_hash(client: Client) -> bool:
+    """True when checking this client's secret would run a slow legacy KDF."""
+    return needs_upgrade(client.secret_hash) or needs_upgrade(client.previous_secret_hash)
 
 
 def _endpoint(client: Client) -> tuple[str, str, str, str]:

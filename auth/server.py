@@ -1,8 +1,10 @@
 """authlib's OAuth 2.0 authorization server adapted to Starlette.
 
-authlib is synchronous, and client authentication runs scrypt, so the whole token or revocation
-request runs in a worker thread (`anyio.to_thread`); lookups in the async Redis registry hop back to
-the event loop with `anyio.from_thread.run`.
+authlib is synchronous. For the token endpoint the claimed client is read from the async registry
+first, so authlib's work (a SHA-256 check and one ES256 signature) runs right on the event loop
+without thread hops. Two cases still run in a worker thread (`anyio.to_thread`), hopping back to the
+loop with `anyio.from_thread.run` for Redis: a client whose secret still has a legacy scrypt hash (it
+is upgraded once the secret matched), and revocation (rare; it writes to Redis from authlib's code).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import anyio.to_thread
 import redis.asyncio as aioredis
 from authlib.oauth2.rfc6749 import (
     AuthorizationServer,
+    ClientAuthentication,
     ClientMixin,
     InsecureTransportError,
     InvalidRequestError,
@@ -37,12 +40,12 @@ from starlette.responses import Response
 from auth.clients import SCOPES, Client
 from auth.keys import SigningKeys
 from auth.ratelimit import FailureLimiter
-from auth.registry import ClientRegistry, check_client_secret
+from auth.registry import ClientRegistry, has_legacy_hash, matched_hash
 from auth.settings import AuthSettings
 from auth.tokens import AccessTokenGenerator, InvalidToken, revoke_jti, verify_access_token
 
 AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
-# Each scrypt check holds 16 MiB and a core for ~50 ms: run as many as there are cores, queue the rest.
+# A legacy scrypt check holds 16 MiB and a core for ~50 ms: run as many as there are cores, queue the rest.
 SECRET_CHECKS_AT_ONCE = max(2, os.cpu_count() or 2)
 GRANT_TYPES = ["client_credentials"]
 
@@ -69,6 +72,8 @@ class FormRequest(OAuth2Request):
     def __init__(self, method: str, uri: str, headers: Mapping[str, str], items: list[tuple[str, str]]) -> None:
         super().__init__(method=method, uri=uri, headers=headers)
         self.payload = FormPayload(items)
+        # The claimed client, read from the registry before authlib runs (None: look it up then).
+        self.prefetched: dict[str, OAuthClient] | None = None
 
     @property
     def args(self) -> dict[str, str]:
@@ -84,6 +89,8 @@ class OAuthClient(ClientMixin):
 
     def __init__(self, client: Client) -> None:
         self.client = client
+        # Which stored hash the last good secret matched, and that secret, for a legacy-hash upgrade.
+        self.matched: tuple[str, str] | None = None
 
     def get_client_id(self) -> str:
         return self.client.client_id
@@ -102,7 +109,10 @@ class OAuthClient(ClientMixin):
         return False
 
     def check_client_secret(self, client_secret: str) -> bool:
-        return check_client_secret(self.client, client_secret)
+        field = matched_hash(self.client, client_secret)
+        if field is not None:
+            self.matched = (field, client_secret)
+        return field is not None
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         return method in AUTH_METHODS
@@ -170,6 +180,12 @@ class OAuthServer(AuthorizationServer):
         client = anyio.from_thread.run(self.registry.get, client_id)
         return OAuthClient(client) if client is not None and client.active else None
 
+    def authenticate_client(self, request: FormRequest, methods: list[str], endpoint: str = "token") -> OAuthClient:
+        """authlib's client authentication, served from the prefetched client when there is one."""
+        if request.prefetched is None:
+            return super().authenticate_client(request, methods, endpoint)
+        return ClientAuthentication(request.prefetched.get)(request, methods, endpoint)
+
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
         """JWT access tokens are self-contained: there is nothing to store."""
 
@@ -189,10 +205,20 @@ class OAuthServer(AuthorizationServer):
             return self.handle_response(*error())
         if not form_request.payload.grant_type:
             return self.handle_response(*InvalidRequestError("Missing 'grant_type' parameter.")())
-        return await self._authenticated(
-            request, form_request,
-            lambda: anyio.to_thread.run_sync(self.create_token_response, form_request, limiter=self.limiter),
-        )
+        return await self._authenticated(request, form_request, lambda: self._issue(form_request))
+
+    async def _issue(self, form_request: FormRequest) -> Response:
+        """Prefetch the claimed client, then let authlib answer: inline, or in a thread for a legacy hash."""
+        claimed = claimed_client_id(form_request)
+        client = await self.registry.get(claimed) if claimed else None
+        oauth_client = OAuthClient(client) if client is not None and client.active else None
+        form_request.prefetched = {claimed: oauth_client} if claimed and oauth_client else {}
+        if oauth_client is None or not has_legacy_hash(oauth_client.client):
+            return self.create_token_response(form_request)
+        response = await anyio.to_thread.run_sync(self.create_token_response, form_request, limiter=self.limiter)
+        if response.status_code == 200 and oauth_client.matched is not None:
+            await self.registry.upgrade_hash(oauth_client.client, *oauth_client.matched)
+        return response
 
     async def revoke(self, request: Request) -> Response:
         try:

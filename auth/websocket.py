@@ -1,6 +1,12 @@
-"""Bearer-token authentication for `/v1/events`: the hub's `Authenticator` backed by our JWTs."""
+"""Bearer-token authentication for `/v1/events`: the hub's `Authenticator` backed by our JWTs.
+
+Both the token and the client's current record must carry `events:read`: removing the scope from a
+client ends its sockets (the change notice re-checks them) even while its tokens are unexpired.
+"""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -41,4 +47,6 @@ class JwtAuthenticator:
             raise AuthError(CLOSE_FORBIDDEN, f"token lacks the {STREAM_SCOPE} scope")
         if identity is None:
             raise AuthError(CLOSE_FORBIDDEN, "client revoked or unknown")
-        return identity
+        if STREAM_SCOPE not in identity.scopes:
+            raise AuthError(CLOSE_FORBIDDEN, f"client no longer has the {STREAM_SCOPE} scope")
+        return replace(identity, expires_at=float(claims["exp"]))

@@ -123,8 +123,9 @@ def hub_target(redis_url: str, port: int, workers: int) -> Target:
     make_signing_key(key_file)
     argv = [sys.executable, "-m", "hub.cli", "serve", "--port", str(port), "--workers", str(workers),
             "--log-level", "warning"]
+    # Thousands of subscribers share COURSE_COUNT clients here: lift the per-client socket limit.
     env = {"RTHUB_REDIS_URL": redis_url, "RTHUB_REDIS_PREFIX": prefix, "RTHUB_ISSUER": f"http://127.0.0.1:{port}",
-           "RTHUB_SIGNING_KEY_FILE": key_file}
+           "RTHUB_SIGNING_KEY_FILE": key_file, "RTHUB_WS_MAX_SOCKETS_PER_CLIENT": "0"}
     return Target(f"hub x{workers}", argv, port, prefix, env, oauth=True)
 
 

@@ -3,9 +3,11 @@
     python -m bench.token [--seconds 5] [--concurrency 8]
 
 Starts a private redis-server and one uvicorn worker (subprocess) serving `auth_routes` plus
-`GET /baseline`; drives both with httpx over real sockets and prints requests/s, p50 and p99 and the
-ratio to the baseline. The token endpoint is dominated by scrypt (the slow hash that protects
-client secrets), which is the point of the comparison.
+`GET /baseline`; drives both with httpx over real sockets, alternating one-second slices of each so
+that load from other processes on the machine falls on both alike, and prints requests/s, p50 and
+p99 and the ratio to the baseline. Issue 14 asks for a ratio of at least 0.5: client secrets are checked with
+SHA-256 and authlib runs on the event loop, so a token costs a Redis read, a hash and one ES256
+signature.
 """
 
 from __future__ import annotations
@@ -66,6 +68,23 @@ async def drive(
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         elapsed = time.perf_counter() - began
     return len(latencies) / elapsed, latencies
+
+
+async def alternate(
+    base: str, seconds: float, concurrency: int, token_request: dict
+) -> tuple[float, list[float], float, list[float]]:
+    """Both endpoints in alternating one-second slices; requests/s over each one's own slices."""
+    base_lat: list[float] = []
+    token_lat: list[float] = []
+    base_time = token_time = 0.0
+    for _ in range(max(1, round(seconds))):
+        rps, latencies = await drive(f"{base}/baseline", 1.0, concurrency, {"method": "GET"})
+        base_time += len(latencies) / rps
+        base_lat += latencies
+        rps, latencies = await drive(f"{base}/oauth/token", 1.0, concurrency, token_request)
+        token_time += len(latencies) / rps
+        token_lat += latencies
+    return len(base_lat) / base_time, base_lat, len(token_lat) / token_time, token_lat
 
 
 def summary(name: str, rps: float, latencies: list[float]) -> str:
@@ -130,11 +149,8 @@ def main() -> int:
             }
             load = f"{args.concurrency} concurrent clients, {args.seconds:.0f} s per endpoint, 1 uvicorn worker"
             print(f"token endpoint benchmark: {load}")
-            base_rps, base_lat = asyncio.run(
-                drive(f"{base}/baseline", args.seconds, args.concurrency, {"method": "GET"})
-            )
-            token_rps, token_lat = asyncio.run(
-                drive(f"{base}/oauth/token", args.seconds, args.concurrency, token_request)
+            base_rps, base_lat, token_rps, token_lat = asyncio.run(
+                alternate(base, args.seconds, args.concurrency, token_request)
             )
             print(summary("GET /baseline", base_rps, base_lat))
             print(summary("POST /oauth/token", token_rps, token_lat))

@@ -85,7 +85,11 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
 
     routes: list[BaseRoute] = [
         WebSocketRoute(
-            "/v1/events", EventsEndpoint(fanout, broker, authenticator, settings.send_queue_size, presence, metrics)
+            "/v1/events",
+            EventsEndpoint(
+                fanout, broker, authenticator, settings.send_queue_size, presence, metrics,
+                max_sockets_per_client=settings.ws_max_sockets_per_client,
+            ),
         ),
         Route("/metrics", metrics_endpoint),
         Route("/healthz", healthz),

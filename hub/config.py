@@ -50,6 +50,7 @@ class Settings:
     send_queue_size: int = 1024
     ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 20.0
+    ws_max_sockets_per_client: int = 64
     transformer_version: str = "rthub@0.1.0"
     audience: str = "rthub"
     token_lifetime: int = 3600

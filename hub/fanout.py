@@ -46,10 +46,19 @@ class Fanout:
         self.connections: dict[int, Connection] = {}
         self.counts: Counter[str] = Counter()
         self.renderer = Renderer(anonymiser, translation, self.counts)
+        # Client change notices seen (`hub.control.changes`): a handshake that saw this move while it
+        # read the registry checks its client again, since the notice may have missed its socket.
+        self.changes_seen = 0
+        self._sockets: Counter[str] = Counter()
 
     def add(self, conn: Connection) -> None:
         self.connections[conn.id] = conn
         self._index.set(conn.id, conn.matcher)
+        self._sockets[conn.identity.client_id] += 1
+
+    def sockets_of(self, client_id: str) -> int:
+        """How many sockets `client_id` has open on this process."""
+        return self._sockets[client_id]
 
     def update(self, conn: Connection) -> None:
         """Re-index a connection whose matcher changed (a `subscribe` filter)."""
@@ -59,6 +68,9 @@ class Fanout:
     def remove(self, conn: Connection) -> None:
         if self.connections.pop(conn.id, None) is not None:
             self._index.remove(conn.id)
+            self._sockets[conn.identity.client_id] -= 1
+            if not self._sockets[conn.identity.client_id]:
+                del self._sockets[conn.identity.client_id]
 
     def close_client(self, client_id: str, code: int, reason: str) -> int:
         """Close every connection of one client; returns how many were closed."""
@@ -145,21 +157,24 @@ class Fanout:
     async def resume(self, conn: Connection, broker: Broker, after: str) -> None:
         """Replay what `conn` may see after `after`, then switch it to live with no gap or duplicate.
 
-        The connection is still holding its live frames (see `Connection.holding`); at the switch
-        it skips every frame at or below the last cursor replayed. A cursor older than retention first gets
-        a `gap` frame naming the oldest retained cursor, then everything retained.
+        Live frames are held meanwhile (`Connection.begin_resume`); at the switch it skips every frame
+        at or below the last cursor replayed, and the replay skips what was already queued. A cursor
+        older than retention first gets a `gap` frame naming the oldest retained cursor, then
+        everything retained.
         """
+        cursor, skip = conn.begin_resume(after)
         try:
             oldest = await broker.oldest()
             if oldest is not None and cursor_key(oldest) > cursor_key(after):
                 gap = {"type": "gap", "from": after, "resume_from": oldest}
                 await conn.put_resumed(Frame(None, orjson.dumps(gap).decode()))
-            cursor = after
             while batch := await broker.history(cursor, RESUME_PAGE):
                 for entry in batch:
                     if conn.close_code is not None:
                         return
                     if isinstance(entry, BadEntry):  # the live feed dead-letters it
+                        continue
+                    if skip is not None and skip[:2] < cursor_key(entry.cursor) <= skip[2:]:
                         continue
                     if conn.matcher.matches(self.renderer.facts(entry)):
                         frame = await self.render(entry, conn.identity.translator, conn.identity.consumer_type)

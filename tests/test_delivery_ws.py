@@ -214,18 +214,6 @@ def test_a_client_that_never_subscribes_gets_live_events_after_the_window(
     assert [f["cursor"] for f in frames] == sent
 
 
-def test_resume_from_after_live_events_flowed_is_refused(hub: HubProcess, token: str) -> None:
-    async def scenario() -> int | None:
-        ws = await connect(hub.ws, token)
-        await asyncio.sleep(0.1)
-        await ws.send('{"type": "subscribe", "resume_from": "0-0"}')
-        with pytest.raises(websockets.ConnectionClosed) as closed:
-            await asyncio.wait_for(ws.recv(), 10)
-        return closed.value.rcvd.code if closed.value.rcvd else None
-
-    assert asyncio.run(scenario()) == 1008
-
-
 def test_a_client_that_stops_answering_pings_is_disconnected(redis_server: RedisServer, prefix: str) -> None:
     hub = HubProcess(redis_server.url, prefix, env={"RTHUB_WS_PING_INTERVAL": "0.3", "RTHUB_WS_PING_TIMEOUT": "0.3"})
     hub.start()

@@ -165,7 +165,7 @@ def test_sigterm_drains_in_flight_requests_and_exits_cleanly(hub: HubProcess) ->
                 )
                 for _ in range(8)
             ]
-            await asyncio.sleep(0.1)  # scrypt keeps them in flight, two cores at a time
+            await asyncio.sleep(0.1)  # let them reach the hub before it is told to stop
             assert hub.process is not None
             hub.process.send_signal(signal.SIGTERM)
             return [(await request).status_code for request in requests]

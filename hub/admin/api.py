@@ -102,6 +102,8 @@ class AdminApi:
         client = await self.registry.get(str(claims["client_id"]))
         if client is None or not client.active:
             raise ApiError(403, "forbidden", "the admin client is revoked or unknown")
+        if ADMIN_SCOPE not in client.scopes:  # removed since the token was issued: effective at once
+            raise ApiError(403, "insufficient_scope", f"the client no longer has the {ADMIN_SCOPE} scope")
         return client.client_id
 
     async def openapi(self, request: Request) -> Response:

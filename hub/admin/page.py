@@ -27,6 +27,7 @@ from starlette.templating import Jinja2Templates
 
 from auth.clients import CONSUMER_TYPES, DELIVERIES, SCOPES, TRANSLATORS, Client, ValidationError
 from auth.keys import SigningKeys
+from auth.ratelimit import FailureLimiter
 from auth.registry import ClientNotFound, ClientRegistry
 from hub.config import Settings
 from hub.control.presence import live_connections
@@ -84,6 +85,8 @@ class AdminPage:
         self.settings = settings
         self.redis = redis
         self.registry = ClientRegistry(redis, settings)
+        # The token endpoint's budgets (same Redis counters): alternating between the two gains nothing.
+        self.failures = FailureLimiter(redis, settings)
         self.templates = Jinja2Templates(directory=HERE / "templates")
         self.templates.env.filters["when"] = _when
         self.templates.env.filters["unix_when"] = _unix_when
@@ -166,8 +169,18 @@ class AdminPage:
             return self.render(request, "login.html", 403, login_error="Your sign-in form expired; please try again.")
         client_id = str(form.get("client_id", "")).strip()
         secret = str(form.get("client_secret", ""))
+        address = request.client.host if request.client else None
+        wait = await self.failures.retry_after(client_id or None, address)
+        if wait:
+            response = self.render(
+                request, "login.html", 429, client_id=client_id,
+                login_error=f"Too many failed sign-ins; try again in {wait} seconds.",
+            )
+            response.headers["Retry-After"] = str(wait)
+            return response
         client = await self.registry.authenticate(client_id, secret) if client_id and secret else None
         if client is None or "admin" not in client.scopes:
+            await self.failures.failed(client_id or None, address)
             return self.render(
                 request,
                 "login.html",

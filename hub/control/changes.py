@@ -28,6 +28,7 @@ RETRY_DELAY = 0.5
 
 async def reevaluate(fanout: Fanout, client_id: str, lookup: Lookup) -> int:
     """Close every socket of `client_id` whose identity is no longer current; returns how many."""
+    fanout.changes_seen += 1
     current = await lookup(client_id)
     stale = [
         conn for conn in fanout.connections.values()
@@ -52,6 +53,7 @@ async def watch_changes(client: aioredis.Redis, settings: Settings, fanout: Fano
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(channel)
+            fanout.changes_seen += 1  # notices may have been lost: handshakes in flight check again
             for client_id in {conn.identity.client_id for conn in fanout.connections.values()}:
                 await reevaluate(fanout, client_id, lookup)
             while True:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rthub_lms.events import Event
+from rthub_lms.events import Event, course_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +77,9 @@ class Source:
         return value if isinstance(value, str) and value else None
 
     def course_id(self) -> str:
-        """The course key: `context.course_id`, else `data.course_id`."""
-        value = self.context.get("course_id") or self.data.get("course_id")
-        if not isinstance(value, str) or not value:
+        """The course key as grants see it (`rthub_lms.events.course_id`: never from a browser's data)."""
+        value = course_id(self.event)
+        if value is None:
             raise TranslationError(f"{self.name}: missing required field `context.course_id`")
         return value
 

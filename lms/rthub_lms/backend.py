@@ -113,7 +113,7 @@ class RealtimeBackend:
         self._open_until = 0.0
         self.counts = {
             "published": 0, "unwanted": 0, "no_user": 0, "malformed": 0, "oversize": 0, "unavailable": 0, "failed": 0,
-            "spooled": 0, "spool_dropped": 0, "flushed": 0,
+            "spooled": 0, "spool_dropped": 0, "spool_failed": 0, "flushed": 0,
         }
 
     def send(self, event: Mapping[str, Any]) -> str | None:
@@ -171,7 +171,12 @@ class RealtimeBackend:
 
     def _spool(self, flusher: Flusher, payload: bytes) -> None:
         """Queue behind what already waits; the flusher publishes it when Redis answers."""
-        flusher.spool.append(payload)
+        try:
+            flusher.spool.append(payload)
+        except OSError as exc:  # an unsafe or unwritable spool directory (UnsafeSpool), a full disk
+            self._count("spool_failed")
+            log.error("event not spooled: %s", exc)
+            return None
         flusher.wake()
         self._count("spooled")
         with self._lock:

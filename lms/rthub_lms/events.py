@@ -76,12 +76,36 @@ def check_normalised(value: Any) -> Event:
     return Event(name=value["name"], timestamp=value["timestamp"], data=value["data"], context=value["context"])
 
 
+def from_browser(event: Event) -> bool:
+    """True for events the learner's browser sent (`event_source: browser`, set by the LMS's tracking
+    endpoint, never by the page): their `data` is whatever the browser chose to write."""
+    return event["context"].get("event_source") == "browser"
+
+
+def server_data(event: Event) -> Mapping[str, Any]:
+    """`data` as a source of identity: the payload of server events; nothing for browser events."""
+    data = event["data"]
+    return data if isinstance(data, Mapping) and not from_browser(event) else {}
+
+
 def user_id(event: Event) -> str | None:
-    """The LMS user id the event is about, as a string, or None when it names no user."""
-    for source in (event["context"], event["data"] if isinstance(event["data"], Mapping) else {}):
+    """The LMS user id the event is about, as a string, or None when it names no user.
+
+    `context.user_id` (set by the LMS from the session), else `data.user_id` for server events only.
+    """
+    for source in (event["context"], server_data(event)):
         value = source.get("user_id")
         if value not in (None, "") and not isinstance(value, bool):
             return str(value)
+    return None
+
+
+def course_id(event: Event) -> str | None:
+    """The course the event is about: `context.course_id`, else `data.course_id` for server events only."""
+    for source in (event["context"], server_data(event)):
+        value = source.get("course_id")
+        if isinstance(value, str) and value:
+            return value
     return None
 
 

@@ -18,7 +18,7 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rthub_lms.events import Event, user_id
+from rthub_lms.events import Event, course_id, user_id
 
 RULE_KEYS = ("courses", "orgs", "sites", "users", "event_types")
 
@@ -103,13 +103,12 @@ class EventFacts:
 def event_facts(event: Event) -> EventFacts:
     """Read the facts grants constrain.
 
-    course: `context.course_id`, else `data.course_id`. org: `context.org_id`, else parsed from the
-    course key. site: `context.host`, lower-cased. user: `rthub_lms.events.user_id`. event_type: `name`.
+    course and user: `rthub_lms.events.course_id` and `user_id` (from `context`, and from `data` only
+    for server events: a browser writes its own). org: `context.org_id`, else parsed from the course
+    key. site: `context.host`, lower-cased. event_type: `name`.
     """
     context = event.get("context") or {}
-    data = event.get("data")
-    data = data if isinstance(data, Mapping) else {}
-    course = _text(context.get("course_id")) or _text(data.get("course_id"))
+    course = course_id(event)
     org = _text(context.get("org_id")) or (org_from_key(course) if course else None)
     site = _text(context.get("host"))
     return EventFacts(

@@ -12,6 +12,11 @@ not yet flushed) followed by records, each a 4-byte big-endian length and the en
   so a restart resumes where the last flush stopped (a crash between the two re-sends one batch).
 - Processes never share a directory: a process that finds a directory whose lock nobody holds (its
   owner died) adopts it and flushes it before its own events, which are newer.
+- Spooled events hold learner PII, and whatever is adopted gets published: the spool root must be
+  a real directory (not a symlink) owned by this user with mode 0700 (it is created so, and anything
+  else is refused with `UnsafeSpool`), directories and segments are created 0700/0600, and only
+  orphans owned by this user are adopted. The default root is a per-user service directory
+  (`$XDG_STATE_HOME/rthub`, else `~/.local/state/rthub`), not a predictable name in a shared /tmp.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import struct
 import tempfile
 import threading
@@ -46,11 +52,54 @@ IDLE_WAIT = 1.0
 ORPHAN_RESCAN = 30.0
 
 
+class UnsafeSpool(PermissionError):
+    """The spool directory could be read or planted by another user; nothing is spooled there."""
+
+
 def default_spool_dir(redis_url: str, prefix: str) -> Path:
-    """One directory per (Redis, prefix) under the system temp dir, readable at a glance."""
+    """One directory per (Redis, prefix) in this user's state directory, readable at a glance.
+
+    A service account without a usable home falls back to a per-uid directory under the system temp
+    dir; the ownership and mode checks make a directory planted there by someone else useless.
+    """
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", prefix)[:40]
     digest = hashlib.sha256(f"{redis_url}\n{prefix}".encode()).hexdigest()[:8]
-    return Path(tempfile.gettempdir()) / f"rthub-spool-{safe}{digest}"
+    return _state_dir() / f"spool-{safe}{digest}"
+
+
+def _state_dir() -> Path:
+    configured = os.environ.get("XDG_STATE_HOME")
+    if configured and os.path.isabs(configured):
+        return Path(configured) / "rthub"
+    home = Path.home()
+    if home.is_dir() and os.access(home, os.W_OK):
+        return home / ".local" / "state" / "rthub"
+    return Path(tempfile.gettempdir()) / f"rthub-{os.getuid()}"
+
+
+def secure_dir(path: Path) -> None:
+    """Create `path` (mode 0700) if needed, then insist it is a real directory of ours that nobody else
+    can enter; raise `UnsafeSpool` otherwise."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = path.lstat()
+    except OSError as exc:
+        raise UnsafeSpool(f"spool directory {path}: {exc}") from exc
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafeSpool(f"spool directory {path} is not a directory (a symlink?)")
+    if info.st_uid != os.getuid():
+        raise UnsafeSpool(f"spool directory {path} belongs to uid {info.st_uid}, not {os.getuid()}")
+    if info.st_mode & 0o077:
+        raise UnsafeSpool(f"spool directory {path} has mode {stat.S_IMODE(info.st_mode):o}; it must be 700")
+
+
+def _owned_dir(path: Path) -> bool:
+    """A real directory of this user's (an orphan worth adopting)."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
 
 
 @dataclass(eq=False)
@@ -142,8 +191,13 @@ class Spool:
         """Directories left by dead processes, oldest first, each locked for the caller while yielded."""
         if not self.root.is_dir():
             return
+        try:
+            secure_dir(self.root)
+        except UnsafeSpool as exc:
+            log.error("not adopting spooled events: %s", exc)
+            return
         for path in sorted(self.root.iterdir(), key=_mtime):
-            if path == self.home or path.name.startswith(".") or not path.is_dir():
+            if path == self.home or path.name.startswith(".") or not _owned_dir(path):
                 continue
             try:
                 fd = _lock(path / LOCK_NAME, blocking=False)
@@ -167,13 +221,16 @@ class Spool:
     def _new_segment(self) -> Segment:
         if self._lock_fd is None:  # the directory exists only once something had to wait
             # Locked before it gets its visible name, so no other process ever takes it for an orphan.
+            secure_dir(self.root)
             staging = self.root / f".{self.home.name}"
-            staging.mkdir(parents=True)
+            staging.mkdir(mode=0o700)
             self._lock_fd = _lock(staging / LOCK_NAME, blocking=True)
             staging.rename(self.home)
         path = self.home / f"{self._next:012d}.seg"
         self._next += 1
-        path.write_bytes(HEADER.pack(HEADER.size))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(HEADER.pack(HEADER.size))
         segment = Segment(path, HEADER.size, 0)
         self._segments.append(segment)
         self._bytes += segment.size
@@ -199,6 +256,10 @@ class Orphan:
     def batches(self, limit: int) -> Iterator[tuple[Path, list[bytes], int]]:
         """(segment, records, end offset) in order; `commit` each once published, so a crash resumes there."""
         for segment in sorted(self.path.glob("*.seg")):
+            if segment.is_symlink() or segment.stat().st_uid != os.getuid():
+                log.error("not adopting %s: not a file of this user's", segment)
+                segment.unlink()
+                continue
             start = None
             while True:
                 payloads, start = _read_records(segment, limit, start)

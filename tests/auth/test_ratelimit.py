@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+import httpx
 import pytest
 import redis
 
@@ -56,3 +57,24 @@ def test_successes_do_not_spend_the_budget(auth_server: AuthServer) -> None:
     client_id, secret = auth_server.create()
     for _ in range(10):
         assert auth_server.token(client_id, secret)
+
+
+def _admin_login(auth_server: AuthServer, client_id: str, secret: str) -> httpx.Response:
+    page = auth_server.http.get("/admin/")
+    csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
+    return auth_server.http.post("/admin/login", data={"csrf": csrf, "client_id": client_id, "client_secret": secret})
+
+
+def test_admin_sign_in_guessing_gets_429_and_shares_the_token_budget(auth_server: AuthServer) -> None:
+    """Issue 14, point 6: 30 wrong secrets on `/admin/login` used to be 30 times 401."""
+    admin_id, admin_secret = auth_server.create(name="admin", type="other", scopes=["admin"])
+    statuses = [_admin_login(auth_server, admin_id, f"guess-{n}").status_code for n in range(30)]
+    assert statuses[:3] == [401] * 3 and set(statuses[3:]) == {429}, statuses
+    refused = _admin_login(auth_server, admin_id, admin_secret)
+    assert refused.status_code == 429, "even the right secret: a lockout must not confirm a guess"
+    assert 0 < int(refused.headers["retry-after"]) <= 2
+    assert "Too many failed sign-ins" in refused.text
+    token = auth_server.http.post("/oauth/token", data=GRANT, auth=(admin_id, admin_secret))
+    assert token.status_code == 429, "the token endpoint and the admin page spend one budget"
+    time.sleep(2.2)
+    assert _admin_login(auth_server, admin_id, admin_secret).status_code == 303

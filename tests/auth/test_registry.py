@@ -54,7 +54,7 @@ def test_layout_and_change_notices(settings: Settings) -> None:
     assert stored["webhook_secret"].startswith("whsec_")
     assert stored["status"] == "active"
     assert json.loads(stored["grant"]) == grant
-    assert stored["secret_hash"].startswith("scrypt$") and secret not in stored["secret_hash"]
+    assert stored["secret_hash"].startswith("sha256$") and secret not in stored["secret_hash"]
     assert secret not in json.dumps(stored)
     assert stored["previous_secret_hash"] == "" and stored["previous_secret_expires"] == "0"
     assert stored["created_at"].endswith("+00:00") and stored["updated_at"] == stored["created_at"]
@@ -117,12 +117,13 @@ def test_bad_input_names_the_field(settings: Settings, values: dict, field: str)
     assert caught.value.field == field
 
 
-def test_secret_hash_is_salted_and_checked(settings: Settings) -> None:
-    first, second = hash_secret("s3cret"), hash_secret("s3cret")
-    assert first != second
-    assert verify_secret("s3cret", first) and verify_secret("s3cret", second)
-    assert not verify_secret("s3cret!", first)
+def test_secret_hash_is_prefixed_and_checked(settings: Settings) -> None:
+    encoded = hash_secret("s3cret")
+    assert encoded.startswith("sha256$") and "s3cret" not in encoded
+    assert verify_secret("s3cret", encoded)
+    assert not verify_secret("s3cret!", encoded)
     assert not verify_secret("s3cret", "garbage")
+    assert not verify_secret("s3cret", "md5$" + encoded.partition("$")[2]), "unknown schemes never match"
 
 
 def test_live_connections_sum_over_instances(settings: Settings) -> None:

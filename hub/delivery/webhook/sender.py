@@ -22,7 +22,7 @@ from hub.delivery.webhook.outbox import Item
 from hub.delivery.webhook.outcome import Outcome, response_message
 from hub.delivery.webhook.schedule import parse_retry_after
 from hub.delivery.webhook.signing import message_id
-from hub.delivery.webhook.ssrf import Target, UnsafeURL, resolve
+from hub.delivery.webhook.ssrf import Target, UnsafeURL, read_at_most, resolve
 
 RESOLVE_TTL = 30.0
 USER_AGENT = "rthub-webhooks/0.1"
@@ -85,7 +85,13 @@ class WebhookSender:
         started = time.monotonic()
         try:
             async with asyncio.timeout(self._timeout):  # httpx's timeout is per phase, this is the total
-                response = await self._http.post(target.url, content=body, headers=headers, extensions=extensions)
+                async with self._http.stream(
+                    "POST", target.url, content=body, headers=headers, extensions=extensions
+                ) as streamed:
+                    head = await read_at_most(streamed)
+            response = httpx.Response(
+                streamed.status_code, headers=streamed.headers, content=head, request=streamed.request
+            )
         except (httpx.TimeoutException, TimeoutError):
             await self._report(started, None, f"timeout after {self._timeout:g}s")
             raise

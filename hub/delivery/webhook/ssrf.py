@@ -2,6 +2,9 @@
 
 The host is resolved asynchronously and every address it resolves to must be global unicast
 (not loopback, private, link-local, shared/CGNAT, multicast, reserved or a cloud metadata address).
+IPv6 forms that carry an IPv4 address a gateway may route to (IPv4-mapped, IPv4-compatible, NAT64
+`64:ff9b::/96`, 6to4 `2002::/16`) are judged by that IPv4 address: Python's `is_global` calls them
+global whatever they embed. The local-use NAT64 prefix `64:ff9b:1::/48` is refused outright.
 The request is then sent to the address that was checked, with the original `Host` header and TLS
 server name, so DNS cannot answer differently between the check and the connection (rebinding).
 """
@@ -14,9 +17,16 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
+
 METADATA_ADDRESSES = frozenset(
     ipaddress.ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254")
 )
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+# Only the status and headers of a receiver's answer matter; more than this of its body is not read.
+MAX_RESPONSE_BYTES = 64 * 1024
 
 
 class UnsafeURL(ValueError):
@@ -33,9 +43,28 @@ class Target:
 
 
 def is_forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """True for anything but a global unicast address (IPv4-mapped IPv6 is judged as IPv4)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """True for anything but a global unicast address; an IPv6 address embedding IPv4 is judged by it."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in NAT64_LOCAL:
+            return True
+        embedded = embedded_ipv4(address)
+        if embedded is not None:
+            return _not_public(embedded) or (address.sixtofour is not None and _not_public(address))
+    return _not_public(address)
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for on the way out (mapped, compatible, NAT64, 6to4)."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in NAT64 or address in IPV4_COMPATIBLE:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def _not_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return address in METADATA_ADDRESSES or not address.is_global or address.is_multicast
 
 
@@ -81,3 +110,14 @@ def _is_literal(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+async def read_at_most(response: httpx.Response, limit: int = MAX_RESPONSE_BYTES) -> bytes:
+    """Up to `limit` bytes of a receiver's (decoded) body, enough to reuse the connection after a normal
+    answer and to quote an error; a longer or endless body is cut off, closing the connection."""
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) >= limit:
+            break
+    return bytes(body[:limit])

@@ -1,12 +1,14 @@
 """One live subscriber: who it is, what it may see, and its bounded queue of encoded frames.
 
 The connection knows nothing about WebSockets; the transport drains `queue` and honours `close`.
-A new connection holds its live frames until the client has said what it wants (a `subscribe`
-frame, or the subscribe window passing), so a `resume_from` catch-up can go first without a gap or a
-duplicate at the switch-over.
+A new connection holds its live frames until the client has said what it wants (a cursor on the
+upgrade request, a `subscribe` frame, or the subscribe window passing), so a `resume_from` catch-up
+can go first without a gap or a duplicate at the switch-over. A catch-up can also start later
+(`begin_resume`): it then skips what was already queued, so every cursor is sent at most once.
 Backpressure rule: when the queue is full the connection stops taking frames, keeps sending what
 it already holds for `grace` seconds, then asks to be closed with 4008. Its last delivered cursor
-precedes every frame it did not take, so a resume loses nothing.
+precedes every frame it did not take, so a resume loses nothing. Held live frames that overflow
+during a catch-up are dropped instead: they are in the stream, and the catch-up reads on to its end.
 """
 
 from __future__ import annotations
@@ -52,8 +54,12 @@ class Connection:
     close_code: int | None = None
     close_reason: str = ""
     on_close: Callable[[], None] | None = None
+    resuming: bool = False
     _held: list[Frame] | None = field(default_factory=list)
     _queued_up_to: tuple[int, int] = (-1, -1)
+    _queued_cursor: str | None = None
+    # Every frame the matcher wanted with a cursor in (_covered_after, _queued_up_to] has been queued.
+    _covered_after: tuple[int, int] | None = None
     _slow: bool = False
 
     def __post_init__(self) -> None:
@@ -72,17 +78,24 @@ class Connection:
             if len(self._held) < self.queue_size:
                 self._held.append(frame)
                 return
-        elif frame.order is not None and frame.order <= self._queued_up_to:
-            return
-        else:
-            try:
-                self.queue.put_nowait(frame)
-            except asyncio.QueueFull:
-                pass
-            else:
-                if frame.order is not None:
-                    self._queued_up_to = frame.order
+            if self.resuming:  # the catch-up reads these from the stream anyway
+                self._held.clear()
+                self._held.append(frame)
                 return
+            self.release_live()  # the client is slow to say what it wants: go live rather than drop
+        if frame.order is not None and frame.order <= self._queued_up_to:
+            return
+        try:
+            self.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            pass
+        else:
+            if frame.order is not None:
+                if self._covered_after is None:
+                    self._covered_after = (frame.order[0], frame.order[1] - 1)
+                self._queued_up_to = frame.order
+                self._queued_cursor = frame.cursor
+            return
         self._slow = True
         asyncio.get_running_loop().call_later(
             self.grace, self.close, CLOSE_SLOW_CONSUMER, "slow consumer: send queue full"
@@ -93,14 +106,40 @@ class Connection:
         """True until live frames are released: a resume is only possible before that."""
         return self._held is not None
 
+    def begin_resume(self, after: str) -> tuple[str, tuple[int, int, int, int] | None]:
+        """Hold live frames for a catch-up of what follows `after` (the client has everything up to it).
+
+        Returns the cursor to read the stream from, and the range of cursors (low, high] already
+        queued that the catch-up must skip, when it has to go back before them. That happens only
+        for a `resume_from` that arrives after live frames went out: the missed, older events then
+        follow the newer ones already sent.
+        """
+        key = cursor_key(after)
+        if self._held is None:
+            self._held = []
+        self.resuming = True
+        covered, queued = self._covered_after, self._queued_up_to
+        if covered is None or key >= covered:
+            start = after if key >= queued or self._queued_cursor is None else self._queued_cursor
+            skip = None
+        else:
+            start, skip = after, (*covered, *queued)
+        self._covered_after = key if covered is None else min(key, covered)
+        self._queued_up_to = max(key, queued)
+        if self._queued_up_to == key:
+            self._queued_cursor = after
+        return start, skip
+
     async def put_resumed(self, frame: Frame) -> None:
         """Queue a resumed frame, waiting for room: resume runs at the client's pace."""
         await self.queue.put(frame)
-        if frame.order is not None:
+        if frame.order is not None and frame.order > self._queued_up_to:
             self._queued_up_to = frame.order
+            self._queued_cursor = frame.cursor
 
     def release_live(self) -> None:
         """Queue the held live frames that the catch-up did not cover and the matcher still wants; go live."""
+        self.resuming = False
         held, self._held = self._held or [], None
         for frame in held:
             if frame.facts is None or self.matcher.matches(frame.facts):

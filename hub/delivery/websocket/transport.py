@@ -1,8 +1,14 @@
 """`WS /v1/events`: authenticate, greet, then send frames from the connection's queue.
 
-Frames from the client (`subscribe`) are read concurrently. Close codes: 4401 bad token, 4403 no
-right (or rights changed), 4008 slow consumer, 1012 hub shutting down, 1003 binary frame,
-1008 malformed or too many client frames.
+Frames from the client (`subscribe`) are read concurrently. Close codes: 4401 bad or expired token,
+4403 no right (or rights changed), 4008 slow consumer, 1012 hub shutting down, 1013 stream
+unavailable during a catch-up, 1003 binary frame, 1008 malformed or too many client frames, a filter
+over the limits (`limits.py`) or too many sockets for one client.
+
+Resuming: a cursor on the upgrade request (`?resume_from=CURSOR`, or a `Last-Event-ID` or
+`X-Resume-From` header) starts the catch-up at once, with no timed hold. Without one, live frames
+are held for up to `SUBSCRIBE_WINDOW` waiting for a first `subscribe` that may carry `resume_from`;
+one arriving later is honoured too, each cursor still sent at most once (`Connection.begin_resume`).
 """
 
 from __future__ import annotations
@@ -12,23 +18,28 @@ import contextlib
 import time
 
 import orjson
+from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from auth.identity import Authenticator, AuthError
+from auth.identity import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, Authenticator, AuthError
 from hub.control.presence import Presence
 from hub.delivery.websocket.connection import Connection
+from hub.delivery.websocket.limits import FilterBudget, FilterTooFrequent, FilterTooLarge, check_filter, filter_cost
 from hub.fanout import Fanout
-from hub.ingest import Broker, cursor_key
+from hub.ingest import Broker, BrokerUnavailable, cursor_key
 from hub.metrics import Metrics
 from rthub_lms.grants import GrantError, compile_grant, narrow, validate_filter
 
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_POLICY_VIOLATION = 1008
+CLOSE_TRY_AGAIN_LATER = 1013
 # Client frames allowed per second, averaged over a burst of this many.
 CLIENT_FRAME_RATE = 10.0
 CLIENT_FRAME_BURST = 20
-# How long a new connection waits for an optional first `subscribe` before releasing live events.
+# How long a new connection without a cursor on its upgrade request waits for an optional first
+# `subscribe` before releasing live events.
 SUBSCRIBE_WINDOW = 1.0
+RESUME_HEADERS = ("last-event-id", "x-resume-from")
 
 
 class ProtocolViolation(Exception):
@@ -46,6 +57,22 @@ def bearer_token(websocket: WebSocket) -> str:
     return websocket.query_params.get("access_token", "")
 
 
+def upgrade_cursor(websocket: WebSocket) -> str | None:
+    """The `resume_from` cursor of the upgrade request (query parameter, else header), or None."""
+    value = websocket.query_params.get("resume_from")
+    for header in RESUME_HEADERS:
+        value = value or websocket.headers.get(header)
+    return value.strip() if value else None
+
+
+def is_cursor(value: object) -> bool:
+    try:
+        cursor_key(value)  # type: ignore[arg-type]
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
 class EventsEndpoint:
     def __init__(
         self,
@@ -55,6 +82,7 @@ class EventsEndpoint:
         queue_size: int,
         presence: Presence | None = None,
         metrics: Metrics | None = None,
+        max_sockets_per_client: int = 0,
     ) -> None:
         self.presence = presence
         self.metrics = metrics
@@ -62,16 +90,61 @@ class EventsEndpoint:
         self.broker = broker
         self.authenticator = authenticator
         self.queue_size = queue_size
+        self.max_sockets_per_client = max_sockets_per_client
+        self.filter_budget = FilterBudget()
 
     async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
         websocket = WebSocket(scope, receive, send)
         await websocket.accept()
+        resume_from = upgrade_cursor(websocket)
+        if resume_from is not None and not is_cursor(resume_from):
+            await websocket.close(CLOSE_POLICY_VIOLATION, "bad resume_from cursor")
+            return
+        token = bearer_token(websocket)
+        changes_seen = self.fanout.changes_seen
         try:
-            identity = await self.authenticator.authenticate(bearer_token(websocket))
+            identity = await self.authenticator.authenticate(token)
         except AuthError as exc:
             await websocket.close(exc.close_code, exc.reason[:120])
             return
+        limit = self.max_sockets_per_client
+        if limit and self.fanout.sockets_of(identity.client_id) >= limit:
+            reason = f"too many sockets for this client (limit {limit} per hub process)"
+            await websocket.close(CLOSE_POLICY_VIOLATION, reason)
+            return
         conn = Connection(identity, compile_grant(identity.grant), queue_size=self.queue_size)
+        # Indexed before any further await: from here on a change notice for this client finds it.
+        self.fanout.add(conn)
+        try:
+            if self.fanout.changes_seen != changes_seen:
+                refusal = await self._recheck(token, conn)
+                if refusal is not None:
+                    await websocket.close(refusal.close_code, refusal.reason[:120])
+                    return
+            await self._serve(websocket, conn, resume_from)
+        finally:
+            self.fanout.remove(conn)
+            if not self.fanout.sockets_of(identity.client_id):
+                self.filter_budget.forget(identity.client_id)
+
+    async def _recheck(self, token: str, conn: Connection) -> AuthError | None:
+        """A change notice arrived while this handshake read the registry: judge the client again."""
+        try:
+            current = await self.authenticator.authenticate(token)
+        except AuthError as exc:
+            return exc
+        if current != conn.identity:
+            return AuthError(CLOSE_FORBIDDEN, "client rights changed; reconnect")
+        return None
+
+    async def _serve(self, websocket: WebSocket, conn: Connection, resume_from: str | None) -> None:
+        identity = conn.identity
+        expiry = None
+        if identity.expires_at is not None:
+            expiry = asyncio.get_running_loop().call_later(
+                max(0.0, identity.expires_at - time.time()),
+                conn.close, CLOSE_UNAUTHENTICATED, "token expired; reconnect with a new token",
+            )
         await websocket.send_text(
             orjson.dumps(
                 {"type": "welcome", "client_id": identity.client_id, "translator": identity.translator}
@@ -79,22 +152,33 @@ class EventsEndpoint:
         )
         sender = asyncio.create_task(self._send_frames(websocket, conn))
         conn.on_close = sender.cancel
-        self.fanout.add(conn)
         if self.presence is not None:
             await self.presence.connected(identity.client_id, identity.delivery == "websocket+webhook")
-        receiver = asyncio.create_task(self._read_frames(websocket, conn))
+        tasks = [sender]
+        if resume_from is not None:
+            tasks.append(asyncio.create_task(self._catch_up(conn, resume_from)))
+        receiver = asyncio.create_task(self._read_frames(websocket, conn, resume_from))
+        tasks.append(receiver)
         try:
             await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            if expiry is not None:
+                expiry.cancel()
             self.fanout.remove(conn)
             if self.presence is not None:
                 await self.presence.disconnected(identity.client_id, conn.last_cursor)
-            for task in (sender, receiver):
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(sender, receiver, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
         if conn.close_code is not None and websocket.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 await websocket.close(conn.close_code, conn.close_reason[:120])
+
+    async def _catch_up(self, conn: Connection, after: str) -> None:
+        try:
+            await self.fanout.resume(conn, self.broker, after)
+        except (BrokerUnavailable, RedisError, OSError):
+            conn.close(CLOSE_TRY_AGAIN_LATER, "event stream unavailable; resume again later")
 
     async def _send_frames(self, websocket: WebSocket, conn: Connection) -> None:
         while True:
@@ -105,22 +189,26 @@ class EventsEndpoint:
                 if self.metrics is not None:
                     self.metrics.frame_sent(frame.order[0])
 
-    async def _read_frames(self, websocket: WebSocket, conn: Connection) -> None:
+    async def _read_frames(self, websocket: WebSocket, conn: Connection, upgrade_resume: str | None) -> None:
         try:
-            await self._read_until_violation(websocket, conn)
+            await self._read_until_violation(websocket, conn, upgrade_resume)
         except ProtocolViolation as violation:
             conn.close(violation.code, violation.reason)
 
-    async def _read_until_violation(self, websocket: WebSocket, conn: Connection) -> None:
+    async def _read_until_violation(self, websocket: WebSocket, conn: Connection, upgrade_resume: str | None) -> None:
         allowance = float(CLIENT_FRAME_BURST)
         last = time.monotonic()
+        window = SUBSCRIBE_WINDOW if upgrade_resume is None else None
         while True:
-            if conn.holding:
+            if window is not None:
                 try:
-                    message = await asyncio.wait_for(websocket.receive(), SUBSCRIBE_WINDOW)
+                    message = await asyncio.wait_for(websocket.receive(), window)
                 except TimeoutError:
-                    conn.release_live()
+                    window = None
+                    if conn.holding and not conn.resuming:
+                        conn.release_live()
                     continue
+                window = None
             else:
                 message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
@@ -133,9 +221,9 @@ class EventsEndpoint:
             allowance -= 1
             if message.get("text") is None:
                 raise ProtocolViolation(CLOSE_UNSUPPORTED_DATA, "binary frames are not accepted")
-            await self._handle(conn, message["text"])
+            await self._handle(conn, message["text"], upgrade_resume)
 
-    async def _handle(self, conn: Connection, text: str) -> None:
+    async def _handle(self, conn: Connection, text: str, upgrade_resume: str | None) -> None:
         try:
             frame = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
@@ -143,22 +231,28 @@ class EventsEndpoint:
         if not isinstance(frame, dict) or frame.get("type") != "subscribe":
             raise ProtocolViolation(CLOSE_POLICY_VIOLATION, "expected a `subscribe` frame")
         try:
+            wait = self.filter_budget.charge(conn.identity.client_id, filter_cost(frame.get("filter")))
+            if wait:
+                await asyncio.sleep(wait)
             filter_rules = validate_filter(frame.get("filter"))
+            check_filter(filter_rules)
         except GrantError as exc:
             raise ProtocolViolation(CLOSE_POLICY_VIOLATION, f"bad filter: {exc}") from exc
+        except FilterTooLarge as exc:
+            raise ProtocolViolation(CLOSE_POLICY_VIOLATION, f"filter too large: {exc}") from exc
+        except FilterTooFrequent as exc:
+            raise ProtocolViolation(CLOSE_POLICY_VIOLATION, str(exc)) from exc
         resume_from = frame.get("resume_from")
-        if resume_from is not None:
-            if not conn.holding:
-                raise ProtocolViolation(
-                    CLOSE_POLICY_VIOLATION, "resume_from is only accepted in the first frame, right after welcome"
-                )
-            try:
-                cursor_key(resume_from)
-            except (ValueError, AttributeError, TypeError) as exc:
-                raise ProtocolViolation(CLOSE_POLICY_VIOLATION, "bad resume_from cursor") from exc
+        if resume_from is not None and not is_cursor(resume_from):
+            raise ProtocolViolation(CLOSE_POLICY_VIOLATION, "bad resume_from cursor")
         conn.matcher = narrow(conn.grant, filter_rules)
         self.fanout.update(conn)
-        if resume_from is not None:
-            await self.fanout.resume(conn, self.broker, resume_from)
-        elif conn.holding:
+        if resume_from is not None and conn.resuming and upgrade_resume is not None:
+            if cursor_key(resume_from) < cursor_key(upgrade_resume):
+                raise ProtocolViolation(
+                    CLOSE_POLICY_VIOLATION, "resume_from is older than the catch-up from the upgrade request"
+                )
+        elif resume_from is not None:
+            await self._catch_up(conn, resume_from)
+        elif conn.holding and not conn.resuming:
             conn.release_live()
