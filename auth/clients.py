@@ -41,7 +41,7 @@ class ValidationError(ValueError):
 
 @dataclass(slots=True)
 class Client:
-    """One registered consumer, as stored in the `{prefix}client:{id}` hash."""
+    """One registered consumer, as stored in the `{prefix}{registry}:client:{id}` hash."""
 
     client_id: str
     name: str

@@ -1,6 +1,6 @@
 """Client change notices: when a client is revoked or its rights change, its live sockets go within a second.
 
-The registry publishes a client id on `{prefix}changes` after every create, update, rotation or
+The registry publishes a client id on `{prefix}{registry}:changes` after every create, update, rotation or
 revocation. Every hub instance listens, looks the client up again, and closes (4403) each socket
 whose identity no longer matches: the client reconnects and is judged afresh.
 """

@@ -1,9 +1,9 @@
 """Presence: which hub instances hold live WebSockets of a client, how many, and what they were sent.
 
 The one record of live sockets, read by webhook delivery (is the client reachable by socket?) and by
-the admin surfaces (how many sockets?). Per client, a sorted set `{prefix}presence:{client}` maps
+the admin surfaces (how many sockets?). Per client, a sorted set `{prefix}{client}:presence` maps
 each hub instance holding sockets of that client to an expiry time (Redis clock, ms); the instance
-refreshes it every `ttl / 3`. A hash `{prefix}presence-state:{client}` keeps, per instance, the last
+refreshes it every `ttl / 3`. A hash `{prefix}{client}:presence-state` keeps, per instance, the last
 cursor its sockets of the client were sent (field `{instance}`), how many it holds (`{instance}:n`)
 and, for websocket+webhook clients, its *cover*: the stream cursor at which its sockets took over
 (`{instance}:from`). From that cursor on, every event reaches some socket of that instance live.
@@ -11,7 +11,7 @@ and, for websocket+webhook clients, its *cover*: the stream cursor at which its 
 Ordered handoff: while an instance's cover is open, webhook delivery holds every queued event after
 it (and drops those every live socket has certainly been sent). When an instance's last socket of
 the client goes away (closed, or the instance stopped refreshing and expired), its cover closes: the
-range `from,to` is pushed to `{prefix}handoff:{client}`, where `to` is the last cursor sent, pulled
+range `from,to` is pushed to `{prefix}{client}:handoff`, where `to` is the last cursor sent, pulled
 back by `RTHUB_WEBHOOK_HANDOFF_MARGIN` (5 s) so frames still in flight to the socket when it dropped
 are re-sent by webhook (same `webhook-id` per cursor: duplicates, never gaps). Webhook delivery skips
 the events in closed ranges and delivers the rest of its outbox in cursor order. Covers are per

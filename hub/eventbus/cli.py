@@ -28,7 +28,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         "event-bus", help="consume the Open edX event bus (edx-event-bus-redis) tracking-event topic",
         description="Reads the topic's Redis stream with a consumer group and appends each tracking event to "
         "rthub's stream, normalised and filtered as the LMS plug-in does; acknowledges only after the append; "
-        "dead-letters what it cannot carry to {prefix}deadletters:eventbus.",
+        "dead-letters what it cannot carry to {prefix}{events}:deadletters:eventbus.",
     )
     bus.add_argument("--topic", default="analytics", help="event bus topic (default analytics)")
     bus.add_argument("--topic-prefix", help="the LMS's EVENT_BUS_TOPIC_PREFIX, if it sets one")

@@ -1,6 +1,6 @@
 """Dead letters of the ingest path: what the hub met on the stream or live channel and could not carry.
 
-Each goes to the capped stream `{prefix}deadletters:ingest` with the reason, so an operator can see
+Each goes to the capped stream `{prefix}{events}:deadletters` with the reason, so an operator can see
 what a buggy or hostile producer wrote, while the fan-out carries on with the next event.
 """
 

@@ -4,9 +4,9 @@
 that no active client's grant could match before they touch Redis. The answer is a pure in-memory
 lookup in the union of all active grants; a background thread keeps that union current from Redis:
 
-- `{prefix}grants` (hash client id -> grant JSON, active clients only, kept by the hub's client
+- `{prefix}{registry}:grants` (hash client id -> grant JSON, active clients only, kept by the hub's client
   registry) is read in full on every reload; the plug-in never reads client records;
-- any message on `{prefix}changes` triggers a reload, so a new grant counts within a second;
+- any message on `{prefix}{registry}:changes` triggers a reload, so a new grant counts within a second;
 - a reload also runs every `refresh_interval` seconds, and after every (re)subscription, as a safety
   net against missed notices;
 - on Redis errors the last known union stays in force and the thread retries with backoff.

@@ -1,8 +1,8 @@
 """Per-client webhook delivery health for the admin page and API: last delivery, failures, dead letters.
 
-The delivering worker records outcomes in `{prefix}wh:health:{client}` (a delivery inside the fenced
+The delivering worker records outcomes in `{prefix}{client}:wh:health` (a delivery inside the fenced
 acknowledgement script, `lease.FINISH_SCRIPT`; failures here) and every HTTP attempt in the capped list
-`{prefix}wh:log:{client}` (time, status, latency, error); readers get one dict per client.
+`{prefix}{client}:wh:log` (time, status, latency, error); readers get one dict per client.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ appends the frame to each entitled client's outbox; the position advances only a
 A Redis error (outage, READONLY after a failover, OOM) is waited out on the same page: nothing is
 skipped or dead-lettered for it. When the stream no longer holds the position (retention exceeded),
 each webhook client gets one `gap` dead letter naming what was lost. The client set follows the
-registry: loaded at start, reloaded per client on `{prefix}changes`, and fully every minute.
+registry: loaded at start, reloaded per client on `{prefix}{registry}:changes`, and fully every minute.
 """
 
 from __future__ import annotations
@@ -230,7 +230,7 @@ class WebhookRouter:
             worker.wake()
 
     async def _watch(self) -> None:
-        """Follow `{prefix}changes`; reload everything after a reconnect and every minute.
+        """Follow `{prefix}{registry}:changes`; reload everything after a reconnect and every minute.
 
         The loop also checks `_stopping`: redis-py can swallow a cancellation that lands inside
         `get_message(timeout=...)`, and the watcher must still end on `close`.
