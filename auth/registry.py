@@ -1,8 +1,9 @@
 """The client registry in Redis, the only reader and writer of client records.
 
-The set `{prefix}{registry}:clients`, one hash `{prefix}{registry}:client:{id}` per client, the `{prefix}{registry}:grants` projection
-(active clients' grants, for the LMS plug-in's preemptive filter), and a notice on `{prefix}{registry}:changes`
-after every write so hub instances and plug-ins re-evaluate.
+The set `{prefix}{registry}:clients`, one hash `{prefix}{registry}:client:{id}` per client, the
+`{prefix}{registry}:grants` projection (active clients' grants, for the LMS plug-in's preemptive
+filter), and a notice on `{prefix}{registry}:changes` after every write so hub instances and
+plug-ins re-evaluate.
 """
 
 from __future__ import annotations
