@@ -266,7 +266,6 @@ class AdminPage:
             return self.render(request, "error.html", 404, message="No such client.")
         return self.redirect(request, "/", f"Revoked {client.name}; its live connections are being closed.")
 
-
     async def replay(self, request: Request) -> Response:
         """Re-queue the client's dead letters that failed between two times (either may be left empty)."""
         form = await self._guard(request)

@@ -31,6 +31,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from hub.config import Settings
+from hub.ingest import LUA_OLDER
 from rthub_lms import keys
 
 log = logging.getLogger("rthub.presence")
@@ -49,13 +50,7 @@ local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-local function older(a, b)
-  local am, as = string.match(a, '^(%d+)-?(%d*)$')
-  local bm, bs = string.match(b, '^(%d+)-?(%d*)$')
-  am, bm = tonumber(am), tonumber(bm)
-  if am ~= bm then return am < bm end
-  return (tonumber(as) or 0) < (tonumber(bs) or 0)
-end
+""" + LUA_OLDER + """
 local function earliest(a, b)
   if not a then return b end
   if not b then return a end

@@ -68,6 +68,18 @@ _CURSOR = re.compile(r"(\d{1,20})(?:-(\d{1,20}))?")
 _MAX_PART = 2**64 - 1
 
 
+# `cursor_key`'s ordering for Lua scripts: `older(a, b)` is true when cursor a comes before b.
+LUA_OLDER = """
+local function older(a, b)
+  local am, as = string.match(a, '^(%d+)-?(%d*)$')
+  local bm, bs = string.match(b, '^(%d+)-?(%d*)$')
+  am, bm = tonumber(am), tonumber(bm)
+  if am ~= bm then return am < bm end
+  return (tonumber(as) or 0) < (tonumber(bs) or 0)
+end
+"""
+
+
 def cursor_key(cursor: str) -> tuple[int, int]:
     """Stream ids compare as (milliseconds, sequence); anything Redis would not take raises ValueError."""
     match = _CURSOR.fullmatch(cursor) if isinstance(cursor, str) else None

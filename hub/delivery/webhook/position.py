@@ -12,17 +12,10 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from hub.config import Settings
-from hub.ingest import cursor_key
+from hub.ingest import LUA_OLDER, cursor_key
 from rthub_lms import keys
 
-OLDER = """
-local function older(a, b)
-  local am, as = string.match(a, '^(%d+)-?(%d*)$')
-  local bm, bs = string.match(b, '^(%d+)-?(%d*)$')
-  am, bm = tonumber(am), tonumber(bm)
-  if am ~= bm then return am < bm end
-  return (tonumber(as) or 0) < (tonumber(bs) or 0)
-end
+OLDER = LUA_OLDER + """
 local saved = redis.call('GET', KEYS[1])
 """
 
