@@ -60,10 +60,13 @@ class FailureLimiter:
     async def failed(self, client_id: str | None, address: str | None) -> None:
         """Count one failed authentication against both budgets."""
         try:
-            for key, _ in self._keys(client_id, address):  # one transaction per key: they live in different slots
-                async with self._redis.pipeline(transaction=True) as pipe:
+            keys = self._keys(client_id, address)
+            if not keys:
+                return
+            async with self._redis.pipeline(transaction=True) as pipe:  # one slot: `{authfail}`
+                for key, _ in keys:
                     pipe.set(key, 0, ex=self._window, nx=True)
                     pipe.incr(key)
-                    await pipe.execute()
+                await pipe.execute()
         except (RedisError, OSError) as exc:
             log.warning("rate limiter unavailable, failure not counted: %s", exc)

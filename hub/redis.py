@@ -72,6 +72,7 @@ async def subscribe(redis: Client, channel: str, sharded: bool) -> PubSub:
     """
     if isinstance(redis, aioredis.RedisCluster):
         try:
+            await redis.initialize()  # a first use sets up the command parser too (the live check needs it)
             await redis.nodes_manager.initialize()
         except RedisError as exc:
             log.warning("cluster slot map not refreshed: %s", exc)

@@ -36,7 +36,7 @@ Control:
 - `{prefix}anon:{consumer_type}`: hash LMS user id -> anonymised UUID.
 - `{prefix}{<id>}:presence` and `{prefix}{<id>}:presence-state`: which hub instances hold sockets of a
   client, until when, how many and the last cursor sent (hub/control/presence.py).
-- `{prefix}revoked:{jti}`, `{prefix}authfail:client:{id}`, `{prefix}authfail:ip:{address}`: token
+- `{prefix}revoked:{jti}`, `{prefix}{authfail}:client:{id}`, `{prefix}{authfail}:ip:{address}`: token
   revocation and authentication-failure counters.
 
 Webhook delivery (docs/webhooks.md):
@@ -155,8 +155,9 @@ def revoked_token(settings: Prefixed, jti: str) -> str:
 
 
 def auth_failures(settings: Prefixed, kind: str, who: str) -> str:
-    """Failed-authentication counter; `kind` is `client` or `ip`."""
-    return f"{settings.redis_prefix}authfail:{kind}:{who}"
+    """Failed-authentication counter; `kind` is `client` or `ip`. Both counters of one request share
+    the `{authfail}` slot, so the limiter reads them with one MGET on a cluster too."""
+    return f"{settings.redis_prefix}{{authfail}}:{kind}:{who}"
 
 
 def outbox(settings: Prefixed, client_id: str) -> str:
