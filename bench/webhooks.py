@@ -123,9 +123,9 @@ class Hub:
         self.redis = redis
         self.settings = settings
         fanout = Fanout(Anonymiser(RedisIdStore(redis, settings)), TranslationSettings(settings.lms_root_url, "bench"))
-        self.render = fanout.render
+        self.render = fanout.renderer.render
         self.router = WebhookRouter(
-            redis, settings, fanout.render, options=DeliveryOptions(timeout=5, poll=0.2), facts=fanout.renderer.facts
+            redis, settings, self.render, options=DeliveryOptions(timeout=5, poll=0.2), facts=fanout.renderer.facts
         )
         self.broker = RedisBroker(redis, settings, sharded=discover(settings.redis_url).sharded)
 

@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
         TranslationSettings(settings.lms_root_url, settings.transformer_version),
         RedisDeadLetters(client, settings),
     )
-    webhooks = WebhookRouter(client, settings, fanout.render, facts=fanout.renderer.facts)
+    webhooks = WebhookRouter(client, settings, fanout.renderer.render, facts=fanout.renderer.facts)
     presence = Presence(client, settings, last_cursors=fanout.last_cursors)
 
     def webhook_counts() -> Counter[str]:

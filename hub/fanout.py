@@ -133,7 +133,7 @@ class Fanout:
             conn = self.connections[key]
             groups[(conn.identity.translator, conn.identity.consumer_type)].append(conn)
         for (translator, consumer_type), members in groups.items():
-            frame = await self.render(entry, translator, consumer_type, facts)
+            frame = await self.renderer.render(entry, translator, consumer_type, facts)
             if frame is not None:
                 for conn in members:
                     conn.offer(frame)
@@ -147,12 +147,6 @@ class Fanout:
             if cursor is not None and (current is None or cursor_key(cursor) < cursor_key(current)):
                 oldest[client_id] = cursor
         return oldest
-
-    async def render(
-        self, entry: Entry, translator: str, consumer_type: str, facts: EventFacts | None = None
-    ) -> Frame | None:
-        """The encoded `event` frame of one entry for one (translator, consumer type), or None (cached)."""
-        return await self.renderer.render(entry, translator, consumer_type, facts)
 
     async def resume(self, conn: Connection, broker: Broker, after: str) -> None:
         """Replay what `conn` may see after `after`, then switch it to live with no gap or duplicate.
@@ -177,7 +171,7 @@ class Fanout:
                     if skip is not None and skip[:2] < cursor_key(entry.cursor) <= skip[2:]:
                         continue
                     if conn.matcher.matches(self.renderer.facts(entry)):
-                        frame = await self.render(entry, conn.identity.translator, conn.identity.consumer_type)
+                        frame = await self.renderer.render(entry, conn.identity.translator, conn.identity.consumer_type)
                         if frame is not None:
                             await conn.put_resumed(frame)
                 cursor = batch[-1].cursor or cursor

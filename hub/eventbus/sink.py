@@ -17,7 +17,7 @@ import redis
 
 from rthub_lms.backend import StreamWriter
 from rthub_lms.connect import uses_sharded_pubsub
-from rthub_lms.keys import eventbus_applied, eventbus_deadletters
+from rthub_lms.keys import eventbus_applied, eventbus_deadletters, for_live_channel
 from rthub_lms.settings import StreamSettings
 
 # The plug-in's PUBLISH_SCRIPT (rthub_lms/keys.py) behind a guard on the bus message id.
@@ -76,8 +76,7 @@ class OnceWriter(StreamWriter):
         super().__init__(client, settings, maxlen, sharded=sharded)
         self._applied = eventbus_applied(settings, stream, group)
         self._deadletters = eventbus_deadletters(settings)
-        once = PUBLISH_ONCE_SCRIPT.replace("'PUBLISH'", "'SPUBLISH'") if sharded else PUBLISH_ONCE_SCRIPT
-        self._publish_once = client.register_script(once)
+        self._publish_once = client.register_script(for_live_channel(PUBLISH_ONCE_SCRIPT, sharded))
         # A cluster client's pipeline refuses scripts: there, appends go one call at a time.
         self._pipelined = not isinstance(client, redis.RedisCluster)
         self._deadletter_once = client.register_script(DEADLETTER_ONCE_SCRIPT)

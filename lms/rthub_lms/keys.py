@@ -81,7 +81,11 @@ return ids
 def publish_script(sharded: bool, many: bool = False) -> str:
     """The publish script for a live channel that is sharded (SSUBSCRIBE: a Redis >= 7 cluster, where a
     publish then reaches only the shard owning the `{events}` slot) or plain (SUBSCRIBE)."""
-    script = PUBLISH_MANY_SCRIPT if many else PUBLISH_SCRIPT
+    return for_live_channel(PUBLISH_MANY_SCRIPT if many else PUBLISH_SCRIPT, sharded)
+
+
+def for_live_channel(script: str, sharded: bool) -> str:
+    """A Lua script that publishes on the live channel, with SPUBLISH where the channel is sharded."""
     return script.replace("'PUBLISH'", "'SPUBLISH'") if sharded else script
 
 

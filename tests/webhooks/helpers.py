@@ -15,6 +15,8 @@ import redis.asyncio as aioredis
 
 from hub.anonymise import Anonymiser, RedisIdStore
 from hub.config import Settings
+from hub.delivery.webhook.deadletters import list_deadletters
+from hub.delivery.webhook.router import WebhookRouter
 from hub.delivery.webhook.signing import new_secret
 from hub.delivery.webhook.worker import DeliveryOptions
 from hub.dev.simulator import SimulatedLMS
@@ -61,12 +63,12 @@ async def write_client(
 
 
 def renderer(redis: aioredis.Redis, settings: Settings) -> Callable[[Entry, str, str], Awaitable[Any]]:
-    """The real `Fanout.render` (anonymise, translate, encode) on this Redis."""
+    """The real render cache (`hub.render.Renderer.render`: anonymise, translate, encode) on this Redis."""
     fanout = Fanout(
         Anonymiser(RedisIdStore(redis, settings)),
         TranslationSettings(settings.lms_root_url, settings.transformer_version),
     )
-    return fanout.render
+    return fanout.renderer.render
 
 
 class Publisher:
@@ -104,3 +106,19 @@ async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.02)
+
+
+async def dead_letters_of_one_event(redis_url: str, prefix: str, url: str) -> list[dict]:
+    """Route one event to a client at `url` with private addresses refused; its dead letters once any."""
+    redis = aioredis.Redis.from_url(redis_url)
+    settings = settings_for(redis_url, prefix, (0.05,)).with_overrides(webhook_allow_private=False)
+    await write_client(redis, settings, "acme", url)
+    router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
+    await router.start()
+    for entry in await Publisher(redis, settings).entries(1):
+        await router.route(entry)
+    while not (dead := await list_deadletters(redis, settings)):
+        await asyncio.sleep(0.05)
+    await router.close()
+    await redis.aclose()
+    return dead

@@ -13,7 +13,16 @@ from hub.delivery.webhook.router import WebhookRouter
 from hub.redis import client as redis_client
 from rthub_lms import keys as rkeys
 from tests.servers import RedisCluster, RedisServer
-from tests.webhooks.helpers import FAST, Publisher, renderer, settings_for, until, verify_by_hand, write_client
+from tests.webhooks.helpers import (
+    FAST,
+    Publisher,
+    dead_letters_of_one_event,
+    renderer,
+    settings_for,
+    until,
+    verify_by_hand,
+    write_client,
+)
 from tests.webhooks.receiver import Receiver, Reply
 
 
@@ -156,22 +165,8 @@ def test_410_gone_disables_the_endpoint_and_parks_its_queue(redis_server: RedisS
 
 def test_url_resolving_to_loopback_is_refused_without_allow_private(redis_server: RedisServer, prefix: str) -> None:
     with Receiver() as receiver:
-
-        async def scenario() -> list[dict]:
-            redis = aioredis.Redis.from_url(redis_server.url)
-            settings = settings_for(redis_server.url, prefix, (0.05,)).with_overrides(webhook_allow_private=False)
-            await write_client(redis, settings, "acme", receiver.url.replace("127.0.0.1", "localhost"))
-            router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
-            await router.start()
-            for entry in await Publisher(redis, settings).entries(1):
-                await router.route(entry)
-            while not (dead := await list_deadletters(redis, settings)):
-                await asyncio.sleep(0.05)
-            await router.close()
-            await redis.aclose()
-            return dead
-
-        dead = asyncio.run(scenario())
+        url = receiver.url.replace("127.0.0.1", "localhost")
+        dead = asyncio.run(dead_letters_of_one_event(redis_server.url, prefix, url))
     assert receiver.requests == []
     assert "refused URL" in dead[0]["reason"] and "127.0.0.1" in dead[0]["reason"]
 

@@ -12,12 +12,11 @@ import time
 import pytest
 import redis.asyncio as aioredis
 
-from hub.delivery.webhook.deadletters import list_deadletters
 from hub.delivery.webhook.health import delivery_health
 from hub.delivery.webhook.router import WebhookRouter
 from hub.delivery.webhook.ssrf import MAX_RESPONSE_BYTES, is_forbidden
 from tests.servers import RedisServer
-from tests.webhooks.helpers import FAST, Publisher, renderer, settings_for, write_client
+from tests.webhooks.helpers import FAST, Publisher, dead_letters_of_one_event, renderer, settings_for, write_client
 
 
 @pytest.mark.parametrize(
@@ -47,21 +46,7 @@ def test_ipv6_forms_embedding_public_ipv4_stay_allowed(address: str) -> None:
 def test_a_nat64_webhook_url_is_refused_by_the_delivering_worker(redis_server: RedisServer, prefix: str) -> None:
     """The attack: on a NAT64 network `http://[64:ff9b::7f00:1]:PORT/` reaches the hub host's loopback."""
 
-    async def scenario() -> list[dict]:
-        redis = aioredis.Redis.from_url(redis_server.url)
-        settings = settings_for(redis_server.url, prefix, (0.05,)).with_overrides(webhook_allow_private=False)
-        await write_client(redis, settings, "acme", "http://[64:ff9b::7f00:1]:6379/hook")
-        router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
-        await router.start()
-        for entry in await Publisher(redis, settings).entries(1):
-            await router.route(entry)
-        while not (dead := await list_deadletters(redis, settings)):
-            await asyncio.sleep(0.05)
-        await router.close()
-        await redis.aclose()
-        return dead
-
-    dead = asyncio.run(scenario())
+    dead = asyncio.run(dead_letters_of_one_event(redis_server.url, prefix, "http://[64:ff9b::7f00:1]:6379/hook"))
     assert "refused URL" in dead[0]["reason"] and "64:ff9b::7f00:1" in dead[0]["reason"], dead[0]["reason"]
 
 
