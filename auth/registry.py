@@ -125,10 +125,7 @@ class ClientRegistry:
 
     async def pause_endpoint(self, client_id: str, reason: str) -> None:
         """Stop sending to an endpoint that refused the credentials (401/403); its queue is kept."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self._key(client_id), mapping={"webhook_status": "paused", "webhook_disabled_reason": reason})
-            pipe.publish(changes_channel(self.settings), client_id)
-            await pipe.execute()
+        await self._set_webhook_status(client_id, "paused", reason)
 
     def _with_credential(self, client: Client, credential: dict[str, str]) -> Client:
         """Encrypt a new endpoint password or token into the record; the clear value goes no further."""
@@ -168,17 +165,20 @@ class ClientRegistry:
 
     async def disable_webhooks(self, client_id: str, reason: str) -> None:
         """Stop webhook delivery for a client (its endpoint said 410 Gone) and tell every hub instance."""
-        await self.redis.hset(
-            self._key(client_id), mapping={"webhook_status": "disabled", "webhook_disabled_reason": reason}
-        )
-        await self._notify(client_id)
+        await self._set_webhook_status(client_id, "disabled", reason)
 
     async def enable_webhooks(self, client_id: str) -> None:
         """Undo `disable_webhooks` (an admin says the endpoint is back) and tell every hub instance."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hdel(self._key(client_id), "webhook_status", "webhook_disabled_reason")
-            pipe.publish(changes_channel(self.settings), client_id)
-            await pipe.execute()
+        await self._set_webhook_status(client_id, "", "")
+
+    async def _set_webhook_status(self, client_id: str, status: str, reason: str) -> None:
+        """Write delivery's own status fields (`""` clears them), then send the change notice."""
+        if status:
+            fields = {"webhook_status": status, "webhook_disabled_reason": reason}
+            await self.redis.hset(self._key(client_id), mapping=fields)
+        else:
+            await self.redis.hdel(self._key(client_id), "webhook_status", "webhook_disabled_reason")
+        await self._notify(client_id)
 
     async def delete(self, client_id: str) -> None:
         """Remove the client and everything kept for it: queued webhooks, presence, delivery state."""
