@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
@@ -99,3 +100,17 @@ def test_wrong_password_pauses_visibly_and_loses_nothing_after_the_fix(hub: HubP
     assert ralph.password not in fixed.stdout and "delivery_status: ok" in fixed.stdout
     stored_once(ralph, [s["id"] for s in rendered(hub, entries, "xapi", "enterprise")])
     assert health(hub, token, client_id)["delivery_status"] == "ok"
+
+
+def test_hub_sigterm_and_sigkill_lose_nothing_into_the_lrs(hub: HubProcess, ralph: RalphServer) -> None:
+    """Events published while no hub runs, after a SIGTERM and after a SIGKILL, all reach the LRS once."""
+    create_lrs_client(hub, ralph, ralph.password)
+    entries = publish_twice(hub, 5, seed=35)
+    hub.stop(signal.SIGTERM)
+    entries += publish_twice(hub, 5, seed=36)  # no hub running
+    hub.start()
+    entries += publish_twice(hub, 5, seed=37)
+    hub.stop(signal.SIGKILL)
+    entries += publish_twice(hub, 5, seed=38)  # no hub running
+    hub.start()
+    stored_once(ralph, list(dict.fromkeys(s["id"] for s in rendered(hub, entries, "xapi", "enterprise"))))
