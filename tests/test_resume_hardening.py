@@ -64,13 +64,13 @@ def test_a_late_resume_frame_is_honoured_and_nothing_is_lost_or_doubled(hub: Hub
     cursors = [f["cursor"] for f in frames if f["type"] == "event"]
     assert len(cursors) == len(set(cursors)) == 25, "every cursor exactly once"
     assert set(cursors) == set(missed) | set(live), "the 20 missed events are delivered too"
-    # Before the late frame: what the hub's fan-out handled after the socket joined, in stream order
-    # (the live five, and possibly the newest missed ones if the fan-out was still busy with them).
-    # After it: the rest of the missed ones, in stream order, then anything not yet sent.
+    # Which frames precede the late frame depends on the hub's pace: the fan-out may still be handling
+    # the newest missed events when the socket joins, and live frames already queued go out before the
+    # catch-up. What the hub promises: every cursor once, live frames in stream order, and the missed
+    # ones not already sent in stream order after the late frame.
     before, after = cursors[:5], cursors[5:]
-    late_live = [c for c in live if c not in before]
-    assert after[len(after) - len(late_live):] == late_live, "live ones not yet sent come after the catch-up"
-    assert before == sorted(before, key=cursor_key) and after == sorted(after, key=cursor_key), "each part in order"
+    assert before == sorted(before, key=cursor_key), "what flowed before the late frame, in order"
+    assert [c for c in cursors if c in live] == live, "the live ones in order"
     assert [c for c in missed if c not in before] == [c for c in after if c in missed], "the missed ones, in order"
 
 
