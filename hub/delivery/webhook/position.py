@@ -1,10 +1,10 @@
 """Where webhook routing stands in the event stream: a saved cursor, advanced only after the appends.
 
 `{prefix}wh:routed` holds the newest cursor whose entitled appends are all in the outboxes. Every
-routing instance reads it at start and moves it forward (never back) after each page it appended, so
-a hub that starts continues where routing stopped — after a SIGTERM, a SIGKILL or a deploy — as long
-as the stream still retains that cursor. Several instances may route at once: outbox appends are
-idempotent, and the cursor only ever takes the larger value.
+routing instance with webhook clients reads it at start and moves it forward (never back) after each
+page it appended, so a hub that starts continues where routing stopped — after a SIGTERM, a SIGKILL
+or a deploy — as long as the stream still retains that cursor. Several instances may route at once:
+outbox appends are idempotent, and the cursor only ever takes the larger value.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ A Redis error (outage, READONLY after a failover, OOM) is waited out on the same
 skipped or dead-lettered for it. When the stream no longer holds the position (retention exceeded),
 each webhook client gets one `gap` dead letter naming what was lost. The client set follows the
 registry: loaded at start, reloaded per client on `{prefix}{registry}:changes`, and fully every minute.
+An instance with no webhook clients reads no entries: it only notes the stream's newest cursor every
+`IDLE_TIP_EVERY` seconds, and starts routing from the last one noted when its first client appears.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ log = logging.getLogger("rthub.webhooks.router")
 FULL_RELOAD_EVERY = 60.0
 PAGE = 500
 BLOCK_MS = 1000
+IDLE_TIP_EVERY = 1.0
 RETRY_FIRST = 0.05
 RETRY_MAX = 2.0
 
@@ -73,6 +76,7 @@ class WebhookRouter:
         self._follower: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._has_clients = asyncio.Event()
 
     async def start(self) -> None:
         """Load the webhook clients, start their workers, and follow registry changes."""
@@ -88,6 +92,11 @@ class WebhookRouter:
         delay = RETRY_FIRST
         while not self._stopping:
             try:
+                if not self.clients:
+                    cursor = await self._tip()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._has_clients.wait(), IDLE_TIP_EVERY)
+                    continue
                 if cursor is None:
                     cursor = await self.position.load()
                 page, cursor = await self._read(cursor)
@@ -105,6 +114,11 @@ class WebhookRouter:
                 log.warning("routing waits for Redis (%s); retrying in %.2fs", exc, delay, extra={"cursor": cursor})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)
+
+    async def _tip(self) -> str:
+        """The stream's newest cursor, saved: while no webhook client exists there is nothing to route."""
+        top = await self._redis.xrevrange(self._stream, count=1)
+        return await self.position.advance(_text(top[0][0]) if top else "0-0")
 
     async def _read(self, cursor: str) -> tuple[list[Entry], str]:
         """The next page after `cursor` (events only: the fan-out dead-letters bad entries), and the
@@ -206,6 +220,13 @@ class WebhookRouter:
             self._apply(client_id, None)
         for client_id, client in found.items():
             self._apply(client_id, client)
+        self._notice_clients()
+
+    def _notice_clients(self) -> None:
+        if self.clients:
+            self._has_clients.set()
+        else:
+            self._has_clients.clear()
 
     def _apply(self, client_id: str, client: WebhookClient | None) -> None:
         """Index, (re)start or stop one client's delivery."""
@@ -217,8 +238,10 @@ class WebhookRouter:
                 closing = asyncio.create_task(worker.close())
                 self._closing.add(closing)
                 closing.add_done_callback(self._closing.discard)
+            self._notice_clients()
             return
         self.clients[client_id] = client
+        self._has_clients.set()
         self._index.set(client_id, client.matcher)
         worker = self.workers.get(client_id)
         if worker is None:
