@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from hub.admin import cli as admin_cli
 from hub.config import ConfigError, Settings
 from hub.delivery.webhook import cli as webhooks_cli
+from hub.delivery.websocket.server import UVICORN_WS
 from hub.eventbus import cli as eventbus_cli
 from hub.logs import text_log_config, uvicorn_log_config
 from hub.translate import offline
@@ -37,6 +38,7 @@ def _serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         log_level=args.log_level,
         log_config=uvicorn_log_config(args.log_level) if args.log_format == "json" else text_log_config(),
+        ws=UVICORN_WS,
         ws_max_size=64 * 1024,
         ws_ping_interval=settings.ws_ping_interval,
         ws_ping_timeout=settings.ws_ping_timeout,

@@ -2,7 +2,9 @@
 
 The data path for one event: match (grant index) -> anonymise -> translate -> encode -> enqueue.
 Everything after matching is done once per (translator, consumer type) group, never per
-subscriber: subscribers of one group share the same encoded frame.
+subscriber: subscribers of one group share the same encoded frame. Connections write what they took
+at the end of the event-loop tick, so the events of a burst read in one go reach each socket in
+one write; the fan-out yields to the loop every `BURST` events at the most.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hub.anonymise import Anonymiser
 from hub.delivery.websocket.connection import Connection, Frame
-from hub.ingest import BadEntry, Broker, Entry, cursor_key
+from hub.ingest import BadEntry, Broker, Entry, History, cursor_key
 from hub.ingest.deadletters import DeadLetters, LogDeadLetters
 from hub.render import Renderer
 from hub.translate import TranslationSettings
@@ -27,6 +29,7 @@ from rthub_lms.grants import EventFacts, GrantIndex
 log = logging.getLogger("rthub.fanout")
 
 RESUME_PAGE = 500
+BURST = 32
 # Redis answering but refusing writes for now (after a failover, out of memory, loading): wait, as
 # for an outage; these never mean the entry itself is bad. redis-py maps most replies to a class; an
 # error raised inside a script keeps only the reply's first word.
@@ -84,12 +87,16 @@ class Fanout:
 
     async def run(self, broker: Broker) -> None:
         """Pump the broker's live feed into the connections until cancelled; bad entries are dead-lettered."""
+        since_yield = 0
         async for entry in broker.live():
             if isinstance(entry, BadEntry):
                 await self.dead_letters.put(entry)
             else:
                 await self._deliver(entry)
-            await asyncio.sleep(0)  # let senders drain between events of a burst
+            since_yield += 1
+            if since_yield >= BURST:  # let sockets flush and handshakes proceed during a long burst
+                since_yield = 0
+                await asyncio.sleep(0)
 
     async def _deliver(self, entry: Entry) -> None:
         """Dispatch one entry: a Redis outage is waited out (nothing is lost, and frames already
@@ -148,7 +155,7 @@ class Fanout:
                 oldest[client_id] = cursor
         return oldest
 
-    async def resume(self, conn: Connection, broker: Broker, after: str) -> None:
+    async def resume(self, conn: Connection, history: History, after: str) -> None:
         """Replay what `conn` may see after `after`, then switch it to live with no gap or duplicate.
 
         Live frames are held meanwhile (`Connection.begin_resume`); at the switch it skips every frame
@@ -158,11 +165,11 @@ class Fanout:
         """
         cursor, skip = conn.begin_resume(after)
         try:
-            oldest = await broker.oldest()
+            oldest = await history.oldest()
             if oldest is not None and cursor_key(oldest) > cursor_key(after):
                 gap = {"type": "gap", "from": after, "resume_from": oldest}
                 await conn.put_resumed(Frame(None, orjson.dumps(gap).decode()))
-            while batch := await broker.history(cursor, RESUME_PAGE):
+            while batch := await history.history(cursor, RESUME_PAGE):
                 for entry in batch:
                     if conn.close_code is not None:
                         return

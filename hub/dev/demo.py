@@ -34,6 +34,7 @@ from auth.registry import ClientRegistry
 from hub.admin.cli import bootstrap_admin
 from hub.app import create_app
 from hub.config import Settings
+from hub.delivery.websocket.server import UVICORN_WS
 from hub.dev.embedded import EmbeddedRedis, free_port
 from hub.dev.simulator import COURSES, SimulatedLMS
 from hub.redis import client as redis_client
@@ -158,7 +159,7 @@ async def run(settings: Settings, port: int, rate: float, duration: float | None
     async def publish(event: dict[str, Any]) -> object:
         return await asyncio.to_thread(backend.send, event)
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws=UVICORN_WS))
     serving = asyncio.create_task(server.serve())
     while not server.started:
         if serving.done():

@@ -1,6 +1,11 @@
 """One live subscriber: who it is, what it may see, and its bounded queue of encoded frames.
 
-The connection knows nothing about WebSockets; the transport drains `queue` and honours `close`.
+The connection knows nothing about WebSockets: the transport gives it a way to write (`start`) and
+honours `close`. Frames it takes wait in `pending` (at most `queue_size`) until the end of the
+event-loop tick, when `_flush` hands them all to the socket in one write if the socket's writer is
+ready; otherwise a drain task waits for the transport to empty (or sends through ASGI, one frame at
+a time, under a server without the fast path). So a fast consumer costs no task wake-up per frame,
+and a slow one is queued exactly as before.
 A new connection holds its live frames until the client has said what it wants (a cursor on the
 upgrade request, a `subscribe` frame, or the subscribe window passing), so a `resume_from` catch-up
 can go first without a gap or a duplicate at the switch-over. A catch-up can also start later
@@ -15,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from auth.identity import ClientIdentity
 from hub.ingest import cursor_key
@@ -24,6 +31,7 @@ from rthub_lms.grants import EventFacts, Matcher
 
 CLOSE_SLOW_CONSUMER = 4008
 CLOSE_SERVICE_RESTART = 1012
+CLOSE_SEND_FAILED = 1011
 
 _ids = itertools.count(1)
 
@@ -36,9 +44,27 @@ class Frame:
     text: str
     facts: EventFacts | None = None
     order: tuple[int, int] | None = field(init=False)
+    wire: bytes | None = field(default=None, init=False)  # its WebSocket frame, built once (`server.wire`)
 
     def __post_init__(self) -> None:
         self.order = cursor_key(self.cursor) if self.cursor is not None else None
+
+
+class FrameWriter(Protocol):
+    """A synchronous way to put frames on one socket (`hub.delivery.websocket.server`)."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    async def writable(self) -> None: ...
+
+    def write(self, frames: Sequence[Frame]) -> None: ...
+
+
+SendText = Callable[[str], Awaitable[None]]
 
 
 @dataclass(eq=False)
@@ -49,11 +75,12 @@ class Connection:
     grace: float = 2.0
     id: int = field(default_factory=lambda: next(_ids))
     matcher: Matcher = field(init=False)
-    queue: asyncio.Queue[Frame] = field(init=False)
+    pending: deque[Frame] = field(default_factory=deque)
     last_cursor: str | None = None
     close_code: int | None = None
     close_reason: str = ""
     on_close: Callable[[], None] | None = None
+    on_sent: Callable[[Sequence[Frame]], None] | None = None
     resuming: bool = False
     _held: list[Frame] | None = field(default_factory=list)
     _queued_up_to: tuple[int, int] = (-1, -1)
@@ -61,10 +88,26 @@ class Connection:
     # Every frame the matcher wanted with a cursor in (_covered_after, _queued_up_to] has been queued.
     _covered_after: tuple[int, int] | None = None
     _slow: bool = False
+    _writer: FrameWriter | None = None
+    _send_text: SendText | None = None
+    _flush_due: bool = False
+    _drain: asyncio.Task[None] | None = None
+    _room: asyncio.Event | None = None
 
     def __post_init__(self) -> None:
         self.matcher = self.grant
-        self.queue = asyncio.Queue(self.queue_size)
+
+    def start(self, writer: FrameWriter | None, send_text: SendText) -> None:
+        """Begin sending (after the `welcome` frame): through `writer` when the server offers one."""
+        self._writer = writer
+        self._send_text = send_text
+        if self.pending:
+            self._schedule_flush()
+
+    def stop(self) -> None:
+        """Stop sending: the transport is closing."""
+        if self._drain is not None:
+            self._drain.cancel()
 
     def offer(self, frame: Frame) -> None:
         """Take a frame for sending, or start the slow-consumer countdown when there is no room.
@@ -85,11 +128,8 @@ class Connection:
             self.release_live()  # the client is slow to say what it wants: go live rather than drop
         if frame.order is not None and frame.order <= self._queued_up_to:
             return
-        try:
-            self.queue.put_nowait(frame)
-        except asyncio.QueueFull:
-            pass
-        else:
+        if len(self.pending) < self.queue_size:
+            self._take(frame)
             if frame.order is not None:
                 if self._covered_after is None:
                     self._covered_after = (frame.order[0], frame.order[1] - 1)
@@ -132,7 +172,12 @@ class Connection:
 
     async def put_resumed(self, frame: Frame) -> None:
         """Queue a resumed frame, waiting for room: resume runs at the client's pace."""
-        await self.queue.put(frame)
+        while len(self.pending) >= self.queue_size:
+            if self._room is None:
+                self._room = asyncio.Event()
+            self._room.clear()
+            await self._room.wait()
+        self._take(frame)
         if frame.order is not None and frame.order > self._queued_up_to:
             self._queued_up_to = frame.order
             self._queued_cursor = frame.cursor
@@ -144,6 +189,63 @@ class Connection:
         for frame in held:
             if frame.facts is None or self.matcher.matches(frame.facts):
                 self.offer(frame)
+
+    def _take(self, frame: Frame) -> None:
+        self.pending.append(frame)
+        if not self._flush_due:
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        self._flush_due = True
+        asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """End of the tick: write everything pending in one go, or leave it to the drain task."""
+        self._flush_due = False
+        if self.close_code is not None or self._send_text is None or self._drain is not None:
+            return
+        writer = self._writer
+        if writer is not None and writer.ready:
+            self._write_pending(writer)
+        elif self.pending:
+            self._drain = asyncio.get_running_loop().create_task(self._drain_pending())
+
+    def _write_pending(self, writer: FrameWriter) -> None:
+        frames = list(self.pending)
+        self.pending.clear()
+        writer.write(frames)
+        self._delivered(frames)
+
+    async def _drain_pending(self) -> None:
+        """Send what is pending while the socket is slow, or under a server without a writer."""
+        try:
+            while self.pending and self.close_code is None:
+                writer = self._writer
+                if writer is not None:
+                    await writer.writable()
+                    if writer.closed:
+                        return
+                    self._write_pending(writer)
+                else:
+                    assert self._send_text is not None
+                    frame = self.pending[0]
+                    await self._send_text(frame.text)
+                    self.pending.popleft()
+                    self._delivered((frame,))
+        except Exception as exc:  # the socket is gone: the reader sees the disconnect
+            self.close(CLOSE_SEND_FAILED, f"send failed: {type(exc).__name__}")
+        finally:
+            self._drain = None
+
+    def _delivered(self, frames: Sequence[Frame]) -> None:
+        for frame in reversed(frames):
+            if frame.cursor is not None:
+                self.last_cursor = frame.cursor
+                break
+        if self._room is not None:
+            self._room.set()
+        if self.on_sent is not None:
+            self.on_sent(frames)
 
     def close(self, code: int, reason: str) -> None:
         """Ask the transport to close this connection with `code` (first request wins)."""

@@ -1,9 +1,11 @@
-"""`WS /v1/events`: authenticate, greet, then send frames from the connection's queue.
+"""`WS /v1/events`: authenticate, greet, then let the connection send its frames.
 
-Frames from the client (`subscribe`) are read concurrently. Close codes: 4401 bad or expired token,
-4403 no right (or rights changed), 4008 slow consumer, 1012 hub shutting down, 1013 stream
-unavailable during a catch-up, 1003 binary frame, 1008 malformed or too many client frames, a filter
-over the limits (`limits.py`) or too many sockets for one client.
+Under `rthub serve` the connection writes straight to the socket's transport (`server.py`); under
+another ASGI server it sends through ASGI. Frames from the client (`subscribe`) are read
+concurrently. Close codes: 4401 bad or expired token, 4403 no right (or rights changed), 4008 slow
+consumer, 1011 send failed, 1012 hub shutting down, 1013 stream unavailable during a catch-up, 1003
+binary frame, 1008 malformed or too many client frames, a filter over the limits (`limits.py`) or
+too many sockets for one client.
 
 Resuming: a cursor on the upgrade request (`?resume_from=CURSOR`, or a `Last-Event-ID` or
 `X-Resume-From` header) starts the catch-up at once, with no timed hold. Without one, live frames
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 
 import orjson
 from redis.exceptions import RedisError
@@ -23,10 +26,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from auth.identity import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, Authenticator, AuthError
 from hub.control.presence import Presence
-from hub.delivery.websocket.connection import Connection
+from hub.delivery.websocket.connection import Connection, Frame
 from hub.delivery.websocket.limits import FilterBudget, FilterTooFrequent, FilterTooLarge, check_filter, filter_cost
+from hub.delivery.websocket.server import EXTENSION
 from hub.fanout import Fanout
-from hub.ingest import Broker, BrokerUnavailable, cursor_key
+from hub.ingest import BrokerUnavailable, History, cursor_key
 from hub.metrics import Metrics
 from rthub_lms.grants import GrantError, compile_grant, narrow, validate_filter
 
@@ -77,7 +81,7 @@ class EventsEndpoint:
     def __init__(
         self,
         fanout: Fanout,
-        broker: Broker,
+        history: History,
         authenticator: Authenticator,
         queue_size: int,
         presence: Presence | None = None,
@@ -87,7 +91,7 @@ class EventsEndpoint:
         self.presence = presence
         self.metrics = metrics
         self.fanout = fanout
-        self.broker = broker
+        self.history = history
         self.authenticator = authenticator
         self.queue_size = queue_size
         self.max_sockets_per_client = max_sockets_per_client
@@ -150,20 +154,24 @@ class EventsEndpoint:
                 {"type": "welcome", "client_id": identity.client_id, "translator": identity.translator}
             ).decode()
         )
-        sender = asyncio.create_task(self._send_frames(websocket, conn))
-        conn.on_close = sender.cancel
-        if self.presence is not None:
-            await self.presence.connected(identity.client_id, identity.delivery == "websocket+webhook")
-        tasks = [sender]
-        if resume_from is not None:
-            tasks.append(asyncio.create_task(self._catch_up(conn, resume_from)))
-        receiver = asyncio.create_task(self._read_frames(websocket, conn, resume_from))
-        tasks.append(receiver)
+        if self.metrics is not None:
+            conn.on_sent = self._count_sent
+        conn.start(websocket.scope.get("extensions", {}).get(EXTENSION), websocket.send_text)
+        tasks = []
         try:
-            await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            if self.presence is not None:
+                await self.presence.connected(identity.client_id, identity.delivery == "websocket+webhook")
+            if resume_from is not None:
+                tasks.append(asyncio.create_task(self._catch_up(conn, resume_from)))
+            receiver = asyncio.create_task(self._read_frames(websocket, conn, resume_from))
+            tasks.append(receiver)
+            conn.on_close = receiver.cancel  # a close request (4008, 4401, 4403, 1012...) ends the session
+            if conn.close_code is None:
+                await asyncio.wait({receiver})
         finally:
             if expiry is not None:
                 expiry.cancel()
+            conn.stop()
             self.fanout.remove(conn)
             if self.presence is not None:
                 await self.presence.disconnected(identity.client_id, conn.last_cursor)
@@ -176,18 +184,13 @@ class EventsEndpoint:
 
     async def _catch_up(self, conn: Connection, after: str) -> None:
         try:
-            await self.fanout.resume(conn, self.broker, after)
+            await self.fanout.resume(conn, self.history, after)
         except (BrokerUnavailable, RedisError, OSError):
             conn.close(CLOSE_TRY_AGAIN_LATER, "event stream unavailable; resume again later")
 
-    async def _send_frames(self, websocket: WebSocket, conn: Connection) -> None:
-        while True:
-            frame = await conn.queue.get()
-            await websocket.send_text(frame.text)
-            if frame.order is not None:
-                conn.last_cursor = frame.cursor
-                if self.metrics is not None:
-                    self.metrics.frame_sent(frame.order[0])
+    def _count_sent(self, frames: Sequence[Frame]) -> None:
+        assert self.metrics is not None
+        self.metrics.frames_sent([frame.order[0] for frame in frames if frame.order is not None])
 
     async def _read_frames(self, websocket: WebSocket, conn: Connection, upgrade_resume: str | None) -> None:
         try:
