@@ -28,6 +28,7 @@ from hub.delivery.websocket.connection import CLOSE_SERVICE_RESTART
 from hub.delivery.websocket.transport import EventsEndpoint
 from hub.fanout import Fanout
 from hub.ingest.deadletters import RedisDeadLetters
+from hub.ingest.history import SharedHistory
 from hub.ingest.redis import RedisBroker
 from hub.metrics import HubCollector, Metrics
 from hub.redis import Client, connect
@@ -67,8 +68,9 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
     def webhook_counts() -> Counter[str]:
         return webhooks.delivery_counts() + webhooks.counts
 
+    history = SharedHistory(broker)
     metrics = Metrics()
-    metrics.watch(HubCollector(fanout, broker, webhook_counts, lambda: metrics.sent_frames))
+    metrics.watch(HubCollector(fanout, broker, webhook_counts, lambda: metrics.sent_frames, history.counts))
 
     async def metrics_endpoint(request: Request) -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
@@ -87,7 +89,7 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
         WebSocketRoute(
             "/v1/events",
             EventsEndpoint(
-                fanout, broker, authenticator, settings.send_queue_size, presence, metrics,
+                fanout, history, authenticator, settings.send_queue_size, presence, metrics,
                 max_sockets_per_client=settings.ws_max_sockets_per_client,
             ),
         ),

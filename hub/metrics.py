@@ -2,17 +2,19 @@
 
 The hot path only bumps plain integers (`Fanout.counts`, the webhook workers' counts); this collector
 turns them into metric families when Prometheus asks, so metrics cost nothing per event. The one
-exception is the delivery latency histogram, observed once per frame sent.
+exception is the delivery latency histogram: one bucket counter bumped per frame sent (`Metrics`),
+with no lock, since the event loop is the only writer.
 """
 
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from hub.fanout import Fanout
@@ -33,6 +35,8 @@ _PLAIN = {
     "no_user": ("rthub_events_without_learner", "Events dropped because they name no learner"),
     "dispatch_errors": ("rthub_dispatch_errors", "Events whose fan-out failed unexpectedly"),
     "dispatch_retries": ("rthub_dispatch_retries", "Fan-out attempts retried while Redis was away"),
+    "render_cache_hits": ("rthub_render_cache_hits", "Frames served from the render cache instead of translated"),
+    "render_joined": ("rthub_render_joined", "Renders that waited for the same render already under way"),
 }
 _WEBHOOK = {
     "delivered": ("rthub_webhook_events_delivered", "Events delivered by webhook (2xx)"),
@@ -47,6 +51,12 @@ _WEBHOOK = {
     "endpoints_disabled": ("rthub_webhook_endpoints_disabled", "Endpoints disabled (410 or the breaker)"),
 }
 
+_RESUME = {
+    "history_read": ("rthub_resume_history_reads", "Catch-up pages read from Redis"),
+    "history_cached": ("rthub_resume_history_cached", "Catch-up pages served from the shared history"),
+    "history_joined": ("rthub_resume_history_joined", "Catch-up pages that waited for another socket's read"),
+}
+
 
 class HubCollector(Collector):
     def __init__(
@@ -55,11 +65,13 @@ class HubCollector(Collector):
         broker: Broker,
         webhook_counts: Callable[[], Counter[str]],
         sent_frames: Callable[[], int],
+        history_counts: Counter[str] | None = None,
     ) -> None:
         self._fanout = fanout
         self._broker = broker
         self._webhook_counts = webhook_counts
         self._sent_frames = sent_frames
+        self._history_counts = history_counts if history_counts is not None else Counter()
 
     def collect(self) -> Iterator[Metric]:
         counts = self._fanout.counts
@@ -88,6 +100,8 @@ class HubCollector(Collector):
         for consumer_type in ("adaptive", "enterprise", "university", "other"):
             sockets.add_metric([consumer_type], per_type.get(consumer_type, 0))
         yield sockets
+        for key, (name, help_text) in _RESUME.items():
+            yield CounterMetricFamily(name, help_text, value=self._history_counts.get(key, 0))
         reconnects = getattr(self._broker, "reconnects", 0)
         yield CounterMetricFamily("rthub_redis_reconnects", "Times the live feed had to resubscribe", value=reconnects)
 
@@ -97,20 +111,45 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.latency = Histogram(
+        self.sent_frames = 0
+        self._buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
+        self._latency_sum = 0.0
+        self.registry.register(_LatencyCollector(self))
+
+    def frames_sent(self, stream_millis: Iterable[int]) -> None:
+        """Count frames handed to sockets now, by the stream time (ms) of their events."""
+        now = time.time()
+        buckets = self._buckets
+        for millis in stream_millis:
+            latency = now - millis / 1000
+            if latency < 0.0:
+                latency = 0.0
+            buckets[bisect_left(LATENCY_BUCKETS, latency)] += 1
+            self._latency_sum += latency
+            self.sent_frames += 1
+
+    def latency_family(self) -> HistogramMetricFamily:
+        cumulative, total = [], 0
+        for bound, count in zip((*LATENCY_BUCKETS, float("inf")), self._buckets, strict=True):
+            total += count
+            cumulative.append((str(bound) if bound != float("inf") else "+Inf", total))
+        return HistogramMetricFamily(
             "rthub_delivery_latency_seconds",
             "From the event's arrival in Redis to its hand-over to a WebSocket",
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            buckets=cumulative,
+            sum_value=self._latency_sum,
         )
-        self.sent_frames = 0
-
-    def frame_sent(self, stream_millis: int) -> None:
-        self.sent_frames += 1
-        self.latency.observe(max(0.0, time.time() - stream_millis / 1000))
 
     def watch(self, collector: Collector) -> None:
         self.registry.register(collector)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _LatencyCollector(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        yield self._metrics.latency_family()

@@ -4,11 +4,15 @@ Sockets, resume and webhook routing all ask for the same frames, often within mi
 other (the live fan-out and the webhook router read the same entry). Anonymising (a Redis read) and
 translating are the expensive steps, so their result is kept in a small LRU keyed by
 (cursor, translator, consumer type); `event_facts` is kept per cursor the same way. A cursor names
-one immutable stream entry, so a cached frame is never stale.
+one immutable stream entry, so a cached frame is never stale. Callers asking for a frame that is
+being rendered (waiting for the anonymiser's first Redis read of a learner) wait for that render.
+The cache holds `CACHE_SIZE` frames: enough for every client resuming together across a backlog of
+that many events to share one render of each.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter, OrderedDict
 
@@ -23,7 +27,7 @@ from rthub_lms.grants import EventFacts, event_facts
 
 log = logging.getLogger("rthub.render")
 
-CACHE_SIZE = 4096
+CACHE_SIZE = 16_384
 
 RenderKey = tuple[str, str, str]
 
@@ -41,6 +45,7 @@ class Renderer:
         self._size = size
         self._frames: OrderedDict[RenderKey, Frame | None] = OrderedDict()
         self._facts: OrderedDict[str, EventFacts] = OrderedDict()
+        self._rendering: dict[RenderKey, asyncio.Future[Frame | None]] = {}
 
     def facts(self, entry: Entry) -> EventFacts:
         """`event_facts` of an entry, computed once per cursor."""
@@ -61,7 +66,30 @@ class Renderer:
             self._frames.move_to_end(key)
             self.counts["render_cache_hits"] += 1
             return self._frames[key]
-        frame = await self._render(entry, translator, consumer_type, facts or self.facts(entry))
+        pending = self._rendering.get(key)
+        if pending is not None:
+            self.counts["render_joined"] += 1
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                # the render we waited for was cancelled with its caller: render here instead
+        future: asyncio.Future[Frame | None] = asyncio.get_running_loop().create_future()
+        self._rendering[key] = future
+        try:
+            frame = await self._render(entry, translator, consumer_type, facts or self.facts(entry))
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                future.cancel()
+            else:
+                future.set_exception(exc)
+                future.exception()  # marked as retrieved: the joiners re-raise it
+            raise
+        finally:
+            del self._rendering[key]
+        future.set_result(frame)
         self._frames[key] = frame
         if len(self._frames) > self._size:
             self._frames.popitem(last=False)

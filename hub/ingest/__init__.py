@@ -40,6 +40,14 @@ class BrokerUnavailable(ConnectionError):
     """The broker cannot be reached right now; callers retry or report not-ready."""
 
 
+class History(Protocol):
+    """The part of a broker a catch-up reads (`Broker`, or `history.SharedHistory` in front of one)."""
+
+    async def history(self, after: str, limit: int) -> list[Entry | BadEntry]: ...
+
+    async def oldest(self) -> str | None: ...
+
+
 class Broker(Protocol):
     async def publish(self, event: Event) -> str:
         """Append to history and publish live, atomically; return the cursor."""
