@@ -66,7 +66,8 @@ async def _open(url: str, token: str, filter_rule: dict[str, Any] | None, index:
     return ws
 
 
-async def _serve(url: str, subscribers: dict[int, Subscriber], pipe: Connection, counter: Synchronized) -> None:
+async def _serve(url: str, subscribers: dict[int, Subscriber], pipe: Connection, counter: Synchronized,
+                 head: int | None) -> None:
     frames: list[tuple[int, bytes | str, float]] = []
     closes: list[tuple[int, int | None]] = []
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
@@ -86,7 +87,7 @@ async def _serve(url: str, subscribers: dict[int, Subscriber], pipe: Connection,
         try:
             while True:
                 message = await receive(decode=False)
-                append((index, message, clock()))
+                append((index, message if head is None else message[:head], clock()))
         except websockets.ConnectionClosed:
             pass
         closes.append((index, ws.close_code))
@@ -118,21 +119,27 @@ async def _serve(url: str, subscribers: dict[int, Subscriber], pipe: Connection,
     pipe.send("closed")
 
 
-def _process_main(url: str, subscribers: dict[int, Subscriber], pipe: Connection, counter: Synchronized) -> None:
+def _process_main(url: str, subscribers: dict[int, Subscriber], pipe: Connection, counter: Synchronized,
+                  head: int | None) -> None:
     raise_file_limit()
     try:
-        asyncio.run(_serve(url, subscribers, pipe, counter))
+        asyncio.run(_serve(url, subscribers, pipe, counter, head))
     except Exception as exc:  # report to the parent instead of dying silently
         pipe.send(("error", repr(exc)))
 
 
 @dataclass
 class SubscriberPool:
-    """Sockets spread over `processes` processes; subscriber i connects with `subscribers[i]`."""
+    """Sockets spread over `processes` processes; subscriber i connects with `subscribers[i]`.
+
+    With `head`, only the first `head` bytes of each frame are kept (enough for its cursor), so a
+    run of millions of frames fits in memory.
+    """
 
     url: str
     subscribers: list[Subscriber]
     processes: int = 2
+    head: int | None = None
     open_seconds: float = 0.0
     _workers: list[tuple[mp.Process, Connection, Synchronized]] = field(default_factory=list)
 
@@ -142,7 +149,8 @@ class SubscriberPool:
             mine = {index: self.subscribers[index] for index in range(share, len(self.subscribers), self.processes)}
             parent, child = context.Pipe()
             counter = context.Value("q", 0, lock=False)
-            process = context.Process(target=_process_main, args=(self.url, mine, child, counter), daemon=True)
+            process = context.Process(target=_process_main, args=(self.url, mine, child, counter, self.head),
+                                      daemon=True)
             process.start()
             self._workers.append((process, parent, counter))
         started = time.perf_counter()
