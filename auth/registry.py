@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio.to_thread
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, WatchError
 
 from auth.clients import CREDENTIAL_FIELDS, Client, ValidationError, check_delivery, validate_fields
 from auth.endpoint_credentials import cipher
@@ -225,18 +225,28 @@ class ClientRegistry:
         )
 
     async def sync_active_grants(self, retry_every: float = 1.0) -> None:
-        """Rebuild the `grants` projection from the records (at hub start: it may predate them)."""
+        """Rebuild the `grants` projection from the records (at hub start: it may predate them).
+
+        The rebuild WATCHes the client set and the projection, so a client saved while the records
+        are read (a `create` racing a hub start) makes it start again instead of being erased from
+        the projection, where the LMS-side filter would then drop its events.
+        """
+        projection, members = active_grants_key(self.settings), clients_key(self.settings)
         while True:
             try:
-                clients = await self.list_all()
                 async with self.redis.pipeline(transaction=True) as pipe:
-                    pipe.delete(active_grants_key(self.settings))
+                    await pipe.watch(members, projection)
+                    clients = await self.list_all()
                     active = {c.client_id: _grant_json(c) for c in clients if c.active}
+                    pipe.multi()
+                    pipe.delete(projection)
                     if active:
-                        pipe.hset(active_grants_key(self.settings), mapping=active)
+                        pipe.hset(projection, mapping=active)
                     await pipe.execute()
                 await self._notify("")
                 return
+            except WatchError:
+                continue
             except (RedisError, OSError):
                 await asyncio.sleep(retry_every)
 

@@ -14,6 +14,7 @@ from auth.passwords import hash_secret, verify_secret
 from auth.registry import ClientRegistry
 from hub.config import Settings
 from hub.control.presence import Presence, live_connections
+from hub.redis import client as redis_client
 from rthub_lms import keys as rkeys
 from tests.auth.conftest import in_loop
 from tests.servers import RedisServer
@@ -148,3 +149,41 @@ def test_live_connections_sum_over_instances(settings: Settings) -> None:
         return {"counted": counted, "after": after}
 
     assert in_loop(settings, count) == {"counted": {"cl_1": 5, "cl_2": 1}, "after": {"cl_1": 5}}
+
+
+@pytest.mark.parametrize("backend", ["single", "cluster"])
+def test_rebuilding_the_grants_projection_never_erases_a_client_saved_meanwhile(
+    backend: str, redis_server: RedisServer, request: pytest.FixtureRequest, prefix: str
+) -> None:
+    """Hub starts (each rebuilds the projection) racing `create`: every active client stays in it.
+
+    The LMS-side filter reads only this projection, so a client missing from it has its events
+    dropped before they reach Redis.
+    """
+    url = redis_server.url if backend == "single" else request.getfixturevalue("redis_cluster").url
+    settings = Settings(redis_url=url, redis_prefix=prefix)
+
+    async def race(registry: ClientRegistry) -> tuple[set[str], set[str]]:
+        async def create(index: int) -> str:
+            client, _ = await registry.create(name=f"c{index}", type="other", translator="xapi",
+                                              grant=[{"courses": [f"course-v1:X+C{index}+1"]}])
+            return client.client_id
+
+        created: set[str] = set()
+        for index in range(60):  # each round, a rebuild and a create interleave on one event loop
+            _, client_id = await asyncio.gather(registry.sync_active_grants(), create(index))
+            created.add(client_id)
+        projected = {key.decode() if isinstance(key, bytes) else key
+                     for key in await registry.redis.hkeys(rkeys.active_grants_key(settings))}
+        return created, projected
+
+    async def go() -> tuple[set[str], set[str]]:
+        client = redis_client(url)
+        try:
+            return await race(ClientRegistry(client, settings))
+        finally:
+            await client.aclose()
+
+    created, projected = asyncio.run(go())
+    assert len(created) == 60
+    assert projected == created
