@@ -109,7 +109,8 @@ def progress_line(row: dict[str, Any]) -> str:
             f"p50 {row['p50_ms']:.2f}  p99 {row['p99_ms']:.2f}  max {row['max_ms']:.1f} ms  "
             f"lost {row['lost']}  dup {row['duplicated']}  closed {row['closed']}  "
             f"cpu {row['cpu_percent']:.0f}% (subscribers {row['subscribers_cpu_percent']:.0f}%, "
-            f"machine {row['machine_cpu_percent']:.0f}% of {os.cpu_count()})  {verdict}")
+            f"machine {row['machine_cpu_percent']:.0f}% of {os.cpu_count()})  {verdict}"
+            + ("" if not row["publish_failed"] else f"  publish: {row['publish_outcomes']}"))
 
 
 COLUMNS = (("rate", "ev/s", "{:g}"), ("frames_per_s", "frames/s", "{:.0f}"), ("p50_ms", "p50 ms", "{:.2f}"),

@@ -252,6 +252,7 @@ def run_round(target: Target, pool: SubscriberPool, backend: RealtimeBackend, ev
     mistaken for unexpected ones in the next round (they were already counted as lost).
     """
     cpu_before = target.cpu_seconds()
+    outcomes_before = dict(backend.counts)
     clients_before = pool.cpu_seconds()
     publisher_before = time.process_time()
     psutil.cpu_percent()
@@ -278,6 +279,8 @@ def run_round(target: Target, pool: SubscriberPool, backend: RealtimeBackend, ev
         rss_mb=target.rss() / 2**20,
         closed=len(collected.closes),
         close_codes=sorted({code for _, code in collected.closes if code is not None}),
+        publish_outcomes={key: count - outcomes_before.get(key, 0) for key, count in backend.counts.items()
+                          if count != outcomes_before.get(key, 0)},
     )
     return result
 
