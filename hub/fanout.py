@@ -19,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hub.anonymise import Anonymiser
-from hub.delivery.websocket.connection import Connection, Frame
+from hub.delivery.websocket.connection import Connection, EndOfTick, Frame
 from hub.ingest import BadEntry, Broker, Entry, History, cursor_key
 from hub.ingest.deadletters import DeadLetters, LogDeadLetters
 from hub.render import Renderer
@@ -47,6 +47,7 @@ class Fanout:
         self.dead_letters = dead_letters or LogDeadLetters()
         self._index = GrantIndex()
         self.connections: dict[int, Connection] = {}
+        self.end_of_tick = EndOfTick()  # shared by this process's connections (`Connection.end_of_tick`)
         self.counts: Counter[str] = Counter()
         self.renderer = Renderer(anonymiser, translation, self.counts)
         # Client change notices seen (`hub.control.changes`): a handshake that saw this move while it

@@ -84,6 +84,7 @@ class RedisBroker:
         entries since the last one seen are read back from the stream before live ones resume.
         """
         last: str | None = None
+        last_key: tuple[int, int] | None = None
         attempt = 0
         while True:
             pubsub = None
@@ -93,6 +94,7 @@ class RedisBroker:
                     async for entry in self._since(last):
                         last = entry.cursor
                         yield entry
+                    last_key = cursor_key(last)
                 attempt = 0
                 while True:
                     message = await pubsub.get_message(timeout=None)
@@ -101,12 +103,15 @@ class RedisBroker:
                     entry = decode_live(message["data"])
                     if entry.cursor is None:
                         yield entry
-                    elif last is None or cursor_key(entry.cursor) > cursor_key(last):
-                        if not await self._plausible(entry.cursor, last):
+                        continue
+                    key = cursor_key(entry.cursor)
+                    if last_key is None or key > last_key:
+                        far_ahead = last_key is None or key[0] > last_key[0] + FUTURE_CURSOR_MS
+                        if far_ahead and not await self._plausible(entry.cursor):
                             detail = f"cursor {entry.cursor[:40]} is ahead of the stream"
                             yield BadEntry(None, "bad_cursor", detail, message["data"])
                             continue
-                        last = entry.cursor
+                        last, last_key = entry.cursor, key
                         yield entry
             except (RedisError, OSError) as exc:
                 delay = RECONNECT_BACKOFF[min(attempt, len(RECONNECT_BACKOFF) - 1)]
@@ -118,11 +123,9 @@ class RedisBroker:
                 if pubsub is not None:
                     await pubsub.aclose()
 
-    async def _plausible(self, cursor: str, last: str | None) -> bool:
-        """True when `cursor` is near the last one seen, or not past the stream's newest entry (asked
-        only after an idle minute or at start, so the live path stays free of round trips)."""
-        if last is not None and cursor_key(cursor)[0] <= cursor_key(last)[0] + FUTURE_CURSOR_MS:
-            return True
+    async def _plausible(self, cursor: str) -> bool:
+        """True when `cursor` is not past the stream's newest entry (asked only at start or after an
+        idle minute, for a cursor that far ahead of the last one seen: the live path has no round trip)."""
         newest = await self._client.xrevrange(self._stream, count=1)
         return bool(newest) and cursor_key(cursor) <= cursor_key(newest[0][0].decode())
 

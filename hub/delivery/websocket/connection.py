@@ -2,7 +2,7 @@
 
 The connection knows nothing about WebSockets: the transport gives it a way to write (`start`) and
 honours `close`. Frames it takes wait in `pending` (at most `queue_size`) until the end of the
-event-loop tick, when `_flush` hands them all to the socket in one write if the socket's writer is
+event-loop tick, when `flush` hands them all to the socket in one write if the socket's writer is
 ready; otherwise a drain task waits for the transport to empty (or sends through ASGI, one frame at
 a time, under a server without the fast path). So a fast consumer costs no task wake-up per frame,
 and a slow one is queued exactly as before.
@@ -67,12 +67,39 @@ class FrameWriter(Protocol):
 SendText = Callable[[str], Awaitable[None]]
 
 
+class EndOfTick:
+    """Connections with frames taken during this event-loop tick, flushed together at its end.
+
+    One loop callback per tick for all of them, instead of one per connection. Each event loop (each
+    app) has its own (`Fanout.end_of_tick`).
+    """
+
+    __slots__ = ("_due", "_scheduled")
+
+    def __init__(self) -> None:
+        self._due: list[Connection] = []
+        self._scheduled = False
+
+    def add(self, conn: Connection) -> None:
+        self._due.append(conn)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        due, self._due = self._due, []
+        for conn in due:
+            conn.flush()
+
+
 @dataclass(eq=False)
 class Connection:
     identity: ClientIdentity
     grant: Matcher
     queue_size: int = 1024
     grace: float = 2.0
+    end_of_tick: EndOfTick = field(default_factory=EndOfTick)
     id: int = field(default_factory=lambda: next(_ids))
     matcher: Matcher = field(init=False)
     pending: deque[Frame] = field(default_factory=deque)
@@ -197,9 +224,9 @@ class Connection:
 
     def _schedule_flush(self) -> None:
         self._flush_due = True
-        asyncio.get_running_loop().call_soon(self._flush)
+        self.end_of_tick.add(self)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         """End of the tick: write everything pending in one go, or leave it to the drain task."""
         self._flush_due = False
         if self.close_code is not None or self._send_text is None or self._drain is not None:

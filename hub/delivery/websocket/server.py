@@ -3,7 +3,7 @@
 ASGI's `send` is a coroutine, so a frame sent through it costs a task wake-up per frame per
 subscriber. `rthub serve` runs uvicorn with `FrameWriterProtocol`, which puts a `TransportWriter` in
 the connection scope's extensions under `EXTENSION`: a connection then writes the frames of one
-event-loop tick in one `transport.write` while the transport is not paused (`Connection._flush`),
+event-loop tick in one `transport.write` while the transport is not paused (`Connection.flush`),
 and waits for `resume_writing` otherwise. Under any other ASGI server the extension is absent and
 every frame goes through ASGI's `send`.
 

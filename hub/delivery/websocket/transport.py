@@ -116,7 +116,8 @@ class EventsEndpoint:
             reason = f"too many sockets for this client (limit {limit} per hub process)"
             await websocket.close(CLOSE_POLICY_VIOLATION, reason)
             return
-        conn = Connection(identity, compile_grant(identity.grant), queue_size=self.queue_size)
+        conn = Connection(identity, compile_grant(identity.grant), queue_size=self.queue_size,
+                          end_of_tick=self.fanout.end_of_tick)
         # Indexed before any further await: from here on a change notice for this client finds it.
         self.fanout.add(conn)
         try:
