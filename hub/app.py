@@ -27,11 +27,14 @@ from hub.delivery.webhook.router import WebhookRouter
 from hub.delivery.websocket.connection import CLOSE_SERVICE_RESTART
 from hub.delivery.websocket.transport import EventsEndpoint
 from hub.fanout import Fanout
+from hub.ingest import BadEntry, Entry
 from hub.ingest.deadletters import RedisDeadLetters
 from hub.ingest.history import SharedHistory
 from hub.ingest.redis import RedisBroker
 from hub.metrics import HubCollector, Metrics
 from hub.redis import Client, connect
+from hub.stage.bundle import Bundle
+from hub.stage.feed import follow
 from hub.translate import TranslationSettings
 from rthub_lms.connect import Topology, discover
 
@@ -106,7 +109,7 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
         presence.start()
         registry = ClientRegistry(client, settings)
         tasks = [
-            asyncio.create_task(fanout.run(broker), name="rthub-fanout"),
+            asyncio.create_task(fanout.run(live_feed(broker, settings)), name="rthub-fanout"),
             asyncio.create_task(registry.sync_active_grants(), name="rthub-grants-sync"),
             asyncio.create_task(watch_changes(client, settings, fanout, registry.identity), name="rthub-changes"),
         ]
@@ -123,6 +126,13 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
             await broker.close()
 
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+def live_feed(broker: RedisBroker, settings: Settings) -> AsyncIterator[Entry | BadEntry | Bundle]:
+    """The fan-out's feed: the render stage's bundles under `rthub serve --workers N`, else the live channel."""
+    if settings.render_stage_socket:
+        return follow(broker, settings.render_stage_socket)
+    return broker.live()
 
 
 def redis_client(topology: Topology) -> Client:

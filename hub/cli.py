@@ -16,6 +16,7 @@ from hub.delivery.webhook import cli as webhooks_cli
 from hub.delivery.websocket.server import UVICORN_WS
 from hub.eventbus import cli as eventbus_cli
 from hub.logs import text_log_config, uvicorn_log_config
+from hub.stage.process import render_stage
 from hub.translate import offline
 
 GRACEFUL_SHUTDOWN_SECONDS = 10
@@ -56,7 +57,8 @@ def _serve(args: argparse.Namespace) -> int:
             # copies the option from the listening socket to the sockets it accepts.
             sock = config.bind_socket()
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            Multiprocess(config, sockets=[sock]).run()
+            with render_stage():  # per-event work once for all workers (`hub.stage`)
+                Multiprocess(config, sockets=[sock]).run()
     if args.workers <= 1 and not server.started:
         print(f"rthub serve: could not start on {args.host}:{args.port}", file=sys.stderr)
         return 3

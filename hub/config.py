@@ -51,6 +51,8 @@ class Settings:
     ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 20.0
     ws_max_sockets_per_client: int = 64
+    # Set by `rthub serve --workers N` for its workers: the shared render stage's Unix socket (`hub.stage`).
+    render_stage_socket: str = ""
     transformer_version: str = "rthub@0.1.0"
     audience: str = "rthub"
     token_lifetime: int = 3600

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
 
 import orjson
 from redis.exceptions import ClusterDownError, OutOfMemoryError, ReadOnlyError, ResponseError, TryAgainError
@@ -20,9 +21,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hub.anonymise import Anonymiser
 from hub.delivery.websocket.connection import Connection, EndOfTick, Frame
-from hub.ingest import BadEntry, Broker, Entry, History, cursor_key
+from hub.ingest import BadEntry, Entry, History, cursor_key
 from hub.ingest.deadletters import DeadLetters, LogDeadLetters
 from hub.render import Renderer
+from hub.stage.bundle import Bundle
 from hub.translate import TranslationSettings
 from rthub_lms.grants import EventFacts, GrantIndex
 
@@ -86,10 +88,11 @@ class Fanout:
     def per_client(self) -> Counter[str]:
         return Counter(conn.identity.client_id for conn in self.connections.values())
 
-    async def run(self, broker: Broker) -> None:
-        """Pump the broker's live feed into the connections until cancelled; bad entries are dead-lettered."""
+    async def run(self, feed: AsyncIterator[Entry | BadEntry | Bundle]) -> None:
+        """Pump the live feed (`Broker.live`, or `stage.feed.follow`) into the connections until
+        cancelled; bad entries are dead-lettered."""
         since_yield = 0
-        async for entry in broker.live():
+        async for entry in feed:
             if isinstance(entry, BadEntry):
                 await self.dead_letters.put(entry)
             else:
@@ -99,7 +102,7 @@ class Fanout:
                 since_yield = 0
                 await asyncio.sleep(0)
 
-    async def _deliver(self, entry: Entry) -> None:
+    async def _deliver(self, entry: Entry | Bundle) -> None:
         """Dispatch one entry: a Redis outage is waited out (nothing is lost, and frames already
         queued are not queued twice); any other failure dead-letters the entry and moves on."""
         delay = RETRY_FIRST
@@ -119,29 +122,40 @@ class Fanout:
                 await self._dead_letter(entry, exc)
                 return
 
-    async def _dead_letter(self, entry: Entry, exc: Exception) -> None:
+    async def _dead_letter(self, item: Entry | Bundle, exc: Exception) -> None:
         self.counts["dispatch_errors"] += 1
-        log.exception("dispatch failed", extra={"cursor": entry.cursor})
+        log.exception("dispatch failed", extra={"cursor": item.cursor})
+        entry = item.entry() if isinstance(item, Bundle) else item
         detail = f"{type(exc).__name__}: {exc}"[:200]
         await self.dead_letters.put(BadEntry(entry.cursor, "dispatch_error", detail, _encoded(entry)))
 
-    async def dispatch(self, entry: Entry) -> None:
-        """Offer one entry to the sockets entitled to it (webhook routing follows the stream itself)."""
+    async def dispatch(self, item: Entry | Bundle) -> None:
+        """Offer one entry (or the render stage's bundle of it) to the sockets entitled to it
+        (webhook routing follows the stream itself)."""
         self.counts["ingested"] += 1
-        facts = self.renderer.facts(entry)
+        if isinstance(item, Bundle):
+            self.counts["bundled"] += 1
+            facts = self.renderer.adopt_facts(item.cursor, item.facts)
+        else:
+            facts = self.renderer.facts(item)
         keys = self._index.matching(facts)
         if keys:
-            await self._offer(entry, facts, keys)
+            await self._offer(item, facts, keys)
         else:
             self.counts["unwanted"] += 1
 
-    async def _offer(self, entry: Entry, facts: EventFacts, keys: set[int]) -> None:
+    async def _offer(self, item: Entry | Bundle, facts: EventFacts, keys: set[int]) -> None:
         groups: dict[tuple[str, str], list[Connection]] = defaultdict(list)
         for key in keys:
             conn = self.connections[key]
             groups[(conn.identity.translator, conn.identity.consumer_type)].append(conn)
-        for (translator, consumer_type), members in groups.items():
-            frame = await self.renderer.render(entry, translator, consumer_type, facts)
+        for group, members in groups.items():
+            translator, consumer_type = group
+            if isinstance(item, Bundle) and group in item.frames:
+                frame = self.renderer.adopt(item.cursor, translator, consumer_type, item.frames[group], facts)
+            else:  # a group the stage did not render (a client created a moment ago): render it here
+                entry = item.entry() if isinstance(item, Bundle) else item
+                frame = await self.renderer.render(entry, translator, consumer_type, facts)
             if frame is not None:
                 for conn in members:
                     conn.offer(frame)

@@ -35,6 +35,7 @@ _PLAIN = {
     "no_user": ("rthub_events_without_learner", "Events dropped because they name no learner"),
     "dispatch_errors": ("rthub_dispatch_errors", "Events whose fan-out failed unexpectedly"),
     "dispatch_retries": ("rthub_dispatch_retries", "Fan-out attempts retried while Redis was away"),
+    "bundled": ("rthub_events_from_render_stage", "Events received rendered from the shared render stage"),
     "render_cache_hits": ("rthub_render_cache_hits", "Frames served from the render cache instead of translated"),
     "render_joined": ("rthub_render_joined", "Renders that waited for the same render already under way"),
 }

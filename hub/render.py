@@ -56,6 +56,28 @@ class Renderer:
                 self._facts.popitem(last=False)
         return found
 
+    def adopt_facts(self, cursor: str, facts: EventFacts) -> EventFacts:
+        """Keep facts computed elsewhere (the render stage) as this cursor's."""
+        self._facts[cursor] = facts
+        if len(self._facts) > self._size:
+            self._facts.popitem(last=False)
+        return facts
+
+    def adopt(
+        self, cursor: str, translator: str, consumer_type: str, text: str | None, facts: EventFacts
+    ) -> Frame | None:
+        """The frame the render stage rendered for this group (None: the event has none), kept in the
+        cache so resume and webhook routing in this process reuse it."""
+        key = (cursor, translator, consumer_type)
+        frame = self._frames.get(key)
+        if frame is None and key not in self._frames:
+            frame = Frame(cursor, text, facts) if text is not None else None
+            self._frames[key] = frame
+            if len(self._frames) > self._size:
+                self._frames.popitem(last=False)
+        self.counts["render_adopted"] += 1
+        return frame
+
     async def render(
         self, entry: Entry, translator: str, consumer_type: str, facts: EventFacts | None = None
     ) -> Frame | None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from auth.keys import SigningKeys
 from auth.registry import ClientRegistry
 from hub.config import Settings
 from hub.dev.embedded import free_port
@@ -24,8 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class HubProcess:
-    def __init__(self, redis_url: str, prefix: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, redis_url: str, prefix: str, env: dict[str, str] | None = None, workers: int = 1) -> None:
         self.port = free_port()
+        self.workers = workers
         self.redis_url = redis_url
         self.prefix = prefix
         self.key_dir = tempfile.TemporaryDirectory(prefix="rthub-keys-")
@@ -40,6 +42,8 @@ class HubProcess:
         }
         self.settings = Settings.from_env(self.env)
         self.process: subprocess.Popen[bytes] | None = None
+        if workers > 1:  # made up front, so the workers do not race to create their own
+            SigningKeys(self.env["RTHUB_SIGNING_KEY_FILE"])
 
     @property
     def http(self) -> str:
@@ -51,7 +55,8 @@ class HubProcess:
 
     def start(self, timeout: float = 20) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "hub.cli", "serve", "--port", str(self.port), "--log-level", "warning"],
+            [sys.executable, "-m", "hub.cli", "serve", "--port", str(self.port), "--log-level", "warning",
+             "--workers", str(self.workers)],
             cwd=ROOT, env=self.env,
         )
         deadline = time.monotonic() + timeout

@@ -20,8 +20,8 @@ import redis
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: ask Linux to SIGTERM it when the demo process dies, however it dies."""
+def die_with_parent() -> None:
+    """In the child before exec: ask Linux to SIGTERM it when its parent dies, however it dies."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -86,7 +86,7 @@ class EmbeddedRedis:
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self._dir.name],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=_die_with_parent,  # Ctrl-C is for the demo, which stops it
+            start_new_session=True, preexec_fn=die_with_parent,  # Ctrl-C is for the demo, which stops it
         )
         wait_until_ready(self.url, self._process)
         self.version = server_version(self.url)

@@ -53,8 +53,9 @@ class Broker(Protocol):
         """Append to history and publish live, atomically; return the cursor."""
         ...
 
-    def live(self) -> AsyncIterator[Entry | BadEntry]:
-        """Entries published from now on, in order, for as long as the caller iterates."""
+    def live(self, after: str | None = None) -> AsyncIterator[Entry | BadEntry]:
+        """Entries published from now on (with `after`: from the one after it), in order, for as
+        long as the caller iterates."""
         ...
 
     async def history(self, after: str, limit: int) -> list[Entry | BadEntry]:

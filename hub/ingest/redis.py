@@ -77,14 +77,15 @@ class RedisBroker:
             raise BrokerUnavailable(str(exc)) from exc
         return cursor.decode() if isinstance(cursor, bytes) else str(cursor)
 
-    async def live(self) -> AsyncIterator[Entry | BadEntry]:
-        """Follow the live channel in order, without gaps, across Redis outages.
+    async def live(self, after: str | None = None) -> AsyncIterator[Entry | BadEntry]:
+        """Follow the live channel in order, without gaps, across Redis outages; with `after`, begin
+        with the entries that follow it.
 
-        Pub/sub drops what is published while we are disconnected, so after every resubscribe the
+        Pub/sub drops what is published while we are disconnected, so after every subscribe the
         entries since the last one seen are read back from the stream before live ones resume.
         """
-        last: str | None = None
-        last_key: tuple[int, int] | None = None
+        last: str | None = after
+        last_key: tuple[int, int] | None = cursor_key(after) if after is not None else None
         attempt = 0
         while True:
             pubsub = None

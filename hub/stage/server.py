@@ -1,0 +1,179 @@
+"""The render-stage process: follow the live feed, render each event once, stream bundles to workers.
+
+    python -m hub.stage.server SOCKET        # started by `rthub serve --workers N`; settings from RTHUB_*
+
+Which groups to render: the (translator, consumer type) of every active client whose grant admits
+the event (`Interest`, reloaded from the registry on every change notice and every minute). A
+client's subscribe filter only narrows that, and the worker applies it. A group whose render fails
+(Redis away for the anonymiser) is left out of the bundle: the worker renders it itself. A worker
+that falls `MAX_BACKLOG` bytes behind is disconnected; it follows the live feed itself meanwhile.
+Bad entries are dead-lettered here, once, instead of by every worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections import Counter
+
+from redis.exceptions import RedisError
+
+from auth.clients import Client
+from auth.registry import ClientRegistry
+from hub.anonymise import Anonymiser, RedisIdStore
+from hub.config import Settings
+from hub.ingest import BadEntry, Entry
+from hub.ingest.deadletters import RedisDeadLetters
+from hub.ingest.redis import RedisBroker
+from hub.redis import Client as RedisClient
+from hub.redis import connect
+from hub.render import Renderer
+from hub.stage.bundle import Group, encode
+from hub.translate import TranslationSettings
+from rthub_lms.connect import discover
+from rthub_lms.grants import EventFacts, GrantError, GrantIndex, compile_grant, validate_grant
+from rthub_lms.keys import changes_channel
+
+log = logging.getLogger("rthub.stage")
+
+MAX_BACKLOG = 8 * 2**20
+RELOAD_EVERY = 60.0
+RETRY_DELAY = 1.0
+
+
+class Interest:
+    """Active clients' grants, by client id, and the group each renders for."""
+
+    def __init__(self) -> None:
+        self._index = GrantIndex()
+        self._groups: dict[str, Group] = {}
+
+    def load(self, clients: list[Client]) -> None:
+        index, groups = GrantIndex(), {}
+        for client in clients:
+            if not client.active:
+                continue
+            try:
+                index.set(client.client_id, compile_grant(validate_grant(client.grant)))
+            except GrantError:
+                continue
+            groups[client.client_id] = (client.translator, client.type)
+        self._index, self._groups = index, groups
+
+    def groups(self, facts: EventFacts) -> set[Group]:
+        return {self._groups[client_id] for client_id in self._index.matching(facts)}
+
+
+class RenderStage:
+    def __init__(self, client: RedisClient, settings: Settings, sharded: bool) -> None:
+        self._client = client
+        self._settings = settings
+        self.broker = RedisBroker(client, settings, sharded=sharded)
+        self.counts: Counter[str] = Counter()
+        self.renderer = Renderer(
+            Anonymiser(RedisIdStore(client, settings)),
+            TranslationSettings(settings.lms_root_url, settings.transformer_version),
+            self.counts,
+        )
+        self.dead_letters = RedisDeadLetters(client, settings)
+        self.interest = Interest()
+        self.workers: set[asyncio.StreamWriter] = set()
+
+    async def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A worker connected: it gets every bundle from now on until it goes or falls behind."""
+        self.workers.add(writer)
+        try:
+            await reader.read()  # workers send nothing; EOF means the worker went away
+        finally:
+            self.workers.discard(writer)
+            writer.close()
+
+    async def run(self) -> None:
+        async for entry in self.broker.live():
+            if isinstance(entry, BadEntry):
+                await self.dead_letters.put(entry)
+            else:
+                await self.publish(entry)
+
+    async def publish(self, entry: Entry) -> None:
+        facts = self.renderer.facts(entry)
+        frames: dict[Group, str | None] = {}
+        for translator, consumer_type in sorted(self.interest.groups(facts)):
+            try:
+                frame = await self.renderer.render(entry, translator, consumer_type, facts)
+            except (RedisError, OSError) as exc:  # the worker renders this group itself
+                self.counts["render_deferred"] += 1
+                log.warning("render deferred to the workers: %s", exc, extra={"cursor": entry.cursor})
+                continue
+            frames[(translator, consumer_type)] = frame.text if frame is not None else None
+        bundle = encode(entry, facts, frames)
+        for writer in list(self.workers):
+            if writer.transport.get_write_buffer_size() > MAX_BACKLOG:
+                log.warning("a worker fell %d bytes behind; disconnecting it", MAX_BACKLOG)
+                self.workers.discard(writer)
+                writer.transport.abort()
+                continue
+            writer.write(bundle)
+        self.counts["bundles"] += 1
+
+    async def follow_registry(self) -> None:
+        """Keep `interest` current: reload on every change notice, after a resubscribe, and every minute."""
+        registry = ClientRegistry(self._client, self._settings)
+        while True:
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(changes_channel(self._settings))
+                self.interest.load(await registry.list_all())
+                while True:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(RELOAD_EVERY):
+                            while await pubsub.get_message(timeout=None) is None:
+                                pass
+                    self.interest.load(await registry.list_all())
+            except (RedisError, OSError) as exc:
+                log.warning("registry changes lost (%s); reloading", exc)
+                await asyncio.sleep(RETRY_DELAY)
+            finally:
+                await pubsub.aclose()
+
+
+async def serve(path: str, settings: Settings) -> None:
+    topology = discover(settings.redis_url)
+    client = connect(topology, max_connections=16, timeout=5.0, health_check_interval=10)
+    stage = RenderStage(client, settings, topology.sharded)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    server = await asyncio.start_unix_server(stage.accept, path)
+    os.chmod(path, 0o600)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    tasks = [asyncio.create_task(stage.run()), asyncio.create_task(stage.follow_registry())]
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        for writer in list(stage.workers):
+            writer.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await client.aclose()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python -m hub.stage.server SOCKET")
+    asyncio.run(serve(sys.argv[1], Settings.from_env()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""Issue 17: `rthub serve --workers N` renders each event once, in the shared render stage.
+
+Real processes throughout: `rthub serve --workers 2` (uvicorn workers plus the render-stage
+process), a real redis-server, real WebSocket clients spread over both workers by the kernel.
+Every socket gets every event once, in order — also when the stage is SIGKILLed or SIGTERMed
+mid-stream (the workers follow the live feed themselves, the watchdog restarts the stage, and they
+switch back) — and the workers really take the stage's renders. A bundle that lacks a group (a
+client the stage has not seen yet) is rendered by the worker from the raw event it carries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+from collections import Counter
+
+import httpx
+import orjson
+import pytest
+
+from auth.identity import ClientIdentity
+from hub.anonymise import Anonymiser, RedisIdStore
+from hub.config import Settings
+from hub.delivery.websocket.connection import Connection
+from hub.dev.simulator import SimulatedLMS
+from hub.fanout import Fanout
+from hub.ingest import Entry
+from hub.redis import client as redis_client
+from hub.stage.bundle import decode, encode
+from hub.translate import TranslationSettings
+from rthub_lms.backend import RealtimeBackend
+from rthub_lms.grants import compile_grant, event_facts
+from tests.hubproc import HubProcess
+from tests.servers import RedisServer
+from tests.wsclient import collect, connect
+
+SOCKETS = 8
+
+
+def stage_pids(hub: HubProcess) -> list[int]:
+    """The render-stage process(es) of this hub: children of `rthub serve` running hub.stage.server."""
+    assert hub.process is not None
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as file:
+                cmdline = file.read().split(b"\0")
+            with open(f"/proc/{name}/stat") as file:
+                parent = int(file.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+        if parent == hub.process.pid and b"hub.stage.server" in cmdline:
+            found.append(int(name))
+    return found
+
+
+def wait_for_stage(hub: HubProcess, timeout: float = 15) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = stage_pids(hub)
+        if pids:
+            return pids[0]
+        time.sleep(0.05)
+    raise AssertionError("no render stage process")
+
+
+def most_bundled(hub: HubProcess) -> int:
+    """The highest `rthub_events_from_render_stage_total` among the workers answering a few scrapes."""
+    best = 0
+    for _ in range(12):
+        text = httpx.get(f"{hub.http}/metrics", timeout=5, headers={"connection": "close"}).text
+        for line in text.splitlines():
+            if line.startswith("rthub_events_from_render_stage_total"):
+                best = max(best, int(float(line.rsplit(" ", 1)[1])))
+    return best
+
+
+@pytest.fixture
+def workers_hub(redis_server: RedisServer, prefix: str):  # type: ignore[no-untyped-def]
+    hub = HubProcess(redis_server.url, prefix, workers=2)
+    hub.start()
+    yield hub
+    hub.stop()
+
+
+def run_stream(hub: HubProcess, count: int, during=None) -> tuple[list[str], list[list[str]]]:  # type: ignore[no-untyped-def]
+    """Publish `count` events at ~400/s while SOCKETS sockets listen; `during(i)` runs before event i."""
+    token = hub.token()
+    backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix)
+    lms = SimulatedLMS(seed=31)
+    events = [lms.next_event() for _ in range(count)]
+    cursors: list[str] = []
+
+    def publish() -> None:
+        for index, event in enumerate(events):
+            if during is not None:
+                during(index)
+            cursors.append(backend.send(event))
+            time.sleep(0.0025)
+
+    async def scenario() -> list[list[str]]:
+        sockets = [await connect(hub.ws, token) for _ in range(SOCKETS)]
+        await asyncio.sleep(1.2)  # past the subscribe window, every worker following its feed
+        thread = threading.Thread(target=publish)
+        thread.start()
+        got = await asyncio.gather(*(collect(ws, count, 60) for ws in sockets))
+        thread.join()
+        for ws in sockets:
+            await ws.close()
+        return [[frame["cursor"] for frame in frames] for frames in got]
+
+    received = asyncio.run(scenario())
+    backend.close()
+    return cursors, received
+
+
+def test_every_socket_gets_every_event_once_through_the_render_stage(workers_hub: HubProcess) -> None:
+    wait_for_stage(workers_hub)
+    cursors, received = run_stream(workers_hub, 300)
+    assert all(cursors)
+    for got in received:
+        assert got == cursors
+    assert most_bundled(workers_hub) >= 250  # the workers took the stage's renders
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_the_render_stage_dying_mid_stream_loses_and_repeats_nothing(workers_hub: HubProcess, sig: int) -> None:
+    first = wait_for_stage(workers_hub)
+
+    def kill_at_200(index: int) -> None:
+        if index == 200:
+            os.kill(first, sig)
+
+    cursors, received = run_stream(workers_hub, 800, kill_at_200)
+    assert all(cursors)
+    for got in received:
+        assert got == cursors  # each cursor once, in stream order, across the stage's death and return
+    restarted = wait_for_stage(workers_hub)
+    assert restarted != first
+    before = most_bundled(workers_hub)
+    cursors, received = run_stream(workers_hub, 200)
+    assert all(got == cursors for got in received)
+    assert most_bundled(workers_hub) >= before + 150  # the workers went back to the restarted stage
+
+
+def test_a_group_missing_from_a_bundle_is_rendered_by_the_worker(redis_server: RedisServer, prefix: str) -> None:
+    settings = Settings(redis_url=redis_server.url, redis_prefix=prefix)
+    event = SimulatedLMS(seed=5).next_event()
+    entry = Entry("1700000000000-0", event)
+    facts = event_facts(event)
+
+    async def scenario() -> tuple[list[str], Counter[str]]:
+        client = redis_client(redis_server.url)
+        fanout = Fanout(Anonymiser(RedisIdStore(client, settings)), TranslationSettings("http://lms", "test"))
+        sent: list[str] = []
+
+        async def send_text(text: str) -> None:
+            sent.append(text)
+
+        identity = ClientIdentity(client_id="cl_late", consumer_type="enterprise", translator="caliper",
+                                  grant=[{}], delivery="websocket")
+        conn = Connection(identity, compile_grant([{}]))
+        conn.release_live()
+        conn.start(None, send_text)
+        fanout.add(conn)
+        # the stage rendered xAPI for another group, and nothing for (caliper, enterprise)
+        bundle = decode(encode(entry, facts, {("xapi", "adaptive"): '{"type": "event"}'})[4:])
+        await fanout.dispatch(bundle)
+        for _ in range(50):
+            if sent:
+                break
+            await asyncio.sleep(0.02)
+        await client.aclose()
+        return sent, fanout.counts
+
+    sent, counts = asyncio.run(scenario())
+    assert len(sent) == 1
+    frame = orjson.loads(sent[0])
+    assert frame["cursor"] == entry.cursor
+    assert frame["data"]["type"]  # a Caliper event, rendered here
+    assert counts["translated:caliper"] == 1 and counts["bundled"] == 1
