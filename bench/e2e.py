@@ -1,6 +1,7 @@
 """End-to-end benchmark: LMS publisher -> Redis -> hub -> WebSocket subscribers, against a bare loop.
 
     python -m bench.e2e                        # default: bare loop and hub (1 worker), 4 rates, < 5 min
+    python -m bench.e2e --workers 1 2 4        # the same rates for each worker count
     python -m bench.e2e --rates 1000 --duration 20 --repeat 2
     python -m bench.e2e --ramp                 # max sustainable rate: bare loop, hub with 1, 2, 4 workers
     python -m bench.e2e --idle 10000           # 10,000 idle authenticated sockets on one hub process
@@ -39,6 +40,7 @@ from rthub_lms.backend import RealtimeBackend
 RAMP_RATES = (500, 1000, 1250, 1500, 1750, 2000, 2500, 3000, 4000, 5000, 6000, 8000)
 P99_LIMIT_MS = 100.0
 PROFILE_RATE = 1000.0
+GOAL_RATE = 1500.0  # 15,000 frames/s with 100 subscribers entitled to 10 % each
 
 
 @dataclass
@@ -163,6 +165,43 @@ def ramp_table(rows: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
     return "\n".join(lines), summary
 
 
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def goals(rows: list[dict[str, Any]], ramp: list[dict[str, Any]] | None) -> list[str]:
+    """The issue-17 targets as same-run ratios: p99 against the bare loop at GOAL_RATE, the ramp's
+    sustainable maximum against the bare loop's, and each worker count against one worker."""
+    lines = []
+    bare = {(row["rate"], row.get("repeat", 0)): row for row in rows if row["target"] == "bare loop"}
+    for target in sorted({row["target"] for row in rows if row["target"] != "bare loop"}):
+        pairs = [(row, bare.get((row["rate"], row.get("repeat", 0)))) for row in rows
+                 if row["target"] == target and row["rate"] == GOAL_RATE]
+        ratios = [row["p99_ms"] / base["p99_ms"] for row, base in pairs if base is not None]
+        if ratios:
+            lines.append(f"goal: {target} p99 at {GOAL_RATE:g} ev/s / bare loop's = {_median(ratios):.2f}x "
+                         f"(median of {len(ratios)}; target <= 2.00x)")
+        cpu = [row["cpu_us_per_frame"] for row in rows if row["target"] == target and row["rate"] == GOAL_RATE]
+        bare_cpu = [row["cpu_us_per_frame"] for row in bare.values() if row["rate"] == GOAL_RATE]
+        if cpu and bare_cpu:
+            lines.append(f"      {target} CPU µs/frame at {GOAL_RATE:g} ev/s {_median(cpu):.1f} "
+                         f"vs bare loop {_median(bare_cpu):.1f} ({_median(cpu) / _median(bare_cpu):.2f}x)")
+    for repeat in sorted({item["repeat"] for item in ramp or []}):
+        best = {item["target"]: item for item in ramp or [] if item["repeat"] == repeat}
+        base, one = best.get("bare loop"), best.get("hub x1")
+        if base and one and base["rate"] and one["rate"]:
+            ratio = one["frames_per_s"] / base["frames_per_s"]
+            lines.append(f"goal: max sustainable, hub x1 / bare loop = {ratio:.2f}x "
+                         f"(repeat {repeat + 1}; target >= 0.80x)")
+        for target, item in sorted(best.items()):
+            if target.startswith("hub x") and target != "hub x1" and one and one["rate"] and item["rate"]:
+                lines.append(f"      {target} / hub x1 = {item['frames_per_s'] / one['frames_per_s']:.2f}x "
+                             f"(repeat {repeat + 1}; should not shrink below 1.00x)")
+    return lines
+
+
 def idle(redis_url: str, args: argparse.Namespace) -> dict[str, Any]:
     """Open `args.idle` authenticated sockets to one hub process and read its RSS before and after."""
     target = harness.hub_target(redis_url, free_port(), 1)
@@ -204,8 +243,8 @@ def metadata(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--rates", type=float, nargs="+", default=[250, 500, 1000, 2000],
-                        help="published events/s, one round each (default: 250 500 1000 2000)")
+    parser.add_argument("--rates", type=float, nargs="+", default=[500, 1000, 1500, 2000],
+                        help="published events/s, one round each (default: 500 1000 1500 2000)")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per round (default 8)")
     parser.add_argument("--subscribers", type=int, default=100)
     parser.add_argument("--client-processes", type=int, default=2)
@@ -254,6 +293,10 @@ def main() -> None:
                 text, report["ramp"] = ramp_table(rows)
                 print()
                 print(text)
+            report["goals"] = goals(rows, report.get("ramp"))
+            print()
+            for line in report["goals"]:
+                print(line)
             report["profiles"] = {}
             for name, raw in profiles.items():
                 if not raw.exists():
