@@ -129,6 +129,30 @@ def test_slow_consumer_is_closed_with_4008_while_a_fast_one_keeps_up(
     assert fast_count == len(events)
 
 
+def test_a_consumer_that_stops_reading_during_a_catch_up_is_closed_with_4008(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """A resume runs at the client's pace, but a client that takes nothing for the grace period is
+    closed like any slow consumer, instead of holding its catch-up (and socket) forever."""
+    hub = HubProcess(redis_server.url, prefix, env={"RTHUB_SEND_QUEUE_SIZE": "16"})
+    hub.start()
+    token = hub.token()
+    writer = _writer(hub)
+    try:
+        first = writer.write_many(_large_answers(1))[0]
+        writer.write_many(_large_answers(8000))  # ~9 MB of frames: far more than the socket buffers hold
+
+        async def scenario() -> int | None:
+            stalled = await asyncio.to_thread(StalledClient, f"{hub.ws}?resume_from={first}", hub.port, token)
+            await asyncio.sleep(5)  # reading nothing, for longer than the 2 s grace period
+            return await asyncio.to_thread(stalled.close_code, 20)
+
+        code = asyncio.run(scenario())
+    finally:
+        hub.stop()
+    assert code == 4008
+
+
 def test_sigterm_closes_sockets_with_1012(hub: HubProcess, token: str) -> None:
     async def scenario() -> int | None:
         ws = await connect(hub.ws, token)

@@ -198,12 +198,19 @@ class Connection:
         return start, skip
 
     async def put_resumed(self, frame: Frame) -> None:
-        """Queue a resumed frame, waiting for room: resume runs at the client's pace."""
+        """Queue a resumed frame, waiting for room: resume runs at the client's pace. A client that
+        takes nothing for `grace` seconds is closed with 4008, as a slow consumer of live frames is."""
         while len(self.pending) >= self.queue_size:
+            if self.close_code is not None:
+                return
             if self._room is None:
                 self._room = asyncio.Event()
             self._room.clear()
-            await self._room.wait()
+            try:
+                await asyncio.wait_for(self._room.wait(), self.grace)
+            except TimeoutError:
+                self.close(CLOSE_SLOW_CONSUMER, "slow consumer: send queue full")
+                return
         self._take(frame)
         if frame.order is not None and frame.order > self._queued_up_to:
             self._queued_up_to = frame.order
