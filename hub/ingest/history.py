@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from hub.ingest import BadEntry, Broker, Entry, cursor_key
 
-MAX_ENTRIES = 20_000
+MAX_ENTRIES = 10_000
 
 Key = tuple[int, int]
 
