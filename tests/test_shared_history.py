@@ -41,13 +41,14 @@ class CountingBroker:
         return await self.broker.oldest()
 
 
-def publish(redis_server: RedisServer, prefix: str, count: int, seed: int = 3) -> list[str]:
+def publish(redis_server: RedisServer, prefix: str, count: int) -> tuple[list[str], Settings]:
+    """`count` events in the stream; their cursors and the settings to read them with."""
     backend = RealtimeBackend(redis_url=redis_server.url, redis_prefix=prefix, preemptive=False)
-    lms = SimulatedLMS(seed=seed)
+    lms = SimulatedLMS(seed=3)
     cursors = [backend.send(lms.next_event()) for _ in range(count)]
     backend.close()
     assert all(cursors)
-    return cursors
+    return cursors, Settings.from_env(redis_url=redis_server.url, redis_prefix=prefix)
 
 
 async def read_all(history: SharedHistory | CountingBroker, after: str, page: int) -> list[str]:
@@ -59,8 +60,7 @@ async def read_all(history: SharedHistory | CountingBroker, after: str, page: in
 
 
 def test_shared_history_answers_as_the_broker_from_any_cursor(redis_server: RedisServer, prefix: str) -> None:
-    cursors = publish(redis_server, prefix, 300)
-    settings = Settings.from_env(redis_url=redis_server.url, redis_prefix=prefix)
+    cursors, settings = publish(redis_server, prefix, 300)
 
     async def scenario() -> None:
         broker = RedisBroker(redis_client(redis_server.url), settings)
@@ -82,8 +82,7 @@ def test_shared_history_answers_as_the_broker_from_any_cursor(redis_server: Redi
 
 
 def test_concurrent_readers_of_one_page_make_one_read(redis_server: RedisServer, prefix: str) -> None:
-    cursors = publish(redis_server, prefix, 200)
-    settings = Settings.from_env(redis_url=redis_server.url, redis_prefix=prefix)
+    cursors, settings = publish(redis_server, prefix, 200)
 
     async def scenario() -> None:
         counting = CountingBroker(RedisBroker(redis_client(redis_server.url), settings))
@@ -99,8 +98,7 @@ def test_concurrent_readers_of_one_page_make_one_read(redis_server: RedisServer,
 
 
 def test_a_cancelled_reader_does_not_fail_the_readers_waiting_for_it(redis_server: RedisServer, prefix: str) -> None:
-    cursors = publish(redis_server, prefix, 50)
-    settings = Settings.from_env(redis_url=redis_server.url, redis_prefix=prefix)
+    cursors, settings = publish(redis_server, prefix, 50)
 
     async def scenario() -> None:
         broker = RedisBroker(redis_client(redis_server.url), settings)
