@@ -110,9 +110,16 @@ def progress_line(row: dict[str, Any]) -> str:
     return (f"  {row['target']:<10} {row['rate']:>6g} ev/s  {row['frames_per_s']:>8.0f} frames/s  "
             f"p50 {row['p50_ms']:.2f}  p99 {row['p99_ms']:.2f}  max {row['max_ms']:.1f} ms  "
             f"lost {row['lost']}  dup {row['duplicated']}  closed {row['closed']}  "
-            f"cpu {row['cpu_percent']:.0f}% (subscribers {row['subscribers_cpu_percent']:.0f}%, "
+            f"cpu {row['cpu_percent']:.0f}%{_roles(row)} (subscribers {row['subscribers_cpu_percent']:.0f}%, "
             f"machine {row['machine_cpu_percent']:.0f}% of {os.cpu_count()})  {verdict}"
             + ("" if not row["publish_failed"] else f"  publish: {row['publish_outcomes']}"))
+
+
+def _roles(row: dict[str, Any]) -> str:
+    roles = row.get("cpu_percent_by_role") or {}
+    if len(roles) < 2:
+        return ""
+    return " [" + ", ".join(f"{role} {share:.0f}%" for role, share in sorted(roles.items())) + "]"
 
 
 COLUMNS = (("rate", "ev/s", "{:g}"), ("frames_per_s", "frames/s", "{:.0f}"), ("p50_ms", "p50 ms", "{:.2f}"),

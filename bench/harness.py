@@ -112,6 +112,18 @@ class Target:
     def cpu_seconds(self) -> float:
         return sum(sum(proc.cpu_times()[:2]) for proc in self.tree())
 
+    def cpu_by_role(self) -> dict[str, float]:
+        """CPU seconds so far per role in the process tree: supervisor (the root, with several
+        workers), worker(s), render stage."""
+        seconds: dict[str, float] = {}
+        for index, proc in enumerate(self.tree()):
+            command = " ".join(proc.cmdline())
+            role = "render stage" if "hub.stage.server" in command else "supervisor" if index == 0 else "workers"
+            if index == 0 and len(self.tree()) == 1:
+                role = "workers"
+            seconds[role] = seconds.get(role, 0.0) + sum(proc.cpu_times()[:2])
+        return seconds
+
     def pids(self) -> list[int]:
         return [proc.pid for proc in self.tree()]
 
@@ -252,6 +264,7 @@ def run_round(target: Target, pool: SubscriberPool, backend: RealtimeBackend, ev
     mistaken for unexpected ones in the next round (they were already counted as lost).
     """
     cpu_before = target.cpu_seconds()
+    roles_before = target.cpu_by_role()
     outcomes_before = dict(backend.counts)
     clients_before = pool.cpu_seconds()
     publisher_before = time.process_time()
@@ -261,6 +274,8 @@ def run_round(target: Target, pool: SubscriberPool, backend: RealtimeBackend, ev
     pool.wait_for(expected_frames(sent, subscribers), LOSS_WAIT)
     wall = time.perf_counter() - wall_before
     cpu = target.cpu_seconds() - cpu_before
+    roles = {role: 100 * (seconds - roles_before.get(role, 0.0)) / wall
+             for role, seconds in target.cpu_by_role().items()}
     machine = psutil.cpu_percent()
     clients = pool.cpu_seconds() - clients_before
     publisher = time.process_time() - publisher_before
@@ -272,6 +287,7 @@ def run_round(target: Target, pool: SubscriberPool, backend: RealtimeBackend, ev
         rate=rate,
         subscribers=subscribers,
         cpu_percent=100 * cpu / wall,
+        cpu_percent_by_role=roles,
         cpu_us_per_frame=1e6 * cpu / result["delivered_frames"] if result["delivered_frames"] else float("nan"),
         subscribers_cpu_percent=100 * clients / wall,
         publisher_cpu_percent=100 * publisher / wall,
