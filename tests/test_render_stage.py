@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import orjson
@@ -31,6 +32,7 @@ from hub.ingest import Entry
 from hub.redis import client as redis_client
 from hub.stage.bundle import decode, encode
 from hub.translate import TranslationSettings
+from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
 from rthub_lms.grants import compile_grant, event_facts
 from tests.hubproc import HubProcess
@@ -184,3 +186,44 @@ def test_a_group_missing_from_a_bundle_is_rendered_by_the_worker(redis_server: R
     assert frame["cursor"] == entry.cursor
     assert frame["data"]["type"]  # a Caliper event, rendered here
     assert counts["translated:caliper"] == 1 and counts["bundled"] == 1
+
+
+def test_redis_restart_under_the_render_stage_loses_nothing(own_redis: RedisServer, tmp_path: Path) -> None:
+    """Redis goes away under the stage and both workers, then returns: every socket gets everything
+    Redis holds, once, in stream order (the LMS side spools meanwhile)."""
+    hub = HubProcess(own_redis.url, "rs:", workers=2)
+    hub.start()
+    try:
+        wait_for_stage(hub)
+        token = hub.token()
+        backend = RealtimeBackend(redis_url=own_redis.url, redis_prefix="rs:", preemptive=False,
+                                  spool_path=str(tmp_path / "spool"))
+        lms = SimulatedLMS(seed=71)
+
+        def publish(count: int) -> None:
+            for _ in range(count):
+                backend.send(lms.next_event())
+
+        async def scenario() -> list[list[str]]:
+            sockets = [await connect(hub.ws, token) for _ in range(SOCKETS)]
+            await asyncio.sleep(1.2)
+            await asyncio.to_thread(publish, 30)
+            got = [await collect(ws, 30, 20) for ws in sockets]
+            own_redis.stop()
+            await asyncio.to_thread(publish, 30)  # spooled by the LMS side
+            await asyncio.sleep(1.0)
+            own_redis.start()
+            await asyncio.to_thread(publish, 30)
+            for frames, ws in zip(got, sockets, strict=True):
+                frames += await collect(ws, 60, 40)
+                await ws.close()
+            return [[frame["cursor"] for frame in frames] for frames in got]
+
+        received = asyncio.run(scenario())
+        backend.close()
+    finally:
+        hub.stop()
+    stored = [cursor.decode() for cursor, _ in own_redis.client().xrange(rkeys.stream_key(rkeys.Prefix("rs:")))]
+    assert len(stored) >= 90
+    for got in received:
+        assert got == stored
