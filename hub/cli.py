@@ -57,7 +57,7 @@ def _serve(args: argparse.Namespace) -> int:
             # copies the option from the listening socket to the sockets it accepts.
             sock = config.bind_socket()
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with render_stage():  # per-event work once for all workers (`hub.stage`)
+            with render_stage(args.log_format, args.log_level):  # per-event work once for all workers (`hub.stage`)
                 Multiprocess(config, sockets=[sock]).run()
     if args.workers <= 1 and not server.started:
         print(f"rthub serve: could not start on {args.host}:{args.port}", file=sys.stderr)

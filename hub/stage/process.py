@@ -27,26 +27,26 @@ WATCH_EVERY = 0.5
 STOP_TIMEOUT = 10.0
 
 
-def _start(path: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "hub.stage.server", path], preexec_fn=die_with_parent,
-                            start_new_session=True)
+def _start(path: str, log_format: str, log_level: str) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "hub.stage.server", path, "--log-format", log_format, "--log-level", log_level]
+    return subprocess.Popen(argv, preexec_fn=die_with_parent, start_new_session=True)
 
 
 @contextlib.contextmanager
-def render_stage() -> Iterator[str]:
-    """A running render stage for the duration of the block; yields its socket path."""
+def render_stage(log_format: str = "json", log_level: str = "warning") -> Iterator[str]:
+    """A running render stage for the duration of the block, logging like `rthub serve`; yields its socket path."""
     directory = tempfile.mkdtemp(prefix="rthub-stage-")
     path = os.path.join(directory, "stage.sock")
     os.environ[ENV] = path
     stopping = threading.Event()
-    process = _start(path)
+    process = _start(path, log_format, log_level)
 
     def watch() -> None:
         nonlocal process
         while not stopping.wait(WATCH_EVERY):
             if process.poll() is not None:
                 log.warning("render stage exited with %s; restarting it", process.returncode)
-                process = _start(path)
+                process = _start(path, log_format, log_level)
 
     watchdog = threading.Thread(target=watch, name="rthub-stage-watchdog", daemon=True)
     watchdog.start()

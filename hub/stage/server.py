@@ -1,6 +1,7 @@
 """The render-stage process: follow the live feed, render each event once, stream bundles to workers.
 
-    python -m hub.stage.server SOCKET        # started by `rthub serve --workers N`; settings from RTHUB_*
+    python -m hub.stage.server SOCKET [--log-format json|text] [--log-level L]
+                                             # started by `rthub serve --workers N`; settings from RTHUB_*
 
 Which groups to render: the (translator, consumer type) of every active client whose grant admits
 the event (`Interest`, reloaded from the registry on every change notice and every minute). A
@@ -12,12 +13,13 @@ Bad entries are dead-lettered here, once, instead of by every worker.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
+import logging.config
 import os
 import signal
-import sys
 from collections import Counter
 
 from redis.exceptions import RedisError
@@ -29,6 +31,7 @@ from hub.config import Settings
 from hub.ingest import BadEntry, Entry
 from hub.ingest.deadletters import RedisDeadLetters
 from hub.ingest.redis import RedisBroker
+from hub.logs import RedactingFilter, uvicorn_log_config
 from hub.redis import Client as RedisClient
 from hub.redis import connect
 from hub.render import Renderer
@@ -169,10 +172,18 @@ async def serve(path: str, settings: Settings) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if len(sys.argv) != 2:
-        raise SystemExit("usage: python -m hub.stage.server SOCKET")
-    asyncio.run(serve(sys.argv[1], Settings.from_env()))
+    parser = argparse.ArgumentParser(description="rthub's shared render stage (started by rthub serve)")
+    parser.add_argument("socket")
+    parser.add_argument("--log-format", choices=("json", "text"), default="json")
+    parser.add_argument("--log-level", default="warning")
+    args = parser.parse_args()
+    if args.log_format == "json":  # the same JSON lines as `rthub serve`, credentials redacted
+        logging.config.dictConfig(uvicorn_log_config(args.log_level))
+    else:
+        logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(RedactingFilter())
+    asyncio.run(serve(args.socket, Settings.from_env()))
 
 
 if __name__ == "__main__":
