@@ -12,7 +12,6 @@ that many events to share one render of each.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import Counter, OrderedDict
 
@@ -21,6 +20,7 @@ import orjson
 from hub.anonymise import Anonymiser
 from hub.delivery.websocket.connection import Frame
 from hub.ingest import Entry
+from hub.singleflight import SingleFlight
 from hub.translate import NoTranslation, TranslationError, TranslationSettings, translate
 from rthub_lms.events import user_id
 from rthub_lms.grants import EventFacts, event_facts
@@ -45,15 +45,13 @@ class Renderer:
         self._size = size
         self._frames: OrderedDict[RenderKey, Frame | None] = OrderedDict()
         self._facts: OrderedDict[str, EventFacts] = OrderedDict()
-        self._rendering: dict[RenderKey, asyncio.Future[Frame | None]] = {}
+        self._rendering: SingleFlight[RenderKey, Frame | None] = SingleFlight()
 
     def facts(self, entry: Entry) -> EventFacts:
         """`event_facts` of an entry, computed once per cursor."""
         found = self._facts.get(entry.cursor)
         if found is None:
-            found = self._facts[entry.cursor] = event_facts(entry.event)
-            if len(self._facts) > self._size:
-                self._facts.popitem(last=False)
+            found = self.adopt_facts(entry.cursor, event_facts(entry.event))
         return found
 
     def adopt_facts(self, cursor: str, facts: EventFacts) -> EventFacts:
@@ -69,14 +67,10 @@ class Renderer:
         """The frame the render stage rendered for this group (None: the event has none), kept in the
         cache so resume and webhook routing in this process reuse it."""
         key = (cursor, translator, consumer_type)
-        frame = self._frames.get(key)
-        if frame is None and key not in self._frames:
-            frame = Frame(cursor, text, facts) if text is not None else None
-            self._frames[key] = frame
-            if len(self._frames) > self._size:
-                self._frames.popitem(last=False)
         self.counts["render_adopted"] += 1
-        return frame
+        if key in self._frames:
+            return self._frames[key]
+        return self._keep(key, Frame(cursor, text, facts) if text is not None else None)
 
     async def render(
         self, entry: Entry, translator: str, consumer_type: str, facts: EventFacts | None = None
@@ -88,30 +82,17 @@ class Renderer:
             self._frames.move_to_end(key)
             self.counts["render_cache_hits"] += 1
             return self._frames[key]
-        pending = self._rendering.get(key)
-        if pending is not None:
-            self.counts["render_joined"] += 1
-            try:
-                return await asyncio.shield(pending)
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise
-                # the render we waited for was cancelled with its caller: render here instead
-        future: asyncio.Future[Frame | None] = asyncio.get_running_loop().create_future()
-        self._rendering[key] = future
-        try:
+
+        async def render_and_keep() -> Frame | None:
             frame = await self._render(entry, translator, consumer_type, facts or self.facts(entry))
-        except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                future.cancel()
-            else:
-                future.set_exception(exc)
-                future.exception()  # marked as retrieved: the joiners re-raise it
-            raise
-        finally:
-            del self._rendering[key]
-        future.set_result(frame)
+            return self._keep(key, frame)
+
+        frame, joined = await self._rendering.run(key, render_and_keep)
+        if joined:
+            self.counts["render_joined"] += 1
+        return frame
+
+    def _keep(self, key: RenderKey, frame: Frame | None) -> Frame | None:
         self._frames[key] = frame
         if len(self._frames) > self._size:
             self._frames.popitem(last=False)

@@ -12,12 +12,12 @@ At most `max_entries` are kept; the least recently used runs go first.
 
 from __future__ import annotations
 
-import asyncio
 from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
 
 from hub.ingest import BadEntry, Broker, Entry, cursor_key
+from hub.singleflight import SingleFlight
 
 MAX_ENTRIES = 10_000
 
@@ -43,7 +43,7 @@ class SharedHistory:
         self._broker = broker
         self._max_entries = max_entries
         self._runs: list[_Run] = []  # most recently used last
-        self._reading: dict[Key, asyncio.Future[list[Entry | BadEntry]]] = {}
+        self._reading: SingleFlight[Key, list[Entry | BadEntry]] = SingleFlight()
         self.counts: Counter[str] = Counter()
 
     async def history(self, after: str, limit: int) -> list[Entry | BadEntry]:
@@ -54,19 +54,17 @@ class SharedHistory:
             self.counts["history_cached"] += 1
             start = bisect_right(run.keys, key)
             return run.entries[start:start + limit]
-        pending = self._reading.get(key)
-        if pending is not None:
+
+        async def read_and_keep() -> list[Entry | BadEntry]:
+            page = await self._broker.history(after, limit)
+            self.counts["history_read"] += 1
+            if page:
+                self._keep(key, page)
+            return page
+
+        page, joined = await self._reading.run(key, read_and_keep)
+        if joined:
             self.counts["history_joined"] += 1
-            try:
-                return list(await asyncio.shield(pending))
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise
-                # the reader we waited for was cancelled (its socket closed): read for ourselves
-        page = await self._read(key, after, limit)
-        if page:
-            self._keep(key, page)
         return page
 
     async def oldest(self) -> str | None:
@@ -94,26 +92,6 @@ class SharedHistory:
                     self._runs.append(self._runs.pop(index))
                 return run
         return None
-
-    async def _read(self, key: Key, after: str, limit: int) -> list[Entry | BadEntry]:
-        """One broker read; readers arriving for the same page meanwhile share it."""
-        future: asyncio.Future[list[Entry | BadEntry]] = asyncio.get_running_loop().create_future()
-        self._reading[key] = future
-        try:
-            page = await self._broker.history(after, limit)
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # marked as retrieved: the joiners re-raise it
-            raise
-        else:
-            future.set_result(page)
-        finally:
-            del self._reading[key]
-        self.counts["history_read"] += 1
-        return page
 
     def _evict(self) -> None:
         total = sum(len(run.entries) for run in self._runs)
