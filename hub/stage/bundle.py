@@ -16,7 +16,7 @@ import orjson
 from hub.ingest import Entry
 from rthub_lms.grants import EventFacts
 
-PREFIX = struct.Struct("!II")
+SIZE = struct.Struct("!I")  # each of the two sizes in front
 MAX_BUNDLE = 16 * 2**20
 
 Group = tuple[str, str]
@@ -46,15 +46,15 @@ def encode(entry: Entry, facts: EventFacts, frames: dict[Group, str | None]) -> 
     header = orjson.dumps([entry.cursor, [facts.course, facts.org, facts.site, facts.user, facts.event_type],
                            groups, len(raw_event)])
     body = b"".join((header, raw_event, *texts))
-    return PREFIX.pack(len(body) + 4, len(header)) + body
+    return SIZE.pack(SIZE.size + len(body)) + SIZE.pack(len(header)) + body
 
 
 def decode(body: bytes) -> Bundle:
     """A bundle from what follows its `u32 size` (the header size, header, raw event, frames)."""
     try:
-        (header_size,) = struct.unpack_from("!I", body)
-        cursor, facts, groups, raw_size = orjson.loads(body[4:4 + header_size])
-        offset = 4 + header_size
+        (header_size,) = SIZE.unpack_from(body)
+        offset = SIZE.size + header_size
+        cursor, facts, groups, raw_size = orjson.loads(body[SIZE.size:offset])
         raw_event = body[offset:offset + raw_size]
         offset += raw_size
         frames: dict[Group, str | None] = {}

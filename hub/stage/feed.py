@@ -13,16 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import struct
 from collections.abc import AsyncIterator
 
 from hub.ingest import BadEntry, Broker, Entry, cursor_key
-from hub.stage.bundle import MAX_BUNDLE, PREFIX, BadBundle, Bundle, decode
+from hub.stage.bundle import MAX_BUNDLE, SIZE, BadBundle, Bundle, decode
 
 log = logging.getLogger("rthub.stage.feed")
 
 RETRY_EVERY = 1.0
-SIZE = struct.Struct("!I")
 
 Item = Entry | BadEntry | Bundle
 
@@ -38,7 +36,7 @@ class StageLink:
         """The next bundle; raises `ConnectionError` or `BadBundle` when the link is unusable."""
         try:
             (size,) = SIZE.unpack(await self._reader.readexactly(SIZE.size))
-            if not PREFIX.size - SIZE.size <= size <= MAX_BUNDLE:
+            if not SIZE.size <= size <= MAX_BUNDLE:
                 raise BadBundle(f"bundle of {size} bytes")
             return decode(await self._reader.readexactly(size))
         except asyncio.IncompleteReadError as exc:
