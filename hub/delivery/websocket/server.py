@@ -47,13 +47,7 @@ class TransportWriter:
     def ready(self) -> bool:
         """Open, past the handshake, not closing, and the transport's buffer below its high-water mark."""
         protocol = self._protocol
-        return (
-            protocol.writable.is_set()
-            and protocol.handshake_complete
-            and not protocol.close_sent
-            and not protocol.disconnected
-            and protocol.conn.state is State.OPEN
-        )
+        return protocol.writable.is_set() and protocol.handshake_complete and not self.closed
 
     @property
     def closed(self) -> bool:
