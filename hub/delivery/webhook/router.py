@@ -220,13 +220,6 @@ class WebhookRouter:
             self._apply(client_id, None)
         for client_id, client in found.items():
             self._apply(client_id, client)
-        self._notice_clients()
-
-    def _notice_clients(self) -> None:
-        if self.clients:
-            self._has_clients.set()
-        else:
-            self._has_clients.clear()
 
     def _apply(self, client_id: str, client: WebhookClient | None) -> None:
         """Index, (re)start or stop one client's delivery."""
@@ -238,7 +231,8 @@ class WebhookRouter:
                 closing = asyncio.create_task(worker.close())
                 self._closing.add(closing)
                 closing.add_done_callback(self._closing.discard)
-            self._notice_clients()
+            if not self.clients:
+                self._has_clients.clear()
             return
         self.clients[client_id] = client
         self._has_clients.set()
