@@ -149,12 +149,13 @@ class Fanout:
         for key in keys:
             conn = self.connections[key]
             groups[(conn.identity.translator, conn.identity.consumer_type)].append(conn)
+        entry = item if isinstance(item, Entry) else None
         for group, members in groups.items():
             translator, consumer_type = group
             if isinstance(item, Bundle) and group in item.frames:
                 frame = self.renderer.adopt(item.cursor, translator, consumer_type, item.frames[group], facts)
             else:  # a group the stage did not render (a client created a moment ago): render it here
-                entry = item.entry() if isinstance(item, Bundle) else item
+                entry = entry or item.entry()
                 frame = await self.renderer.render(entry, translator, consumer_type, facts)
             if frame is not None:
                 for conn in members:
