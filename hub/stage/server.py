@@ -108,7 +108,7 @@ class RenderStage:
         for translator, consumer_type in sorted(self.interest.groups(facts)):
             try:
                 frame = await self.renderer.render(entry, translator, consumer_type, facts)
-            except (RedisError, OSError) as exc:  # the worker renders this group itself
+            except Exception as exc:  # Redis away, or anything else: the worker renders (or dead-letters) it
                 self.counts["render_deferred"] += 1
                 log.warning("render deferred to the workers: %s", exc, extra={"cursor": entry.cursor})
                 continue
@@ -157,9 +157,17 @@ async def serve(path: str, settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     tasks = [asyncio.create_task(stage.run()), asyncio.create_task(stage.follow_registry())]
+    stopping = asyncio.create_task(stop.wait())
+    failed = False
     try:
-        await stop.wait()
+        # A task that ends on its own ends the process: the workers then follow the live feed
+        # themselves and the watchdog starts a fresh stage, instead of workers waiting on a silent one.
+        done, _ = await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done - {stopping}:
+            log.error("render stage task ended: %r; exiting", task.exception() or "returned")
+            failed = True
     finally:
+        stopping.cancel()
         server.close()
         for writer in list(stage.workers):
             writer.close()
@@ -169,6 +177,8 @@ async def serve(path: str, settings: Settings) -> None:
         await client.aclose()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+    if failed:
+        raise SystemExit(1)
 
 
 def main() -> None:
