@@ -115,12 +115,13 @@ class Target:
     def cpu_by_role(self) -> dict[str, float]:
         """CPU seconds so far per role in the process tree: supervisor (the root, with several
         workers), worker(s), render stage."""
+        tree = self.tree()
         seconds: dict[str, float] = {}
-        for index, proc in enumerate(self.tree()):
-            command = " ".join(proc.cmdline())
-            role = "render stage" if "hub.stage.server" in command else "supervisor" if index == 0 else "workers"
-            if index == 0 and len(self.tree()) == 1:
-                role = "workers"
+        for index, proc in enumerate(tree):
+            if "hub.stage.server" in " ".join(proc.cmdline()):
+                role = "render stage"
+            else:
+                role = "supervisor" if index == 0 and len(tree) > 1 else "workers"
             seconds[role] = seconds.get(role, 0.0) + sum(proc.cpu_times()[:2])
         return seconds
 
