@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -83,14 +84,16 @@ def most_bundled(hub: HubProcess) -> int:
 
 
 @pytest.fixture
-def workers_hub(redis_server: RedisServer, prefix: str):  # type: ignore[no-untyped-def]
+def workers_hub(redis_server: RedisServer, prefix: str) -> Iterator[HubProcess]:
     hub = HubProcess(redis_server.url, prefix, workers=2)
     hub.start()
     yield hub
     hub.stop()
 
 
-def run_stream(hub: HubProcess, count: int, during=None) -> tuple[list[str], list[list[str]]]:  # type: ignore[no-untyped-def]
+def run_stream(
+    hub: HubProcess, count: int, during: Callable[[int], None] | None = None
+) -> tuple[list[str], list[list[str]]]:
     """Publish `count` events at ~400/s while SOCKETS sockets listen; `during(i)` runs before event i."""
     token = hub.token()
     backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix)
