@@ -27,6 +27,7 @@ from hub.control.presence import Presence
 from hub.delivery.webhook.router import WebhookRouter
 from hub.delivery.websocket.connection import CLOSE_SERVICE_RESTART
 from hub.delivery.websocket.transport import EventsEndpoint
+from hub.dev.embedded import die_with_parent
 from hub.fanout import Fanout
 from hub.ingest import BadEntry, Entry
 from hub.ingest.deadletters import RedisDeadLetters
@@ -147,5 +148,12 @@ def redis_client(topology: Topology) -> Client:
 
 
 def create_app_from_env() -> Starlette:
-    """Factory for `uvicorn --factory` (and `rthub serve`): settings come from RTHUB_* variables."""
-    return create_app(Settings.from_env())
+    """Factory for `uvicorn --factory` (and `rthub serve`): settings come from RTHUB_* variables.
+
+    A worker of `rthub serve --workers N` (it has a render stage) leaves with its supervisor: uvicorn
+    does not stop its workers when the supervisor is SIGKILLed, and orphans would keep the port.
+    """
+    settings = Settings.from_env()
+    if settings.render_stage_socket:
+        die_with_parent()
+    return create_app(settings)

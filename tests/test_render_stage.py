@@ -230,3 +230,57 @@ def test_redis_restart_under_the_render_stage_loses_nothing(own_redis: RedisServ
     assert len(stored) >= 90
     for got in received:
         assert got == stored
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_rthub_serve_with_workers_killed_and_restarted_a_resuming_client_loses_nothing(
+    workers_hub: HubProcess, sig: int
+) -> None:
+    """The whole `rthub serve --workers 2` goes (workers and stage follow their supervisor, so the
+    port is free again), the LMS keeps publishing, the hub restarts and the client resumes."""
+    wait_for_stage(workers_hub)
+    assert workers_hub.process is not None
+    supervisor = workers_hub.process.pid
+    token = workers_hub.token()
+    backend = RealtimeBackend(redis_url=workers_hub.redis_url, redis_prefix=workers_hub.prefix, preemptive=False)
+    lms = SimulatedLMS(seed=73)
+
+    def publish(count: int) -> list[str]:
+        cursors = [backend.send(lms.next_event()) for _ in range(count)]
+        assert all(cursors)
+        return cursors
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        ws = await connect(workers_hub.ws, token)
+        await asyncio.sleep(1.2)
+        sent = await asyncio.to_thread(publish, 50)
+        got = [frame["cursor"] for frame in await collect(ws, 50)]
+        children = [int(name) for name in os.listdir("/proc") if name.isdigit() and _parent(int(name)) == supervisor]
+        workers_hub.process.send_signal(sig)
+        workers_hub.process.wait(15)
+        deadline = time.monotonic() + 10
+        while any(_parent(pid) is not None for pid in children):  # every worker and the stage went with it
+            assert time.monotonic() < deadline, "children of rthub serve outlived it"
+            await asyncio.sleep(0.05)
+        sent += await asyncio.to_thread(publish, 50)  # while no hub runs
+        await asyncio.to_thread(workers_hub.start)
+        wait_for_stage(workers_hub)
+        ws = await connect(workers_hub.ws, token, {"type": "subscribe", "resume_from": got[-1]})
+        sent += await asyncio.to_thread(publish, 50)
+        got += [frame["cursor"] for frame in await collect(ws, 100, 30)]
+        await ws.close()
+        return sent, got
+
+    sent, got = asyncio.run(scenario())
+    backend.close()
+    assert got == sent
+
+
+def _parent(pid: int) -> int | None:
+    """The parent of a live (not zombie) process, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            fields = file.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] in ("Z", "X") else int(fields[1])
