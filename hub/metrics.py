@@ -47,6 +47,7 @@ _WEBHOOK = {
     "already_stored": ("rthub_webhook_already_stored", "Events an LRS said it already held (409), acknowledged"),
     "covered_by_socket": ("rthub_webhook_covered_by_socket", "Queued events skipped because a socket had them"),
     "routed": ("rthub_webhook_routed", "Stream entries read by webhook routing"),
+    "routing_taken": ("rthub_webhook_routing_taken", "Times this instance took the webhook routing lease"),
     "route_retries": ("rthub_webhook_route_retries", "Routing pages retried while Redis refused or was away"),
     "gaps": ("rthub_webhook_gaps", "Gap dead letters: events left the stream before they were routed"),
     "endpoints_disabled": ("rthub_webhook_endpoints_disabled", "Endpoints disabled (410 or the breaker)"),

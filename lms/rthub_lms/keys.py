@@ -43,6 +43,7 @@ Webhook delivery (docs/webhooks.md):
 - `{prefix}{<id>}:outbox`, `:requeue`, `:handoff`, `:wh:lease`, `:wh:state`, `:wh:health`, `:wh:log`,
   `:deadletters`.
 - `{prefix}wh:routed`: the last stream cursor webhook routing has queued for every client.
+- `{prefix}wh:routing`: the routing lease (the instance that routes, while it renews it).
 """
 
 from __future__ import annotations
@@ -202,6 +203,11 @@ def handoff(settings: Prefixed, client_id: str) -> str:
 def routed(settings: Prefixed) -> str:
     """String: the stream cursor up to which webhook routing has appended to every outbox."""
     return f"{settings.redis_prefix}wh:routed"
+
+
+def routing_lease(settings: Prefixed) -> str:
+    """String: the token of the one hub instance that routes the stream into the webhook outboxes."""
+    return f"{settings.redis_prefix}wh:routing"
 
 
 def deadletters(settings: Prefixed, client_id: str) -> str:

@@ -6,6 +6,7 @@ import signal
 import time
 
 import httpx
+import pytest
 import redis
 
 from hub.config import Settings
@@ -136,3 +137,44 @@ def test_two_routing_hubs_killed_in_turn_deliver_every_event_in_order(redis_serv
     orders = [cursor_key(cursor) for cursor in delivered]
     assert orders == sorted(orders)
     assert len(delivered) - len(set(delivered)) <= 2  # at most one repeat per SIGKILL of the deliverer
+
+
+def _routed(hub: HubProcess) -> float:
+    """`rthub_webhook_routed_total` of one hub: the stream entries its webhook routing read."""
+    for line in httpx.get(f"{hub.http}/metrics", timeout=5).text.splitlines():
+        if line.startswith("rthub_webhook_routed_total "):
+            return float(line.split()[1])
+    raise AssertionError("rthub_webhook_routed_total is missing from /metrics")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_one_of_two_hubs_routes_and_the_other_takes_over_when_it_stops(
+    redis_server: RedisServer, prefix: str, sig: signal.Signals
+) -> None:
+    hubs = [HubProcess(redis_server.url, prefix, env=ENV), HubProcess(redis_server.url, prefix, env=ENV)]
+    for hub in hubs:
+        hub.start()
+    lms = Lms(redis_server.url, prefix)
+    try:
+        with Receiver() as receiver:
+            hubs[0].client(delivery="webhook", webhook_url=receiver.url)
+            time.sleep(0.5)
+            lms.publish(30)
+            _wait(lambda: len(set(_delivered(receiver))) == 30, what="30 with two hubs")
+            routed = [_routed(hub) for hub in hubs]
+            assert sorted(routed)[0] == 0, f"both hubs read the stream for webhooks: {routed}"
+            leader = hubs[routed.index(max(routed))]
+            other = hubs[1 - hubs.index(leader)]
+            leader.stop(sig)
+            lms.publish(30)
+            # SIGTERM hands the lease back; after a SIGKILL it lapses first (10 s ttl).
+            _wait(lambda: len(set(_delivered(receiver))) == 60, timeout=40, what="60 after the router stopped")
+            assert _routed(other) >= 30
+            time.sleep(0.5)
+    finally:
+        for hub in hubs:
+            hub.stop()
+    delivered = _delivered(receiver)
+    assert list(dict.fromkeys(delivered)) == lms.cursors
+    orders = [cursor_key(cursor) for cursor in delivered]
+    assert orders == sorted(orders)

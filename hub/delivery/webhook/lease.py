@@ -1,6 +1,6 @@
-"""Per-client delivery lease: exactly one hub instance at a time delivers for a client.
+"""Leases: exactly one hub instance at a time delivers for a client, or routes the stream.
 
-`SET lease token NX PX ttl`, renewed while delivering. Every write that moves a client's delivery
+`SET lease token NX PX ttl`, renewed while working. Every write that moves a client's delivery
 forward (acknowledge, dead-letter, retry state) is fenced by the token inside one Lua script, so an
 instance that lost its lease (paused past the ttl) cannot undo the work of the one that took over.
 """

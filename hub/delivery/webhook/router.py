@@ -8,8 +8,14 @@ A Redis error (outage, READONLY after a failover, OOM) is waited out on the same
 skipped or dead-lettered for it. When the stream no longer holds the position (retention exceeded),
 each webhook client gets one `gap` dead letter naming what was lost. The client set follows the
 registry: loaded at start, reloaded per client on `{prefix}{registry}:changes`, and fully every minute.
-An instance with no webhook clients reads no entries: it only notes the stream's newest cursor every
-`IDLE_TIP_EVERY` seconds, and starts routing from the last one noted when its first client appears.
+One instance routes at a time: the holder of the routing lease (`{prefix}wh:routing`, a `Lease`
+renewed every half ttl). The others, workers of `rthub serve --workers N` or other hosts, wait and
+try to take it every third of a ttl, so a SIGKILLed router is replaced within ~1.3 ttl and a stopped
+one (it releases the lease) within a third. Correctness does not rest on the lease: appends are
+idempotent and the position only moves forward, so two routers during a takeover only repeat work.
+The holder, while it has no webhook clients, reads no entries: it only notes the stream's newest
+cursor every `IDLE_TIP_EVERY` seconds, and starts routing from the last one noted when its first
+client appears.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from redis.exceptions import RedisError
 from hub.config import Settings
 from hub.delivery.webhook.clients import WebhookClient, load_client, load_clients
 from hub.delivery.webhook.health import record_gap
+from hub.delivery.webhook.lease import Lease
 from hub.delivery.webhook.outbox import Appended, Outbox
 from hub.delivery.webhook.position import Position, predecessor
 from hub.delivery.webhook.worker import DeliveryOptions, DeliveryWorker
@@ -77,6 +84,9 @@ class WebhookRouter:
         self._closing: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._has_clients = asyncio.Event()
+        self._lease = Lease(redis, keys.routing_lease(settings), self._options.lease_ttl_ms)
+        self._leading = False
+        self._renew_at = 0.0
 
     async def start(self) -> None:
         """Load the webhook clients, start their workers, and follow registry changes."""
@@ -92,6 +102,10 @@ class WebhookRouter:
         delay = RETRY_FIRST
         while not self._stopping:
             try:
+                if not await self._lead():
+                    cursor = None
+                    await asyncio.sleep(self._options.lease_ttl_ms / 3000)
+                    continue
                 if not self.clients:
                     cursor = await self._tip()
                     with contextlib.suppress(TimeoutError):
@@ -114,6 +128,20 @@ class WebhookRouter:
                 log.warning("routing waits for Redis (%s); retrying in %.2fs", exc, delay, extra={"cursor": cursor})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)
+
+    async def _lead(self) -> bool:
+        """Whether this instance routes now: takes the routing lease when free, renews it when held
+        (every half ttl), and says so in the log when that changes."""
+        now = time.monotonic()
+        if self._leading and now < self._renew_at:
+            return True
+        held = await (self._lease.renew() if self._leading else self._lease.acquire())
+        if held != self._leading:
+            self._leading = held
+            self.counts["routing_taken" if held else "routing_lost"] += 1
+            log.info("this instance %s webhook routing", "takes over" if held else "lost")
+        self._renew_at = now + self._options.lease_ttl_ms / 2000
+        return held
 
     async def _tip(self) -> str:
         """The stream's newest cursor, saved: while no webhook client exists there is nothing to route."""
@@ -199,12 +227,17 @@ class WebhookRouter:
                 worker.wake()
 
     async def close(self) -> None:
+        """Stop routing and delivery; hand the routing lease back so another instance takes over at once."""
         self._stopping = True
         for task in (self._follower, self._watcher):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self._leading:
+            self._leading = False
+            with contextlib.suppress(RedisError, OSError):
+                await self._lease.release()
         workers, self.workers = list(self.workers.values()), {}
         await asyncio.gather(*(worker.close() for worker in workers), *self._closing)
 
