@@ -4,6 +4,7 @@
     python -m bench.webhooks --outage 60 [--rate 50]
     python -m bench.webhooks --cluster [--events 3000] [--clients 12]
     python -m bench.webhooks --dead-endpoint 100000
+    python -m bench.webhooks --instances 2 [--events 6000] [--rate 300]
 
 Throughput: a private redis-server, a receiver process (uvicorn, answers 200 at once), and one
 `WebhookRouter` following the event stream from its saved position (`WebhookRouter.follow`), as a
@@ -19,6 +20,11 @@ how many duplicates the receiver saw, and how long the backlog took to drain. Th
 
 Cluster: N clients in parallel on one redis-server, then on a private three-master Redis Cluster
 (per-client outboxes spread over the shards), in the same run.
+
+Instances: N `rthub serve` processes on one Redis and one client that sees every event, published at
+`--rate`; prints each hub's CPU seconds and how many stream entries its webhook routing read
+(`rthub_webhook_routed`), against the same run with one hub. Routing is leased to one instance, so
+the extra instances should read nothing and cost only their idle work.
 
 Dead endpoint: one client whose URL refuses connections, N events published; prints the Redis
 memory its keys hold (`MEMORY USAGE`, exact) and `INFO memory` before and after, with the outbox cap
@@ -57,6 +63,7 @@ from rthub_lms import keys as rkeys
 from rthub_lms.backend import StreamWriter
 from rthub_lms.connect import connect, discover
 from rthub_lms.events import normalise
+from tests.hubproc import HubProcess
 from tests.servers import RedisCluster
 
 OUTAGE_SCHEDULE = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
@@ -291,6 +298,63 @@ async def dead_endpoint(redis_url: str, events: int) -> None:
           f"{(stream or 0) / 1e6:.1f} MB | INFO used_memory {before / 1e6:.1f} -> {after / 1e6:.1f} MB")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def hub_pid(hub: HubProcess) -> int:
+    assert hub.process is not None
+    return hub.process.pid
+
+
+def routed(hub: HubProcess) -> int:
+    """`rthub_webhook_routed_total` of one hub process."""
+    for line in httpx.get(f"{hub.http}/metrics", timeout=5).text.splitlines():
+        if line.startswith("rthub_webhook_routed_total "):
+            return int(float(line.split()[1]))
+    raise SystemExit("rthub_webhook_routed_total is missing from /metrics")
+
+
+def instances_round(redis_url: str, port: int, count: int, events: int, rate: float) -> tuple[list[float], list[int]]:
+    """CPU seconds and routed entries of each of `count` hub processes while `events` are delivered."""
+    prefix = f"i{count}:"
+    env = {"RTHUB_WEBHOOK_ALLOW_PRIVATE": "true"}
+    hubs = [HubProcess(redis_url, prefix, env=env) for _ in range(count)]
+    try:
+        for hub in hubs:
+            hub.start()
+        path = f"/instances{count}"
+        hubs[0].client(type="enterprise", delivery="webhook", webhook_url=f"http://127.0.0.1:{port}{path}")
+        time.sleep(2)  # every hub has loaded the client, one holds the routing lease
+        before = [cpu_seconds(hub_pid(hub)) for hub in hubs]
+        publish_events(redis_url, prefix, events, rate)
+        deadline = time.monotonic() + 120
+        while len(asyncio.run(stats(port)).get(path, {"ids": []})["ids"]) < events:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{count} hubs: not every event was delivered in time")
+            time.sleep(0.2)
+        cpu = [cpu_seconds(hub_pid(hub)) - start for hub, start in zip(hubs, before, strict=True)]
+        return cpu, [routed(hub) for hub in hubs]
+    finally:
+        for hub in hubs:
+            hub.stop()
+
+
+def instances(redis_url: str, port: int, count: int, events: int, rate: float) -> None:
+    print(f"{events} events at {rate:g}/s to one webhook client that sees every event")
+    rounds = {n: instances_round(redis_url, port, n, events, rate) for n in (1, count)}
+    for n, (cpu, read) in rounds.items():
+        per_hub = ", ".join(f"{seconds:.2f} s / {entries} routed" for seconds, entries in zip(cpu, read, strict=True))
+        print(f"{n} hub(s): CPU {sum(cpu):.2f} s in all ({per_hub})")
+    total = sum(rounds[count][0]) / sum(rounds[1][0])
+    readers = sum(1 for entries in rounds[count][1] if entries)
+    print(f"goal: {count} hubs' CPU / 1 hub's = {total:.2f}x; "
+          f"hubs that read the stream for webhooks: {readers} of {count}")
+
+
 def publish_events(redis_url: str, prefix: str, count: int, rate: float) -> None:
     """The LMS side: `RealtimeBackend`-style writes, batched when there is no rate to keep."""
     writer = StreamWriter(connect(discover(redis_url)), Settings(redis_url=redis_url, redis_prefix=prefix))
@@ -310,15 +374,16 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=3000)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--outage", type=float, help="run the outage scenario with this many seconds down")
-    parser.add_argument("--rate", type=float, default=50.0, help="events per second in the outage scenario")
+    parser.add_argument("--rate", type=float, help="events per second (outage: 50, instances: 300)")
     parser.add_argument("--cluster", action="store_true", help="N clients on one server vs a 3-master cluster")
+    parser.add_argument("--instances", type=int, help="N rthub serve processes against one, one webhook client")
     parser.add_argument("--dead-endpoint", type=int, help="memory held by one dead endpoint after this many events")
     parser.add_argument("--publish", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--redis-url", help=argparse.SUPPRESS)
     parser.add_argument("--redis-prefix", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.publish is not None:
-        publish_events(args.redis_url, args.redis_prefix, args.publish, args.rate)
+        publish_events(args.redis_url, args.redis_prefix, args.publish, args.rate or 0.0)
         return 0
     port = free_port()
     with EmbeddedRedis() as redis_server:
@@ -332,10 +397,12 @@ def main() -> int:
                         asyncio.run(on_cluster(redis_server.url, cluster.url, port, args.events, args.clients))
                     finally:
                         cluster.stop()
+            elif args.instances:
+                instances(redis_server.url, port, args.instances, args.events, args.rate or 300.0)
             elif args.dead_endpoint:
                 asyncio.run(dead_endpoint(redis_server.url, args.dead_endpoint))
             elif args.outage:
-                asyncio.run(outage(redis_server.url, port, args.outage, args.rate, receiver))
+                asyncio.run(outage(redis_server.url, port, args.outage, args.rate or 50.0, receiver))
             else:
                 asyncio.run(throughput(redis_server.url, port, args.events, args.clients))
         finally:
