@@ -310,14 +310,6 @@ def hub_pid(hub: HubProcess) -> int:
     return hub.process.pid
 
 
-def routed(hub: HubProcess) -> int:
-    """`rthub_webhook_routed_total` of one hub process."""
-    for line in httpx.get(f"{hub.http}/metrics", timeout=5).text.splitlines():
-        if line.startswith("rthub_webhook_routed_total "):
-            return int(float(line.split()[1]))
-    raise SystemExit("rthub_webhook_routed_total is missing from /metrics")
-
-
 def instances_round(redis_url: str, port: int, count: int, events: int, rate: float) -> tuple[list[float], list[int]]:
     """CPU seconds and routed entries of each of `count` hub processes while `events` are delivered."""
     prefix = f"i{count}:"
@@ -337,7 +329,7 @@ def instances_round(redis_url: str, port: int, count: int, events: int, rate: fl
                 raise SystemExit(f"{count} hubs: not every event was delivered in time")
             time.sleep(0.2)
         cpu = [cpu_seconds(hub_pid(hub)) - start for hub, start in zip(hubs, before, strict=True)]
-        return cpu, [routed(hub) for hub in hubs]
+        return cpu, [int(hub.metric("rthub_webhook_routed_total")) for hub in hubs]
     finally:
         for hub in hubs:
             hub.stop()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from auth.keys import SigningKeys
 from auth.registry import ClientRegistry
@@ -52,6 +53,16 @@ class HubProcess:
     @property
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.port}/v1/events"
+
+    def metric(self, name: str) -> float:
+        """The samples named `name` on /metrics, summed over their labels (a counter's name ends in
+        `_total`); a name the hub does not expose fails the test."""
+        text = httpx.get(f"{self.http}/metrics", timeout=5).text
+        values = [sample.value for family in text_string_to_metric_families(text)
+                  for sample in family.samples if sample.name == name]
+        if not values:
+            raise AssertionError(f"{name} is missing from /metrics")
+        return sum(values)
 
     def start(self, timeout: float = 20) -> None:
         self.process = subprocess.Popen(

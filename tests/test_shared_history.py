@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import random
 
-import httpx
 import pytest
 
 from hub.config import Settings
@@ -116,15 +115,6 @@ def test_a_cancelled_reader_does_not_fail_the_readers_waiting_for_it(redis_serve
     asyncio.run(scenario())
 
 
-def metric(hub: HubProcess, name: str) -> float:
-    text = httpx.get(f"{hub.http}/metrics", timeout=5).text
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name) and not line.startswith("#"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 @pytest.mark.timeout(180)
 def test_many_sockets_resuming_together_share_reads_and_renders(redis_server: RedisServer, prefix: str) -> None:
     """60 sockets (three clients, one course each) resume over a backlog of 1,500 events at once."""
@@ -140,7 +130,7 @@ def test_many_sockets_resuming_together_share_reads_and_renders(redis_server: Re
         assert all(cursors)
         by_course = {course: [c for c, e in zip(cursors, events, strict=True) if e["context"]["course_id"] == course]
                      for course in COURSES[:3]}
-        translated_before = metric(hub, "rthub_events_translated_total")
+        translated_before = hub.metric("rthub_events_translated_total")
 
         async def resume(index: int) -> list[str]:
             course = COURSES[index % 3]
@@ -156,11 +146,11 @@ def test_many_sockets_resuming_together_share_reads_and_renders(redis_server: Re
         for index, got in enumerate(results):
             expected = [c for c in by_course[COURSES[index % 3]] if c != cursors[0]]
             assert got == expected, index
-        translated = metric(hub, "rthub_events_translated_total") - translated_before
+        translated = hub.metric("rthub_events_translated_total") - translated_before
         entitled = sum(len(v) for v in by_course.values())
         # Each entitled event is translated once for the (xapi, other) group, not once per socket (20x).
         assert translated <= entitled
-        reads = metric(hub, "rthub_resume_history_reads_total")
+        reads = hub.metric("rthub_resume_history_reads_total")
         pages = -(-1500 // 500) + 1
         assert 1 <= reads <= 3 * pages, reads  # about one read per page, not one per socket (60x)
     finally:

@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import orjson
 import redis
 
@@ -31,13 +30,6 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     while not predicate():
         assert time.monotonic() < deadline, f"{what} not reached in {timeout}s"
         time.sleep(0.05)
-
-
-def _metric(hub: HubProcess, name: str) -> float:
-    for line in httpx.get(f"{hub.http}/metrics", timeout=5).text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "_total "):
-            return float(line.split()[-1])
-    raise AssertionError(f"metric {name} not exposed")
 
 
 def _scenario(
@@ -86,8 +78,8 @@ def test_oom_under_noeviction_is_waited_out(own_redis: RedisServer, prefix: str)
         published, by_webhook, by_socket, client_id = _scenario(
             control, hub, lambda: control.config_set("maxmemory", "1"), lambda: control.config_set("maxmemory", "0")
         )
-        retries = _metric(hub, "rthub_webhook_route_retries") + _metric(hub, "rthub_dispatch_retries")
-        errors = _metric(hub, "rthub_dispatch_errors")
+        retries = hub.metric("rthub_webhook_route_retries_total") + hub.metric("rthub_dispatch_retries_total")
+        errors = hub.metric("rthub_dispatch_errors_total")
         ingest_dead = control.xlen(rkeys.ingest_deadletters_key(hub.settings))
         webhook_dead = control.xlen(rkeys.deadletters(hub.settings, client_id))
     finally:
@@ -121,8 +113,8 @@ def test_readonly_after_a_failover_is_waited_out(own_redis: RedisServer, prefix:
 
     try:
         published, by_webhook, by_socket, client_id = _scenario(control, hub, fail_over, fail_back)
-        retries = _metric(hub, "rthub_webhook_route_retries") + _metric(hub, "rthub_dispatch_retries")
-        errors = _metric(hub, "rthub_dispatch_errors")
+        retries = hub.metric("rthub_webhook_route_retries_total") + hub.metric("rthub_dispatch_retries_total")
+        errors = hub.metric("rthub_dispatch_errors_total")
         ingest_dead = control.xlen(rkeys.ingest_deadletters_key(hub.settings))
         webhook_dead = control.xlen(rkeys.deadletters(hub.settings, client_id))
     finally:

@@ -140,11 +140,8 @@ def test_two_routing_hubs_killed_in_turn_deliver_every_event_in_order(redis_serv
 
 
 def _routed(hub: HubProcess) -> float:
-    """`rthub_webhook_routed_total` of one hub: the stream entries its webhook routing read."""
-    for line in httpx.get(f"{hub.http}/metrics", timeout=5).text.splitlines():
-        if line.startswith("rthub_webhook_routed_total "):
-            return float(line.split()[1])
-    raise AssertionError("rthub_webhook_routed_total is missing from /metrics")
+    """The stream entries one hub's webhook routing read."""
+    return hub.metric("rthub_webhook_routed_total")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
