@@ -28,6 +28,7 @@ import psutil
 import redis
 from django.conf import settings
 
+from bench.harness import cpu_seconds
 from hub.dev.embedded import EmbeddedRedis
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms import keys as rkeys
@@ -74,11 +75,6 @@ def timed_sends(send: Any, events: list[dict[str, Any]]) -> tuple[float, float]:
     for event in events:
         send(event)
     return rate(len(events), time.perf_counter() - started), (time.process_time() - cpu) / len(events) * 1e6
-
-
-def cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
 
 
 def drain(redis_url: str, prefix: str, count: int, batch: int) -> tuple[float, float]:

@@ -61,6 +61,12 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
     raise TimeoutError(f"nothing listening on port {port} after {timeout}s")
 
 
+def cpu_seconds(process: psutil.Process) -> float:
+    """User + system CPU time of one process so far."""
+    times = process.cpu_times()
+    return times.user + times.system
+
+
 @dataclass
 class Target:
     """One server under test, run as a subprocess so its CPU and memory can be read with psutil."""
@@ -110,7 +116,7 @@ class Target:
         return sum(proc.memory_info().rss for proc in self.tree())
 
     def cpu_seconds(self) -> float:
-        return sum(sum(proc.cpu_times()[:2]) for proc in self.tree())
+        return sum(cpu_seconds(proc) for proc in self.tree())
 
     def cpu_by_role(self) -> dict[str, float]:
         """CPU seconds so far per role in the process tree: supervisor (the root, with several
@@ -122,7 +128,7 @@ class Target:
                 role = "render stage"
             else:
                 role = "supervisor" if index == 0 and len(tree) > 1 else "workers"
-            seconds[role] = seconds.get(role, 0.0) + sum(proc.cpu_times()[:2])
+            seconds[role] = seconds.get(role, 0.0) + cpu_seconds(proc)
         return seconds
 
     def pids(self) -> list[int]:

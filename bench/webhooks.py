@@ -45,8 +45,10 @@ from pathlib import Path
 
 import httpx
 import orjson
+import psutil
 import redis.asyncio as aioredis
 
+from bench.harness import cpu_seconds
 from hub.anonymise import Anonymiser, RedisIdStore
 from hub.config import Settings
 from hub.delivery.webhook.router import WebhookRouter
@@ -298,16 +300,9 @@ async def dead_endpoint(redis_url: str, events: int) -> None:
           f"{(stream or 0) / 1e6:.1f} MB | INFO used_memory {before / 1e6:.1f} -> {after / 1e6:.1f} MB")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one process so far (/proc/PID/stat)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def hub_pid(hub: HubProcess) -> int:
+def hub_process(hub: HubProcess) -> psutil.Process:
     assert hub.process is not None
-    return hub.process.pid
+    return psutil.Process(hub.process.pid)
 
 
 def instances_round(redis_url: str, port: int, count: int, events: int, rate: float) -> tuple[list[float], list[int]]:
@@ -321,14 +316,14 @@ def instances_round(redis_url: str, port: int, count: int, events: int, rate: fl
         path = f"/instances{count}"
         hubs[0].client(type="enterprise", delivery="webhook", webhook_url=f"http://127.0.0.1:{port}{path}")
         time.sleep(2)  # every hub has loaded the client, one holds the routing lease
-        before = [cpu_seconds(hub_pid(hub)) for hub in hubs]
+        before = [cpu_seconds(hub_process(hub)) for hub in hubs]
         publish_events(redis_url, prefix, events, rate)
         deadline = time.monotonic() + 120
         while len(asyncio.run(stats(port)).get(path, {"ids": []})["ids"]) < events:
             if time.monotonic() > deadline:
                 raise SystemExit(f"{count} hubs: not every event was delivered in time")
             time.sleep(0.2)
-        cpu = [cpu_seconds(hub_pid(hub)) - start for hub, start in zip(hubs, before, strict=True)]
+        cpu = [cpu_seconds(hub_process(hub)) - start for hub, start in zip(hubs, before, strict=True)]
         return cpu, [int(hub.metric("rthub_webhook_routed_total")) for hub in hubs]
     finally:
         for hub in hubs:
