@@ -67,7 +67,6 @@ class Renderer:
         """The frame the render stage rendered for this group (None: the event has none), kept in the
         cache so resume and webhook routing in this process reuse it."""
         key = (cursor, translator, consumer_type)
-        self.counts["render_adopted"] += 1
         if key in self._frames:
             return self._frames[key]
         return self._keep(key, Frame(cursor, text, facts) if text is not None else None)

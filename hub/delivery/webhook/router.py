@@ -138,7 +138,8 @@ class WebhookRouter:
         held = await (self._lease.renew() if self._leading else self._lease.acquire())
         if held != self._leading:
             self._leading = held
-            self.counts["routing_taken" if held else "routing_lost"] += 1
+            if held:
+                self.counts["routing_taken"] += 1
             log.info("this instance %s webhook routing", "takes over" if held else "lost")
         self._renew_at = now + self._options.lease_ttl_ms / 2000
         return held
