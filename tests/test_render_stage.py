@@ -47,18 +47,14 @@ def stage_pids(hub: HubProcess) -> list[int]:
     """The render-stage process(es) of this hub: children of `rthub serve` running hub.stage.server."""
     assert hub.process is not None
     found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
+    for pid in _children(hub.process.pid):
         try:
-            with open(f"/proc/{name}/cmdline", "rb") as file:
+            with open(f"/proc/{pid}/cmdline", "rb") as file:
                 cmdline = file.read().split(b"\0")
-            with open(f"/proc/{name}/stat") as file:
-                parent = int(file.read().rsplit(")", 1)[1].split()[1])
         except OSError:
             continue
-        if parent == hub.process.pid and b"hub.stage.server" in cmdline:
-            found.append(int(name))
+        if b"hub.stage.server" in cmdline:
+            found.append(pid)
     return found
 
 
@@ -255,7 +251,7 @@ def test_rthub_serve_with_workers_killed_and_restarted_a_resuming_client_loses_n
         await asyncio.sleep(1.2)
         sent = await asyncio.to_thread(publish, 50)
         got = [frame["cursor"] for frame in await collect(ws, 50)]
-        children = [int(name) for name in os.listdir("/proc") if name.isdigit() and _parent(int(name)) == supervisor]
+        children = _children(supervisor)
         workers_hub.process.send_signal(sig)
         workers_hub.process.wait(15)
         deadline = time.monotonic() + 10
@@ -274,6 +270,11 @@ def test_rthub_serve_with_workers_killed_and_restarted_a_resuming_client_loses_n
     sent, got = asyncio.run(scenario())
     backend.close()
     assert got == sent
+
+
+def _children(pid: int) -> list[int]:
+    """The live processes whose parent is `pid`."""
+    return [int(name) for name in os.listdir("/proc") if name.isdigit() and _parent(int(name)) == pid]
 
 
 def _parent(pid: int) -> int | None:
