@@ -1,9 +1,11 @@
-"""The outbox is Redis state: queued events survive a Redis restart (AOF), with the hub running on."""
+"""The outbox is Redis state: queued events survive a Redis restart (AOF), SIGTERM or SIGKILL, with
+the hub running on; routing (and its lease) carries on after it."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
 import redis.asyncio as aioredis
 
 from hub.delivery.webhook.router import WebhookRouter
@@ -13,7 +15,8 @@ from tests.webhooks.helpers import FAST, Publisher, renderer, settings_for, unti
 from tests.webhooks.receiver import Receiver, Reply
 
 
-def test_queued_events_survive_a_redis_restart(own_redis: RedisServer, prefix: str) -> None:
+@pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "sigkill"])
+def test_queued_events_survive_a_redis_restart(own_redis: RedisServer, prefix: str, kill: bool) -> None:
     up = {"value": False}
     with Receiver(lambda n: Reply(200 if up["value"] else 500)) as receiver:
 
@@ -27,7 +30,8 @@ def test_queued_events_survive_a_redis_restart(own_redis: RedisServer, prefix: s
             router.follow()
             entries = await Publisher(redis, settings).entries(5)
             await until(lambda: len(receiver.requests) >= 2)
-            await asyncio.to_thread(own_redis.restart)
+            await asyncio.to_thread(own_redis.stop, kill)
+            await asyncio.to_thread(own_redis.start)
             with own_redis.client() as check:
                 assert check.xlen(rkeys.outbox(settings, "acme")) == 5
             up["value"] = True
