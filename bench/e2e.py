@@ -10,7 +10,9 @@
 Starts its own redis-server, the targets (`python -m bench.bare_loop`, `rthub serve --workers N`),
 M subscribers spread over several processes (subscriber i sees course i % 10, so 10 % of the
 events: on the hub as a real OAuth client whose grant is that course, on the bare loop by filter),
-and publishes through `RealtimeBackend` at fixed rates. Latency is publish call -> frame received,
+and publishes through `RealtimeBackend` at fixed rates. The target gets cores of its own
+(`--target-cores`, half of them by default), the harness, Redis and the subscribers the rest, as a
+server and its clients would be on separate machines. Latency is publish call -> frame received,
 from the publisher's cursor -> send-time table joined with the subscribers' receive times. Writes
 `results/e2e-<time>.json` and `.png` and prints a table in which every hub figure is also given as
 a ratio to the bare loop measured in the same run.
@@ -263,12 +265,18 @@ def main() -> None:
     parser.add_argument("--idle-processes", type=int, default=4)
     parser.add_argument("--profile", action="store_true", help="py-spy bare loop and hub x1 at 1,000 ev/s")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare loop (no ratios)")
+    parser.add_argument("--target-cores", type=int, default=len(os.sched_getaffinity(0)) // 2,
+                        help="cores of its own for the target, the rest for the harness, Redis and the "
+                             "subscribers (default: half of them; 0: everything shares every core)")
     parser.add_argument("--results", type=Path, default=Path("results"))
     args = parser.parse_args()
     raise_file_limit()
+    cores = harness.isolate(args.target_cores)
+    print(f"cores: {cores.describe() if cores else 'shared by the target and the harness'}", flush=True)
     args.results.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     report: dict[str, Any] = {"meta": metadata(args)}
+    report["meta"]["cores"] = cores.describe() if cores else "shared"
     started = time.perf_counter()
     with EmbeddedRedis() as redis:
         if args.idle:
@@ -282,6 +290,8 @@ def main() -> None:
             for repeat in range(args.repeat):
                 targets = [] if args.no_bare else [harness.bare_target(redis.url, free_port())]
                 targets += [harness.hub_target(redis.url, free_port(), count) for count in workers]
+                for target in targets:
+                    target.cores = cores.target if cores else None
                 if repeat % 2:
                     targets.reverse()
                 profiling = {}
@@ -304,6 +314,7 @@ def main() -> None:
             print()
             for line in report["goals"]:
                 print(line)
+            print(f"      cores: {report['meta']['cores']}")
             report["profiles"] = {}
             for name, raw in profiles.items():
                 if not raw.exists():
