@@ -11,12 +11,13 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from hub.delivery.websocket.connection import Frame
 from hub.fanout import Fanout
 from hub.ingest import Broker
 
@@ -118,16 +119,17 @@ class Metrics:
         self._latency_sum = 0.0
         self.registry.register(_LatencyCollector(self))
 
-    def frames_sent(self, stream_millis: Iterable[int]) -> None:
-        """Count frames handed to sockets now, by the stream time (ms) of their events."""
+    def frames_sent(self, frames: Sequence[Frame]) -> None:
+        """Count frames handed to a socket now, by the stream time of their events (a connection's
+        `on_sent`: it runs once per write, for every frame, so it does the least it can)."""
         now = time.time()
         buckets = self._buckets
-        for millis in stream_millis:
-            latency = now - millis / 1000
-            if latency < 0.0:
-                latency = 0.0
-            buckets[bisect_left(LATENCY_BUCKETS, latency)] += 1
-            self._latency_sum += latency
+        for frame in frames:
+            if frame.order is None:  # a control frame
+                continue
+            latency = now - frame.order[0] / 1000
+            buckets[bisect_left(LATENCY_BUCKETS, latency) if latency > 0.0 else 0] += 1
+            self._latency_sum += latency if latency > 0.0 else 0.0
             self.sent_frames += 1
 
     def latency_family(self) -> HistogramMetricFamily:

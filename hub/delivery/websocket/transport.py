@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
 
 import orjson
 from redis.exceptions import RedisError
@@ -26,7 +25,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from auth.identity import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, Authenticator, AuthError
 from hub.control.presence import Presence
-from hub.delivery.websocket.connection import Connection, Frame
+from hub.delivery.websocket.connection import Connection
 from hub.delivery.websocket.limits import FilterBudget, FilterTooFrequent, FilterTooLarge, check_filter, filter_cost
 from hub.delivery.websocket.server import EXTENSION
 from hub.fanout import Fanout
@@ -156,7 +155,7 @@ class EventsEndpoint:
             ).decode()
         )
         if self.metrics is not None:
-            conn.on_sent = self._count_sent
+            conn.on_sent = self.metrics.frames_sent
         conn.start(websocket.scope.get("extensions", {}).get(EXTENSION), websocket.send_text)
         tasks = []
         try:
@@ -188,10 +187,6 @@ class EventsEndpoint:
             await self.fanout.resume(conn, self.history, after)
         except (BrokerUnavailable, RedisError, OSError):
             conn.close(CLOSE_TRY_AGAIN_LATER, "event stream unavailable; resume again later")
-
-    def _count_sent(self, frames: Sequence[Frame]) -> None:
-        assert self.metrics is not None
-        self.metrics.frames_sent([frame.order[0] for frame in frames if frame.order is not None])
 
     async def _read_frames(self, websocket: WebSocket, conn: Connection, upgrade_resume: str | None) -> None:
         try:
