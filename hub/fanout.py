@@ -146,9 +146,10 @@ class Fanout:
 
     async def _offer(self, item: Entry | Bundle, facts: EventFacts, keys: set[int]) -> None:
         groups: dict[tuple[str, str], list[Connection]] = defaultdict(list)
+        connections = self.connections
         for key in keys:
-            conn = self.connections[key]
-            groups[(conn.identity.translator, conn.identity.consumer_type)].append(conn)
+            conn = connections[key]
+            groups[conn.group].append(conn)
         entry = item if isinstance(item, Entry) else None
         for group, members in groups.items():
             translator, consumer_type = group

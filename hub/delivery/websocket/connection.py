@@ -102,6 +102,7 @@ class Connection:
     end_of_tick: EndOfTick = field(default_factory=EndOfTick)
     id: int = field(default_factory=lambda: next(_ids))
     matcher: Matcher = field(init=False)
+    group: tuple[str, str] = field(init=False)  # (translator, consumer type): whose frames it shares
     pending: deque[Frame] = field(default_factory=deque)
     last_cursor: str | None = None
     close_code: int | None = None
@@ -123,6 +124,7 @@ class Connection:
 
     def __post_init__(self) -> None:
         self.matcher = self.grant
+        self.group = (self.identity.translator, self.identity.consumer_type)
 
     def start(self, writer: FrameWriter | None, send_text: SendText) -> None:
         """Begin sending (after the `welcome` frame): through `writer` when the server offers one."""
