@@ -97,3 +97,66 @@ def test_plain_and_compressing_clients_of_the_hub_get_the_same_frames(hub: HubPr
     backend.close()
     assert [frame["cursor"] for frame in got_plain] == cursors
     assert got_plain == got_deflate
+
+
+class RecordingWriter:
+    """A `FrameWriter` that keeps each write's frames; `ready` as a paused or drained transport says."""
+
+    def __init__(self) -> None:
+        self.ready = True
+        self.closed = False
+        self.writes: list[list[str | None]] = []
+
+    async def writable(self) -> None:
+        while not self.ready:
+            await asyncio.sleep(0.001)
+
+    def write(self, frames) -> None:  # type: ignore[no-untyped-def]
+        self.writes.append([frame.cursor for frame in frames])
+
+
+def _live_connection(writer: RecordingWriter):  # type: ignore[no-untyped-def]
+    from auth.identity import ClientIdentity
+    from hub.delivery.websocket.connection import Connection
+    from rthub_lms.grants import compile_grant
+
+    async def no_asgi_send(text: str) -> None:
+        raise AssertionError("the writer is there: nothing goes through ASGI")
+
+    conn = Connection(ClientIdentity("c", "adaptive", "xapi"), compile_grant([{}]))
+    conn.start(writer, no_asgi_send)
+    return conn
+
+
+def test_a_live_frame_to_an_idle_socket_is_written_at_once_and_never_ahead_of_queued_ones() -> None:
+    async def scenario() -> list[list[str | None]]:
+        writer = RecordingWriter()
+        conn = _live_connection(writer)
+        conn.release_live()
+        conn.offer(Frame("1-0", "one"))
+        assert writer.writes == [["1-0"]], "an idle socket's frame waits for the end of the tick"
+        writer.ready = False  # the transport paused: frames queue
+        conn.offer(Frame("2-0", "two"))
+        writer.ready = True
+        conn.offer(Frame("3-0", "three"))  # ready again, but 2-0 is still pending: 3-0 goes behind it
+        assert writer.writes == [["1-0"]]
+        await asyncio.sleep(0.05)
+        conn.offer(Frame("4-0", "four"))
+        return writer.writes
+
+    assert asyncio.run(scenario()) == [["1-0"], ["2-0", "3-0"], ["4-0"]]
+
+
+def test_a_catch_up_queues_its_frames_and_they_go_out_in_one_write() -> None:
+    async def scenario() -> list[list[str | None]]:
+        writer = RecordingWriter()
+        conn = _live_connection(writer)
+        conn.begin_resume("0-0")
+        for number in range(1, 6):
+            await conn.put_resumed(Frame(f"{number}-0", "resumed"))
+        assert writer.writes == []
+        conn.release_live()
+        await asyncio.sleep(0)
+        return writer.writes
+
+    assert asyncio.run(scenario()) == [["1-0", "2-0", "3-0", "4-0", "5-0"]]

@@ -1,11 +1,12 @@
 """One live subscriber: who it is, what it may see, and its bounded queue of encoded frames.
 
 The connection knows nothing about WebSockets: the transport gives it a way to write (`start`) and
-honours `close`. Frames it takes wait in `pending` (at most `queue_size`) until the end of the
-event-loop tick, when `flush` hands them all to the socket in one write if the socket's writer is
-ready; otherwise a drain task waits for the transport to empty (or sends through ASGI, one frame at
-a time, under a server without the fast path). So a fast consumer costs no task wake-up per frame,
-and a slow one is queued exactly as before.
+honours `close`. A live frame it takes while nothing is pending and the socket's writer is ready
+goes straight to the socket. Otherwise it waits in `pending` (at most `queue_size`) until the end of the
+event-loop tick, when `flush` hands all pending frames to the socket in one write if the writer is
+ready by then; failing that a drain task waits for the transport to empty (or sends through ASGI,
+one frame at a time, under a server without the fast path). So a fast consumer costs no task
+wake-up and no queueing per frame, and a slow one is queued exactly as before.
 A new connection holds its live frames until the client has said what it wants (a cursor on the
 upgrade request, a `subscribe` frame, or the subscribe window passing), so a `resume_from` catch-up
 can go first without a gap or a duplicate at the switch-over. A catch-up can also start later
@@ -158,7 +159,8 @@ class Connection:
         if frame.order is not None and frame.order <= self._queued_up_to:
             return
         if len(self.pending) < self.queue_size:
-            self._take(frame)
+            if not self._write_now(frame):
+                self._take(frame)
             if frame.order is not None:
                 if self._covered_after is None:
                     self._covered_after = (frame.order[0], frame.order[1] - 1)
@@ -230,6 +232,17 @@ class Connection:
         self.pending.append(frame)
         if not self._flush_due:
             self._schedule_flush()
+
+    def _write_now(self, frame: Frame) -> bool:
+        """Write a live frame straight to the socket when nothing waits before it and the writer is
+        ready; False: queue it. (A catch-up queues its frames, so that a page goes out in one write.)"""
+        writer = self._writer
+        if self.pending or self._drain is not None or writer is None or not writer.ready:
+            return False
+        single = (frame,)
+        writer.write(single)
+        self._delivered(single)
+        return True
 
     def _schedule_flush(self) -> None:
         self._flush_due = True
