@@ -1,0 +1,173 @@
+"""The hub's per-event work in one process, against the bare loop's on the same events, same run.
+
+    python -m bench.dispatch [--events 20000] [--repeat 5]
+
+`bench.e2e` measures whole processes on a shared machine, where CPU per frame moves ±10 % from
+round to round; this takes the network and the other processes out, so that a change to the
+fan-out shows as a steady figure. Both sides read the same live messages (`cursor\\nevent-json`)
+and write to 100 sockets whose transports discard what they are given, 10 per course:
+
+- **hub**: `decode_live`, then `Fanout.dispatch` (facts, grant index, anonymise from a warm cache,
+  translate to xAPI, encode, offer) to real `Connection`s with the `TransportWriter`'s frame form
+  and the delivery-latency metric, as `rthub serve` runs them;
+- **bare loop**: what `bench.bare_loop` does per message: parse, pick the course's sockets, encode
+  the event once, then `websockets.broadcast`'s work per socket (the sans-I/O protocol's
+  `send_text` and `data_to_send`, one transport write).
+
+CPU is `time.process_time()` over the timed events, after a warm-up; the median of the repeats is
+reported, each side's repeats alternating with the other's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+from auth.identity import ClientIdentity
+from bench.harness import COURSE_COUNT, COURSES, make_events
+from hub.anonymise import Anonymiser
+from hub.delivery.websocket.connection import Connection, Frame
+from hub.delivery.websocket.server import wire
+from hub.fanout import Fanout
+from hub.ingest.redis import decode_live
+from hub.metrics import Metrics
+from hub.translate import TranslationSettings
+from rthub_lms.grants import compile_grant, validate_grant
+
+SUBSCRIBERS = 100
+WARM_UP = 1000
+SETTINGS = TranslationSettings(lms_root_url="https://lms.example.org", transformer_version="rthub@bench")
+
+
+class DiscardingTransport:
+    def write(self, data: bytes) -> None:
+        pass
+
+
+class DiscardingWriter:
+    """`TransportWriter` without a socket: the same wire form, written nowhere."""
+
+    ready = True
+    closed = False
+
+    def __init__(self) -> None:
+        self._transport = DiscardingTransport()
+
+    async def writable(self) -> None:
+        pass
+
+    def write(self, frames: Sequence[Frame]) -> None:
+        if len(frames) == 1:
+            self._transport.write(wire(frames[0]))
+        else:
+            self._transport.write(b"".join([wire(frame) for frame in frames]))
+
+
+class WarmIds:
+    """Anonymised ids without Redis; the anonymiser's cache answers after the warm-up anyway."""
+
+    async def get_or_create(self, consumer_type: str, user_id: str) -> str:
+        return f"00000000-0000-4000-8000-{abs(hash((consumer_type, user_id))) % 10**12:012d}"
+
+
+def live_messages(count: int) -> list[bytes]:
+    return [f"{1_700_000_000_000 + number}-0\n".encode() + orjson.dumps(event)
+            for number, event in enumerate(make_events(count))]
+
+
+async def _no_send(text: str) -> None:
+    raise AssertionError("the writer is always ready here")
+
+
+def hub_fanout() -> Fanout:
+    fanout = Fanout(Anonymiser(WarmIds()), SETTINGS)
+    metrics = Metrics()
+    for index in range(SUBSCRIBERS):
+        course = COURSES[index % COURSE_COUNT]
+        grant = validate_grant([{"courses": [course]}])
+        identity = ClientIdentity(f"bench-{index % COURSE_COUNT}", "adaptive", "xapi", grant)
+        conn = Connection(identity, compile_grant(grant), end_of_tick=fanout.end_of_tick)
+        conn.release_live()
+        conn.on_sent = metrics.frames_sent
+        conn.start(DiscardingWriter(), _no_send)
+        fanout.add(conn)
+    return fanout
+
+
+async def run_hub(fanout: Fanout, messages: list[bytes]) -> float:
+    """CPU seconds for `messages`, yielding to the loop after each as the live feed does when idle."""
+    started = time.process_time()
+    for message in messages:
+        await fanout.dispatch(decode_live(message))
+        await asyncio.sleep(0)
+    return time.process_time() - started
+
+
+def bare_sockets() -> dict[str, list[tuple[ServerProtocol, DiscardingTransport]]]:
+    by_course: dict[str, list[tuple[ServerProtocol, DiscardingTransport]]] = defaultdict(list)
+    for index in range(SUBSCRIBERS):
+        by_course[COURSES[index % COURSE_COUNT]].append((ServerProtocol(state=State.OPEN), DiscardingTransport()))
+    return by_course
+
+
+async def run_bare(by_course: dict[str, list[Any]], messages: list[bytes]) -> float:
+    started = time.process_time()
+    for message in messages:
+        cursor, _, payload = message.partition(b"\n")
+        event = orjson.loads(payload)
+        targets = by_course.get(event["context"]["course_id"])
+        if targets:
+            frame = {"type": "event", "cursor": cursor.decode(), "event_type": event["name"], "data": event}
+            text = orjson.dumps(frame)
+            for protocol, transport in targets:
+                if protocol.state is State.OPEN:
+                    protocol.send_text(text)
+                    transport.write(b"".join(protocol.data_to_send()))
+        await asyncio.sleep(0)
+    return time.process_time() - started
+
+
+async def measure(events: int, repeat: int) -> dict[str, list[float]]:
+    fanout, by_course = hub_fanout(), bare_sockets()
+    await run_hub(fanout, live_messages(WARM_UP))
+    await run_bare(by_course, live_messages(WARM_UP))
+    seconds: dict[str, list[float]] = {"hub": [], "bare loop": []}
+    for round_number in range(repeat):
+        # Fresh cursors each round: the render cache must not answer for an event already seen.
+        messages = [f"{1_800_000_000_000 + round_number * events + number}-0\n".encode() + message.partition(b"\n")[2]
+                    for number, message in enumerate(live_messages(events))]
+        order = [("hub", run_hub, fanout), ("bare loop", run_bare, by_course)]
+        for name, runner, state in order if round_number % 2 == 0 else reversed(order):
+            seconds[name].append(await runner(state, messages))  # type: ignore[operator]
+    translated = fanout.counts["translated:xapi"]
+    if translated != WARM_UP + events * repeat:
+        raise RuntimeError(f"the hub translated {translated} events, expected {WARM_UP + events * repeat}")
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    seconds = asyncio.run(measure(args.events, args.repeat))
+    per_event = {name: 1e6 * statistics.median(values) / args.events for name, values in seconds.items()}
+    frames = args.events * SUBSCRIBERS / COURSE_COUNT
+    for name, micros in per_event.items():
+        spread = ", ".join(f"{1e6 * value / args.events:.1f}" for value in seconds[name])
+        print(f"{name:10} {micros:6.1f} µs/event  {micros * args.events / frames:5.2f} µs/frame  (runs: {spread})")
+    print(f"hub / bare loop = {per_event['hub'] / per_event['bare loop']:.2f}x per event "
+          f"({SUBSCRIBERS} subscribers, {SUBSCRIBERS // COURSE_COUNT} per event)")
+
+
+if __name__ == "__main__":
+    main()
