@@ -2,9 +2,9 @@
 
 The data path for one event: match (grant index) -> anonymise -> translate -> encode -> enqueue.
 Everything after matching is done once per (translator, consumer type) group, never per
-subscriber: subscribers of one group share the same encoded frame. Connections write what they took
-at the end of the event-loop tick, so the events of a burst read in one go reach each socket in
-one write; the fan-out yields to the loop every `BURST` events at the most.
+subscriber: subscribers of one group share the same encoded frame. A connection writes a frame at
+once when nothing waits before it on its socket, and otherwise at the end of the event-loop tick
+(`Connection`); the fan-out yields to the loop every `BURST` events at the most.
 """
 
 from __future__ import annotations
