@@ -42,6 +42,8 @@ from rthub_lms.backend import RealtimeBackend
 RAMP_RATES = (500, 1000, 1250, 1500, 1750, 2000, 2500, 3000, 4000, 5000, 6000, 8000)
 P99_LIMIT_MS = 100.0
 PROFILE_RATE = 1000.0
+# A round whose publisher sent less than this share of the asked rate measured the harness, not the target.
+PUBLISHER_BOUND = 0.95
 GOAL_RATE = 1500.0  # 15,000 frames/s with 100 subscribers entitled to 10 % each
 
 
@@ -157,20 +159,21 @@ def ramp_table(rows: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
         best.setdefault(key, None)
         if harness.sustainable(row, P99_LIMIT_MS):
             best[key] = row
-    lines = ["| repeat | target | max sustainable ev/s | frames/s | p99 ms there | ratio to bare |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| repeat | target | max sustainable ev/s | published ev/s | frames/s | p99 ms there | ratio to bare |",
+             "|---|---|---|---|---|---|---|"]
     summary = []
     for (repeat, target), row in sorted(best.items()):
         bare = best.get((repeat, "bare loop"))
         if row is None:
-            lines.append(f"| {repeat + 1} | {target} | none | | | |")
+            lines.append(f"| {repeat + 1} | {target} | none | | | | |")
             summary.append({"repeat": repeat, "target": target, "rate": None})
             continue
         ratio = row["frames_per_s"] / bare["frames_per_s"] if bare else float("nan")
-        lines.append(f"| {repeat + 1} | {target} | {row['rate']:g} | {row['frames_per_s']:.0f} | "
-                     f"{row['p99_ms']:.1f} | {ratio:.2f}x |")
-        summary.append({"repeat": repeat, "target": target, "rate": row["rate"],
-                        "frames_per_s": row["frames_per_s"], "ratio_to_bare": ratio})
+        lines.append(f"| {repeat + 1} | {target} | {row['rate']:g} | {row['publish_rate']:.0f} | "
+                     f"{row['frames_per_s']:.0f} | {row['p99_ms']:.1f} | {ratio:.2f}x |")
+        summary.append({"repeat": repeat, "target": target, "rate": row["rate"], "publish_rate": row["publish_rate"],
+                        "frames_per_s": row["frames_per_s"], "cpu_us_per_frame": row["cpu_us_per_frame"],
+                        "ratio_to_bare": ratio})
     return "\n".join(lines), summary
 
 
@@ -202,8 +205,13 @@ def goals(rows: list[dict[str, Any]], ramp: list[dict[str, Any]] | None) -> list
         base, one = best.get("bare loop"), best.get("hub x1")
         if base and one and base["rate"] and one["rate"]:
             ratio = one["frames_per_s"] / base["frames_per_s"]
-            lines.append(f"goal: max sustainable, hub x1 / bare loop = {ratio:.2f}x "
-                         f"(repeat {repeat + 1}; target >= 0.80x)")
+            line = f"goal: max sustainable, hub x1 / bare loop = {ratio:.2f}x (repeat {repeat + 1}; target >= 0.80x)"
+            if base["publish_rate"] < PUBLISHER_BOUND * base["rate"]:
+                line += (f"; an upper bound only: the publisher sent {base['publish_rate']:.0f} ev/s of the "
+                         f"{base['rate']:g} asked, so the bare loop's own limit was not reached; by CPU per "
+                         f"frame there ({one['cpu_us_per_frame']:.1f} vs {base['cpu_us_per_frame']:.1f} µs) a core "
+                         f"would carry ~{base['cpu_us_per_frame'] / one['cpu_us_per_frame']:.2f}x")
+            lines.append(line)
         for target, item in sorted(best.items()):
             if target.startswith("hub x") and target != "hub x1" and one and one["rate"] and item["rate"]:
                 lines.append(f"      {target} / hub x1 = {item['frames_per_s'] / one['frames_per_s']:.2f}x "
