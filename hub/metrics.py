@@ -127,9 +127,9 @@ class Metrics:
         for frame in frames:
             if frame.order is None:  # a control frame
                 continue
-            latency = now - frame.order[0] / 1000
-            buckets[bisect_left(LATENCY_BUCKETS, latency) if latency > 0.0 else 0] += 1
-            self._latency_sum += latency if latency > 0.0 else 0.0
+            latency = max(0.0, now - frame.order[0] / 1000)
+            buckets[bisect_left(LATENCY_BUCKETS, latency)] += 1
+            self._latency_sum += latency
             self.sent_frames += 1
 
     def latency_family(self) -> HistogramMetricFamily:
