@@ -8,8 +8,8 @@ fan-out shows as a steady figure. Both sides read the same live messages (`curso
 and write to 100 sockets whose transports discard what they are given, 10 per course:
 
 - **hub**: `decode_live`, then `Fanout.dispatch` (facts, grant index, anonymise from a warm cache,
-  translate to xAPI, encode, offer) to real `Connection`s with the `TransportWriter`'s frame form
-  and the delivery-latency metric, as `rthub serve` runs them;
+  translate to xAPI, encode, offer) to real `Connection`s writing through the real
+  `TransportWriter`, with the delivery-latency metric, as `rthub serve` runs them;
 - **bare loop**: what `bench.bare_loop` does per message: parse, pick the course's sockets, encode
   the event once, then `websockets.broadcast`'s work per socket (the sans-I/O protocol's
   `send_text` and `data_to_send`, one transport write).
@@ -25,7 +25,6 @@ import asyncio
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -35,8 +34,8 @@ from websockets.server import ServerProtocol
 from auth.identity import ClientIdentity
 from bench.harness import COURSE_COUNT, COURSES, make_events
 from hub.anonymise import Anonymiser
-from hub.delivery.websocket.connection import Connection, Frame
-from hub.delivery.websocket.server import wire
+from hub.delivery.websocket.connection import Connection
+from hub.delivery.websocket.server import TransportWriter
 from hub.fanout import Fanout
 from hub.ingest.redis import decode_live
 from hub.metrics import Metrics
@@ -53,23 +52,18 @@ class DiscardingTransport:
         pass
 
 
-class DiscardingWriter:
-    """`TransportWriter` without a socket: the same wire form, written nowhere."""
-
-    ready = True
-    closed = False
+class OpenSocket:
+    """What `TransportWriter` reads of uvicorn's WebSocket protocol: an open, drained socket whose
+    transport discards what it is given."""
 
     def __init__(self) -> None:
-        self._transport = DiscardingTransport()
-
-    async def writable(self) -> None:
-        pass
-
-    def write(self, frames: Sequence[Frame]) -> None:
-        if len(frames) == 1:
-            self._transport.write(wire(frames[0]))
-        else:
-            self._transport.write(b"".join([wire(frame) for frame in frames]))
+        self.conn = ServerProtocol(state=State.OPEN)
+        self.transport = DiscardingTransport()
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.handshake_complete = True
+        self.disconnected = False
+        self.close_sent = False
 
 
 class WarmIds:
@@ -98,7 +92,7 @@ def hub_fanout() -> Fanout:
         conn = Connection(identity, compile_grant(grant), end_of_tick=fanout.end_of_tick)
         conn.release_live()
         conn.on_sent = metrics.frames_sent
-        conn.start(DiscardingWriter(), _no_send)
+        conn.start(TransportWriter(OpenSocket()), _no_send)  # type: ignore[arg-type]
         fanout.add(conn)
     return fanout
 
