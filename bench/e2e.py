@@ -329,7 +329,8 @@ def main() -> None:
                     continue
                 summary = report["profiles"][name] = profile.summarise(raw)
                 print(f"\n{name} profile at {PROFILE_RATE:g} ev/s "
-                      f"({summary['samples']} busy samples; stacks in {raw}):")
+                      f"({summary['samples']} busy samples, {summary['partial_stacks']} of them cut short; "
+                      f"stacks in {raw}; py-spy's pauses add to this round's latency):")
                 for kind in ("self", "inclusive"):
                     print(f"  top {kind}:")
                     for frame, share in summary[kind]:
