@@ -73,8 +73,8 @@ class WarmIds:
         return f"00000000-0000-4000-8000-{abs(hash((consumer_type, user_id))) % 10**12:012d}"
 
 
-def live_messages(count: int) -> list[bytes]:
-    return [f"{1_700_000_000_000 + number}-0\n".encode() + orjson.dumps(event)
+def live_messages(count: int, first_millis: int = 1_700_000_000_000) -> list[bytes]:
+    return [f"{first_millis + number}-0\n".encode() + orjson.dumps(event)
             for number, event in enumerate(make_events(count))]
 
 
@@ -137,8 +137,7 @@ async def measure(events: int, repeat: int) -> dict[str, list[float]]:
     seconds: dict[str, list[float]] = {"hub": [], "bare loop": []}
     for round_number in range(repeat):
         # Fresh cursors each round: the render cache must not answer for an event already seen.
-        messages = [f"{1_800_000_000_000 + round_number * events + number}-0\n".encode() + message.partition(b"\n")[2]
-                    for number, message in enumerate(live_messages(events))]
+        messages = live_messages(events, first_millis=1_800_000_000_000 + round_number * events)
         order = [("hub", run_hub, fanout), ("bare loop", run_bare, by_course)]
         for name, runner, state in order if round_number % 2 == 0 else reversed(order):
             seconds[name].append(await runner(state, messages))  # type: ignore[operator]
