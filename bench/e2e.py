@@ -25,6 +25,7 @@ import os
 import platform
 import subprocess
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,12 +35,14 @@ from typing import Any
 import orjson
 
 from bench import harness, profile
+from bench.cpuquota import CpuQuota, QuotaUnavailable
 from bench.plot import latency_plot
 from bench.subscribers import SubscriberPool, raise_file_limit
 from hub.dev.embedded import EmbeddedRedis, free_port
 from rthub_lms.backend import RealtimeBackend
 
-RAMP_RATES = (500, 1000, 1250, 1500, 1750, 2000, 2500, 3000, 4000, 5000, 6000, 8000)
+RAMP_START, RAMP_STEP, RAMP_MAX = 250.0, 1.5, 8000.0
+RAMP_RESOLUTION = 1.06  # the ramp stops when held and failed rates are within 6 %
 P99_LIMIT_MS = 100.0
 PROFILE_RATE = 1000.0
 # A round whose publisher sent less than this share of the asked rate measured the harness, not the target.
@@ -75,26 +78,73 @@ def prepare(stack: ExitStack, target: harness.Target, redis_url: str, args: argp
     return Setup(target, pool, backend, ignore, per_connection)
 
 
-def measure(targets: list[harness.Target], redis_url: str, args: argparse.Namespace, rates: list[float],
-            stop_on_failure: bool, profiles: dict[str, Path]) -> list[dict[str, Any]]:
-    """Run every rate on every target in turn, all targets up at once, each on its own key prefix.
+class FixedRates:
+    """Every rate in order, whatever each round shows."""
 
-    Interleaving keeps a rate's rounds close in time, so the background load of a shared machine
-    falls on the targets alike. With `stop_on_failure` a target stops after its first failed round.
+    def __init__(self, rates: list[float]) -> None:
+        self._rates = list(rates)
+
+    def next_rate(self) -> float | None:
+        return self._rates.pop(0) if self._rates else None
+
+    def record(self, held: bool) -> None:
+        pass
+
+
+class RateSearch:
+    """The ramp's search for one target's sustainable maximum: up by RAMP_STEP from RAMP_START until a
+    round fails, then halve the bracket (geometrically) until the highest rate held and the lowest that
+    failed are within RAMP_RESOLUTION of each other."""
+
+    def __init__(self) -> None:
+        self._rate: float | None = RAMP_START
+        self.held: float | None = None
+        self.failed: float | None = None
+
+    def next_rate(self) -> float | None:
+        return self._rate
+
+    def record(self, held: bool) -> None:
+        assert self._rate is not None
+        if held:
+            self.held = self._rate
+        else:
+            self.failed = self._rate
+        if self.failed is None:
+            self._rate = round(self._rate * RAMP_STEP, -1) if self._rate < RAMP_MAX else None
+        elif self.held is None or self.failed / self.held <= RAMP_RESOLUTION:
+            self._rate = None
+        else:
+            self._rate = round((self.held * self.failed) ** 0.5, -1)
+
+
+def measure(targets: list[harness.Target], redis_url: str, args: argparse.Namespace,
+            schedule: Callable[[], FixedRates | RateSearch], profiles: dict[str, Path]) -> list[dict[str, Any]]:
+    """Run each target's rounds at the rates its schedule gives, all targets up at once, each on its
+    own key prefix.
+
+    Rounds alternate between targets, so the background load of a shared machine falls on them
+    alike (with fixed rates, each rate's rounds are also close in time).
     """
     rows: list[dict[str, Any]] = []
+    events: dict[float, list[dict[str, Any]]] = {}
     with ExitStack() as stack:
         setups = [prepare(stack, target, redis_url, args) for target in targets]
-        for rate in rates:
-            events = harness.make_events(int(rate * args.duration), seed=int(rate))
-            for setup in setups:
-                if setup.done:
+        plans = [schedule() for _ in setups]
+        while True:
+            ran = False
+            for setup, plan in zip(setups, plans, strict=True):
+                rate = plan.next_rate()
+                if rate is None:
                     continue
+                ran = True
+                if rate not in events:
+                    events[rate] = harness.make_events(int(rate * args.duration), seed=int(rate))
                 recorder = None
                 if setup.target.name in profiles and rate == PROFILE_RATE:
                     recorder = profile.start_recording(
                         setup.target.pids()[-1], args.duration, profiles[setup.target.name])
-                row = harness.run_round(setup.target, setup.pool, setup.backend, events, rate,
+                row = harness.run_round(setup.target, setup.pool, setup.backend, events[rate], rate,
                                         args.subscribers, setup.ignore)
                 if recorder is not None:
                     recorder.wait(30)
@@ -102,11 +152,10 @@ def measure(targets: list[harness.Target], redis_url: str, args: argparse.Namesp
                 row["connect_seconds"] = setup.pool.open_seconds
                 rows.append(row)
                 print(progress_line(row), flush=True)
-                setup.done = stop_on_failure and not harness.sustainable(row, P99_LIMIT_MS)
+                plan.record(harness.sustainable(row, P99_LIMIT_MS))
                 time.sleep(0.5)
-            if all(setup.done for setup in setups):
-                break
-    return rows
+            if not ran:
+                return rows
 
 
 def progress_line(row: dict[str, Any]) -> str:
@@ -152,12 +201,13 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def ramp_table(rows: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
-    """Per repeat, each target's highest rate that held (the ramp stops a target at its first failure)."""
+    """Per repeat, each target's highest rate that held (`RateSearch`)."""
     best: dict[tuple[int, str], dict[str, Any] | None] = {}
     for row in rows:
         key = (row["repeat"], row["target"])
         best.setdefault(key, None)
-        if harness.sustainable(row, P99_LIMIT_MS):
+        held = best[key]
+        if harness.sustainable(row, P99_LIMIT_MS) and (held is None or row["rate"] > held["rate"]):
             best[key] = row
     lines = ["| repeat | target | max sustainable ev/s | published ev/s | frames/s | p99 ms there | ratio to bare |",
              "|---|---|---|---|---|---|---|"]
@@ -262,7 +312,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--rates", type=float, nargs="+", default=[500, 1000, 1500, 2000],
                         help="published events/s, one round each (default: 500 1000 1500 2000)")
-    parser.add_argument("--duration", type=float, default=8.0, help="seconds per round (default 8)")
+    parser.add_argument("--duration", type=float, help="seconds per round (default 8; 6 with --ramp)")
     parser.add_argument("--subscribers", type=int, default=100)
     parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument("--workers", type=int, nargs="+", default=[1], help="hub worker counts to measure")
@@ -276,23 +326,41 @@ def main() -> None:
     parser.add_argument("--target-cores", type=int, default=len(os.sched_getaffinity(0)) // 2,
                         help="cores of its own for the target, the rest for the harness, Redis and the "
                              "subscribers (default: half of them; 0: everything shares every core)")
+    parser.add_argument("--target-share", type=float, metavar="CORES",
+                        help="a CPU budget per worker, in cores (e.g. 0.2: the bare loop and hub x1 get 0.2, "
+                             "hub x4 0.8 for its workers and render stage together), so the ramp finds each "
+                             "target's limit below the publisher's (needs root)")
     parser.add_argument("--results", type=Path, default=Path("results"))
     args = parser.parse_args()
+    if args.duration is None:
+        args.duration = 6.0 if args.ramp else 8.0
     raise_file_limit()
     cores = harness.isolate(args.target_cores)
-    print(f"cores: {cores.describe() if cores else 'shared by the target and the harness'}", flush=True)
+    workers = [1, 2, 4] if args.ramp else args.workers
+    if args.target_share is not None:
+        room = len(cores.target) if cores else os.cpu_count() or 1
+        if args.target_share * max(workers) > room:
+            parser.error(f"--target-share {args.target_share:g} x {max(workers)} workers is more than the "
+                         f"{room} core(s) the target runs on")
+        try:
+            CpuQuota("probe", args.target_share).remove()
+        except (QuotaUnavailable, ValueError) as exc:
+            parser.error(f"--target-share: {exc}")
+    placement = cores.describe() if cores else "shared by the target and the harness"
+    if args.target_share is not None:
+        placement += f"; each target's process tree limited to {args.target_share:g} of a core per worker"
+    print(f"cores: {placement}", flush=True)
     args.results.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     report: dict[str, Any] = {"meta": metadata(args)}
-    report["meta"]["cores"] = cores.describe() if cores else "shared"
+    report["meta"]["cores"] = placement
     started = time.perf_counter()
     with EmbeddedRedis() as redis:
         if args.idle:
             report["idle"] = idle(redis.url, args)
             print(orjson.dumps(report["idle"], option=orjson.OPT_INDENT_2).decode())
         else:
-            rates = list(RAMP_RATES) if args.ramp else args.rates
-            workers = [1, 2, 4] if args.ramp else args.workers
+            schedule = RateSearch if args.ramp else (lambda: FixedRates(args.rates))
             rows: list[dict[str, Any]] = []
             profiles: dict[str, Path] = {}
             for repeat in range(args.repeat):
@@ -300,6 +368,7 @@ def main() -> None:
                 targets += [harness.hub_target(redis.url, free_port(), count) for count in workers]
                 for target in targets:
                     target.cores = cores.target if cores else None
+                    target.cpu_share = None if args.target_share is None else args.target_share * target.workers
                 if repeat % 2:
                     targets.reverse()
                 profiling = {}
@@ -308,7 +377,7 @@ def main() -> None:
                                  for name in ("bare loop", "hub x1")}
                     profiles.update(profiling)
                 print(f"repeat {repeat + 1}/{args.repeat}: {', '.join(t.name for t in targets)}", flush=True)
-                for row in measure(targets, redis.url, args, rates, args.ramp, profiling):
+                for row in measure(targets, redis.url, args, schedule, profiling):
                     row["repeat"] = repeat
                     rows.append(row)
             report["rows"] = rows

@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 import psutil
 
+from bench.cpuquota import CpuQuota
 from bench.oauth import course_tokens, make_signing_key
 from bench.subscribers import SubscriberPool
 from hub.dev.simulator import Learner, SimulatedLMS
@@ -82,16 +83,24 @@ class Target:
     oauth: bool = False
     process: subprocess.Popen[bytes] | None = None
     tokens: list[str] = field(default_factory=lambda: [BARE_TOKEN])
+    workers: int = 1
     cores: frozenset[int] | None = None  # its process tree's CPU affinity (`Cores.target`); None: any
+    cpu_share: float | None = None  # its process tree's CPU budget, in cores (`CpuQuota`); None: unlimited
+    quota: CpuQuota | None = None
 
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/v1/events"
 
     def __enter__(self) -> Target:
+        if self.cpu_share is not None:
+            self.quota = CpuQuota(self.name.replace(" ", "-"), self.cpu_share)
         self.process = subprocess.Popen(self.argv, env={**os.environ, **self.env})
-        if self.cores is not None:  # before it starts workers or a render stage: they inherit it
+        # Before it starts workers or a render stage: they inherit both.
+        if self.cores is not None:
             os.sched_setaffinity(self.process.pid, self.cores)
+        if self.quota is not None:
+            self.quota.add(self.process.pid)
         wait_for_port(self.port, self.process)
         if self.oauth:
             self.tokens = course_tokens(f"http://127.0.0.1:{self.port}", self.env["RTHUB_REDIS_URL"],
@@ -112,6 +121,8 @@ class Target:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.quota is not None:
+            self.quota.remove()
 
     def tree(self) -> list[psutil.Process]:
         assert self.process is not None
@@ -185,7 +196,7 @@ def hub_target(redis_url: str, port: int, workers: int) -> Target:
     # Thousands of subscribers share COURSE_COUNT clients here: lift the per-client socket limit.
     env = {"RTHUB_REDIS_URL": redis_url, "RTHUB_REDIS_PREFIX": prefix, "RTHUB_ISSUER": f"http://127.0.0.1:{port}",
            "RTHUB_SIGNING_KEY_FILE": key_file, "RTHUB_WS_MAX_SOCKETS_PER_CLIENT": "0"}
-    return Target(f"hub x{workers}", argv, port, prefix, env, oauth=True)
+    return Target(f"hub x{workers}", argv, port, prefix, env, oauth=True, workers=workers)
 
 
 def bare_target(redis_url: str, port: int) -> Target:
@@ -330,6 +341,7 @@ def run_round(target: Target, pool: SubscriberPool, backend: RealtimeBackend, ev
     """
     cpu_before = target.cpu_seconds()
     roles_before = target.cpu_by_role()
+    throttled_before = target.quota.throttled_seconds() if target.quota else 0.0
     outcomes_before = dict(backend.counts)
     clients_before = pool.cpu_seconds()
     publisher_before = time.process_time()
@@ -340,6 +352,7 @@ def run_round(target: Target, pool: SubscriberPool, backend: RealtimeBackend, ev
         pool.wait_for(expected_frames(sent, subscribers), LOSS_WAIT)
         wall = time.perf_counter() - wall_before
     cpu = target.cpu_seconds() - cpu_before
+    throttled = target.quota.throttled_seconds() - throttled_before if target.quota else 0.0
     roles = {role: 100 * (seconds - roles_before.get(role, 0.0)) / wall
              for role, seconds in target.cpu_by_role().items()}
     machine = psutil.cpu_percent()
@@ -354,6 +367,8 @@ def run_round(target: Target, pool: SubscriberPool, backend: RealtimeBackend, ev
         subscribers=subscribers,
         cpu_percent=100 * cpu / wall,
         cpu_percent_by_role=roles,
+        cpu_share=target.cpu_share,
+        throttled_percent=100 * throttled / wall,
         cpu_us_per_frame=1e6 * cpu / result["delivered_frames"] if result["delivered_frames"] else float("nan"),
         subscribers_cpu_percent=100 * clients / wall,
         publisher_cpu_percent=100 * publisher / wall,
