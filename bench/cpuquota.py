@@ -14,6 +14,7 @@ not the 100 ms of the kernel's default period. Needs root and the cpu controller
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -87,3 +88,4 @@ class CpuQuota:
                 return
             except OSError:
                 time.sleep(0.1)
+        print(f"warning: {self.path} still holds processes; left in place", file=sys.stderr)

@@ -59,7 +59,6 @@ class Setup:
     backend: RealtimeBackend
     ignore: set[str]
     per_connection_kb: float
-    done: bool = False
 
 
 def prepare(stack: ExitStack, target: harness.Target, redis_url: str, args: argparse.Namespace) -> Setup:
