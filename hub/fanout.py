@@ -4,7 +4,9 @@ The data path for one event: match (grant index) -> anonymise -> translate -> en
 Everything after matching is done once per (translator, consumer type) group, never per
 subscriber: subscribers of one group share the same encoded frame. A connection writes a frame at
 once when nothing waits before it on its socket, and otherwise at the end of the event-loop tick
-(`Connection`); the fan-out yields to the loop every `BURST` events at the most.
+(`Connection`). When entries were waiting (a second one is offered before the loop runs again) the
+fan-out is in a burst: frames then wait for the end of the tick, one write per socket for all of
+its frames (`EndOfTick`). The fan-out yields to the loop every `BURST` events at the most.
 """
 
 from __future__ import annotations
@@ -145,6 +147,7 @@ class Fanout:
             self.counts["unwanted"] += 1
 
     async def _offer(self, item: Entry | Bundle, facts: EventFacts, keys: set[int]) -> None:
+        self.end_of_tick.entry()
         groups: dict[tuple[str, str], list[Connection]] = defaultdict(list)
         connections = self.connections
         for key in keys:

@@ -160,3 +160,25 @@ def test_a_catch_up_queues_its_frames_and_they_go_out_in_one_write() -> None:
         return writer.writes
 
     assert asyncio.run(scenario()) == [["1-0", "2-0", "3-0", "4-0", "5-0"]]
+
+
+def test_entries_offered_in_one_tick_after_the_first_go_out_in_one_write_per_socket() -> None:
+    """A burst (entries waiting when the fan-out reads them) costs one write per socket, not one per frame;
+    the first entry of a tick and a lone entry of a later tick are still written at once."""
+
+    async def scenario() -> tuple[list[list[str | None]], list[list[str | None]]]:
+        writer = RecordingWriter()
+        conn = _live_connection(writer)
+        conn.release_live()
+        for number in range(1, 5):  # four entries read from one buffer, no await between them
+            conn.end_of_tick.entry()
+            conn.offer(Frame(f"{number}-0", "burst"))
+        in_tick = [list(write) for write in writer.writes]
+        await asyncio.sleep(0)
+        conn.end_of_tick.entry()
+        conn.offer(Frame("5-0", "alone"))
+        return in_tick, writer.writes
+
+    in_tick, writes = asyncio.run(scenario())
+    assert in_tick == [["1-0"]], "frames of the burst's later entries wait for the end of the tick"
+    assert writes == [["1-0"], ["2-0", "3-0", "4-0"], ["5-0"]]

@@ -1,11 +1,12 @@
 """One live subscriber: who it is, what it may see, and its bounded queue of encoded frames.
 
 The connection knows nothing about WebSockets: the transport gives it a way to write (`start`) and
-honours `close`. A live frame it takes while nothing is pending and the socket's writer is ready
-goes straight to the socket. Otherwise it waits in `pending` (at most `queue_size`) until the end of the
-event-loop tick, when `flush` hands all pending frames to the socket in one write if the writer is
-ready by then; failing that a drain task waits for the transport to empty (or sends through ASGI,
-one frame at a time, under a server without the fast path). So a fast consumer costs no task
+honours `close`. A live frame it takes while nothing is pending, the socket's writer is ready
+and the fan-out is not in a burst (`EndOfTick.burst`) goes straight to the socket. Otherwise it
+waits in `pending` (at most `queue_size`) until the end of the event-loop tick, when `flush` hands
+all pending frames to the socket in one write if the writer is ready by then; failing that a
+drain task waits for the transport to empty (or sends through ASGI, one frame at a time, under a
+server without the fast path). So a fast consumer costs no task
 wake-up and no queueing per frame, and a slow one is queued exactly as before.
 A new connection holds its live frames until the client has said what it wants (a cursor on the
 upgrade request, a `subscribe` frame, or the subscribe window passing), so a `resume_from` catch-up
@@ -72,23 +73,41 @@ class EndOfTick:
     """Connections with frames taken during this event-loop tick, flushed together at its end.
 
     One loop callback per tick for all of them, instead of one per connection. Each event loop (each
-    app) has its own (`Fanout.end_of_tick`).
+    app) has its own (`Fanout.end_of_tick`). It also tells a burst: when the fan-out offers a second
+    entry before the loop has run again, entries were waiting (the hub is behind), and from then to
+    the end of the tick frames queue instead of being written at once, so each socket gets one
+    write for all of its frames of the tick, not one per frame.
     """
 
-    __slots__ = ("_due", "_scheduled")
+    __slots__ = ("_due", "_entries", "_scheduled", "burst")
 
     def __init__(self) -> None:
         self._due: list[Connection] = []
         self._scheduled = False
+        self._entries = 0
+        self.burst = False
+
+    def entry(self) -> None:
+        """Note that the fan-out is offering an entry now."""
+        self._entries += 1
+        if self._entries > 1:
+            self.burst = True
+        elif not self._scheduled:
+            self._schedule()
 
     def add(self, conn: Connection) -> None:
         self._due.append(conn)
         if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._schedule()
+
+    def _schedule(self) -> None:
+        self._scheduled = True
+        asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         self._scheduled = False
+        self._entries = 0
+        self.burst = False
         due, self._due = self._due, []
         for conn in due:
             conn.flush()
@@ -234,10 +253,11 @@ class Connection:
             self._schedule_flush()
 
     def _write_now(self, frame: Frame) -> bool:
-        """Write a live frame straight to the socket when nothing waits before it and the writer is
-        ready; False: queue it. (A catch-up queues its frames, so that a page goes out in one write.)"""
+        """Write a live frame straight to the socket when nothing waits before it, the writer is
+        ready and the fan-out is not in a burst; False: queue it. (A catch-up queues its frames, so
+        that a page goes out in one write.)"""
         writer = self._writer
-        if self.pending or self._drain is not None or writer is None or not writer.ready:
+        if self.pending or self._drain is not None or writer is None or self.end_of_tick.burst or not writer.ready:
             return False
         single = (frame,)
         writer.write(single)
