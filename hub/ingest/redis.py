@@ -11,7 +11,8 @@ from redis.exceptions import RedisError
 
 from hub.config import Settings
 from hub.ingest import BadEntry, BrokerUnavailable, Entry, cursor_key
-from hub.redis import Client, is_message, subscribe
+from hub.ingest.subscription import Subscription
+from hub.redis import Client
 from rthub_lms.events import MAX_EVENT_BYTES, Event, MalformedEvent, check_normalised
 from rthub_lms.keys import live_channel, publish_script, stream_key
 
@@ -88,9 +89,9 @@ class RedisBroker:
         last_key: tuple[int, int] | None = cursor_key(after) if after is not None else None
         attempt = 0
         while True:
-            pubsub = None
+            subscription = None
             try:
-                pubsub = await subscribe(self._client, self._channel, self._sharded)
+                subscription = await Subscription.open(self._client, self._channel, self._sharded)
                 if last is not None:
                     async for entry in self._since(last):
                         last = entry.cursor
@@ -98,22 +99,20 @@ class RedisBroker:
                     last_key = cursor_key(last)
                 attempt = 0
                 while True:
-                    message = await pubsub.get_message(timeout=None)
-                    if not is_message(message):
-                        continue
-                    entry = decode_live(message["data"])
-                    if entry.cursor is None:
-                        yield entry
-                        continue
-                    key = cursor_key(entry.cursor)
-                    if last_key is None or key > last_key:
-                        far_ahead = last_key is None or key[0] > last_key[0] + FUTURE_CURSOR_MS
-                        if far_ahead and not await self._plausible(entry.cursor):
-                            detail = f"cursor {entry.cursor[:40]} is ahead of the stream"
-                            yield BadEntry(None, "bad_cursor", detail, message["data"])
+                    for message in await subscription.messages():
+                        entry = decode_live(message)
+                        if entry.cursor is None:
+                            yield entry
                             continue
-                        last, last_key = entry.cursor, key
-                        yield entry
+                        key = cursor_key(entry.cursor)
+                        if last_key is None or key > last_key:
+                            far_ahead = last_key is None or key[0] > last_key[0] + FUTURE_CURSOR_MS
+                            if far_ahead and not await self._plausible(entry.cursor):
+                                detail = f"cursor {entry.cursor[:40]} is ahead of the stream"
+                                yield BadEntry(None, "bad_cursor", detail, message)
+                                continue
+                            last, last_key = entry.cursor, key
+                            yield entry
             except (RedisError, OSError) as exc:
                 delay = RECONNECT_BACKOFF[min(attempt, len(RECONNECT_BACKOFF) - 1)]
                 attempt += 1
@@ -121,8 +120,8 @@ class RedisBroker:
                 log.warning("live feed lost (%s); resubscribing in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
             finally:
-                if pubsub is not None:
-                    await pubsub.aclose()
+                if subscription is not None:
+                    await subscription.close()
 
     async def _plausible(self, cursor: str) -> bool:
         """True when `cursor` is not past the stream's newest entry (asked only at start or after an
