@@ -314,7 +314,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, help="seconds per round (default 8; 6 with --ramp)")
     parser.add_argument("--subscribers", type=int, default=100)
     parser.add_argument("--client-processes", type=int, default=2)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1], help="hub worker counts to measure")
+    parser.add_argument("--workers", type=int, nargs="+",
+                        help="hub worker counts to measure (default: 1; 1 2 4 with --ramp)")
     parser.add_argument("--repeat", type=int, default=1, help="run every target this many times")
     parser.add_argument("--ramp", action="store_true",
                         help=f"raise the rate until p99 > {P99_LIMIT_MS:g} ms or loss; hub with 1, 2, 4 workers")
@@ -335,7 +336,7 @@ def main() -> None:
         args.duration = 6.0 if args.ramp else 8.0
     raise_file_limit()
     cores = harness.isolate(args.target_cores)
-    workers = [1, 2, 4] if args.ramp else args.workers
+    workers = args.workers or ([1, 2, 4] if args.ramp else [1])
     if args.target_share is not None:
         room = len(cores.target) if cores else os.cpu_count() or 1
         if args.target_share * max(workers) > room:
