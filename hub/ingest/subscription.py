@@ -93,8 +93,6 @@ def _reply(buffer: bytes, position: int) -> tuple[object, int]:
         return None, after
     items: list[object] = []
     for _ in range(count):
-        if after >= len(buffer):
-            return _INCOMPLETE, position
         item, after = _scalar(buffer, after)
         if item is _INCOMPLETE:
             return _INCOMPLETE, position

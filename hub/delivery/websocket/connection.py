@@ -6,8 +6,8 @@ and the fan-out is not in a burst (`EndOfTick.burst`) goes straight to the socke
 waits in `pending` (at most `queue_size`) until the end of the event-loop tick, when `flush` hands
 all pending frames to the socket in one write if the writer is ready by then; failing that a
 drain task waits for the transport to empty (or sends through ASGI, one frame at a time, under a
-server without the fast path). So a fast consumer costs no task
-wake-up and no queueing per frame, and a slow one is queued exactly as before.
+server without the fast path). So a fast consumer costs no task wake-up and no queueing per frame,
+and a slow one is queued exactly as before.
 A new connection holds its live frames until the client has said what it wants (a cursor on the
 upgrade request, a `subscribe` frame, or the subscribe window passing), so a `resume_from` catch-up
 can go first without a gap or a duplicate at the switch-over. A catch-up can also start later
