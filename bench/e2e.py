@@ -41,7 +41,7 @@ from bench.subscribers import SubscriberPool, raise_file_limit
 from hub.dev.embedded import EmbeddedRedis, free_port
 from rthub_lms.backend import RealtimeBackend
 
-RAMP_START, RAMP_STEP, RAMP_MAX = 250.0, 1.5, 8000.0
+RAMP_START, RAMP_STEP, RAMP_MIN, RAMP_MAX = 500.0, 1.5, 50.0, 8000.0
 RAMP_RESOLUTION = 1.06  # the ramp stops when held and failed rates are within 6 %
 P99_LIMIT_MS = 100.0
 PROFILE_RATE = 1000.0
@@ -92,8 +92,8 @@ class FixedRates:
 
 class RateSearch:
     """The ramp's search for one target's sustainable maximum: up by RAMP_STEP from RAMP_START until a
-    round fails, then halve the bracket (geometrically) until the highest rate held and the lowest that
-    failed are within RAMP_RESOLUTION of each other."""
+    round fails (down by it, to RAMP_MIN, while none has held), then halve the bracket (geometrically)
+    until the highest rate held and the lowest that failed are within RAMP_RESOLUTION of each other."""
 
     def __init__(self) -> None:
         self._rate: float | None = RAMP_START
@@ -111,10 +111,12 @@ class RateSearch:
             self.failed = self._rate
         if self.failed is None:
             self._rate = round(self._rate * RAMP_STEP, -1) if self._rate < RAMP_MAX else None
-        elif self.held is None or self.failed / self.held <= RAMP_RESOLUTION:
-            self._rate = None
+        elif self.held is None:
+            self._rate = round(self._rate / RAMP_STEP, -1) if self._rate > RAMP_MIN else None
         else:
-            self._rate = round((self.held * self.failed) ** 0.5, -1)
+            middle = round((self.held * self.failed) ** 0.5, -1)
+            close = self.failed / self.held <= RAMP_RESOLUTION or not self.held < middle < self.failed
+            self._rate = None if close else middle
 
 
 def measure(targets: list[harness.Target], redis_url: str, args: argparse.Namespace,
