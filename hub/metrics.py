@@ -127,7 +127,9 @@ class Metrics:
         for frame in frames:
             if frame.order is None:  # a control frame
                 continue
-            latency = max(0.0, now - frame.order[0] / 1000)
+            latency = now - frame.order[0] / 1000
+            if latency < 0.0:  # the stream's clock ahead of ours
+                latency = 0.0
             buckets[bisect_left(LATENCY_BUCKETS, latency)] += 1
             self._latency_sum += latency
             self.sent_frames += 1
