@@ -195,16 +195,10 @@ class Connection:
             self._take(frame)
             return
         # Nothing waits before it, the writer is ready and the fan-out is not in a burst: write it
-        # now (a catch-up queues its frames, so that a page goes out in one write). This is
-        # `_delivered` for one frame, inlined: it runs once per frame per subscriber.
+        # now (a catch-up queues its frames, so that a page goes out in one write).
         single = (frame,)
         writer.write(single)
-        if frame.cursor is not None:
-            self.last_cursor = frame.cursor
-        if self._room is not None:
-            self._room.set()
-        if self.on_sent is not None:
-            self.on_sent(single)
+        self._delivered(single)
 
     @property
     def holding(self) -> bool:

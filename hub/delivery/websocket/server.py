@@ -47,12 +47,7 @@ class TransportWriter:
     def ready(self) -> bool:
         """Open, past the handshake, not closing, and the transport's buffer below its high-water mark."""
         protocol = self._protocol
-        return (
-            protocol.writable.is_set()
-            and protocol.handshake_complete
-            and not (protocol.disconnected or protocol.close_sent)
-            and protocol.conn.state is State.OPEN
-        )
+        return protocol.writable.is_set() and protocol.handshake_complete and not self.closed
 
     @property
     def closed(self) -> bool:
@@ -70,8 +65,7 @@ class TransportWriter:
                 protocol.conn.send_text(frame.text.encode())
             protocol.transport.write(b"".join(protocol.conn.data_to_send()))
         elif len(frames) == 1:
-            frame = frames[0]
-            protocol.transport.write(frame.wire if frame.wire is not None else wire(frame))
+            protocol.transport.write(wire(frames[0]))
         else:
             protocol.transport.write(b"".join([wire(frame) for frame in frames]))
 
