@@ -43,12 +43,19 @@ class Anonymiser:
         self._cache: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._cache_size = cache_size
 
-    async def actor_id(self, consumer_type: str, user_id: str) -> str:
+    def known(self, consumer_type: str, user_id: str) -> str | None:
+        """The id from the in-process cache, or None when only the store can say (no I/O here)."""
         key = (consumer_type, user_id)
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
+        return cached
+
+    async def actor_id(self, consumer_type: str, user_id: str) -> str:
+        cached = self.known(consumer_type, user_id)
+        if cached is not None:
             return cached
+        key = (consumer_type, user_id)
         value = await self._store.get_or_create(consumer_type, user_id)
         self._cache[key] = value
         if len(self._cache) > self._cache_size:

@@ -5,7 +5,8 @@ other (the live fan-out and the webhook router read the same entry). Anonymising
 translating are the expensive steps, so their result is kept in a small LRU keyed by
 (cursor, translator, consumer type); `event_facts` is kept per cursor the same way. A cursor names
 one immutable stream entry, so a cached frame is never stale. Callers asking for a frame that is
-being rendered (waiting for the anonymiser's first Redis read of a learner) wait for that render.
+being rendered (waiting for the anonymiser's first Redis read of a learner) wait for that render;
+a learner whose anonymised id is already cached is rendered at once, with nothing to wait for.
 The cache holds `CACHE_SIZE` frames: enough for every client resuming together across a backlog of
 that many events to share one render of each.
 """
@@ -81,10 +82,17 @@ class Renderer:
             self._frames.move_to_end(key)
             self.counts["render_cache_hits"] += 1
             return self._frames[key]
+        learner = user_id(entry.event)
+        if learner is None:
+            self.counts["no_user"] += 1
+            return self._keep(key, None)
+        actor = self._anonymiser.known(consumer_type, learner)
+        if actor is not None and not self._rendering.running(key):  # nothing to wait for: render now
+            return self._keep(key, self._frame(entry, translator, actor, facts or self.facts(entry)))
 
         async def render_and_keep() -> Frame | None:
-            frame = await self._render(entry, translator, consumer_type, facts or self.facts(entry))
-            return self._keep(key, frame)
+            actor = await self._anonymiser.actor_id(consumer_type, learner)
+            return self._keep(key, self._frame(entry, translator, actor, facts or self.facts(entry)))
 
         frame, joined = await self._rendering.run(key, render_and_keep)
         if joined:
@@ -97,12 +105,8 @@ class Renderer:
             self._frames.popitem(last=False)
         return frame
 
-    async def _render(self, entry: Entry, translator: str, consumer_type: str, facts: EventFacts) -> Frame | None:
-        learner = user_id(entry.event)
-        if learner is None:
-            self.counts["no_user"] += 1
-            return None
-        actor = await self._anonymiser.actor_id(consumer_type, learner)
+    def _frame(self, entry: Entry, translator: str, actor: str, facts: EventFacts) -> Frame | None:
+        """Translate and encode (pure CPU, no I/O): None when the translator has nothing for it."""
         try:
             statements = translate(entry.event, translator, actor_id=actor, settings=self._translation)
         except NoTranslation:

@@ -20,6 +20,10 @@ class SingleFlight(Generic[K, V]):
     def __init__(self) -> None:
         self._running: dict[K, asyncio.Future[V]] = {}
 
+    def running(self, key: K) -> bool:
+        """Whether a caller is working on `key` now (a new caller would wait for it)."""
+        return key in self._running
+
     async def run(self, key: K, work: Callable[[], Awaitable[V]]) -> tuple[V, bool]:
         """The result of `work()` for `key`, and whether it came from another caller's run."""
         while (pending := self._running.get(key)) is not None:
