@@ -88,9 +88,10 @@ def workers_hub(redis_server: RedisServer, prefix: str) -> Iterator[HubProcess]:
 
 
 def run_stream(
-    hub: HubProcess, count: int, during: Callable[[int], None] | None = None
+    hub: HubProcess, count: int, during: Callable[[int], None] | None = None, pause: float = 0.0025
 ) -> tuple[list[str], list[list[str]]]:
-    """Publish `count` events at ~400/s while SOCKETS sockets listen; `during(i)` runs before event i."""
+    """Publish `count` events, `pause` s apart (~400/s), while SOCKETS sockets listen; `during(i)`
+    runs before event i."""
     token = hub.token()
     backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix)
     lms = SimulatedLMS(seed=31)
@@ -102,7 +103,8 @@ def run_stream(
             if during is not None:
                 during(index)
             cursors.append(backend.send(event))
-            time.sleep(0.0025)
+            if pause:
+                time.sleep(pause)
 
     async def scenario() -> list[list[str]]:
         sockets = [await connect(hub.ws, token) for _ in range(SOCKETS)]
@@ -147,6 +149,27 @@ def test_the_render_stage_dying_mid_stream_loses_and_repeats_nothing(workers_hub
     cursors, received = run_stream(workers_hub, 200)
     assert all(got == cursors for got in received)
     assert most_bundled(workers_hub) >= before + 150  # the workers went back to the restarted stage
+
+
+def test_a_stalled_render_stage_catching_up_in_batches_loses_and_repeats_nothing(workers_hub: HubProcess) -> None:
+    """The stage stopped (SIGSTOP) while 1,000 events are sent finds them all waiting when it goes on:
+    it reads many per socket read and writes them to the workers in batches (one write per worker per
+    tick, `BATCH` at the most). Then it is SIGKILLed mid-stream. Each socket gets every event once, in order."""
+    first = wait_for_stage(workers_hub)
+
+    def stall_then_kill(index: int) -> None:
+        if index == 300:
+            os.kill(first, signal.SIGSTOP)
+        elif index == 1300:
+            os.kill(first, signal.SIGCONT)
+        elif index == 1700:
+            os.kill(first, signal.SIGKILL)
+
+    cursors, received = run_stream(workers_hub, 2000, stall_then_kill, pause=0)
+    assert all(cursors)
+    for got in received:
+        assert got == cursors
+    assert wait_for_stage(workers_hub) != first
 
 
 def test_a_group_missing_from_a_bundle_is_rendered_by_the_worker(redis_server: RedisServer, prefix: str) -> None:

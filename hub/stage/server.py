@@ -8,6 +8,7 @@ the event (`Interest`, reloaded from the registry on every change notice and eve
 client's subscribe filter only narrows that, and the worker applies it. A group whose render fails
 (Redis away for the anonymiser) is left out of the bundle: the worker renders it itself. A worker
 that falls `MAX_BACKLOG` bytes behind is disconnected; it follows the live feed itself meanwhile.
+The bundles of one event-loop tick go to each worker in one write (`BATCH` at the most).
 Bad entries are dead-lettered here, once, instead of by every worker.
 """
 
@@ -44,6 +45,9 @@ from rthub_lms.keys import changes_channel
 log = logging.getLogger("rthub.stage")
 
 MAX_BACKLOG = 8 * 2**20
+# Bundles rendered in one event-loop tick (one read of the live feed) go out in one write per
+# worker, so a worker wakes once for them and writes each socket once; a long burst is cut here.
+BATCH = 32
 RELOAD_EVERY = 60.0
 RETRY_DELAY = 1.0
 
@@ -85,6 +89,7 @@ class RenderStage:
         self.dead_letters = RedisDeadLetters(client, settings)
         self.interest = Interest()
         self.workers: set[asyncio.StreamWriter] = set()
+        self._outgoing: list[bytes] = []  # bundles of this tick, not yet written
 
     async def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """A worker connected: it gets every bundle from now on until it goes or falls behind."""
@@ -113,15 +118,26 @@ class RenderStage:
                 log.warning("render deferred to the workers: %s", exc, extra={"cursor": entry.cursor})
                 continue
             frames[(translator, consumer_type)] = frame.text if frame is not None else None
-        bundle = encode(entry, facts, frames)
+        if not self._outgoing:
+            asyncio.get_running_loop().call_soon(self._send)
+        self._outgoing.append(encode(entry, facts, frames))
+        self.counts["bundles"] += 1
+        if len(self._outgoing) >= BATCH:
+            self._send()
+
+    def _send(self) -> None:
+        """Every bundle of this tick (at most `BATCH`) to every worker, in one write each."""
+        if not self._outgoing:  # sent already: the batch filled up before the end of the tick
+            return
+        data = b"".join(self._outgoing)
+        self._outgoing.clear()
         for writer in list(self.workers):
             if writer.transport.get_write_buffer_size() > MAX_BACKLOG:
                 log.warning("a worker fell %d bytes behind; disconnecting it", MAX_BACKLOG)
                 self.workers.discard(writer)
                 writer.transport.abort()
                 continue
-            writer.write(bundle)
-        self.counts["bundles"] += 1
+            writer.write(data)
 
     async def follow_registry(self) -> None:
         """Keep `interest` current: reload on every change notice, after a resubscribe, and every minute."""
