@@ -219,9 +219,10 @@ def ramp_table(rows: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
             lines.append(f"| {repeat + 1} | {target} | none | | | | |")
             summary.append({"repeat": repeat, "target": target, "rate": None})
             continue
-        ratio = row["frames_per_s"] / bare["frames_per_s"] if bare else float("nan")
+        ratio = row["frames_per_s"] / bare["frames_per_s"] if bare else None
+        shown = f"{ratio:.2f}x" if ratio is not None else "(no bare loop)"
         lines.append(f"| {repeat + 1} | {target} | {row['rate']:g} | {row['publish_rate']:.0f} | "
-                     f"{row['frames_per_s']:.0f} | {row['p99_ms']:.1f} | {ratio:.2f}x |")
+                     f"{row['frames_per_s']:.0f} | {row['p99_ms']:.1f} | {shown} |")
         summary.append({"repeat": repeat, "target": target, "rate": row["rate"], "publish_rate": row["publish_rate"],
                         "frames_per_s": row["frames_per_s"], "cpu_us_per_frame": row["cpu_us_per_frame"],
                         "ratio_to_bare": ratio})
