@@ -23,7 +23,6 @@ from hub.delivery.websocket.connection import Frame
 from hub.ingest import Entry
 from hub.singleflight import SingleFlight
 from hub.translate import NoTranslation, TranslationError, TranslationSettings, translate
-from rthub_lms.events import user_id
 from rthub_lms.grants import EventFacts, event_facts
 
 log = logging.getLogger("rthub.render")
@@ -82,17 +81,18 @@ class Renderer:
             self._frames.move_to_end(key)
             self.counts["render_cache_hits"] += 1
             return self._frames[key]
-        learner = user_id(entry.event)
+        facts = facts or self.facts(entry)
+        learner = facts.user
         if learner is None:
             self.counts["no_user"] += 1
             return self._keep(key, None)
         actor = self._anonymiser.known(consumer_type, learner)
         if actor is not None and not self._rendering.running(key):  # nothing to wait for: render now
-            return self._keep(key, self._frame(entry, translator, actor, facts or self.facts(entry)))
+            return self._keep(key, self._frame(entry, translator, actor, facts))
 
         async def render_and_keep() -> Frame | None:
             actor = await self._anonymiser.actor_id(consumer_type, learner)
-            return self._keep(key, self._frame(entry, translator, actor, facts or self.facts(entry)))
+            return self._keep(key, self._frame(entry, translator, actor, facts))
 
         frame, joined = await self._rendering.run(key, render_and_keep)
         if joined:
