@@ -11,6 +11,7 @@ import asyncio
 from collections import Counter
 
 import orjson
+import redis
 
 from hub.anonymise import Anonymiser, RedisIdStore
 from hub.config import Settings
@@ -32,8 +33,6 @@ def entries(count: int) -> list[Entry]:
 
 def store_writes(url: str) -> int:
     """HSETNX calls the server has run: one per anonymiser store read."""
-    import redis
-
     client = redis.Redis.from_url(url)
     try:
         return int(client.info("commandstats").get("cmdstat_hsetnx", {}).get("calls", 0))
