@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -30,6 +31,9 @@ def _seconds_list(value: str) -> tuple[float, ...]:
     return items
 
 
+MAX_WRITE_DELAY = 1.0
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """One place for every tunable; the field name upper-cased with `RTHUB_` is its variable."""
@@ -53,6 +57,8 @@ class Settings:
     ws_max_sockets_per_client: int = 64
     # Set by `rthub serve --workers N` for its workers: the shared render stage's Unix socket (`hub.stage`).
     render_stage_socket: str = ""
+    # How long the render stage may hold bundles that follow a write, so a worker wakes once for them.
+    stage_write_delay: float = 0.005
     transformer_version: str = "rthub@0.1.0"
     audience: str = "rthub"
     token_lifetime: int = 3600
@@ -60,6 +66,11 @@ class Settings:
     token_failure_limit: int = 20
     token_failure_ip_limit: int = 100
     token_failure_window: int = 300
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.stage_write_delay) and 0 <= self.stage_write_delay <= MAX_WRITE_DELAY):
+            raise ConfigError(f"RTHUB_STAGE_WRITE_DELAY: expected 0 to {MAX_WRITE_DELAY:g} seconds, "
+                              f"got {self.stage_write_delay!r}")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -32,6 +34,8 @@ from hub.fanout import Fanout
 from hub.ingest import Entry
 from hub.redis import client as redis_client
 from hub.stage.bundle import decode, encode
+from hub.stage.feed import connect as connect_stage
+from hub.stage.server import BATCH, RenderStage
 from hub.translate import TranslationSettings
 from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
@@ -172,6 +176,53 @@ def test_a_stalled_render_stage_catching_up_in_batches_loses_and_repeats_nothing
     assert wait_for_stage(workers_hub) != first
 
 
+def test_the_stage_writes_after_a_quiet_spell_at_once_and_holds_a_quick_run_for_one_write(
+    redis_server: RedisServer, prefix: str, tmp_path: Path
+) -> None:
+    """A bundle after a quiet spell goes to the workers in the same tick. Bundles that follow it
+    within `RTHUB_STAGE_WRITE_DELAY` wait and go in one write, so a worker wakes once for them; a full
+    `BATCH` goes at once. Every bundle arrives once, in order."""
+    settings = Settings(redis_url=redis_server.url, redis_prefix=prefix, stage_write_delay=1.0)
+    lms = SimulatedLMS(seed=9)
+    entries = [Entry(f"1700000000000-{index}", lms.next_event()) for index in range(1 + 5 + BATCH)]
+
+    async def scenario() -> tuple[list[int], float, list[str]]:
+        client = redis_client(redis_server.url)
+        stage = RenderStage(client, settings, sharded=False)
+        path = str(tmp_path / "stage.sock")
+        server = await asyncio.start_unix_server(stage.accept, path)
+        link = await connect_stage(path)
+        while not stage.workers:
+            await asyncio.sleep(0.01)
+        loop = asyncio.get_running_loop()
+        writes = []
+        started = loop.time()
+        await stage.publish(entries[0])
+        await asyncio.sleep(0)
+        writes.append(stage.counts["writes"])  # the lone bundle: written in the same tick
+        got = [await link.next()]
+        for entry in entries[1:6]:
+            await stage.publish(entry)
+        await asyncio.sleep(0)
+        writes.append(stage.counts["writes"])  # the quick run: held
+        got += [await link.next() for _ in range(5)]
+        waited = loop.time() - started
+        writes.append(stage.counts["writes"])
+        for entry in entries[6:]:
+            await stage.publish(entry)
+        writes.append(stage.counts["writes"])  # a full batch: written without waiting
+        got += [await link.next() for _ in range(BATCH)]
+        link.close()
+        server.close()
+        await client.aclose()
+        return writes, waited, [bundle.cursor for bundle in got]
+
+    writes, waited, cursors = asyncio.run(scenario())
+    assert writes == [1, 1, 2, 3]
+    assert waited >= 0.99  # the run went one delay after the lone bundle's write, not before
+    assert cursors == [entry.cursor for entry in entries]
+
+
 def test_a_group_missing_from_a_bundle_is_rendered_by_the_worker(redis_server: RedisServer, prefix: str) -> None:
     settings = Settings(redis_url=redis_server.url, redis_prefix=prefix)
     event = SimulatedLMS(seed=5).next_event()
@@ -308,3 +359,14 @@ def _parent(pid: int) -> int | None:
     except (OSError, IndexError):
         return None
     return None if fields[0] in ("Z", "X") else int(fields[1])
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-0.001", "2", "soon"])
+def test_rthub_serve_refuses_a_stage_write_delay_it_cannot_use(value: str) -> None:
+    """A delay of `inf` would hold bundles until a batch fills; refused at start, before any worker runs."""
+    env = {**os.environ, "RTHUB_STAGE_WRITE_DELAY": value}
+    done = subprocess.run([sys.executable, "-m", "hub.cli", "serve", "--workers", "2", "--port", "0"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 2
+    assert "configuration error: RTHUB_STAGE_WRITE_DELAY" in done.stderr
+
