@@ -12,7 +12,7 @@ Writes to the workers: a bundle after a quiet spell goes at the end of its event
 that follow within `RTHUB_STAGE_WRITE_DELAY` of a write (5 ms) wait for the next, so under load each
 worker wakes at most once per delay and takes many bundles at a time (`BATCH` at the most), as
 Centrifuge's write delay batches client writes. It trades up to that delay in latency for CPU: with
-2 workers at 1,500 events/s, 57 µs/frame without it against 34 µs with it (docs/performance.md).
+2 workers at 1,500 events/s, 57 µs/frame without it against 35 µs with it (docs/performance.md).
 Bad entries are dead-lettered here, once, instead of by every worker.
 """
 
