@@ -369,4 +369,3 @@ def test_rthub_serve_refuses_a_stage_write_delay_it_cannot_use(value: str) -> No
                           capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 2
     assert "configuration error: RTHUB_STAGE_WRITE_DELAY" in done.stderr
-
