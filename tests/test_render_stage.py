@@ -157,8 +157,8 @@ def test_the_render_stage_dying_mid_stream_loses_and_repeats_nothing(workers_hub
 
 def test_a_stalled_render_stage_catching_up_in_batches_loses_and_repeats_nothing(workers_hub: HubProcess) -> None:
     """The stage stopped (SIGSTOP) while 1,000 events are sent finds them all waiting when it goes on:
-    it reads many per socket read and writes them to the workers in batches (one write per worker per
-    tick, `BATCH` at the most). Then it is SIGKILLed mid-stream. Each socket gets every event once, in order."""
+    it reads many per socket read and writes them to the workers in batches (one write per worker,
+    `BATCH` at the most). Then it is SIGKILLed mid-stream. Each socket gets every event once, in order."""
     first = wait_for_stage(workers_hub)
 
     def stall_then_kill(index: int) -> None:
