@@ -18,12 +18,19 @@ import pytest
 import uvicorn
 import websockets
 
+from hub.anonymise import Anonymiser, RedisIdStore
+from hub.config import Settings
 from hub.delivery.websocket.connection import Frame
 from hub.delivery.websocket.server import EXTENSION, UVICORN_WS, TransportWriter
 from hub.dev.embedded import free_port
 from hub.dev.simulator import SimulatedLMS
+from hub.fanout import BURST, Fanout
+from hub.ingest import Entry
+from hub.redis import client as redis_client
+from hub.translate import TranslationSettings
 from rthub_lms.backend import RealtimeBackend
 from tests.hubproc import HubProcess
+from tests.servers import RedisServer
 from tests.wsclient import collect
 
 TEXTS = ["short", "é" * 100, "x" * 200, "y" * 70_000, '{"type": "event", "data": "ünïcødé ✓"}']
@@ -182,3 +189,40 @@ def test_entries_offered_in_one_tick_after_the_first_go_out_in_one_write_per_soc
     in_tick, writes = asyncio.run(scenario())
     assert in_tick == [["1-0"]], "frames of the burst's later entries wait for the end of the tick"
     assert writes == [["1-0"], ["2-0", "3-0", "4-0"], ["5-0"]]
+
+
+def test_a_backlog_handed_over_at_once_is_dispatched_in_slices_of_burst_entries(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """A read that brings a backlog gives the fan-out entries with no wait between them; the loop
+    still runs (handshakes, pings, socket flushes) after every `BURST` of them, not only at the end."""
+    settings = Settings(redis_url=redis_server.url, redis_prefix=prefix)
+    lms = SimulatedLMS(seed=3)
+    entries = [Entry(f"{1_700_000_000_000 + number}-0", lms.next_event()) for number in range(3 * BURST + 5)]
+
+    async def scenario() -> tuple[list[int], int]:
+        client = redis_client(redis_server.url)
+        fanout = Fanout(Anonymiser(RedisIdStore(client, settings)), TranslationSettings("http://lms", "test"))
+        seen: list[int] = []
+        finished = asyncio.Event()
+
+        async def watch() -> None:  # notes how far the fan-out got each time the loop lets it run
+            while not finished.is_set():
+                seen.append(fanout.counts["ingested"])
+                await asyncio.sleep(0)
+
+        async def backlog():  # type: ignore[no-untyped-def]
+            for entry in entries:
+                yield entry
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.sleep(0)
+        await fanout.run(backlog())
+        finished.set()
+        await watcher
+        await client.aclose()
+        return seen, fanout.counts["ingested"]
+
+    seen, ingested = asyncio.run(scenario())
+    assert ingested == len(entries)
+    assert sorted(set(seen)) == list(range(0, len(entries), BURST))
