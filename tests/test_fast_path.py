@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import orjson
 import pytest
@@ -211,7 +211,7 @@ def test_a_backlog_handed_over_at_once_is_dispatched_in_slices_of_burst_entries(
                 seen.append(fanout.counts["ingested"])
                 await asyncio.sleep(0)
 
-        async def backlog():  # type: ignore[no-untyped-def]
+        async def backlog() -> AsyncIterator[Entry]:
             for entry in entries:
                 yield entry
 
