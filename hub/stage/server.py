@@ -96,7 +96,6 @@ class RenderStage:
         self._outgoing: list[bytes] = []  # bundles not yet written
         self._flush: asyncio.Handle | None = None  # when `_outgoing` goes out
         self._written = float("-inf")  # loop time of the last write
-        self._write_delay = settings.stage_write_delay
 
     async def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """A worker connected: it gets every bundle from now on until it goes or falls behind."""
@@ -131,7 +130,7 @@ class RenderStage:
             self._send()
         elif self._flush is None:
             loop = asyncio.get_running_loop()
-            due = self._written + self._write_delay - loop.time()
+            due = self._written + self._settings.stage_write_delay - loop.time()
             self._flush = loop.call_later(due, self._send) if due > 0 else loop.call_soon(self._send)
 
     def _send(self) -> None:
