@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
         Anonymiser(id_store),
         TranslationSettings(settings.lms_root_url, settings.transformer_version),
         RedisDeadLetters(client, settings),
+        queue_size=settings.send_queue_size,
     )
     webhooks = WebhookRouter(client, settings, fanout.renderer.render, facts=fanout.renderer.facts)
     presence = Presence(client, settings, last_cursors=fanout.last_cursors)

@@ -6,7 +6,10 @@ subscriber: subscribers of one group share the same encoded frame. A connection 
 once when nothing waits before it on its socket, and otherwise at the end of the event-loop tick
 (`Connection`). When entries were waiting (a second one is offered before the loop runs again) the
 fan-out is in a burst: frames then wait for the end of the tick, one write per socket for all of
-its frames (`EndOfTick`). The fan-out yields to the loop every `BURST` events at the most.
+its frames (`EndOfTick`). In a burst the fan-out yields to the loop after a slice of `BURST`
+entries; while entries keep waiting after a slice, the next is twice as long (up to `MAX_BURST`, and
+to half a socket's send queue), so a hub that stays behind writes each socket once per many frames,
+and a passing backlog holds no frame longer than a short slice.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ log = logging.getLogger("rthub.fanout")
 
 RESUME_PAGE = 500
 BURST = 32
+MAX_BURST = 256
 # Redis answering but refusing writes for now (after a failover, out of memory, loading): wait, as
 # for an outage; these never mean the entry itself is bad. redis-py maps most replies to a class; an
 # error raised inside a script keeps only the reply's first word.
@@ -46,9 +50,13 @@ RETRY_MAX = 2.0
 
 class Fanout:
     def __init__(
-        self, anonymiser: Anonymiser, translation: TranslationSettings, dead_letters: DeadLetters | None = None
+        self, anonymiser: Anonymiser, translation: TranslationSettings, dead_letters: DeadLetters | None = None,
+        queue_size: int = 1024,
     ) -> None:
         self.dead_letters = dead_letters or LogDeadLetters()
+        # A socket entitled to every event takes a whole slice's frames before it is written to: a slice
+        # of at most half its send queue never makes a socket that keeps up look like a slow consumer.
+        self._max_burst = max(1, min(MAX_BURST, queue_size // 2))
         self._index = GrantIndex()
         self.connections: dict[int, Connection] = {}
         self.end_of_tick = EndOfTick()  # shared by this process's connections (`Connection.end_of_tick`)
@@ -93,16 +101,21 @@ class Fanout:
     async def run(self, feed: AsyncIterator[Entry | BadEntry | Bundle]) -> None:
         """Pump the live feed (`Broker.live`, or `stage.feed.follow`) into the connections until
         cancelled; bad entries are dead-lettered."""
-        since_yield = 0
+        tick = self.end_of_tick
+        first = burst = min(BURST, self._max_burst)
         async for entry in feed:
             if isinstance(entry, BadEntry):
+                tick.entry()
                 await self.dead_letters.put(entry)
             else:
                 await self._deliver(entry)
-            since_yield += 1
-            if since_yield >= BURST:  # let sockets flush and handshakes proceed during a long burst
-                since_yield = 0
+            taken = tick.entries  # entries taken since the loop last ran, this one included
+            if taken == 1 and not tick.behind:  # the loop ran on its own (the feed waited): caught up
+                burst = first
+            elif taken >= burst:  # let sockets flush and handshakes proceed during a long burst
+                burst = min(2 * burst, self._max_burst)
                 await asyncio.sleep(0)
+                tick.fall_behind()
 
     async def _deliver(self, entry: Entry | Bundle) -> None:
         """Dispatch one entry: a Redis outage is waited out (nothing is lost, and frames already
@@ -135,6 +148,7 @@ class Fanout:
         """Offer one entry (or the render stage's bundle of it) to the sockets entitled to it
         (webhook routing follows the stream itself)."""
         self.counts["ingested"] += 1
+        self.end_of_tick.entry()
         if isinstance(item, Bundle):
             self.counts["bundled"] += 1
             facts = self.renderer.adopt_facts(item.cursor, item.facts)
@@ -147,7 +161,6 @@ class Fanout:
             self.counts["unwanted"] += 1
 
     async def _offer(self, item: Entry | Bundle, facts: EventFacts, keys: set[int]) -> None:
-        self.end_of_tick.entry()
         groups: dict[tuple[str, str], list[Connection]] = defaultdict(list)
         connections = self.connections
         for key in keys:

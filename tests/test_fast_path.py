@@ -24,7 +24,7 @@ from hub.delivery.websocket.connection import Frame
 from hub.delivery.websocket.server import EXTENSION, UVICORN_WS, TransportWriter
 from hub.dev.embedded import free_port
 from hub.dev.simulator import SimulatedLMS
-from hub.fanout import BURST, Fanout
+from hub.fanout import BURST, MAX_BURST, Fanout
 from hub.ingest import Entry
 from hub.redis import client as redis_client
 from hub.translate import TranslationSettings
@@ -191,14 +191,24 @@ def test_entries_offered_in_one_tick_after_the_first_go_out_in_one_write_per_soc
     assert writes == [["1-0"], ["2-0", "3-0", "4-0"], ["5-0"]]
 
 
-def test_a_backlog_handed_over_at_once_is_dispatched_in_slices_of_burst_entries(
-    redis_server: RedisServer, prefix: str
-) -> None:
-    """A read that brings a backlog gives the fan-out entries with no wait between them; the loop
-    still runs (handshakes, pings, socket flushes) after every `BURST` of them, not only at the end."""
+def _slice_ends(count: int) -> list[int]:
+    """Where the loop gets to run during a backlog of `count` entries: after a slice of `BURST`
+    entries, then after slices twice as long each time, up to `MAX_BURST` entries."""
+    ends, size, total = [], BURST, 0
+    while total + size <= count:
+        total += size
+        ends.append(total)
+        size = min(2 * size, MAX_BURST)
+    return ends
+
+
+def _run_backlogs(redis_server: RedisServer, prefix: str, backlogs: list[int]) -> tuple[list[int], int]:
+    """Feed a fan-out with no sockets `backlogs` (entries handed over with no await between them, the
+    feed waiting once between two backlogs, as for a read), and note how far it had got each time the
+    loop let another task run."""
     settings = Settings(redis_url=redis_server.url, redis_prefix=prefix)
     lms = SimulatedLMS(seed=3)
-    entries = [Entry(f"{1_700_000_000_000 + number}-0", lms.next_event()) for number in range(3 * BURST + 5)]
+    numbers = iter(range(sum(backlogs)))
 
     async def scenario() -> tuple[list[int], int]:
         client = redis_client(redis_server.url)
@@ -206,23 +216,96 @@ def test_a_backlog_handed_over_at_once_is_dispatched_in_slices_of_burst_entries(
         seen: list[int] = []
         finished = asyncio.Event()
 
-        async def watch() -> None:  # notes how far the fan-out got each time the loop lets it run
+        async def watch() -> None:
             while not finished.is_set():
                 seen.append(fanout.counts["ingested"])
                 await asyncio.sleep(0)
 
-        async def backlog() -> AsyncIterator[Entry]:
-            for entry in entries:
-                yield entry
+        async def feed() -> AsyncIterator[Entry]:
+            for index, size in enumerate(backlogs):
+                if index:
+                    await asyncio.sleep(0)  # the feed waits for its next read: the loop runs
+                for _ in range(size):
+                    yield Entry(f"{1_700_000_000_000 + next(numbers)}-0", lms.next_event())
 
         watcher = asyncio.create_task(watch())
         await asyncio.sleep(0)
-        await fanout.run(backlog())
+        await fanout.run(feed())
         finished.set()
         await watcher
         await client.aclose()
         return seen, fanout.counts["ingested"]
 
-    seen, ingested = asyncio.run(scenario())
-    assert ingested == len(entries)
-    assert sorted(set(seen)) == list(range(0, len(entries), BURST))
+    return asyncio.run(scenario())
+
+
+def test_a_backlog_is_dispatched_in_slices_that_grow_while_the_hub_stays_behind(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """A read that brings a backlog gives the fan-out entries with no wait between them; the loop
+    still runs (handshakes, pings, socket flushes) after a slice of `BURST` of them, and while
+    entries keep waiting each slice is twice as long as the last, up to `MAX_BURST` (so a hub that
+    stays behind writes each socket once per many frames)."""
+    count = BURST + 2 * BURST + 4 * BURST + 2 * MAX_BURST + 5
+    seen, ingested = _run_backlogs(redis_server, prefix, [count])
+    assert ingested == count
+    assert MAX_BURST > 4 * BURST, "the backlog above reaches the longest slice"
+    assert sorted(set(seen)) == [0, *_slice_ends(count)]
+    assert sorted(set(seen))[:4] == [0, BURST, 3 * BURST, 7 * BURST]
+
+
+def test_the_slice_falls_back_to_burst_once_the_hub_has_caught_up(redis_server: RedisServer, prefix: str) -> None:
+    """After a backlog the feed waits for its next read: the next backlog starts with a short
+    slice again, so a passing backlog never holds frames for a long slice."""
+    first, second = 2 * BURST, BURST + 5
+    seen, ingested = _run_backlogs(redis_server, prefix, [first, second])
+    assert ingested == first + second
+    assert _slice_ends(first) == [BURST], "the first backlog's second slice would be longer than BURST"
+    assert sorted(set(seen)) == [0, BURST, first, first + BURST]
+
+
+def test_a_backlog_slice_never_fills_the_send_queue_of_a_socket_that_keeps_up(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """A socket entitled to every event takes a whole slice's frames before it is written to, so the
+    slice stays within half its send queue (`RTHUB_SEND_QUEUE_SIZE`): during a long backlog a socket
+    that keeps up gets every frame and is never closed as a slow consumer."""
+    queue_size = 8
+    settings = Settings(redis_url=redis_server.url, redis_prefix=prefix, send_queue_size=queue_size)
+    lms = SimulatedLMS(seed=5)
+    numbers = iter(range(10**6))
+
+    def entries(count: int) -> list[Entry]:
+        return [Entry(f"{1_700_000_000_000 + next(numbers)}-0", lms.next_event()) for _ in range(count)]
+
+    async def feed(items: list[Entry]) -> AsyncIterator[Entry]:
+        for item in items:
+            yield item
+
+    async def scenario() -> tuple[RecordingWriter, int | None, int]:
+        from auth.identity import ClientIdentity
+        from hub.delivery.websocket.connection import Connection
+        from rthub_lms.grants import compile_grant
+
+        async def no_asgi_send(text: str) -> None:
+            raise AssertionError("the writer is there: nothing goes through ASGI")
+
+        client = redis_client(redis_server.url)
+        fanout = Fanout(Anonymiser(RedisIdStore(client, settings)), TranslationSettings("http://lms", "test"),
+                        queue_size=settings.send_queue_size)
+        writer = RecordingWriter()
+        conn = Connection(ClientIdentity("c", "adaptive", "xapi"), compile_grant([{}]), queue_size=queue_size,
+                          end_of_tick=fanout.end_of_tick)
+        conn.release_live()
+        conn.start(writer, no_asgi_send)
+        fanout.add(conn)
+        await fanout.run(feed(entries(300)))  # every learner's anonymised id is cached after this
+        await fanout.run(feed(entries(600)))  # so this backlog is dispatched with no await at all
+        await asyncio.sleep(0)
+        await client.aclose()
+        return writer, conn.close_code, fanout.counts["translated:xapi"]
+
+    writer, close_code, translated = asyncio.run(scenario())
+    assert close_code is None
+    assert sum(len(write) for write in writer.writes) == translated > 800
+    assert max(len(write) for write in writer.writes) <= queue_size // 2

@@ -79,20 +79,28 @@ class EndOfTick:
     write for all of its frames of the tick, not one per frame.
     """
 
-    __slots__ = ("_due", "_entries", "_scheduled", "burst")
+    __slots__ = ("_due", "_scheduled", "behind", "burst", "entries")
 
     def __init__(self) -> None:
         self._due: list[Connection] = []
         self._scheduled = False
-        self._entries = 0
+        self.entries = 0  # entries the fan-out took since the loop last ran
         self.burst = False
+        self.behind = False
 
     def entry(self) -> None:
-        """Note that the fan-out is offering an entry now."""
-        self._entries += 1
-        if self._entries > 1:
+        """Note that the fan-out is taking an entry now."""
+        self.entries += 1
+        if self.entries > 1:
             self.burst = True
         elif not self._scheduled:
+            self._schedule()
+
+    def fall_behind(self) -> None:
+        """Note that the fan-out yielded in the middle of a backlog and goes on with it: `behind`
+        stays true until the loop runs again without the fan-out's yield (its feed waited)."""
+        self.behind = True
+        if not self._scheduled:
             self._schedule()
 
     def add(self, conn: Connection) -> None:
@@ -106,8 +114,9 @@ class EndOfTick:
 
     def _flush(self) -> None:
         self._scheduled = False
-        self._entries = 0
+        self.entries = 0
         self.burst = False
+        self.behind = False
         due, self._due = self._due, []
         for conn in due:
             conn.flush()
