@@ -34,6 +34,7 @@ from typing import Any
 
 import orjson
 
+import hub
 from bench import harness, profile
 from bench.cpuquota import CpuQuota, QuotaUnavailable
 from bench.plot import latency_plot
@@ -297,11 +298,26 @@ def idle(redis_url: str, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def code_under_test() -> tuple[str, str]:
+    """Where the targets' `hub` package comes from, and its commit (`+` when its tree has changes).
+
+    The targets start as `python -m hub.cli` from this directory with this environment, so they
+    import `hub` from where this process does: `python -m` puts the working directory first on
+    `sys.path`, ahead of PYTHONPATH. An A/B run of two checkouts must start each from its own."""
+    source = Path(hub.__file__).resolve().parent
+    git = ["git", "-C", str(source)]
+    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    changed = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"],
+                             capture_output=True, text=True).stdout.strip()
+    return str(source), commit + ("+" if changed else "")
+
+
 def metadata(args: argparse.Namespace) -> dict[str, Any]:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    source, commit = code_under_test()
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": commit,
+        "hub_source": source,
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "machine": platform.platform(),
@@ -353,6 +369,7 @@ def main() -> None:
     if args.target_share is not None:
         placement += f"; each target's process tree limited to {args.target_share:g} of a core per worker"
     print(f"cores: {placement}", flush=True)
+    print("code: hub from {} at {}".format(*code_under_test()), flush=True)
     args.results.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     report: dict[str, Any] = {"meta": metadata(args)}
