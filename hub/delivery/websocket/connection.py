@@ -73,10 +73,11 @@ class EndOfTick:
     """Connections with frames taken during this event-loop tick, flushed together at its end.
 
     One loop callback per tick for all of them, instead of one per connection. Each event loop (each
-    app) has its own (`Fanout.end_of_tick`). It also tells a burst: when the fan-out offers a second
+    app) has its own (`Fanout.end_of_tick`). It also tells a burst: when the fan-out takes a second
     entry before the loop has run again, entries were waiting (the hub is behind), and from then to
     the end of the tick frames queue instead of being written at once, so each socket gets one
-    write for all of its frames of the tick, not one per frame.
+    write for all of its frames of the tick, not one per frame. `entries` counts the tick's entries,
+    by which the fan-out sizes its slices (`Fanout.run`).
     """
 
     __slots__ = ("_due", "_scheduled", "behind", "burst", "entries")
