@@ -110,12 +110,12 @@ class Fanout:
             else:
                 await self._deliver(entry)
             taken = tick.entries  # entries taken since the loop last ran, this one included
-            if taken == 1 and not tick.behind:  # the loop ran on its own (the feed waited): caught up
-                burst = first
-            elif taken >= burst:  # let sockets flush and handshakes proceed during a long burst
+            if taken >= burst:  # let sockets flush and handshakes proceed during a long burst
                 burst = min(2 * burst, self._max_burst)
                 await asyncio.sleep(0)
                 tick.fall_behind()
+            elif taken == 1 and not tick.behind:  # the loop ran on its own (the feed waited): caught up
+                burst = first
 
     async def _deliver(self, entry: Entry | Bundle) -> None:
         """Dispatch one entry: a Redis outage is waited out (nothing is lost, and frames already
