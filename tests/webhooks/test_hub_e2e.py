@@ -110,3 +110,35 @@ def test_two_hub_instances_deliver_each_webhook_event_once(
             process.stop()
     assert [r.json["cursor"] for r in receiver.requests] == cursors
     assert len({r.headers["webhook-id"] for r in receiver.requests}) == 30
+
+
+def test_an_event_published_once_the_hub_is_up_reaches_a_webhook_even_when_routing_starts_later(
+    redis_server: RedisServer, prefix: str, receiver: Receiver
+) -> None:
+    """On a deployment's very first start, routing begins at the stream's newest entry. That point is
+    fixed before the hub serves: events published after the hub is up are routed even though the
+    routing lease is held elsewhere at first (an instance that went away), so this hub starts
+    reading only when the lease expires. Fixing it when reading starts would skip them."""
+    process = HubProcess(redis_server.url, prefix, env=HUB_ENV)
+    register(process, receiver.url, "webhook")
+    stored = rconnect.connect(rconnect.discover(redis_server.url))
+    stored.set(rkeys.routing_lease(rkeys.Prefix(prefix)), "an instance that went away", px=2000)
+    process.start()
+    try:
+        backend = RealtimeBackend(redis_url=redis_server.url, redis_prefix=prefix)
+        lms = SimulatedLMS(seed=21)
+        cursors = [backend.send(lms.next_event()) for _ in range(5)]
+        backend.close()
+        assert stored.exists(rkeys.routing_lease(rkeys.Prefix(prefix))), "sent while the lease was held elsewhere"
+
+        async def settle() -> None:
+            deadline = asyncio.get_running_loop().time() + 20
+            while len(receiver.requests) < len(cursors):
+                assert asyncio.get_running_loop().time() < deadline, "events published after start were not routed"
+                await asyncio.sleep(0.05)
+
+        asyncio.run(settle())
+    finally:
+        process.stop()
+        stored.close()
+    assert [r.json["cursor"] for r in receiver.requests] == cursors

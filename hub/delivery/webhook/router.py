@@ -89,7 +89,12 @@ class WebhookRouter:
         self._renew_at = 0.0
 
     async def start(self) -> None:
-        """Load the webhook clients, start their workers, and follow registry changes."""
+        """Load the webhook clients, start their workers, and follow registry changes.
+
+        On a deployment's very first start the routing position is the stream's newest entry; it is
+        saved here, before the hub serves, so an event published once the hub is up is routed even
+        when the routing task (or the instance holding the routing lease) starts reading later."""
+        await self.position.load()
         self._apply_all(await load_clients(self._redis, self._settings))
         self._watcher = asyncio.create_task(self._watch(), name="rthub-webhooks-watch")
 
