@@ -369,11 +369,11 @@ def main() -> None:
     if args.target_share is not None:
         placement += f"; each target's process tree limited to {args.target_share:g} of a core per worker"
     print(f"cores: {placement}", flush=True)
-    print("code: hub from {} at {}".format(*code_under_test()), flush=True)
-    args.results.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     report: dict[str, Any] = {"meta": metadata(args)}
     report["meta"]["cores"] = placement
+    print(f"code: hub from {report['meta']['hub_source']} at {report['meta']['commit']}", flush=True)
+    args.results.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     started = time.perf_counter()
     with EmbeddedRedis() as redis:
         if args.idle:
