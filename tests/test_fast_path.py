@@ -12,6 +12,7 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import orjson
 import pytest
@@ -122,7 +123,8 @@ class RecordingWriter:
         self.writes.append([frame.cursor for frame in frames])
 
 
-def _live_connection(writer: RecordingWriter):  # type: ignore[no-untyped-def]
+def _live_connection(writer: RecordingWriter, **options: Any):  # type: ignore[no-untyped-def]
+    """A connection entitled to every event, writing through `writer`; `options` go to `Connection`."""
     from auth.identity import ClientIdentity
     from hub.delivery.websocket.connection import Connection
     from rthub_lms.grants import compile_grant
@@ -130,7 +132,7 @@ def _live_connection(writer: RecordingWriter):  # type: ignore[no-untyped-def]
     async def no_asgi_send(text: str) -> None:
         raise AssertionError("the writer is there: nothing goes through ASGI")
 
-    conn = Connection(ClientIdentity("c", "adaptive", "xapi"), compile_grant([{}]))
+    conn = Connection(ClientIdentity("c", "adaptive", "xapi"), compile_grant([{}]), **options)
     conn.start(writer, no_asgi_send)
     return conn
 
@@ -283,21 +285,12 @@ def test_a_backlog_slice_never_fills_the_send_queue_of_a_socket_that_keeps_up(
             yield item
 
     async def scenario() -> tuple[RecordingWriter, int | None, int]:
-        from auth.identity import ClientIdentity
-        from hub.delivery.websocket.connection import Connection
-        from rthub_lms.grants import compile_grant
-
-        async def no_asgi_send(text: str) -> None:
-            raise AssertionError("the writer is there: nothing goes through ASGI")
-
         client = redis_client(redis_server.url)
         fanout = Fanout(Anonymiser(RedisIdStore(client, settings)), TranslationSettings("http://lms", "test"),
                         queue_size=settings.send_queue_size)
         writer = RecordingWriter()
-        conn = Connection(ClientIdentity("c", "adaptive", "xapi"), compile_grant([{}]), queue_size=queue_size,
-                          end_of_tick=fanout.end_of_tick)
+        conn = _live_connection(writer, queue_size=queue_size, end_of_tick=fanout.end_of_tick)
         conn.release_live()
-        conn.start(writer, no_asgi_send)
         fanout.add(conn)
         await fanout.run(feed(entries(300)))  # every learner's anonymised id is cached after this
         await fanout.run(feed(entries(600)))  # so this backlog is dispatched with no await at all
