@@ -94,22 +94,23 @@ class EndOfTick:
         self.entries += 1
         if self.entries > 1:
             self.burst = True
-        elif not self._scheduled:
+        else:
             self._schedule()
 
     def fall_behind(self) -> None:
         """Note that the fan-out yielded in the middle of a backlog and goes on with it: `behind`
         stays true until the loop runs again without the fan-out's yield (its feed waited)."""
         self.behind = True
-        if not self._scheduled:
-            self._schedule()
+        self._schedule()
 
     def add(self, conn: Connection) -> None:
         self._due.append(conn)
-        if not self._scheduled:
-            self._schedule()
+        self._schedule()
 
     def _schedule(self) -> None:
+        """Flush at the end of this tick (once, however often it is asked)."""
+        if self._scheduled:
+            return
         self._scheduled = True
         asyncio.get_running_loop().call_soon(self._flush)
 
