@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -140,5 +141,40 @@ def test_an_event_published_once_the_hub_is_up_reaches_a_webhook_even_when_routi
         asyncio.run(settle())
     finally:
         process.stop()
+        stored.close()
+    assert [r.json["cursor"] for r in receiver.requests] == cursors
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_the_routing_start_a_hub_saved_outlives_it(
+    redis_server: RedisServer, prefix: str, receiver: Receiver, sig: int
+) -> None:
+    """A hub that started (and so saved where routing begins) but was stopped before it routed
+    anything: events published while no hub runs reach the webhook once the next hub starts, rather
+    than counting as history older than that hub's start."""
+    lease = rkeys.routing_lease(rkeys.Prefix(prefix))
+    first = HubProcess(redis_server.url, prefix, env=HUB_ENV)
+    register(first, receiver.url, "webhook")
+    stored = rconnect.connect(rconnect.discover(redis_server.url))
+    stored.set(lease, "an instance that went away", px=60_000)  # the first hub never routes
+    first.start()
+    first.stop(sig)
+    backend = RealtimeBackend(redis_url=redis_server.url, redis_prefix=prefix)
+    lms = SimulatedLMS(seed=22)
+    cursors = [backend.send(lms.next_event()) for _ in range(5)]
+    backend.close()
+    stored.delete(lease)
+    second = HubProcess(redis_server.url, prefix, env=HUB_ENV)
+    second.start()
+    try:
+        async def settle() -> None:
+            deadline = asyncio.get_running_loop().time() + 20
+            while len(receiver.requests) < len(cursors):
+                assert asyncio.get_running_loop().time() < deadline, "events published between the hubs were skipped"
+                await asyncio.sleep(0.05)
+
+        asyncio.run(settle())
+    finally:
+        second.stop()
         stored.close()
     assert [r.json["cursor"] for r in receiver.requests] == cursors
