@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -37,6 +38,14 @@ def register(process: HubProcess, url: str, delivery: str) -> tuple[str, str, st
 def receiver() -> Iterator[Receiver]:
     with Receiver() as running:
         yield running
+
+
+def wait_for_requests(receiver: Receiver, count: int, failure: str, within: float = 20) -> None:
+    """Wait until `receiver` has had `count` requests; fail with `failure` after `within` seconds."""
+    deadline = time.monotonic() + within
+    while len(receiver.requests) < count:
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.05)
 
 
 def test_socket_then_webhook_then_socket_loses_nothing(
@@ -131,14 +140,7 @@ def test_an_event_published_once_the_hub_is_up_reaches_a_webhook_even_when_routi
         cursors = [backend.send(lms.next_event()) for _ in range(5)]
         backend.close()
         assert stored.exists(rkeys.routing_lease(rkeys.Prefix(prefix))), "sent while the lease was held elsewhere"
-
-        async def settle() -> None:
-            deadline = asyncio.get_running_loop().time() + 20
-            while len(receiver.requests) < len(cursors):
-                assert asyncio.get_running_loop().time() < deadline, "events published after start were not routed"
-                await asyncio.sleep(0.05)
-
-        asyncio.run(settle())
+        wait_for_requests(receiver, len(cursors), "events published after start were not routed")
     finally:
         process.stop()
         stored.close()
@@ -167,13 +169,7 @@ def test_the_routing_start_a_hub_saved_outlives_it(
     second = HubProcess(redis_server.url, prefix, env=HUB_ENV)
     second.start()
     try:
-        async def settle() -> None:
-            deadline = asyncio.get_running_loop().time() + 20
-            while len(receiver.requests) < len(cursors):
-                assert asyncio.get_running_loop().time() < deadline, "events published between the hubs were skipped"
-                await asyncio.sleep(0.05)
-
-        asyncio.run(settle())
+        wait_for_requests(receiver, len(cursors), "events published between the hubs were skipped")
     finally:
         second.stop()
         stored.close()
