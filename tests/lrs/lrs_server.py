@@ -1,44 +1,27 @@
 """A real LRS for tests: Ralph 5.1.0 in its own virtualenv (it pins an older Starlette than ours).
 
-The virtualenv is built once into `~/.cache/rthub-test-venvs/ralph-venv` (outside the work tree, see
-`tests/venvs.py`) and reused; each server gets its own data directory, auth file and a Basic user
-whose statements go to `<data>/<user>/`.
+The virtualenv is built once per machine (`tests/venvs.py`); each server gets its own data directory,
+auth file and a Basic user whose statements go to `<data>/<user>/`.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 
 from hub.dev.embedded import free_port
-from tests.venvs import VENVS
+from tests.venvs import clean_environ, peer_venv
 
-VENV = VENVS / "ralph-venv"
 PINS = ("ralph-malph[cli,lrs]==5.1.0", "requests")
 LAUNCHER = Path(__file__).with_name("launch_ralph.py")
 
 
 def ralph_venv() -> Path:
-    """The virtualenv's python, building the virtualenv when it is missing or was built with other pins."""
-    python = VENV / "bin" / "python"
-    marker = VENV / "rthub-pins.txt"
-    if python.exists() and marker.exists() and marker.read_text() == "\n".join(PINS):
-        return python
-    env = _clean_environ()
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True, env=env)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", *PINS], check=True, env=env)
-    marker.write_text("\n".join(PINS))
-    return python
-
-
-def _clean_environ() -> dict[str, str]:
-    """Our environment without what would point Ralph's interpreter at our packages."""
-    return {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    """The Ralph virtualenv's python (built once per machine, see `tests/venvs.py`)."""
+    return peer_venv("ralph-venv", PINS) / "python"
 
 
 class RalphServer:
@@ -52,7 +35,7 @@ class RalphServer:
         data = directory / "statements"
         (data / username).mkdir(parents=True, exist_ok=True)
         self.env = {
-            **_clean_environ(),
+            **clean_environ(),
             "RALPH_APP_DIR": str(directory / "app"),
             "RALPH_AUTH_FILE": str(directory / "auth.json"),
             "RALPH_RUNSERVER_BACKEND": "fs",

@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tests.venvs import VENVS
+from tests.venvs import PeerVenvError, peer_venv
 
 PACKAGE = "edx-event-routing-backends==9.3.8"
-VENV = Path(os.environ.get("RTHUB_REFERENCE_VENV", VENVS / "reference-venv"))
+REFERENCE_VENV = os.environ.get("RTHUB_REFERENCE_VENV")  # a prebuilt one, used as it is
 RUNNER = Path(__file__).with_name("oracle_runner.py")
 
 
@@ -31,23 +29,13 @@ class OracleUnavailable(RuntimeError):
 
 
 def python() -> Path:
-    """The reference venv's interpreter, building the venv first when it is missing or incomplete."""
-    interpreter = VENV / "bin" / "python"
-    marker = VENV / f"installed-{PACKAGE}"
-    if marker.exists():
-        return interpreter
-    shutil.rmtree(VENV, ignore_errors=True)
-    steps = (
-        [sys.executable, "-m", "venv", str(VENV)],
-        [str(interpreter), "-m", "pip", "install", "-q", PACKAGE],
-    )
-    for step in steps:
-        done = subprocess.run(step, capture_output=True, text=True, timeout=900, check=False)
-        if done.returncode != 0:
-            tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
-            raise OracleUnavailable(f"building the reference venv failed at `{' '.join(step)}`:\n{tail}")
-    marker.touch()
-    return interpreter
+    """The reference venv's interpreter, built once per machine (`tests/venvs.py`)."""
+    if REFERENCE_VENV:
+        return Path(REFERENCE_VENV) / "bin" / "python"
+    try:
+        return peer_venv("reference-venv", (PACKAGE,)) / "python"
+    except PeerVenvError as exc:
+        raise OracleUnavailable(str(exc)) from exc
 
 
 class Oracle:
