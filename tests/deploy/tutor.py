@@ -24,6 +24,7 @@ PLUGIN = ROOT / "deploy" / "tutor"
 
 # Run in Tutor's interpreter: the init tasks registered by enabled plugins, rendered with the project's config.
 RENDER_INIT_TASKS = """
+import sys
 from tutor import config, env, hooks
 hooks.Actions.CORE_READY.do()
 hooks.Actions.PROJECT_ROOT_READY.do(sys.argv[1])
