@@ -25,9 +25,11 @@ from hub.config import Settings
 from hub.control.changes import watch_changes
 from hub.control.presence import Presence
 from hub.delivery.webhook.router import WebhookRouter
-from hub.delivery.websocket.connection import CLOSE_SERVICE_RESTART
-from hub.delivery.websocket.transport import EventsEndpoint
-from hub.fanout import Fanout
+from hub.delivery.websocket.endpoint import EventsEndpoint
+from hub.fanout.dispatch import Fanout
+from hub.fanout.stage.bundle import Bundle
+from hub.fanout.stage.feed import follow
+from hub.fanout.subscriber import CLOSE_SERVICE_RESTART
 from hub.ingest import BadEntry, Entry
 from hub.ingest.deadletters import RedisDeadLetters
 from hub.ingest.history import SharedHistory
@@ -35,8 +37,6 @@ from hub.ingest.redis import RedisBroker
 from hub.lifetime import die_with_parent
 from hub.metrics import HubCollector, Metrics
 from hub.redis import Client, connect
-from hub.stage.bundle import Bundle
-from hub.stage.feed import follow
 from hub.translate import TranslationSettings
 from rthub_lms.connect import Topology, discover
 

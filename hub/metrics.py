@@ -17,8 +17,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from hub.delivery.websocket.connection import Frame
-from hub.fanout import Fanout
+from hub.fanout.dispatch import Fanout
+from hub.fanout.render import Frame
 from hub.ingest import Broker
 
 # Publish (stream id time) to hand-over to the socket, in seconds.

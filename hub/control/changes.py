@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 
 from auth.identity import CLOSE_FORBIDDEN, ClientIdentity
 from hub.config import Settings
-from hub.fanout import Fanout
+from hub.fanout.dispatch import Fanout
 from rthub_lms.keys import changes_channel
 
 log = logging.getLogger("rthub.changes")

@@ -38,7 +38,7 @@ from hub.delivery.webhook.lease import Lease
 from hub.delivery.webhook.outbox import Appended, Outbox
 from hub.delivery.webhook.position import Position, predecessor
 from hub.delivery.webhook.worker import DeliveryOptions, DeliveryWorker
-from hub.delivery.websocket.connection import Frame
+from hub.fanout.render import Frame
 from hub.ingest import Entry, cursor_key
 from hub.ingest.redis import decode_event
 from rthub_lms import keys

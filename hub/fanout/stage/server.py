@@ -1,6 +1,6 @@
 """The render-stage process: follow the live feed, render each event once, stream bundles to workers.
 
-    python -m hub.stage.server SOCKET [--log-format json|text] [--log-level L]
+    python -m hub.fanout.stage.server SOCKET [--log-format json|text] [--log-level L]
                                              # started by `rthub serve --workers N`; settings from RTHUB_*
 
 Which groups to render: the (translator, consumer type) of every active client whose grant admits
@@ -33,20 +33,20 @@ from auth.clients import Client
 from auth.registry import ClientRegistry
 from hub.anonymise import Anonymiser, RedisIdStore
 from hub.config import Settings
+from hub.fanout.render import Renderer
+from hub.fanout.stage.bundle import Group, encode
 from hub.ingest import BadEntry, Entry
 from hub.ingest.deadletters import RedisDeadLetters
 from hub.ingest.redis import RedisBroker
 from hub.logs import RedactingFilter, uvicorn_log_config
 from hub.redis import Client as RedisClient
 from hub.redis import connect
-from hub.render import Renderer
-from hub.stage.bundle import Group, encode
 from hub.translate import TranslationSettings
 from rthub_lms.connect import discover
 from rthub_lms.grants import EventFacts, GrantError, GrantIndex, compile_grant, validate_grant
 from rthub_lms.keys import changes_channel
 
-log = logging.getLogger("rthub.stage")
+log = logging.getLogger("rthub.fanout.stage")
 
 MAX_BACKLOG = 8 * 2**20
 # Bundles waiting for a write go out in one write per worker, so a worker wakes once for them and

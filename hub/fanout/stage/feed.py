@@ -15,10 +15,10 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+from hub.fanout.stage.bundle import MAX_BUNDLE, SIZE, BadBundle, Bundle, decode
 from hub.ingest import BadEntry, Broker, Entry, cursor_key
-from hub.stage.bundle import MAX_BUNDLE, SIZE, BadBundle, Bundle, decode
 
-log = logging.getLogger("rthub.stage.feed")
+log = logging.getLogger("rthub.fanout.stage.feed")
 
 RETRY_EVERY = 1.0
 

@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from auth.identity import ClientIdentity
+from hub.fanout.render import Frame
 from hub.ingest import cursor_key
-from rthub_lms.grants import EventFacts, Matcher
+from rthub_lms.grants import Matcher
 
 CLOSE_SLOW_CONSUMER = 4008
 CLOSE_SERVICE_RESTART = 1012
@@ -38,22 +39,8 @@ CLOSE_SEND_FAILED = 1011
 _ids = itertools.count(1)
 
 
-@dataclass(slots=True)
-class Frame:
-    """Encoded text ready to send; `cursor` is None for control frames such as `gap`."""
-
-    cursor: str | None
-    text: str
-    facts: EventFacts | None = None
-    order: tuple[int, int] | None = field(init=False)
-    wire: bytes | None = field(default=None, init=False)  # its WebSocket frame, built once (`server.wire`)
-
-    def __post_init__(self) -> None:
-        self.order = cursor_key(self.cursor) if self.cursor is not None else None
-
-
 class FrameWriter(Protocol):
-    """A synchronous way to put frames on one socket (`hub.delivery.websocket.server`)."""
+    """A synchronous way to put frames on one socket (`hub.delivery.websocket.writer`)."""
 
     @property
     def ready(self) -> bool: ...

@@ -1,6 +1,6 @@
 """`WS /v1/events`: authenticate, greet, then let the connection send its frames.
 
-Under `rthub serve` the connection writes straight to the socket's transport (`server.py`); under
+Under `rthub serve` the connection writes straight to the socket's transport (`writer.py`); under
 another ASGI server it sends through ASGI. Frames from the client (`subscribe`) are read
 concurrently. Close codes: 4401 bad or expired token, 4403 no right (or rights changed), 4008 slow
 consumer, 1011 send failed, 1012 hub shutting down, 1013 stream unavailable during a catch-up, 1003
@@ -25,10 +25,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from auth.identity import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, Authenticator, AuthError
 from hub.control.presence import Presence
-from hub.delivery.websocket.connection import Connection
 from hub.delivery.websocket.limits import FilterBudget, FilterTooFrequent, FilterTooLarge, check_filter, filter_cost
-from hub.delivery.websocket.server import EXTENSION
-from hub.fanout import Fanout
+from hub.delivery.websocket.writer import EXTENSION
+from hub.fanout.dispatch import Fanout
+from hub.fanout.subscriber import Connection
 from hub.ingest import BrokerUnavailable, History, cursor_key
 from hub.metrics import Metrics
 from rthub_lms.grants import GrantError, compile_grant, narrow, validate_filter

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 from hub.lifetime import die_with_parent
 
-log = logging.getLogger("rthub.stage")
+log = logging.getLogger("rthub.fanout.stage")
 
 ENV = "RTHUB_RENDER_STAGE_SOCKET"
 WATCH_EVERY = 0.5
@@ -28,7 +28,7 @@ STOP_TIMEOUT = 10.0
 
 
 def _start(path: str, log_format: str, log_level: str) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "hub.stage.server", path, "--log-format", log_format, "--log-level", log_level]
+    argv = [sys.executable, "-m", "hub.fanout.stage.server", path, "--log-format", log_format, "--log-level", log_level]
     return subprocess.Popen(argv, preexec_fn=die_with_parent, start_new_session=True)
 
 
