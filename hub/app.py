@@ -95,7 +95,7 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
         WebSocketRoute(
             "/v1/events",
             EventsEndpoint(
-                fanout, history, authenticator, settings.send_queue_size, presence, metrics,
+                fanout, history, authenticator, settings.send_queue_size, presence, metrics.frames_sent,
                 max_sockets_per_client=settings.ws_max_sockets_per_client,
             ),
         ),

@@ -1,5 +1,8 @@
 """Prometheus metrics for `GET /metrics`, read at scrape time from the counters the hub already keeps.
 
+It belongs to the app layer: it reads the fan-out, the broker and (through callables) webhook delivery,
+and the WebSocket endpoint is only handed `Metrics.frames_sent` as a callable, so no layer below imports it.
+
 The hot path only bumps plain integers (`Fanout.counts`, the webhook workers' counts); this collector
 turns them into metric families when Prometheus asks, so metrics cost nothing per event. The one
 exception is the delivery latency histogram: one bucket counter bumped per frame sent (`Metrics`),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable, Sequence
 
 import orjson
 from redis.exceptions import RedisError
@@ -28,9 +29,9 @@ from hub.control.presence import Presence
 from hub.delivery.websocket.limits import FilterBudget, FilterTooFrequent, FilterTooLarge, check_filter, filter_cost
 from hub.delivery.websocket.writer import EXTENSION
 from hub.fanout.dispatch import Fanout
+from hub.fanout.render import Frame
 from hub.fanout.subscriber import Connection
 from hub.ingest import BrokerUnavailable, History, cursor_key
-from hub.metrics import Metrics
 from rthub_lms.grants import GrantError, compile_grant, narrow, validate_filter
 
 CLOSE_UNSUPPORTED_DATA = 1003
@@ -84,11 +85,11 @@ class EventsEndpoint:
         authenticator: Authenticator,
         queue_size: int,
         presence: Presence | None = None,
-        metrics: Metrics | None = None,
+        on_sent: Callable[[Sequence[Frame]], None] | None = None,
         max_sockets_per_client: int = 0,
     ) -> None:
         self.presence = presence
-        self.metrics = metrics
+        self.on_sent = on_sent  # told of every write (the app's delivery metrics)
         self.fanout = fanout
         self.history = history
         self.authenticator = authenticator
@@ -154,8 +155,7 @@ class EventsEndpoint:
                 {"type": "welcome", "client_id": identity.client_id, "translator": identity.translator}
             ).decode()
         )
-        if self.metrics is not None:
-            conn.on_sent = self.metrics.frames_sent
+        conn.on_sent = self.on_sent
         conn.start(websocket.scope.get("extensions", {}).get(EXTENSION), websocket.send_text)
         tasks = []
         try:
