@@ -22,7 +22,7 @@ from auth.websocket import JwtAuthenticator
 from hub.admin.routes import admin_routes
 from hub.anonymise import Anonymiser, RedisIdStore
 from hub.config import Settings
-from hub.control.changes import watch_changes
+from hub.control.changes import ChangeFollower, follow_sockets
 from hub.control.presence import Presence
 from hub.delivery.webhook.router import WebhookRouter
 from hub.delivery.websocket.endpoint import EventsEndpoint
@@ -68,7 +68,8 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
         RedisDeadLetters(client, settings),
         queue_size=settings.send_queue_size,
     )
-    webhooks = WebhookRouter(client, settings, fanout.renderer.render, facts=fanout.renderer.facts)
+    changes = ChangeFollower(client, settings)
+    webhooks = WebhookRouter(client, settings, fanout.renderer.render, facts=fanout.renderer.facts, changes=changes)
     presence = Presence(client, settings, last_cursors=fanout.last_cursors)
 
     def webhook_counts() -> Counter[str]:
@@ -111,6 +112,8 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
         webhooks.follow()
         presence.start()
         registry = ClientRegistry(client, settings)
+        follow_sockets(changes, fanout, registry.identity)
+        changes.start()
         # Everything made at start (modules, app, caches) leaves the collector's view: the first full
         # collection would otherwise scan it all at once, a ~30 ms pause in the live path.
         gc.collect()
@@ -118,7 +121,6 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
         tasks = [
             asyncio.create_task(fanout.run(live_feed(broker, settings)), name="rthub-fanout"),
             asyncio.create_task(registry.sync_active_grants(), name="rthub-grants-sync"),
-            asyncio.create_task(watch_changes(client, settings, fanout, registry.identity), name="rthub-changes"),
         ]
         try:
             yield
@@ -128,6 +130,7 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await changes.close()
             await presence.close()
             await webhooks.close()
             await broker.close()

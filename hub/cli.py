@@ -15,8 +15,8 @@ from hub.config import ConfigError, Settings
 from hub.delivery.webhook import cli as webhooks_cli
 from hub.delivery.websocket.writer import UVICORN_WS
 from hub.eventbus import cli as eventbus_cli
-from hub.fanout.stage.process import render_stage
 from hub.logs import text_log_config, uvicorn_log_config
+from hub.render_stage import render_stage
 from hub.translate import offline
 
 GRACEFUL_SHUTDOWN_SECONDS = 10

@@ -48,7 +48,7 @@ SOCKETS = 8
 
 
 def stage_pids(hub: HubProcess) -> list[int]:
-    """The render-stage process(es) of this hub: children of `rthub serve` running hub.fanout.stage.server."""
+    """The render-stage process(es) of this hub: children of `rthub serve` running hub.render_stage."""
     assert hub.process is not None
     found = []
     for pid in _children(hub.process.pid):
@@ -57,7 +57,7 @@ def stage_pids(hub: HubProcess) -> list[int]:
                 cmdline = file.read().split(b"\0")
         except OSError:
             continue
-        if b"hub.fanout.stage.server" in cmdline:
+        if b"hub.render_stage" in cmdline:
             found.append(pid)
     return found
 

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from hub.fanout.stage.bundle import MAX_BUNDLE, SIZE, BadBundle, Bundle, decode
 from hub.ingest import BadEntry, Broker, Entry, cursor_key
 
-log = logging.getLogger("rthub.fanout.stage.feed")
+log = logging.getLogger("rthub.stage.feed")
 
 RETRY_EVERY = 1.0
 
