@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
+from auth.closecodes import CloseCode
 from auth.identity import Authenticator
 from auth.registry import ClientRegistry
 from auth.routes import auth_routes
@@ -29,7 +30,6 @@ from hub.delivery.websocket.endpoint import EventsEndpoint
 from hub.fanout.dispatch import Fanout
 from hub.fanout.stage.bundle import Bundle
 from hub.fanout.stage.feed import follow
-from hub.fanout.subscriber import CLOSE_SERVICE_RESTART
 from hub.ingest import BadEntry, Entry
 from hub.ingest.deadletters import RedisDeadLetters
 from hub.ingest.history import SharedHistory
@@ -126,7 +126,7 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
             yield
         finally:
             for conn in list(fanout.connections.values()):
-                conn.close(CLOSE_SERVICE_RESTART, "hub shutting down")
+                conn.close(CloseCode.SERVICE_RESTART, "hub shutting down")
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

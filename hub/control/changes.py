@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from auth.identity import CLOSE_FORBIDDEN, ClientIdentity
+from auth.closecodes import CloseCode
+from auth.identity import ClientIdentity
 from hub.config import Settings
 from hub.fanout.dispatch import Fanout
 from rthub_lms.keys import changes_channel
@@ -119,7 +120,7 @@ async def reevaluate(fanout: Fanout, client_id: str, lookup: Lookup) -> int:
     ]
     reason = "client revoked" if current is None else "client rights changed; reconnect"
     for conn in stale:
-        conn.close(CLOSE_FORBIDDEN, reason)
+        conn.close(CloseCode.FORBIDDEN, reason)
     if stale:
         log.info("%s: closed %d socket(s)", reason, len(stale), extra={"client_id": client_id})
     return len(stale)

@@ -27,14 +27,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from auth.closecodes import CloseCode
 from auth.identity import ClientIdentity
 from hub.fanout.render import Frame
 from hub.ingest import cursor_key
 from rthub_lms.grants import Matcher
-
-CLOSE_SLOW_CONSUMER = 4008
-CLOSE_SERVICE_RESTART = 1012
-CLOSE_SEND_FAILED = 1011
 
 _ids = itertools.count(1)
 
@@ -180,7 +177,7 @@ class Connection:
         if len(pending) >= self.queue_size:
             self._slow = True
             asyncio.get_running_loop().call_later(
-                self.grace, self.close, CLOSE_SLOW_CONSUMER, "slow consumer: send queue full"
+                self.grace, self.close, CloseCode.SLOW_CONSUMER, "slow consumer: send queue full"
             )
             return
         if order is not None:
@@ -239,7 +236,7 @@ class Connection:
             try:
                 await asyncio.wait_for(self._room.wait(), self.grace)
             except TimeoutError:
-                self.close(CLOSE_SLOW_CONSUMER, "slow consumer: send queue full")
+                self.close(CloseCode.SLOW_CONSUMER, "slow consumer: send queue full")
                 return
         self._take(frame)
         if frame.order is not None and frame.order > self._queued_up_to:
@@ -297,7 +294,7 @@ class Connection:
                     self.pending.popleft()
                     self._delivered((frame,))
         except Exception as exc:  # the socket is gone: the reader sees the disconnect
-            self.close(CLOSE_SEND_FAILED, f"send failed: {type(exc).__name__}")
+            self.close(CloseCode.SEND_FAILED, f"send failed: {type(exc).__name__}")
         finally:
             self._drain = None
 
