@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_FORBIDDEN = 4403
+from auth.closecodes import CloseCode
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +26,7 @@ class ClientIdentity:
 class AuthError(Exception):
     """Authentication refused; `close_code` is the WebSocket close code the contract names."""
 
-    def __init__(self, close_code: int, reason: str) -> None:
+    def __init__(self, close_code: CloseCode, reason: str) -> None:
         super().__init__(reason)
         self.close_code = close_code
         self.reason = reason

@@ -11,15 +11,14 @@ from dataclasses import replace
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from auth.identity import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, AuthError, ClientIdentity
+from auth.closecodes import CloseCode
+from auth.identity import AuthError, ClientIdentity
 from auth.keys import SigningKeys
 from auth.registry import ClientRegistry
 from auth.settings import AuthSettings
 from auth.tokens import InvalidToken, is_revoked, token_scopes, verify_access_token
 
 STREAM_SCOPE = "events:read"
-# RFC 6455 "Try Again Later": Redis is away, the token could not be checked; not the client's fault.
-CLOSE_TRY_AGAIN_LATER = 1013
 
 
 class JwtAuthenticator:
@@ -35,18 +34,18 @@ class JwtAuthenticator:
         try:
             claims = verify_access_token(token, self.keys, self.settings)
         except InvalidToken as exc:
-            raise AuthError(CLOSE_UNAUTHENTICATED, exc.reason) from exc
+            raise AuthError(CloseCode.UNAUTHENTICATED, exc.reason) from exc
         try:
             revoked = await is_revoked(self.redis, self.settings, claims["jti"])
             identity = await self.registry.identity(str(claims["client_id"]))
         except (RedisError, OSError) as exc:
-            raise AuthError(CLOSE_TRY_AGAIN_LATER, "client registry unavailable; retry") from exc
+            raise AuthError(CloseCode.TRY_AGAIN_LATER, "client registry unavailable; retry") from exc
         if revoked:
-            raise AuthError(CLOSE_UNAUTHENTICATED, "token revoked")
+            raise AuthError(CloseCode.UNAUTHENTICATED, "token revoked")
         if STREAM_SCOPE not in token_scopes(claims):
-            raise AuthError(CLOSE_FORBIDDEN, f"token lacks the {STREAM_SCOPE} scope")
+            raise AuthError(CloseCode.FORBIDDEN, f"token lacks the {STREAM_SCOPE} scope")
         if identity is None:
-            raise AuthError(CLOSE_FORBIDDEN, "client revoked or unknown")
+            raise AuthError(CloseCode.FORBIDDEN, "client revoked or unknown")
         if STREAM_SCOPE not in identity.scopes:
-            raise AuthError(CLOSE_FORBIDDEN, f"client no longer has the {STREAM_SCOPE} scope")
+            raise AuthError(CloseCode.FORBIDDEN, f"client no longer has the {STREAM_SCOPE} scope")
         return replace(identity, expires_at=float(claims["exp"]))

@@ -42,9 +42,9 @@ from websockets.server import ServerProtocol
 from auth.identity import ClientIdentity
 from bench.harness import COURSE_COUNT, COURSES, make_events
 from hub.anonymise import Anonymiser
-from hub.delivery.websocket.connection import Connection
-from hub.delivery.websocket.server import TransportWriter
-from hub.fanout import Fanout
+from hub.delivery.websocket.writer import TransportWriter
+from hub.fanout.dispatch import Fanout
+from hub.fanout.subscriber import Connection
 from hub.ingest import BadEntry, Entry
 from hub.ingest.redis import decode_live
 from hub.metrics import Metrics

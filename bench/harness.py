@@ -141,7 +141,7 @@ class Target:
         tree = self.tree()
         seconds: dict[str, float] = {}
         for index, proc in enumerate(tree):
-            if "hub.stage.server" in " ".join(proc.cmdline()):
+            if "hub.render_stage" in " ".join(proc.cmdline()):
                 role = "render stage"
             else:
                 role = "supervisor" if index == 0 and len(tree) > 1 else "workers"

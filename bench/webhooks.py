@@ -56,7 +56,7 @@ from hub.delivery.webhook.signing import new_secret
 from hub.delivery.webhook.worker import DeliveryOptions
 from hub.dev.embedded import EmbeddedRedis, free_port
 from hub.dev.simulator import SimulatedLMS
-from hub.fanout import Fanout
+from hub.fanout.dispatch import Fanout
 from hub.ingest import Entry
 from hub.ingest.redis import RedisBroker
 from hub.redis import client as redis_client

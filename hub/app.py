@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
+from auth.closecodes import CloseCode
 from auth.identity import Authenticator
 from auth.registry import ClientRegistry
 from auth.routes import auth_routes
@@ -22,12 +23,13 @@ from auth.websocket import JwtAuthenticator
 from hub.admin.routes import admin_routes
 from hub.anonymise import Anonymiser, RedisIdStore
 from hub.config import Settings
-from hub.control.changes import watch_changes
+from hub.control.changes import ChangeFollower, follow_sockets
 from hub.control.presence import Presence
 from hub.delivery.webhook.router import WebhookRouter
-from hub.delivery.websocket.connection import CLOSE_SERVICE_RESTART
-from hub.delivery.websocket.transport import EventsEndpoint
-from hub.fanout import Fanout
+from hub.delivery.websocket.endpoint import EventsEndpoint
+from hub.fanout.dispatch import Fanout
+from hub.fanout.stage.bundle import Bundle
+from hub.fanout.stage.feed import follow
 from hub.ingest import BadEntry, Entry
 from hub.ingest.deadletters import RedisDeadLetters
 from hub.ingest.history import SharedHistory
@@ -35,8 +37,6 @@ from hub.ingest.redis import RedisBroker
 from hub.lifetime import die_with_parent
 from hub.metrics import HubCollector, Metrics
 from hub.redis import Client, connect
-from hub.stage.bundle import Bundle
-from hub.stage.feed import follow
 from hub.translate import TranslationSettings
 from rthub_lms.connect import Topology, discover
 
@@ -68,7 +68,8 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
         RedisDeadLetters(client, settings),
         queue_size=settings.send_queue_size,
     )
-    webhooks = WebhookRouter(client, settings, fanout.renderer.render, facts=fanout.renderer.facts)
+    changes = ChangeFollower(client, settings)
+    webhooks = WebhookRouter(client, settings, fanout.renderer.render, facts=fanout.renderer.facts, changes=changes)
     presence = Presence(client, settings, last_cursors=fanout.last_cursors)
 
     def webhook_counts() -> Counter[str]:
@@ -95,7 +96,7 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
         WebSocketRoute(
             "/v1/events",
             EventsEndpoint(
-                fanout, history, authenticator, settings.send_queue_size, presence, metrics,
+                fanout, history, authenticator, settings.send_queue_size, presence, metrics.frames_sent,
                 max_sockets_per_client=settings.ws_max_sockets_per_client,
             ),
         ),
@@ -111,6 +112,8 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
         webhooks.follow()
         presence.start()
         registry = ClientRegistry(client, settings)
+        follow_sockets(changes, fanout, registry.identity)
+        changes.start()
         # Everything made at start (modules, app, caches) leaves the collector's view: the first full
         # collection would otherwise scan it all at once, a ~30 ms pause in the live path.
         gc.collect()
@@ -118,16 +121,16 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
         tasks = [
             asyncio.create_task(fanout.run(live_feed(broker, settings)), name="rthub-fanout"),
             asyncio.create_task(registry.sync_active_grants(), name="rthub-grants-sync"),
-            asyncio.create_task(watch_changes(client, settings, fanout, registry.identity), name="rthub-changes"),
         ]
         try:
             yield
         finally:
             for conn in list(fanout.connections.values()):
-                conn.close(CLOSE_SERVICE_RESTART, "hub shutting down")
+                conn.close(CloseCode.SERVICE_RESTART, "hub shutting down")
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await changes.close()
             await presence.close()
             await webhooks.close()
             await broker.close()

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from hub.admin import cli as admin_cli
 from hub.config import ConfigError, Settings
 from hub.delivery.webhook import cli as webhooks_cli
-from hub.delivery.websocket.server import UVICORN_WS
+from hub.delivery.websocket.writer import UVICORN_WS
 from hub.eventbus import cli as eventbus_cli
 from hub.logs import text_log_config, uvicorn_log_config
-from hub.stage.process import render_stage
+from hub.render_stage import render_stage
 from hub.translate import offline
 
 GRACEFUL_SHUTDOWN_SECONDS = 10
@@ -57,7 +57,7 @@ def _serve(args: argparse.Namespace) -> int:
             # copies the option from the listening socket to the sockets it accepts.
             sock = config.bind_socket()
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with render_stage(args.log_format, args.log_level):  # per-event work once for all workers (`hub.stage`)
+            with render_stage(args.log_format, args.log_level):  # per-event work once for all workers
                 Multiprocess(config, sockets=[sock]).run()
     if args.workers <= 1 and not server.started:
         print(f"rthub serve: could not start on {args.host}:{args.port}", file=sys.stderr)

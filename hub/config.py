@@ -55,7 +55,7 @@ class Settings:
     ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 20.0
     ws_max_sockets_per_client: int = 64
-    # Set by `rthub serve --workers N` for its workers: the shared render stage's Unix socket (`hub.stage`).
+    # Set by `rthub serve --workers N` for its workers: the shared render stage's Unix socket (`hub.render_stage`).
     render_stage_socket: str = ""
     # How long the render stage may hold bundles that follow a write, so a worker wakes once for them.
     stage_write_delay: float = 0.005

@@ -1,5 +1,8 @@
 """Prometheus metrics for `GET /metrics`, read at scrape time from the counters the hub already keeps.
 
+It belongs to the app layer: it reads the fan-out, the broker and (through callables) webhook delivery,
+and the WebSocket endpoint is only handed `Metrics.frames_sent` as a callable, so no layer below imports it.
+
 The hot path only bumps plain integers (`Fanout.counts`, the webhook workers' counts); this collector
 turns them into metric families when Prometheus asks, so metrics cost nothing per event. The one
 exception is the delivery latency histogram: one bucket counter bumped per frame sent (`Metrics`),
@@ -17,8 +20,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from hub.delivery.websocket.connection import Frame
-from hub.fanout import Fanout
+from hub.fanout.dispatch import Fanout
+from hub.fanout.render import Frame
 from hub.ingest import Broker
 
 # Publish (stream id time) to hand-over to the socket, in seconds.

@@ -21,11 +21,11 @@ import websockets
 
 from hub.anonymise import Anonymiser, RedisIdStore
 from hub.config import Settings
-from hub.delivery.websocket.connection import Frame
-from hub.delivery.websocket.server import EXTENSION, UVICORN_WS, TransportWriter
+from hub.delivery.websocket.writer import EXTENSION, UVICORN_WS, TransportWriter
 from hub.dev.embedded import free_port
 from hub.dev.simulator import SimulatedLMS
-from hub.fanout import BURST, MAX_BURST, Fanout
+from hub.fanout.dispatch import BURST, MAX_BURST, Fanout
+from hub.fanout.render import Frame
 from hub.ingest import Entry
 from hub.redis import client as redis_client
 from hub.translate import TranslationSettings
@@ -126,7 +126,7 @@ class RecordingWriter:
 def _live_connection(writer: RecordingWriter, **options: Any):  # type: ignore[no-untyped-def]
     """A connection entitled to every event, writing through `writer`; `options` go to `Connection`."""
     from auth.identity import ClientIdentity
-    from hub.delivery.websocket.connection import Connection
+    from hub.fanout.subscriber import Connection
     from rthub_lms.grants import compile_grant
 
     async def no_asgi_send(text: str) -> None:

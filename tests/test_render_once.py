@@ -16,9 +16,9 @@ import redis
 from hub.anonymise import Anonymiser, RedisIdStore
 from hub.config import Settings
 from hub.dev.simulator import SimulatedLMS
+from hub.fanout.render import Renderer
 from hub.ingest import Entry
 from hub.redis import client as redis_client
-from hub.render import Renderer
 from hub.translate import TranslationSettings
 from rthub_lms.events import normalise
 from tests.servers import RedisServer

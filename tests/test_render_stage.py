@@ -28,14 +28,14 @@ import pytest
 from auth.identity import ClientIdentity
 from hub.anonymise import Anonymiser, RedisIdStore
 from hub.config import Settings
-from hub.delivery.websocket.connection import Connection
 from hub.dev.simulator import SimulatedLMS
-from hub.fanout import Fanout
+from hub.fanout.dispatch import Fanout
+from hub.fanout.stage.bundle import decode, encode
+from hub.fanout.stage.feed import connect as connect_stage
+from hub.fanout.stage.server import BATCH, RenderStage
+from hub.fanout.subscriber import Connection
 from hub.ingest import Entry
 from hub.redis import client as redis_client
-from hub.stage.bundle import decode, encode
-from hub.stage.feed import connect as connect_stage
-from hub.stage.server import BATCH, RenderStage
 from hub.translate import TranslationSettings
 from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
@@ -48,7 +48,7 @@ SOCKETS = 8
 
 
 def stage_pids(hub: HubProcess) -> list[int]:
-    """The render-stage process(es) of this hub: children of `rthub serve` running hub.stage.server."""
+    """The render-stage process(es) of this hub: children of `rthub serve` running hub.render_stage."""
     assert hub.process is not None
     found = []
     for pid in _children(hub.process.pid):
@@ -57,7 +57,7 @@ def stage_pids(hub: HubProcess) -> list[int]:
                 cmdline = file.read().split(b"\0")
         except OSError:
             continue
-        if b"hub.stage.server" in cmdline:
+        if b"hub.render_stage" in cmdline:
             found.append(pid)
     return found
 

@@ -1,12 +1,13 @@
 """`Stream`: the hub's event stream as an async iterator that survives drops, restarts and slow reads.
 
-It sends the last cursor both as the `resume_from` query parameter of the upgrade request and in
-the first `subscribe` frame right after `welcome`, so either way the hub replays what was missed;
-it never yields a cursor at or below the last one it yielded, so a replay that overlaps live
-frames cannot produce duplicates. Close codes follow the contract: 4401 fetches one fresh token,
-then raises `Unauthorized`; 4403 raises `Forbidden`; 1003/1008/1009 raise `ProtocolError`;
-anything else (4008 slow consumer, 1012 restart, 1013, a dropped connection) reconnects after an
-exponential backoff with full jitter, reset once a connection is welcomed.
+It sends the last cursor both as the `resume_from` query parameter of the upgrade request and in the
+first `subscribe` frame right after `welcome`, so either way the hub replays what was missed; it
+never yields a cursor at or below the last one it yielded, so a replay that overlaps live frames
+cannot produce duplicates. Close codes are the hub's (its `auth/closecodes.py` lists each with its
+meaning; docs/contract.md): 4401 fetches one fresh token, then raises `Unauthorized`; 4403 raises
+`Forbidden`; 1003/1008/1009 raise `ProtocolError`; anything else (4008 slow consumer, 1012 restart,
+1013, a dropped connection) reconnects after an exponential backoff with full jitter, reset once a
+connection is welcomed.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from rthub_client.tokens import TokenSource, TokenUnavailable
 
 log = logging.getLogger("rthub_client")
 
+# The hub's close codes this SDK acts on: copies of `auth.closecodes.CloseCode` in the hub's repository
+# (this distribution cannot import it); tests/client/test_closecodes.py checks them equal.
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_ABNORMAL = 1006

@@ -1,29 +1,113 @@
-"""Client change notices: when a client is revoked or its rights change, its live sockets go within a second.
+"""Client change notices: the one follower of the registry's change channel, and what the fan-out does on one.
 
 The registry publishes a client id on `{prefix}{registry}:changes` after every create, update, rotation or
-revocation. Every hub instance listens, looks the client up again, and closes (4403) each socket
-whose identity no longer matches: the client reconnects and is judged afresh.
+revocation. Each process runs one `ChangeFollower`; whatever keeps a view of the registry registers
+callbacks on it: the fan-out (`follow_sockets`: a client's live sockets are looked up again and those
+whose identity no longer matches are closed with 4403, so the client reconnects and is judged afresh,
+within a second), webhook routing and the render stage. Pub/sub loses the notices sent while the
+channel is down, so after every (re)subscribe each registration's `resync` runs; a registration may
+also ask for a resync every so often, as a safety net.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from auth.identity import CLOSE_FORBIDDEN, ClientIdentity
+from auth.closecodes import CloseCode
+from auth.identity import ClientIdentity
 from hub.config import Settings
-from hub.fanout import Fanout
+from hub.fanout.dispatch import Fanout
 from rthub_lms.keys import changes_channel
 
 log = logging.getLogger("rthub.changes")
 
 Lookup = Callable[[str], Awaitable[ClientIdentity | None]]
+OnChange = Callable[[str], Awaitable[object]]
+OnResync = Callable[[], Awaitable[object]]
 
-RETRY_DELAY = 0.5
+# One retry policy: a lost subscription is retried after RETRY_FIRST, doubling up to RETRY_MAX.
+RETRY_FIRST = 0.1
+RETRY_MAX = 2.0
+# How long one read of the channel waits: the loop checks `close` at least this often, since redis-py
+# can swallow a cancellation that lands inside `get_message(timeout=...)`.
+POLL = 1.0
+
+
+@dataclass
+class _Registration:
+    on_change: OnChange
+    resync: OnResync
+    every: float | None
+    due: float = float("inf")
+
+
+class ChangeFollower:
+    """Follows the change channel until `close`, calling every registration in the order registered."""
+
+    def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
+        self._redis = redis
+        self._channel = changes_channel(settings)
+        self._registrations: list[_Registration] = []
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def register(self, on_change: OnChange, resync: OnResync, *, resync_every: float | None = None) -> None:
+        """`on_change(client_id)` per notice; `resync()` after every (re)subscribe, and every
+        `resync_every` seconds when given. Register before `start`."""
+        self._registrations.append(_Registration(on_change, resync, resync_every))
+
+    def start(self) -> asyncio.Task[None]:
+        """Follow in a task of its own (it ends only on `close`)."""
+        self._task = asyncio.create_task(self._run(), name="rthub-changes")
+        return self._task
+
+    async def close(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        delay = RETRY_FIRST
+        while not self._stopping:
+            pubsub = self._redis.pubsub()
+            try:
+                await pubsub.subscribe(self._channel)
+                loop = asyncio.get_running_loop()
+                for registration in self._registrations:
+                    await self._resync(registration, loop.time())
+                delay = RETRY_FIRST
+                while not self._stopping:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=POLL)
+                    if message is not None and message["type"] == "message":
+                        data = message["data"]
+                        client_id = data.decode() if isinstance(data, bytes) else str(data)
+                        for registration in self._registrations:
+                            await registration.on_change(client_id)
+                    now = loop.time()
+                    for registration in self._registrations:
+                        if now >= registration.due:
+                            await self._resync(registration, now)
+            except (RedisError, OSError) as exc:
+                log.warning("change notices lost (%s); resubscribing in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
+            finally:
+                await pubsub.aclose()
+
+    @staticmethod
+    async def _resync(registration: _Registration, now: float) -> None:
+        if registration.every is not None:
+            registration.due = now + registration.every
+        await registration.resync()
 
 
 async def reevaluate(fanout: Fanout, client_id: str, lookup: Lookup) -> int:
@@ -36,32 +120,21 @@ async def reevaluate(fanout: Fanout, client_id: str, lookup: Lookup) -> int:
     ]
     reason = "client revoked" if current is None else "client rights changed; reconnect"
     for conn in stale:
-        conn.close(CLOSE_FORBIDDEN, reason)
+        conn.close(CloseCode.FORBIDDEN, reason)
     if stale:
         log.info("%s: closed %d socket(s)", reason, len(stale), extra={"client_id": client_id})
     return len(stale)
 
 
-async def watch_changes(client: aioredis.Redis, settings: Settings, fanout: Fanout, lookup: Lookup) -> None:
-    """Follow the change channel until cancelled, resubscribing after Redis errors.
+def follow_sockets(follower: ChangeFollower, fanout: Fanout, lookup: Lookup) -> None:
+    """Re-evaluate a client's live sockets on each notice, and every connected client after a resubscribe."""
 
-    After a resubscribe every connected client is re-evaluated, since notices sent while the
-    channel was down are lost.
-    """
-    channel = changes_channel(settings)
-    while True:
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
-        try:
-            await pubsub.subscribe(channel)
-            fanout.changes_seen += 1  # notices may have been lost: handshakes in flight check again
-            for client_id in {conn.identity.client_id for conn in fanout.connections.values()}:
-                await reevaluate(fanout, client_id, lookup)
-            while True:
-                message = await pubsub.get_message(timeout=None)
-                if message is not None and message["type"] == "message":
-                    await reevaluate(fanout, message["data"].decode(), lookup)
-        except (RedisError, OSError) as exc:
-            log.warning("change notices lost (%s); resubscribing", exc)
-            await asyncio.sleep(RETRY_DELAY)
-        finally:
-            await pubsub.aclose()
+    async def on_change(client_id: str) -> None:
+        await reevaluate(fanout, client_id, lookup)
+
+    async def resync() -> None:
+        fanout.changes_seen += 1  # notices may have been lost: handshakes in flight check again
+        for client_id in {conn.identity.client_id for conn in fanout.connections.values()}:
+            await reevaluate(fanout, client_id, lookup)
+
+    follower.register(on_change, resync)

@@ -34,7 +34,7 @@ from auth.registry import ClientRegistry
 from hub.admin.cli import bootstrap_admin
 from hub.app import create_app
 from hub.config import Settings
-from hub.delivery.websocket.server import UVICORN_WS
+from hub.delivery.websocket.writer import UVICORN_WS
 from hub.dev.embedded import EmbeddedRedis, free_port
 from hub.dev.simulator import COURSES, SimulatedLMS
 from hub.redis import client as redis_client

@@ -20,7 +20,7 @@ from hub.delivery.webhook.router import WebhookRouter
 from hub.delivery.webhook.signing import new_secret
 from hub.delivery.webhook.worker import DeliveryOptions
 from hub.dev.simulator import SimulatedLMS
-from hub.fanout import Fanout
+from hub.fanout.dispatch import Fanout
 from hub.ingest import Entry
 from hub.ingest.redis import RedisBroker
 from hub.translate import TranslationSettings
@@ -63,7 +63,7 @@ async def write_client(
 
 
 def renderer(redis: aioredis.Redis, settings: Settings) -> Callable[[Entry, str, str], Awaitable[Any]]:
-    """The real render cache (`hub.render.Renderer.render`: anonymise, translate, encode) on this Redis."""
+    """The real render cache (`hub.fanout.render.Renderer.render`: anonymise, translate, encode) on this Redis."""
     fanout = Fanout(
         Anonymiser(RedisIdStore(redis, settings)),
         TranslationSettings(settings.lms_root_url, settings.transformer_version),

@@ -7,7 +7,8 @@ appends the frame to each entitled client's outbox; the position advances only a
 A Redis error (outage, READONLY after a failover, OOM) is waited out on the same page: nothing is
 skipped or dead-lettered for it. When the stream no longer holds the position (retention exceeded),
 each webhook client gets one `gap` dead letter naming what was lost. The client set follows the
-registry: loaded at start, reloaded per client on `{prefix}{registry}:changes`, and fully every minute.
+registry: loaded at start, reloaded per client on `{prefix}{registry}:changes` (`ChangeFollower`), and
+fully after a resubscribe and every minute.
 One instance routes at a time: the holder of the routing lease (`{prefix}wh:routing`, a `Lease`
 renewed every half ttl). The others, workers of `rthub serve --workers N` or other hosts, wait and
 try to take it every third of a ttl, so a SIGKILLed router is replaced within ~1.3 ttl and a stopped
@@ -32,18 +33,18 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from hub.config import Settings
+from hub.control.changes import ChangeFollower
 from hub.delivery.webhook.clients import WebhookClient, load_client, load_clients
 from hub.delivery.webhook.health import record_gap
 from hub.delivery.webhook.lease import Lease
 from hub.delivery.webhook.outbox import Appended, Outbox
 from hub.delivery.webhook.position import Position, predecessor
 from hub.delivery.webhook.worker import DeliveryOptions, DeliveryWorker
-from hub.delivery.websocket.connection import Frame
+from hub.fanout.render import Frame
 from hub.ingest import Entry, cursor_key
 from hub.ingest.redis import decode_event
 from rthub_lms import keys
 from rthub_lms.grants import EventFacts, GrantIndex, event_facts
-from rthub_lms.keys import changes_channel
 
 Render = Callable[[Entry, str, str], Awaitable[Frame | None]]
 
@@ -66,7 +67,10 @@ class WebhookRouter:
         *,
         options: DeliveryOptions | None = None,
         facts: Callable[[Entry], EventFacts] | None = None,
+        changes: ChangeFollower | None = None,
     ) -> None:
+        """`changes`: the process's registry-change follower, started and closed by its owner; without
+        one the router follows the registry with a follower of its own."""
         self._redis = redis
         self._settings = settings
         self._render = render
@@ -79,7 +83,8 @@ class WebhookRouter:
         self.clients: dict[str, WebhookClient] = {}
         self.workers: dict[str, DeliveryWorker] = {}
         self.counts: Counter[str] = Counter()
-        self._watcher: asyncio.Task[None] | None = None
+        self._own_changes = changes is None
+        self._changes = changes or ChangeFollower(redis, settings)
         self._follower: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -96,7 +101,9 @@ class WebhookRouter:
         when the routing task (or the instance holding the routing lease) starts reading later."""
         await self.position.load()
         self._apply_all(await load_clients(self._redis, self._settings))
-        self._watcher = asyncio.create_task(self._watch(), name="rthub-webhooks-watch")
+        self._changes.register(self._reload, self._reload_all, resync_every=FULL_RELOAD_EVERY)
+        if self._own_changes:
+            self._changes.start()
 
     def follow(self) -> None:
         """Route the event stream from the saved position, in its own task, until `close`."""
@@ -235,11 +242,12 @@ class WebhookRouter:
     async def close(self) -> None:
         """Stop routing and delivery; hand the routing lease back so another instance takes over at once."""
         self._stopping = True
-        for task in (self._follower, self._watcher):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if self._own_changes:
+            await self._changes.close()
+        if self._follower is not None:
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follower
         if self._leading:
             self._leading = False
             with contextlib.suppress(RedisError, OSError):
@@ -285,34 +293,15 @@ class WebhookRouter:
             worker.client = client
             worker.wake()
 
-    async def _watch(self) -> None:
-        """Follow `{prefix}{registry}:changes`; reload everything after a reconnect and every minute.
+    async def _reload(self, client_id: str) -> None:
+        """A change notice: reload one client's delivery."""
+        if not self._stopping:
+            self._apply(client_id, await load_client(self._redis, self._settings, client_id))
 
-        The loop also checks `_stopping`: redis-py can swallow a cancellation that lands inside
-        `get_message(timeout=...)`, and the watcher must still end on `close`.
-        """
-        channel = changes_channel(self._settings)
-        while not self._stopping:
-            pubsub = self._redis.pubsub()
-            try:
-                await pubsub.subscribe(channel)
-                self._apply_all(await load_clients(self._redis, self._settings))
-                loop = asyncio.get_running_loop()
-                next_full = loop.time() + FULL_RELOAD_EVERY
-                while not self._stopping:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if message is not None and message["type"] == "message":
-                        data = message["data"]
-                        client_id = data.decode() if isinstance(data, bytes) else str(data)
-                        self._apply(client_id, await load_client(self._redis, self._settings, client_id))
-                    if loop.time() >= next_full:
-                        self._apply_all(await load_clients(self._redis, self._settings))
-                        next_full = loop.time() + FULL_RELOAD_EVERY
-            except (RedisError, OSError) as exc:
-                log.warning("registry watch lost (%s); reconnecting", exc)
-                await asyncio.sleep(1.0)
-            finally:
-                await pubsub.aclose()
+    async def _reload_all(self) -> None:
+        """After a resubscribe (notices may have been lost) and every `FULL_RELOAD_EVERY`: reload every client."""
+        if not self._stopping:
+            self._apply_all(await load_clients(self._redis, self._settings))
 
 
 def _text(value: bytes | str) -> str:

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
 
 import orjson
 
 from hub.anonymise import Anonymiser
-from hub.delivery.websocket.connection import Frame
-from hub.ingest import Entry
+from hub.ingest import Entry, cursor_key
 from hub.singleflight import SingleFlight
 from hub.translate import NoTranslation, TranslationError, TranslationSettings, translate
 from rthub_lms.grants import EventFacts, event_facts
@@ -30,6 +30,20 @@ log = logging.getLogger("rthub.render")
 CACHE_SIZE = 16_384
 
 RenderKey = tuple[str, str, str]
+
+
+@dataclass(slots=True)
+class Frame:
+    """Encoded text ready to send; `cursor` is None for control frames such as `gap`."""
+
+    cursor: str | None
+    text: str
+    facts: EventFacts | None = None
+    order: tuple[int, int] | None = field(init=False)
+    wire: bytes | None = field(default=None, init=False)  # its WebSocket frame, built once (`websocket.writer.wire`)
+
+    def __post_init__(self) -> None:
+        self.order = cursor_key(self.cursor) if self.cursor is not None else None
 
 
 class Renderer:

@@ -1,11 +1,8 @@
 """`WS /v1/events`: authenticate, greet, then let the connection send its frames.
 
-Under `rthub serve` the connection writes straight to the socket's transport (`server.py`); under
+Under `rthub serve` the connection writes straight to the socket's transport (`writer.py`); under
 another ASGI server it sends through ASGI. Frames from the client (`subscribe`) are read
-concurrently. Close codes: 4401 bad or expired token, 4403 no right (or rights changed), 4008 slow
-consumer, 1011 send failed, 1012 hub shutting down, 1013 stream unavailable during a catch-up, 1003
-binary frame, 1008 malformed or too many client frames, a filter over the limits (`limits.py`) or
-too many sockets for one client.
+concurrently. Close codes and their meanings: `auth.closecodes`.
 
 Resuming: a cursor on the upgrade request (`?resume_from=CURSOR`, or a `Last-Event-ID` or
 `X-Resume-From` header) starts the catch-up at once, with no timed hold. Without one, live frames
@@ -18,24 +15,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable, Sequence
 
 import orjson
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from auth.identity import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, Authenticator, AuthError
+from auth.closecodes import CloseCode
+from auth.identity import Authenticator, AuthError
 from hub.control.presence import Presence
-from hub.delivery.websocket.connection import Connection
 from hub.delivery.websocket.limits import FilterBudget, FilterTooFrequent, FilterTooLarge, check_filter, filter_cost
-from hub.delivery.websocket.server import EXTENSION
-from hub.fanout import Fanout
+from hub.delivery.websocket.writer import EXTENSION
+from hub.fanout.dispatch import Fanout
+from hub.fanout.render import Frame
+from hub.fanout.subscriber import Connection
 from hub.ingest import BrokerUnavailable, History, cursor_key
-from hub.metrics import Metrics
 from rthub_lms.grants import GrantError, compile_grant, narrow, validate_filter
 
-CLOSE_UNSUPPORTED_DATA = 1003
-CLOSE_POLICY_VIOLATION = 1008
-CLOSE_TRY_AGAIN_LATER = 1013
 # Client frames allowed per second, averaged over a burst of this many.
 CLIENT_FRAME_RATE = 10.0
 CLIENT_FRAME_BURST = 20
@@ -46,7 +42,7 @@ RESUME_HEADERS = ("last-event-id", "x-resume-from")
 
 
 class ProtocolViolation(Exception):
-    def __init__(self, code: int, reason: str) -> None:
+    def __init__(self, code: CloseCode, reason: str) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
@@ -84,11 +80,11 @@ class EventsEndpoint:
         authenticator: Authenticator,
         queue_size: int,
         presence: Presence | None = None,
-        metrics: Metrics | None = None,
+        on_sent: Callable[[Sequence[Frame]], None] | None = None,
         max_sockets_per_client: int = 0,
     ) -> None:
         self.presence = presence
-        self.metrics = metrics
+        self.on_sent = on_sent  # told of every write (the app's delivery metrics)
         self.fanout = fanout
         self.history = history
         self.authenticator = authenticator
@@ -101,7 +97,7 @@ class EventsEndpoint:
         await websocket.accept()
         resume_from = upgrade_cursor(websocket)
         if resume_from is not None and not is_cursor(resume_from):
-            await websocket.close(CLOSE_POLICY_VIOLATION, "bad resume_from cursor")
+            await websocket.close(CloseCode.POLICY_VIOLATION, "bad resume_from cursor")
             return
         token = bearer_token(websocket)
         changes_seen = self.fanout.changes_seen
@@ -113,7 +109,7 @@ class EventsEndpoint:
         limit = self.max_sockets_per_client
         if limit and self.fanout.sockets_of(identity.client_id) >= limit:
             reason = f"too many sockets for this client (limit {limit} per hub process)"
-            await websocket.close(CLOSE_POLICY_VIOLATION, reason)
+            await websocket.close(CloseCode.POLICY_VIOLATION, reason)
             return
         conn = Connection(identity, compile_grant(identity.grant), queue_size=self.queue_size,
                           end_of_tick=self.fanout.end_of_tick)
@@ -138,7 +134,7 @@ class EventsEndpoint:
         except AuthError as exc:
             return exc
         if current != conn.identity:
-            return AuthError(CLOSE_FORBIDDEN, "client rights changed; reconnect")
+            return AuthError(CloseCode.FORBIDDEN, "client rights changed; reconnect")
         return None
 
     async def _serve(self, websocket: WebSocket, conn: Connection, resume_from: str | None) -> None:
@@ -147,15 +143,14 @@ class EventsEndpoint:
         if identity.expires_at is not None:
             expiry = asyncio.get_running_loop().call_later(
                 max(0.0, identity.expires_at - time.time()),
-                conn.close, CLOSE_UNAUTHENTICATED, "token expired; reconnect with a new token",
+                conn.close, CloseCode.UNAUTHENTICATED, "token expired; reconnect with a new token",
             )
         await websocket.send_text(
             orjson.dumps(
                 {"type": "welcome", "client_id": identity.client_id, "translator": identity.translator}
             ).decode()
         )
-        if self.metrics is not None:
-            conn.on_sent = self.metrics.frames_sent
+        conn.on_sent = self.on_sent
         conn.start(websocket.scope.get("extensions", {}).get(EXTENSION), websocket.send_text)
         tasks = []
         try:
@@ -186,7 +181,7 @@ class EventsEndpoint:
         try:
             await self.fanout.resume(conn, self.history, after)
         except (BrokerUnavailable, RedisError, OSError):
-            conn.close(CLOSE_TRY_AGAIN_LATER, "event stream unavailable; resume again later")
+            conn.close(CloseCode.TRY_AGAIN_LATER, "event stream unavailable; resume again later")
 
     async def _read_frames(self, websocket: WebSocket, conn: Connection, upgrade_resume: str | None) -> None:
         try:
@@ -216,19 +211,19 @@ class EventsEndpoint:
             allowance = min(CLIENT_FRAME_BURST, allowance + (now - last) * CLIENT_FRAME_RATE)
             last = now
             if allowance < 1:
-                raise ProtocolViolation(CLOSE_POLICY_VIOLATION, "too many client frames")
+                raise ProtocolViolation(CloseCode.POLICY_VIOLATION, "too many client frames")
             allowance -= 1
             if message.get("text") is None:
-                raise ProtocolViolation(CLOSE_UNSUPPORTED_DATA, "binary frames are not accepted")
+                raise ProtocolViolation(CloseCode.UNSUPPORTED_DATA, "binary frames are not accepted")
             await self._handle(conn, message["text"], upgrade_resume)
 
     async def _handle(self, conn: Connection, text: str, upgrade_resume: str | None) -> None:
         try:
             frame = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
-            raise ProtocolViolation(CLOSE_POLICY_VIOLATION, "frame is not JSON") from exc
+            raise ProtocolViolation(CloseCode.POLICY_VIOLATION, "frame is not JSON") from exc
         if not isinstance(frame, dict) or frame.get("type") != "subscribe":
-            raise ProtocolViolation(CLOSE_POLICY_VIOLATION, "expected a `subscribe` frame")
+            raise ProtocolViolation(CloseCode.POLICY_VIOLATION, "expected a `subscribe` frame")
         try:
             wait = self.filter_budget.charge(conn.identity.client_id, filter_cost(frame.get("filter")))
             if wait:
@@ -236,20 +231,20 @@ class EventsEndpoint:
             filter_rules = validate_filter(frame.get("filter"))
             check_filter(filter_rules)
         except GrantError as exc:
-            raise ProtocolViolation(CLOSE_POLICY_VIOLATION, f"bad filter: {exc}") from exc
+            raise ProtocolViolation(CloseCode.POLICY_VIOLATION, f"bad filter: {exc}") from exc
         except FilterTooLarge as exc:
-            raise ProtocolViolation(CLOSE_POLICY_VIOLATION, f"filter too large: {exc}") from exc
+            raise ProtocolViolation(CloseCode.POLICY_VIOLATION, f"filter too large: {exc}") from exc
         except FilterTooFrequent as exc:
-            raise ProtocolViolation(CLOSE_POLICY_VIOLATION, str(exc)) from exc
+            raise ProtocolViolation(CloseCode.POLICY_VIOLATION, str(exc)) from exc
         resume_from = frame.get("resume_from")
         if resume_from is not None and not is_cursor(resume_from):
-            raise ProtocolViolation(CLOSE_POLICY_VIOLATION, "bad resume_from cursor")
+            raise ProtocolViolation(CloseCode.POLICY_VIOLATION, "bad resume_from cursor")
         conn.matcher = narrow(conn.grant, filter_rules)
         self.fanout.update(conn)
         if resume_from is not None and conn.resuming and upgrade_resume is not None:
             if cursor_key(resume_from) < cursor_key(upgrade_resume):
                 raise ProtocolViolation(
-                    CLOSE_POLICY_VIOLATION, "resume_from is older than the catch-up from the upgrade request"
+                    CloseCode.POLICY_VIOLATION, "resume_from is older than the catch-up from the upgrade request"
                 )
         elif resume_from is not None:
             await self._catch_up(conn, resume_from)

@@ -21,11 +21,11 @@ from websockets.frames import Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 
-from hub.delivery.websocket.connection import Frame
+from hub.fanout.render import Frame
 
 EXTENSION = "rthub.frame_writer"
 # uvicorn's `ws` setting for `rthub serve` and the demo.
-UVICORN_WS = "hub.delivery.websocket.server:FrameWriterProtocol"
+UVICORN_WS = "hub.delivery.websocket.writer:FrameWriterProtocol"
 
 
 def wire(frame: Frame) -> bytes:

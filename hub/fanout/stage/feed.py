@@ -15,8 +15,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+from hub.fanout.stage.bundle import MAX_BUNDLE, SIZE, BadBundle, Bundle, decode
 from hub.ingest import BadEntry, Broker, Entry, cursor_key
-from hub.stage.bundle import MAX_BUNDLE, SIZE, BadBundle, Bundle, decode
 
 log = logging.getLogger("rthub.stage.feed")
 

@@ -25,11 +25,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hub.anonymise import Anonymiser
-from hub.delivery.websocket.connection import Connection, EndOfTick, Frame
+from hub.fanout.render import Frame, Renderer
+from hub.fanout.stage.bundle import Bundle
+from hub.fanout.subscriber import Connection, EndOfTick
 from hub.ingest import BadEntry, Entry, History, cursor_key
 from hub.ingest.deadletters import DeadLetters, LogDeadLetters
-from hub.render import Renderer
-from hub.stage.bundle import Bundle
 from hub.translate import TranslationSettings
 from rthub_lms.grants import EventFacts, GrantIndex
 

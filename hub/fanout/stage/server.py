@@ -1,7 +1,7 @@
-"""The render-stage process: follow the live feed, render each event once, stream bundles to workers.
+"""The render stage: follow the live feed, render each event once, stream bundles to workers.
 
-    python -m hub.stage.server SOCKET [--log-format json|text] [--log-level L]
-                                             # started by `rthub serve --workers N`; settings from RTHUB_*
+Its process (`hub.render_stage`) runs it beside `rthub serve`'s workers and keeps `interest` current
+with the registry's change notices.
 
 Which groups to render: the (translator, consumer type) of every active client whose grant admits
 the event (`Interest`, reloaded from the registry on every change notice and every minute). A
@@ -18,33 +18,22 @@ Bad entries are dead-lettered here, once, instead of by every worker.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import logging
-import logging.config
-import os
-import signal
 from collections import Counter
-
-from redis.exceptions import RedisError
 
 from auth.clients import Client
 from auth.registry import ClientRegistry
 from hub.anonymise import Anonymiser, RedisIdStore
 from hub.config import Settings
+from hub.fanout.render import Renderer
+from hub.fanout.stage.bundle import Group, encode
 from hub.ingest import BadEntry, Entry
 from hub.ingest.deadletters import RedisDeadLetters
 from hub.ingest.redis import RedisBroker
-from hub.logs import RedactingFilter, uvicorn_log_config
 from hub.redis import Client as RedisClient
-from hub.redis import connect
-from hub.render import Renderer
-from hub.stage.bundle import Group, encode
 from hub.translate import TranslationSettings
-from rthub_lms.connect import discover
 from rthub_lms.grants import EventFacts, GrantError, GrantIndex, compile_grant, validate_grant
-from rthub_lms.keys import changes_channel
 
 log = logging.getLogger("rthub.stage")
 
@@ -52,8 +41,6 @@ MAX_BACKLOG = 8 * 2**20
 # Bundles waiting for a write go out in one write per worker, so a worker wakes once for them and
 # writes each socket once; a long burst is cut here.
 BATCH = 32
-RELOAD_EVERY = 60.0
-RETRY_DELAY = 1.0
 
 
 class Interest:
@@ -150,78 +137,6 @@ class RenderStage:
                 continue
             writer.write(data)
 
-    async def follow_registry(self) -> None:
-        """Keep `interest` current: reload on every change notice, after a resubscribe, and every minute."""
-        registry = ClientRegistry(self._client, self._settings)
-        while True:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(changes_channel(self._settings))
-                self.interest.load(await registry.list_all())
-                while True:
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(RELOAD_EVERY):
-                            while await pubsub.get_message(timeout=None) is None:
-                                pass
-                    self.interest.load(await registry.list_all())
-            except (RedisError, OSError) as exc:
-                log.warning("registry changes lost (%s); reloading", exc)
-                await asyncio.sleep(RETRY_DELAY)
-            finally:
-                await pubsub.aclose()
-
-
-async def serve(path: str, settings: Settings) -> None:
-    topology = discover(settings.redis_url)
-    client = connect(topology, max_connections=16, timeout=5.0, health_check_interval=10)
-    stage = RenderStage(client, settings, topology.sharded)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-    server = await asyncio.start_unix_server(stage.accept, path)
-    os.chmod(path, 0o600)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    tasks = [asyncio.create_task(stage.run()), asyncio.create_task(stage.follow_registry())]
-    stopping = asyncio.create_task(stop.wait())
-    failed = False
-    try:
-        # A task that ends on its own ends the process: the workers then follow the live feed
-        # themselves and the watchdog starts a fresh stage, instead of workers waiting on a silent one.
-        done, _ = await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        for task in done - {stopping}:
-            log.error("render stage task ended: %r; exiting", task.exception() or "returned")
-            failed = True
-    finally:
-        stopping.cancel()
-        server.close()
-        for writer in list(stage.workers):
-            writer.close()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await client.aclose()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-    if failed:
-        raise SystemExit(1)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description="rthub's shared render stage (started by rthub serve)")
-    parser.add_argument("socket")
-    parser.add_argument("--log-format", choices=("json", "text"), default="json")
-    parser.add_argument("--log-level", default="warning")
-    args = parser.parse_args()
-    if args.log_format == "json":  # the same JSON lines as `rthub serve`, credentials redacted
-        logging.config.dictConfig(uvicorn_log_config(args.log_level))
-    else:
-        logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-        for handler in logging.getLogger().handlers:
-            handler.addFilter(RedactingFilter())
-    asyncio.run(serve(args.socket, Settings.from_env()))
-
-
-if __name__ == "__main__":
-    main()
+    async def reload_interest(self) -> None:
+        """Read every client from the registry again (a change notice, a resubscribe, every minute)."""
+        self.interest.load(await ClientRegistry(self._client, self._settings).list_all())

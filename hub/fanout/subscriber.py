@@ -27,33 +27,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from auth.closecodes import CloseCode
 from auth.identity import ClientIdentity
+from hub.fanout.render import Frame
 from hub.ingest import cursor_key
-from rthub_lms.grants import EventFacts, Matcher
-
-CLOSE_SLOW_CONSUMER = 4008
-CLOSE_SERVICE_RESTART = 1012
-CLOSE_SEND_FAILED = 1011
+from rthub_lms.grants import Matcher
 
 _ids = itertools.count(1)
 
 
-@dataclass(slots=True)
-class Frame:
-    """Encoded text ready to send; `cursor` is None for control frames such as `gap`."""
-
-    cursor: str | None
-    text: str
-    facts: EventFacts | None = None
-    order: tuple[int, int] | None = field(init=False)
-    wire: bytes | None = field(default=None, init=False)  # its WebSocket frame, built once (`server.wire`)
-
-    def __post_init__(self) -> None:
-        self.order = cursor_key(self.cursor) if self.cursor is not None else None
-
-
 class FrameWriter(Protocol):
-    """A synchronous way to put frames on one socket (`hub.delivery.websocket.server`)."""
+    """A synchronous way to put frames on one socket (`hub.delivery.websocket.writer`)."""
 
     @property
     def ready(self) -> bool: ...
@@ -193,7 +177,7 @@ class Connection:
         if len(pending) >= self.queue_size:
             self._slow = True
             asyncio.get_running_loop().call_later(
-                self.grace, self.close, CLOSE_SLOW_CONSUMER, "slow consumer: send queue full"
+                self.grace, self.close, CloseCode.SLOW_CONSUMER, "slow consumer: send queue full"
             )
             return
         if order is not None:
@@ -252,7 +236,7 @@ class Connection:
             try:
                 await asyncio.wait_for(self._room.wait(), self.grace)
             except TimeoutError:
-                self.close(CLOSE_SLOW_CONSUMER, "slow consumer: send queue full")
+                self.close(CloseCode.SLOW_CONSUMER, "slow consumer: send queue full")
                 return
         self._take(frame)
         if frame.order is not None and frame.order > self._queued_up_to:
@@ -310,7 +294,7 @@ class Connection:
                     self.pending.popleft()
                     self._delivered((frame,))
         except Exception as exc:  # the socket is gone: the reader sees the disconnect
-            self.close(CLOSE_SEND_FAILED, f"send failed: {type(exc).__name__}")
+            self.close(CloseCode.SEND_FAILED, f"send failed: {type(exc).__name__}")
         finally:
             self._drain = None
 
