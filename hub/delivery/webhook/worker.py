@@ -7,7 +7,7 @@ minus what their sockets covered, see `handoff`), waits for its next attempt tim
 (schedule exhausted, or the receiver aborted the message) or disables the endpoint (410, or failing
 for `RTHUB_WEBHOOK_DISABLE_AFTER` seconds with no success: the breaker) with its backlog dead-lettered.
 Each client has its own task and HTTP connection pool, so a failing endpoint only delays itself.
-LRS and Caliper-endpoint clients bring a `sender` (`hub/delivery/endpoints/`) that builds their
+LRS and Caliper-endpoint clients bring a `sender` (`hub/delivery/webhook/formats/`) that builds their
 requests and reads their answers; a client it pauses (401/403) keeps its queue until it is changed.
 """
 
