@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
         RedisDeadLetters(client, settings),
         queue_size=settings.send_queue_size,
     )
-    webhooks = WebhookRouter(client, settings, fanout.renderer.render, facts=fanout.renderer.facts)
+    webhooks = WebhookRouter(broker, client, settings, fanout.renderer.render, facts=fanout.renderer.facts)
     presence = Presence(client, settings, last_cursors=fanout.last_cursors)
 
     def webhook_counts() -> Counter[str]:
