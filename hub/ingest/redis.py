@@ -12,13 +12,12 @@ from redis.exceptions import RedisError
 from hub.config import Settings
 from hub.ingest import BadEntry, BrokerUnavailable, Entry, Page, cursor_key, decode_event, lost_after
 from hub.ingest.subscription import Subscription
-from hub.redis import Client
+from hub.redis import Backoff, Client
 from rthub_lms.events import Event
 from rthub_lms.keys import live_channel, publish_script, stream_key
 
 log = logging.getLogger("rthub.broker")
 
-RECONNECT_BACKOFF = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 HISTORY_PAGE = 1000
 # A live cursor this far ahead of the last one seen is checked against the stream before it is trusted:
 # one that no XADD produced would make every real event after it look like an old duplicate.
@@ -66,7 +65,7 @@ class RedisBroker:
         """
         last: str | None = after
         last_key: tuple[int, int] | None = cursor_key(after) if after is not None else None
-        attempt = 0
+        backoff = Backoff()
         while True:
             subscription = None
             try:
@@ -76,7 +75,7 @@ class RedisBroker:
                         last = entry.cursor
                         yield entry
                     last_key = cursor_key(last)
-                attempt = 0
+                backoff.reset()
                 while True:
                     for message in await subscription.messages():
                         entry = decode_live(message)
@@ -93,8 +92,7 @@ class RedisBroker:
                             last, last_key = entry.cursor, key
                             yield entry
             except (RedisError, OSError) as exc:
-                delay = RECONNECT_BACKOFF[min(attempt, len(RECONNECT_BACKOFF) - 1)]
-                attempt += 1
+                delay = backoff.next_delay()
                 self.reconnects += 1
                 log.warning("live feed lost (%s); resubscribing in %.2fs", exc, delay)
                 await asyncio.sleep(delay)

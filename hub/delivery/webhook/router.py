@@ -40,6 +40,7 @@ from hub.delivery.webhook.position import Position
 from hub.delivery.webhook.worker import DeliveryOptions, DeliveryWorker
 from hub.delivery.websocket.connection import Frame
 from hub.ingest import Broker, Entry
+from hub.redis import Backoff, is_transient
 from rthub_lms import keys
 from rthub_lms.grants import EventFacts, GrantIndex, event_facts
 from rthub_lms.keys import changes_channel
@@ -52,8 +53,6 @@ FULL_RELOAD_EVERY = 60.0
 PAGE = 500
 WAIT_FOR_ENTRIES = 1.0
 IDLE_TIP_EVERY = 1.0
-RETRY_FIRST = 0.05
-RETRY_MAX = 2.0
 
 
 class WebhookRouter:
@@ -104,7 +103,7 @@ class WebhookRouter:
 
     async def _follow(self) -> None:
         cursor: str | None = None
-        delay = RETRY_FIRST
+        backoff = Backoff()
         while not self._stopping:
             try:
                 if not await self._lead():
@@ -127,12 +126,13 @@ class WebhookRouter:
                 cursor = page[-1].cursor
                 await self.position.advance(cursor)
                 self.counts["routed"] += len(page)
-                delay = RETRY_FIRST
-            except (RedisError, OSError) as exc:
+                backoff.reset()
+            except (RedisError, OSError) as exc:  # even a lasting error: skipping the page would lose it
+                delay = backoff.next_delay()
                 self.counts["route_retries"] += 1
-                log.warning("routing waits for Redis (%s); retrying in %.2fs", exc, delay, extra={"cursor": cursor})
+                level = logging.WARNING if is_transient(exc) else logging.ERROR
+                log.log(level, "routing waits for Redis (%s); retrying in %.2fs", exc, delay, extra={"cursor": cursor})
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX)
 
     async def _lead(self) -> bool:
         """Whether this instance routes now: takes the routing lease when free, renews it when held
