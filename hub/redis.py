@@ -13,7 +13,14 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.sentinel import Sentinel
-from redis.exceptions import ClusterDownError, OutOfMemoryError, ReadOnlyError, ResponseError, TryAgainError
+from redis.exceptions import (
+    ClusterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -67,7 +74,11 @@ def client(url: str, **options: Any) -> Client:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Redis away, or answering "not now" (failover, out of memory), rather than "never"."""
+    """Redis away, or answering "not now" (failover, out of memory), rather than "never". A wrapper
+    raised from a Redis error (`hub.ingest.BrokerUnavailable`) is judged by that error (a Redis error
+    is judged by itself: redis-py chains a transaction's abort to the refusal that caused it)."""
+    if not isinstance(exc, RedisError) and isinstance(exc.__cause__, RedisError):
+        return is_transient(exc.__cause__)
     if isinstance(exc, UNREACHABLE):
         return True
     return isinstance(exc, ResponseError) and (
