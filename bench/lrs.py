@@ -28,7 +28,7 @@ import redis.asyncio as aioredis
 from auth.registry import ClientRegistry
 from bench.webhooks import Hub
 from hub.config import Settings
-from hub.delivery.endpoints.lrs import LrsSender
+from hub.delivery.webhook.formats.lrs import LrsSender
 from hub.delivery.webhook.outbox import Item
 from hub.dev.embedded import EmbeddedRedis
 from hub.ingest import Entry

@@ -133,10 +133,11 @@ class Hub:
         self.settings = settings
         fanout = Fanout(Anonymiser(RedisIdStore(redis, settings)), TranslationSettings(settings.lms_root_url, "bench"))
         self.render = fanout.renderer.render
-        self.router = WebhookRouter(
-            redis, settings, self.render, options=DeliveryOptions(timeout=5, poll=0.2), facts=fanout.renderer.facts
-        )
         self.broker = RedisBroker(redis, settings, sharded=discover(settings.redis_url).sharded)
+        self.router = WebhookRouter(
+            self.broker, redis, settings, self.render, options=DeliveryOptions(timeout=5, poll=0.2),
+            facts=fanout.renderer.facts,
+        )
 
     async def __aenter__(self) -> Hub:
         await self.router.start()

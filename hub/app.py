@@ -69,7 +69,9 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
         queue_size=settings.send_queue_size,
     )
     changes = ChangeFollower(client, settings)
-    webhooks = WebhookRouter(client, settings, fanout.renderer.render, facts=fanout.renderer.facts, changes=changes)
+    webhooks = WebhookRouter(
+        broker, client, settings, fanout.renderer.render, facts=fanout.renderer.facts, changes=changes
+    )
     presence = Presence(client, settings, last_cursors=fanout.last_cursors)
 
     def webhook_counts() -> Counter[str]:

@@ -28,9 +28,6 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 ]
 # Namespaces whose children are packages of their own (for the cycle check).
 NAMESPACES = ("hub", "hub.delivery")
-# Known cycles the open work removes. Each entry must go once its cycle is gone.
-# Issue 37 item 4 (webhook delivery as one package) removes this one; the integrator deletes the entry.
-ALLOWED_CYCLES: set[frozenset[str]] = {frozenset({"hub.delivery.webhook", "hub.delivery.endpoints"})}
 
 
 def modules() -> dict[str, Path]:
@@ -94,10 +91,8 @@ def test_imports_never_climb_a_layer_and_packages_form_no_cycle() -> None:
             if package_of(target) != package_of(module):
                 edges[package_of(module)].add(package_of(target))
     assert not upward, "imports from a lower layer to a higher one:\n" + "\n".join(upward)
-    cycles = [cycle for cycle in strongly_connected(edges) if len(cycle) > 1 and cycle not in ALLOWED_CYCLES]
+    cycles = [cycle for cycle in strongly_connected(edges) if len(cycle) > 1]
     assert not cycles, "packages that import each other: " + "; ".join(" <-> ".join(sorted(c)) for c in cycles)
-    stale = [cycle for cycle in ALLOWED_CYCLES if cycle not in strongly_connected(edges)]
-    assert not stale, f"allowed cycles that no longer exist (remove them from ALLOWED_CYCLES): {stale}"
 
 
 def strongly_connected(edges: dict[str, set[str]]) -> list[frozenset[str]]:

@@ -28,6 +28,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from hub.eventbus.decode import TYPE_HEADER, TrackingDecoder, UnusableMessage
 from hub.eventbus.sink import DeadLetter, OnceWriter, Publish
+from hub.redis import Backoff
 from rthub_lms.events import MAX_EVENT_BYTES, user_id
 from rthub_lms.filter import PreemptiveFilter
 
@@ -74,18 +75,18 @@ class EventBusIngest:
 
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set; Redis failures are logged and retried, never raised."""
-        backoff = BACKOFF_FIRST
+        backoff = Backoff(BACKOFF_FIRST, BACKOFF_MAX)
         while not stop.is_set():
             try:
                 self._recover()
-                backoff = BACKOFF_FIRST
+                backoff.reset()
                 while not stop.is_set():
                     self.step()
             except (RedisError, OSError) as exc:
                 self.counts["redis_errors"] += 1
-                log.warning("event bus ingest: Redis failed (%s); retrying in %.1fs", exc, backoff)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX)
+                delay = backoff.next_delay()
+                log.warning("event bus ingest: Redis failed (%s); retrying in %.1fs", exc, delay)
+                stop.wait(delay)
 
     def _recover(self) -> None:
         """After a start or a failure: the group exists, stale records are swept, own pending is done."""

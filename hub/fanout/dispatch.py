@@ -20,9 +20,6 @@ from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 
 import orjson
-from redis.exceptions import ClusterDownError, OutOfMemoryError, ReadOnlyError, ResponseError, TryAgainError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hub.anonymise import Anonymiser
 from hub.fanout.render import Frame, Renderer
@@ -30,6 +27,7 @@ from hub.fanout.stage.bundle import Bundle
 from hub.fanout.subscriber import Connection, EndOfTick
 from hub.ingest import BadEntry, Entry, History, cursor_key
 from hub.ingest.deadletters import DeadLetters, LogDeadLetters
+from hub.redis import Backoff, is_transient
 from hub.translate import TranslationSettings
 from rthub_lms.grants import EventFacts, GrantIndex
 
@@ -38,14 +36,6 @@ log = logging.getLogger("rthub.fanout")
 RESUME_PAGE = 500
 BURST = 32
 MAX_BURST = 256
-# Redis answering but refusing writes for now (after a failover, out of memory, loading): wait, as
-# for an outage; these never mean the entry itself is bad. redis-py maps most replies to a class; an
-# error raised inside a script keeps only the reply's first word.
-TRANSIENT_ERRORS = (OutOfMemoryError, ReadOnlyError, TryAgainError, ClusterDownError)
-TRANSIENT_REPLIES = ("READONLY", "OOM", "LOADING", "MASTERDOWN", "BUSY", "TRYAGAIN", "CLUSTERDOWN")
-# While Redis is away (the anonymiser needs it) the same entry is retried with this backoff.
-RETRY_FIRST = 0.05
-RETRY_MAX = 2.0
 
 
 class Fanout:
@@ -120,22 +110,19 @@ class Fanout:
     async def _deliver(self, entry: Entry | Bundle) -> None:
         """Dispatch one entry: a Redis outage is waited out (nothing is lost, and frames already
         queued are not queued twice); any other failure dead-letters the entry and moves on."""
-        delay = RETRY_FIRST
+        backoff = Backoff()
         while True:
             try:
                 await self.dispatch(entry)
                 return
-            except (RedisConnectionError, RedisTimeoutError, OSError, ResponseError) as exc:
-                if isinstance(exc, ResponseError) and not is_transient(exc):
+            except Exception as exc:
+                if not is_transient(exc):
                     await self._dead_letter(entry, exc)
                     return
+                delay = backoff.next_delay()
                 self.counts["dispatch_retries"] += 1
                 log.warning("waiting for Redis (%s); retrying in %.2fs", exc, delay, extra={"cursor": entry.cursor})
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX)
-            except Exception as exc:
-                await self._dead_letter(entry, exc)
-                return
 
     async def _dead_letter(self, item: Entry | Bundle, exc: Exception) -> None:
         self.counts["dispatch_errors"] += 1
@@ -217,11 +204,6 @@ class Fanout:
                 cursor = batch[-1].cursor or cursor
         finally:
             conn.release_live()
-
-
-def is_transient(exc: ResponseError) -> bool:
-    """A Redis error reply that says "not now" (failover, out of memory), not "never"."""
-    return isinstance(exc, TRANSIENT_ERRORS) or str(exc).startswith(TRANSIENT_REPLIES)
 
 
 def _encoded(entry: Entry) -> bytes:

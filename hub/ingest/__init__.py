@@ -1,9 +1,10 @@
 """Ingest, the first stage of the pipeline: the broker interface (publish an event, follow the live
-feed, read history by cursor) and the dead letters of entries the hub cannot carry.
+feed, read history by cursor, page through it noticing what retention dropped) and the dead letters
+of entries the hub cannot carry.
 
-The engine behind it is `hub.ingest.redis` (a capped stream plus pub/sub), everywhere: the demo
-and the tests run a real redis-server too. Like Centrifugo's split, everything above this line
-talks only to `Broker`.
+The hub's engine is `hub.ingest.redis` (a capped stream plus pub/sub), everywhere: the demo runs a
+real redis-server too. `hub.ingest.memory` holds history in the process, for tests of what reads
+it. Like Centrifugo's split, everything above this line talks only to `Broker`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import re
 from collections.abc import AsyncIterator
 from typing import NamedTuple, Protocol
 
-from rthub_lms.events import Event
+import orjson
+
+from rthub_lms.events import MAX_EVENT_BYTES, Event, MalformedEvent, check_normalised
 
 
 class Entry(NamedTuple):
@@ -34,6 +37,17 @@ class BadEntry(NamedTuple):
     reason: str
     detail: str
     raw: bytes
+
+
+class Page(NamedTuple):
+    """A page of history and what retention dropped before it.
+
+    `lost` is set when entries strictly after the cursor read from left history before they were
+    read: everything in (after, lost] is gone, and `entries` are the retained ones after that.
+    """
+
+    entries: list[Entry | BadEntry]
+    lost: str | None
 
 
 class BrokerUnavailable(ConnectionError):
@@ -66,6 +80,19 @@ class Broker(Protocol):
         """The oldest cursor still retained, or None when history is empty."""
         ...
 
+    async def page(self, after: str, limit: int) -> Page:
+        """Up to `limit` entries strictly after `after`, read in one step with the check of what
+        retention dropped after `after` (see `lost_after`), so both see the same history."""
+        ...
+
+    async def tip(self) -> str | None:
+        """The newest cursor, or None when history is empty."""
+        ...
+
+    async def wait_after(self, cursor: str, timeout: float) -> None:
+        """Return once an entry after `cursor` exists, or after `timeout` seconds."""
+        ...
+
     async def ping(self) -> bool:
         """True when the broker answers."""
         ...
@@ -87,6 +114,47 @@ local function older(a, b)
   return (tonumber(as) or 0) < (tonumber(bs) or 0)
 end
 """
+
+
+def lost_after(after: str, first: str | None, trimmed: bool) -> str | None:
+    """The newest cursor retention dropped after `after`, given history's oldest retained cursor
+    `first` and whether anything was ever trimmed; None when nothing after `after` was lost.
+
+    Retention trims from the head: an oldest entry newer than `after` means the entries between
+    were trimmed before they were read. `after` "0-0" means from the start: nothing counts as lost.
+    """
+    if after == "0-0" or first is None or not trimmed or cursor_key(first) <= cursor_key(after):
+        return None
+    return predecessor(first)
+
+
+def predecessor(cursor: str) -> str:
+    """The cursor just before `cursor` (reading after it starts exactly at `cursor`)."""
+    millis, sequence = cursor_key(cursor)
+    if sequence:
+        return f"{millis}-{sequence - 1}"
+    return f"{millis - 1}-{_MAX_PART}" if millis else "0-0"
+
+
+def decode_event(cursor: str, payload: bytes | None) -> Entry | BadEntry:
+    """The stored JSON of one event, checked to be what the publisher writes."""
+    if payload is None:
+        return BadEntry(cursor, "missing_field", "stream entry has no `e` field", b"")
+    if len(payload) > MAX_EVENT_BYTES:
+        return BadEntry(cursor, "oversize", f"{len(payload)} bytes (limit {MAX_EVENT_BYTES})", payload)
+    try:
+        value = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        reason = "invalid_json"
+        if "UTF-8" in str(exc) or "surrogate" in str(exc):
+            reason = "invalid_utf8"
+        elif "depth limit" in str(exc):
+            reason = "too_deep"
+        return BadEntry(cursor, reason, str(exc)[:200], payload)
+    try:
+        return Entry(cursor, check_normalised(value))
+    except MalformedEvent as exc:
+        return BadEntry(cursor, "wrong_shape", str(exc)[:200], payload)
 
 
 def cursor_key(cursor: str) -> tuple[int, int]:

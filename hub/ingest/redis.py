@@ -10,15 +10,14 @@ import orjson
 from redis.exceptions import RedisError
 
 from hub.config import Settings
-from hub.ingest import BadEntry, BrokerUnavailable, Entry, cursor_key
+from hub.ingest import BadEntry, BrokerUnavailable, Entry, Page, cursor_key, decode_event, lost_after
 from hub.ingest.subscription import Subscription
-from hub.redis import Client
-from rthub_lms.events import MAX_EVENT_BYTES, Event, MalformedEvent, check_normalised
+from hub.redis import Backoff, Client
+from rthub_lms.events import Event
 from rthub_lms.keys import live_channel, publish_script, stream_key
 
 log = logging.getLogger("rthub.broker")
 
-RECONNECT_BACKOFF = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 HISTORY_PAGE = 1000
 # A live cursor this far ahead of the last one seen is checked against the stream before it is trusted:
 # one that no XADD produced would make every real event after it look like an old duplicate.
@@ -35,27 +34,6 @@ def decode_live(message: bytes) -> Entry | BadEntry:
     except (UnicodeDecodeError, ValueError):
         return BadEntry(None, "bad_cursor", f"unusable cursor {raw_cursor[:40]!r}", message)
     return decode_event(cursor, payload)
-
-
-def decode_event(cursor: str, payload: bytes | None) -> Entry | BadEntry:
-    """The stored JSON of one event, checked to be what the publisher writes."""
-    if payload is None:
-        return BadEntry(cursor, "missing_field", "stream entry has no `e` field", b"")
-    if len(payload) > MAX_EVENT_BYTES:
-        return BadEntry(cursor, "oversize", f"{len(payload)} bytes (limit {MAX_EVENT_BYTES})", payload)
-    try:
-        value = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        reason = "invalid_json"
-        if "UTF-8" in str(exc) or "surrogate" in str(exc):
-            reason = "invalid_utf8"
-        elif "depth limit" in str(exc):
-            reason = "too_deep"
-        return BadEntry(cursor, reason, str(exc)[:200], payload)
-    try:
-        return Entry(cursor, check_normalised(value))
-    except MalformedEvent as exc:
-        return BadEntry(cursor, "wrong_shape", str(exc)[:200], payload)
 
 
 class RedisBroker:
@@ -87,7 +65,7 @@ class RedisBroker:
         """
         last: str | None = after
         last_key: tuple[int, int] | None = cursor_key(after) if after is not None else None
-        attempt = 0
+        backoff = Backoff()
         while True:
             subscription = None
             try:
@@ -97,7 +75,7 @@ class RedisBroker:
                         last = entry.cursor
                         yield entry
                     last_key = cursor_key(last)
-                attempt = 0
+                backoff.reset()
                 while True:
                     for message in await subscription.messages():
                         entry = decode_live(message)
@@ -114,8 +92,7 @@ class RedisBroker:
                             last, last_key = entry.cursor, key
                             yield entry
             except (RedisError, OSError) as exc:
-                delay = RECONNECT_BACKOFF[min(attempt, len(RECONNECT_BACKOFF) - 1)]
-                attempt += 1
+                delay = backoff.next_delay()
                 self.reconnects += 1
                 log.warning("live feed lost (%s); resubscribing in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
@@ -126,8 +103,8 @@ class RedisBroker:
     async def _plausible(self, cursor: str) -> bool:
         """True when `cursor` is not past the stream's newest entry (asked only at start or after an
         idle minute, for a cursor that far ahead of the last one seen: the live path has no round trip)."""
-        newest = await self._client.xrevrange(self._stream, count=1)
-        return bool(newest) and cursor_key(cursor) <= cursor_key(newest[0][0].decode())
+        newest = await self.tip()
+        return newest is not None and cursor_key(cursor) <= cursor_key(newest)
 
     async def _since(self, after: str) -> AsyncIterator[Entry | BadEntry]:
         while batch := await self.history(after, HISTORY_PAGE):
@@ -149,6 +126,40 @@ class RedisBroker:
             raise BrokerUnavailable(str(exc)) from exc
         return rows[0][0].decode() if rows else None
 
+    async def page(self, after: str, limit: int) -> Page:
+        """XINFO and XRANGE in one MULTI, so the page and the retention check see the same stream.
+        Redis 7 says whether anything was ever trimmed (`entries-added` beyond the length); on 6.2
+        an oldest entry past `after` is taken as trimmed."""
+        pipe = self._client.pipeline(transaction=True)
+        pipe.xinfo_stream(self._stream)
+        pipe.xrange(self._stream, min=f"({after}", count=limit)
+        try:
+            info, rows = await pipe.execute(raise_on_error=False)
+        except RedisError as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+        if isinstance(rows, Exception):
+            raise BrokerUnavailable(str(rows)) from rows
+        lost = None
+        if isinstance(info, dict) and info.get("first-entry"):  # not a dict: no stream yet
+            added = info.get("entries-added")
+            trimmed = added is None or int(added) > info["length"]
+            lost = lost_after(after, _text(info["first-entry"][0]), trimmed)
+        entries = [decode_event(_text(cursor), fields.get(b"e")) for cursor, fields in rows]
+        return Page(entries, lost)
+
+    async def tip(self) -> str | None:
+        try:
+            rows = await self._client.xrevrange(self._stream, count=1)
+        except RedisError as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+        return _text(rows[0][0]) if rows else None
+
+    async def wait_after(self, cursor: str, timeout: float) -> None:
+        try:
+            await self._client.xread({self._stream: cursor}, count=1, block=max(1, int(timeout * 1000)))
+        except RedisError as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+
     async def ping(self) -> bool:
         try:
             return bool(await self._client.ping())
@@ -157,3 +168,7 @@ class RedisBroker:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -15,10 +15,9 @@ from hub.config import Settings
 from hub.delivery.webhook.deadletters import list_deadletters
 from hub.delivery.webhook.health import delivery_health, delivery_log
 from hub.delivery.webhook.outbox import Outbox
-from hub.delivery.webhook.router import WebhookRouter
 from tests.lrs.lrs_server import RalphServer
 from tests.servers import RedisServer
-from tests.webhooks.helpers import FAST, renderer
+from tests.webhooks.helpers import router_on
 
 
 def statement(verb: str = "experienced") -> dict:
@@ -49,7 +48,7 @@ async def queue_and_deliver(
         cursor = f"{number}-0"
         frame = orjson.dumps({"type": "event", "cursor": cursor, "event_type": "test", "data": data}).decode()
         await outbox.append(cursor, [(client.client_id, frame)])
-    router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
+    router = router_on(redis, settings)
     await router.start()
     try:
         deadline = asyncio.get_running_loop().time() + 30

@@ -21,7 +21,7 @@ from hub.delivery.webhook.signing import new_secret
 from hub.delivery.webhook.worker import DeliveryOptions
 from hub.dev.simulator import SimulatedLMS
 from hub.fanout.dispatch import Fanout
-from hub.ingest import Entry
+from hub.ingest import Broker, Entry
 from hub.ingest.redis import RedisBroker
 from hub.translate import TranslationSettings
 from rthub_lms import keys as rkeys
@@ -71,11 +71,23 @@ def renderer(redis: aioredis.Redis, settings: Settings) -> Callable[[Entry, str,
     return fanout.renderer.render
 
 
-class Publisher:
-    """Publishes simulated LMS events through the real broker and returns their entries."""
+def router_on(
+    redis: aioredis.Redis,
+    settings: Settings,
+    options: DeliveryOptions = FAST,
+    render: Callable[[Entry, str, str], Awaitable[Any]] | None = None,
+) -> WebhookRouter:
+    """A router as the hub builds it: the stream read through a `RedisBroker` on `redis`, the real render."""
+    return WebhookRouter(
+        RedisBroker(redis, settings), redis, settings, render or renderer(redis, settings), options=options
+    )
 
-    def __init__(self, redis: aioredis.Redis, settings: Settings, seed: int = 1) -> None:
-        self.broker = RedisBroker(redis, settings)
+
+class Publisher:
+    """Publishes simulated LMS events through the real broker (or `broker`) and returns their entries."""
+
+    def __init__(self, redis: aioredis.Redis, settings: Settings, seed: int = 1, broker: Broker | None = None) -> None:
+        self.broker = broker or RedisBroker(redis, settings)
         self.lms = SimulatedLMS(seed=seed)
 
     async def entries(self, count: int) -> list[Entry]:
@@ -113,7 +125,7 @@ async def dead_letters_of_one_event(redis_url: str, prefix: str, url: str) -> li
     redis = aioredis.Redis.from_url(redis_url)
     settings = settings_for(redis_url, prefix, (0.05,)).with_overrides(webhook_allow_private=False)
     await write_client(redis, settings, "acme", url)
-    router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
+    router = router_on(redis, settings)
     await router.start()
     for entry in await Publisher(redis, settings).entries(1):
         await router.route(entry)

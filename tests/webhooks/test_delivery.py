@@ -9,11 +9,18 @@ import orjson
 import redis.asyncio as aioredis
 from standardwebhooks.webhooks import Webhook
 
-from hub.delivery.webhook.router import WebhookRouter
 from hub.delivery.webhook.worker import DeliveryOptions
 from hub.ingest import cursor_key
 from tests.servers import RedisServer
-from tests.webhooks.helpers import FAST, Publisher, renderer, settings_for, until, verify_by_hand, write_client
+from tests.webhooks.helpers import (
+    Publisher,
+    renderer,
+    router_on,
+    settings_for,
+    until,
+    verify_by_hand,
+    write_client,
+)
 from tests.webhooks.receiver import Receiver, Reply
 
 
@@ -26,7 +33,7 @@ def test_500_then_200_is_delivered_once_with_the_same_id_and_a_valid_signature(
             redis = aioredis.Redis.from_url(redis_server.url)
             settings = settings_for(redis_server.url, prefix, (0.1, 0.1, 5))
             secret = await write_client(redis, settings, "acme", receiver.url)
-            router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
+            router = router_on(redis, settings)
             await router.start()
             [entry] = await Publisher(redis, settings).entries(1)
             await router.route(entry)
@@ -53,7 +60,7 @@ def test_signature_verifies_with_the_reference_library(redis_server: RedisServer
             redis = aioredis.Redis.from_url(redis_server.url)
             settings = settings_for(redis_server.url, prefix)
             secret = await write_client(redis, settings, "acme", receiver.url)
-            router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
+            router = router_on(redis, settings)
             await router.start()
             for entry in await Publisher(redis, settings).entries(3):
                 await router.route(entry)
@@ -74,7 +81,7 @@ def test_events_arrive_in_cursor_order_and_retry_after_is_honoured(redis_server:
             redis = aioredis.Redis.from_url(redis_server.url)
             settings = settings_for(redis_server.url, prefix, (0.05, 5))
             await write_client(redis, settings, "acme", receiver.url)
-            router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
+            router = router_on(redis, settings)
             await router.start()
             entries = await Publisher(redis, settings).entries(20)
             for entry in entries:
@@ -98,7 +105,7 @@ def test_batches_follow_the_contract_body(redis_server: RedisServer, prefix: str
             redis = aioredis.Redis.from_url(redis_server.url)
             settings = settings_for(redis_server.url, prefix)
             await write_client(redis, settings, "acme", receiver.url, webhook_batch_max="5", webhook_batch_wait="0.3")
-            router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
+            router = router_on(redis, settings)
             await router.start()
             entries = await Publisher(redis, settings).entries(12)
             for entry in entries:
@@ -126,7 +133,7 @@ def test_a_failing_endpoint_does_not_delay_another_client(redis_server: RedisSer
             settings = settings_for(redis_server.url, prefix, (30, 60))
             await write_client(redis, settings, "broken", broken.url)
             await write_client(redis, settings, "healthy", healthy.url)
-            router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
+            router = router_on(redis, settings)
             await router.start()
             entries = await Publisher(redis, settings).entries(10)
             for entry in entries:
@@ -149,7 +156,7 @@ def test_grants_decide_who_gets_what(redis_server: RedisServer, prefix: str) -> 
             settings = settings_for(redis_server.url, prefix)
             await write_client(redis, settings, "mit", mit.url, grant=[{"orgs": ["MITx"]}])
             await write_client(redis, settings, "all", everyone.url)
-            router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
+            router = router_on(redis, settings)
             await router.start()
             entries = await Publisher(redis, settings, seed=3).entries(40)
             for entry in entries:
@@ -174,7 +181,7 @@ def test_body_is_the_socket_event_frame(redis_server: RedisServer, prefix: str) 
             settings = settings_for(redis_server.url, prefix)
             await write_client(redis, settings, "acme", receiver.url)
             render = renderer(redis, settings)
-            router = WebhookRouter(redis, settings, render, options=FAST)
+            router = router_on(redis, settings, render=render)
             await router.start()
             [entry] = await Publisher(redis, settings).entries(1)
             await router.route(entry)
@@ -202,7 +209,7 @@ def test_a_receiver_slower_than_the_timeout_is_retried(redis_server: RedisServer
             settings = settings_for(redis_server.url, prefix, (0.1, 5))
             await write_client(redis, settings, "acme", receiver.url)
             options = DeliveryOptions(timeout=0.3, lease_ttl_ms=1000, poll=0.1)
-            router = WebhookRouter(redis, settings, renderer(redis, settings), options=options)
+            router = router_on(redis, settings, options)
             await router.start()
             [entry] = await Publisher(redis, settings).entries(1)
             await router.route(entry)

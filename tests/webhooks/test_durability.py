@@ -8,10 +8,9 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 
-from hub.delivery.webhook.router import WebhookRouter
 from rthub_lms import keys as rkeys
 from tests.servers import RedisServer
-from tests.webhooks.helpers import FAST, Publisher, renderer, settings_for, until, write_client
+from tests.webhooks.helpers import Publisher, router_on, settings_for, until, write_client
 from tests.webhooks.receiver import Receiver, Reply
 
 
@@ -24,7 +23,7 @@ def test_queued_events_survive_a_redis_restart(own_redis: RedisServer, prefix: s
             settings = settings_for(own_redis.url, prefix, (0.2,) * 50)
             redis = aioredis.Redis.from_url(own_redis.url)
             await write_client(redis, settings, "acme", receiver.url)
-            router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
+            router = router_on(redis, settings)
             await router.start()
             await router.position.load()  # routing starts from here, before anything is published
             router.follow()

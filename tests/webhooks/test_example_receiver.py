@@ -13,10 +13,9 @@ import httpx
 import orjson
 import redis.asyncio as aioredis
 
-from hub.delivery.webhook.router import WebhookRouter
 from hub.delivery.webhook.signing import Signer, new_secret
 from tests.servers import RedisServer
-from tests.webhooks.helpers import FAST, Publisher, renderer, settings_for, until, write_client
+from tests.webhooks.helpers import Publisher, router_on, settings_for, until, write_client
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "webhook_receiver.py"
 
@@ -42,7 +41,7 @@ def test_example_receiver_accepts_deliveries_once_and_refuses_forgeries(redis_se
             redis = aioredis.Redis.from_url(redis_server.url)
             settings = settings_for(redis_server.url, prefix)
             await write_client(redis, settings, "acme", url, secret=secret)
-            router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
+            router = router_on(redis, settings)
             await router.start()
             entries = await Publisher(redis, settings).entries(3)
             for entry in entries:

@@ -14,10 +14,9 @@ from hub.redis import client as redis_client
 from rthub_lms import keys as rkeys
 from tests.servers import RedisCluster, RedisServer
 from tests.webhooks.helpers import (
-    FAST,
     Publisher,
     dead_letters_of_one_event,
-    renderer,
+    router_on,
     settings_for,
     until,
     verify_by_hand,
@@ -36,7 +35,7 @@ def test_receiver_down_past_the_last_attempt_dead_letters_then_replay_delivers(
             redis = redis_client(any_redis.url)
             settings = settings_for(any_redis.url, prefix, (0.1, 0.2))
             secret = await write_client(redis, settings, "acme", receiver.url)
-            router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
+            router = router_on(redis, settings)
             await router.start()
             entries = await Publisher(redis, settings).entries(2)
             for entry in entries:
@@ -79,7 +78,7 @@ def test_cli_lists_and_replays_dead_letters(redis_server: RedisServer, prefix: s
             redis = aioredis.Redis.from_url(redis_server.url)
             settings = settings_for(redis_server.url, prefix, (0.05,))
             await write_client(redis, settings, "acme", receiver.url)
-            router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
+            router = router_on(redis, settings)
             await router.start()
             entries = await Publisher(redis, settings).entries(3)
             for entry in entries:
@@ -106,7 +105,7 @@ def test_cli_lists_and_replays_dead_letters(redis_server: RedisServer, prefix: s
             redis = aioredis.Redis.from_url(redis_server.url)
             settings = settings_for(redis_server.url, prefix, (0.05,))
             up["value"] = True
-            router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
+            router = router_on(redis, settings)
             await router.start()
             await until(lambda: any(r.json["cursor"] == cursors[1] for r in receiver.requests[6:]))
             await router.close()
@@ -126,7 +125,7 @@ def test_410_gone_disables_the_endpoint_and_parks_its_queue(redis_server: RedisS
             redis = aioredis.Redis.from_url(redis_server.url)
             settings = settings_for(redis_server.url, prefix, (30,))
             await write_client(redis, settings, "acme", receiver.url)
-            router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
+            router = router_on(redis, settings)
             await router.start()
             pubsub = redis.pubsub()
             await pubsub.subscribe(rkeys.changes_channel(settings))
@@ -181,7 +180,7 @@ def test_a_receiver_aborts_one_message_and_the_next_is_delivered(redis_server: R
             redis = aioredis.Redis.from_url(redis_server.url)
             settings = settings_for(redis_server.url, prefix, (5.0, 5.0))  # a retry would take 5 s
             await write_client(redis, settings, "acme", receiver.url)
-            router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
+            router = router_on(redis, settings)
             await router.start()
             entries = await Publisher(redis, settings).entries(2)
             for entry in entries:

@@ -13,10 +13,16 @@ import pytest
 import redis.asyncio as aioredis
 
 from hub.delivery.webhook.health import delivery_health
-from hub.delivery.webhook.router import WebhookRouter
 from hub.delivery.webhook.ssrf import MAX_RESPONSE_BYTES, is_forbidden
 from tests.servers import RedisServer
-from tests.webhooks.helpers import FAST, Publisher, dead_letters_of_one_event, renderer, settings_for, write_client
+from tests.webhooks.helpers import (
+    FAST,
+    Publisher,
+    dead_letters_of_one_event,
+    router_on,
+    settings_for,
+    write_client,
+)
 
 
 @pytest.mark.parametrize(
@@ -89,7 +95,7 @@ def test_an_endless_response_body_is_cut_off_and_the_delivery_counts(redis_serve
         redis = aioredis.Redis.from_url(redis_server.url)
         settings = settings_for(redis_server.url, prefix, (5.0,))
         await write_client(redis, settings, "acme", f"http://127.0.0.1:{receiver.port}/hook")
-        router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
+        router = router_on(redis, settings)
         await router.start()
         started = time.monotonic()
         for entry in await Publisher(redis, settings).entries(1):

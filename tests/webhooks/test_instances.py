@@ -11,7 +11,7 @@ from hub.delivery.webhook.deadletters import list_deadletters
 from hub.delivery.webhook.router import WebhookRouter
 from rthub_lms import keys as rkeys
 from tests.servers import RedisServer
-from tests.webhooks.helpers import FAST, Publisher, renderer, settings_for, until, write_client
+from tests.webhooks.helpers import Publisher, router_on, settings_for, until, write_client
 from tests.webhooks.receiver import Receiver, Reply
 
 
@@ -22,7 +22,7 @@ def test_two_instances_deliver_each_event_once_in_order(redis_server: RedisServe
             settings = settings_for(redis_server.url, prefix, (0.05, 0.05, 0.05))
             one, two = aioredis.Redis.from_url(redis_server.url), aioredis.Redis.from_url(redis_server.url)
             await write_client(one, settings, "acme", receiver.url)
-            routers = [WebhookRouter(r, settings, renderer(r, settings), options=FAST) for r in (one, two)]
+            routers = [router_on(r, settings) for r in (one, two)]
             for router in routers:
                 await router.start()
             entries = await Publisher(one, settings).entries(40)
@@ -69,7 +69,7 @@ def test_a_dead_instances_lease_and_retry_state_are_taken_over(redis_server: Red
                 mapping={"source": outbox, "first": entry.cursor, "last": entry.cursor, "attempts": 2, "next_at": 0},
             )
             started = time.time()
-            router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
+            router = router_on(redis, settings)
             await router.start()
             while not (dead := await list_deadletters(redis, settings)):
                 await asyncio.sleep(0.05)

@@ -8,10 +8,9 @@ from dataclasses import replace
 import redis.asyncio as aioredis
 
 from hub.control.presence import Presence
-from hub.delivery.webhook.router import WebhookRouter
 from rthub_lms import keys as rkeys
 from tests.servers import RedisServer
-from tests.webhooks.helpers import FAST, Publisher, renderer, settings_for, until, write_client
+from tests.webhooks.helpers import Publisher, router_on, settings_for, until, write_client
 from tests.webhooks.receiver import Receiver
 
 
@@ -25,7 +24,7 @@ def test_a_live_socket_holds_webhooks_and_the_switch_back_keeps_cursor_order(
             settings = replace(settings_for(redis_server.url, prefix), webhook_handoff_margin=0.2)
             await write_client(redis, settings, "acme", receiver.url, delivery="websocket+webhook")
             await write_client(redis, settings, "plain", receiver.url.replace("/hook", "/plain"))
-            router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
+            router = router_on(redis, settings)
             await router.start()
             presence = Presence(redis, settings)
             publisher = Publisher(redis, settings)
@@ -82,7 +81,7 @@ def test_a_crashed_instances_sockets_expire_and_their_events_are_delivered_in_or
             redis = aioredis.Redis.from_url(redis_server.url)
             settings = settings_for(redis_server.url, prefix)
             await write_client(redis, settings, "acme", receiver.url, delivery="websocket+webhook")
-            router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
+            router = router_on(redis, settings)
             await router.start()
             publisher = Publisher(redis, settings)
             crashed = Presence(redis, settings, ttl_ms=300)  # connects, then never refreshes nor disconnects
@@ -113,7 +112,7 @@ def test_a_refreshed_presence_stays_live_and_close_hands_over(redis_server: Redi
             redis = aioredis.Redis.from_url(redis_server.url)
             settings = settings_for(redis_server.url, prefix)
             await write_client(redis, settings, "acme", receiver.url, delivery="websocket+webhook")
-            router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
+            router = router_on(redis, settings)
             await router.start()
             presence = Presence(redis, settings, ttl_ms=300, last_cursors=lambda: {"acme": None})
             presence.start()
@@ -167,7 +166,7 @@ def test_a_crashed_instances_cover_ends_where_its_sockets_stopped_though_another
             redis = aioredis.Redis.from_url(redis_server.url)
             settings = replace(settings_for(redis_server.url, prefix), webhook_handoff_margin=0.1)
             await write_client(redis, settings, "acme", receiver.url, delivery="websocket+webhook")
-            router = WebhookRouter(redis, settings, renderer(redis, settings), options=FAST)
+            router = router_on(redis, settings)
             await router.start()
             publisher = Publisher(redis, settings)
             crashed = Presence(redis, settings, ttl_ms=600)  # never refreshes nor disconnects

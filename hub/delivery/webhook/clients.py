@@ -15,8 +15,8 @@ from auth.clients import ENDPOINT_DELIVERIES, Client
 from auth.endpoint_credentials import CredentialError
 from auth.registry import ClientRegistry
 from hub.config import Settings
-from hub.delivery.endpoints.base import BatchSender
-from hub.delivery.endpoints.view import endpoint_sender
+from hub.delivery.webhook.formats.batch import BatchSender
+from hub.delivery.webhook.formats.endpoint import endpoint_sender
 from hub.delivery.webhook.signing import SecretError, Signer
 from rthub_lms.grants import GrantError, Matcher, compile_grant, validate_grant
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from hub.config import Settings
-from hub.ingest import LUA_OLDER, cursor_key
+from hub.ingest import LUA_OLDER, Broker
 from rthub_lms import keys
 
 OLDER = LUA_OLDER + """
@@ -37,10 +37,10 @@ return 1
 
 
 class Position:
-    def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
+    def __init__(self, redis: aioredis.Redis, broker: Broker, settings: Settings) -> None:
         self._redis = redis
+        self._broker = broker
         self.key = keys.routed(settings)
-        self._stream = keys.stream_key(settings)
         self._advance = redis.register_script(ADVANCE_SCRIPT)
         self._claim = redis.register_script(CLAIM_SCRIPT)
 
@@ -49,8 +49,11 @@ class Position:
         saved = await self._redis.get(self.key)
         if saved is not None:
             return _text(saved)
-        top = await self._redis.xrevrange(self._stream, count=1)
-        return await self.advance(_text(top[0][0]) if top else "0-0")
+        return await self.advance_to_tip()
+
+    async def advance_to_tip(self) -> str:
+        """Save the stream's newest cursor (nothing before it will be routed); returns what is saved now."""
+        return await self.advance(await self._broker.tip() or "0-0")
 
     async def advance(self, cursor: str) -> str:
         """Save `cursor` unless a newer one is saved; returns what is saved now."""
@@ -60,14 +63,6 @@ class Position:
         """True for exactly one instance: the one that moves the saved cursor from `after` (or older)
         to `upto`, so a gap is recorded once however many instances notice it."""
         return bool(await self._claim(keys=[self.key], args=[after, upto]))
-
-
-def predecessor(cursor: str) -> str:
-    """The stream id just before `cursor` (reading after it starts exactly at `cursor`)."""
-    millis, sequence = cursor_key(cursor)
-    if sequence:
-        return f"{millis}-{sequence - 1}"
-    return f"{millis - 1}-{2**64 - 1}" if millis else "0-0"
 
 
 def _text(value: bytes | str) -> str:

@@ -1,22 +1,21 @@
 """Routes the event stream into the outboxes of entitled webhook clients, and runs their delivery workers.
 
-Routing is its own consumer of the event stream, off the WebSocket fan-out: `follow` reads the
-stream from the saved position (`position`), matches each entry against the webhook clients' grants
-(one `GrantIndex`), renders it once per (translator, consumer type) with the shared render cache, and
-appends the frame to each entitled client's outbox; the position advances only after the appends.
-A Redis error (outage, READONLY after a failover, OOM) is waited out on the same page: nothing is
-skipped or dead-lettered for it. When the stream no longer holds the position (retention exceeded),
-each webhook client gets one `gap` dead letter naming what was lost. The client set follows the
-registry: loaded at start, reloaded per client on `{prefix}{registry}:changes` (`ChangeFollower`), and
-fully after a resubscribe and every minute.
-One instance routes at a time: the holder of the routing lease (`{prefix}wh:routing`, a `Lease`
-renewed every half ttl). The others, workers of `rthub serve --workers N` or other hosts, wait and
-try to take it every third of a ttl, so a SIGKILLed router is replaced within ~1.3 ttl and a stopped
-one (it releases the lease) within a third. Correctness does not rest on the lease: appends are
-idempotent and the position only moves forward, so two routers during a takeover only repeat work.
-The holder, while it has no webhook clients, reads no entries: it only notes the stream's newest
-cursor every `IDLE_TIP_EVERY` seconds, and starts routing from the last one noted when its first
-client appears.
+Routing is its own consumer of the event stream, off the WebSocket fan-out: `follow` pages through the
+broker's history (`Broker.page`) from the saved position (`position`), matches each entry against the
+webhook clients' grants (one `GrantIndex`), renders it once per (translator, consumer type) with the
+shared render cache, and appends the frame to each entitled client's outbox; the position advances only
+after the appends. A Redis error (outage, READONLY after a failover, OOM) is waited out on the same
+page: nothing is skipped or dead-lettered for it. When the stream no longer holds the position
+(retention exceeded), each webhook client gets one `gap` dead letter naming what was lost. The client
+set follows the registry: loaded at start, reloaded per client on `{prefix}{registry}:changes`
+(`ChangeFollower`), and fully after a resubscribe and every minute. One instance routes at a time: the
+holder of the routing lease (`{prefix}wh:routing`, a `Lease` renewed every half ttl). The others,
+workers of `rthub serve --workers N` or other hosts, wait and try to take it every third of a ttl, so a
+SIGKILLed router is replaced within ~1.3 ttl and a stopped one (it releases the lease) within a third.
+Correctness does not rest on the lease: appends are idempotent and the position only moves forward, so
+two routers during a takeover only repeat work. The holder, while it has no webhook clients, reads no
+entries: it only notes the stream's newest cursor every `IDLE_TIP_EVERY` seconds, and starts routing
+from the last one noted when its first client appears.
 """
 
 from __future__ import annotations
@@ -38,11 +37,11 @@ from hub.delivery.webhook.clients import WebhookClient, load_client, load_client
 from hub.delivery.webhook.health import record_gap
 from hub.delivery.webhook.lease import Lease
 from hub.delivery.webhook.outbox import Appended, Outbox
-from hub.delivery.webhook.position import Position, predecessor
+from hub.delivery.webhook.position import Position
 from hub.delivery.webhook.worker import DeliveryOptions, DeliveryWorker
 from hub.fanout.render import Frame
-from hub.ingest import Entry, cursor_key
-from hub.ingest.redis import decode_event
+from hub.ingest import Broker, Entry
+from hub.redis import Backoff, is_transient
 from rthub_lms import keys
 from rthub_lms.grants import EventFacts, GrantIndex, event_facts
 
@@ -52,15 +51,14 @@ log = logging.getLogger("rthub.webhooks.router")
 
 FULL_RELOAD_EVERY = 60.0
 PAGE = 500
-BLOCK_MS = 1000
+WAIT_FOR_ENTRIES = 1.0
 IDLE_TIP_EVERY = 1.0
-RETRY_FIRST = 0.05
-RETRY_MAX = 2.0
 
 
 class WebhookRouter:
     def __init__(
         self,
+        broker: Broker,
         redis: aioredis.Redis,
         settings: Settings,
         render: Render,
@@ -71,14 +69,14 @@ class WebhookRouter:
     ) -> None:
         """`changes`: the process's registry-change follower, started and closed by its owner; without
         one the router follows the registry with a follower of its own."""
+        self._broker = broker
         self._redis = redis
         self._settings = settings
         self._render = render
         self._facts = facts or (lambda entry: event_facts(entry.event))
         self._options = options or DeliveryOptions()
         self._outbox = Outbox(redis, settings)
-        self.position = Position(redis, settings)
-        self._stream = keys.stream_key(settings)
+        self.position = Position(redis, broker, settings)
         self._index = GrantIndex()
         self.clients: dict[str, WebhookClient] = {}
         self.workers: dict[str, DeliveryWorker] = {}
@@ -111,15 +109,15 @@ class WebhookRouter:
 
     async def _follow(self) -> None:
         cursor: str | None = None
-        delay = RETRY_FIRST
+        backoff = Backoff()
         while not self._stopping:
             try:
                 if not await self._lead():
                     cursor = None
                     await asyncio.sleep(self._options.lease_ttl_ms / 3000)
                     continue
-                if not self.clients:
-                    cursor = await self._tip()
+                if not self.clients:  # nothing to route: note where the stream stands
+                    cursor = await self.position.advance_to_tip()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._has_clients.wait(), IDLE_TIP_EVERY)
                     continue
@@ -127,19 +125,20 @@ class WebhookRouter:
                     cursor = await self.position.load()
                 page, cursor = await self._read(cursor)
                 if not page:
-                    await self._redis.xread({self._stream: cursor}, count=1, block=BLOCK_MS)
+                    await self._broker.wait_after(cursor, WAIT_FOR_ENTRIES)
                     continue
                 for entry in page:
                     await self.route(entry)
                 cursor = page[-1].cursor
                 await self.position.advance(cursor)
                 self.counts["routed"] += len(page)
-                delay = RETRY_FIRST
-            except (RedisError, OSError) as exc:
+                backoff.reset()
+            except (RedisError, OSError) as exc:  # even a lasting error: skipping the page would lose it
+                delay = backoff.next_delay()
                 self.counts["route_retries"] += 1
-                log.warning("routing waits for Redis (%s); retrying in %.2fs", exc, delay, extra={"cursor": cursor})
+                level = logging.WARNING if is_transient(exc) else logging.ERROR
+                log.log(level, "routing waits for Redis (%s); retrying in %.2fs", exc, delay, extra={"cursor": cursor})
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX)
 
     async def _lead(self) -> bool:
         """Whether this instance routes now: takes the routing lease when free, renews it when held
@@ -156,42 +155,22 @@ class WebhookRouter:
         self._renew_at = now + self._options.lease_ttl_ms / 2000
         return held
 
-    async def _tip(self) -> str:
-        """The stream's newest cursor, saved: while no webhook client exists there is nothing to route."""
-        top = await self._redis.xrevrange(self._stream, count=1)
-        return await self.position.advance(_text(top[0][0]) if top else "0-0")
-
     async def _read(self, cursor: str) -> tuple[list[Entry], str]:
         """The next page after `cursor` (events only: the fan-out dead-letters bad entries), and the
-        cursor to read after: past a gap when the stream's retention has dropped entries after `cursor`.
-        XINFO and XRANGE run in one MULTI, so the page and the retention check see the same stream."""
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.xinfo_stream(self._stream)
-        pipe.xrange(self._stream, min=f"({cursor}", count=PAGE)
-        info, rows = await pipe.execute(raise_on_error=False)
-        if isinstance(rows, Exception):
-            raise rows
-        if isinstance(info, dict) and cursor != "0-0" and info.get("first-entry"):
-            first = _text(info["first-entry"][0])
-            # Retention trims from the head: an oldest entry newer than the position means the
-            # entries between were trimmed before they were routed. Redis 7 says whether anything was
-            # trimmed at all (`entries-added`); on 6.2 a trimmed position is taken as a gap.
-            added = info.get("entries-added")
-            trimmed = added is None or int(added) > info["length"]
-            if cursor_key(first) > cursor_key(cursor) and trimmed:
-                upto = predecessor(first)
-                await self._gap(cursor, upto)
-                cursor = upto
-        page = []
-        for row_id, fields in rows:
-            entry = decode_event(_text(row_id), fields.get(b"e"))
+        cursor to read after: past a gap when the stream's retention has dropped entries after `cursor`."""
+        page = await self._broker.page(cursor, PAGE)
+        if page.lost is not None:
+            await self._gap(cursor, page.lost)
+            cursor = page.lost
+        entries = []
+        for entry in page.entries:
             if isinstance(entry, Entry):
-                page.append(entry)
+                entries.append(entry)
             else:
                 cursor = entry.cursor or cursor
-        if not page and rows:
+        if not entries and page.entries:
             await self.position.advance(cursor)
-        return page, cursor
+        return entries, cursor
 
     async def _gap(self, after: str, upto: str) -> None:
         """Entries in (after, upto] left the stream before they were routed: one dead letter per
@@ -303,6 +282,3 @@ class WebhookRouter:
         if not self._stopping:
             self._apply_all(await load_clients(self._redis, self._settings))
 
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -4,7 +4,7 @@ The delivery worker owns ordering, leases, retries and dead letters; a sender on
 into HTTP requests and says what happened. `WebhookSender` owns the transport (an SSRF-checked,
 pinned address, one keep-alive pool, a total timeout, every attempt reported for the delivery log)
 and posts the contract's event frames with Standard Webhooks signatures, or hands the items to the
-client's endpoint format (`hub/delivery/endpoints/`: xAPI statements to an LRS, Caliper envelopes).
+client's endpoint format (`hub/delivery/webhook/formats/`: xAPI statements to an LRS, Caliper envelopes).
 """
 
 from __future__ import annotations

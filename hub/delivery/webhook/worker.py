@@ -7,7 +7,7 @@ minus what their sockets covered, see `handoff`), waits for its next attempt tim
 (schedule exhausted, or the receiver aborted the message) or disables the endpoint (410, or failing
 for `RTHUB_WEBHOOK_DISABLE_AFTER` seconds with no success: the breaker) with its backlog dead-lettered.
 Each client has its own task and HTTP connection pool, so a failing endpoint only delays itself.
-LRS and Caliper-endpoint clients bring a `sender` (`hub/delivery/endpoints/`) that builds their
+LRS and Caliper-endpoint clients bring a `sender` (`hub/delivery/webhook/formats/`) that builds their
 requests and reads their answers; a client it pauses (401/403) keeps its queue until it is changed.
 """
 
@@ -32,6 +32,7 @@ from hub.delivery.webhook.outbox import Item, Outbox, field
 from hub.delivery.webhook.outcome import Outcome
 from hub.delivery.webhook.schedule import retry_delay
 from hub.delivery.webhook.sender import Sender, WebhookSender
+from hub.redis import Backoff, is_transient
 from rthub_lms import keys
 
 log = logging.getLogger("rthub.webhooks.worker")
@@ -100,15 +101,20 @@ class DeliveryWorker:
         await self._sender.aclose()
 
     async def _run(self) -> None:
-        """Compete for the lease; deliver while holding it; start over when it is lost."""
+        """Compete for the lease; deliver while holding it; start over when it is lost. While Redis is
+        away the waits between tries grow from `poll` (`Backoff`)."""
+        backoff = Backoff(self._options.poll)
         while not self._stopping:
             try:
-                if not await self._lease.acquire():
-                    await asyncio.sleep(self._options.lease_ttl_ms / 2000)
-                    continue
+                acquired = await self._lease.acquire()
             except RedisError as exc:
+                delay = backoff.next_delay()
                 log.warning("client %s: lease unavailable: %s", self.client.client_id, exc)
-                await asyncio.sleep(self._options.poll)
+                await asyncio.sleep(delay)
+                continue
+            backoff.reset()
+            if not acquired:
+                await asyncio.sleep(self._options.lease_ttl_ms / 2000)
                 continue
             deliver = asyncio.create_task(self._deliver())
             keeper = asyncio.create_task(self._keep_lease())
@@ -124,8 +130,9 @@ class DeliveryWorker:
                 return
             failure = next((r for r in results if isinstance(r, Exception) and not isinstance(r, LeaseLost)), None)
             if failure is not None:
-                log.warning("client %s: delivery interrupted: %r", self.client.client_id, failure)
-                await asyncio.sleep(self._options.poll)
+                level = logging.WARNING if is_transient(failure) else logging.ERROR
+                log.log(level, "client %s: delivery interrupted: %r", self.client.client_id, failure)
+                await asyncio.sleep(backoff.next_delay())
 
     async def _keep_lease(self) -> None:
         while not self._stopping:

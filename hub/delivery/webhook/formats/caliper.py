@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from hub.delivery.endpoints.base import BatchSender, records
+from hub.delivery.webhook.formats.batch import BatchSender, records
 from hub.delivery.webhook.outbox import Item
 
 DATA_VERSION = "http://purl.imsglobal.org/ctx/caliper/v1p2"

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from hub.delivery.endpoints.base import BatchSender, records
+from hub.delivery.webhook.formats.batch import BatchSender, records
 from hub.delivery.webhook.outbox import Item
 
 XAPI_VERSION = "1.0.3"

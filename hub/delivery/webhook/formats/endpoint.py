@@ -1,4 +1,4 @@
-"""The delivery view of an LRS or Caliper-endpoint client: where to POST and with which sender."""
+"""An LRS or Caliper-endpoint client's format: where to POST and with which sender."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import base64
 from auth.clients import Client
 from auth.endpoint_credentials import cipher
 from hub.config import Settings
-from hub.delivery.endpoints.base import BatchSender
-from hub.delivery.endpoints.caliper import CaliperSender
-from hub.delivery.endpoints.lrs import LrsSender, statements_url
+from hub.delivery.webhook.formats.batch import BatchSender
+from hub.delivery.webhook.formats.caliper import CaliperSender
+from hub.delivery.webhook.formats.lrs import LrsSender, statements_url
 
 
 def sensor_id(settings: Settings) -> str:
