@@ -24,6 +24,7 @@ from auth.closecodes import CloseCode
 from auth.identity import ClientIdentity
 from hub.config import Settings
 from hub.fanout.dispatch import Fanout
+from hub.redis import Backoff
 from rthub_lms.keys import changes_channel
 
 log = logging.getLogger("rthub.changes")
@@ -32,9 +33,6 @@ Lookup = Callable[[str], Awaitable[ClientIdentity | None]]
 OnChange = Callable[[str], Awaitable[object]]
 OnResync = Callable[[], Awaitable[object]]
 
-# One retry policy: a lost subscription is retried after RETRY_FIRST, doubling up to RETRY_MAX.
-RETRY_FIRST = 0.1
-RETRY_MAX = 2.0
 # How long one read of the channel waits: the loop checks `close` at least this often, since redis-py
 # can swallow a cancellation that lands inside `get_message(timeout=...)`.
 POLL = 1.0
@@ -76,7 +74,7 @@ class ChangeFollower:
                 await self._task
 
     async def _run(self) -> None:
-        delay = RETRY_FIRST
+        backoff = Backoff()  # the one retry policy for Redis outages (`hub.redis`)
         while not self._stopping:
             pubsub = self._redis.pubsub()
             try:
@@ -84,7 +82,7 @@ class ChangeFollower:
                 loop = asyncio.get_running_loop()
                 for registration in self._registrations:
                     await self._resync(registration, loop.time())
-                delay = RETRY_FIRST
+                backoff.reset()
                 while not self._stopping:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=POLL)
                     if message is not None and message["type"] == "message":
@@ -97,9 +95,9 @@ class ChangeFollower:
                         if now >= registration.due:
                             await self._resync(registration, now)
             except (RedisError, OSError) as exc:
+                delay = backoff.next_delay()
                 log.warning("change notices lost (%s); resubscribing in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX)
             finally:
                 await pubsub.aclose()
 
