@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
     webhooks = WebhookRouter(
         broker, client, settings, fanout.renderer.render, facts=fanout.renderer.facts, changes=changes
     )
-    presence = Presence(client, settings, last_cursors=fanout.last_cursors)
+    presence = Presence(client, settings, tip=broker.tip, last_cursors=fanout.last_cursors)
 
     def webhook_counts() -> Counter[str]:
         return webhooks.delivery_counts() + webhooks.counts

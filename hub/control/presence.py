@@ -25,13 +25,13 @@ import contextlib
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from hub.config import Settings
-from hub.ingest import LUA_OLDER
+from hub.ingest import LUA_OLDER, BrokerUnavailable
 from rthub_lms import keys
 
 log = logging.getLogger("rthub.presence")
@@ -146,12 +146,14 @@ class Presence:
         redis: aioredis.Redis,
         settings: Settings,
         *,
+        tip: Callable[[], Awaitable[str | None]],
         ttl_ms: int = DEFAULT_TTL_MS,
         last_cursors: Callable[[], dict[str, str | None]] | None = None,
         instance: str | None = None,
     ) -> None:
         self._redis = redis
         self._settings = settings
+        self._tip = tip  # `Broker.tip`: the stream's newest cursor
         self.ttl_ms = ttl_ms
         self.instance = instance or uuid.uuid4().hex
         self._last_cursors = last_cursors
@@ -177,14 +179,13 @@ class Presence:
         if self._counts[client_id] == 1:
             try:
                 # Read before the script: the socket is already in the fan-out, so it gets everything after.
-                top = await self._redis.xrevrange(keys.stream_key(self._settings), count=1)
-                cursor = _text(top[0][0]) if top else "0-0"
+                cursor = await self._tip() or "0-0"
                 await self._connect(
                     keys=self._keys(client_id),
                     args=[self.instance, self.ttl_ms, 1, cursor, "1" if handoff_owed else "0",
                           margin_ms(self._settings)],
                 )
-            except RedisError as exc:
+            except (RedisError, BrokerUnavailable) as exc:
                 log.warning("presence: connect of %s not recorded: %s", client_id, exc)
 
     async def disconnected(self, client_id: str, last_cursor: str | None) -> None:

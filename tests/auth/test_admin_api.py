@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from auth.registry import ClientRegistry
 from hub.control.presence import Presence
+from hub.ingest.redis import RedisBroker
 from tests.auth.conftest import AuthServer, in_loop
 
 
@@ -33,7 +34,8 @@ def test_crud_rotate_revoke_and_connections(auth_server: AuthServer) -> None:
     assert (patched.json()["translator"], patched.json()["grant"]) == ("xapi", [])
 
     async def two_sockets(registry: ClientRegistry) -> None:
-        hub = Presence(registry.redis, auth_server.settings, instance="hub-1")
+        tip = RedisBroker(registry.redis, auth_server.settings).tip
+        hub = Presence(registry.redis, auth_server.settings, tip=tip, instance="hub-1")
         await hub.connected(client_id)
         await hub.connected(client_id)
         await hub.refresh()

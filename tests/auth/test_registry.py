@@ -14,6 +14,7 @@ from auth.passwords import hash_secret, verify_secret
 from auth.registry import ClientRegistry
 from hub.config import Settings
 from hub.control.presence import Presence, live_connections
+from hub.ingest.redis import RedisBroker
 from hub.redis import client as redis_client
 from rthub_lms import keys as rkeys
 from tests.auth.conftest import in_loop
@@ -131,9 +132,10 @@ def test_live_connections_sum_over_instances(settings: Settings) -> None:
     """Counts come from the presence record each instance refreshes; an expired instance counts for nothing."""
 
     async def count(registry: ClientRegistry) -> dict[str, int]:
-        hub_a = Presence(registry.redis, settings, instance="hub-a")
-        hub_b = Presence(registry.redis, settings, instance="hub-b")
-        stale = Presence(registry.redis, settings, instance="hub-stale", ttl_ms=200)
+        tip = RedisBroker(registry.redis, settings).tip
+        hub_a = Presence(registry.redis, settings, tip=tip, instance="hub-a")
+        hub_b = Presence(registry.redis, settings, tip=tip, instance="hub-b")
+        stale = Presence(registry.redis, settings, tip=tip, instance="hub-stale", ttl_ms=200)
         for _ in range(2):
             await hub_a.connected("cl_1")
         await hub_a.connected("cl_2")

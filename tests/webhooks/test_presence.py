@@ -8,6 +8,7 @@ from dataclasses import replace
 import redis.asyncio as aioredis
 
 from hub.control.presence import Presence
+from hub.ingest.redis import RedisBroker
 from rthub_lms import keys as rkeys
 from tests.servers import RedisServer
 from tests.webhooks.helpers import Publisher, router_on, settings_for, until, write_client
@@ -26,7 +27,8 @@ def test_a_live_socket_holds_webhooks_and_the_switch_back_keeps_cursor_order(
             await write_client(redis, settings, "plain", receiver.url.replace("/hook", "/plain"))
             router = router_on(redis, settings)
             await router.start()
-            presence = Presence(redis, settings)
+            tip = RedisBroker(redis, settings).tip
+            presence = Presence(redis, settings, tip=tip)
             publisher = Publisher(redis, settings)
 
             await presence.connected("acme", handoff_owed=True)
@@ -84,7 +86,8 @@ def test_a_crashed_instances_sockets_expire_and_their_events_are_delivered_in_or
             router = router_on(redis, settings)
             await router.start()
             publisher = Publisher(redis, settings)
-            crashed = Presence(redis, settings, ttl_ms=300)  # connects, then never refreshes nor disconnects
+            tip = RedisBroker(redis, settings).tip
+            crashed = Presence(redis, settings, tip=tip, ttl_ms=300)  # connects, then never refreshes nor disconnects
             await crashed.connected("acme", handoff_owed=True)
             during = await publisher.entries(3)
             for entry in during:
@@ -114,7 +117,8 @@ def test_a_refreshed_presence_stays_live_and_close_hands_over(redis_server: Redi
             await write_client(redis, settings, "acme", receiver.url, delivery="websocket+webhook")
             router = router_on(redis, settings)
             await router.start()
-            presence = Presence(redis, settings, ttl_ms=300, last_cursors=lambda: {"acme": None})
+            tip = RedisBroker(redis, settings).tip
+            presence = Presence(redis, settings, tip=tip, ttl_ms=300, last_cursors=lambda: {"acme": None})
             presence.start()
             await presence.connected("acme", handoff_owed=True)
             await asyncio.sleep(0.8)  # well past one ttl: only refreshing keeps it live
@@ -137,7 +141,8 @@ def test_only_websocket_webhook_clients_open_a_cover(redis_server: RedisServer, 
     async def scenario() -> tuple[list[bool], list[bool]]:
         redis = aioredis.Redis.from_url(redis_server.url)
         settings = settings_for(redis_server.url, prefix)
-        presence = Presence(redis, settings)
+        tip = RedisBroker(redis, settings).tip
+        presence = Presence(redis, settings, tip=tip)
         live, after = [], []
         for client_id in ("sockets", "both"):
             await presence.connected(client_id, handoff_owed=client_id == "both")
@@ -169,10 +174,11 @@ def test_a_crashed_instances_cover_ends_where_its_sockets_stopped_though_another
             router = router_on(redis, settings)
             await router.start()
             publisher = Publisher(redis, settings)
-            crashed = Presence(redis, settings, ttl_ms=600)  # never refreshes nor disconnects
+            tip = RedisBroker(redis, settings).tip
+            crashed = Presence(redis, settings, tip=tip, ttl_ms=600)  # never refreshes nor disconnects
             await crashed.connected("acme", handoff_owed=True)
             unseen = await publisher.entries(3)
-            survivor = Presence(redis, settings, ttl_ms=60_000)
+            survivor = Presence(redis, settings, tip=tip, ttl_ms=60_000)
             await survivor.connected("acme", handoff_owed=True)
             seen = await publisher.entries(3)
             for entry in unseen + seen:
