@@ -43,7 +43,8 @@ FAMILIES = (
     ("special exams", ("edx.special_exam.",)),
 )
 
-pytestmark = pytest.mark.timeout(600)
+# One worker computes the module's run (the reference over every generated event), first.
+pytestmark = [pytest.mark.timeout(600), pytest.mark.xdist_group("differential")]
 
 
 def family(name: str) -> str:
