@@ -1,10 +1,10 @@
 """rthub's translators against the reference translator itself, run as a black box, on generated events.
 
 For every event name the reference registers (xAPI and Caliper), hypothesis grows at least
-`MIN_CASES` distinct events from real shapes (see `generate.py`; rthub's fixtures cover every name,
-the shared corpus adds its shapes when present); each goes to the reference (its own
-virtualenv and process, `oracle.py`) and to rthub, and the two translations are compared field by
-field (`differences.py`). Every difference must be one documented in docs/translators.md.
+`MIN_CASES` distinct events from real shapes (see `generate.py`: rthub's fixtures, which cover every
+name, so a plain clone generates the same events as a tree with the shared corpus); each goes to the
+reference (its own virtualenv and process, `oracle.py`) and to rthub, and the two translations are
+compared field by field (`differences.py`). Every difference must be one documented in docs/translators.md.
 A summary per family is written to `test-artifacts/differential.json`.
 """
 
