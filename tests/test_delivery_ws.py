@@ -153,6 +153,7 @@ def test_a_consumer_that_stops_reading_during_a_catch_up_is_closed_with_4008(
     assert code == 4008
 
 
+@pytest.mark.hub_process
 def test_sigterm_closes_sockets_with_1012(hub: HubProcess, token: str) -> None:
     async def scenario() -> int | None:
         ws = await connect(hub.ws, token)

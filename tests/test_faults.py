@@ -154,6 +154,7 @@ def test_hub_killed_under_load_a_resuming_client_loses_nothing(
     assert [f["cursor"] for f in frames] == published, "every event once, in order, across the kill"
 
 
+@pytest.mark.hub_process
 def test_sigterm_drains_in_flight_requests_and_exits_cleanly(hub: HubProcess) -> None:
     client_id, secret = hub.client()
 

@@ -10,6 +10,7 @@ from collections import Counter
 
 import httpx
 import orjson
+import pytest
 import redis
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -79,6 +80,7 @@ def _bad_live_message(rng: random.Random) -> bytes:
     ])
 
 
+@pytest.mark.hub_process
 def test_ten_thousand_malformed_entries_are_dead_lettered_and_good_events_still_flow(
     hub: HubProcess, token: str
 ) -> None:

@@ -82,6 +82,7 @@ def test_token_is_refreshed_before_it_expires(redis_server: RedisServer, prefix:
     assert stream.stats.closes[4401] <= 1
 
 
+@pytest.mark.hub_process
 def test_a_refused_token_is_replaced_once(hub: HubProcess, redis_server: RedisServer, prefix: str) -> None:
     client_id, secret = hub.client()
 
