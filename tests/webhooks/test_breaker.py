@@ -19,6 +19,7 @@ from rthub_lms.backend import StreamWriter
 from rthub_lms.events import normalise
 from tests.hubproc import ROOT, HubProcess
 from tests.servers import RedisServer
+from tests.webhooks.helpers import until_delivering
 from tests.webhooks.receiver import Receiver, Reply
 
 CAP = 200
@@ -45,7 +46,7 @@ def test_dead_endpoint_is_capped_disabled_dead_lettered_and_replayable(redis_ser
             outbox = rkeys.outbox(hub.settings, client_id)
             admin = hub.token_for(*hub.client(name="admin", scopes=["admin"], grant=[]), scope="admin")
             api = httpx.Client(base_url=f"{hub.http}/admin/api", headers={"Authorization": f"Bearer {admin}"})
-            time.sleep(0.5)
+            until_delivering(hub, client_id)
             started = time.time()
             writer = StreamWriter(check, Settings(redis_prefix=prefix))
             simulator = SimulatedLMS(seed=3)
