@@ -8,6 +8,15 @@ import pytest
 from tests.hubproc import Hub, HubProcess, InProcessHub
 from tests.servers import RedisCluster, RedisSentinel, RedisServer
 
+# Fixtures that start a real peer (a Ralph LRS, a browser page): a test asking for one is marked `peers`.
+PEER_FIXTURES = frozenset({"ralph", "page"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if PEER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.peers)
+
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:

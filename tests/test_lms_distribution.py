@@ -13,6 +13,7 @@ import venv
 from pathlib import Path
 
 import orjson
+import pytest
 
 from tests.hubproc import HubProcess
 from tests.wsclient import collect, connect
@@ -39,6 +40,8 @@ def _lms_venv(root: Path) -> Path:
     return python
 
 
+@pytest.mark.peers  # a plain virtualenv with the plug-in alone
+@pytest.mark.slow
 def test_plugin_installs_alone_and_its_events_reach_a_hub_subscriber(hub: HubProcess, tmp_path: Path) -> None:
     python = _lms_venv(tmp_path / "lms-venv")
     listed = subprocess.run(
