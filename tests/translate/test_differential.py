@@ -73,6 +73,7 @@ def _generate(name: str, seeds: dict[str, list[dict[str, Any]]]) -> list[dict[st
             database=None,
             deadline=None,
             phases=[Phase.generate],
+            backend=generate.BACKEND,
             suppress_health_check=list(HealthCheck),
         )
         @given(generate.events_for(name, seeds))
