@@ -103,6 +103,7 @@ def test_resume_with_a_cursor_older_than_retention_gets_a_gap_frame(
     assert [f["cursor"] for f in frames[1:]] == cursors[cursors.index(oldest):]
 
 
+@pytest.mark.slow
 def test_slow_consumer_is_closed_with_4008_while_a_fast_one_keeps_up(
     redis_server: RedisServer, prefix: str
 ) -> None:
@@ -129,6 +130,7 @@ def test_slow_consumer_is_closed_with_4008_while_a_fast_one_keeps_up(
     assert fast_count == len(events)
 
 
+@pytest.mark.slow
 def test_a_consumer_that_stops_reading_during_a_catch_up_is_closed_with_4008(
     redis_server: RedisServer, prefix: str
 ) -> None:

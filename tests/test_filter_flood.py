@@ -136,6 +136,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.slow
 def test_ten_flooding_sockets_do_not_starve_another_client(hub: HubProcess) -> None:
     """The attack as reported, next to a subscriber of another client; 1,000 events at 200 events/s."""
     attacker, victim = hub.token(), hub.token()

@@ -135,6 +135,7 @@ def test_every_socket_gets_every_event_once_through_the_render_stage(workers_hub
     assert most_bundled(workers_hub) >= 250  # the workers took the stage's renders
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_the_render_stage_dying_mid_stream_loses_and_repeats_nothing(workers_hub: HubProcess, sig: int) -> None:
     first = wait_for_stage(workers_hub)
@@ -261,6 +262,7 @@ def test_a_group_missing_from_a_bundle_is_rendered_by_the_worker(redis_server: R
     assert counts["translated:caliper"] == 1 and counts["bundled"] == 1
 
 
+@pytest.mark.slow
 def test_redis_restart_under_the_render_stage_loses_nothing(own_redis: RedisServer, tmp_path: Path) -> None:
     """Redis goes away under the stage and both workers, then returns: every socket gets everything
     Redis holds, once, in stream order (the LMS side spools meanwhile)."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 import websockets
 
 from hub.dev.simulator import SimulatedLMS
@@ -77,6 +78,7 @@ async def _follow(
     return reconnects
 
 
+@pytest.mark.slow
 def test_master_killed_under_load_hub_and_plugin_follow_the_promoted_replica(
     sentinel: RedisSentinel, prefix: str, tmp_path: Path
 ) -> None:

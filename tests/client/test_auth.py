@@ -49,6 +49,7 @@ def test_revoked_client_raises_forbidden_and_does_not_reconnect(
     assert again.stats.connections == 0 and again.tokens.fetches == 0, "refused credentials never reach the socket"
 
 
+@pytest.mark.slow
 def test_token_is_refreshed_before_it_expires(redis_server: RedisServer, prefix: str) -> None:
     hub = HubProcess(redis_server.url, prefix, env={"RTHUB_TOKEN_LIFETIME": "2"})
     hub.start()

@@ -45,6 +45,7 @@ def _wait(predicate, timeout: float = 15) -> None:  # type: ignore[no-untyped-de
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_disabled_endpoint_is_shown_replayed_by_time_and_enabled(redis_server: RedisServer, prefix: str, page) -> None:
     hub = HubProcess(redis_server.url, prefix, env={"RTHUB_WEBHOOK_ALLOW_PRIVATE": "true"})
     hub.start()

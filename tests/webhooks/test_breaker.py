@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime
 
 import httpx
+import pytest
 import redis
 
 from hub.config import Settings
@@ -30,6 +31,7 @@ def _iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
+@pytest.mark.slow
 def test_dead_endpoint_is_capped_disabled_dead_lettered_and_replayable(redis_server: RedisServer, prefix: str) -> None:
     env = {
         "RTHUB_WEBHOOK_ALLOW_PRIVATE": "true", "RTHUB_WEBHOOK_RETRY_SCHEDULE": ",".join(["0.3"] * 30),

@@ -8,6 +8,7 @@ import threading
 import time
 
 import orjson
+import pytest
 import redis
 
 from hub.config import Settings
@@ -25,6 +26,7 @@ CYCLES = 5
 EVENTS = 300
 
 
+@pytest.mark.slow
 def test_connect_close_cycles_lose_nothing_and_keep_webhooks_in_order(redis_server: RedisServer, prefix: str) -> None:
     env = {
         "RTHUB_WEBHOOK_ALLOW_PRIVATE": "true", "RTHUB_WEBHOOK_RETRY_SCHEDULE": "0.2,0.5",

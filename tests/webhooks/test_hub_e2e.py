@@ -147,6 +147,7 @@ def test_an_event_published_once_the_hub_is_up_reaches_a_webhook_even_when_routi
     assert [r.json["cursor"] for r in receiver.requests] == cursors
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_the_routing_start_a_hub_saved_outlives_it(
     redis_server: RedisServer, prefix: str, receiver: Receiver, sig: int

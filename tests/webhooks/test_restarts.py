@@ -49,6 +49,7 @@ def _delivered(receiver: Receiver) -> list[str]:
     return [r.json["cursor"] for r in receiver.requests if r.status == 200]
 
 
+@pytest.mark.slow
 def test_every_event_reaches_the_webhook_across_sigterm_and_sigkill(redis_server: RedisServer, prefix: str) -> None:
     hub = HubProcess(redis_server.url, prefix, env=ENV)
     hub.start()
@@ -109,6 +110,7 @@ def test_a_hub_down_past_stream_retention_dead_letters_one_counted_gap(redis_ser
     assert replayed == 0  # a gap names lost events; there is nothing to send again
 
 
+@pytest.mark.slow
 def test_two_routing_hubs_killed_in_turn_deliver_every_event_in_order(redis_server: RedisServer, prefix: str) -> None:
     first = HubProcess(redis_server.url, prefix, env=ENV)
     second = HubProcess(redis_server.url, prefix, env=ENV)
@@ -143,6 +145,7 @@ def _routed(hub: HubProcess) -> float:
     return hub.metric("rthub_webhook_routed_total")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_one_of_two_hubs_routes_and_the_other_takes_over_when_it_stops(
     redis_server: RedisServer, prefix: str, sig: signal.Signals
