@@ -16,12 +16,12 @@ import websockets
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
-from tests.hubproc import HubProcess
+from tests.hubproc import Hub, HubProcess
 from tests.servers import RedisServer
 from tests.wsclient import collect, connect, quiet
 
 
-def _readyz(hub: HubProcess) -> int:
+def _readyz(hub: Hub) -> int:
     try:
         return httpx.get(f"{hub.http}/readyz", timeout=5).status_code
     except httpx.HTTPError:

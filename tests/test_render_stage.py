@@ -40,7 +40,7 @@ from hub.translate import TranslationSettings
 from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
 from rthub_lms.grants import compile_grant, event_facts
-from tests.hubproc import HubProcess
+from tests.hubproc import Hub, HubProcess
 from tests.servers import RedisServer
 from tests.wsclient import collect, connect
 
@@ -62,7 +62,7 @@ def stage_pids(hub: HubProcess) -> list[int]:
     return found
 
 
-def wait_for_stage(hub: HubProcess, timeout: float = 15) -> int:
+def wait_for_stage(hub: Hub, timeout: float = 15) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pids = stage_pids(hub)
@@ -72,7 +72,7 @@ def wait_for_stage(hub: HubProcess, timeout: float = 15) -> int:
     raise AssertionError("no render stage process")
 
 
-def most_bundled(hub: HubProcess) -> int:
+def most_bundled(hub: Hub) -> int:
     """The highest `rthub_events_from_render_stage_total` among the workers answering a few scrapes."""
     best = 0
     for _ in range(12):
@@ -92,7 +92,7 @@ def workers_hub(redis_server: RedisServer, prefix: str) -> Iterator[HubProcess]:
 
 
 def run_stream(
-    hub: HubProcess, count: int, during: Callable[[int], None] | None = None, pause: float = 0.0025
+    hub: Hub, count: int, during: Callable[[int], None] | None = None, pause: float = 0.0025
 ) -> tuple[list[str], list[list[str]]]:
     """Publish `count` events, `pause` s apart (~400/s), while SOCKETS sockets listen; `during(i)`
     runs before event i."""

@@ -15,7 +15,7 @@ from rthub_client import Event, Stream
 from auth.registry import ClientRegistry
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms import RealtimeBackend
-from tests.hubproc import HubProcess
+from tests.hubproc import Hub
 
 
 class Load:
@@ -94,7 +94,7 @@ async def until(predicate: Callable[[], bool], timeout: float, what: str) -> Non
         await asyncio.sleep(0.02)
 
 
-def revoke_client(hub: HubProcess, client_id: str) -> None:
+def revoke_client(hub: Hub, client_id: str) -> None:
     """Revoke through the registry, as `rthub clients revoke` does (from any thread)."""
 
     async def revoke() -> None:

@@ -21,7 +21,7 @@ from hub.eventbus.sink import OnceWriter, Publish
 from rthub_lms import keys
 from rthub_lms.settings import PluginSettings
 from tests.eventbus.procs import Ingest, events_key, produce, produced, rthub_events, seqs, topic_prefix, wait_for
-from tests.hubproc import HubProcess
+from tests.hubproc import Hub
 from tests.servers import RedisServer
 from tests.wsclient import collect, connect, quiet
 
@@ -229,7 +229,7 @@ def test_redis_restart_under_the_ingest_costs_a_pause_not_an_event(own_redis: Re
 
 
 def test_bus_events_reach_a_websocket_consumer_and_the_preemptive_filter_drops_what_no_grant_sees(
-    redis_server: RedisServer, prefix: str, hub: HubProcess
+    redis_server: RedisServer, prefix: str, hub: Hub
 ) -> None:
     total, seed, course = 60, 17, COURSES[0]
     simulated = SimulatedLMS(seed=seed)

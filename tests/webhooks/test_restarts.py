@@ -15,7 +15,7 @@ from hub.ingest import cursor_key
 from rthub_lms import keys as rkeys
 from rthub_lms.backend import StreamWriter
 from rthub_lms.events import normalise
-from tests.hubproc import HubProcess
+from tests.hubproc import Hub, HubProcess
 from tests.servers import RedisServer
 from tests.webhooks.helpers import until_delivering
 from tests.webhooks.receiver import Receiver
@@ -140,7 +140,7 @@ def test_two_routing_hubs_killed_in_turn_deliver_every_event_in_order(redis_serv
     assert len(delivered) - len(set(delivered)) <= 2  # at most one repeat per SIGKILL of the deliverer
 
 
-def _routed(hub: HubProcess) -> float:
+def _routed(hub: Hub) -> float:
     """The stream entries one hub's webhook routing read."""
     return hub.metric("rthub_webhook_routed_total")
 
