@@ -23,6 +23,7 @@ from rthub_lms.events import MAX_EVENT_BYTES, normalise
 from rthub_lms.keys import PUBLISH_SCRIPT
 from tests.hubproc import HubProcess
 from tests.servers import RedisServer
+from tests.waiting import async_wait_until
 from tests.wsclient import collect, connect, quiet
 
 TOTAL_BAD = 10_000
@@ -147,10 +148,7 @@ def test_ten_thousand_malformed_entries_are_dead_lettered_and_good_events_still_
 
 
 async def _until(predicate, timeout: float) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "the hub did not keep up"
-        await asyncio.sleep(0.02)
+    await async_wait_until(predicate, timeout, "the hub did not keep up")
 
 
 json_values = st.recursive(

@@ -7,7 +7,6 @@ import copy
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +19,7 @@ from hub.ingest import Entry
 from rthub_lms.backend import RealtimeBackend
 from rthub_lms.events import normalise
 from tests.hubproc import ROOT, Hub
+from tests.waiting import wait_until
 from tests.webhooks.helpers import renderer
 
 HUB_ENV = {
@@ -98,7 +98,4 @@ def admin_page(hub: Hub, path: str, form: dict[str, str] | None = None) -> str:
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
+    wait_until(predicate, timeout, f"timed out waiting for {what}")

@@ -15,6 +15,7 @@ from hub.dev.simulator import SimulatedLMS
 from rthub_lms.backend import RealtimeBackend
 from tests.hubproc import HubProcess
 from tests.servers import RedisServer
+from tests.waiting import wait_until
 from tests.webhooks.helpers import until_delivering
 from tests.webhooks.receiver import Receiver, Reply
 
@@ -39,10 +40,7 @@ def _local(seconds: float) -> str:
 
 
 def _wait(predicate, timeout: float = 15) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
+    wait_until(predicate, timeout, "condition not reached")
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ from rthub_lms.backend import StreamWriter
 from rthub_lms.events import normalise
 from tests.hubproc import Hub, HubProcess
 from tests.servers import RedisServer
+from tests.waiting import wait_until
 from tests.webhooks.helpers import until_delivering
 from tests.webhooks.receiver import Receiver
 
@@ -39,10 +40,7 @@ class Lms:
 
 
 def _wait(predicate, timeout: float = 30, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what} not reached in {timeout}s"
-        time.sleep(0.05)
+    wait_until(predicate, timeout, f"{what} not reached")
 
 
 def _delivered(receiver: Receiver) -> list[str]:
