@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import seeded  # noqa: F401  (loads the suite's Hypothesis profile)
 from tests.hubproc import Hub, HubProcess, InProcessHub
 from tests.servers import RedisCluster, RedisSentinel, RedisServer
 

@@ -20,7 +20,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from hypothesis import strategies as st
-from hypothesis.internal.conjecture.providers import AVAILABLE_PROVIDERS, HypothesisProvider
 
 from tests.translate import fixtures
 
@@ -37,20 +36,6 @@ _COURSES = (
     "course-v1:MITx+6.002x+2025_T1",
     "ccx-v1:edX+DemoX+Demo_Course+ccx@7",
 )
-
-
-class SeedOnlyProvider(HypothesisProvider):
-    """Hypothesis's own data source without its constant pools. Hypothesis mixes in constants found in
-    whichever project modules happen to be loaded (they differ between one module run alone, the whole
-    suite, a plain clone and an install, and change with any code change); without them, a seed alone
-    (with this file, the fixtures and Hypothesis's version) decides the events. Use `settings(backend=BACKEND)`."""
-
-    def _maybe_draw_constant(self, choice_type: Any, constraints: Any, *, p: float = 0.05) -> None:
-        return None
-
-
-BACKEND = "rthub-seed-only"
-AVAILABLE_PROVIDERS[BACKEND] = SeedOnlyProvider
 
 
 def event_name(raw: dict[str, Any]) -> str:

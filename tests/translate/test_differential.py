@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from hub.translate import NoTranslation, TranslationError, translate
 from rthub_lms.events import Event, normalise
+from tests import seeded
 from tests.translate import differences, generate, reference
 from tests.translate.corpus import SETTINGS
 from tests.translate.oracle import Oracle
@@ -73,7 +74,7 @@ def _generate(name: str, seeds: dict[str, list[dict[str, Any]]]) -> list[dict[st
             database=None,
             deadline=None,
             phases=[Phase.generate],
-            backend=generate.BACKEND,
+            backend=seeded.BACKEND,
             suppress_health_check=list(HealthCheck),
         )
         @given(generate.events_for(name, seeds))
