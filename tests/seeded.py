@@ -5,26 +5,24 @@ written to `.hypothesis/`, so parallel workers and fresh clones start alike), an
 in from loaded project code: Hypothesis collects those from whichever modules happen to be imported
 (which differ between one module run alone, the whole suite, a worker's earlier tests, a plain clone
 and an install, and change with any code change), so with them a seed would not decide the examples.
+Hypothesis has no setting for that last one; its collector is replaced by an empty pool (its own
+constants, fixed per Hypothesis version, stay).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from hypothesis import settings
-from hypothesis.internal.conjecture.providers import AVAILABLE_PROVIDERS, HypothesisProvider
+from hypothesis.internal.conjecture import providers
+from hypothesis.internal.constants_ast import Constants
 
-BACKEND = "rthub-seed-only"
 PROFILE = "rthub"
+NO_LOCAL_CONSTANTS = Constants()
 
 
-class SeedOnlyProvider(HypothesisProvider):
-    """Hypothesis's own data source without its constant pools."""
-
-    def _maybe_draw_constant(self, choice_type: Any, constraints: Any, *, p: float = 0.05) -> None:
-        return None
+def _no_local_constants() -> Constants:
+    return NO_LOCAL_CONSTANTS
 
 
-AVAILABLE_PROVIDERS[BACKEND] = SeedOnlyProvider
-settings.register_profile(PROFILE, derandomize=True, database=None, backend=BACKEND)
+providers._get_local_constants = _no_local_constants
+settings.register_profile(PROFILE, derandomize=True, database=None)
 settings.load_profile(PROFILE)

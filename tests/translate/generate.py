@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from tests.translate import fixtures
 
 Path = tuple[str | int, ...]
+Spot = tuple[str, Path]  # ("data" or "context", the path of a field in it)
 
 # Request fields the tracking log keeps at the top level (event-tracking keeps them in context).
 REQUEST_FIELDS = ("username", "ip", "agent", "host", "referer", "session", "page", "event_source", "accept_language")
@@ -151,19 +152,41 @@ _TIMESTAMPS = st.datetimes(
 )
 
 
-@st.composite
-def _mutated(draw: st.DrawFn, choices: list[dict[str, Any]], pool: dict[str, list[Any]]) -> dict[str, Any]:
-    raw = copy.deepcopy(draw(st.sampled_from(choices)))
-    if draw(st.booleans()):
-        raw = as_event_tracking(raw)
+def _prepared(seed: dict[str, Any], tracking: bool) -> tuple[dict[str, Any], Any, dict[str, Any], list[Spot]]:
+    """A copy of `seed` (in the event-tracking shape when `tracking`) with its payload under `data`, the
+    payload parsed, its context, and the fields that may be dropped."""
+    raw = as_event_tracking(copy.deepcopy(seed)) if tracking else copy.deepcopy(seed)
     if "data" not in raw:  # event-tracking hands its backends the payload as `data`
         raw["data"] = raw.pop("event", {})
+    body = _parse(raw.get("data"))
+    context = raw.setdefault("context", {})
+    spots: list[Spot] = [("data", path) for path, _ in leaves(body) if path]
+    spots += [("context", (key,)) for key in CONTEXT_DROPPABLE if key in context]
+    return raw, body, context, spots
+
+
+def each_field_dropped(name: str, all_seeds: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Every seed of `name` in both shapes with each droppable field dropped in turn, values unchanged:
+    the single-drop cases are all compared, whatever the random examples happen to drop."""
+    found = []
+    for seed in all_seeds[name]:
+        for tracking in (False, True):
+            for spot in _prepared(seed, tracking)[3]:
+                raw, body, context, _ = _prepared(seed, tracking)
+                text_body = isinstance(raw["data"], str)
+                _drop(body if spot[0] == "data" else context, spot[1])
+                raw["data"] = json.dumps(body) if text_body else body
+                raw["timestamp"] = raw.get("timestamp") or raw.get("time")
+                raw["name"] = event_name(raw)
+                found.append(raw)
+    return found
+
+
+@st.composite
+def _mutated(draw: st.DrawFn, choices: list[dict[str, Any]], pool: dict[str, list[Any]]) -> dict[str, Any]:
+    raw, body, context, spots = _prepared(draw(st.sampled_from(choices)), draw(st.booleans()))
     body_key = "data"
     text_body = isinstance(raw.get(body_key), str)
-    body = _parse(raw.get(body_key))
-    context = raw.setdefault("context", {})
-    spots = [(body_key, path) for path, _ in leaves(body) if path]
-    spots += [("context", (key,)) for key in CONTEXT_DROPPABLE if key in context]
     drop = draw(st.none() | st.sampled_from(spots)) if spots else None
     for path, current in list(leaves(body)):
         if path and draw(st.integers(0, 3)) == 0:
