@@ -5,8 +5,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.hubproc import HubProcess
+from tests import seeded  # noqa: F401  (loads the suite's Hypothesis profile)
+from tests.hubproc import Hub, HubProcess, InProcessHub
 from tests.servers import RedisCluster, RedisSentinel, RedisServer
+
+# Fixtures that start a real peer (a Ralph LRS, a browser page): a test asking for one is marked `peers`.
+PEER_FIXTURES = frozenset({"ralph", "page"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if PEER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.peers)
 
 
 @pytest.fixture(scope="session")
@@ -63,15 +73,20 @@ def prefix(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def hub(redis_server: RedisServer, prefix: str) -> Iterator[HubProcess]:
-    """A real hub process on a free port, on this test's key prefix; `hub.token()` issues OAuth clients."""
-    process = HubProcess(redis_server.url, prefix)
-    process.start()
-    yield process
-    process.stop()
+def hub(request: pytest.FixtureRequest, redis_server: RedisServer, prefix: str) -> Iterator[Hub]:
+    """A real hub on a free port, on this test's key prefix; `hub.token()` issues OAuth clients.
+
+    In this process (`InProcessHub`), unless the test is marked `hub_process`: then `rthub serve` in a
+    subprocess (`HubProcess`), which the test may stop, kill and restart.
+    """
+    kind = HubProcess if request.node.get_closest_marker("hub_process") else InProcessHub
+    started = kind(redis_server.url, prefix)
+    started.start()
+    yield started
+    started.stop()
 
 
 @pytest.fixture
-def token(hub: HubProcess) -> str:
+def token(hub: Hub) -> str:
     """A bearer token for a client that may see every event, translated to xAPI."""
     return hub.token()

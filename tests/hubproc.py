@@ -1,34 +1,46 @@
-"""A real hub for tests: `rthub serve` in a subprocess on a free port, killable and restartable."""
+"""Real hubs for tests, on a free port and this test's key prefix.
+
+`InProcessHub` (the default `hub` fixture): the hub's app under uvicorn in a thread of the test process,
+as `rthub serve` configures it; it starts in milliseconds. `HubProcess`: `rthub serve` in a subprocess,
+for tests that stop, kill or restart the hub, run `--workers`, or need it in a process of its own.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
 from auth.keys import SigningKeys
 from auth.registry import ClientRegistry
+from hub.app import create_app
 from hub.config import Settings
+from hub.delivery.websocket.server import UVICORN_WS
 from hub.dev.embedded import free_port
 from hub.redis import client as redis_client
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-class HubProcess:
-    def __init__(self, redis_url: str, prefix: str, env: dict[str, str] | None = None, workers: int = 1) -> None:
+class Hub:
+    """What every test hub offers: its addresses, its metrics, and OAuth clients in its registry."""
+
+    def __init__(self, redis_url: str, prefix: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
-        self.workers = workers
         self.redis_url = redis_url
         self.prefix = prefix
         self.key_dir = tempfile.TemporaryDirectory(prefix="rthub-keys-")
@@ -42,9 +54,6 @@ class HubProcess:
             **(env or {}),
         }
         self.settings = Settings.from_env(self.env)
-        self.process: subprocess.Popen[bytes] | None = None
-        if workers > 1:  # made up front, so the workers do not race to create their own
-            SigningKeys(self.env["RTHUB_SIGNING_KEY_FILE"])
 
     @property
     def http(self) -> str:
@@ -63,24 +72,6 @@ class HubProcess:
         if not values:
             raise AssertionError(f"{name} is missing from /metrics")
         return sum(values)
-
-    def start(self, timeout: float = 20) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "hub.cli", "serve", "--port", str(self.port), "--log-level", "warning",
-             "--workers", str(self.workers)],
-            cwd=ROOT, env=self.env,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"hub exited with {self.process.returncode}")
-            try:
-                if httpx.get(f"{self.http}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise TimeoutError("hub did not become healthy")
 
     def client(self, **fields: Any) -> tuple[str, str]:
         """Register an OAuth client straight in the registry; returns (client id, secret).
@@ -114,6 +105,35 @@ class HubProcess:
         """A bearer token for a new client with `fields` (see `client`)."""
         return self.token_for(*self.client(**fields))
 
+
+class HubProcess(Hub):
+    """`rthub serve` in a subprocess: killable and restartable."""
+
+    def __init__(self, redis_url: str, prefix: str, env: dict[str, str] | None = None, workers: int = 1) -> None:
+        super().__init__(redis_url, prefix, env)
+        self.workers = workers
+        self.process: subprocess.Popen[bytes] | None = None
+        if workers > 1:  # made up front, so the workers do not race to create their own
+            SigningKeys(self.env["RTHUB_SIGNING_KEY_FILE"])
+
+    def start(self, timeout: float = 20) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "hub.cli", "serve", "--port", str(self.port), "--log-level", "warning",
+             "--workers", str(self.workers)],
+            cwd=ROOT, env=self.env,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"hub exited with {self.process.returncode}")
+            try:
+                if httpx.get(f"{self.http}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError("hub did not become healthy")
+
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
         if self.process is None:
             return None
@@ -121,3 +141,57 @@ class HubProcess:
         code = self.process.wait(timeout=15)
         self.process = None
         return code
+
+
+class InProcessHub(Hub):
+    """The hub in this process: `create_app` under uvicorn (the project's frame-writer protocol, the
+    settings `rthub serve` gives it) in a thread with its own event loop. Stopping it runs the app's
+    lifespan shutdown; a task the shutdown leaves running fails the test."""
+
+    def __init__(self, redis_url: str, prefix: str, env: dict[str, str] | None = None) -> None:
+        super().__init__(redis_url, prefix, env)
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._leftover: list[str] = []
+
+    def start(self, timeout: float = 20) -> None:
+        config = uvicorn.Config(
+            create_app(self.settings),
+            host="127.0.0.1",
+            port=self.port,
+            log_config=None,
+            log_level="warning",
+            ws=UVICORN_WS,
+            ws_max_size=64 * 1024,  # as hub/cli.py's `serve`
+            ws_ping_interval=self.settings.ws_ping_interval,
+            ws_ping_timeout=self.settings.ws_ping_timeout,
+            timeout_graceful_shutdown=10,
+        )
+        server = self._server = uvicorn.Server(config)
+
+        async def serve() -> None:
+            await server.serve()
+            current = asyncio.current_task()
+            self._leftover = [task.get_name() for task in asyncio.all_tasks() if task is not current]
+
+        def run() -> None:
+            with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+                runner.run(serve())
+
+        thread = self._thread = threading.Thread(target=run, name=f"hub-{self.port}", daemon=True)
+        thread.start()
+        wait_until(lambda: server.started or not thread.is_alive(), timeout, "hub did not start")
+        if not server.started:
+            raise RuntimeError("hub did not start (see the log above)")
+
+    def stop(self) -> None:
+        if self._server is None or self._thread is None:
+            return
+        self._server.should_exit = True
+        self._thread.join(timeout=30)
+        alive = self._thread.is_alive()
+        self._server = self._thread = None
+        gc.unfreeze()  # the app froze everything at start (`gc.freeze`); let this test's garbage go
+        assert not alive, "the in-process hub did not shut down within 30 s"
+        assert not self._leftover, f"the hub's shutdown left tasks running: {self._leftover}"
+

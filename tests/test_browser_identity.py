@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rthub_lms.backend import RealtimeBackend
-from tests.hubproc import HubProcess
+from tests.hubproc import Hub
 from tests.wsclient import collect, connect, quiet
 
 VICTIM_COURSE = "course-v1:Victim+Secret+2026"
@@ -42,7 +42,7 @@ def server_enrollment(course: str) -> dict[str, Any]:
     }
 
 
-def test_a_browser_event_cannot_claim_another_course_or_user(hub: HubProcess) -> None:
+def test_a_browser_event_cannot_claim_another_course_or_user(hub: Hub) -> None:
     course_watcher = hub.token(grant=[{"courses": [VICTIM_COURSE]}])
     user_watcher = hub.token(grant=[{"users": ["999"]}])
     own_course = hub.token(grant=[{"courses": [OWN_COURSE]}])

@@ -20,13 +20,13 @@ from hub.ingest import cursor_key
 from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
 from rthub_lms.events import normalise
-from tests.hubproc import HubProcess
+from tests.hubproc import Hub
 from tests.wsclient import collect, connect, quiet
 
 SKEW_MS = 120_000
 
 
-def test_a_redis_clock_ahead_of_the_hub_delivers_everything(hub: HubProcess, token: str) -> None:
+def test_a_redis_clock_ahead_of_the_hub_delivers_everything(hub: Hub, token: str) -> None:
     server = redis.Redis.from_url(hub.redis_url)
     backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix)
     lms = SimulatedLMS(seed=11)
@@ -47,7 +47,7 @@ def test_a_redis_clock_ahead_of_the_hub_delivers_everything(hub: HubProcess, tok
     assert httpx.get(f"{hub.http}/readyz", timeout=5).status_code == 200
 
 
-def test_a_forged_live_cursor_past_the_stream_is_still_dead_lettered(hub: HubProcess, token: str) -> None:
+def test_a_forged_live_cursor_past_the_stream_is_still_dead_lettered(hub: Hub, token: str) -> None:
     """The check that replaced the clock: a live cursor far ahead of the last one must exist in the stream."""
     server = redis.Redis.from_url(hub.redis_url)
     backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix)

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import redis
 
 from auth.registry import ClientRegistry
@@ -186,6 +187,7 @@ def test_deleting_a_client_removes_its_registry_entries_and_its_own_keys(
     assert left == [0] * len(left)
 
 
+@pytest.mark.slow
 def test_the_admin_command_counts_live_sockets_kept_on_the_clients_shards(
     redis_cluster: RedisCluster, prefix: str
 ) -> None:

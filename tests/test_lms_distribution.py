@@ -13,8 +13,9 @@ import venv
 from pathlib import Path
 
 import orjson
+import pytest
 
-from tests.hubproc import HubProcess
+from tests.hubproc import Hub
 from tests.wsclient import collect, connect
 
 LMS_DIR = Path(__file__).resolve().parent.parent / "lms"
@@ -39,7 +40,9 @@ def _lms_venv(root: Path) -> Path:
     return python
 
 
-def test_plugin_installs_alone_and_its_events_reach_a_hub_subscriber(hub: HubProcess, tmp_path: Path) -> None:
+@pytest.mark.peers  # a plain virtualenv with the plug-in alone
+@pytest.mark.slow
+def test_plugin_installs_alone_and_its_events_reach_a_hub_subscriber(hub: Hub, tmp_path: Path) -> None:
     python = _lms_venv(tmp_path / "lms-venv")
     listed = subprocess.run(
         [str(python), "-m", "pip", "list", "--format", "json"], check=True, capture_output=True, text=True

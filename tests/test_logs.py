@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 import websockets
 
 from auth.registry import ClientRegistry
-from tests.hubproc import ROOT, HubProcess
+from tests.hubproc import ROOT, Hub, HubProcess
 from tests.servers import RedisServer
 from tests.wsclient import connect
 
@@ -56,7 +56,7 @@ def test_hub_logs_json_lines_with_client_id_and_no_secrets(redis_server: RedisSe
     assert secret not in stderr and token not in stderr
 
 
-def _serve_logging(hub: HubProcess, log_format: str) -> subprocess.Popen[str]:
+def _serve_logging(hub: Hub, log_format: str) -> subprocess.Popen[str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "hub.cli", "serve", "--port", str(hub.port), "--log-level", "info",
          "--log-format", log_format],

@@ -12,11 +12,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
-from tests.hubproc import HubProcess
+from tests.hubproc import Hub
 from tests.wsclient import collect, connect
 
 
-def _samples(hub: HubProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def _samples(hub: Hub) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     text = httpx.get(f"{hub.http}/metrics", timeout=5).text
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
@@ -25,7 +25,7 @@ def _samples(hub: HubProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
     }
 
 
-def test_metrics_count_what_the_hub_did(hub: HubProcess) -> None:
+def test_metrics_count_what_the_hub_did(hub: Hub) -> None:
     token = hub.token(type="adaptive", grant=[{"courses": ["course-v1:MITx+*"]}])
     backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix, preemptive=False)
     lms = SimulatedLMS(seed=71)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms.backend import RealtimeBackend
-from tests.hubproc import HubProcess
+from tests.hubproc import Hub
 from tests.wsclient import collect, connect, quiet
 
 COURSES = ["course-v1:MITx+6.002x+2026", "course-v1:MITx+18.01x+2026", "course-v1:HarvardX+CS50x+2026"]
@@ -96,7 +96,7 @@ def _event(course: str, site: str, user: str, name: str) -> tuple[dict[str, Any]
 )
 @given(grant=grants, subscription=filters, event_facts=st.lists(facts, min_size=8, max_size=16))
 def test_subscriber_receives_exactly_what_grant_and_filter_allow(
-    hub: HubProcess, grant: list[dict], subscription: dict | None, event_facts: list[tuple[str, str, str, str]]
+    hub: Hub, grant: list[dict], subscription: dict | None, event_facts: list[tuple[str, str, str, str]]
 ) -> None:
     token = hub.token(grant=grant)
     events = [_event(*item) for item in event_facts]

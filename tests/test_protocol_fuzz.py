@@ -94,6 +94,7 @@ def test_random_client_frames_never_break_the_hub(fuzz_hub: HubProcess) -> None:
     assert httpx.get(f"{fuzz_hub.http}/readyz", timeout=5).status_code == 200
 
 
+@pytest.mark.slow
 def test_admin_api_fuzzed_by_schemathesis_never_answers_5xx(fuzz_hub: HubProcess, tmp_path: Path) -> None:
     binary = shutil.which("st", path=str(Path(sys.executable).parent))
     if binary is None:

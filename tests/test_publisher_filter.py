@@ -9,7 +9,7 @@ import redis
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
-from tests.hubproc import HubProcess
+from tests.hubproc import Hub
 
 
 def _wait_loaded(backend: RealtimeBackend, probe: dict) -> None:
@@ -20,7 +20,7 @@ def _wait_loaded(backend: RealtimeBackend, probe: dict) -> None:
         time.sleep(0.01)
 
 
-def test_events_nobody_can_see_never_reach_redis_and_new_grants_count_within_a_second(hub: HubProcess) -> None:
+def test_events_nobody_can_see_never_reach_redis_and_new_grants_count_within_a_second(hub: Hub) -> None:
     stream = redis.Redis.from_url(hub.redis_url)
     stream_key = rkeys.stream_key(rkeys.Prefix(hub.prefix))
     lms = SimulatedLMS(seed=31)

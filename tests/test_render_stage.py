@@ -40,7 +40,7 @@ from hub.translate import TranslationSettings
 from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
 from rthub_lms.grants import compile_grant, event_facts
-from tests.hubproc import HubProcess
+from tests.hubproc import Hub, HubProcess
 from tests.servers import RedisServer
 from tests.wsclient import collect, connect
 
@@ -62,7 +62,7 @@ def stage_pids(hub: HubProcess) -> list[int]:
     return found
 
 
-def wait_for_stage(hub: HubProcess, timeout: float = 15) -> int:
+def wait_for_stage(hub: Hub, timeout: float = 15) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pids = stage_pids(hub)
@@ -72,7 +72,7 @@ def wait_for_stage(hub: HubProcess, timeout: float = 15) -> int:
     raise AssertionError("no render stage process")
 
 
-def most_bundled(hub: HubProcess) -> int:
+def most_bundled(hub: Hub) -> int:
     """The highest `rthub_events_from_render_stage_total` among the workers answering a few scrapes."""
     best = 0
     for _ in range(12):
@@ -92,7 +92,7 @@ def workers_hub(redis_server: RedisServer, prefix: str) -> Iterator[HubProcess]:
 
 
 def run_stream(
-    hub: HubProcess, count: int, during: Callable[[int], None] | None = None, pause: float = 0.0025
+    hub: Hub, count: int, during: Callable[[int], None] | None = None, pause: float = 0.0025
 ) -> tuple[list[str], list[list[str]]]:
     """Publish `count` events, `pause` s apart (~400/s), while SOCKETS sockets listen; `during(i)`
     runs before event i."""
@@ -135,6 +135,7 @@ def test_every_socket_gets_every_event_once_through_the_render_stage(workers_hub
     assert most_bundled(workers_hub) >= 250  # the workers took the stage's renders
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_the_render_stage_dying_mid_stream_loses_and_repeats_nothing(workers_hub: HubProcess, sig: int) -> None:
     first = wait_for_stage(workers_hub)
@@ -261,6 +262,7 @@ def test_a_group_missing_from_a_bundle_is_rendered_by_the_worker(redis_server: R
     assert counts["translated:caliper"] == 1 and counts["bundled"] == 1
 
 
+@pytest.mark.slow
 def test_redis_restart_under_the_render_stage_loses_nothing(own_redis: RedisServer, tmp_path: Path) -> None:
     """Redis goes away under the stage and both workers, then returns: every socket gets everything
     Redis holds, once, in stream order (the LMS side spools meanwhile)."""

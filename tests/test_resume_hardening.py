@@ -24,17 +24,17 @@ from hub.dev.simulator import SimulatedLMS
 from hub.ingest import cursor_key
 from rthub_lms.backend import StreamWriter
 from rthub_lms.events import normalise
-from tests.hubproc import HubProcess
+from tests.hubproc import Hub, HubProcess
 from tests.servers import RedisServer
 from tests.wsclient import collect, connect, quiet
 
 
-def _writer(hub: HubProcess) -> StreamWriter:
+def _writer(hub: Hub) -> StreamWriter:
     settings = Settings.from_env(redis_url=hub.redis_url, redis_prefix=hub.prefix)
     return StreamWriter(redis.Redis.from_url(hub.redis_url), settings)
 
 
-def _publish(hub: HubProcess, count: int, seed: int) -> list[str]:
+def _publish(hub: Hub, count: int, seed: int) -> list[str]:
     lms = SimulatedLMS(seed=seed)
     return _writer(hub).write_many([normalise(lms.next_event()) for _ in range(count)])
 
@@ -45,7 +45,7 @@ async def _open(url: str, token: str, headers: dict[str, str] | None = None) -> 
     return ws
 
 
-def test_a_late_resume_frame_is_honoured_and_nothing_is_lost_or_doubled(hub: HubProcess, token: str) -> None:
+def test_a_late_resume_frame_is_honoured_and_nothing_is_lost_or_doubled(hub: Hub, token: str) -> None:
     """The attack as reported: 20 events missed, the first frame arrives after live ones flowed."""
     last_seen = _publish(hub, 1, seed=1)[0]
     missed = _publish(hub, 20, seed=2)
@@ -75,7 +75,7 @@ def test_a_late_resume_frame_is_honoured_and_nothing_is_lost_or_doubled(hub: Hub
 
 
 @pytest.mark.parametrize("where", ["query", "last-event-id", "x-resume-from"])
-def test_a_cursor_on_the_upgrade_request_resumes_with_no_hold(hub: HubProcess, token: str, where: str) -> None:
+def test_a_cursor_on_the_upgrade_request_resumes_with_no_hold(hub: Hub, token: str, where: str) -> None:
     last_seen = _publish(hub, 1, seed=4)[0]
     missed = _publish(hub, 20, seed=5)
 
@@ -97,7 +97,7 @@ def test_a_cursor_on_the_upgrade_request_resumes_with_no_hold(hub: HubProcess, t
     assert waited < 0.8, f"the catch-up started at once (took {waited:.2f}s; the hold is 1 s)"
 
 
-def test_cursor_on_upgrade_and_in_the_first_frame_as_the_sdk_sends_it(hub: HubProcess, token: str) -> None:
+def test_cursor_on_upgrade_and_in_the_first_frame_as_the_sdk_sends_it(hub: Hub, token: str) -> None:
     last_seen = _publish(hub, 1, seed=7)[0]
     missed = _publish(hub, 30, seed=8)
 
@@ -116,7 +116,7 @@ def test_cursor_on_upgrade_and_in_the_first_frame_as_the_sdk_sends_it(hub: HubPr
 
 
 @pytest.mark.parametrize("url_tail", ["?resume_from=not-a-cursor", "?resume_from=1-2-3"])
-def test_a_bad_cursor_on_the_upgrade_request_closes_1008(hub: HubProcess, token: str, url_tail: str) -> None:
+def test_a_bad_cursor_on_the_upgrade_request_closes_1008(hub: Hub, token: str, url_tail: str) -> None:
     async def scenario() -> tuple[int | None, str]:
         ws = await websockets.connect(hub.ws + url_tail, additional_headers={"Authorization": f"Bearer {token}"})
         await asyncio.wait_for(ws.wait_closed(), 5)

@@ -9,7 +9,7 @@ import time
 import httpx
 import websockets
 
-from tests.hubproc import HubProcess
+from tests.hubproc import Hub, HubProcess
 from tests.servers import RedisServer
 from tests.test_client_changes import _with_registry
 
@@ -25,7 +25,7 @@ async def _handshake(url: str, token: str) -> websockets.ClientConnection | int 
 
 
 async def _revoke_during_handshakes(
-    hub: HubProcess, client_id: str, token: str
+    hub: Hub, client_id: str, token: str
 ) -> list[websockets.ClientConnection | int | None]:
     handshakes = [asyncio.create_task(_handshake(hub.ws, token)) for _ in range(40)]
     await asyncio.sleep(0.02)
@@ -35,7 +35,7 @@ async def _revoke_during_handshakes(
     return results
 
 
-def test_handshakes_racing_a_revocation_never_keep_a_socket(hub: HubProcess) -> None:
+def test_handshakes_racing_a_revocation_never_keep_a_socket(hub: Hub) -> None:
     """40 handshakes in flight when the client is revoked: each is refused or closed, none stays open."""
     for _ in range(3):
         client_id, secret = hub.client()
@@ -66,7 +66,7 @@ def test_a_socket_is_closed_when_its_token_expires(redis_server: RedisServer, pr
     assert lasted < 4, f"the socket outlived its token by {lasted - 2:.1f}s"
 
 
-def test_removing_events_read_closes_sockets_and_refuses_unexpired_tokens(hub: HubProcess) -> None:
+def test_removing_events_read_closes_sockets_and_refuses_unexpired_tokens(hub: Hub) -> None:
     client_id, secret = hub.client(scopes=["events:read", "admin"])
     token = hub.token_for(client_id, secret, scope="events:read admin")
 
@@ -86,7 +86,7 @@ def test_removing_events_read_closes_sockets_and_refuses_unexpired_tokens(hub: H
     assert again_code == 4403 and "events:read" in again_reason, "the token still says events:read; the client does not"
 
 
-def test_removing_admin_ends_api_tokens_and_page_sessions_at_once(hub: HubProcess) -> None:
+def test_removing_admin_ends_api_tokens_and_page_sessions_at_once(hub: Hub) -> None:
     client_id, secret = hub.client(scopes=["admin"])
     token = hub.token_for(client_id, secret, scope="admin")
     with httpx.Client(base_url=hub.http, timeout=10) as http:
@@ -103,7 +103,7 @@ def test_removing_admin_ends_api_tokens_and_page_sessions_at_once(hub: HubProces
         assert 'name="client_secret"' in http.get("/admin/").text, "the page session ended: sign-in form again"
 
 
-def test_a_client_without_events_read_cannot_stream_even_with_an_old_token(hub: HubProcess) -> None:
+def test_a_client_without_events_read_cannot_stream_even_with_an_old_token(hub: Hub) -> None:
     client_id, secret = hub.client(scopes=["events:read", "admin"])
     token = hub.token_for(client_id, secret, scope="events:read")
     _with_registry(hub, lambda registry: registry.update(client_id, scopes=["admin"]))

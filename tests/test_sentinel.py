@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 import websockets
 
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms.backend import RealtimeBackend
-from tests.hubproc import HubProcess
+from tests.hubproc import Hub, HubProcess
 from tests.servers import RedisSentinel
 from tests.wsclient import connect
 
@@ -45,7 +46,7 @@ class Publisher(threading.Thread):
 
 
 async def _follow(
-    hub: HubProcess, token: str, frames: list[tuple[float, dict[str, Any]]], done: asyncio.Event, drop: asyncio.Event
+    hub: Hub, token: str, frames: list[tuple[float, dict[str, Any]]], done: asyncio.Event, drop: asyncio.Event
 ) -> int:
     """Read event frames until `done`, reconnecting with `resume_from` whenever the socket drops (or
     `drop` is set: the client goes away on its own, as during the failover)."""
@@ -77,6 +78,7 @@ async def _follow(
     return reconnects
 
 
+@pytest.mark.slow
 def test_master_killed_under_load_hub_and_plugin_follow_the_promoted_replica(
     sentinel: RedisSentinel, prefix: str, tmp_path: Path
 ) -> None:

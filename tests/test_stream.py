@@ -19,16 +19,16 @@ from hub.dev.simulator import SimulatedLMS
 from hub.ingest import cursor_key
 from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
-from tests.hubproc import ROOT, HubProcess
+from tests.hubproc import ROOT, Hub
 from tests.servers import RedisServer
 from tests.wsclient import collect, connect, quiet
 
 
-def _backend(hub: HubProcess) -> RealtimeBackend:
+def _backend(hub: Hub) -> RealtimeBackend:
     return RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix)
 
 
-def test_published_events_arrive_in_order_with_increasing_cursors(hub: HubProcess, token: str) -> None:
+def test_published_events_arrive_in_order_with_increasing_cursors(hub: Hub, token: str) -> None:
     backend = _backend(hub)
     lms = SimulatedLMS(seed=1)
 
@@ -50,7 +50,7 @@ def test_published_events_arrive_in_order_with_increasing_cursors(hub: HubProces
     assert all("actor" in (f["data"][0] if isinstance(f["data"], list) else f["data"]) for f in frames)
 
 
-def test_two_subscribers_both_receive_every_event(hub: HubProcess, token: str) -> None:
+def test_two_subscribers_both_receive_every_event(hub: Hub, token: str) -> None:
     backend = _backend(hub)
     lms = SimulatedLMS(seed=2)
 
@@ -68,7 +68,7 @@ def test_two_subscribers_both_receive_every_event(hub: HubProcess, token: str) -
     assert len(one) == 20
 
 
-def test_event_tracking_tracker_delivers_through_the_backend(hub: HubProcess, token: str) -> None:
+def test_event_tracking_tracker_delivers_through_the_backend(hub: Hub, token: str) -> None:
     tracker = Tracker(backends={"realtime": _backend(hub)})
     context = {"course_id": "course-v1:MITx+6.002x+2026_T1", "org_id": "MITx", "user_id": 42,
                "username": "alice", "host": "lms.example.org"}
@@ -89,7 +89,7 @@ def test_event_tracking_tracker_delivers_through_the_backend(hub: HubProcess, to
     assert "alice" not in text and '"42"' not in text
 
 
-def test_publish_command_replays_a_log_and_reports_the_bad_line(hub: HubProcess, token: str, tmp_path: Path) -> None:
+def test_publish_command_replays_a_log_and_reports_the_bad_line(hub: Hub, token: str, tmp_path: Path) -> None:
     lms = SimulatedLMS(seed=3)
     lines = [json.dumps(lms.next_event()) for _ in range(5)]
     lines.insert(2, "{not json")
@@ -138,7 +138,7 @@ def test_malformed_events_are_counted_not_raised(redis_server: RedisServer, pref
 
 
 @pytest.mark.parametrize("bad_token", ["", "wrong-token"])
-def test_bad_token_is_closed_with_4401(hub: HubProcess, bad_token: str) -> None:
+def test_bad_token_is_closed_with_4401(hub: Hub, bad_token: str) -> None:
     import websockets
 
     async def scenario() -> int:
@@ -150,7 +150,7 @@ def test_bad_token_is_closed_with_4401(hub: HubProcess, bad_token: str) -> None:
     assert asyncio.run(scenario()) == 4401
 
 
-def test_event_frames_carry_no_learner_identity(hub: HubProcess, token: str) -> None:
+def test_event_frames_carry_no_learner_identity(hub: Hub, token: str) -> None:
     backend = _backend(hub)
     lms = SimulatedLMS(seed=5)
     sent = [lms.next_event() for _ in range(40)]

@@ -32,6 +32,7 @@ def rthub(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
 
 
+@pytest.mark.slow
 def test_create_list_show_update_rotate_revoke(auth_server: AuthServer) -> None:
     settings = auth_server.settings
     grant = '{"courses": ["course-v1:MITx+6.002x+*"], "event_types": ["edx.video.*", "problem_check"]}'

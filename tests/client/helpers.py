@@ -15,7 +15,8 @@ from rthub_client import Event, Stream
 from auth.registry import ClientRegistry
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms import RealtimeBackend
-from tests.hubproc import HubProcess
+from tests.hubproc import Hub
+from tests.waiting import async_wait_until
 
 
 class Load:
@@ -88,13 +89,10 @@ class Consumer:
 
 async def until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     """Wait for `predicate` to hold, failing the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what} not reached within {timeout}s"
-        await asyncio.sleep(0.02)
+    await async_wait_until(predicate, timeout, f"{what} not reached")
 
 
-def revoke_client(hub: HubProcess, client_id: str) -> None:
+def revoke_client(hub: Hub, client_id: str) -> None:
     """Revoke through the registry, as `rthub clients revoke` does (from any thread)."""
 
     async def revoke() -> None:

@@ -12,7 +12,7 @@ import pytest
 from rthub_client import Forbidden, Stream, Unauthorized
 
 from tests.client.helpers import Consumer, Load, revoke_client, until
-from tests.hubproc import HubProcess
+from tests.hubproc import Hub, HubProcess
 from tests.servers import RedisServer
 
 
@@ -22,7 +22,7 @@ def _restart(hub: HubProcess) -> None:
 
 
 def test_revoked_client_raises_forbidden_and_does_not_reconnect(
-    hub: HubProcess, redis_server: RedisServer, prefix: str
+    hub: Hub, redis_server: RedisServer, prefix: str
 ) -> None:
     client_id, secret = hub.client()
 
@@ -49,6 +49,7 @@ def test_revoked_client_raises_forbidden_and_does_not_reconnect(
     assert again.stats.connections == 0 and again.tokens.fetches == 0, "refused credentials never reach the socket"
 
 
+@pytest.mark.slow
 def test_token_is_refreshed_before_it_expires(redis_server: RedisServer, prefix: str) -> None:
     hub = HubProcess(redis_server.url, prefix, env={"RTHUB_TOKEN_LIFETIME": "2"})
     hub.start()
@@ -82,6 +83,7 @@ def test_token_is_refreshed_before_it_expires(redis_server: RedisServer, prefix:
     assert stream.stats.closes[4401] <= 1
 
 
+@pytest.mark.hub_process
 def test_a_refused_token_is_replaced_once(hub: HubProcess, redis_server: RedisServer, prefix: str) -> None:
     client_id, secret = hub.client()
 
@@ -106,7 +108,7 @@ def test_a_refused_token_is_replaced_once(hub: HubProcess, redis_server: RedisSe
 
 
 def test_a_token_refused_again_after_a_refresh_raises_unauthorized(
-    hub: HubProcess, redis_server: RedisServer, prefix: str
+    hub: Hub, redis_server: RedisServer, prefix: str
 ) -> None:
     other = HubProcess(redis_server.url, prefix)  # same registry, its own signing key and issuer
     other.start()

@@ -12,14 +12,14 @@ import threading
 from pathlib import Path
 
 from tests.client.helpers import Load, revoke_client
-from tests.hubproc import ROOT, HubProcess
+from tests.hubproc import ROOT, Hub
 from tests.servers import RedisServer
 
 
 class Engine:
     """The example as a subprocess, its stdout lines readable with a timeout."""
 
-    def __init__(self, hub: HubProcess, client_id: str, secret: str, cursor_file: Path) -> None:
+    def __init__(self, hub: Hub, client_id: str, secret: str, cursor_file: Path) -> None:
         env = {**os.environ, "RTHUB_CLIENT_ID": client_id, "RTHUB_CLIENT_SECRET": secret}
         self.process = subprocess.Popen(
             [sys.executable, "examples/adaptive_engine.py", "--url", hub.http, "--cursor-file", str(cursor_file)],
@@ -38,7 +38,7 @@ class Engine:
 
 
 def test_example_engine_resumes_from_its_cursor_file_and_stops_when_revoked(
-    hub: HubProcess, redis_server: RedisServer, prefix: str, tmp_path: Path
+    hub: Hub, redis_server: RedisServer, prefix: str, tmp_path: Path
 ) -> None:
     client_id, secret = hub.client()
     cursor_file = tmp_path / "engine.cursor"

@@ -16,6 +16,7 @@ from tests.servers import RedisServer
 DISCONNECTS = 10
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_ten_forced_disconnects_lose_nothing_and_yield_nothing_twice(redis_server: RedisServer, prefix: str) -> None:
     hub = HubProcess(redis_server.url, prefix)

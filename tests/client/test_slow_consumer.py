@@ -9,13 +9,13 @@ import httpx
 from rthub_client import Event, Stream
 
 from tests.client.helpers import Load, until
-from tests.hubproc import HubProcess
+from tests.hubproc import Hub, HubProcess
 from tests.servers import RedisServer
 
 BURST = 1500  # ~6.5 MB compressed: more than the kernel buffers between hub and client hold
 
 
-def _hub_connections(hub: HubProcess) -> float:
+def _hub_connections(hub: Hub) -> float:
     """Live sockets on the hub, from its Prometheus endpoint."""
     metrics = httpx.get(f"{hub.http}/metrics", timeout=5).text
     return sum(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("rthub_connections{"))

@@ -12,12 +12,12 @@ from rthub_client import Event, Gap, ProtocolError, Stream
 
 from rthub_lms import keys as rkeys
 from tests.client.helpers import Consumer, Load, until
-from tests.hubproc import HubProcess
+from tests.hubproc import Hub
 from tests.servers import RedisServer
 
 
 def test_a_persisted_cursor_resumes_the_next_run_at_least_once(
-    hub: HubProcess, redis_server: RedisServer, prefix: str
+    hub: Hub, redis_server: RedisServer, prefix: str
 ) -> None:
     client_id, secret = hub.client()
     saved: dict[str, str] = {}
@@ -47,7 +47,7 @@ def test_a_persisted_cursor_resumes_the_next_run_at_least_once(
 
 
 def test_filter_narrows_the_stream_and_a_bad_filter_raises(
-    hub: HubProcess, redis_server: RedisServer, prefix: str
+    hub: Hub, redis_server: RedisServer, prefix: str
 ) -> None:
     client_id, secret = hub.client()
     wanted = {"problem_check"}
@@ -73,7 +73,7 @@ def test_filter_narrows_the_stream_and_a_bad_filter_raises(
 
 
 def test_a_cursor_older_than_retention_reports_a_gap_then_streams_what_is_left(
-    hub: HubProcess, redis_server: RedisServer, prefix: str
+    hub: Hub, redis_server: RedisServer, prefix: str
 ) -> None:
     client_id, secret = hub.client()
     gaps: list[Gap] = []

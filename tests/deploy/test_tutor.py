@@ -35,7 +35,8 @@ from tests.deploy.tutor import TutorProject, tutor_venv
 from tests.servers import RedisServer
 from tests.wsclient import collect
 
-pytestmark = pytest.mark.timeout(900)  # the first run builds Tutor's virtualenv
+# The first run builds Tutor's virtualenv; one worker renders the module's project, first.
+pytestmark = [pytest.mark.timeout(900), pytest.mark.xdist_group("tutor"), pytest.mark.deploy, pytest.mark.slow]
 
 HOST = "realtime.local.openedx.io"
 CONTAINER_KEY = "/etc/rthub/signing-key.pem"

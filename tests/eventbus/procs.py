@@ -6,15 +6,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import orjson
-import pytest
 import redis
 
 from rthub_lms import keys as rkeys
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -95,11 +94,7 @@ def seqs(events: list[dict]) -> list[int]:
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not reached within {timeout}s: {what}")
-        time.sleep(0.01)
+    wait_until(predicate, timeout, f"not reached: {what}")
 
 
 def events_key(prefix: str) -> str:

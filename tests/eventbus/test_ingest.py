@@ -21,7 +21,7 @@ from hub.eventbus.sink import OnceWriter, Publish
 from rthub_lms import keys
 from rthub_lms.settings import PluginSettings
 from tests.eventbus.procs import Ingest, events_key, produce, produced, rthub_events, seqs, topic_prefix, wait_for
-from tests.hubproc import HubProcess
+from tests.hubproc import Hub
 from tests.servers import RedisServer
 from tests.wsclient import collect, connect, quiet
 
@@ -68,6 +68,7 @@ def test_events_arrive_normalised_exactly_as_the_plugin_writes_them(redis_server
     assert not client.exists(keys.eventbus_applied(PluginSettings(redis_prefix=prefix), bus_stream(prefix), GROUP))
 
 
+@pytest.mark.slow
 def test_a_new_group_starts_at_new_messages_unless_told_to_start_from_the_oldest(
     redis_server: RedisServer, prefix: str
 ) -> None:
@@ -81,6 +82,7 @@ def test_a_new_group_starts_at_new_messages_unless_told_to_start_from_the_oldest
     assert seqs(rthub_events(client, prefix)) == [3, 4, 5]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("renamed", [False, True], ids=["same-name", "new-name"])
 def test_sigkill_mid_way_loses_nothing_and_appends_nothing_twice(
     redis_server: RedisServer, prefix: str, renamed: bool
@@ -227,7 +229,7 @@ def test_redis_restart_under_the_ingest_costs_a_pause_not_an_event(own_redis: Re
 
 
 def test_bus_events_reach_a_websocket_consumer_and_the_preemptive_filter_drops_what_no_grant_sees(
-    redis_server: RedisServer, prefix: str, hub: HubProcess
+    redis_server: RedisServer, prefix: str, hub: Hub
 ) -> None:
     total, seed, course = 60, 17, COURSES[0]
     simulated = SimulatedLMS(seed=seed)
@@ -254,6 +256,7 @@ def test_bus_events_reach_a_websocket_consumer_and_the_preemptive_filter_drops_w
     assert counts(summary)["unwanted"] == total - expected
 
 
+@pytest.mark.slow
 def test_rthub_redis_down_while_the_bus_keeps_delivering_loses_nothing(
     redis_server: RedisServer, own_redis: RedisServer, prefix: str
 ) -> None:

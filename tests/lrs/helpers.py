@@ -7,7 +7,6 @@ import copy
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +18,8 @@ from hub.dev.simulator import SimulatedLMS
 from hub.ingest import Entry
 from rthub_lms.backend import RealtimeBackend
 from rthub_lms.events import normalise
-from tests.hubproc import ROOT, HubProcess
+from tests.hubproc import ROOT, Hub
+from tests.waiting import wait_until
 from tests.webhooks.helpers import renderer
 
 HUB_ENV = {
@@ -28,14 +28,14 @@ HUB_ENV = {
 }
 
 
-def rthub(hub: HubProcess, *args: str) -> subprocess.CompletedProcess[str]:
+def rthub(hub: Hub, *args: str) -> subprocess.CompletedProcess[str]:
     """Run the `rthub` command line against the hub's Redis and key files."""
     return subprocess.run(
         [sys.executable, "-m", "hub.cli", *args], cwd=ROOT, env=hub.env, capture_output=True, text=True, timeout=60
     )
 
 
-def publish_twice(hub: HubProcess, count: int, seed: int) -> list[Entry]:
+def publish_twice(hub: Hub, count: int, seed: int) -> list[Entry]:
     """Publish `count` simulated LMS events, each twice as an at-least-once LMS would; the first copies."""
     backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix, timeout=2.0)
     lms = SimulatedLMS(seed=seed)
@@ -49,7 +49,7 @@ def publish_twice(hub: HubProcess, count: int, seed: int) -> list[Entry]:
     return firsts
 
 
-def rendered(hub: HubProcess, entries: list[Entry], translator: str, consumer_type: str) -> list[dict[str, Any]]:
+def rendered(hub: Hub, entries: list[Entry], translator: str, consumer_type: str) -> list[dict[str, Any]]:
     """What the hub renders for these entries (same Redis, so the same anonymous actors), in order."""
 
     async def render() -> list[dict[str, Any]]:
@@ -69,18 +69,18 @@ def rendered(hub: HubProcess, entries: list[Entry], translator: str, consumer_ty
     return asyncio.run(render())
 
 
-def admin_token(hub: HubProcess) -> str:
+def admin_token(hub: Hub) -> str:
     client_id, secret = hub.client(name="ops", scopes=["admin"])
     return hub.token_for(client_id, secret, scope="admin")
 
 
-def api(hub: HubProcess, token: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+def api(hub: Hub, token: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
     return httpx.request(
         method, f"{hub.http}/admin/api{path}", headers={"authorization": f"Bearer {token}"}, timeout=10, **kwargs
     )
 
 
-def admin_page(hub: HubProcess, path: str, form: dict[str, str] | None = None) -> str:
+def admin_page(hub: Hub, path: str, form: dict[str, str] | None = None) -> str:
     """Sign in to the admin page as a fresh admin client, then fetch `path` (or post `form` to it)."""
     client_id, secret = hub.client(name="page admin", scopes=["admin"])
     with httpx.Client(base_url=hub.http, timeout=10, follow_redirects=True) as browser:
@@ -98,7 +98,4 @@ def admin_page(hub: HubProcess, path: str, form: dict[str, str] | None = None) -
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
+    wait_until(predicate, timeout, f"timed out waiting for {what}")

@@ -46,6 +46,7 @@ def health(hub: HubProcess, token: str, client_id: str) -> dict:
     return response.json()
 
 
+@pytest.mark.slow
 def test_each_event_published_twice_is_stored_exactly_once(hub: HubProcess, ralph: RalphServer) -> None:
     client_id = create_lrs_client(hub, ralph, ralph.password)
     entries = publish_twice(hub, 40, seed=31)
@@ -66,6 +67,7 @@ def test_each_event_published_twice_is_stored_exactly_once(hub: HubProcess, ralp
     assert health(hub, token, client_id)["delivery_health"]["dead_lettered"] == 0
 
 
+@pytest.mark.slow
 def test_lrs_down_then_up_loses_nothing(hub: HubProcess, ralph: RalphServer) -> None:
     create_lrs_client(hub, ralph, ralph.password)
     before = publish_twice(hub, 5, seed=32)
@@ -78,6 +80,7 @@ def test_lrs_down_then_up_loses_nothing(hub: HubProcess, ralph: RalphServer) -> 
     stored_once(ralph, expected)
 
 
+@pytest.mark.slow
 def test_wrong_password_pauses_visibly_and_loses_nothing_after_the_fix(hub: HubProcess, ralph: RalphServer) -> None:
     client_id = create_lrs_client(hub, ralph, "not-the-password")
     entries = publish_twice(hub, 15, seed=34)
@@ -102,6 +105,7 @@ def test_wrong_password_pauses_visibly_and_loses_nothing_after_the_fix(hub: HubP
     assert health(hub, token, client_id)["delivery_status"] == "ok"
 
 
+@pytest.mark.slow
 def test_hub_sigterm_and_sigkill_lose_nothing_into_the_lrs(hub: HubProcess, ralph: RalphServer) -> None:
     """Events published while no hub runs, after a SIGTERM and after a SIGKILL, all reach the LRS once."""
     create_lrs_client(hub, ralph, ralph.password)

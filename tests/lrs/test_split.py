@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 import redis.asyncio as aioredis
 
 from auth.registry import ClientRegistry
@@ -64,6 +65,7 @@ async def queue_and_deliver(
     return dead, log, health
 
 
+@pytest.mark.slow
 def test_a_refused_statement_is_dead_lettered_with_the_lrs_message_and_the_rest_stored(
     redis_server: RedisServer, prefix: str, ralph: RalphServer, tmp_path: Path
 ) -> None:
@@ -81,6 +83,7 @@ def test_a_refused_statement_is_dead_lettered_with_the_lrs_message_and_the_rest_
     assert health["delivered"] == 7 and health["dead_lettered"] == 1
 
 
+@pytest.mark.slow
 def test_a_conflicting_id_is_counted_as_stored_and_does_not_block(
     redis_server: RedisServer, prefix: str, ralph: RalphServer, tmp_path: Path
 ) -> None:

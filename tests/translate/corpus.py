@@ -25,11 +25,20 @@ def corpus_dir() -> Path | None:
     return path if (path / "edx-events").is_dir() else None
 
 
+ABSENT = "conformance corpus not found (../shared/conformance or RTHUB_CONFORMANCE_DIR)"
+
+
 def require_corpus() -> Path:
     path = corpus_dir()
     if path is None:
-        pytest.skip("conformance corpus not found (../shared/conformance or RTHUB_CONFORMANCE_DIR)")
+        pytest.skip(ABSENT)
     return path
+
+
+def cases(names: list[str]) -> list[Any]:
+    """Parameters of a test over corpus files: the names, or, without the corpus, one case skipped
+    with the reason (instead of pytest's bare "got empty parameter set")."""
+    return names if corpus_dir() is not None else [pytest.param("corpus", marks=pytest.mark.skip(reason=ABSENT))]
 
 
 def event_files() -> list[str]:

@@ -74,6 +74,13 @@ DOCUMENTED: tuple[Documented, ...] = (
     ),
     Documented(
         "absent-optional-field",
+        "caliper",
+        r"problem_check",
+        "reference-rejects",
+        r"KeyError: 'extensions'",
+    ),
+    Documented(
+        "absent-optional-field",
         "xapi",
         r"edx\.ui\.lms\.(sequence\.)?outline\.selected",
         "reference-rejects",

@@ -1,9 +1,11 @@
 """Hypothesis strategies for LMS events of one name: real shapes, one optional field dropped, values varied.
 
-Seeds are the real events of that name: the shared corpus (read in place) and rthub's own fixtures.
-From a seed, an example may switch to the event-tracking shape, drop one field (any leaf of `data`,
-or a context field), and redraw values: numbers and booleans of the same type, strings from the
-values the same key takes across all seeds, fresh ids for id-like keys, other timestamps and users.
+Seeds are rthub's own fixtures (one real shape per name) and nothing else, so the source tree alone
+decides which events are generated: the same with or without the shared corpus beside it (whose
+events `test_conformance.py` checks one by one). From a seed, an example may switch to the
+event-tracking shape, drop one field (any leaf of `data`, or a context field), and redraw values:
+numbers and booleans of the same type, strings from the values the same key takes across all seeds,
+fresh ids for id-like keys, other timestamps and users.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from typing import Any
 from hypothesis import strategies as st
 
 from tests.translate import fixtures
-from tests.translate.corpus import corpus_dir
 
 Path = tuple[str | int, ...]
+Spot = tuple[str, Path]  # ("data" or "context", the path of a field in it)
 
 # Request fields the tracking log keeps at the top level (event-tracking keeps them in context).
 REQUEST_FIELDS = ("username", "ip", "agent", "host", "referer", "session", "page", "event_source", "accept_language")
@@ -42,17 +44,8 @@ def event_name(raw: dict[str, Any]) -> str:
 
 
 def seeds() -> dict[str, list[dict[str, Any]]]:
-    """Real events per name: every named corpus file (not the anonymous ones), then rthub's fixture."""
-    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    root = corpus_dir()
-    if root is not None:
-        for path in sorted((root / "edx-events").iterdir()):
-            if "anonymous" not in path.name:
-                raw = json.loads(path.read_text())
-                found[event_name(raw)].append(raw)
-    for name, raw in fixtures.RAW_EVENTS.items():
-        found[name].append(raw)
-    return dict(found)
+    """Real events per name: rthub's fixture for it."""
+    return {name: [raw] for name, raw in fixtures.RAW_EVENTS.items()}
 
 
 def as_event_tracking(raw: dict[str, Any]) -> dict[str, Any]:
@@ -159,19 +152,41 @@ _TIMESTAMPS = st.datetimes(
 )
 
 
-@st.composite
-def _mutated(draw: st.DrawFn, choices: list[dict[str, Any]], pool: dict[str, list[Any]]) -> dict[str, Any]:
-    raw = copy.deepcopy(draw(st.sampled_from(choices)))
-    if draw(st.booleans()):
-        raw = as_event_tracking(raw)
+def _prepared(seed: dict[str, Any], tracking: bool) -> tuple[dict[str, Any], Any, dict[str, Any], list[Spot]]:
+    """A copy of `seed` (in the event-tracking shape when `tracking`) with its payload under `data`, the
+    payload parsed, its context, and the fields that may be dropped."""
+    raw = as_event_tracking(copy.deepcopy(seed)) if tracking else copy.deepcopy(seed)
     if "data" not in raw:  # event-tracking hands its backends the payload as `data`
         raw["data"] = raw.pop("event", {})
+    body = _parse(raw.get("data"))
+    context = raw.setdefault("context", {})
+    spots: list[Spot] = [("data", path) for path, _ in leaves(body) if path]
+    spots += [("context", (key,)) for key in CONTEXT_DROPPABLE if key in context]
+    return raw, body, context, spots
+
+
+def each_field_dropped(name: str, all_seeds: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Every seed of `name` in both shapes with each droppable field dropped in turn, values unchanged:
+    the single-drop cases are all compared, whatever the random examples happen to drop."""
+    found = []
+    for seed in all_seeds[name]:
+        for tracking in (False, True):
+            for spot in _prepared(seed, tracking)[3]:
+                raw, body, context, _ = _prepared(seed, tracking)
+                text_body = isinstance(raw["data"], str)
+                _drop(body if spot[0] == "data" else context, spot[1])
+                raw["data"] = json.dumps(body) if text_body else body
+                raw["timestamp"] = raw.get("timestamp") or raw.get("time")
+                raw["name"] = event_name(raw)
+                found.append(raw)
+    return found
+
+
+@st.composite
+def _mutated(draw: st.DrawFn, choices: list[dict[str, Any]], pool: dict[str, list[Any]]) -> dict[str, Any]:
+    raw, body, context, spots = _prepared(draw(st.sampled_from(choices)), draw(st.booleans()))
     body_key = "data"
     text_body = isinstance(raw.get(body_key), str)
-    body = _parse(raw.get(body_key))
-    context = raw.setdefault("context", {})
-    spots = [(body_key, path) for path, _ in leaves(body) if path]
-    spots += [("context", (key,)) for key in CONTEXT_DROPPABLE if key in context]
     drop = draw(st.none() | st.sampled_from(spots)) if spots else None
     for path, current in list(leaves(body)):
         if path and draw(st.integers(0, 3)) == 0:

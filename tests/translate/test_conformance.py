@@ -10,6 +10,7 @@ from tests.translate import reference, spec
 from tests.translate.corpus import (
     SETTINGS,
     anonymised_id,
+    cases,
     event_files,
     expected,
     files_with_output,
@@ -22,11 +23,11 @@ ANONYMOUS = [name for name in event_files() if "anonymous" in name]
 
 
 def test_corpus_is_present() -> None:
-    """Reports the corpus as skipped, with the reason, when it is absent; the rest then collects nothing."""
+    """Reports the corpus as skipped, with the reason, when it is absent (as do the tests over its files)."""
     assert (require_corpus() / "expected-xapi").is_dir()
 
 
-@pytest.mark.parametrize("name", files_with_output("xapi"))
+@pytest.mark.parametrize("name", cases(files_with_output("xapi")))
 def test_xapi_matches_reference(name: str) -> None:
     reference_output = expected("xapi", name)
     ours = translate(load_event(name), "xapi", actor_id=anonymised_id(), settings=SETTINGS)
@@ -38,7 +39,7 @@ def test_xapi_matches_reference(name: str) -> None:
         assert mine == adjusted, f"statement {index}"
 
 
-@pytest.mark.parametrize("name", files_with_output("caliper"))
+@pytest.mark.parametrize("name", cases(files_with_output("caliper")))
 def test_caliper_matches_reference(name: str) -> None:
     reference_output = expected("caliper", name)
     (ours,) = translate(load_event(name), "caliper", actor_id=anonymised_id(), settings=SETTINGS)
@@ -46,13 +47,13 @@ def test_caliper_matches_reference(name: str) -> None:
 
 
 @pytest.mark.parametrize("translator", ["xapi", "caliper"])
-@pytest.mark.parametrize("name", ANONYMOUS)
+@pytest.mark.parametrize("name", cases(ANONYMOUS))
 def test_event_without_user_is_rejected(name: str, translator: str) -> None:
     with pytest.raises(TranslationError, match="names no user"):
         translate(load_event(name), translator, actor_id=anonymised_id(), settings=SETTINGS)
 
 
-@pytest.mark.parametrize("name", [name for name in event_files() if "anonymous" not in name])
+@pytest.mark.parametrize("name", cases([name for name in event_files() if "anonymous" not in name]))
 def test_every_named_corpus_event_gives_valid_output(name: str) -> None:
     """Including those the reference left without output, and where the reference's own is invalid."""
     event = load_event(name)

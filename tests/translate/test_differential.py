@@ -1,10 +1,10 @@
 """rthub's translators against the reference translator itself, run as a black box, on generated events.
 
 For every event name the reference registers (xAPI and Caliper), hypothesis grows at least
-`MIN_CASES` distinct events from real shapes (see `generate.py`; rthub's fixtures cover every name,
-the shared corpus adds its shapes when present); each goes to the reference (its own
-virtualenv and process, `oracle.py`) and to rthub, and the two translations are compared field by
-field (`differences.py`). Every difference must be one documented in docs/translators.md.
+`MIN_CASES` distinct events from real shapes (see `generate.py`: rthub's fixtures, which cover every
+name, so a plain clone generates the same events as a tree with the shared corpus); each goes to the
+reference (its own virtualenv and process, `oracle.py`) and to rthub, and the two translations are
+compared field by field (`differences.py`). Every difference must be one documented in docs/translators.md.
 A summary per family is written to `test-artifacts/differential.json`.
 """
 
@@ -43,7 +43,8 @@ FAMILIES = (
     ("special exams", ("edx.special_exam.",)),
 )
 
-pytestmark = pytest.mark.timeout(600)
+# One worker computes the module's run (the reference over every generated event), first.
+pytestmark = [pytest.mark.timeout(600), pytest.mark.xdist_group("differential"), pytest.mark.peers, pytest.mark.slow]
 
 
 def family(name: str) -> str:
@@ -60,7 +61,8 @@ class Run:
 
 
 def _generate(name: str, seeds: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """At least MIN_CASES distinct events named `name`; reproducible (fixed hypothesis seeds, no database)."""
+    """At least MIN_CASES distinct events named `name`, and every single-field drop of its seed;
+    reproducible (fixed hypothesis seeds, no database, no constants from loaded code: `tests/seeded.py`)."""
     found: dict[str, dict[str, Any]] = {}
     for round_seed in range(20):
         if len(found) >= MIN_CASES:
@@ -79,6 +81,8 @@ def _generate(name: str, seeds: dict[str, list[dict[str, Any]]]) -> list[dict[st
             found.setdefault(json.dumps(raw, sort_keys=True), raw)
 
         collect()
+    for raw in generate.each_field_dropped(name, seeds):
+        found.setdefault(json.dumps(raw, sort_keys=True), raw)
     return list(found.values())
 
 

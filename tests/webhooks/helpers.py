@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+import redis
 import redis.asyncio as aioredis
 
 from hub.anonymise import Anonymiser, RedisIdStore
@@ -27,6 +28,8 @@ from hub.translate import TranslationSettings
 from rthub_lms import keys as rkeys
 from rthub_lms.events import normalise
 from rthub_lms.keys import changes_channel
+from tests.hubproc import Hub
+from tests.waiting import async_wait_until, wait_until
 from tests.webhooks.receiver import Request
 
 FAST = DeliveryOptions(timeout=2.0, lease_ttl_ms=1000, poll=0.1)
@@ -113,11 +116,18 @@ def verify_by_hand(secret: str, request: Request, tolerance: float = 300) -> boo
 
 async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
     """Wait for `predicate` to hold, polling; fail the test on timeout."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
+    await async_wait_until(predicate, timeout)
+
+
+def until_delivering(hub: Hub, client_id: str, timeout: float = 30) -> None:
+    """Until a hub has loaded `client_id` from the registry and started its webhook worker (which then
+    holds the client's delivery lease): from then on the client's events are routed to its outbox."""
+    check = redis.Redis.from_url(hub.redis_url)
+    try:
+        wait_until(lambda: check.exists(rkeys.lease(hub.settings, client_id)), timeout,
+                   f"no hub started delivering webhooks for {client_id}")
+    finally:
+        check.close()
 
 
 async def dead_letters_of_one_event(redis_url: str, prefix: str, url: str) -> list[dict]:

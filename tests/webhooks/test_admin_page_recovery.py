@@ -8,12 +8,15 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms.backend import RealtimeBackend
 from tests.hubproc import HubProcess
 from tests.servers import RedisServer
+from tests.waiting import wait_until
+from tests.webhooks.helpers import until_delivering
 from tests.webhooks.receiver import Receiver, Reply
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -37,12 +40,10 @@ def _local(seconds: float) -> str:
 
 
 def _wait(predicate, timeout: float = 15) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
+    wait_until(predicate, timeout, "condition not reached")
 
 
+@pytest.mark.slow
 def test_disabled_endpoint_is_shown_replayed_by_time_and_enabled(redis_server: RedisServer, prefix: str, page) -> None:
     hub = HubProcess(redis_server.url, prefix, env={"RTHUB_WEBHOOK_ALLOW_PRIVATE": "true"})
     hub.start()
@@ -51,12 +52,14 @@ def test_disabled_endpoint_is_shown_replayed_by_time_and_enabled(redis_server: R
         with Receiver(lambda n: Reply(410 if gone["value"] else 200)) as receiver:
             client_id, _ = hub.client(name="Enterprise LRS", delivery="webhook", webhook_url=receiver.url)
             admin_id, admin_secret = hub.client(name="Ops admin", scopes=["admin"], grant=[])
-            time.sleep(0.5)
+            until_delivering(hub, client_id)
             started = time.time() - 1
             backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix, preemptive=False)
             cursor = backend.send(SimulatedLMS(seed=4).next_event())
             _wait(lambda: len(receiver.requests) == 1)
-            time.sleep(0.5)  # dead-lettered and disabled
+            admin = hub.token_for(admin_id, admin_secret, scope="admin")
+            status = httpx.Client(base_url=f"{hub.http}/admin/api", headers={"Authorization": f"Bearer {admin}"})
+            _wait(lambda: status.get(f"/clients/{client_id}").json()["webhook_status"] == "disabled")
 
             page.goto(f"{hub.http}/admin/")
             page.fill("input[name=client_id]", admin_id)

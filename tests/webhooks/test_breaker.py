@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime
 
 import httpx
+import pytest
 import redis
 
 from hub.config import Settings
@@ -19,6 +20,7 @@ from rthub_lms.backend import StreamWriter
 from rthub_lms.events import normalise
 from tests.hubproc import ROOT, HubProcess
 from tests.servers import RedisServer
+from tests.webhooks.helpers import until_delivering
 from tests.webhooks.receiver import Receiver, Reply
 
 CAP = 200
@@ -29,6 +31,7 @@ def _iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
+@pytest.mark.slow
 def test_dead_endpoint_is_capped_disabled_dead_lettered_and_replayable(redis_server: RedisServer, prefix: str) -> None:
     env = {
         "RTHUB_WEBHOOK_ALLOW_PRIVATE": "true", "RTHUB_WEBHOOK_RETRY_SCHEDULE": ",".join(["0.3"] * 30),
@@ -45,7 +48,7 @@ def test_dead_endpoint_is_capped_disabled_dead_lettered_and_replayable(redis_ser
             outbox = rkeys.outbox(hub.settings, client_id)
             admin = hub.token_for(*hub.client(name="admin", scopes=["admin"], grant=[]), scope="admin")
             api = httpx.Client(base_url=f"{hub.http}/admin/api", headers={"Authorization": f"Bearer {admin}"})
-            time.sleep(0.5)
+            until_delivering(hub, client_id)
             started = time.time()
             writer = StreamWriter(check, Settings(redis_prefix=prefix))
             simulator = SimulatedLMS(seed=3)

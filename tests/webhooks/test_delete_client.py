@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import httpx
 import redis
@@ -14,6 +13,7 @@ from rthub_lms.backend import StreamWriter
 from rthub_lms.events import normalise
 from tests.hubproc import HubProcess
 from tests.servers import RedisServer
+from tests.webhooks.helpers import until_delivering
 from tests.webhooks.receiver import Receiver
 from tests.wsclient import connect
 
@@ -31,7 +31,7 @@ def test_deleting_a_client_removes_its_queues_state_presence_and_health(redis_se
         with Receiver() as receiver:
             client_id, secret = hub.client(delivery="websocket+webhook", webhook_url=receiver.url)
             admin = hub.token_for(*hub.client(name="admin", scopes=["admin"], grant=[]), scope="admin")
-            time.sleep(0.5)
+            until_delivering(hub, client_id)
 
             async def delete_while_connected() -> tuple[list[bytes], int, list[bytes]]:
                 ws = await connect(hub.ws, hub.token_for(client_id, secret))

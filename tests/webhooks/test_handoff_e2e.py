@@ -8,6 +8,8 @@ import threading
 import time
 
 import orjson
+import pytest
+import redis
 
 from hub.config import Settings
 from hub.dev.simulator import SimulatedLMS
@@ -16,13 +18,15 @@ from rthub_lms.backend import StreamWriter
 from rthub_lms.events import normalise
 from tests.hubproc import HubProcess
 from tests.servers import RedisServer
-from tests.webhooks.receiver import Receiver
+from tests.waiting import wait_until
+from tests.webhooks.receiver import Receiver, Request
 from tests.wsclient import connect
 
 CYCLES = 5
 EVENTS = 300
 
 
+@pytest.mark.slow
 def test_connect_close_cycles_lose_nothing_and_keep_webhooks_in_order(redis_server: RedisServer, prefix: str) -> None:
     env = {
         "RTHUB_WEBHOOK_ALLOW_PRIVATE": "true", "RTHUB_WEBHOOK_RETRY_SCHEDULE": "0.2,0.5",
@@ -35,13 +39,15 @@ def test_connect_close_cycles_lose_nothing_and_keep_webhooks_in_order(redis_serv
         with Receiver() as receiver:
             client_id, secret = hub.client(delivery="websocket+webhook", webhook_url=receiver.url)
             token = hub.token_for(client_id, secret)
-            time.sleep(0.5)
+            # The hub routes the new client's webhooks once it has followed the registry change: a probe
+            # event, delivered by webhook (no socket is open yet), shows that it has.
+            writer = StreamWriter(redis.Redis.from_url(hub.redis_url), Settings(redis_prefix=prefix))
+            probe = writer.write(normalise(SimulatedLMS(seed=76).next_event()))
+            wait_until(lambda: any(r.json["cursor"] == probe for r in receiver.requests), 30,
+                       "the hub never delivered the probe event to the new client's webhook")
             done = threading.Event()
 
             def lms() -> None:  # ~100 events/s for ~3 s, whatever the client does
-                import redis
-
-                writer = StreamWriter(redis.Redis.from_url(hub.redis_url), Settings(redis_prefix=prefix))
                 simulator = SimulatedLMS(seed=77)
                 for _ in range(EVENTS):
                     published.append(writer.write(normalise(simulator.next_event())))
@@ -70,16 +76,17 @@ def test_connect_close_cycles_lose_nothing_and_keep_webhooks_in_order(redis_serv
             publisher.join()
             assert done.is_set()
 
-            def by_webhook() -> list[str]:
-                return [r.json["cursor"] for r in receiver.requests if r.status == 200]
+            def after_probe() -> list[Request]:
+                return [r for r in receiver.requests if r.json["cursor"] != probe]
 
-            deadline = time.monotonic() + 30
-            while set(published) - set(by_socket) - set(by_webhook()):
-                assert time.monotonic() < deadline, "some events reached neither channel"
-                time.sleep(0.1)
-            time.sleep(1.0)  # anything delivered twice would arrive now
+            def by_webhook() -> list[str]:
+                return [r.json["cursor"] for r in after_probe() if r.status == 200]
+
+            wait_until(lambda: not set(published) - set(by_socket) - set(by_webhook()), 30,
+                       "some events reached neither channel")
+            time.sleep(1.0)  # not a wait for a condition: anything delivered twice would arrive now
             webhook = by_webhook()
-            ids = [r.headers["webhook-id"] for r in receiver.requests]
+            ids = [r.headers["webhook-id"] for r in after_probe()]
     finally:
         hub.stop()
     assert len(published) == EVENTS

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +14,7 @@ from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
 from tests.hubproc import HubProcess
 from tests.servers import RedisCluster, RedisServer
+from tests.waiting import wait_until
 from tests.webhooks.helpers import verify_by_hand
 from tests.webhooks.receiver import Receiver
 from tests.wsclient import collect, connect, quiet
@@ -42,10 +42,7 @@ def receiver() -> Iterator[Receiver]:
 
 def wait_for_requests(receiver: Receiver, count: int, failure: str, within: float = 20) -> None:
     """Wait until `receiver` has had `count` requests; fail with `failure` after `within` seconds."""
-    deadline = time.monotonic() + within
-    while len(receiver.requests) < count:
-        assert time.monotonic() < deadline, failure
-        time.sleep(0.05)
+    wait_until(lambda: len(receiver.requests) >= count, within, failure)
 
 
 def test_socket_then_webhook_then_socket_loses_nothing(
@@ -147,6 +144,7 @@ def test_an_event_published_once_the_hub_is_up_reaches_a_webhook_even_when_routi
     assert [r.json["cursor"] for r in receiver.requests] == cursors
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_the_routing_start_a_hub_saved_outlives_it(
     redis_server: RedisServer, prefix: str, receiver: Receiver, sig: int

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+import pytest
 import redis
 
 from hub.config import Settings
@@ -69,6 +70,7 @@ def _scenario(
     return published, list(dict.fromkeys(by_webhook)), by_socket, client_id
 
 
+@pytest.mark.slow
 def test_oom_under_noeviction_is_waited_out(own_redis: RedisServer, prefix: str) -> None:
     hub = HubProcess(own_redis.url, prefix, env=ENV)
     hub.start()
@@ -90,6 +92,7 @@ def test_oom_under_noeviction_is_waited_out(own_redis: RedisServer, prefix: str)
     assert (errors, ingest_dead, webhook_dead) == (0, 0, 0)
 
 
+@pytest.mark.slow
 def test_readonly_after_a_failover_is_waited_out(own_redis: RedisServer, prefix: str, tmp_path: Path) -> None:
     """The hub's Redis becomes a replica of a promoted peer (READONLY), then is promoted back."""
     peer = RedisServer(tmp_path / "peer")

@@ -15,8 +15,10 @@ from hub.ingest import cursor_key
 from rthub_lms import keys as rkeys
 from rthub_lms.backend import StreamWriter
 from rthub_lms.events import normalise
-from tests.hubproc import HubProcess
+from tests.hubproc import Hub, HubProcess
 from tests.servers import RedisServer
+from tests.waiting import wait_until
+from tests.webhooks.helpers import until_delivering
 from tests.webhooks.receiver import Receiver
 
 ENV = {"RTHUB_WEBHOOK_ALLOW_PRIVATE": "true", "RTHUB_WEBHOOK_RETRY_SCHEDULE": "0.2,0.5,1"}
@@ -38,24 +40,21 @@ class Lms:
 
 
 def _wait(predicate, timeout: float = 30, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what} not reached in {timeout}s"
-        time.sleep(0.05)
+    wait_until(predicate, timeout, f"{what} not reached")
 
 
 def _delivered(receiver: Receiver) -> list[str]:
     return [r.json["cursor"] for r in receiver.requests if r.status == 200]
 
 
+@pytest.mark.slow
 def test_every_event_reaches_the_webhook_across_sigterm_and_sigkill(redis_server: RedisServer, prefix: str) -> None:
     hub = HubProcess(redis_server.url, prefix, env=ENV)
     hub.start()
     lms = Lms(redis_server.url, prefix)
     try:
         with Receiver() as receiver:
-            hub.client(delivery="webhook", webhook_url=receiver.url)
-            time.sleep(0.5)  # the hub has loaded the new client
+            until_delivering(hub, hub.client(delivery="webhook", webhook_url=receiver.url)[0])
             lms.publish(10)
             _wait(lambda: len(set(_delivered(receiver))) == 10, what="first 10")
             hub.stop(signal.SIGTERM)
@@ -89,7 +88,7 @@ def test_a_hub_down_past_stream_retention_dead_letters_one_counted_gap(redis_ser
             client_id, _ = hub.client(delivery="webhook", webhook_url=receiver.url)
             admin = hub.token_for(*hub.client(name="admin", scopes=["admin"], grant=[]), scope="admin")
             api = httpx.Client(base_url=f"{hub.http}/admin/api", headers={"Authorization": f"Bearer {admin}"})
-            time.sleep(0.5)
+            until_delivering(hub, client_id)
             first = lms.publish(5)
             _wait(lambda: len(_delivered(receiver)) == 5, what="first 5")
             hub.stop(signal.SIGTERM)
@@ -109,6 +108,7 @@ def test_a_hub_down_past_stream_retention_dead_letters_one_counted_gap(redis_ser
     assert replayed == 0  # a gap names lost events; there is nothing to send again
 
 
+@pytest.mark.slow
 def test_two_routing_hubs_killed_in_turn_deliver_every_event_in_order(redis_server: RedisServer, prefix: str) -> None:
     first = HubProcess(redis_server.url, prefix, env=ENV)
     second = HubProcess(redis_server.url, prefix, env=ENV)
@@ -117,8 +117,7 @@ def test_two_routing_hubs_killed_in_turn_deliver_every_event_in_order(redis_serv
     lms = Lms(redis_server.url, prefix)
     try:
         with Receiver() as receiver:
-            first.client(delivery="webhook", webhook_url=receiver.url)
-            time.sleep(0.5)
+            until_delivering(first, first.client(delivery="webhook", webhook_url=receiver.url)[0])
             lms.publish(20)  # both instances route every event; the outbox keeps each once
             _wait(lambda: len(set(_delivered(receiver))) == 20, what="20 with two hubs")
             first.stop(signal.SIGKILL)
@@ -139,11 +138,12 @@ def test_two_routing_hubs_killed_in_turn_deliver_every_event_in_order(redis_serv
     assert len(delivered) - len(set(delivered)) <= 2  # at most one repeat per SIGKILL of the deliverer
 
 
-def _routed(hub: HubProcess) -> float:
+def _routed(hub: Hub) -> float:
     """The stream entries one hub's webhook routing read."""
     return hub.metric("rthub_webhook_routed_total")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_one_of_two_hubs_routes_and_the_other_takes_over_when_it_stops(
     redis_server: RedisServer, prefix: str, sig: signal.Signals
@@ -154,8 +154,7 @@ def test_one_of_two_hubs_routes_and_the_other_takes_over_when_it_stops(
     lms = Lms(redis_server.url, prefix)
     try:
         with Receiver() as receiver:
-            hubs[0].client(delivery="webhook", webhook_url=receiver.url)
-            time.sleep(0.5)
+            until_delivering(hubs[0], hubs[0].client(delivery="webhook", webhook_url=receiver.url)[0])
             lms.publish(30)
             _wait(lambda: len(set(_delivered(receiver))) == 30, what="30 with two hubs")
             routed = [_routed(hub) for hub in hubs]
