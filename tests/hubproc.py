@@ -28,7 +28,7 @@ from auth.keys import SigningKeys
 from auth.registry import ClientRegistry
 from hub.app import create_app
 from hub.config import Settings
-from hub.delivery.websocket.server import UVICORN_WS
+from hub.delivery.websocket.writer import UVICORN_WS
 from hub.dev.embedded import free_port
 from hub.redis import client as redis_client
 from tests.waiting import wait_until
