@@ -145,17 +145,19 @@ class EventsEndpoint:
                 max(0.0, identity.expires_at - time.time()),
                 conn.close, CloseCode.UNAUTHENTICATED, "token expired; reconnect with a new token",
             )
-        await websocket.send_text(
-            orjson.dumps(
-                {"type": "welcome", "client_id": identity.client_id, "translator": identity.translator}
-            ).decode()
-        )
-        conn.on_sent = self.on_sent
-        conn.start(websocket.scope.get("extensions", {}).get(EXTENSION), websocket.send_text)
         tasks = []
         try:
+            # Live in presence before the welcome: a client that publishes once welcomed must not get
+            # those events by webhook too (websocket+webhook delivery holds its queue from here).
             if self.presence is not None:
                 await self.presence.connected(identity.client_id, identity.delivery == "websocket+webhook")
+            await websocket.send_text(
+                orjson.dumps(
+                    {"type": "welcome", "client_id": identity.client_id, "translator": identity.translator}
+                ).decode()
+            )
+            conn.on_sent = self.on_sent
+            conn.start(websocket.scope.get("extensions", {}).get(EXTENSION), websocket.send_text)
             if resume_from is not None:
                 tasks.append(asyncio.create_task(self._catch_up(conn, resume_from)))
             receiver = asyncio.create_task(self._read_frames(websocket, conn, resume_from))
