@@ -34,7 +34,7 @@ from hub.dev.embedded import EmbeddedRedis
 from hub.ingest import Entry
 from hub.ingest.redis import RedisBroker
 from rthub_lms import keys as rkeys
-from tests.lrs.lrs_server import RalphServer
+from tests.hub.delivery.webhook.formats.lrs_server import RalphServer
 
 
 async def through_hub(settings: Settings, ralph: RalphServer, events: int, batch: int) -> tuple[float, int, Hub]:

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests import seeded  # noqa: F401  (loads the suite's Hypothesis profile)
+from tests.authserver import auth_server, auth_settings  # noqa: F401  (fixtures for auth and admin tests)
 from tests.hubproc import Hub, HubProcess, InProcessHub
 from tests.servers import RedisCluster, RedisSentinel, RedisServer
 

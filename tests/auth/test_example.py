@@ -17,10 +17,9 @@ from starlette.websockets import WebSocket
 from auth.routes import auth_routes
 from auth.websocket import JwtAuthenticator
 from hub.config import Settings
-from tests.auth.conftest import AuthServer, serve
+from tests import ROOT
+from tests.authserver import AuthServer, serve
 from tests.servers import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def scripted_hub(settings: Settings, seen: list[dict]) -> Starlette:

@@ -14,7 +14,7 @@ from websockets.sync.client import connect
 from auth.routes import auth_routes
 from auth.websocket import JwtAuthenticator
 from hub.app import create_app
-from tests.auth.conftest import AuthServer, serve
+from tests.authserver import AuthServer, serve
 from tests.servers import free_port
 
 

@@ -12,7 +12,7 @@ import redis
 
 from hub.config import Settings
 from rthub_lms import keys as rkeys
-from tests.auth.conftest import AuthServer
+from tests.authserver import AuthServer
 
 GRANT = {"grant_type": "client_credentials"}
 
@@ -66,7 +66,7 @@ def _admin_login(auth_server: AuthServer, client_id: str, secret: str) -> httpx.
 
 
 def test_admin_sign_in_guessing_gets_429_and_shares_the_token_budget(auth_server: AuthServer) -> None:
-    """Issue 14, point 6: 30 wrong secrets on `/admin/login` used to be 30 times 401."""
+    """30 wrong secrets on `/admin/login` used to be 30 times 401."""
     admin_id, admin_secret = auth_server.create(name="admin", type="other", scopes=["admin"])
     statuses = [_admin_login(auth_server, admin_id, f"guess-{n}").status_code for n in range(30)]
     assert statuses[:3] == [401] * 3 and set(statuses[3:]) == {429}, statuses

@@ -17,7 +17,7 @@ from hub.control.presence import Presence, live_connections
 from hub.ingest.redis import RedisBroker
 from hub.redis import client as redis_client
 from rthub_lms import keys as rkeys
-from tests.auth.conftest import in_loop
+from tests.authserver import in_loop
 from tests.servers import RedisServer
 
 

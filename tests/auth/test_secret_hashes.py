@@ -1,4 +1,4 @@
-"""Point 5 of issue 14: client secrets are 256-bit random values, so they are stored as `sha256$` hashes
+"""Client secrets are 256-bit random values, so they are stored as `sha256$` hashes
 (fast), and hashes written by earlier versions (`scrypt$`) keep working and are rewritten on first use."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import redis
 
 from auth.passwords import hash_secret, new_secret, verify_secret
 from rthub_lms import keys as rkeys
-from tests.auth.conftest import AuthServer
+from tests.authserver import AuthServer
 
 GRANT = {"grant_type": "client_credentials"}
 

@@ -8,7 +8,7 @@ import jwt as pyjwt
 import pytest
 
 from rthub_lms import keys as rkeys
-from tests.auth.conftest import AuthServer
+from tests.authserver import AuthServer
 
 
 def test_client_secret_basic_issues_rfc9068_token_verified_by_independent_library(

@@ -23,7 +23,7 @@ from auth.identity import AuthError, ClientIdentity
 from auth.keys import SigningKeys, rotate_signing_key
 from auth.websocket import JwtAuthenticator
 from hub.config import Settings
-from tests.auth.conftest import AuthServer
+from tests.authserver import AuthServer
 
 
 def authenticate(settings: Settings, token: str) -> ClientIdentity:

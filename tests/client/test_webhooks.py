@@ -11,9 +11,9 @@ from rthub_client import InvalidWebhook, verify, webhook_events
 
 from rthub_lms import keys as rkeys
 from tests.client.helpers import Load
+from tests.hub.delivery.webhook.receiver import Receiver, Request
 from tests.hubproc import HubProcess
 from tests.servers import RedisServer
-from tests.webhooks.receiver import Receiver, Request
 
 HUB_ENV = {"RTHUB_WEBHOOK_ALLOW_PRIVATE": "true", "RTHUB_WEBHOOK_RETRY_SCHEDULE": "0.1,0.2"}
 

@@ -1,0 +1,111 @@
+"""Admin REST API over real HTTP: CRUD, secrets, connections, auth failures and field-named 422s."""
+
+from __future__ import annotations
+
+from auth.registry import ClientRegistry
+from hub.control.presence import Presence
+from hub.ingest.redis import RedisBroker
+from tests.authserver import AuthServer, in_loop
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_crud_rotate_revoke_and_connections(auth_server: AuthServer) -> None:
+    http, headers = auth_server.http, bearer(auth_server.admin_token())
+    created = http.post(
+        "/admin/api/clients",
+        headers=headers,
+        json={"name": "Tutor", "type": "adaptive", "translator": "caliper", "grant": [{"orgs": ["MITx"]}]},
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    client_id, secret = body["client_id"], body["client_secret"]
+    assert body["status"] == "active" and body["scopes"] == ["events:read"]
+    assert "secret_hash" not in body
+    assert auth_server.token(client_id, secret)
+
+    shown = http.get(f"/admin/api/clients/{client_id}", headers=headers).json()
+    assert shown["name"] == "Tutor" and "client_secret" not in shown and shown["live_connections"] == 0
+
+    patched = http.patch(f"/admin/api/clients/{client_id}", headers=headers, json={"translator": "xapi", "grant": []})
+    assert patched.status_code == 200
+    assert (patched.json()["translator"], patched.json()["grant"]) == ("xapi", [])
+
+    async def two_sockets(registry: ClientRegistry) -> None:
+        tip = RedisBroker(registry.redis, auth_server.settings).tip
+        hub = Presence(registry.redis, auth_server.settings, tip=tip, instance="hub-1")
+        await hub.connected(client_id)
+        await hub.connected(client_id)
+        await hub.refresh()
+
+    in_loop(auth_server.settings, two_sockets)
+    listed = http.get("/admin/api/clients", headers=headers).json()["clients"]
+    assert {c["client_id"]: c["live_connections"] for c in listed}[client_id] == 2
+    assert http.get("/admin/api/connections", headers=headers).json() == {"connections": {client_id: 2}}
+
+    rotated = http.post(f"/admin/api/clients/{client_id}/rotate-secret", headers=headers).json()
+    assert rotated["client_secret"] != secret and rotated["previous_secret_expires"]
+
+    revoked = http.post(f"/admin/api/clients/{client_id}/revoke", headers=headers)
+    assert revoked.json()["status"] == "revoked"
+
+    assert http.delete(f"/admin/api/clients/{client_id}", headers=headers).status_code == 204
+    missing = http.get(f"/admin/api/clients/{client_id}", headers=headers)
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+
+
+def test_unauthenticated_and_unscoped_requests_are_refused(auth_server: AuthServer) -> None:
+    http = auth_server.http
+    none = http.get("/admin/api/clients")
+    assert none.status_code == 401
+    assert none.headers["www-authenticate"].startswith("Bearer")
+    assert http.get("/admin/api/clients", headers=bearer("garbage")).status_code == 401
+
+    client_id, secret = auth_server.create()
+    consumer = http.get("/admin/api/clients", headers=bearer(auth_server.token(client_id, secret)))
+    assert consumer.status_code == 403
+    assert consumer.json()["error"] == "insufficient_scope"
+
+    admin_id, admin_secret = auth_server.create(name="admin", type="other", scopes=["admin"])
+    token = auth_server.token(admin_id, admin_secret)
+    assert http.get("/admin/api/clients", headers=bearer(token)).status_code == 200
+    assert http.post(f"/admin/api/clients/{admin_id}/revoke", headers=bearer(token)).status_code == 409, "not itself"
+    other = auth_server.admin_token()
+    assert http.post(f"/admin/api/clients/{admin_id}/revoke", headers=bearer(other)).status_code == 200
+    assert http.get("/admin/api/clients", headers=bearer(token)).status_code == 403
+
+
+def test_invalid_input_is_422_with_the_field_named(auth_server: AuthServer) -> None:
+    http, headers = auth_server.http, bearer(auth_server.admin_token())
+    base = {"name": "n", "type": "other", "translator": "xapi"}
+    cases = [
+        ({**base, "translator": "cmi5"}, "translator"),
+        ({**base, "delivery": "webhook", "webhook_url": "http//broken"}, "webhook_url"),
+        ({**base, "grant": [{"orgs": ["MITx"]}, {"courses": [1, 2]}]}, "grant[1].courses[0]"),
+        ({**base, "grant": "nope"}, "grant"),
+        ({"name": "n", "type": "other"}, "translator"),
+    ]
+    for body, field in cases:
+        response = http.post("/admin/api/clients", headers=headers, json=body)
+        assert response.status_code == 422, (body, response.text)
+        assert response.json()["field"] == field
+        assert field in response.json()["message"]
+    assert http.post("/admin/api/clients", headers=headers, content=b"{nope").status_code == 400
+    client_id, _ = auth_server.create()
+    patch = http.patch(f"/admin/api/clients/{client_id}", headers=headers, json={"delivery": "carrier-pigeon"})
+    assert (patch.status_code, patch.json()["field"]) == (422, "delivery")
+
+
+def test_openapi_document_describes_the_api(auth_server: AuthServer) -> None:
+    document = auth_server.http.get("/admin/api/openapi.json").json()
+    assert document["openapi"].startswith("3.1")
+    assert {
+        "/clients",
+        "/clients/{client_id}",
+        "/clients/{client_id}/rotate-secret",
+        "/clients/{client_id}/revoke",
+        "/connections",
+    } <= set(document["paths"])
+    assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"

@@ -1,0 +1,210 @@
+"""Hypothesis strategies for LMS events of one name: real shapes, one optional field dropped, values varied.
+
+Seeds are rthub's own fixtures (one real shape per name) and nothing else, so the source tree alone
+decides which events are generated: the same with or without the shared corpus beside it (whose
+events `test_conformance.py` checks one by one). From a seed, an example may switch to the
+event-tracking shape, drop one field (any leaf of `data`, or a context field), and redraw values:
+numbers and booleans of the same type, strings from the values the same key takes across all seeds,
+fresh ids for id-like keys, other timestamps and users.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import string
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from hypothesis import strategies as st
+
+from tests.hub.translate import fixtures
+
+Path = tuple[str | int, ...]
+Spot = tuple[str, Path]  # ("data" or "context", the path of a field in it)
+
+# Request fields the tracking log keeps at the top level (event-tracking keeps them in context).
+REQUEST_FIELDS = ("username", "ip", "agent", "host", "referer", "session", "page", "event_source", "accept_language")
+CONTEXT_DROPPABLE = ("course_id", "session", "referer", "page", "username", "user_id", "org_id", "module", "path")
+_HEX = re.compile(r"[0-9a-f]{24,32}\Z")
+_BLOCK = re.compile(r"(block-v1:[^+]+\+[^+]+\+[^+]+\+type@[^+]+\+block@)([0-9a-zA-Z_]+)\Z")
+_COURSES = (
+    "course-v1:edX+DemoX+Demo_Course",
+    "course-v1:RthubX+T101+2024",
+    "course-v1:MITx+6.002x+2025_T1",
+    "ccx-v1:edX+DemoX+Demo_Course+ccx@7",
+)
+
+
+def event_name(raw: dict[str, Any]) -> str:
+    return raw.get("name") or raw.get("event_type") or ""
+
+
+def seeds() -> dict[str, list[dict[str, Any]]]:
+    """Real events per name: rthub's fixture for it."""
+    return {name: [raw] for name, raw in fixtures.RAW_EVENTS.items()}
+
+
+def as_event_tracking(raw: dict[str, Any]) -> dict[str, Any]:
+    """The event-tracking shape of a tracking-log event (`name`, `timestamp`, `data`, `context`)."""
+    context = dict(raw.get("context") or {})
+    for key in REQUEST_FIELDS:
+        if raw.get(key) is not None and key not in context:
+            context[key] = raw[key]
+    return {
+        "name": event_name(raw),
+        "timestamp": raw.get("timestamp") or raw.get("time"),
+        "data": raw["data"] if "data" in raw else raw.get("event", {}),
+        "context": context,
+    }
+
+
+def leaves(value: Any, path: Path = ()) -> Iterator[tuple[Path, Any]]:
+    """Every scalar (and empty container) inside `value` with its path."""
+    if isinstance(value, dict) and value:
+        for key, item in value.items():
+            yield from leaves(item, (*path, key))
+    elif isinstance(value, list) and value:
+        for index, item in enumerate(value):
+            yield from leaves(item, (*path, index))
+    else:
+        yield path, value
+
+
+def _value_pool(all_seeds: dict[str, list[dict[str, Any]]]) -> dict[str, list[Any]]:
+    """Strings each key takes anywhere in the seeds, so redrawn values stay realistic."""
+    pool: dict[str, set[str]] = defaultdict(set)
+    for events in all_seeds.values():
+        for raw in events:
+            body = raw.get("data", raw.get("event"))
+            body = _parse(body)
+            for path, value in leaves(body):
+                if isinstance(value, str) and path and isinstance(path[-1], str):
+                    pool[path[-1]].add(value)
+    return {key: sorted(values) for key, values in pool.items()}
+
+
+def _parse(body: Any) -> Any:
+    if isinstance(body, str) and body[:1] == "{":
+        try:
+            return json.loads(body)
+        except ValueError:
+            return body
+    return body
+
+
+def _set(target: Any, path: Path, value: Any) -> None:
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+
+
+def _drop(target: Any, path: Path) -> None:
+    for key in path[:-1]:
+        target = target[key]
+    if isinstance(target, list):
+        target.pop(path[-1])
+    else:
+        target.pop(path[-1], None)
+
+
+def _string(key: str, current: str, pool: dict[str, list[Any]]) -> st.SearchStrategy[str]:
+    choices: list[st.SearchStrategy[str]] = [st.just(current)]
+    if key in pool:
+        choices.append(st.sampled_from(pool[key]))
+    if _HEX.match(current):
+        choices.append(st.text(alphabet="0123456789abcdef", min_size=len(current), max_size=len(current)))
+    block = _BLOCK.match(current)
+    if block:
+        head = block.group(1)
+        ids = st.text(alphabet=string.ascii_lowercase + string.digits, min_size=6, max_size=32)
+        choices.append(ids.map(lambda new: head + new))
+    if current in _COURSES or current.startswith("course-v1:"):
+        choices.append(st.sampled_from(_COURSES))
+    return st.one_of(choices)
+
+
+def _redraw(key: Any, current: Any, pool: dict[str, list[Any]]) -> st.SearchStrategy[Any]:
+    """A value of the same kind as `current` (and sometimes `current` itself)."""
+    if isinstance(current, bool):
+        return st.booleans()
+    if isinstance(current, int):
+        lowest = 1 if isinstance(key, str) and key.endswith("user_id") else 0  # LMS user ids start at 1
+        return st.one_of(st.just(current), st.integers(min_value=lowest, max_value=10_000))
+    if isinstance(current, float):
+        return st.one_of(
+            st.just(current),
+            st.floats(min_value=0, max_value=100_000, allow_nan=False, allow_infinity=False),
+            st.integers(min_value=0, max_value=1000).map(float),
+        )
+    if isinstance(current, str):
+        return _string(key if isinstance(key, str) else "", current, pool)
+    return st.just(current)
+
+
+_TIMESTAMPS = st.datetimes(
+    min_value=datetime(2019, 1, 1), max_value=datetime(2030, 1, 1), timezones=st.sampled_from(
+        [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-4))]
+    )
+)
+
+
+def _prepared(seed: dict[str, Any], tracking: bool) -> tuple[dict[str, Any], Any, dict[str, Any], list[Spot]]:
+    """A copy of `seed` (in the event-tracking shape when `tracking`) with its payload under `data`, the
+    payload parsed, its context, and the fields that may be dropped."""
+    raw = as_event_tracking(copy.deepcopy(seed)) if tracking else copy.deepcopy(seed)
+    if "data" not in raw:  # event-tracking hands its backends the payload as `data`
+        raw["data"] = raw.pop("event", {})
+    body = _parse(raw.get("data"))
+    context = raw.setdefault("context", {})
+    spots: list[Spot] = [("data", path) for path, _ in leaves(body) if path]
+    spots += [("context", (key,)) for key in CONTEXT_DROPPABLE if key in context]
+    return raw, body, context, spots
+
+
+def each_field_dropped(name: str, all_seeds: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Every seed of `name` in both shapes with each droppable field dropped in turn, values unchanged:
+    the single-drop cases are all compared, whatever the random examples happen to drop."""
+    found = []
+    for seed in all_seeds[name]:
+        for tracking in (False, True):
+            for spot in _prepared(seed, tracking)[3]:
+                raw, body, context, _ = _prepared(seed, tracking)
+                text_body = isinstance(raw["data"], str)
+                _drop(body if spot[0] == "data" else context, spot[1])
+                raw["data"] = json.dumps(body) if text_body else body
+                raw["timestamp"] = raw.get("timestamp") or raw.get("time")
+                raw["name"] = event_name(raw)
+                found.append(raw)
+    return found
+
+
+@st.composite
+def _mutated(draw: st.DrawFn, choices: list[dict[str, Any]], pool: dict[str, list[Any]]) -> dict[str, Any]:
+    raw, body, context, spots = _prepared(draw(st.sampled_from(choices)), draw(st.booleans()))
+    body_key = "data"
+    text_body = isinstance(raw.get(body_key), str)
+    drop = draw(st.none() | st.sampled_from(spots)) if spots else None
+    for path, current in list(leaves(body)):
+        if path and draw(st.integers(0, 3)) == 0:
+            _set(body, path, draw(_redraw(path[-1], current, pool)))
+    if drop is not None:
+        _drop(body if drop[0] == body_key else context, drop[1])
+    moment = draw(_TIMESTAMPS)
+    stamp = moment.isoformat() if draw(st.booleans()) else moment.astimezone(UTC).isoformat()
+    raw["timestamp"] = stamp  # event-tracking, which hands events to the reference, always sets both
+    raw["name"] = event_name(raw)
+    if "time" in raw:
+        raw["time"] = stamp
+    if "user_id" in context and draw(st.booleans()):
+        context["user_id"] = draw(st.integers(min_value=1, max_value=10**7))
+    raw[body_key] = json.dumps(body) if text_body else body
+    return raw
+
+
+def events_for(name: str, all_seeds: dict[str, list[dict[str, Any]]]) -> st.SearchStrategy[dict[str, Any]]:
+    """LMS events named `name`, grown from its seeds."""
+    return _mutated(all_seeds[name], _value_pool(all_seeds))

@@ -1,0 +1,70 @@
+"""`rthub translate FILE --to ...` (here `python -m hub.translate`): tracking-log lines to JSON lines."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ralph.models.xapi.base.statements import BaseXapiStatement
+
+from hub.translate.offline import main
+from tests.hub.translate import fixtures, spec
+
+NAMES = ["play_video", "edx.forum.thread.voted", "problem_check", "edx.ui.lms.link_clicked"]
+
+
+def _write(path: Path, lines: list[str]) -> Path:
+    text = "\n".join(lines) + "\n"
+    if path.suffix == ".gz":
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".log", ".gz"])
+def test_cli_translates_a_tracking_log(tmp_path: Path, suffix: str) -> None:
+    lines = [json.dumps(fixtures.RAW_EVENTS[name]) for name in NAMES] + ["{broken", ""]
+    source = _write(tmp_path / f"tracking{suffix}", lines)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hub.translate",
+            str(source),
+            "--to",
+            "xapi",
+            "--lms-root-url",
+            "https://lms.test",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1  # one line was rejected
+    assert "line 5: not JSON" in done.stderr
+    assert "translated=4 outputs=4 no_translation=0 rejected=1" in done.stderr
+    statements = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [s["verb"]["display"]["en"] for s in statements] == ["played", "voted", "evaluated", "navigated"]
+    assert len({s["actor"]["account"]["name"] for s in statements}) == 1  # one learner, one id for the run
+    for statement in statements:
+        assert statement["actor"]["account"]["homePage"] == "https://lms.test"
+        BaseXapiStatement(**statement)
+    assert fixtures.PII["username"] not in done.stdout
+
+
+def test_caliper_output_file_and_fixed_actor(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = _write(tmp_path / "tracking.log", [json.dumps(fixtures.RAW_EVENTS[name]) for name in NAMES])
+    target = tmp_path / "out.jsonl"
+    actor = "3c1d2e4f-0a9b-4c8d-9e7f-6a5b4c3d2e1f"
+    assert main([str(source), "--to", "caliper", "-o", str(target), "--actor-id", actor]) == 0
+    events = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [event["type"] for event in events] == ["MediaEvent", "GradeEvent", "NavigationEvent"]
+    assert all(spec.problems(event) == [] for event in events)
+    assert {event["actor"]["id"].rsplit("/", 1)[1] for event in events} == {actor}
+    assert "no_translation=1" in capsys.readouterr().err
