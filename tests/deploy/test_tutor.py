@@ -31,6 +31,7 @@ from auth.keys import SigningKeys
 from hub.dev.embedded import free_port
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms import RealtimeBackend
+from tests import SEND_TIMEOUT
 from tests.deploy.tutor import TutorProject, tutor_venv
 from tests.servers import RedisServer
 from tests.wsclient import collect
@@ -304,7 +305,9 @@ async def _stream_through_caddy(port: int, token: str, env: dict[str, str]) -> l
     ) as ws:
         welcome = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
         await ws.send(orjson.dumps({"type": "subscribe"}).decode())
-        backend = RealtimeBackend(redis_url=env["RTHUB_REDIS_URL"], redis_prefix=env["RTHUB_REDIS_PREFIX"])
+        backend = RealtimeBackend(
+            redis_url=env["RTHUB_REDIS_URL"], redis_prefix=env["RTHUB_REDIS_PREFIX"], timeout=SEND_TIMEOUT,
+        )
         try:
             lms = SimulatedLMS(seed=7)
             deadline = time.monotonic() + 10

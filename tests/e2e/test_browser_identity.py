@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rthub_lms.backend import RealtimeBackend
+from tests import SEND_TIMEOUT
 from tests.hubproc import Hub
 from tests.wsclient import collect, connect, quiet
 
@@ -46,7 +47,7 @@ def test_a_browser_event_cannot_claim_another_course_or_user(hub: Hub) -> None:
     course_watcher = hub.token(grant=[{"courses": [VICTIM_COURSE]}])
     user_watcher = hub.token(grant=[{"users": ["999"]}])
     own_course = hub.token(grant=[{"courses": [OWN_COURSE]}])
-    backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix, preemptive=False)
+    backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix, preemptive=False, timeout=SEND_TIMEOUT)
 
     async def scenario() -> tuple[list[dict], list[dict], list[dict]]:
         sockets = [await connect(hub.ws, t) for t in (course_watcher, user_watcher, own_course)]

@@ -21,7 +21,7 @@ from rthub_lms import keys
 from rthub_lms.backend import RealtimeBackend, StreamWriter
 from rthub_lms.connect import connect, discover
 from rthub_lms.events import normalise
-from tests import ROOT
+from tests import ROOT, SEND_TIMEOUT
 from tests.hubproc import HubProcess
 from tests.servers import RedisCluster
 from tests.wsclient import collect
@@ -102,7 +102,7 @@ def test_the_live_channel_is_sharded_and_read_from_the_shard_that_owns_it(
                 while dict(node.pubsub_numsub(channel)).get(channel.encode(), 0) < 1:
                     assert time.monotonic() < deadline, "the hub did not SUBSCRIBE to the live channel"
                     time.sleep(0.05)
-        backend = RealtimeBackend(redis_url=redis_cluster.url, redis_prefix=prefix)
+        backend = RealtimeBackend(redis_url=redis_cluster.url, redis_prefix=prefix, timeout=SEND_TIMEOUT)
         lms = SimulatedLMS(seed=31)
         token = hub.token()
 
@@ -148,7 +148,7 @@ def test_the_plugin_filter_reads_grants_from_the_cluster(redis_cluster: RedisClu
     hub.start()
     try:
         hub.client(grant=[{"event_types": ["edx.video.play_video"]}])
-        backend = RealtimeBackend(redis_url=redis_cluster.url, redis_prefix=prefix)
+        backend = RealtimeBackend(redis_url=redis_cluster.url, redis_prefix=prefix, timeout=SEND_TIMEOUT)
         lms = SimulatedLMS(seed=33)
         deadline = time.monotonic() + 10
         while backend.counts["unwanted"] == 0:

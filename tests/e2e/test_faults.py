@@ -16,6 +16,7 @@ import websockets
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
+from tests import SEND_TIMEOUT
 from tests.hubproc import Hub, HubProcess
 from tests.servers import RedisServer
 from tests.wsclient import collect, connect, quiet
@@ -47,7 +48,7 @@ def test_redis_restart_under_the_hub_loses_nothing(own_redis: RedisServer, tmp_p
     token = hub.token()
     backend = RealtimeBackend(
         redis_url=own_redis.url, redis_prefix=prefix, preemptive=False, spool_path=str(tmp_path / "spool")
-    )
+    , timeout=SEND_TIMEOUT)
     lms = SimulatedLMS(seed=70)
     sent: list[str] = []
 
@@ -109,7 +110,7 @@ def test_hub_killed_under_load_a_resuming_client_loses_nothing(
     second = first if takeover == "restarted" else HubProcess(redis_server.url, prefix, env=shared)
     if second is not first:
         second.start()
-    backend = RealtimeBackend(redis_url=redis_server.url, redis_prefix=prefix, preemptive=False)
+    backend = RealtimeBackend(redis_url=redis_server.url, redis_prefix=prefix, preemptive=False, timeout=SEND_TIMEOUT)
     lms = SimulatedLMS(seed=71)
     published: list[str | None] = []
     stop = threading.Event()

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms.backend import RealtimeBackend
+from tests import SEND_TIMEOUT
 from tests.hubproc import Hub
 from tests.wsclient import collect, connect, quiet
 
@@ -101,7 +102,7 @@ def test_subscriber_receives_exactly_what_grant_and_filter_allow(
     token = hub.token(grant=grant)
     events = [_event(*item) for item in event_facts]
     expected_rules = [*([subscription] if subscription else [])]
-    backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix, preemptive=False)
+    backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix, preemptive=False, timeout=SEND_TIMEOUT)
 
     async def scenario() -> list[dict]:
         frame = {"type": "subscribe", "filter": subscription} if subscription else {"type": "subscribe"}

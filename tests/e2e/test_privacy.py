@@ -12,6 +12,7 @@ import redis
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
+from tests import SEND_TIMEOUT
 from tests.hub.delivery.webhook.receiver import Receiver
 from tests.hubproc import HubProcess
 from tests.servers import RedisServer
@@ -57,7 +58,7 @@ def test_anonymised_ids_are_stable_across_instances_and_restarts_and_differ_acro
     second.start()
     adaptive_a, adaptive_b = first.token(type="adaptive"), second.token(type="adaptive")
     enterprise = first.token(type="enterprise")
-    backend = RealtimeBackend(redis_url=redis_server.url, redis_prefix=prefix, preemptive=False)
+    backend = RealtimeBackend(redis_url=redis_server.url, redis_prefix=prefix, preemptive=False, timeout=SEND_TIMEOUT)
 
     async def actors(pairs: list[tuple[HubProcess, str]], events: list[dict]) -> list[set[str]]:
         sockets = [await connect(hub.ws, token) for hub, token in pairs]
@@ -94,7 +95,7 @@ def test_no_learner_identity_in_frames_or_webhook_bodies(
         with Receiver() as receiver:
             hub.client(translator=translator, delivery="webhook", webhook_url=receiver.url)
             token = hub.token(translator=translator)
-            backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix)
+            backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix, timeout=SEND_TIMEOUT)
             events = _events(40, 4242, seed=63)
 
             async def frames() -> list[dict]:

@@ -14,6 +14,7 @@ import pytest
 
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms.backend import RealtimeBackend
+from tests import SEND_TIMEOUT
 from tests.hubproc import HubProcess
 from tests.servers import RedisCluster, RedisServer
 from tests.wsclient import collect, connect, quiet
@@ -40,7 +41,7 @@ def _actor(frame: dict[str, Any]) -> Any:
 
 def test_a_subscriber_on_each_instance_gets_every_event(two_hubs: tuple[HubProcess, HubProcess]) -> None:
     first_hub, second_hub = two_hubs
-    backend = RealtimeBackend(redis_url=first_hub.redis_url, redis_prefix=first_hub.prefix)
+    backend = RealtimeBackend(redis_url=first_hub.redis_url, redis_prefix=first_hub.prefix, timeout=SEND_TIMEOUT)
     lms = SimulatedLMS(seed=21)
     token = first_hub.token()
 
@@ -64,7 +65,7 @@ def test_a_subscriber_on_each_instance_gets_every_event(two_hubs: tuple[HubProce
 
 def test_resume_on_the_other_instance_replays_what_was_missed(two_hubs: tuple[HubProcess, HubProcess]) -> None:
     first_hub, second_hub = two_hubs
-    backend = RealtimeBackend(redis_url=first_hub.redis_url, redis_prefix=first_hub.prefix)
+    backend = RealtimeBackend(redis_url=first_hub.redis_url, redis_prefix=first_hub.prefix, timeout=SEND_TIMEOUT)
     lms = SimulatedLMS(seed=22)
     token = first_hub.token()
 

@@ -19,13 +19,14 @@ from hub.dev.simulator import SimulatedLMS
 from hub.ingest import cursor_key
 from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
+from tests import SEND_TIMEOUT
 from tests.hubproc import ROOT, Hub
 from tests.servers import RedisServer
 from tests.wsclient import collect, connect, quiet
 
 
 def _backend(hub: Hub) -> RealtimeBackend:
-    return RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix)
+    return RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix, timeout=SEND_TIMEOUT)
 
 
 def test_published_events_arrive_in_order_with_increasing_cursors(hub: Hub, token: str) -> None:
@@ -130,7 +131,7 @@ def test_send_with_redis_stopped_returns_quickly_without_raising(own_redis: Redi
 
 
 def test_malformed_events_are_counted_not_raised(redis_server: RedisServer, prefix: str) -> None:
-    backend = RealtimeBackend(redis_url=redis_server.url, redis_prefix=prefix, preemptive=False)
+    backend = RealtimeBackend(redis_url=redis_server.url, redis_prefix=prefix, preemptive=False, timeout=SEND_TIMEOUT)
     for bad in ({}, {"name": "x"}, {"name": "x", "timestamp": "yesterday"}, ["not", "a", "dict"], None):
         assert backend.send(bad) is None  # type: ignore[arg-type]
     assert backend.counts["malformed"] + backend.counts["failed"] == 5

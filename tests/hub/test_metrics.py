@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
+from tests import SEND_TIMEOUT
 from tests.hubproc import Hub
 from tests.wsclient import collect, connect
 
@@ -27,7 +28,7 @@ def _samples(hub: Hub) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def test_metrics_count_what_the_hub_did(hub: Hub) -> None:
     token = hub.token(type="adaptive", grant=[{"courses": ["course-v1:MITx+*"]}])
-    backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix, preemptive=False)
+    backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix, preemptive=False, timeout=SEND_TIMEOUT)
     lms = SimulatedLMS(seed=71)
     events = [lms.next_event() for _ in range(30)]
     visible = sum(event["context"]["course_id"].startswith("course-v1:MITx+") for event in events)

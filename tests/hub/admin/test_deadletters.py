@@ -8,6 +8,7 @@ import httpx
 
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms.backend import RealtimeBackend
+from tests import SEND_TIMEOUT
 from tests.hub.delivery.webhook.receiver import Receiver, Reply
 from tests.hubproc import HubProcess
 from tests.servers import RedisServer
@@ -30,7 +31,9 @@ def test_admin_api_lists_and_replays_dead_letters(redis_server: RedisServer, pre
             client_id, _ = hub.client(delivery="webhook", webhook_url=receiver.url)
             admin = hub.token_for(*hub.client(name="admin", scopes=["admin"], grant=[]), scope="admin")
             api = httpx.Client(base_url=f"{hub.http}/admin/api", headers={"Authorization": f"Bearer {admin}"})
-            backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix, preemptive=False)
+            backend = RealtimeBackend(
+                redis_url=hub.redis_url, redis_prefix=hub.prefix, preemptive=False, timeout=SEND_TIMEOUT,
+            )
             cursor = backend.send(SimulatedLMS(seed=51).next_event())
 
             def listed() -> list[dict]:

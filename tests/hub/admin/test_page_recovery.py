@@ -13,6 +13,7 @@ import pytest
 
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms.backend import RealtimeBackend
+from tests import SEND_TIMEOUT
 from tests.hub.delivery.webhook.helpers import until_delivering
 from tests.hub.delivery.webhook.receiver import Receiver, Reply
 from tests.hubproc import HubProcess
@@ -54,7 +55,9 @@ def test_disabled_endpoint_is_shown_replayed_by_time_and_enabled(redis_server: R
             admin_id, admin_secret = hub.client(name="Ops admin", scopes=["admin"], grant=[])
             until_delivering(hub, client_id)
             started = time.time() - 1
-            backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix, preemptive=False)
+            backend = RealtimeBackend(
+                redis_url=hub.redis_url, redis_prefix=hub.prefix, preemptive=False, timeout=SEND_TIMEOUT,
+            )
             cursor = backend.send(SimulatedLMS(seed=4).next_event())
             _wait(lambda: len(receiver.requests) == 1)
             admin = hub.token_for(admin_id, admin_secret, scope="admin")

@@ -21,6 +21,7 @@ import django
 from django.conf import settings
 
 from hub.dev.simulator import SimulatedLMS
+from tests import SEND_TIMEOUT
 
 EVENT_NAMES = (
     "problem_check", "edx.video.played", "edx.course.enrollment.activated", "edx.grades.subsection.grade_calculated",
@@ -79,7 +80,7 @@ def main() -> None:
 
         backends["realtime"] = RealtimeBackend(
             redis_url=args.redis_url, redis_prefix=args.direct_prefix, preemptive=False, spool_max_bytes=0
-        )
+        , timeout=SEND_TIMEOUT)
     tracker = Tracker(backends=backends)
     simulated = SimulatedLMS(seed=args.simulated) if args.simulated is not None else None
     started = time.monotonic()

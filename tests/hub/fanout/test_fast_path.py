@@ -30,6 +30,7 @@ from hub.ingest import Entry
 from hub.redis import client as redis_client
 from hub.translate import TranslationSettings
 from rthub_lms.backend import RealtimeBackend
+from tests import SEND_TIMEOUT
 from tests.hubproc import Hub
 from tests.servers import RedisServer
 from tests.wsclient import collect
@@ -82,7 +83,7 @@ def test_a_batch_written_to_the_transport_arrives_whole_and_in_order(writer_serv
 
 
 def test_plain_and_compressing_clients_of_the_hub_get_the_same_frames(hub: Hub, token: str) -> None:
-    backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix)
+    backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix, timeout=SEND_TIMEOUT)
     lms = SimulatedLMS(seed=23)
 
     async def open_client(compression: str | None) -> websockets.ClientConnection:

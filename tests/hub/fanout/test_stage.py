@@ -40,6 +40,7 @@ from hub.translate import TranslationSettings
 from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
 from rthub_lms.grants import compile_grant, event_facts
+from tests import SEND_TIMEOUT
 from tests.hubproc import Hub, HubProcess
 from tests.servers import RedisServer
 from tests.wsclient import collect, connect
@@ -97,7 +98,7 @@ def run_stream(
     """Publish `count` events, `pause` s apart (~400/s), while SOCKETS sockets listen; `during(i)`
     runs before event i."""
     token = hub.token()
-    backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix)
+    backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix, timeout=SEND_TIMEOUT)
     lms = SimulatedLMS(seed=31)
     events = [lms.next_event() for _ in range(count)]
     cursors: list[str] = []
@@ -272,7 +273,7 @@ def test_redis_restart_under_the_render_stage_loses_nothing(own_redis: RedisServ
         wait_for_stage(hub)
         token = hub.token()
         backend = RealtimeBackend(redis_url=own_redis.url, redis_prefix="rs:", preemptive=False,
-                                  spool_path=str(tmp_path / "spool"))
+                                  spool_path=str(tmp_path / "spool"), timeout=SEND_TIMEOUT)
         lms = SimulatedLMS(seed=71)
 
         def publish(count: int) -> None:
@@ -314,7 +315,9 @@ def test_rthub_serve_with_workers_killed_and_restarted_a_resuming_client_loses_n
     assert workers_hub.process is not None
     supervisor = workers_hub.process.pid
     token = workers_hub.token()
-    backend = RealtimeBackend(redis_url=workers_hub.redis_url, redis_prefix=workers_hub.prefix, preemptive=False)
+    backend = RealtimeBackend(
+        redis_url=workers_hub.redis_url, redis_prefix=workers_hub.prefix, preemptive=False, timeout=SEND_TIMEOUT,
+    )
     lms = SimulatedLMS(seed=73)
 
     def publish(count: int) -> list[str]:

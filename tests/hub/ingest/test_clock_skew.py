@@ -20,6 +20,7 @@ from hub.ingest import cursor_key
 from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
 from rthub_lms.events import normalise
+from tests import SEND_TIMEOUT
 from tests.hubproc import Hub
 from tests.wsclient import collect, connect, quiet
 
@@ -28,7 +29,7 @@ SKEW_MS = 120_000
 
 def test_a_redis_clock_ahead_of_the_hub_delivers_everything(hub: Hub, token: str) -> None:
     server = redis.Redis.from_url(hub.redis_url)
-    backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix)
+    backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix, timeout=SEND_TIMEOUT)
     lms = SimulatedLMS(seed=11)
     ahead = int(time.time() * 1000) + SKEW_MS
     server.xadd(rkeys.stream_key(hub.settings), {"e": orjson.dumps(normalise(lms.next_event()))}, id=f"{ahead}-0")
@@ -50,7 +51,7 @@ def test_a_redis_clock_ahead_of_the_hub_delivers_everything(hub: Hub, token: str
 def test_a_forged_live_cursor_past_the_stream_is_still_dead_lettered(hub: Hub, token: str) -> None:
     """The check that replaced the clock: a live cursor far ahead of the last one must exist in the stream."""
     server = redis.Redis.from_url(hub.redis_url)
-    backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix)
+    backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix, timeout=SEND_TIMEOUT)
     lms = SimulatedLMS(seed=12)
 
     async def scenario() -> tuple[list[dict], list[dict], str]:

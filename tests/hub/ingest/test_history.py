@@ -20,6 +20,7 @@ from hub.ingest.history import SharedHistory
 from hub.ingest.redis import RedisBroker
 from hub.redis import client as redis_client
 from rthub_lms.backend import RealtimeBackend
+from tests import SEND_TIMEOUT
 from tests.hubproc import HubProcess
 from tests.servers import RedisServer
 from tests.wsclient import collect, connect
@@ -42,7 +43,7 @@ class CountingBroker:
 
 def publish(redis_server: RedisServer, prefix: str, count: int) -> tuple[list[str], Settings]:
     """`count` events in the stream; their cursors and the settings to read them with."""
-    backend = RealtimeBackend(redis_url=redis_server.url, redis_prefix=prefix, preemptive=False)
+    backend = RealtimeBackend(redis_url=redis_server.url, redis_prefix=prefix, preemptive=False, timeout=SEND_TIMEOUT)
     lms = SimulatedLMS(seed=3)
     cursors = [backend.send(lms.next_event()) for _ in range(count)]
     backend.close()
@@ -124,7 +125,9 @@ def test_many_sockets_resuming_together_share_reads_and_renders(redis_server: Re
         tokens = [hub.token(grant=[{"courses": [course]}]) for course in COURSES[:3]]
         lms = SimulatedLMS(seed=17)
         events = [lms.next_event() for _ in range(1500)]
-        backend = RealtimeBackend(redis_url=redis_server.url, redis_prefix=prefix, preemptive=False)
+        backend = RealtimeBackend(
+            redis_url=redis_server.url, redis_prefix=prefix, preemptive=False, timeout=SEND_TIMEOUT,
+        )
         cursors = [backend.send(event) for event in events]
         backend.close()
         assert all(cursors)

@@ -21,6 +21,7 @@ from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend, StreamWriter
 from rthub_lms.events import MAX_EVENT_BYTES, normalise
 from rthub_lms.keys import PUBLISH_SCRIPT
+from tests import SEND_TIMEOUT
 from tests.hubproc import HubProcess
 from tests.servers import RedisServer
 from tests.waiting import async_wait_until
@@ -186,7 +187,9 @@ def _nest(depth: int) -> list:
 
 
 def test_the_publisher_refuses_malformed_events_with_counts(redis_server: RedisServer, prefix: str) -> None:
-    backend = RealtimeBackend(redis_url=redis_server.url, redis_prefix=prefix, preemptive=False, spool_max_bytes=0)
+    backend = RealtimeBackend(
+        redis_url=redis_server.url, redis_prefix=prefix, preemptive=False, spool_max_bytes=0, timeout=SEND_TIMEOUT,
+    )
     stream = redis.Redis.from_url(redis_server.url)
     seen = {"calls": 0}
 

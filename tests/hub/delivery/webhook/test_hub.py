@@ -12,6 +12,7 @@ from hub.dev.simulator import SimulatedLMS
 from rthub_lms import connect as rconnect
 from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
+from tests import SEND_TIMEOUT
 from tests.hub.delivery.webhook.helpers import verify_by_hand
 from tests.hub.delivery.webhook.receiver import Receiver
 from tests.hubproc import HubProcess
@@ -52,7 +53,7 @@ def test_socket_then_webhook_then_socket_loses_nothing(
     process.start()
     client_id, client_secret, secret = register(process, receiver.url, "websocket+webhook")
     token = process.token_for(client_id, client_secret)
-    backend = RealtimeBackend(redis_url=any_redis.url, redis_prefix=prefix)
+    backend = RealtimeBackend(redis_url=any_redis.url, redis_prefix=prefix, timeout=SEND_TIMEOUT)
     lms = SimulatedLMS(seed=11)
 
     async def scenario() -> tuple[list[str], list[str], list[str], list[str]]:
@@ -100,7 +101,7 @@ def test_two_hub_instances_deliver_each_webhook_event_once(
         process.start()
     register(processes[0], receiver.url, "webhook")
     try:
-        backend = RealtimeBackend(redis_url=any_redis.url, redis_prefix=prefix)
+        backend = RealtimeBackend(redis_url=any_redis.url, redis_prefix=prefix, timeout=SEND_TIMEOUT)
         lms = SimulatedLMS(seed=12)
         cursors = [backend.send(lms.next_event()) for _ in range(30)]
 
@@ -132,7 +133,7 @@ def test_an_event_published_once_the_hub_is_up_reaches_a_webhook_even_when_routi
     stored.set(rkeys.routing_lease(rkeys.Prefix(prefix)), "an instance that went away", px=2000)
     process.start()
     try:
-        backend = RealtimeBackend(redis_url=redis_server.url, redis_prefix=prefix)
+        backend = RealtimeBackend(redis_url=redis_server.url, redis_prefix=prefix, timeout=SEND_TIMEOUT)
         lms = SimulatedLMS(seed=21)
         cursors = [backend.send(lms.next_event()) for _ in range(5)]
         backend.close()
@@ -159,7 +160,7 @@ def test_the_routing_start_a_hub_saved_outlives_it(
     stored.set(lease, "an instance that went away", px=60_000)  # the first hub never routes
     first.start()
     first.stop(sig)
-    backend = RealtimeBackend(redis_url=redis_server.url, redis_prefix=prefix)
+    backend = RealtimeBackend(redis_url=redis_server.url, redis_prefix=prefix, timeout=SEND_TIMEOUT)
     lms = SimulatedLMS(seed=22)
     cursors = [backend.send(lms.next_event()) for _ in range(5)]
     backend.close()

@@ -16,6 +16,7 @@ from hub.dev.simulator import SimulatedLMS
 from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend, StreamWriter
 from rthub_lms.events import normalise
+from tests import SEND_TIMEOUT
 from tests.hubproc import Hub, HubProcess
 from tests.servers import RedisServer
 from tests.wsclient import StalledClient, collect, connect, quiet
@@ -47,7 +48,7 @@ def _large_answers(count: int) -> list[dict]:
 def test_resume_after_a_dropped_socket_delivers_everything_once_in_order(
     hub: Hub, token: str
 ) -> None:
-    backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix)
+    backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix, timeout=SEND_TIMEOUT)
     lms = SimulatedLMS(seed=21)
 
     async def scenario() -> tuple[list[str], list[str]]:
@@ -204,7 +205,7 @@ def test_flooding_client_frames_is_refused_with_1008(hub: Hub, token: str) -> No
 
 
 def test_subscription_filter_narrows_what_arrives(hub: Hub, token: str) -> None:
-    backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix)
+    backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix, timeout=SEND_TIMEOUT)
     lms = SimulatedLMS(seed=24)
     sent = [lms.next_event() for _ in range(60)]
     wanted = [e for e in sent if e["context"]["course_id"] == "course-v1:MITx+6.002x+2026_T1"]
@@ -227,7 +228,7 @@ def test_subscription_filter_narrows_what_arrives(hub: Hub, token: str) -> None:
 def test_a_client_that_never_subscribes_gets_live_events_after_the_window(
     hub: Hub, token: str
 ) -> None:
-    backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix)
+    backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix, timeout=SEND_TIMEOUT)
     lms = SimulatedLMS(seed=25)
 
     async def scenario() -> tuple[list[str], list[dict]]:
