@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from hub.config import Settings
 from hub.delivery.websocket.writer import UVICORN_WS
 from hub.dev.embedded import free_port
 from hub.redis import client as redis_client
-from tests.waiting import wait_until
+from tests.waiting import until_serving, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,17 +121,7 @@ class HubProcess(Hub):
              "--workers", str(self.workers)],
             cwd=ROOT, env=self.env,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"hub exited with {self.process.returncode}")
-            try:
-                if httpx.get(f"{self.http}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise TimeoutError("hub did not become healthy")
+        until_serving(self.process, f"{self.http}/healthz", "hub", timeout)
 
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
         if self.process is None:

@@ -4,9 +4,12 @@ with `message` when it has not held within `timeout` (kept generous: a green run
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+import httpx
 
 POLL = 0.02
 
@@ -35,3 +38,18 @@ async def async_wait_until(
         if time.monotonic() - start > timeout:
             raise AssertionError(f"{message} (waited {timeout} s)")
         await asyncio.sleep(POLL)
+
+
+def until_serving(process: subprocess.Popen[Any], url: str, what: str, timeout: float = 20) -> None:
+    """Wait until `url` answers 200, failing at once with the exit status when `process` ends first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} did not answer {url} within {timeout} s")

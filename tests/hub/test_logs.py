@@ -17,6 +17,7 @@ import websockets
 from auth.registry import ClientRegistry
 from tests.hubproc import ROOT, Hub, HubProcess
 from tests.servers import RedisServer
+from tests.waiting import until_serving
 from tests.wsclient import connect
 
 
@@ -27,14 +28,7 @@ def test_hub_logs_json_lines_with_client_id_and_no_secrets(redis_server: RedisSe
         cwd=ROOT, env=hub.env, stderr=subprocess.PIPE, text=True,
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{hub.http}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline, "hub did not start"
-                time.sleep(0.05)
+        until_serving(process, f"{hub.http}/healthz", "hub")
         client_id, secret = hub.client()
         token = hub.token_for(client_id, secret)
 
@@ -62,14 +56,8 @@ def _serve_logging(hub: Hub, log_format: str) -> subprocess.Popen[str]:
          "--log-format", log_format],
         cwd=ROOT, env=hub.env, stderr=subprocess.STDOUT, stdout=subprocess.PIPE, text=True,
     )
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(f"{hub.http}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            assert time.monotonic() < deadline, "hub did not start"
-            time.sleep(0.05)
+    until_serving(process, f"{hub.http}/healthz", "hub")
+    return process
 
 
 @pytest.mark.parametrize("log_format", ["json", "text"])

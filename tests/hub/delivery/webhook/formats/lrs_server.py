@@ -7,13 +7,13 @@ auth file and a Basic user whose statements go to `<data>/<user>/`.
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 
 from hub.dev.embedded import free_port
 from tests.venvs import clean_environ, peer_venv
+from tests.waiting import until_serving
 
 PINS = ("ralph-malph[cli,lrs]==5.1.0", "requests")
 LAUNCHER = Path(__file__).with_name("launch_ralph.py")
@@ -57,17 +57,7 @@ class RalphServer:
         self.process = subprocess.Popen(
             [str(self.python), str(LAUNCHER), "127.0.0.1", str(self.port)], env=self.env, cwd=self.directory
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"ralph exited with {self.process.returncode}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/__lbheartbeat__", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError("ralph did not become ready")
+        until_serving(self.process, f"http://127.0.0.1:{self.port}/__lbheartbeat__", "ralph", timeout)
 
     def stop(self) -> None:
         if self.process is None:
