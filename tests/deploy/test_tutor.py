@@ -37,7 +37,7 @@ from tests.servers import RedisServer
 from tests.wsclient import collect
 
 # The first run builds Tutor's virtualenv; one worker renders the module's project, first.
-pytestmark = [pytest.mark.timeout(900), pytest.mark.xdist_group("tutor"), pytest.mark.deploy, pytest.mark.slow]
+pytestmark = [pytest.mark.timeout(900), pytest.mark.deploy, pytest.mark.slow]
 
 HOST = "realtime.local.openedx.io"
 CONTAINER_KEY = "/etc/rthub/signing-key.pem"

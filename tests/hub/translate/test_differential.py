@@ -43,7 +43,7 @@ FAMILIES = (
 )
 
 # One worker computes the module's run (the reference over every generated event), first.
-pytestmark = [pytest.mark.timeout(600), pytest.mark.xdist_group("differential"), pytest.mark.peers, pytest.mark.slow]
+pytestmark = [pytest.mark.timeout(600), pytest.mark.peers, pytest.mark.slow]
 
 
 def family(name: str) -> str:
