@@ -213,7 +213,8 @@ def test_subscription_filter_narrows_what_arrives(hub: Hub, token: str) -> None:
 
     async def scenario() -> list[dict]:
         ws = await connect(hub.ws, token, {"type": "subscribe", "filter": {"courses": ["course-v1:MITx+*"]}})
-        # until the hub has applied the filter: a `subscribe` frame has no acknowledgement to wait for
+        # until the hub has applied the filter, so the events meet it in the live fan-out (before it they are
+        # held and filtered on release): a `subscribe` frame has no acknowledgement to wait for
         await asyncio.sleep(0.2)
         for event in sent:
             backend.send(event)
