@@ -163,8 +163,9 @@ def test_ten_flooding_sockets_do_not_starve_another_client(hub: Hub) -> None:
 
     async def scenario() -> dict[str, float]:
         ws = await connect(hub.ws, victim)
-        await async_wait_until(lambda: hub.metric("rthub_connections") >= 11, 30,  # the flood is under way
-                               "the flooding sockets never connected")
+        # the flood is under way: a flooding socket is connected beside the victim's (they come and go,
+        # closed for their filters, so not all ten at once)
+        await async_wait_until(lambda: hub.metric("rthub_connections") >= 2, 30, "no flooding socket connected")
         publisher = threading.Thread(target=publish)
         publisher.start()
         received: dict[str, float] = {}
