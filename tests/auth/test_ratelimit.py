@@ -37,7 +37,7 @@ def test_wrong_secrets_for_one_client_lock_it_out_with_retry_after(auth_server: 
     stored = redis.Redis.from_url(auth_server.settings.redis_url)
     failures = rkeys.auth_failures(auth_server.settings, "client", client_id)
     assert stored.ttl(failures) > 0, "shared by every hub instance"
-    time.sleep(2.2)
+    time.sleep(2.2)  # time passing: the 2 s window runs out
     assert auth_server.token(client_id, secret), "the budget comes back after the window"
 
 
@@ -76,5 +76,5 @@ def test_admin_sign_in_guessing_gets_429_and_shares_the_token_budget(auth_server
     assert "Too many failed sign-ins" in refused.text
     token = auth_server.http.post("/oauth/token", data=GRANT, auth=(admin_id, admin_secret))
     assert token.status_code == 429, "the token endpoint and the admin page spend one budget"
-    time.sleep(2.2)
+    time.sleep(2.2)  # time passing: the 2 s lockout runs out
     assert _admin_login(auth_server, admin_id, admin_secret).status_code == 303

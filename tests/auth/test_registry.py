@@ -144,7 +144,7 @@ def test_live_connections_sum_over_instances(settings: Settings) -> None:
         await stale.connected("cl_3")
         await hub_a.refresh()
         await hub_b.refresh()
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # time passing: the stale instance's 200 ms ttl runs out
         counted = await live_connections(registry.redis, settings, ["cl_1", "cl_2", "cl_3", "cl_none"])
         await hub_a.disconnected("cl_2", None)
         after = await live_connections(registry.redis, settings, ["cl_1", "cl_2"])

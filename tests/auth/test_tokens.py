@@ -151,7 +151,7 @@ def test_secret_rotation_keeps_old_secret_for_grace_period(auth_server: AuthServ
     assert new != old
     assert auth_server.token(client_id, new)
     assert auth_server.token(client_id, old)  # still inside the 2 s grace period of this fixture
-    time.sleep(auth_server.settings.secret_grace_period + 0.2)
+    time.sleep(auth_server.settings.secret_grace_period + 0.2)  # time passing: the grace period runs out
     response = auth_server.http.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, old))
     assert response.status_code == 401
     assert auth_server.token(client_id, new)

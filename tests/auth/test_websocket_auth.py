@@ -24,6 +24,7 @@ from auth.keys import SigningKeys, rotate_signing_key
 from auth.websocket import JwtAuthenticator
 from hub.config import Settings
 from tests.authserver import AuthServer
+from tests.waiting import wait_until
 
 
 def authenticate(settings: Settings, token: str) -> ClientIdentity:
@@ -140,7 +141,9 @@ def test_tokens_signed_before_key_rotation_still_verify(auth_server: AuthServer)
     before = auth_server.token(client_id, secret)
     old_kid = pyjwt.get_unverified_header(before)["kid"]
     new_kid = rotate_signing_key(settings.signing_key_file)
-    time.sleep(1.1)  # processes notice a rotated key file within a second
+    # processes notice a rotated key file within a second
+    wait_until(lambda: pyjwt.get_unverified_header(auth_server.token(client_id, secret))["kid"] == new_kid, 20,
+               "tokens were never signed with the rotated key")
     after = auth_server.token(client_id, secret)
     assert pyjwt.get_unverified_header(after)["kid"] == new_kid != old_kid
     published = {key["kid"] for key in auth_server.http.get("/.well-known/jwks.json").json()["keys"]}

@@ -46,7 +46,7 @@ class Load:
     def _run(self) -> None:
         while not self._stop.is_set():
             self.published.append(self.backend.send(self.lms.next_event()))
-            time.sleep(self.interval)
+            time.sleep(self.interval)  # pacing
 
     def start(self) -> None:
         """Keep publishing from a thread until `stop`."""

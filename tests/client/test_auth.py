@@ -61,7 +61,7 @@ def test_token_is_refreshed_before_it_expires(redis_server: RedisServer, prefix:
         first_token = consumer.stream.tokens.current
         sent = load.send(3)
         await until(lambda: len(consumer.events) == 3, 10, "events on the first token")
-        await asyncio.sleep(2.5)  # the connection outlives its token; a reconnect needs a new one
+        await asyncio.sleep(2.5)  # time passing: the connection outlives its token; a reconnect needs a new one
         await asyncio.to_thread(_restart, hub)
         # The token's expiry (4401) may already have cost one reconnect before the restart costs another.
         await until(lambda: consumer.stream.stats.connections >= 2, 20, "reconnected")

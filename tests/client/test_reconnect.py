@@ -36,14 +36,14 @@ def test_ten_forced_disconnects_lose_nothing_and_yield_nothing_twice(redis_serve
             await until(lambda seen=seen: len(consumer.events) >= seen + 20, 30, f"events before kill {number + 1}")
             down = time.monotonic()
             await asyncio.to_thread(hub.stop, signal.SIGKILL if number % 2 == 0 else signal.SIGTERM)
-            await asyncio.sleep(0.2)  # the LMS keeps publishing while no hub is up
+            await asyncio.sleep(0.2)  # time passing: the LMS keeps publishing while no hub is up
             await asyncio.to_thread(hub.start)
             seen = len(consumer.events)
             await until(lambda seen=seen: len(consumer.events) > seen, 30, f"events after restart {number + 1}")
             outages.append(time.monotonic() - down)
         load.stop()
         await until(lambda: len(consumer.events) >= len(load.published) - 1, 30, "every published event")
-        await asyncio.sleep(0.5)  # a duplicate would arrive now
+        await asyncio.sleep(0.5)  # a window: a duplicate would arrive now
         await consumer.stop()
         return consumer.cursors, stream
 

@@ -55,11 +55,11 @@ def test_filter_narrows_the_stream_and_a_bad_filter_raises(
     async def scenario(load: Load) -> tuple[list[str], list[str]]:
         consumer = Consumer(Stream(hub.http, client_id, secret, filter=[{"event_types": sorted(wanted)}]))
         await until(lambda: consumer.stream.stats.connections == 1, 10, "connected")
-        await asyncio.sleep(0.2)  # the subscribe frame is in
+        await asyncio.sleep(0.2)  # the subscribe frame is in: it has no acknowledgement to wait for
         sent = load.send(60)
         expected = [cursor for cursor, name in zip(sent, load.names, strict=True) if name in wanted]
         await until(lambda: len(consumer.events) >= len(expected), 10, "every matching event")
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # a window: an event the filter should drop would arrive by now
         await consumer.stop()
         bad = Stream(hub.http, client_id, secret, filter={"colours": ["red"]})
         with pytest.raises(ProtocolError, match="1008"):

@@ -14,6 +14,7 @@ from tests.client.helpers import Load
 from tests.hub.delivery.webhook.receiver import Receiver, Request
 from tests.hubproc import HubProcess
 from tests.servers import RedisServer
+from tests.waiting import wait_until
 
 HUB_ENV = {"RTHUB_WEBHOOK_ALLOW_PRIVATE": "true", "RTHUB_WEBHOOK_RETRY_SCHEDULE": "0.1,0.2"}
 
@@ -32,10 +33,8 @@ def _deliveries(redis_server: RedisServer, prefix: str, count: int, batch: int) 
         try:
             with Load(redis_server.url, prefix, seed=95) as load:
                 cursors = load.send(count)
-            deadline = time.monotonic() + 15
-            while sum(len(webhook_events(r.json)) for r in receiver.requests) < count:
-                assert time.monotonic() < deadline, "webhooks not delivered"
-                time.sleep(0.05)
+            wait_until(lambda: sum(len(webhook_events(r.json)) for r in receiver.requests) >= count, 15,
+                       "webhooks not delivered")
         finally:
             hub.stop()
         return list(receiver.requests), secret, cursors

@@ -187,7 +187,7 @@ def _wait_for(url: str, process: subprocess.Popen[bytes], headers: dict[str, str
                 return
         except httpx.HTTPError:
             pass
-        time.sleep(0.05)
+        time.sleep(0.05)  # a poll, until the URL answers
     raise TimeoutError(f"{url} did not answer")
 
 

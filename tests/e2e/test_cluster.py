@@ -24,6 +24,7 @@ from rthub_lms.events import normalise
 from tests import ROOT, SEND_TIMEOUT
 from tests.hubproc import HubProcess
 from tests.servers import RedisCluster
+from tests.waiting import async_wait_until, wait_until
 from tests.wsclient import collect
 from tests.wsclient import connect as ws_connect
 
@@ -90,18 +91,16 @@ def test_the_live_channel_is_sharded_and_read_from_the_shard_that_owns_it(
     try:
         channel = keys.live_channel(keys.Prefix(prefix))
         owner = redis_cluster.client().get_node_from_key(channel)
-        deadline = time.monotonic() + 10
         with redis.Redis(host=owner.host, port=owner.port) as node:
             if int(node.info("server")["redis_version"].split(".")[0]) >= 7:
-                while (sharded := dict(node.pubsub_shardnumsub(channel)).get(channel.encode(), 0)) < 1:
-                    assert time.monotonic() < deadline, "the hub did not SSUBSCRIBE on the owning shard"
-                    time.sleep(0.05)
+                wait_until(lambda: dict(node.pubsub_shardnumsub(channel)).get(channel.encode(), 0) >= 1, 10,
+                           "the hub did not SSUBSCRIBE on the owning shard")
+                sharded = dict(node.pubsub_shardnumsub(channel)).get(channel.encode(), 0)
                 plain = dict(node.pubsub_numsub(channel)).get(channel.encode(), 0)
                 assert (sharded, plain) == (1, 0)
             else:  # Redis 6.2 has no sharded pub/sub: the hub falls back to a plain subscription
-                while dict(node.pubsub_numsub(channel)).get(channel.encode(), 0) < 1:
-                    assert time.monotonic() < deadline, "the hub did not SUBSCRIBE to the live channel"
-                    time.sleep(0.05)
+                wait_until(lambda: dict(node.pubsub_numsub(channel)).get(channel.encode(), 0) >= 1, 10,
+                           "the hub did not SUBSCRIBE to the live channel")
         backend = RealtimeBackend(redis_url=redis_cluster.url, redis_prefix=prefix, timeout=SEND_TIMEOUT)
         lms = SimulatedLMS(seed=31)
         token = hub.token()
@@ -121,6 +120,16 @@ def test_the_live_channel_is_sharded_and_read_from_the_shard_that_owns_it(
         hub.stop()
 
 
+def _plain_subscribers(cluster: RedisCluster, channel: str) -> int:
+    """Plain (not sharded) subscriptions to `channel` over every node of the cluster."""
+    total = 0
+    with cluster.client() as clients:
+        for node in clients.get_nodes():
+            with redis.Redis(host=node.host, port=node.port) as client:
+                total += dict(client.pubsub_numsub(channel)).get(channel.encode(), 0)
+    return total
+
+
 def test_plain_pubsub_still_works_on_a_cluster_as_on_redis_6(redis_cluster: RedisCluster, prefix: str) -> None:
     """Redis 6.2 clusters have no sharded pub/sub: the plain path must carry the live feed there."""
     settings = Settings.from_env(redis_url=redis_cluster.url, redis_prefix=prefix)
@@ -131,7 +140,9 @@ def test_plain_pubsub_still_works_on_a_cluster_as_on_redis_6(redis_cluster: Redi
         broker = RedisBroker(redis_client(redis_cluster.url), settings, sharded=False)
         live = broker.live()
         first = asyncio.ensure_future(anext(live))
-        await asyncio.sleep(0.3)  # subscribed
+        channel = keys.live_channel(settings)
+        await async_wait_until(lambda: _plain_subscribers(redis_cluster, channel) >= 1, 10,
+                               "the broker never subscribed to the live channel")
         cursors = [await asyncio.to_thread(writer.write, normalise(lms.next_event())) for _ in range(5)]
         seen = [(await asyncio.wait_for(first, 5)).cursor]
         seen += [(await asyncio.wait_for(anext(live), 5)).cursor for _ in range(4)]
@@ -154,7 +165,7 @@ def test_the_plugin_filter_reads_grants_from_the_cluster(redis_cluster: RedisClu
         while backend.counts["unwanted"] == 0:
             assert time.monotonic() < deadline, "the preemptive filter never dropped an unwanted event"
             backend.send(lms.next_event())
-            time.sleep(0.01)
+            time.sleep(0.01)  # pacing
         backend.close()
     finally:
         hub.stop()

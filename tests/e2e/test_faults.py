@@ -19,6 +19,7 @@ from rthub_lms.backend import RealtimeBackend
 from tests import SEND_TIMEOUT
 from tests.hubproc import Hub, HubProcess
 from tests.servers import RedisServer
+from tests.waiting import async_wait_until
 from tests.wsclient import collect, connect, quiet
 
 
@@ -30,11 +31,8 @@ def _readyz(hub: Hub) -> int:
 
 
 async def _until(predicate, timeout: float, what: str) -> float:  # type: ignore[no-untyped-def]
-    started = time.monotonic()
-    while not await asyncio.to_thread(predicate):
-        assert time.monotonic() - started < timeout, f"{what} not reached within {timeout}s"
-        await asyncio.sleep(0.05)
-    return time.monotonic() - started
+    """Seconds until `predicate` (blocking, so run in a thread) holds."""
+    return await async_wait_until(lambda: asyncio.to_thread(predicate), timeout, f"{what} not reached")
 
 
 def _seqs(frames: list[dict]) -> list[int]:
@@ -73,7 +71,7 @@ def test_redis_restart_under_the_hub_loses_nothing(own_redis: RedisServer, tmp_p
             await connect(hub.ws, token)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013, "try again later"
         assert backend.counts["spooled"] == 20
-        await asyncio.sleep(1.0)  # the hub retries meanwhile
+        await asyncio.sleep(1.0)  # time passing: Redis stays down while the hub retries
         assert hub.process is not None and hub.process.poll() is None, "the hub must not exit"
         own_redis.start()
         await _until(lambda: _readyz(hub) == 200, 15, "/readyz 200 after Redis returns")
@@ -118,7 +116,7 @@ def test_hub_killed_under_load_a_resuming_client_loses_nothing(
     def load() -> None:  # an LMS that keeps publishing whatever happens to the hub
         while not stop.is_set():
             published.append(backend.send(lms.next_event()))
-            time.sleep(0.002)
+            time.sleep(0.002)  # pacing
 
     async def scenario() -> list[dict]:
         ws = await connect(first.ws, token)
@@ -132,9 +130,9 @@ def test_hub_killed_under_load_a_resuming_client_loses_nothing(
         first.process.wait(10)
         if second is first:
             await asyncio.to_thread(first.start)
-        await asyncio.sleep(0.3)  # the LMS carries on meanwhile
+        await asyncio.sleep(0.3)  # time passing: the LMS carries on meanwhile
         ws = await connect(second.ws, token, {"type": "subscribe", "resume_from": frames[-1]["cursor"]})
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # time passing: live events flow while the resume catches up
         stop.set()
         await asyncio.to_thread(publisher.join)
         frames += await collect(ws, len(published) - len(frames), timeout=30)
@@ -167,7 +165,8 @@ def test_sigterm_drains_in_flight_requests_and_exits_cleanly(hub: HubProcess) ->
                 )
                 for _ in range(8)
             ]
-            await asyncio.sleep(0.1)  # let them reach the hub before it is told to stop
+            # let them reach the hub before it is told to stop: requests in flight are not observable
+            await asyncio.sleep(0.1)
             assert hub.process is not None
             hub.process.send_signal(signal.SIGTERM)
             return [(await request).status_code for request in requests]

@@ -107,6 +107,8 @@ def test_subscriber_receives_exactly_what_grant_and_filter_allow(
     async def scenario() -> list[dict]:
         frame = {"type": "subscribe", "filter": subscription} if subscription else {"type": "subscribe"}
         ws = await connect(hub.ws, token, frame)
+        # until the hub has applied the subscribe frame, so the events meet it in the live fan-out: a
+        # subscribe has no acknowledgement to wait for
         await asyncio.sleep(0.05)
         cursors = [backend.send(event) for event, _ in events]
         wanted = [

@@ -9,6 +9,7 @@ the old master acknowledged but had not yet sent to the replica are lost: the te
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from hub.dev.simulator import SimulatedLMS
 from rthub_lms.backend import RealtimeBackend
 from tests.hubproc import Hub, HubProcess
 from tests.servers import RedisSentinel
+from tests.waiting import async_wait_until
 from tests.wsclient import connect
 
 RATE = 100  # events per second offered by the LMS
@@ -42,7 +44,7 @@ class Publisher(threading.Thread):
         lms = SimulatedLMS(seed=41)
         while not self.stopping.is_set():
             self.sent.append((time.monotonic(), self.backend.send(lms.next_event())))
-            time.sleep(1 / RATE)
+            time.sleep(1 / RATE)  # pacing
 
 
 async def _follow(
@@ -56,7 +58,7 @@ async def _follow(
         try:
             ws = await connect(hub.ws, token, {"type": "subscribe", "resume_from": last} if last else None)
         except (OSError, websockets.WebSocketException, AssertionError, TimeoutError):
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # pacing: a consumer's back-off before it reconnects
             continue
         try:
             while not done.is_set():
@@ -95,28 +97,26 @@ def test_master_killed_under_load_hub_and_plugin_follow_the_promoted_replica(
         async def scenario() -> tuple[float, float, float, int]:
             done, drop = asyncio.Event(), asyncio.Event()
             reader = asyncio.create_task(_follow(hub, token, frames, done, drop))
-            await asyncio.sleep(0.5)
+            await async_wait_until(lambda: hub.metric("rthub_connections") >= 1, 20, "the reader never connected")
             publisher.start()
-            await asyncio.sleep(BEFORE_KILL)
+            await asyncio.sleep(BEFORE_KILL)  # time passing: load before the kill
             killed = time.monotonic()
             sentinel.master.stop(kill=True)
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # time passing: the LMS keeps sending into the failover
             drop.set()  # the consumer also drops now and resumes from its cursor through the failover
-            while sentinel.master_port() != sentinel.replica.port:
-                assert time.monotonic() - killed < 30, "Sentinel did not promote the replica"
-                await asyncio.sleep(0.05)
+            await async_wait_until(lambda: sentinel.master_port() == sentinel.replica.port, 30,
+                                   "Sentinel did not promote the replica")
             promoted = time.monotonic() - killed
-            await asyncio.sleep(max(0.0, AFTER_KILL - promoted))
+            await asyncio.sleep(max(0.0, AFTER_KILL - promoted))  # time passing: load after the failover
             publisher.stopping.set()
             publisher.join(timeout=10)
-            deadline = time.monotonic() + 20
-            while backend.counts["flushed"] < backend.counts["spooled"]:
-                assert time.monotonic() < deadline, f"the spool was not flushed: {backend.counts}"
-                await asyncio.sleep(0.1)
+            await async_wait_until(lambda: backend.counts["flushed"] >= backend.counts["spooled"], 20,
+                                   "the spool was not flushed")
             accepted = backend.counts["published"] + backend.counts["spooled"] - backend.counts["spool_dropped"]
-            while len(frames) < accepted and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
-            await asyncio.sleep(1.0)
+            # no failure here: the assertions below say what is missing
+            with contextlib.suppress(AssertionError):
+                await async_wait_until(lambda: len(frames) >= accepted, 20)
+            await asyncio.sleep(1.0)  # a window: a frame sent twice would arrive by now
             done.set()
             reconnects = await reader
             after = [at for at, _ in frames if at > killed + promoted]

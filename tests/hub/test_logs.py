@@ -6,7 +6,8 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
+import threading
+from typing import IO
 
 import httpx
 import orjson
@@ -17,7 +18,7 @@ import websockets
 from auth.registry import ClientRegistry
 from tests.hubproc import ROOT, Hub, HubProcess
 from tests.servers import RedisServer
-from tests.waiting import until_serving
+from tests.waiting import until_serving, wait_until
 from tests.wsclient import connect
 
 
@@ -27,6 +28,7 @@ def test_hub_logs_json_lines_with_client_id_and_no_secrets(redis_server: RedisSe
         [sys.executable, "-m", "hub.cli", "serve", "--port", str(hub.port), "--log-level", "info"],
         cwd=ROOT, env=hub.env, stderr=subprocess.PIPE, text=True,
     )
+    lines = _lines_of(process.stderr)
     try:
         until_serving(process, f"{hub.http}/healthz", "hub")
         client_id, secret = hub.client()
@@ -40,14 +42,35 @@ def test_hub_logs_json_lines_with_client_id_and_no_secrets(redis_server: RedisSe
             await asyncio.wait_for(ws.wait_closed(), 5)
 
         asyncio.run(revoke_while_connected())
-        time.sleep(0.3)
+        wait_until(lambda: any(client_id in line and "revoked" in line for line in lines), 20,
+                   "the revocation was never logged")
     finally:
         process.terminate()
-        _, stderr = process.communicate(timeout=20)
+        process.wait(20)
+    stderr = "".join(lines.wait())
     records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     assert records and all({"time", "level", "logger", "message"} <= set(r) for r in records)
     assert any(r.get("client_id") == client_id and "revoked" in r["message"] for r in records), stderr[-2000:]
     assert secret not in stderr and token not in stderr
+
+
+class _Lines(list[str]):
+    """The lines a hub writes to a pipe, as they come (read by a thread, so a test can wait for one)."""
+
+    def __init__(self, pipe: IO[str]) -> None:
+        super().__init__()
+        self._reader = threading.Thread(target=lambda: self.extend(iter(pipe.readline, "")), daemon=True)
+        self._reader.start()
+
+    def wait(self) -> list[str]:
+        """Every line, once the pipe closed (the process ended)."""
+        self._reader.join(20)
+        return list(self)
+
+
+def _lines_of(pipe: IO[str] | None) -> _Lines:
+    assert pipe is not None
+    return _Lines(pipe)
 
 
 def _serve_logging(hub: Hub, log_format: str) -> subprocess.Popen[str]:
@@ -65,6 +88,7 @@ def test_tokens_in_urls_never_reach_the_log(redis_server: RedisServer, prefix: s
     """uvicorn's access log printed `/v1/events?access_token=eyJ...`, valid and forged alike."""
     hub = HubProcess(redis_server.url, prefix)
     process = _serve_logging(hub, log_format)
+    lines = _lines_of(process.stdout)
     try:
         client_id, secret = hub.client()
         valid = hub.token_for(client_id, secret)
@@ -83,10 +107,13 @@ def test_tokens_in_urls_never_reach_the_log(redis_server: RedisServer, prefix: s
         httpx.get(f"{hub.http}/admin/api/clients", headers={"Authorization": f"Bearer {valid}"}, timeout=5)
         httpx.post(f"{hub.http}/oauth/token?client_secret={secret}", data={"grant_type": "client_credentials"},
                    auth=(client_id, secret), timeout=5)
-        time.sleep(0.3)
+        requests = ("/healthz?", "/admin/api/clients", "/oauth/token")
+        wait_until(lambda: all(any(path in line for line in lines) for path in requests), 20,
+                   "the requests were never logged")
     finally:
         process.terminate()
-        output, _ = process.communicate(timeout=20)
+        process.wait(20)
+    output = "".join(lines.wait())
     assert "/healthz?access_token=[redacted]&client_secret=[redacted]" in output, output[-3000:]
     assert "access_token=[redacted]" in output and "/v1/events" in output, "the upgrade requests were logged"
     for credential in (valid, forged, payload, secret):

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import time
-
 import redis
 
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
 from tests.hubproc import Hub
+from tests.waiting import wait_until
 
 
 def _wait_loaded(backend: RealtimeBackend, probe: dict) -> None:
     backend.send(probe)
-    deadline = time.monotonic() + 5
-    while not backend._filter.loaded:  # type: ignore[union-attr]
-        assert time.monotonic() < deadline, "filter never loaded"
-        time.sleep(0.01)
+    wait_until(lambda: backend._filter.loaded, 5, "filter never loaded")  # type: ignore[union-attr]
 
 
 def test_events_nobody_can_see_never_reach_redis_and_new_grants_count_within_a_second(hub: Hub) -> None:
@@ -38,10 +34,7 @@ def test_events_nobody_can_see_never_reach_redis_and_new_grants_count_within_a_s
     assert backend.counts["unwanted"] >= len(events)
 
     hub.client(grant=[{"courses": ["course-v1:MITx+*"]}])
-    granted_at = time.monotonic()
-    while backend.send(mitx[0]) is None:
-        assert time.monotonic() - granted_at < 1.0, "the new grant did not reach the publisher within 1 s"
-        time.sleep(0.01)
+    wait_until(lambda: backend.send(mitx[0]) is not None, 1.0, "the new grant did not reach the publisher within 1 s")
     published = [backend.send(event) for event in mitx[1:]]
     dropped = [backend.send(event) for event in others]
     assert all(published)

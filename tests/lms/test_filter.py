@@ -56,7 +56,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float) -> float:
     while not predicate():
         if time.monotonic() - start > timeout:
             pytest.fail(f"condition not reached within {timeout}s")
-        time.sleep(0.005)
+        time.sleep(0.005)  # a fine poll: the seconds it returns are asserted on
     return time.monotonic() - start
 
 
@@ -85,7 +85,7 @@ def test_fails_open_until_loaded() -> None:
     assert preemptive.wanted(event(MITX))
     preemptive.start()
     try:
-        time.sleep(0.5)
+        time.sleep(0.5)  # a window: a load (there is no Redis) would have happened by now
         assert not preemptive.loaded
         assert preemptive.wanted(event(MITX))
         assert preemptive.wanted(event(HARVARD, name="anything.at.all"))
@@ -172,7 +172,7 @@ def test_recovers_after_redis_restart(own_redis: RedisServer, prefix: str, retri
     try:
         own_redis.stop()
         # While Redis is down the last known union stays in force.
-        time.sleep(1.0)
+        time.sleep(1.0)  # time passing: Redis stays down
         assert preemptive.wanted(event(MITX))
         assert not preemptive.wanted(event(EDX))
         own_redis.start()

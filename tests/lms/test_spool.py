@@ -15,6 +15,7 @@ from rthub_lms.backend import RealtimeBackend
 from rthub_lms.spool import Spool
 from tests.hubproc import ROOT
 from tests.servers import RedisServer
+from tests.waiting import wait_until
 
 PREFIX = "spool:"
 
@@ -34,10 +35,7 @@ def _stream_seqs(server: RedisServer) -> list[int]:
 
 
 def _wait_for(predicate, timeout: float = 15) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
+    wait_until(predicate, timeout, "condition not reached in time")
 
 
 def _backend(server: RedisServer, spool: Path, **options: object) -> RealtimeBackend:

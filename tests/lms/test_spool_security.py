@@ -20,6 +20,7 @@ from rthub_lms.backend import RealtimeBackend
 from rthub_lms.spool import Spool
 from tests.hubproc import ROOT
 from tests.servers import RedisServer
+from tests.waiting import wait_until
 
 PREFIX = "spoolsec:"
 NOBODY = 65534
@@ -120,9 +121,8 @@ def test_orphans_of_another_user_are_not_adopted(own_redis: RedisServer, tmp_pat
     ours.close()
     backend = RealtimeBackend(redis_url=own_redis.url, redis_prefix=PREFIX, preemptive=False, spool_path=str(root))
     assert backend.send(_event(2)) is None, "queued behind the orphan it adopts"
-    deadline = time.monotonic() + 15
-    while own_redis.client().xlen(rkeys.stream_key(rkeys.Prefix(PREFIX))) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: own_redis.client().xlen(rkeys.stream_key(rkeys.Prefix(PREFIX))) >= 2, 15,
+               "the orphan and the new event never reached Redis")
     time.sleep(0.3)  # room for a wrongly adopted orphan to show up too
     backend.close()
     rows = own_redis.client().xrange(rkeys.stream_key(rkeys.Prefix(PREFIX)))

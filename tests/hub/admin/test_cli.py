@@ -6,13 +6,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
 from hub.config import Settings
 from tests import ROOT
 from tests.authserver import AuthServer
+from tests.waiting import wait_until
 
 
 def rthub(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -180,6 +180,10 @@ def test_rotate_signing_key_keeps_old_key_published(auth_server: AuthServer) -> 
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["signing_key_file"] == auth_server.settings.signing_key_file
     new_kid = json.loads(result.stdout)["kid"]
-    time.sleep(1.1)
-    after = [key["kid"] for key in auth_server.http.get("/.well-known/jwks.json").json()["keys"]]
+
+    def published() -> list[str]:
+        return [key["kid"] for key in auth_server.http.get("/.well-known/jwks.json").json()["keys"]]
+
+    wait_until(lambda: published()[0] == new_kid, 20, "the auth server never published the new key first")
+    after = published()
     assert after[0] == new_kid and before <= set(after)

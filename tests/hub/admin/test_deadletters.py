@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 
 from hub.dev.simulator import SimulatedLMS
@@ -12,13 +10,11 @@ from tests import SEND_TIMEOUT
 from tests.hub.delivery.webhook.receiver import Receiver, Reply
 from tests.hubproc import HubProcess
 from tests.servers import RedisServer
+from tests.waiting import wait_until
 
 
 def _wait(predicate, timeout: float = 15) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
+    wait_until(predicate, timeout, "condition not reached")
 
 
 def test_admin_api_lists_and_replays_dead_letters(redis_server: RedisServer, prefix: str) -> None:

@@ -11,10 +11,12 @@ from hub.config import Settings
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms.backend import StreamWriter
 from rthub_lms.events import normalise
+from rthub_lms.keys import outbox
 from tests.hub.delivery.webhook.helpers import until_delivering
 from tests.hub.delivery.webhook.receiver import Receiver
 from tests.hubproc import HubProcess
 from tests.servers import RedisServer
+from tests.waiting import async_wait_until
 from tests.wsclient import connect
 
 
@@ -38,13 +40,18 @@ def test_deleting_a_client_removes_its_queues_state_presence_and_health(redis_se
                 writer = StreamWriter(check, Settings(redis_prefix=prefix))
                 simulator = SimulatedLMS(seed=8)
                 writer.write_many([normalise(simulator.next_event()) for _ in range(5)])
-                await asyncio.sleep(0.5)  # queued in the outbox, held while the socket is live
+                held = {"client", "outbox", "wh", "presence", "presence-state"}
+                await async_wait_until(  # queued in the outbox, held while the socket is live
+                    lambda: held <= {_name(key.decode().removeprefix(prefix)) for key in keys_of(client_id)}
+                    and check.xlen(outbox(Settings(redis_prefix=prefix), client_id)) == 5,
+                    20, "the events were not queued and held for the live socket")
                 before = keys_of(client_id)
                 async with httpx.AsyncClient() as http:
                     deleted = await http.delete(
                         f"{hub.http}/admin/api/clients/{client_id}", headers={"Authorization": f"Bearer {admin}"}
                     )
-                await asyncio.sleep(1.0)  # the hub closes the socket and stops the client's worker
+                await async_wait_until(lambda: ws.close_code is not None, 20, "the deleted client's socket stayed open")
+                await asyncio.sleep(0.5)  # a window: a key the client's worker wrote after the delete would show by now
                 await ws.close()
                 return before, deleted.status_code, keys_of(client_id)
 

@@ -12,13 +12,11 @@ from hub.control.changes import ChangeFollower, OnChange, OnResync
 from hub.redis import client as redis_client
 from rthub_lms.keys import changes_channel
 from tests.servers import RedisServer
+from tests.waiting import async_wait_until
 
 
 async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
+    await async_wait_until(condition, timeout)
 
 
 def test_notices_reach_every_registration_and_a_lost_subscription_resyncs(own_redis: RedisServer, prefix: str) -> None:

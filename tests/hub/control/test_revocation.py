@@ -12,6 +12,7 @@ import websockets
 from tests.hub.control.test_client_changes import _with_registry
 from tests.hubproc import Hub, HubProcess
 from tests.servers import RedisServer
+from tests.waiting import async_wait_until
 
 
 async def _handshake(url: str, token: str) -> websockets.ClientConnection | int | None:
@@ -28,10 +29,12 @@ async def _revoke_during_handshakes(
     hub: Hub, client_id: str, token: str
 ) -> list[websockets.ClientConnection | int | None]:
     handshakes = [asyncio.create_task(_handshake(hub.ws, token)) for _ in range(40)]
-    await asyncio.sleep(0.02)
+    await asyncio.sleep(0.02)  # pacing: the handshakes get under way, so the revocation races them
     await asyncio.to_thread(_with_registry, hub, lambda registry: registry.revoke(client_id))
     results = await asyncio.gather(*handshakes)
-    await asyncio.sleep(1.5)  # change notices take effect within a second
+    sockets = [r for r in results if isinstance(r, websockets.ClientConnection)]
+    await async_wait_until(lambda: all(ws.close_code is not None for ws in sockets), 10,
+                           "a socket outlived the revocation")
     return results
 
 

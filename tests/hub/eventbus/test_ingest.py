@@ -123,7 +123,7 @@ def test_messages_a_dead_consumer_left_pending_are_claimed_first(redis_server: R
     produced(produce(redis_server.url, prefix, 10))
     client.xgroup_create(stream, GROUP, id="0")
     assert len(client.xreadgroup(GROUP, "dead-consumer", {stream: ">"}, count=6)[0][1]) == 6
-    time.sleep(0.3)
+    time.sleep(0.3)  # time passing: the dead consumer's messages idle past the 200 ms claim threshold
     with Ingest(redis_server.url, prefix, "--no-preemptive", "--claim-idle-ms", "200") as ingest:
         wait_for(lambda: client.xlen(events_key(prefix)) == 10 and pending(client, prefix) == 0, 30, "all handled")
         summary = ingest.stop()
@@ -240,7 +240,9 @@ def test_bus_events_reach_a_websocket_consumer_and_the_preemptive_filter_drops_w
     async def receive() -> tuple[list[dict], list[dict], str]:
         ws = await connect(hub.ws, token)
         with Ingest(redis_server.url, prefix) as ingest:
-            await asyncio.sleep(1.0)  # the ingest's preemptive filter loads the active grants at start
+            # the ingest's preemptive filter loads the active grants at start: the ingest neither logs nor
+            # exposes that it has, so this stays a fixed wait
+            await asyncio.sleep(1.0)
             produced(produce(redis_server.url, prefix, total, simulated=seed))
             frames = await collect(ws, expected, timeout=30)
             extra = await quiet(ws, 1.0)
@@ -269,7 +271,7 @@ def test_rthub_redis_down_while_the_bus_keeps_delivering_loses_nothing(
         own_redis.stop()
         produced(produce(redis_server.url, prefix, 50, first=50))
         wait_for(lambda: pending(bus, prefix) > 0, 30, "messages read while rthub's Redis is down")
-        time.sleep(0.5)
+        time.sleep(0.5)  # a window: a message acknowledged without its append would show by now
         assert pending(bus, prefix) > 0
         own_redis.start()
         target = own_redis.client()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -33,6 +32,7 @@ from rthub_lms.backend import RealtimeBackend
 from tests import SEND_TIMEOUT
 from tests.hubproc import Hub
 from tests.servers import RedisServer
+from tests.waiting import async_wait_until, wait_until
 from tests.wsclient import collect
 
 TEXTS = ["short", "é" * 100, "x" * 200, "y" * 70_000, '{"type": "event", "data": "ünïcødé ✓"}']
@@ -59,10 +59,7 @@ def writer_server() -> Iterator[str]:
                                            ws=UVICORN_WS, ws_max_size=2**20))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
+    wait_until(lambda: server.started, 10, "uvicorn did not start")
     yield f"ws://127.0.0.1:{port}/"
     server.should_exit = True
     thread.join(5)
@@ -95,6 +92,8 @@ def test_plain_and_compressing_clients_of_the_hub_get_the_same_frames(hub: Hub, 
 
     async def scenario() -> tuple[list[dict], list[dict], list[str]]:
         plain, deflate = await open_client(None), await open_client("deflate")
+        # until the hub has taken both `subscribe` frames, so the events go out live: a subscribe has no
+        # acknowledgement to wait for (events before it would be held, then released in one go)
         await asyncio.sleep(0.3)
         cursors = [await asyncio.to_thread(backend.send, lms.next_event()) for _ in range(200)]
         got_plain, got_deflate = await collect(plain, 200, 20), await collect(deflate, 200, 20)
@@ -118,7 +117,7 @@ class RecordingWriter:
 
     async def writable(self) -> None:
         while not self.ready:
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(0.001)  # polls the flag the test flips, as a transport's drain would resolve
 
     def write(self, frames) -> None:  # type: ignore[no-untyped-def]
         self.writes.append([frame.cursor for frame in frames])
@@ -150,7 +149,7 @@ def test_a_live_frame_to_an_idle_socket_is_written_at_once_and_never_ahead_of_qu
         writer.ready = True
         conn.offer(Frame("3-0", "three"))  # ready again, but 2-0 is still pending: 3-0 goes behind it
         assert writer.writes == [["1-0"]]
-        await asyncio.sleep(0.05)
+        await async_wait_until(lambda: len(writer.writes) == 2, 10, "the queued frames were never written")
         conn.offer(Frame("4-0", "four"))
         return writer.writes
 
@@ -166,7 +165,7 @@ def test_a_catch_up_queues_its_frames_and_they_go_out_in_one_write() -> None:
             await conn.put_resumed(Frame(f"{number}-0", "resumed"))
         assert writer.writes == []
         conn.release_live()
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one loop turn: the end of the tick flushes
         return writer.writes
 
     assert asyncio.run(scenario()) == [["1-0", "2-0", "3-0", "4-0", "5-0"]]
@@ -184,7 +183,7 @@ def test_entries_offered_in_one_tick_after_the_first_go_out_in_one_write_per_soc
             conn.end_of_tick.entry()
             conn.offer(Frame(f"{number}-0", "burst"))
         in_tick = [list(write) for write in writer.writes]
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one loop turn: the tick ends
         conn.end_of_tick.entry()
         conn.offer(Frame("5-0", "alone"))
         return in_tick, writer.writes
@@ -222,7 +221,7 @@ def _run_backlogs(redis_server: RedisServer, prefix: str, backlogs: list[int]) -
         async def watch() -> None:
             while not finished.is_set():
                 seen.append(fanout.counts["ingested"])
-                await asyncio.sleep(0)
+                await asyncio.sleep(0)  # one sample per loop turn
 
         async def feed() -> AsyncIterator[Entry]:
             for index, size in enumerate(backlogs):
@@ -232,7 +231,7 @@ def _run_backlogs(redis_server: RedisServer, prefix: str, backlogs: list[int]) -
                     yield Entry(f"{1_700_000_000_000 + next(numbers)}-0", lms.next_event())
 
         watcher = asyncio.create_task(watch())
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one loop turn: the watcher starts
         await fanout.run(feed())
         finished.set()
         await watcher
@@ -295,7 +294,7 @@ def test_a_backlog_slice_never_fills_the_send_queue_of_a_socket_that_keeps_up(
         fanout.add(conn)
         await fanout.run(feed(entries(300)))  # every learner's anonymised id is cached after this
         await fanout.run(feed(entries(600)))  # so this backlog is dispatched with no await at all
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one loop turn: the tick ends and flushes
         await client.aclose()
         return writer, conn.close_code, fanout.counts["translated:xapi"]
 

@@ -100,12 +100,12 @@ def test_a_known_learner_still_joins_a_render_already_under_way(redis_server: Re
         anonymiser = Anonymiser(store)
         renderer = Renderer(anonymiser, TRANSLATION, counts)
         waiting = asyncio.create_task(renderer.render(entry, "xapi", "adaptive"))
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one loop turn: the render starts
         assert store.calls == 1  # the first render is held in its store read
         await anonymiser.actor_id("adaptive", learner)
         assert anonymiser.known("adaptive", learner) is not None
         late = asyncio.create_task(renderer.render(entry, "xapi", "adaptive"))
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one loop turn: the late render starts
         assert not late.done()  # it waits for the render under way
         store.release.set()
         assert await late is await waiting

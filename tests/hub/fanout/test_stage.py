@@ -43,6 +43,7 @@ from rthub_lms.grants import compile_grant, event_facts
 from tests import SEND_TIMEOUT
 from tests.hubproc import Hub, HubProcess
 from tests.servers import RedisServer
+from tests.waiting import async_wait_until, wait_until
 from tests.wsclient import collect, connect
 
 SOCKETS = 8
@@ -64,13 +65,14 @@ def stage_pids(hub: HubProcess) -> list[int]:
 
 
 def wait_for_stage(hub: Hub, timeout: float = 15) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pids = stage_pids(hub)
-        if pids:
-            return pids[0]
-        time.sleep(0.05)
-    raise AssertionError("no render stage process")
+    pids: list[int] = []
+
+    def started() -> bool:
+        pids[:] = stage_pids(hub)
+        return bool(pids)
+
+    wait_until(started, timeout, "no render stage process")
+    return pids[0]
 
 
 def most_bundled(hub: Hub) -> int:
@@ -109,11 +111,13 @@ def run_stream(
                 during(index)
             cursors.append(backend.send(event))
             if pause:
-                time.sleep(pause)
+                time.sleep(pause)  # pacing
 
     async def scenario() -> list[list[str]]:
         sockets = [await connect(hub.ws, token) for _ in range(SOCKETS)]
-        await asyncio.sleep(1.2)  # past the subscribe window, every worker following its feed
+        # past the subscribe window, every worker following its feed: a worker's feed start is not
+        # observable from outside (no metric, no log line), so this stays a fixed wait
+        await asyncio.sleep(1.2)
         thread = threading.Thread(target=publish)
         thread.start()
         got = await asyncio.gather(*(collect(ws, count, 60) for ws in sockets))
@@ -194,18 +198,17 @@ def test_the_stage_writes_after_a_quiet_spell_at_once_and_holds_a_quick_run_for_
         path = str(tmp_path / "stage.sock")
         server = await asyncio.start_unix_server(stage.accept, path)
         link = await connect_stage(path)
-        while not stage.workers:
-            await asyncio.sleep(0.01)
+        await async_wait_until(lambda: stage.workers, 10, "the stage never accepted the worker's link")
         loop = asyncio.get_running_loop()
         writes = []
         started = loop.time()
         await stage.publish(entries[0])
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one loop turn: the tick ends
         writes.append(stage.counts["writes"])  # the lone bundle: written in the same tick
         got = [await link.next()]
         for entry in entries[1:6]:
             await stage.publish(entry)
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one loop turn: the tick ends
         writes.append(stage.counts["writes"])  # the quick run: held
         got += [await link.next() for _ in range(5)]
         waited = loop.time() - started
@@ -248,10 +251,7 @@ def test_a_group_missing_from_a_bundle_is_rendered_by_the_worker(redis_server: R
         # the stage rendered xAPI for another group, and nothing for (caliper, enterprise)
         bundle = decode(encode(entry, facts, {("xapi", "adaptive"): '{"type": "event"}'})[4:])
         await fanout.dispatch(bundle)
-        for _ in range(50):
-            if sent:
-                break
-            await asyncio.sleep(0.02)
+        await async_wait_until(lambda: sent, 10, "the bundle was never sent to the socket")
         await client.aclose()
         return sent, fanout.counts
 
@@ -282,12 +282,12 @@ def test_redis_restart_under_the_render_stage_loses_nothing(own_redis: RedisServ
 
         async def scenario() -> list[list[str]]:
             sockets = [await connect(hub.ws, token) for _ in range(SOCKETS)]
-            await asyncio.sleep(1.2)
+            await asyncio.sleep(1.2)  # every worker following its feed (not observable from outside)
             await asyncio.to_thread(publish, 30)
             got = [await collect(ws, 30, 20) for ws in sockets]
             own_redis.stop()
             await asyncio.to_thread(publish, 30)  # spooled by the LMS side
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(1.0)  # time passing: Redis stays away for a while
             own_redis.start()
             await asyncio.to_thread(publish, 30)
             for frames, ws in zip(got, sockets, strict=True):
@@ -327,16 +327,14 @@ def test_rthub_serve_with_workers_killed_and_restarted_a_resuming_client_loses_n
 
     async def scenario() -> tuple[list[str], list[str]]:
         ws = await connect(workers_hub.ws, token)
-        await asyncio.sleep(1.2)
+        await asyncio.sleep(1.2)  # every worker following its feed (not observable from outside)
         sent = await asyncio.to_thread(publish, 50)
         got = [frame["cursor"] for frame in await collect(ws, 50)]
         children = _children(supervisor)
         workers_hub.process.send_signal(sig)
         workers_hub.process.wait(15)
-        deadline = time.monotonic() + 10
-        while any(_parent(pid) is not None for pid in children):  # every worker and the stage went with it
-            assert time.monotonic() < deadline, "children of rthub serve outlived it"
-            await asyncio.sleep(0.05)
+        await async_wait_until(lambda: all(_parent(pid) is None for pid in children), 10,
+                               "children of rthub serve outlived it")  # every worker and the stage went with it
         sent += await asyncio.to_thread(publish, 50)  # while no hub runs
         await asyncio.to_thread(workers_hub.start)
         wait_for_stage(workers_hub)

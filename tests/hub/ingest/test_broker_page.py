@@ -120,6 +120,8 @@ def test_wait_after_returns_when_an_entry_follows_or_at_the_timeout(engine: Call
         await broker.wait_after(last, 0.2)
         assert time.monotonic() - started >= 0.15  # nothing follows: until the timeout
         waiting = asyncio.create_task(broker.wait_after(last, 5))
+        # time for the waiter to block: not observable alike on every engine (memory, Redis, cluster);
+        # were it not blocked yet, the assertions below would still hold
         await asyncio.sleep(0.1)
         started = time.monotonic()
         await broker.publish(normalise(lms.next_event()))

@@ -106,7 +106,7 @@ def test_a_cancelled_reader_does_not_fail_the_readers_waiting_for_it(redis_serve
         first = asyncio.create_task(shared.history(cursors[0], 100))
         await asyncio.sleep(0)  # the first read is under way
         second = asyncio.create_task(shared.history(cursors[0], 100))
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one loop turn: the second reader joins the first
         first.cancel()
         page = await second
         assert [entry.cursor for entry in page] == cursors[1:]

@@ -114,8 +114,8 @@ def verify_by_hand(secret: str, request: Request, tolerance: float = 300) -> boo
     )
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait for `predicate` to hold, polling; fail the test on timeout."""
+async def until(predicate: Callable[[], Any | Awaitable[Any]], timeout: float = 10.0) -> None:
+    """Wait for `predicate` (may be a coroutine function) to hold, polling; fail the test on timeout."""
     await async_wait_until(predicate, timeout)
 
 

@@ -45,9 +45,11 @@ def test_receiver_down_past_the_last_attempt_dead_letters_then_replay_delivers(
             async def dead_letters() -> None:
                 dead[:] = await list_deadletters(redis, settings, "acme")
 
-            while len(dead) < 2:
+            async def both_dead() -> bool:
                 await dead_letters()
-                await asyncio.sleep(0.05)
+                return len(dead) >= 2
+
+            await until(both_dead)
             up["value"] = True
             replayed = await replay_deadletters(redis, settings, client_id="acme")
             await until(lambda: len(receiver.requests) == 8)
@@ -83,8 +85,10 @@ def test_cli_lists_and_replays_dead_letters(redis_server: RedisServer, prefix: s
             entries = await Publisher(redis, settings).entries(3)
             for entry in entries:
                 await router.route(entry)
-            while len(await list_deadletters(redis, settings)) < 3:
-                await asyncio.sleep(0.05)
+            async def all_dead() -> bool:
+                return len(await list_deadletters(redis, settings)) >= 3
+
+            await until(all_dead)
             await router.close()
             await redis.aclose()
             return [e.cursor for e in entries]
@@ -137,7 +141,7 @@ def test_410_gone_disables_the_endpoint_and_parks_its_queue(redis_server: RedisS
             later = await publisher.entries(2)
             for entry in later:
                 await router.route(entry)
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # a window: a delivery to the disabled webhook would arrive by now
             changes = []
             for _ in range(5):
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.05)

@@ -51,7 +51,7 @@ def test_connect_close_cycles_lose_nothing_and_keep_webhooks_in_order(redis_serv
                 simulator = SimulatedLMS(seed=77)
                 for _ in range(EVENTS):
                     published.append(writer.write(normalise(simulator.next_event())))
-                    time.sleep(0.01)
+                    time.sleep(0.01)  # pacing
                 done.set()
 
             async def cycles() -> list[str]:
@@ -67,7 +67,7 @@ def test_connect_close_cycles_lose_nothing_and_keep_webhooks_in_order(redis_serv
                     except TimeoutError:
                         pass
                     await ws.close()
-                    await asyncio.sleep(0.15)
+                    await asyncio.sleep(0.15)  # pacing: a spell with no socket, when webhooks take over
                 return seen
 
             publisher = threading.Thread(target=lms)

@@ -20,6 +20,7 @@ from tests.hub.delivery.webhook.helpers import (
     dead_letters_of_one_event,
     router_on,
     settings_for,
+    until,
     write_client,
 )
 from tests.servers import RedisServer
@@ -102,12 +103,11 @@ def test_an_endless_response_body_is_cut_off_and_the_delivery_counts(redis_serve
             await router.route(entry)
         health: dict = {}
 
-        async def poll() -> None:
+        async def recorded() -> bool:
             health.update((await delivery_health(redis, settings, ["acme"])).get("acme") or {})
+            return "last_delivery_at" in health
 
-        while "last_delivery_at" not in health and time.monotonic() - started < FAST.timeout + 3:
-            await poll()
-            await asyncio.sleep(0.05)
+        await until(recorded, FAST.timeout + 3)
         took = time.monotonic() - started
         await router.close()
         await redis.aclose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -17,7 +18,7 @@ from tests.hub.delivery.webhook.helpers import verify_by_hand
 from tests.hub.delivery.webhook.receiver import Receiver
 from tests.hubproc import HubProcess
 from tests.servers import RedisCluster, RedisServer
-from tests.waiting import wait_until
+from tests.waiting import async_wait_until, wait_until
 from tests.wsclient import collect, connect, quiet
 
 HUB_ENV = {
@@ -55,27 +56,30 @@ def test_socket_then_webhook_then_socket_loses_nothing(
     token = process.token_for(client_id, client_secret)
     backend = RealtimeBackend(redis_url=any_redis.url, redis_prefix=prefix, timeout=SEND_TIMEOUT)
     lms = SimulatedLMS(seed=11)
+    stored = rconnect.connect(rconnect.discover(process.redis_url))
+
+    def live_instances() -> int:
+        """How many hub instances presence records as holding a live socket of the client."""
+        return stored.zcard(rkeys.presence(rkeys.Prefix(prefix), client_id))
 
     async def scenario() -> tuple[list[str], list[str], list[str], list[str]]:
         ws = await connect(process.ws, token)
         first = [backend.send(lms.next_event()) for _ in range(5)]
         on_socket = [f["cursor"] for f in await collect(ws, 5)]
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # a window: a webhook sent while the socket is live would arrive by now
         webhooks_while_connected = list(receiver.requests)
         await ws.close()
-        await asyncio.sleep(0.2)
+        await async_wait_until(lambda: live_instances() == 0, 10, "the closed socket stayed in presence")
         second = [backend.send(lms.next_event()) for _ in range(5)]
-        deadline = asyncio.get_running_loop().time() + 10
-        while not set(second) <= {r.json["cursor"] for r in receiver.requests}:
-            assert asyncio.get_running_loop().time() < deadline, "webhooks did not take over"
-            await asyncio.sleep(0.05)
+        await async_wait_until(lambda: set(second) <= {r.json["cursor"] for r in receiver.requests}, 10,
+                               "webhooks did not take over")
         ws = await connect(process.ws, token, {"type": "subscribe", "resume_from": on_socket[-1]})
         resumed = [f["cursor"] for f in await collect(ws, 5)]
-        await asyncio.sleep(0.3)
+        await async_wait_until(lambda: live_instances() == 1, 10, "the resumed socket never reached presence")
         seen = len(receiver.requests)
         third = [backend.send(lms.next_event()) for _ in range(5)]
         live = [f["cursor"] for f in await collect(ws, 5)]
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # a window: a webhook of `third` (held by the live socket) would arrive by now
         late = [r.json["cursor"] for r in receiver.requests[seen:]]
         assert await quiet(ws, 0.2) == []
         await ws.close()
@@ -86,6 +90,7 @@ def test_socket_then_webhook_then_socket_loses_nothing(
     try:
         everything, by_socket, late, third = asyncio.run(scenario())
     finally:
+        stored.close()
         process.stop()
     by_webhook = [r.json["cursor"] for r in receiver.requests]
     assert set(everything) == set(by_socket) | set(by_webhook)
@@ -105,14 +110,8 @@ def test_two_hub_instances_deliver_each_webhook_event_once(
         lms = SimulatedLMS(seed=12)
         cursors = [backend.send(lms.next_event()) for _ in range(30)]
 
-        async def settle() -> None:
-            deadline = asyncio.get_running_loop().time() + 15
-            while len(receiver.requests) < 30:
-                assert asyncio.get_running_loop().time() < deadline, "not all events were delivered"
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(1.0)
-
-        asyncio.run(settle())
+        wait_for_requests(receiver, 30, "not all events were delivered", within=15)
+        time.sleep(1.0)  # a window: an event delivered by both instances would arrive twice by now
     finally:
         for process in processes:
             process.stop()

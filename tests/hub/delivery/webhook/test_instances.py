@@ -29,7 +29,8 @@ def test_two_instances_deliver_each_event_once_in_order(redis_server: RedisServe
             # Each instance sees every live event, in order, at its own pace.
             await asyncio.gather(*(_route_all(router, entries) for router in routers))
             await until(lambda: len({r.headers["webhook-id"] for r in receiver.requests}) == 40)
-            await asyncio.sleep(0.5)
+            # the last reply reaches its router's count just after the receiver records the request
+            await until(lambda: sum(router.delivery_counts()["delivered"] for router in routers) >= 40)
             delivered = sum(router.delivery_counts()["delivered"] for router in routers)
             for router in routers:
                 await router.close()
@@ -49,7 +50,7 @@ def test_two_instances_deliver_each_event_once_in_order(redis_server: RedisServe
 async def _route_all(router: WebhookRouter, entries: list) -> None:
     for entry in entries:
         await router.route(entry)
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # pacing: yield so that the two instances' routing interleaves
 
 
 def test_a_dead_instances_lease_and_retry_state_are_taken_over(redis_server: RedisServer, prefix: str) -> None:
@@ -71,8 +72,13 @@ def test_a_dead_instances_lease_and_retry_state_are_taken_over(redis_server: Red
             started = time.time()
             router = router_on(redis, settings)
             await router.start()
-            while not (dead := await list_deadletters(redis, settings)):
-                await asyncio.sleep(0.05)
+            dead: list[dict] = []
+
+            async def dead_letters() -> list[dict]:
+                dead[:] = await list_deadletters(redis, settings)
+                return dead
+
+            await until(dead_letters)
             await router.close()
             await redis.aclose()
             return started, dead, [entry.cursor]

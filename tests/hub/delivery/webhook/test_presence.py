@@ -35,6 +35,7 @@ def test_a_live_socket_holds_webhooks_and_the_switch_back_keeps_cursor_order(
             while_connected = await publisher.entries(5)
             for entry in while_connected:
                 await router.route(entry)
+            # a window, and time past the 0.2 s margin: a webhook not held would arrive by now
             await asyncio.sleep(0.4)
             held = [r.json["cursor"] for r in receiver.requests if _is_acme(r)]
             queued = await redis.xlen(rkeys.outbox(settings, "acme"))
@@ -53,7 +54,7 @@ def test_a_live_socket_holds_webhooks_and_the_switch_back_keeps_cursor_order(
             back = await publisher.entries(3)
             for entry in back:
                 await router.route(entry)
-            await asyncio.sleep(0.4)
+            await asyncio.sleep(0.4)  # a window: a webhook not held by the new socket would arrive by now
             late = [r.json["cursor"] for r in receiver.requests[seen:] if _is_acme(r)]
             await router.close()
             await redis.aclose()
@@ -92,9 +93,9 @@ def test_a_crashed_instances_sockets_expire_and_their_events_are_delivered_in_or
             during = await publisher.entries(3)
             for entry in during:
                 await router.route(entry)
-            await asyncio.sleep(0.15)
+            await asyncio.sleep(0.15)  # a window within the 300 ms ttl: a webhook not held would arrive by now
             assert receiver.requests == []  # held while the presence entry is current
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # time passing: the crashed instance's 300 ms presence ttl runs out
             after = await publisher.entries(2)
             for entry in after:
                 await router.route(entry)
@@ -186,7 +187,7 @@ def test_a_crashed_instances_cover_ends_where_its_sockets_stopped_though_another
             await asyncio.sleep(0.8)  # the crashed instance has expired; its socket never got `unseen`
             await survivor.disconnected("acme", seen[-1].cursor)
             await until(lambda: len(receiver.requests) >= 3)
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # a window: a webhook of what B's socket was sent would arrive by now
             await router.close()
             await redis.aclose()
             return [e.cursor for e in unseen], [r.json["cursor"] for r in receiver.requests]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,19 +17,23 @@ from hub.dev.simulator import SimulatedLMS
 from rthub_lms import keys as rkeys
 from rthub_lms.backend import StreamWriter
 from rthub_lms.events import normalise
+from tests.hub.delivery.webhook.helpers import until_delivering
 from tests.hub.delivery.webhook.receiver import Receiver
 from tests.hubproc import HubProcess
 from tests.servers import RedisServer
+from tests.waiting import wait_until
 from tests.wsclient import connect
 
 ENV = {"RTHUB_WEBHOOK_ALLOW_PRIVATE": "true", "RTHUB_WEBHOOK_RETRY_SCHEDULE": "0.2,0.5"}
 
 
 def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what} not reached in {timeout}s"
-        time.sleep(0.05)
+    wait_until(predicate, timeout, f"{what} not reached")
+
+
+def _retries(hub: HubProcess) -> float:
+    """Writes the hub met refused and retried, routing webhooks or dispatching."""
+    return hub.metric("rthub_webhook_route_retries_total") + hub.metric("rthub_dispatch_retries_total")
 
 
 def _scenario(
@@ -44,7 +47,7 @@ def _scenario(
     with Receiver() as receiver:
         client_id, _ = hub.client(delivery="webhook", webhook_url=receiver.url)
         token = hub.token()
-        time.sleep(0.5)
+        until_delivering(hub, client_id)
 
         async def run() -> tuple[list[str], list[str]]:
             ws = await connect(hub.ws, token)
@@ -57,7 +60,7 @@ def _scenario(
             published += writer.write_many([normalise(simulator.next_event()) for _ in range(20)])
             refuse()
             hub.process.send_signal(signal.SIGCONT)
-            await asyncio.sleep(2.0)
+            await asyncio.sleep(2.0)  # time passing: writes stay refused long enough for a hub that gives up to show it
             accept()
             while len(seen) < 25:
                 seen.append(orjson.loads(await asyncio.wait_for(ws.recv(), 30))["cursor"])
@@ -80,7 +83,7 @@ def test_oom_under_noeviction_is_waited_out(own_redis: RedisServer, prefix: str)
         published, by_webhook, by_socket, client_id = _scenario(
             control, hub, lambda: control.config_set("maxmemory", "1"), lambda: control.config_set("maxmemory", "0")
         )
-        retries = hub.metric("rthub_webhook_route_retries_total") + hub.metric("rthub_dispatch_retries_total")
+        retries = _retries(hub)
         errors = hub.metric("rthub_dispatch_errors_total")
         ingest_dead = control.xlen(rkeys.ingest_deadletters_key(hub.settings))
         webhook_dead = control.xlen(rkeys.deadletters(hub.settings, client_id))
@@ -116,7 +119,7 @@ def test_readonly_after_a_failover_is_waited_out(own_redis: RedisServer, prefix:
 
     try:
         published, by_webhook, by_socket, client_id = _scenario(control, hub, fail_over, fail_back)
-        retries = hub.metric("rthub_webhook_route_retries_total") + hub.metric("rthub_dispatch_retries_total")
+        retries = _retries(hub)
         errors = hub.metric("rthub_dispatch_errors_total")
         ingest_dead = control.xlen(rkeys.ingest_deadletters_key(hub.settings))
         webhook_dead = control.xlen(rkeys.deadletters(hub.settings, client_id))

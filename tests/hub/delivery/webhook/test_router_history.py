@@ -58,8 +58,10 @@ def test_the_router_skips_bad_entries_and_saves_its_position_only_after_the_appe
         assert _delivered(receiver) == [first.cursor, second.cursor]  # the bad entry between is skipped
         assert await _saved(redis, router) == second.cursor
         trailing = await broker.append(b"{}")  # a page of bad entries only: the position passes it
-        while await _saved(redis, router) != trailing:
-            await asyncio.sleep(0.02)
+        async def passed() -> bool:
+            return await _saved(redis, router) == trailing
+
+        await until(passed)
         await router.close()
         await redis.aclose()
 

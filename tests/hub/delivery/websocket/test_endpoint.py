@@ -63,7 +63,7 @@ def test_resume_after_a_dropped_socket_delivers_everything_once_in_order(
             cursors = []
             for _ in range(15):
                 cursors.append(backend.send(lms.next_event()))
-                await asyncio.sleep(0.005)
+                await asyncio.sleep(0.005)  # pacing: live events trickle in while the resume catches up
             return cursors
 
         live, rest = await asyncio.gather(publish_live(), collect(ws, 40))
@@ -119,7 +119,7 @@ def test_slow_consumer_is_closed_with_4008_while_a_fast_one_keeps_up(
             fast = await connect(hub.ws, token)
             for start in range(0, len(events), 20):
                 await asyncio.to_thread(writer.write_many, events[start:start + 20])
-                await asyncio.sleep(0.005)
+                await asyncio.sleep(0.005)  # pacing
             received = await collect(fast, len(events), timeout=60)
             await fast.close()
             return await asyncio.to_thread(slow.close_code), len(received)
@@ -213,6 +213,8 @@ def test_subscription_filter_narrows_what_arrives(hub: Hub, token: str) -> None:
 
     async def scenario() -> list[dict]:
         ws = await connect(hub.ws, token, {"type": "subscribe", "filter": {"courses": ["course-v1:MITx+*"]}})
+        # until the hub has applied the filter, so the events meet it in the live fan-out (before it they are
+        # held and filtered on release): a `subscribe` frame has no acknowledgement to wait for
         await asyncio.sleep(0.2)
         for event in sent:
             backend.send(event)

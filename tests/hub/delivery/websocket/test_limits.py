@@ -25,6 +25,7 @@ from rthub_lms.backend import StreamWriter
 from rthub_lms.events import normalise
 from tests.hubproc import ROOT, Hub, HubProcess
 from tests.servers import RedisServer
+from tests.waiting import async_wait_until
 from tests.wsclient import connect
 
 
@@ -66,7 +67,7 @@ def test_oversized_filters_close_1008_naming_the_limit(hub: Hub, token: str, fil
 def test_the_largest_allowed_filter_is_accepted(hub: Hub, token: str) -> None:
     async def scenario() -> int | None:
         ws = await connect(hub.ws, token, subscribe={"type": "subscribe", "filter": largest_allowed_filter()})
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # a window: a refused filter would have closed the socket by now
         code = ws.close_code
         await ws.close()
         return code
@@ -86,9 +87,10 @@ def test_sockets_per_client_are_limited(redis_server: RedisServer, prefix: str) 
             await asyncio.wait_for(extra.wait_closed(), 5)
             bystander = await connect(hub.ws, other)
             await sockets[0].close()
-            await asyncio.sleep(0.2)
+            await async_wait_until(lambda: hub.metric("rthub_connections") == 3, 20,
+                                   "the hub did not count the closed socket out")
             again = await connect(hub.ws, token)
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # a window: a refusal of the socket that took the freed place would come by now
             results = extra.close_code, extra.close_reason, bystander.close_code, again.close_code
             for ws in (*sockets[1:], bystander, again):
                 await ws.close()
@@ -120,7 +122,7 @@ async def flood(index):
             try:
                 for n in range(9):  # just under the client frame rate, a fresh compile each time
                     await ws.send(ok)
-                    await asyncio.sleep(0.11)
+                    await asyncio.sleep(0.11)  # pacing
                 await ws.send(big)
                 while True:
                     await ws.recv()
@@ -156,12 +158,14 @@ def test_ten_flooding_sockets_do_not_starve_another_client(hub: Hub) -> None:
     def publish() -> None:
         started = time.perf_counter()
         for index, event in enumerate(events):
-            time.sleep(max(0.0, started + index / 200 - time.perf_counter()))
+            time.sleep(max(0.0, started + index / 200 - time.perf_counter()))  # pacing: 200 events/s
             sent_at[writer.write(event)] = time.time()
 
     async def scenario() -> dict[str, float]:
         ws = await connect(hub.ws, victim)
-        await asyncio.sleep(1.5)  # the flood is under way
+        # the flood is under way: a flooding socket is connected beside the victim's (they come and go,
+        # closed for their filters, so not all ten at once)
+        await async_wait_until(lambda: hub.metric("rthub_connections") >= 2, 30, "no flooding socket connected")
         publisher = threading.Thread(target=publish)
         publisher.start()
         received: dict[str, float] = {}

@@ -19,6 +19,7 @@ from hub.delivery.webhook.outbox import Outbox
 from tests.hub.delivery.webhook.formats.lrs_server import RalphServer
 from tests.hub.delivery.webhook.helpers import router_on
 from tests.servers import RedisServer
+from tests.waiting import async_wait_until
 
 
 def statement(verb: str = "experienced") -> dict:
@@ -52,10 +53,10 @@ async def queue_and_deliver(
     router = router_on(redis, settings)
     await router.start()
     try:
-        deadline = asyncio.get_running_loop().time() + 30
-        while await outbox.head(client.client_id, 1):
-            assert asyncio.get_running_loop().time() < deadline, "the queue did not drain"
-            await asyncio.sleep(0.05)
+        async def drained() -> bool:
+            return not await outbox.head(client.client_id, 1)
+
+        await async_wait_until(drained, 30, "the queue did not drain")
     finally:
         await router.close()
     dead = await list_deadletters(redis, settings, client.client_id)
