@@ -73,6 +73,11 @@ def client(url: str, **options: Any) -> Client:
     return connect(discover(url), **options)
 
 
+def text(value: bytes | str) -> str:
+    """A Redis reply as text: clients made without `decode_responses` answer bytes."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def is_transient(exc: BaseException) -> bool:
     """Redis away, or answering "not now" (failover, out of memory), rather than "never". A wrapper
     raised from a Redis error (`hub.ingest.BrokerUnavailable`) is judged by that error (a Redis error

@@ -32,6 +32,7 @@ from redis.exceptions import RedisError
 
 from hub.config import Settings
 from hub.ingest import LUA_OLDER, BrokerUnavailable
+from hub.redis import text
 from rthub_lms import keys
 
 log = logging.getLogger("rthub.presence")
@@ -258,14 +259,10 @@ async def live_connections(redis: aioredis.Redis, settings: Settings, client_ids
     totals: dict[str, int] = {}
     for index, client_id in enumerate(client_ids):
         instances, state = replies[2 * index], replies[1 + 2 * index]
-        counts = {_text(name): value for name, value in state.items()}
+        counts = {text(name): value for name, value in state.items()}
         sockets = sum(
-            int(counts.get(f"{_text(instance)}:n", 0)) for instance, expiry in instances if expiry > now_ms
+            int(counts.get(f"{text(instance)}:n", 0)) for instance, expiry in instances if expiry > now_ms
         )
         if sockets:
             totals[client_id] = sockets
     return totals
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

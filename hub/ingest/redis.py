@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 from hub.config import Settings
 from hub.ingest import BadEntry, BrokerUnavailable, Entry, Page, cursor_key, decode_event, lost_after
 from hub.ingest.subscription import Subscription
-from hub.redis import Backoff, Client
+from hub.redis import Backoff, Client, text
 from rthub_lms.events import Event
 from rthub_lms.keys import live_channel, publish_script, stream_key
 
@@ -143,8 +143,8 @@ class RedisBroker:
         if isinstance(info, dict) and info.get("first-entry"):  # not a dict: no stream yet
             added = info.get("entries-added")
             trimmed = added is None or int(added) > info["length"]
-            lost = lost_after(after, _text(info["first-entry"][0]), trimmed)
-        entries = [decode_event(_text(cursor), fields.get(b"e")) for cursor, fields in rows]
+            lost = lost_after(after, text(info["first-entry"][0]), trimmed)
+        entries = [decode_event(text(cursor), fields.get(b"e")) for cursor, fields in rows]
         return Page(entries, lost)
 
     async def tip(self) -> str | None:
@@ -152,7 +152,7 @@ class RedisBroker:
             rows = await self._client.xrevrange(self._stream, count=1)
         except RedisError as exc:
             raise BrokerUnavailable(str(exc)) from exc
-        return _text(rows[0][0]) if rows else None
+        return text(rows[0][0]) if rows else None
 
     async def wait_after(self, cursor: str, timeout: float) -> None:
         try:
@@ -168,7 +168,3 @@ class RedisBroker:
 
     async def close(self) -> None:
         await self._client.aclose()
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -18,7 +18,7 @@ import orjson
 
 from hub.config import Settings
 from hub.delivery.webhook.outbox import field
-from hub.redis import Client
+from hub.redis import Client, text
 from rthub_lms import keys
 
 PAGE = 500
@@ -45,7 +45,7 @@ def _record(client_id: str, row_id: bytes | str, fields: dict) -> dict:
     except (orjson.JSONDecodeError, AttributeError):
         event_type = None
     return {
-        "id": f"{client_id}/{_text(row_id)}",
+        "id": f"{client_id}/{text(row_id)}",
         "client_id": client_id,
         "cursor": field(fields, "cursor"),
         "event_type": event_type,
@@ -54,10 +54,6 @@ def _record(client_id: str, row_id: bytes | str, fields: dict) -> dict:
         "failed_at": int(field(fields, "failed_at") or 0) / 1000,
         "url": field(fields, "url"),
     }
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _order(record: dict) -> tuple[int, int, str]:
@@ -84,7 +80,7 @@ async def _scan(
     if client_id is not None:
         client_ids = [client_id]
     else:
-        client_ids = sorted(_text(item) for item in await redis.smembers(keys.clients_key(settings)))
+        client_ids = sorted(text(item) for item in await redis.smembers(keys.clients_key(settings)))
     end = _bound(until, "+")
     found: list[dict] = []
     for one in client_ids:
@@ -94,7 +90,7 @@ async def _scan(
             found += [_record(one, row_id, fields) for row_id, fields in rows]
             if len(rows) < PAGE or (limit is not None and client_id is not None and len(found) >= limit):
                 break
-            start = "(" + _text(rows[-1][0])
+            start = "(" + text(rows[-1][0])
     found.sort(key=_order)
     return found if limit is None else found[:limit]
 

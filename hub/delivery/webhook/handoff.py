@@ -19,6 +19,7 @@ from hub.config import Settings
 from hub.control.presence import COVERS_SCRIPT, margin_ms
 from hub.delivery.webhook.outbox import Item
 from hub.ingest import cursor_key
+from hub.redis import text
 from rthub_lms import keys
 
 Order = tuple[int, int]
@@ -76,7 +77,7 @@ class Handoff:
 
     async def covers(self) -> Covers:
         reply = await self._covers(keys=self._keys, args=[self._margin_ms])
-        open_from, safe, *ranges = (_text(value) for value in reply)
+        open_from, safe, *ranges = (text(value) for value in reply)
         parsed = []
         for raw in ranges:
             low, _, high = raw.partition(",")
@@ -90,7 +91,3 @@ class Handoff:
         """Ranges the outbox has moved past (a later event is queued, so theirs were all dropped)."""
         for raw in ranges:
             await self._redis.lrem(self._keys[2], 1, raw)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

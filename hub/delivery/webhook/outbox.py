@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from hub.config import Settings
+from hub.redis import text
 from rthub_lms import keys
 
 # KEYS: outbox, health (both of one client). ARGV: cursor, body, cap.
@@ -110,16 +111,12 @@ class Outbox:
         return [_item(source, row_id, fields) for row_id, fields in rows]
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def field(fields: dict, name: str) -> str | None:
     """A stream entry field whether the client decodes responses or not."""
     value = fields.get(name.encode(), fields.get(name))
-    return None if value is None else _text(value)
+    return None if value is None else text(value)
 
 
 def _item(source: str, row_id: bytes | str, fields: dict) -> Item:
-    entry_id = _text(row_id)
+    entry_id = text(row_id)
     return Item(source, entry_id, field(fields, "c") or entry_id, field(fields, "b") or "")

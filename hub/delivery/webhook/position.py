@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 
 from hub.config import Settings
 from hub.ingest import LUA_OLDER, Broker
+from hub.redis import text
 from rthub_lms import keys
 
 OLDER = LUA_OLDER + """
@@ -48,7 +49,7 @@ class Position:
         """The saved cursor; on the very first start, the stream's newest (history is not routed)."""
         saved = await self._redis.get(self.key)
         if saved is not None:
-            return _text(saved)
+            return text(saved)
         return await self.advance_to_tip()
 
     async def advance_to_tip(self) -> str:
@@ -57,13 +58,9 @@ class Position:
 
     async def advance(self, cursor: str) -> str:
         """Save `cursor` unless a newer one is saved; returns what is saved now."""
-        return _text(await self._advance(keys=[self.key], args=[cursor]))
+        return text(await self._advance(keys=[self.key], args=[cursor]))
 
     async def claim_gap(self, after: str, upto: str) -> bool:
         """True for exactly one instance: the one that moves the saved cursor from `after` (or older)
         to `upto`, so a gap is recorded once however many instances notice it."""
         return bool(await self._claim(keys=[self.key], args=[after, upto]))
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
