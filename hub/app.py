@@ -8,6 +8,7 @@ import gc
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
@@ -27,6 +28,7 @@ from hub.control.changes import ChangeFollower, follow_sockets
 from hub.control.presence import Presence
 from hub.delivery.webhook.router import WebhookRouter
 from hub.delivery.websocket.endpoint import EventsEndpoint
+from hub.delivery.websocket.writer import UVICORN_WS
 from hub.fanout.dispatch import Fanout
 from hub.fanout.stage.bundle import Bundle
 from hub.fanout.stage.feed import follow
@@ -43,8 +45,23 @@ from rthub_lms.connect import Topology, discover
 log = logging.getLogger("rthub.app")
 
 REDIS_CONNECTIONS = 64
+# SIGTERM: stop accepting, close sockets with 1012, let in-flight requests finish for up to this long
+# (well inside a 30 s orchestrator grace period), then cancel what is left.
+GRACEFUL_SHUTDOWN_SECONDS = 10
 REDIS_POOL_WAIT = 5.0
 READY_TIMEOUT = 1.0
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How uvicorn serves the app, wherever it runs it (`rthub serve`, the tests' in-process hub): the
+    frame-writer protocol, the client frame limit, keepalive pings and the graceful shutdown."""
+    return {
+        "ws": UVICORN_WS,
+        "ws_max_size": 64 * 1024,
+        "ws_ping_interval": settings.ws_ping_interval,
+        "ws_ping_timeout": settings.ws_ping_timeout,
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
+    }
 
 
 def create_app(settings: Settings | None = None, *, authenticator: Authenticator | None = None) -> Starlette:

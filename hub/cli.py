@@ -13,18 +13,17 @@ from collections.abc import Sequence
 from hub.admin import cli as admin_cli
 from hub.config import ConfigError, Settings
 from hub.delivery.webhook import cli as webhooks_cli
-from hub.delivery.websocket.writer import UVICORN_WS
 from hub.eventbus import cli as eventbus_cli
 from hub.logs import text_log_config, uvicorn_log_config
 from hub.render_stage import render_stage
 from hub.translate import offline
 
-GRACEFUL_SHUTDOWN_SECONDS = 10
-
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
+
+    from hub.app import uvicorn_options
 
     for name in ("redis_url", "redis_prefix"):
         value = getattr(args, name)
@@ -39,13 +38,7 @@ def _serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         log_level=args.log_level,
         log_config=uvicorn_log_config(args.log_level) if args.log_format == "json" else text_log_config(),
-        ws=UVICORN_WS,
-        ws_max_size=64 * 1024,
-        ws_ping_interval=settings.ws_ping_interval,
-        ws_ping_timeout=settings.ws_ping_timeout,
-        # SIGTERM: stop accepting, close sockets with 1012, let in-flight requests finish for up to
-        # this long (well inside a 30 s orchestrator grace period), then cancel what is left.
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        **uvicorn_options(settings),
     )
     server = uvicorn.Server(config)
     with contextlib.suppress(KeyboardInterrupt):

@@ -25,9 +25,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from auth.keys import SigningKeys
 from auth.registry import ClientRegistry
-from hub.app import create_app
+from hub.app import create_app, uvicorn_options
 from hub.config import Settings
-from hub.delivery.websocket.writer import UVICORN_WS
 from hub.dev.embedded import free_port
 from hub.redis import client as redis_client
 from tests.waiting import until_serving, wait_until
@@ -150,11 +149,7 @@ class InProcessHub(Hub):
             port=self.port,
             log_config=None,
             log_level="warning",
-            ws=UVICORN_WS,
-            ws_max_size=64 * 1024,  # as hub/cli.py's `serve`
-            ws_ping_interval=self.settings.ws_ping_interval,
-            ws_ping_timeout=self.settings.ws_ping_timeout,
-            timeout_graceful_shutdown=10,
+            **uvicorn_options(self.settings),
         )
         server = self._server = uvicorn.Server(config)
 
