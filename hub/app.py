@@ -96,7 +96,9 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
 
     history = SharedHistory(broker)
     metrics = Metrics()
-    metrics.watch(HubCollector(fanout, broker, webhook_counts, lambda: metrics.sent_frames, history.counts))
+    metrics.watch(HubCollector(
+        fanout, broker, webhook_counts, lambda: metrics.sent_frames, history.counts, lambda: changes.failures
+    ))
 
     async def metrics_endpoint(request: Request) -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -72,12 +72,14 @@ class HubCollector(Collector):
         webhook_counts: Callable[[], Counter[str]],
         sent_frames: Callable[[], int],
         history_counts: Counter[str] | None = None,
+        change_failures: Callable[[], int] = lambda: 0,
     ) -> None:
         self._fanout = fanout
         self._broker = broker
         self._webhook_counts = webhook_counts
         self._sent_frames = sent_frames
         self._history_counts = history_counts if history_counts is not None else Counter()
+        self._change_failures = change_failures
 
     def collect(self) -> Iterator[Metric]:
         counts = self._fanout.counts
@@ -110,6 +112,11 @@ class HubCollector(Collector):
             yield CounterMetricFamily(name, help_text, value=self._history_counts.get(key, 0))
         reconnects = getattr(self._broker, "reconnects", 0)
         yield CounterMetricFamily("rthub_redis_reconnects", "Times the live feed had to resubscribe", value=reconnects)
+        yield CounterMetricFamily(
+            "rthub_registry_change_failures",
+            "Registry change notices or reloads that failed to apply (each is retried by a full reload)",
+            value=self._change_failures(),
+        )
 
 
 class Metrics:

@@ -55,6 +55,7 @@ class ChangeFollower:
         self._registrations: list[_Registration] = []
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self.failures = 0  # callbacks that raised (`rthub_registry_change_failures`)
 
     def register(self, on_change: OnChange, resync: OnResync, *, resync_every: float | None = None) -> None:
         """`on_change(client_id)` per notice; `resync()` after every (re)subscribe, and every
@@ -89,7 +90,7 @@ class ChangeFollower:
                         data = message["data"]
                         client_id = data.decode() if isinstance(data, bytes) else str(data)
                         for registration in self._registrations:
-                            await registration.on_change(client_id)
+                            await self._notify(registration, client_id, loop.time())
                     now = loop.time()
                     for registration in self._registrations:
                         if now >= registration.due:
@@ -101,11 +102,31 @@ class ChangeFollower:
             finally:
                 await pubsub.aclose()
 
-    @staticmethod
-    async def _resync(registration: _Registration, now: float) -> None:
-        if registration.every is not None:
-            registration.due = now + registration.every
-        await registration.resync()
+    async def _notify(self, registration: _Registration, client_id: str, now: float) -> None:
+        """One notice to one registration. A failure other than Redis's (which resubscribes) is logged
+        and counted, and that registration resyncs on the next turn instead of keeping a stale view;
+        the others, and later notices, are not held up by it."""
+        try:
+            await registration.on_change(client_id)
+        except (RedisError, OSError):
+            raise
+        except Exception:
+            self.failures += 1
+            registration.due = now
+            log.exception("applying the change of %s failed; reloading everything", client_id)
+
+    async def _resync(self, registration: _Registration, now: float) -> None:
+        """A registration reads the registry afresh; a failure other than Redis's is logged, counted and
+        tried again after `POLL`."""
+        registration.due = now + registration.every if registration.every is not None else float("inf")
+        try:
+            await registration.resync()
+        except (RedisError, OSError):
+            raise
+        except Exception:
+            self.failures += 1
+            registration.due = now + POLL
+            log.exception("reloading after registry changes failed; trying again")
 
 
 async def reevaluate(fanout: Fanout, client_id: str, lookup: Lookup) -> int:

@@ -59,3 +59,43 @@ def test_notices_reach_every_registration_and_a_lost_subscription_resyncs(own_re
             await redis.aclose()
 
     asyncio.run(scenario())
+
+
+def test_a_failing_callback_is_counted_reloads_and_holds_up_no_one(own_redis: RedisServer, prefix: str) -> None:
+    settings = Settings(redis_url=own_redis.url, redis_prefix=prefix)
+    heard: list[tuple[str, str]] = []
+
+    async def broken_on_change(client_id: str) -> None:
+        if client_id == "corrupt":
+            raise ValueError("a client record the loader cannot read")
+        heard.append(("webhooks", client_id))
+
+    async def broken_resync() -> None:
+        heard.append(("webhooks", "resync"))
+
+    async def on_change(client_id: str) -> None:
+        heard.append(("sockets", client_id))
+
+    async def resync() -> None:
+        heard.append(("sockets", "resync"))
+
+    async def scenario() -> None:
+        redis = redis_client(own_redis.url)
+        follower = ChangeFollower(redis, settings)
+        follower.register(broken_on_change, broken_resync)
+        follower.register(on_change, resync)
+        follower.start()
+        try:
+            await _until(lambda: ("sockets", "resync") in heard)
+            heard.clear()
+            await redis.publish(changes_channel(settings), "corrupt")
+            await _until(lambda: ("webhooks", "resync") in heard)  # the failed one reloads everything
+            assert ("sockets", "corrupt") in heard  # the other registration still heard it
+            assert follower.failures == 1
+            await redis.publish(changes_channel(settings), "client-3")
+            await _until(lambda: ("webhooks", "client-3") in heard and ("sockets", "client-3") in heard)
+        finally:
+            await follower.close()
+            await redis.aclose()
+
+    asyncio.run(scenario())
