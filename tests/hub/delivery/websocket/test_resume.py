@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from typing import Any
@@ -135,12 +136,16 @@ def test_a_long_resume_under_live_load_catches_up_without_4008(redis_server: Red
         backlog = _publish(hub, 3000, seed=11)
         live: list[str] = []
         stop = threading.Event()
+        published = threading.Event()  # every live event is written and its cursor is in `live`
 
         def publish_live() -> None:
             writer, lms = _writer(hub), SimulatedLMS(seed=12)
-            while not stop.is_set() and len(live) < 900:
-                live.extend(writer.write_many([normalise(lms.next_event()) for _ in range(15)]))
-                time.sleep(0.05)  # pacing: about 300 live events/s
+            try:
+                while not stop.is_set() and len(live) < 900:
+                    live.extend(writer.write_many([normalise(lms.next_event()) for _ in range(15)]))
+                    time.sleep(0.05)  # pacing: about 300 live events/s
+            finally:
+                published.set()
 
         async def scenario() -> tuple[list[dict[str, Any]], int | None]:
             ws = await _open(f"{hub.ws}?resume_from={start}", token)
@@ -149,10 +154,11 @@ def test_a_long_resume_under_live_load_catches_up_without_4008(redis_server: Red
             frames: list[dict[str, Any]] = []
             try:
                 async with asyncio.timeout(60):
-                    while not (stop.is_set() and frames and frames[-1]["cursor"] == live[-1]):
-                        frames.append(orjson.loads(await ws.recv()))
-                        if len(live) >= 900:
-                            stop.set()
+                    # The last frame can arrive before the publisher has noted its cursor, so the end is
+                    # checked again whenever no frame comes for a moment (cancelling `recv` loses nothing).
+                    while not (published.is_set() and frames and frames[-1]["cursor"] == live[-1]):
+                        with contextlib.suppress(TimeoutError):
+                            frames.append(orjson.loads(await asyncio.wait_for(ws.recv(), 0.5)))
             except websockets.ConnectionClosed:
                 pass
             finally:
