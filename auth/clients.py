@@ -1,18 +1,24 @@
 """What an OAuth client of rthub is, and which values its fields may take.
 
 Validation lives here, apart from storage, so the CLI, the admin API and the admin page refuse bad
-input with the same messages and name the same field.
+input with the same messages and name the same field. A URL's form is checked by `validate_fields`;
+the addresses it reaches by `check_url_addresses`, with the judgement delivery applies
+(`auth.addresses`), resolving names off the event loop.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import asyncio
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from auth.addresses import ForbiddenAddress, Unreachable, reachable
 from rthub_lms.grants import RULE_KEYS, GrantError, validate_grant
+
+log = logging.getLogger("rthub.auth")
 
 CONSUMER_TYPES = ("adaptive", "enterprise", "university", "other")
 TRANSLATORS = ("xapi", "caliper")
@@ -26,6 +32,8 @@ EDITABLE = (
     "endpoint_username", "endpoint_password", "endpoint_token", "webhook_batch_max", "webhook_batch_wait",
 )
 CREDENTIAL_FIELDS = ("endpoint_password", "endpoint_token")
+URL_FIELDS = ("webhook_url", "endpoint_url")
+RESOLVE_TIMEOUT = 5.0
 MAX_BATCH = 1000
 MAX_LINGER = 60.0
 
@@ -156,7 +164,7 @@ class Client:
         }
 
 
-def validate_fields(values: dict[str, Any], allow_private_webhooks: bool) -> dict[str, Any]:
+def validate_fields(values: dict[str, Any]) -> dict[str, Any]:
     """Check and normalise editable fields; unknown keys are refused rather than silently dropped."""
     unknown = sorted(set(values) - set(EDITABLE))
     if unknown:
@@ -172,10 +180,9 @@ def validate_fields(values: dict[str, Any], allow_private_webhooks: bool) -> dic
             clean[key] = _choice(key, values[key], allowed)
     if "scopes" in values:
         clean["scopes"] = _scopes(values["scopes"])
-    if "webhook_url" in values:
-        clean["webhook_url"] = _webhook_url(values["webhook_url"], allow_private_webhooks)
-    if "endpoint_url" in values:
-        clean["endpoint_url"] = _webhook_url(values["endpoint_url"], allow_private_webhooks, "endpoint_url")
+    for key in URL_FIELDS:
+        if key in values:
+            clean[key] = _url(key, values[key])
     for key in ("endpoint_username", *CREDENTIAL_FIELDS):
         if key in values:
             clean[key] = _short_text(key, values[key])
@@ -221,7 +228,29 @@ def _scopes(value: Any) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-def _webhook_url(value: Any, allow_private: bool, name: str = "webhook_url") -> str:
+async def check_url_addresses(clean: dict[str, Any], allow_private: bool) -> None:
+    """Refuse a URL field whose host is, or resolves to, an address delivery would refuse to reach.
+
+    A name that does not resolve now (or within `RESOLVE_TIMEOUT`) is accepted with a logged warning:
+    its DNS may not exist yet, or differ where the hub runs; delivery judges it again at every send.
+    """
+    for key in URL_FIELDS:
+        url = clean.get(key)
+        if not url:
+            continue
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        try:
+            async with asyncio.timeout(RESOLVE_TIMEOUT):
+                await reachable(host, parts.port or (443 if parts.scheme == "https" else 80), allow_private)
+        except ForbiddenAddress as exc:
+            raise ValidationError(key, str(exc)) from exc
+        except (Unreachable, TimeoutError) as exc:
+            unresolved = str(exc) or f"cannot resolve {host} within {RESOLVE_TIMEOUT:g} s"
+            log.warning("%s %s accepted, but %s; it is checked again at every delivery", key, url, unresolved)
+
+
+def _url(name: str, value: Any) -> str:
     if value in ("", None):
         return ""
     if not isinstance(value, str):
@@ -229,14 +258,13 @@ def _webhook_url(value: Any, allow_private: bool, name: str = "webhook_url") -> 
     try:
         parts = urlsplit(value)
         host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
     except ValueError as exc:
         raise ValidationError(name, f"malformed URL: {exc}") from exc
     if parts.scheme not in ("http", "https") or not host:
         raise ValidationError(name, "must be an absolute http:// or https:// URL")
     if parts.username or parts.password:
         raise ValidationError(name, "must not carry credentials; give them as endpoint_username/password/token")
-    if not allow_private and _is_private_literal(host):
-        raise ValidationError(name, "points at a loopback or private address (RTHUB_WEBHOOK_ALLOW_PRIVATE)")
     return value
 
 
@@ -254,16 +282,6 @@ def _number(name: str, value: Any, kind: type, low: float, high: float) -> Any:
     if isinstance(value, bool) or not low <= number <= high:
         raise ValidationError(name, f"must be a number from {low:g} to {high:g}")
     return number
-
-
-def _is_private_literal(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return address.is_private or address.is_loopback or address.is_link_local or address.is_unspecified
 
 
 def _check_grant(value: Any) -> list[dict[str, Any]]:

@@ -20,7 +20,14 @@ import anyio.to_thread
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
 
-from auth.clients import CREDENTIAL_FIELDS, Client, ValidationError, check_delivery, validate_fields
+from auth.clients import (
+    CREDENTIAL_FIELDS,
+    Client,
+    ValidationError,
+    check_delivery,
+    check_url_addresses,
+    validate_fields,
+)
 from auth.endpoint_credentials import cipher
 from auth.identity import ClientIdentity
 from auth.passwords import hash_secret, needs_upgrade, new_secret, new_webhook_secret, verify_secret
@@ -59,7 +66,8 @@ class ClientRegistry:
         for required in ("name", "type", "translator"):
             if required not in values:
                 raise ValidationError(required, "required")
-        clean = validate_fields(values, self.settings.webhook_allow_private)
+        clean = validate_fields(values)
+        await check_url_addresses(clean, self.settings.webhook_allow_private)
         credential = {key: clean.pop(key) for key in CREDENTIAL_FIELDS if key in clean}
         secret = new_secret()
         now = _now()
@@ -103,7 +111,8 @@ class ClientRegistry:
         return sorted(clients, key=lambda c: (c.created_at, c.client_id))
 
     async def update(self, client_id: str, **values: Any) -> Client:
-        clean = validate_fields(values, self.settings.webhook_allow_private)
+        clean = validate_fields(values)
+        await check_url_addresses(clean, self.settings.webhook_allow_private)
         credential = {key: clean.pop(key) for key in CREDENTIAL_FIELDS if key in clean}
         before = await self.require(client_id)
         client = self._with_credential(replace(before, **clean, updated_at=_now()), credential)

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
+from redis.exceptions import RedisClusterException, RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -37,8 +38,9 @@ from hub.ingest.deadletters import RedisDeadLetters
 from hub.ingest.history import SharedHistory
 from hub.ingest.redis import RedisBroker
 from hub.lifetime import die_with_parent
-from hub.metrics import HubCollector, Metrics
-from hub.redis import Client, connect
+from hub.metrics import HubCollector, Metrics, RedisSafetyCollector
+from hub.redis import UNREACHABLE, Client, connect
+from hub.redis_safety import RedisUnsafe, SafetyWatch
 from hub.translate import TranslationSettings
 from rthub_lms.connect import Topology, discover
 
@@ -50,6 +52,7 @@ REDIS_CONNECTIONS = 64
 GRACEFUL_SHUTDOWN_SECONDS = 10
 REDIS_POOL_WAIT = 5.0
 READY_TIMEOUT = 1.0
+SAFETY_TIMEOUT = 5.0
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -95,10 +98,12 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
         return webhooks.delivery_counts() + webhooks.counts
 
     history = SharedHistory(broker)
+    safety = SafetyWatch(client)
     metrics = Metrics()
     metrics.watch(HubCollector(
         fanout, broker, webhook_counts, lambda: metrics.sent_frames, history.counts, lambda: changes.failures
     ))
+    metrics.watch(RedisSafetyCollector(safety.counts))
 
     async def metrics_endpoint(request: Request) -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
@@ -111,7 +116,13 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
             ready = await asyncio.wait_for(broker.ping(), READY_TIMEOUT)
         except TimeoutError:
             ready = False
-        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+        body: dict[str, Any] = {"ready": ready}
+        if ready:  # unsafe settings are reported, not made unready: the hub works, at a risk
+            with contextlib.suppress(TimeoutError, *UNREACHABLE):
+                await asyncio.wait_for(safety.current(), READY_TIMEOUT)
+        if safety.problems is not None:
+            body["redis"] = {"safe": not safety.problems, "problems": [p.public() for p in safety.problems]}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     routes: list[BaseRoute] = [
         WebSocketRoute(
@@ -129,6 +140,7 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await check_redis_safety(safety, settings.strict_redis)
         await webhooks.start()
         webhooks.follow()
         presence.start()
@@ -157,6 +169,22 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
             await broker.close()
 
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+async def check_redis_safety(safety: SafetyWatch, strict: bool) -> None:
+    """At start: a warning line per Redis setting that can lose rthub's data; with `strict`, `RedisUnsafe`
+    instead (also when Redis cannot be checked), so the hub does not start."""
+    try:
+        problems = await asyncio.wait_for(safety.check(), SAFETY_TIMEOUT)
+    except (TimeoutError, RedisError, RedisClusterException, *UNREACHABLE) as exc:  # never stops a lenient hub
+        if strict:
+            raise RedisUnsafe(None, f"Redis could not be checked: {exc!r}") from exc
+        log.warning("Redis safety not checked at start (%r); /readyz checks again", exc)
+        return
+    if strict and problems:
+        raise RedisUnsafe(problems)
+    for problem in problems:
+        log.warning("%s", problem.line())
 
 
 def live_feed(broker: RedisBroker, settings: Settings) -> AsyncIterator[Entry | BadEntry | Bundle]:

@@ -29,7 +29,14 @@ def _serve(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None:
             os.environ[f"RTHUB_{name.upper()}"] = value
+    if args.strict_redis:
+        os.environ["RTHUB_STRICT_REDIS"] = "true"
     settings = Settings.from_env()
+    if settings.strict_redis:
+        refused = _unsafe_redis(settings)
+        if refused:
+            print(f"rthub serve: {refused}", file=sys.stderr)
+            return 2
     config = uvicorn.Config(
         "hub.app:create_app_from_env",
         factory=True,
@@ -56,6 +63,28 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"rthub serve: could not start on {args.host}:{args.port}", file=sys.stderr)
         return 3
     return 0
+
+
+def _unsafe_redis(settings: Settings) -> str:
+    """Why `--strict-redis` refuses this Redis (each problem and its fix), or "" when it is safe; checked
+    here too so `rthub serve` says it plainly and exits 2, before any worker starts."""
+    import asyncio
+
+    from hub.app import check_redis_safety
+    from hub.redis import client as redis_client
+    from hub.redis_safety import RedisUnsafe, SafetyWatch
+
+    async def check() -> str:
+        client = redis_client(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+        try:
+            await check_redis_safety(SafetyWatch(client), strict=True)
+        except RedisUnsafe as exc:
+            return str(exc)
+        finally:
+            await client.aclose()
+        return ""
+
+    return asyncio.run(check())
 
 
 def _publish(args: argparse.Namespace) -> int:
@@ -100,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--log-format", choices=("json", "text"), default="json", help="default: JSON lines")
+    serve.add_argument("--strict-redis", action="store_true",
+                       help="refuse to start when Redis can lose rthub's data: eviction, no persistence, replicas "
+                       "without min-replicas-to-write (env RTHUB_STRICT_REDIS; default: warn)")
     redis_options(serve)
     serve.set_defaults(handler=_serve)
 

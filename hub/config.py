@@ -45,6 +45,8 @@ class Settings:
     signing_key_file: str = "rthub-signing-key.pem"
     endpoint_key_file: str = "rthub-endpoint.key"
     webhook_allow_private: bool = False
+    # Refuse to start when Redis can lose rthub's data (`hub.redis_safety`); otherwise warn and go on.
+    strict_redis: bool = False
     webhook_retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
     webhook_disable_after: float = 5 * 86400.0
     webhook_handoff_margin: float = 5.0

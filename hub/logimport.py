@@ -17,7 +17,7 @@ from typing import IO
 from tqdm import tqdm
 
 from rthub_lms.backend import StreamWriter
-from rthub_lms.events import Event, MalformedEvent, normalise
+from rthub_lms.events import MalformedEvent, encode, loads, normalise
 
 BATCH = 500
 
@@ -41,28 +41,28 @@ def open_log(path: str) -> tuple[IO[bytes], int | None]:
     return raw, file.stat().st_size
 
 
-def read_events(stream: IO[bytes]) -> Iterator[tuple[int, int, Event | str]]:
-    """(line number, bytes read, the event or the reason the line is bad) for each non-blank line."""
+def read_events(stream: IO[bytes]) -> Iterator[tuple[int, int, bytes | str]]:
+    """(line number, bytes read, the encoded event or the reason the line is bad) for each non-blank line."""
     for number, line in enumerate(stream, 1):
         if line.strip():
             yield number, len(line), _parse(line)
 
 
-def _parse(line: bytes) -> Event | str:
+def _parse(line: bytes) -> bytes | str:
     try:
-        return normalise(json.loads(line))
+        return encode(normalise(loads(line)))
     except UnicodeDecodeError:
         return "not UTF-8"
     except json.JSONDecodeError as exc:
         return f"invalid JSON: {exc.msg}"
-    except MalformedEvent as exc:
+    except MalformedEvent as exc:  # nesting too deep included
         return str(exc)
 
 
 def replay(path: str, writer: StreamWriter, progress: bool = True) -> ReplayReport:
     report = ReplayReport()
     stream, size = open_log(path)
-    batch: list[Event] = []
+    batch: list[bytes] = []
     with stream, tqdm(
         total=size, unit="B", unit_scale=True, desc="publishing", disable=not progress, file=sys.stderr
     ) as bar:
@@ -74,8 +74,8 @@ def replay(path: str, writer: StreamWriter, progress: bool = True) -> ReplayRepo
                 continue
             batch.append(event)
             if len(batch) >= BATCH:
-                report.published += len(writer.write_many(batch))
+                report.published += len(writer.write_many_encoded(batch))
                 batch.clear()
         if batch:
-            report.published += len(writer.write_many(batch))
+            report.published += len(writer.write_many_encoded(batch))
     return report

@@ -119,6 +119,24 @@ class HubCollector(Collector):
         )
 
 
+class RedisSafetyCollector(Collector):
+    """`rthub_redis_unsafe{setting}`: how many Redis servers have a setting that can lose rthub's data
+    (or would not say), as `hub.redis_safety` last found; 0 for every setting when all is safe."""
+
+    def __init__(self, counts: Callable[[], dict[str, int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "rthub_redis_unsafe",
+            "Redis servers whose setting can lose rthub's data, or could not be read (see /readyz)",
+            labels=["setting"],
+        )
+        for setting, count in self._counts().items():
+            family.add_metric([setting], count)
+        yield family
+
+
 class Metrics:
     """One registry per app, so several hubs in one process (tests, the demo) never share series."""
 

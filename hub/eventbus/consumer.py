@@ -22,14 +22,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import orjson
 import redis
 from redis.exceptions import RedisError, ResponseError
 
 from hub.eventbus.decode import TYPE_HEADER, TrackingDecoder, UnusableMessage
 from hub.eventbus.sink import DeadLetter, OnceWriter, Publish
 from hub.redis import Backoff
-from rthub_lms.events import MAX_EVENT_BYTES, user_id
+from rthub_lms.events import MAX_EVENT_BYTES, MalformedEvent, TooDeep, encode, user_id
 from rthub_lms.filter import PreemptiveFilter
 
 log = logging.getLogger("rthub.eventbus")
@@ -196,9 +195,11 @@ class EventBusIngest:
             self.counts["unwanted"] += 1
             return None
         try:
-            payload = orjson.dumps(event, default=str)
-        except TypeError as exc:  # e.g. an integer beyond 64 bits: the plug-in drops these as malformed too
-            return self._dead(bus_id, fields, UnusableMessage("malformed", f"not serialisable: {exc}"))
+            payload = encode(event)
+        except TooDeep as exc:
+            return self._dead(bus_id, fields, UnusableMessage("bad-json", str(exc)))
+        except MalformedEvent as exc:  # e.g. an integer beyond 64 bits: the plug-in drops these as malformed too
+            return self._dead(bus_id, fields, UnusableMessage("malformed", str(exc)))
         if len(payload) > MAX_EVENT_BYTES:
             problem = UnusableMessage("oversize", f"{len(payload)} bytes (limit {MAX_EVENT_BYTES})")
             return self._dead(bus_id, fields, problem)

@@ -5,20 +5,20 @@ the schemaless Avro encoding of the signal's data, and whose other fields are Cl
 `type`, `source`, `time`, `minorversion`, `sourcehost`, `sourcelib`). For the tracking signal the data
 is one `TrackingLogData` (`name`, `timestamp`, and `data` and `context` as JSON text), which becomes
 the event-tracking shape the plug-in's `normalise` reads. Anything that cannot become an event raises
-`UnusableMessage` with a short reason code and a human detail, for the dead letter.
+`UnusableMessage` with a short reason code and a human detail, for the dead letter: `bad-json` for a
+`data` or `context` that is not JSON or nests deeper than rthub reads or writes.
 """
 
 from __future__ import annotations
 
 import io
-import json
 from typing import Any
 
 import fastavro
 from openedx_events.analytics.signals import TRACKING_EVENT_EMITTED
 from openedx_events.event_bus.avro.deserializer import AvroSignalDeserializer
 
-from rthub_lms.events import Event, MalformedEvent, normalise
+from rthub_lms.events import Event, MalformedEvent, TooDeep, loads, normalise
 
 TRACKING_EVENT_TYPE = TRACKING_EVENT_EMITTED.event_type
 DATA_FIELD = b"event_data"
@@ -70,11 +70,13 @@ class TrackingDecoder:
     @staticmethod
     def _normalised(log: Any) -> Event:
         try:
-            data = json.loads(log.data)
-            context = json.loads(log.context)
-        except ValueError as exc:
-            raise UnusableMessage("bad-json", f"`data` or `context` is not JSON: {exc}") from exc
+            data = loads(log.data)
+            context = loads(log.context)
+        except ValueError as exc:  # TooDeep included
+            raise UnusableMessage("bad-json", f"`data` or `context` is not JSON rthub can read: {exc}") from exc
         try:
             return normalise({"name": log.name, "timestamp": log.timestamp, "data": data, "context": context})
+        except TooDeep as exc:
+            raise UnusableMessage("bad-json", f"`data`: {exc}") from exc
         except MalformedEvent as exc:
             raise UnusableMessage("malformed", str(exc)) from exc

@@ -19,14 +19,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 import redis
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from rthub_lms.connect import connect, discover, uses_sharded_pubsub
-from rthub_lms.events import MAX_EVENT_BYTES, Event, MalformedEvent, normalise, user_id
+from rthub_lms.events import MAX_EVENT_BYTES, Event, MalformedEvent, encode, normalise, user_id
 from rthub_lms.filter import PreemptiveFilter
 from rthub_lms.keys import live_channel, publish_script, stream_key
 from rthub_lms.settings import PluginSettings, StreamSettings
@@ -65,14 +64,14 @@ class StreamWriter:
         self._maxlen = maxlen or settings.stream_maxlen
 
     def write(self, event: Event) -> str:
-        return self.write_encoded(orjson.dumps(event, default=str))
+        return self.write_encoded(encode(event))
 
     def write_encoded(self, payload: bytes) -> str:
         return self._script(keys=self._keys, args=[self._maxlen, payload]).decode()
 
     def write_many(self, events: list[Event]) -> list[str]:
         """One round trip for a batch, for log replay."""
-        return self.write_many_encoded([orjson.dumps(event, default=str) for event in events])
+        return self.write_many_encoded([encode(event) for event in events])
 
     def write_many_encoded(self, payloads: list[bytes]) -> list[str]:
         """One script call per `WRITE_MANY_CHUNK` events: one round trip, in order, on a single server
@@ -142,8 +141,8 @@ class RealtimeBackend:
                 self._count("unwanted")
                 return None
         try:
-            payload = orjson.dumps(normalised, default=str)
-        except TypeError as exc:
+            payload = encode(normalised)
+        except MalformedEvent as exc:
             self._count("malformed")
             log.warning("dropped unserialisable event: %s", exc)
             return None

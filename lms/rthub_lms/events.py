@@ -4,6 +4,10 @@ The LMS emits two shapes: event-tracking's (`name`, `timestamp`, `data`, `contex
 tracking log's (`event_type`, `time`, `event`, `context`, plus request fields such as `username`
 or `ip` at the top level). Everything downstream (grants, anonymisation, translators) reads only
 the normalised shape, so it never has to know which one arrived.
+
+`loads` and `encode` are how every entrance (the plug-in, the event bus ingest, `rthub publish`)
+reads JSON text into an event and writes an event as JSON: nesting too deep for either answers
+`TooDeep`, a `MalformedEvent`, never a `RecursionError` or an untyped encoder error.
 """
 
 from __future__ import annotations
@@ -13,7 +17,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, TypedDict
 
+import orjson
+
 MAX_EVENT_BYTES = 64 * 1024
+# orjson writes at most this many nested containers (its recursion limit), the event object included.
+MAX_DEPTH = 254
 
 # Request fields the tracking log keeps at the top level; the normalised event keeps them in context.
 _TOP_LEVEL_CONTEXT_FIELDS = (
@@ -40,6 +48,30 @@ class Event(TypedDict):
 
 class MalformedEvent(ValueError):
     """The input is not an LMS event rthub can carry; the message says why."""
+
+
+class TooDeep(MalformedEvent):
+    """JSON nested deeper than rthub reads or writes: a `bad-json` event, not a crash."""
+
+
+def loads(text: str | bytes) -> Any:
+    """JSON text of an event or one of its fields; `ValueError` when not JSON, `TooDeep` when nested beyond
+    what Python's parser takes (about a thousand levels: it raises `RecursionError`)."""
+    try:
+        return json.loads(text)
+    except RecursionError as exc:
+        raise TooDeep("JSON nested too deep to parse") from exc
+
+
+def encode(event: Event) -> bytes:
+    """The JSON an event is stored as; `TooDeep` beyond `MAX_DEPTH` levels, `MalformedEvent` for values
+    orjson cannot write (an integer beyond 64 bits)."""
+    try:
+        return orjson.dumps(event, default=str)
+    except TypeError as exc:
+        if _deeper_than(event, MAX_DEPTH):
+            raise TooDeep(f"nested more than {MAX_DEPTH} levels deep") from exc
+        raise MalformedEvent(f"not serialisable: {exc}") from exc
 
 
 def normalise(raw: Mapping[str, Any]) -> Event:
@@ -126,10 +158,29 @@ def _timestamp(value: Any) -> str:
 
 
 def _parse_embedded_json(data: Any) -> Any:
-    """Browser events carry their payload as a JSON string; unwrap it when it is one."""
+    """Browser events carry their payload as a JSON string; unwrap it when it is one (`TooDeep` propagates)."""
     if isinstance(data, str) and data[:1] in ("{", "["):
         try:
-            return json.loads(data)
+            return loads(data)
+        except TooDeep:
+            raise
         except ValueError:
             return data
     return data
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether containers nest more than `limit` deep; iterative, so any depth is measured without recursion.
+    Only run after orjson refused an event, never on the way of one it took."""
+    level = [value]
+    for _ in range(limit):
+        level = [child for item in level for child in _children(item) if isinstance(child, Mapping | list | tuple)]
+        if not level:
+            return False
+    return True
+
+
+def _children(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return value.values()
+    return value if isinstance(value, list | tuple) else ()

@@ -94,6 +94,7 @@ def test_publish_command_replays_a_log_and_reports_the_bad_line(hub: Hub, token:
     lms = SimulatedLMS(seed=3)
     lines = [json.dumps(lms.next_event()) for _ in range(5)]
     lines.insert(2, "{not json")
+    lines.insert(4, '{"name": "x", "timestamp": "2026-01-01T00:00:00Z", "data": ' + "[" * 2000 + "]" * 2000 + "}")
     log = tmp_path / "tracking.log.gz"
     log.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
 
@@ -113,7 +114,8 @@ def test_publish_command_replays_a_log_and_reports_the_bad_line(hub: Hub, token:
     result, frames = asyncio.run(scenario())
     assert result.returncode == 0, result.stderr
     assert "line 3: skipped, invalid JSON" in result.stderr
-    assert "published 5 events, skipped 1 bad lines" in result.stderr
+    assert "line 5: skipped, JSON nested too deep" in result.stderr
+    assert "published 5 events, skipped 2 bad lines" in result.stderr
     assert len(frames) == 5
 
 

@@ -109,3 +109,25 @@ def test_openapi_document_describes_the_api(auth_server: AuthServer) -> None:
         "/connections",
     } <= set(document["paths"])
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def test_a_url_reaching_a_private_address_is_422_naming_the_address(auth_server: AuthServer) -> None:
+    http, headers = auth_server.http, bearer(auth_server.admin_token())
+    hook = {"name": "n", "type": "other", "translator": "xapi", "delivery": "webhook"}
+    lrs = {"name": "n", "type": "other", "translator": "xapi", "delivery": "lrs", "endpoint_token": "t"}
+    for body, field, address in [
+        ({**hook, "webhook_url": "http://0x7f000001:8080/in"}, "webhook_url", "127.0.0.1"),
+        ({**hook, "webhook_url": "http://[::127.0.0.1]/in"}, "webhook_url", "::7f00:1"),
+        ({**hook, "webhook_url": "http://localhost./in"}, "webhook_url", "127.0.0.1"),
+        ({**lrs, "endpoint_url": "https://2130706433/xAPI/"}, "endpoint_url", "127.0.0.1"),
+        ({**lrs, "endpoint_url": "https://0/xAPI/"}, "endpoint_url", "0.0.0.0"),
+    ]:
+        response = http.post("/admin/api/clients", headers=headers, json=body)
+        assert response.status_code == 422, (body, response.text)
+        assert response.json()["field"] == field and address in response.json()["message"], response.text
+    created = http.post("/admin/api/clients", headers=headers, json={**hook, "webhook_url": "https://8.8.8.8/in"})
+    assert created.status_code == 201, created.text
+    patch = http.patch(
+        f"/admin/api/clients/{created.json()['client_id']}", headers=headers, json={"webhook_url": "http://127.1/in"}
+    )
+    assert patch.status_code == 422 and "127.0.0.1" in patch.json()["message"], patch.text

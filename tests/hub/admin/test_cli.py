@@ -152,6 +152,17 @@ def test_bad_input_exits_2_with_a_message(auth_server: AuthServer, args: list[st
     assert result.stdout == ""
 
 
+def test_a_url_reaching_a_private_address_exits_2_naming_the_address(auth_server: AuthServer) -> None:
+    create = ["clients", "create", "--name", "x", "--type", "other", "--translator", "xapi", "--delivery", "webhook"]
+    refused = rthub(auth_server.settings, *create, "--webhook-url", "http://0177.0.0.1:8080/in")
+    assert refused.returncode == 2 and "webhook_url" in refused.stderr and "127.0.0.1" in refused.stderr
+    created = rthub(auth_server.settings, *create, "--webhook-url", "https://8.8.8.8/in", "--json")
+    assert created.returncode == 0, created.stderr
+    client_id = json.loads(created.stdout)["client_id"]
+    update = rthub(auth_server.settings, "clients", "update", client_id, "--webhook-url", "http://[64:ff9b::7f00:1]/")
+    assert update.returncode == 2 and "64:ff9b::7f00:1" in update.stderr, update.stderr
+
+
 def test_unknown_client_exits_1(auth_server: AuthServer) -> None:
     result = rthub(auth_server.settings, "clients", "show", "cl_nobody")
     assert result.returncode == 1

@@ -196,6 +196,26 @@ def test_bad_messages_are_dead_lettered_with_a_reason_and_acknowledged(redis_ser
     assert summary_counts["published"] == 6
 
 
+def test_json_nested_too_deep_is_dead_lettered_as_bad_json_and_counted_without_a_traceback(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    client = redis_server.client()
+    now = datetime.fromisoformat("2026-11-29T10:00:00+00:00")
+    good = json.dumps({"user_id": 5, "course_id": "course-v1:BusX+Ingest+2026"})
+    deep, rather_deep = "[" * 2000 + "]" * 2000, "[" * 300 + "]" * 300  # past json's parser; past orjson's writer
+    for data, context in [(deep, good), ("{}", '{"a": ' + deep + "}"), (rather_deep, good)]:
+        client.xadd(bus_stream(prefix), bus_message(TrackingLogData("problem_check", now, data, context)))
+    produced(produce(redis_server.url, prefix, 2))
+    with Ingest(redis_server.url, prefix, "--no-preemptive") as ingest:
+        wait_for(lambda: client.xlen(events_key(prefix)) == 2 and pending(client, prefix) == 0, 30, "all handled")
+        summary = ingest.stop()
+    letters = client.xrange(keys.eventbus_deadletters(PluginSettings(redis_prefix=prefix)))
+    assert [fields[b"reason"] for _, fields in letters] == [b"bad-json"] * 3, letters
+    assert b"nested" in letters[0][1][b"detail"] and b"254" in letters[2][1][b"detail"]
+    assert counts(summary)["reason:bad-json"] == 3 and "reason:error" not in counts(summary)
+    assert "Traceback" not in summary and "RecursionError" not in summary
+
+
 def test_a_pending_message_trimmed_away_before_it_was_read_is_dead_lettered(
     redis_server: RedisServer, prefix: str
 ) -> None:

@@ -186,6 +186,13 @@ def _nest(depth: int) -> list:
     return value
 
 
+def _nested(depth: int) -> object:
+    value: object = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 def test_the_publisher_refuses_malformed_events_with_counts(redis_server: RedisServer, prefix: str) -> None:
     backend = RealtimeBackend(
         redis_url=redis_server.url, redis_prefix=prefix, preemptive=False, spool_max_bytes=0, timeout=SEND_TIMEOUT,
@@ -198,6 +205,8 @@ def test_the_publisher_refuses_malformed_events_with_counts(redis_server: RedisS
     @example({**_VALID, "data": {"answer": "x" * MAX_EVENT_BYTES}})  # one of each refusal, whatever is drawn
     @example({**_VALID, "context": {}})
     @example({"name": 5})
+    @example({**_VALID, "data": "[" * 2000 + "]" * 2000})  # a browser payload too deep for json to parse
+    @example({**_VALID, "data": _nested(300)})  # too deep for orjson to write
     def send_one(event: object) -> None:
         seen["calls"] += 1
         started = time.perf_counter()

@@ -12,8 +12,9 @@ import time
 import pytest
 import redis.asyncio as aioredis
 
+from auth.addresses import is_forbidden
 from hub.delivery.webhook.health import delivery_health
-from hub.delivery.webhook.ssrf import MAX_RESPONSE_BYTES, is_forbidden
+from hub.delivery.webhook.ssrf import MAX_RESPONSE_BYTES
 from tests.hub.delivery.webhook.helpers import (
     FAST,
     Publisher,

@@ -11,12 +11,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from auth.addresses import is_forbidden
 from hub.config import Settings
 from hub.delivery.webhook.handoff import Covers
 from hub.delivery.webhook.outbox import Item
 from hub.delivery.webhook.schedule import parse_retry_after, retry_delay
 from hub.delivery.webhook.signing import SecretError, Signer, message_id, new_secret
-from hub.delivery.webhook.ssrf import UnsafeURL, is_forbidden, resolve
+from hub.delivery.webhook.ssrf import UnsafeURL, resolve
 from hub.ingest import cursor_key, predecessor
 
 SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 86400.0)  # any schedule; not the default
