@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,6 +35,10 @@ EDITABLE = (
 CREDENTIAL_FIELDS = ("endpoint_password", "endpoint_token")
 URL_FIELDS = ("webhook_url", "endpoint_url")
 RESOLVE_TIMEOUT = 5.0
+RECORD_REQUIRED = ("name", "type", "translator", "scopes", "status", "secret_hash")
+HASH_SCHEMES = ("sha256$", "scrypt$")
+ENCRYPTED_PREFIX = "gAAAAA"  # every Fernet token: version byte 0x80, then the timestamp's leading zeros
+CLIENT_ID = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 MAX_BATCH = 1000
 MAX_LINGER = 60.0
 
@@ -193,6 +198,39 @@ def validate_fields(values: dict[str, Any]) -> dict[str, Any]:
     if "grant" in values:
         clean["grant"] = _check_grant(values["grant"])
     return clean
+
+
+def check_record(client_id: Any, data: Any) -> Client:
+    """A stored record brought from outside (a registry backup), judged before it may be written back.
+
+    The same rules as input, plus what only a stored record has: secrets as hashes (`sha256$`/`scrypt$`)
+    and endpoint credentials encrypted, so a hand-edited record with a clear value is refused.
+    """
+    if not isinstance(client_id, str) or not CLIENT_ID.fullmatch(client_id):
+        raise ValidationError("client_id", "must be 1-100 letters, digits, '_', '.' or '-'")
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise ValidationError("record", "must be an object of string fields")
+    unknown = sorted(set(data) - set(Client(client_id, "", "", "").to_hash()))
+    if unknown:
+        raise ValidationError(unknown[0], "unknown field")
+    missing = [key for key in RECORD_REQUIRED if not data.get(key)]
+    if missing:
+        raise ValidationError(missing[0], "required")
+    try:
+        client = Client.from_hash(client_id, data)
+    except ValueError as exc:  # a number or the grant JSON that does not parse
+        raise ValidationError("record", f"unreadable: {exc}") from exc
+    # Form only: where a URL may send is judged again before every delivery (`check_url_addresses`).
+    validate_fields({key: getattr(client, key) for key in EDITABLE if key not in CREDENTIAL_FIELDS})
+    _choice("status", client.status, STATUSES)
+    for key in ("secret_hash", "previous_secret_hash"):
+        value = getattr(client, key)
+        if value and not value.startswith(HASH_SCHEMES):
+            raise ValidationError(key, "must be a stored hash (sha256$... or scrypt$...), never a clear secret")
+    if client.endpoint_credential and not client.endpoint_credential.startswith(ENCRYPTED_PREFIX):
+        raise ValidationError("endpoint_credential", "must be the encrypted credential, never a clear one")
+    check_delivery(client)
+    return client
 
 
 def check_delivery(client: Client) -> None:

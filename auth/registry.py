@@ -110,6 +110,27 @@ class ClientRegistry:
         ]
         return sorted(clients, key=lambda c: (c.created_at, c.client_id))
 
+    async def compare(self, clients: list[Client]) -> dict[str, str]:
+        """How each client stands against the stored record of its id: `new`, `same` or `differs`
+        (what a registry import would do), read in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for client in clients:
+                pipe.hgetall(self._key(client.client_id))
+            rows = await pipe.execute()
+        standing = {}
+        for client, row in zip(clients, rows, strict=True):
+            stored = Client.from_hash(client.client_id, {_text(k): _text(v) for k, v in row.items()}) if row else None
+            standing[client.client_id] = "new" if stored is None else "same" if stored == client else "differs"
+        return standing
+
+    async def restore(self, clients: list[Client]) -> None:
+        """Write backed-up records as they are (the same hashes, webhook secrets and encrypted endpoint
+        credentials: nothing is issued anew), then rebuild the grants projection. Each save sends its
+        change notice, so running hubs and plug-ins pick the clients up."""
+        for client in clients:
+            await self._save(client)
+        await self.sync_active_grants()
+
     async def update(self, client_id: str, **values: Any) -> Client:
         clean = validate_fields(values)
         await check_url_addresses(clean, self.settings.webhook_allow_private)

@@ -2,21 +2,47 @@
 
 The mapping lives in Redis so every hub instance and every restart gives the same answer; HSETNX
 makes the first writer win when two instances meet a new user at once. Hits are served from a
-bounded in-process cache, so the hot path does no I/O.
+bounded in-process cache, so the hot path does no I/O. `RedisIdStore` is the one reader and writer
+of the mapping, including for a registry backup (`scan`, `restore`): a learner given a new id after a
+Redis loss would look like a stranger to every consumer.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
-from typing import Protocol
+from collections.abc import AsyncIterator
+from typing import Literal, Protocol
 
 import redis.asyncio as aioredis
 
 from hub.config import Settings
+from hub.redis import text
 from rthub_lms.keys import anon_key
 
 CACHE_SIZE = 100_000
+SCAN_BATCH = 1000
+
+RestoreMode = Literal["keep", "replace", "dry-run"]
+
+# Write ids from a backup: a user without an id gets the backup's; one whose id differs keeps it unless
+# ARGV[1] is `replace`; `dry-run` writes nothing. Returns {new, same, differing}.
+_RESTORE = """
+local new, same, differ = 0, 0, 0
+for i = 2, #ARGV, 2 do
+  local old = redis.call('HGET', KEYS[1], ARGV[i])
+  if not old then
+    new = new + 1
+    if ARGV[1] ~= 'dry-run' then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+  elseif old == ARGV[i + 1] then
+    same = same + 1
+  else
+    differ = differ + 1
+    if ARGV[1] == 'replace' then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+  end
+end
+return {new, same, differ}
+"""
 
 
 class IdStore(Protocol):
@@ -35,6 +61,29 @@ class RedisIdStore:
             pipe.hget(key, user_id)
             _, value = await pipe.execute()
         return value.decode()
+
+    async def count(self, consumer_type: str) -> int:
+        return int(await self._client.hlen(anon_key(self._settings, consumer_type)))
+
+    async def scan(self, consumer_type: str, batch: int = SCAN_BATCH) -> AsyncIterator[dict[str, str]]:
+        """Every (user id -> anonymised id) of a consumer type, in batches, with HSCAN: millions of
+        learners never sit in memory or block Redis at once. Ids written meanwhile may or may not appear."""
+        key, cursor = anon_key(self._settings, consumer_type), 0
+        while True:
+            cursor, found = await self._client.hscan(key, cursor, count=batch)
+            if found:
+                yield {text(user): text(value) for user, value in found.items()}
+            if not cursor:
+                return
+
+    async def restore(self, consumer_type: str, ids: dict[str, str], mode: RestoreMode) -> tuple[int, int, int]:
+        """Put back ids from a backup; returns how many were (new, the same, differing). A differing id
+        was handed out since the backup; it is kept unless `mode` is `replace`."""
+        if not ids:
+            return 0, 0, 0
+        args = [mode, *(item for pair in ids.items() for item in pair)]
+        new, same, differ = await self._client.eval(_RESTORE, 1, anon_key(self._settings, consumer_type), *args)
+        return int(new), int(same), int(differ)
 
 
 class Anonymiser:

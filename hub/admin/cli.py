@@ -1,7 +1,9 @@
-"""`rthub clients ...` and `rthub admin bootstrap`: manage OAuth clients straight in Redis.
+"""`rthub clients ...` and `rthub admin ...`: manage OAuth clients straight in Redis; back the registry up
+and restore it (`hub/admin/backup.py`).
 
 `register(subparsers)` plugs these into the main `rthub` parser (`hub/cli.py`).
-Every handler returns an exit code: 0 done, 1 not found, 2 bad input (message on stderr).
+Every handler returns an exit code: 0 done, 1 not found, 2 bad input or an import refused (message on
+stderr), 3 Redis unreachable.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import redis.asyncio as aioredis
 from auth.clients import CONSUMER_TYPES, DELIVERIES, SCOPES, TRANSLATORS, Client, ValidationError
 from auth.keys import rotate_signing_key
 from auth.registry import ClientNotFound, ClientRegistry
+from hub.admin.backup import BackupError, ImportRefused, export, import_backup, open_file, output_file, read_backup
+from hub.anonymise import RedisIdStore
 from hub.config import ConfigError, Settings
 from hub.control.presence import live_connections
 from hub.redis import client as redis_client
@@ -71,6 +75,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     bootstrap = _leaf(admin_actions, "bootstrap", "create an admin client (scope admin)", _bootstrap)
     bootstrap.add_argument("--name", default=ADMIN_NAME)
 
+    backup = _leaf(
+        admin_actions, "export",
+        "back up the client registry and the anonymised ids to FILE (never a clear secret; mode 0600)", _export,
+    )
+    backup.add_argument("file", metavar="FILE", help="the backup to write, atomically; - for stdout")
+    _no_anonymised_ids(backup, "leave the anonymised ids (personal data: LMS user id -> UUID) out")
+    restore = _leaf(
+        admin_actions, "import",
+        "restore clients and anonymised ids from a backup FILE (after a Redis loss, or to move Redis)", _import,
+    )
+    restore.add_argument("file", metavar="FILE", help="a file written by rthub admin export; - for stdin")
+    restore.add_argument("--replace", action="store_true",
+                         help="overwrite clients (and anonymised ids) that differ from the file's")
+    restore.add_argument("--force", action="store_true",
+                         help="import although Redis records other key fingerprints than the file")
+    restore.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
+    _no_anonymised_ids(restore, "do not import the file's anonymised ids")
+
     rotate_key = admin_actions.add_parser(
         "rotate-signing-key",
         help="new token signing key; the old public key stays in the JWKS",
@@ -93,6 +115,10 @@ def _leaf(
     parser.add_argument("--json", action="store_true", help="print one JSON object, for scripts")
     parser.set_defaults(handler=lambda args: _run(run, args))
     return parser
+
+
+def _no_anonymised_ids(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--no-anonymised-ids", action="store_false", dest="anonymised_ids", help=help_text)
 
 
 def _shared_fields(parser: argparse.ArgumentParser) -> None:
@@ -255,6 +281,60 @@ async def _rotate_endpoint(registry: ClientRegistry, args: argparse.Namespace) -
 async def _revoke(registry: ClientRegistry, args: argparse.Namespace) -> int:
     client = await registry.revoke(args.client_id)
     _print_client(client.public(), args.json)
+    return 0
+
+
+async def _export(registry: ClientRegistry, args: argparse.Namespace) -> int:
+    if args.json and args.file == "-":
+        return _fail("--json prints on stdout, where FILE - writes the backup; give a file name")
+    ids = RedisIdStore(registry.redis, registry.settings) if args.anonymised_ids else None
+    try:
+        with output_file(args.file) as handle:
+            written = await export(registry, ids, handle)
+    except OSError as exc:
+        return _fail(f"cannot write {args.file}: {exc}")
+    summary = {**written, "prefix": registry.settings.redis_prefix, "file": args.file}
+    if args.json:
+        print(json.dumps(summary))
+    print(f"exported {written['clients']} clients and {written['anonymised_ids']} anonymised ids "
+          f"(prefix {summary['prefix']}) to {args.file}", file=sys.stderr)
+    return 0
+
+
+async def _import(registry: ClientRegistry, args: argparse.Namespace) -> int:
+    try:
+        handle = open_file(args.file)
+    except OSError as exc:
+        return _fail(f"cannot read {args.file}: {exc}")
+    with handle:
+        try:
+            backup = read_backup(handle)
+        except (BackupError, UnicodeDecodeError) as exc:
+            return _fail(f"{args.file} cannot be imported: {exc}")
+        ids = RedisIdStore(registry.redis, registry.settings) if args.anonymised_ids else None
+        try:
+            report = await import_backup(
+                registry, ids, backup, replace=args.replace, force=args.force, dry_run=args.dry_run
+            )
+        except ImportRefused as exc:
+            return _fail(f"import refused, nothing written: {exc}")
+    counts = report.counts()
+    if args.json:
+        print(json.dumps({
+            "dry_run": args.dry_run, "from_prefix": backup.header["prefix"], "clients": report.clients,
+            "keys": report.keys, "anonymised_ids": report.anonymised_ids,
+        }))
+    elif args.dry_run:
+        names = {client.client_id: client.name for client in backup.clients}
+        for client_id, state in report.clients.items():
+            action = {"new": "add", "same": "unchanged", "differs": "replace"}[state]
+            print(f"{action}: {client_id} ({names[client_id]})")
+    verb = "would import" if args.dry_run else "imported"
+    anonymised = report.anonymised_ids
+    print(f"{verb} clients: {counts['new']} new, {counts['differs']} replaced, {counts['same']} unchanged; "
+          f"anonymised ids: {anonymised['new']} new, {anonymised['same']} unchanged, {anonymised['differing']} "
+          f"differing ({'replaced' if args.replace else 'kept'}); key fingerprints: {report.keys} "
+          f"(from prefix {backup.header['prefix']}, exported at {backup.header['exported_at']})", file=sys.stderr)
     return 0
 
 

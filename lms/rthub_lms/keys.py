@@ -33,6 +33,8 @@ Control:
 - `{prefix}{registry}:grants`: hash client id -> grant JSON of every active client, kept by the registry
   for the plug-in's preemptive filter (it never reads client records).
 - `{prefix}{registry}:changes`: pub/sub channel; a client id whenever a client is created, changed or revoked.
+- `{prefix}{registry}:keys`: hash of the key files' public fingerprints the records depend on (`endpoint`,
+  `signing`, `signing_kid`); a registry backup carries it, so an import can tell it would need other keys.
 - `{prefix}anon:{consumer_type}`: hash LMS user id -> anonymised UUID.
 - `{prefix}{<id>}:presence` and `{prefix}{<id>}:presence-state`: which hub instances hold sockets of a
   client, until when, how many and the last cursor sent (hub/control/presence.py).
@@ -134,6 +136,12 @@ def client_key(settings: Prefixed, client_id: str) -> str:
 def active_grants_key(settings: Prefixed) -> str:
     """Hash client id -> grant JSON, active clients only: what the preemptive filter reads."""
     return f"{settings.redis_prefix}{REGISTRY_TAG}:grants"
+
+
+def key_material(settings: Prefixed) -> str:
+    """Hash of public fingerprints of the keys in use: `endpoint` (encrypts endpoint credentials),
+    `signing` (JWKS of the token verification keys), `signing_kid`. Never a private key."""
+    return f"{settings.redis_prefix}{REGISTRY_TAG}:keys"
 
 
 def anon_key(settings: Prefixed, consumer_type: str) -> str:
