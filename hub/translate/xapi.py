@@ -230,16 +230,24 @@ def _hint_displayed(src: Source) -> list[dict[str, Any]]:
 
 
 def _score(raw: float | None, maximum: float | None, scaled: float | None = None) -> dict[str, Any]:
-    """An xAPI score with every number a float, whatever form the LMS gave (`3`, `3.0`): one form for
-    typed consumers; `scaled` is raw / max unless given (0 when max is 0, as the reference)."""
-    score: dict[str, Any] = {"min": 0.0}
-    if maximum is not None:
-        score["max"] = float(maximum)
+    """An xAPI score with every number a float, whatever form the LMS gave (`3`, `3.0`), and only the
+    bounds the numbers satisfy: xAPI 1.0.3 Data 2.4.5.1 requires min < max, raw within them and scaled
+    within [-1, 1]; an LMS that reports more points than possible, or a maximum of 0, gets its raw
+    score alone (unrestricted without bounds) rather than bounds that contradict it. `scaled` is
+    raw / max unless given."""
+    score: dict[str, Any] = {}
+    bounded = maximum is None or maximum > 0
     if raw is not None:
         score["raw"] = float(raw)
-    if scaled is None and raw is not None and maximum is not None:
-        scaled = raw / maximum if maximum > 0 else 0
-    if scaled is not None:
+        bounded = bounded and raw >= 0 and (maximum is None or raw <= maximum)
+    if not bounded:
+        return score
+    score["min"] = 0.0
+    if maximum is not None:
+        score["max"] = float(maximum)
+        if scaled is None and raw is not None:
+            scaled = raw / maximum
+    if scaled is not None and -1 <= scaled <= 1:
         score["scaled"] = float(scaled)
     return score
 
@@ -354,7 +362,8 @@ def _problem_result(src: Source, answered: dict[str, Any] | None) -> dict[str, A
         response, correct = answered["answer"], answered.get("correct")
     else:
         response, correct = src.data.get("answers"), src.data.get("success") == "correct"
-    result: dict[str, Any] = {"score": _score(src.optional_number("grade"), src.optional_number("max_grade"))}
+    score = _score(src.optional_number("grade"), src.optional_number("max_grade"))
+    result: dict[str, Any] = {"score": score} if score else {}
     if correct is not None:
         result["success"] = bool(correct)
     if response is not None:
