@@ -99,25 +99,30 @@ def _video_length(src: Source) -> float | None:
     return src.optional_number("duration") if "duration" in src.data else 0
 
 
-def _first_time(src: Source, *keys: str) -> str | None:
+def _first_time(src: Source, *keys: str) -> float | None:
     """As the reference's `a or b`: the first of `keys` that is not zero, else the last one even if zero."""
     for key in keys[:-1]:
         if src.data.get(key):
-            return ids.iso_duration(src.need_number(key))
-    last = src.optional_number(keys[-1])
-    return None if last is None else ids.iso_duration(last)
+            return src.need_number(key)
+    return src.optional_number(keys[-1])
+
+
+def media_location(video_id: str, seconds: float | None) -> dict[str, Any]:
+    """Where in the video: an IRI of its own, the video's with a W3C media fragment (`#t=12.5`), so the
+    location can be referenced and de-duplicated (the reference's blank node `_:MediaLocation` cannot)."""
+    if seconds is None:
+        return {"id": f"{video_id}#location", "type": "MediaLocation"}
+    point = f"{max(float(seconds), 0.0):.3f}".rstrip("0").rstrip(".")
+    return {"id": f"{video_id}#t={point}", "type": "MediaLocation", "currentTime": ids.iso_duration(seconds)}
 
 
 def _media(action: str, jump: bool = False) -> Builder:
     def build(src: Source) -> list[dict[str, Any]]:
         obj = video(src.root, src.course_id(), src.need_str("id"), _video_length(src))
-        location: dict[str, Any] = {"id": "_:MediaLocation", "type": "MediaLocation"}
-        now = _first_time(src, "currentTime", "old_time" if jump else "current_time")
-        if now is not None:
-            location["currentTime"] = now
+        location = media_location(obj["id"], _first_time(src, "currentTime", "old_time" if jump else "current_time"))
         new_time = _first_time(src, "new_time") if jump else None
         if new_time is not None:
-            location["extensions"] = {"newTime": new_time}
+            location["extensions"] = {"newTime": ids.iso_duration(new_time)}
         extensions = None
         if action == "ChangedSpeed":
             speeds = (("oldSpeed", src.data.get("old_speed")), ("newSpeed", src.data.get("new_speed")))
@@ -187,31 +192,42 @@ def _grade(
     if part_of is not None:
         extensions["isPartOf"] = part_of
     attempt = Entity(id=attempt_id, type="Attempt", extensions=extensions, properties=properties).to_dict()
+    numbers = {key: float(value) for key, value in score.items() if key in ("scoreGiven", "maxScore")}
     generated = Entity(
-        id="_:score",
+        id=f"{attempt_id}/score/{ids.caliper_time(src.timestamp)}",  # this grading's Score, not a blank node
         type="Score",
-        extensions=score.pop("extensions", None),
-        properties={**score, "attempt": {"id": attempt_id, "type": "Attempt"}},
+        extensions=score.get("extensions"),
+        properties={**numbers, "attempt": {"id": attempt_id, "type": "Attempt"}},
     ).to_dict()
     return event(src, "GradeEvent", "Graded", attempt, generated=generated)
 
 
+def courseware(src: Source) -> dict[str, Any]:
+    """What a course grade assesses: the course's root block, a DigitalResource of the CourseOffering.
+
+    Caliper 1.2 makes `Attempt.assignable` the DigitalResource the assignment is about; the reference's
+    CourseOffering is an Organization, which the standard's schema refuses there."""
+    course_id = src.course_id()
+    old_style = course_id.split("/")  # org/course/run: the root block is named after the run
+    block = old_style[2] if len(old_style) == 3 and ":" not in course_id else "course"
+    root_block = ids.block_url(src.root, ids.usage_key(course_id, "course", block))
+    return resource(root_block, "DigitalResource", ids.course_url(src.root, course_id))
+
+
 def _course_pass(passed: bool) -> Builder:
     def build(src: Source) -> list[dict[str, Any]]:
-        course = course_offering(_course_url(src))
         score = {"extensions": {"passed": passed}}
-        return _grade(src, f"{course['id']}/user/{src.actor_id}/grade", course, score)
+        return _grade(src, f"{_course_url(src)}/user/{src.actor_id}/grade", courseware(src), score)
 
     return build
 
 
 def _course_grade(src: Source) -> list[dict[str, Any]]:
-    course = course_offering(_course_url(src))
     letter = src.data.get("letter_grade")
     score: dict[str, Any] = {"scoreGiven": src.need_number("percent_grade"), "maxScore": 1.0}
     if isinstance(letter, str) and letter:
         score["extensions"] = {"letterGrade": letter}
-    return _grade(src, f"{course['id']}/user/{src.actor_id}/grade", course, score)
+    return _grade(src, f"{_course_url(src)}/user/{src.actor_id}/grade", courseware(src), score)
 
 
 def _subsection_grade(src: Source) -> list[dict[str, Any]]:

@@ -208,8 +208,10 @@ def _problem_url(src: Source) -> str:
 
 
 def _problem_completed(src: Source) -> list[dict[str, Any]]:
-    """As the reference: the object id is the bare usage key (`block-v1:...`, an IRI by its scheme)."""
-    return [statement(src, "completed", activity(_problem_key(src), "interaction"))]
+    """The problem as every other statement names it, `{root}/xblock/{usage key}` (the reference sends
+    the bare usage key, so an LRS cannot join this statement with the problem's others); the event names
+    no response type, so the interaction type is `other` (xAPI requires one on a cmi.interaction)."""
+    return [statement(src, "completed", activity(_problem_url(src), "interaction", interaction_type="other"))]
 
 
 def _show_answer(src: Source) -> list[dict[str, Any]]:
@@ -227,11 +229,26 @@ def _hint_displayed(src: Source) -> list[dict[str, Any]]:
     return [statement(src, "asked", activity(f"{url}/hint/{index}", "supplemental-info"))]
 
 
-def _score(raw: float, maximum: float | None) -> dict[str, Any]:
-    score: dict[str, Any] = {"min": 0, "raw": raw}
+def _score(raw: float | None, maximum: float | None, scaled: float | None = None) -> dict[str, Any]:
+    """An xAPI score with every number a float, whatever form the LMS gave (`3`, `3.0`), and only the
+    bounds the numbers satisfy: xAPI 1.0.3 Data 2.4.5.1 requires min < max, raw within them and scaled
+    within [-1, 1]; an LMS that reports more points than possible, or a maximum of 0, gets its raw
+    score alone (unrestricted without bounds) rather than bounds that contradict it. `scaled` is
+    raw / max unless given."""
+    score: dict[str, Any] = {}
+    bounded = maximum is None or maximum > 0
+    if raw is not None:
+        score["raw"] = float(raw)
+        bounded = bounded and raw >= 0 and (maximum is None or raw <= maximum)
+    if not bounded:
+        return score
+    score["min"] = 0.0
     if maximum is not None:
-        score["max"] = maximum
-        score["scaled"] = raw / maximum if maximum else 0
+        score["max"] = float(maximum)
+        if scaled is None and raw is not None:
+            scaled = raw / maximum
+    if scaled is not None and -1 <= scaled <= 1:
+        score["scaled"] = float(scaled)
     return score
 
 
@@ -239,8 +256,7 @@ def _problem_submitted(src: Source) -> list[dict[str, Any]]:
     """As the reference, a missing or null weight counts as 0 (so `success` is earned >= 0)."""
     earned = src.optional_number("weighted_earned") or 0
     possible = src.optional_number("weighted_possible") or 0
-    score = {"min": 0, "max": possible, "raw": earned, "scaled": earned / possible if possible > 0 else 0}
-    result: dict[str, Any] = {"success": earned >= possible, "score": score}
+    result: dict[str, Any] = {"success": earned >= possible, "score": _score(earned, possible)}
     obj = activity(_problem_url(src), "question")
     return [statement(src, "attempted", obj, result=result)]
 
@@ -346,15 +362,8 @@ def _problem_result(src: Source, answered: dict[str, Any] | None) -> dict[str, A
         response, correct = answered["answer"], answered.get("correct")
     else:
         response, correct = src.data.get("answers"), src.data.get("success") == "correct"
-    grade, max_grade = src.optional_number("grade"), src.optional_number("max_grade")
-    score: dict[str, Any] = {"min": 0}
-    if max_grade is not None:
-        score["max"] = max_grade
-    if grade is not None:
-        score["raw"] = grade
-    if grade is not None and max_grade is not None:
-        score["scaled"] = grade / max_grade if max_grade > 0 else 0
-    result: dict[str, Any] = {"score": score}
+    score = _score(src.optional_number("grade"), src.optional_number("max_grade"))
+    result: dict[str, Any] = {"score": score} if score else {}
     if correct is not None:
         result["success"] = bool(correct)
     if response is not None:
@@ -394,7 +403,7 @@ def _course_grade(src: Source) -> list[dict[str, Any]]:
     percent = src.need_number("percent_grade")
     letter = src.data.get("letter_grade")
     result = {
-        "score": {"scaled": percent, "raw": percent, "min": 0.0, "max": 1.0},
+        "score": _score(percent, 1.0, scaled=percent),
         "extensions": {Ext.GRADE_CLASSIFICATION: letter if isinstance(letter, str) and letter else "Fail"},
     }
     return [statement(src, "earned", course_activity(src), result=result)]
@@ -404,7 +413,6 @@ def _subsection_grade(src: Source) -> list[dict[str, Any]]:
     earned = src.need_number("weighted_total_earned")
     possible = src.need_number("weighted_total_possible")
     result = {"score": _score(earned, possible), "success": earned >= possible}
-    result["score"]["min"] = 0.0
     return [statement(src, "earned", block_activity(src, "block_id", "resource"), result=result)]
 
 
@@ -420,7 +428,7 @@ def _completion(src: Source) -> list[dict[str, Any]]:
 def _exam(kind: str, verb_key: str, submitted: bool) -> Builder:
     def build(src: Source) -> list[dict[str, Any]]:
         name = src.need_str("exam_name")
-        obj = activity(src.need_str("exam_content_id"), kind, name=name)
+        obj = activity(ids.block_url(src.root, src.need_str("exam_content_id")), kind, name=name)
         limit = src.optional_number("exam_default_time_limit_mins")
         if limit is not None:
             obj = with_ext(obj, {Ext.TIME_LIMIT: limit})

@@ -120,6 +120,8 @@ def activity(
     """An activity with its definition, validated by tincan (the id must be an IRI, as xAPI requires)."""
     if ":" not in activity_id:
         raise TranslationError(f"activity id is not an IRI: {activity_id[:80]!r}")
+    if kind == "interaction" and interaction_type is None:
+        raise ValueError("a cmi.interaction activity must have an interactionType (xAPI 1.0.3 Data 2.4.4.1)")
     definition = ActivityDefinition(type=ACTIVITY_TYPES[kind])
     if name is not None:
         definition.name = LanguageMap({name_lang: name})

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from tests.hub.translate import fixtures
@@ -208,3 +210,29 @@ def _mutated(draw: st.DrawFn, choices: list[dict[str, Any]], pool: dict[str, lis
 def events_for(name: str, all_seeds: dict[str, list[dict[str, Any]]]) -> st.SearchStrategy[dict[str, Any]]:
     """LMS events named `name`, grown from its seeds."""
     return _mutated(all_seeds[name], _value_pool(all_seeds))
+
+
+def generated(name: str, all_seeds: dict[str, list[dict[str, Any]]], minimum: int) -> list[dict[str, Any]]:
+    """At least `minimum` distinct events named `name`, and every single-field drop of its seed;
+    reproducible (fixed hypothesis seeds, no database, no constants from loaded code: `tests/seeded.py`)."""
+    found: dict[str, dict[str, Any]] = {}
+    for round_seed in range(20):
+        if len(found) >= minimum:
+            break
+
+        @hypothesis_seed(round_seed)
+        @settings(
+            max_examples=minimum,
+            database=None,
+            deadline=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(events_for(name, all_seeds))
+        def collect(raw: dict[str, Any]) -> None:
+            found.setdefault(json.dumps(raw, sort_keys=True), raw)
+
+        collect()
+    for raw in each_field_dropped(name, all_seeds):
+        found.setdefault(json.dumps(raw, sort_keys=True), raw)
+    return list(found.values())

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from hub.translate import NoTranslation, TranslationError, translate
 from rthub_lms.events import Event, normalise
@@ -59,32 +58,6 @@ class Run:
     examples: dict[differences.Difference, dict[str, Any]] = field(default_factory=dict)
 
 
-def _generate(name: str, seeds: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """At least MIN_CASES distinct events named `name`, and every single-field drop of its seed;
-    reproducible (fixed hypothesis seeds, no database, no constants from loaded code: `tests/seeded.py`)."""
-    found: dict[str, dict[str, Any]] = {}
-    for round_seed in range(20):
-        if len(found) >= MIN_CASES:
-            break
-
-        @seed(round_seed)
-        @settings(
-            max_examples=MIN_CASES,
-            database=None,
-            deadline=None,
-            phases=[Phase.generate],
-            suppress_health_check=list(HealthCheck),
-        )
-        @given(generate.events_for(name, seeds))
-        def collect(raw: dict[str, Any]) -> None:
-            found.setdefault(json.dumps(raw, sort_keys=True), raw)
-
-        collect()
-    for raw in generate.each_field_dropped(name, seeds):
-        found.setdefault(json.dumps(raw, sort_keys=True), raw)
-    return list(found.values())
-
-
 def _for_reference(event: Event) -> dict[str, Any]:
     """The normalised event (event-tracking's shape, what the hub receives) as the reference reads it.
 
@@ -110,7 +83,7 @@ def run() -> Run:
         result = Run(registered=oracle.registered)
         seeds = generate.seeds()
         names = sorted(set(result.registered["xapi"]) | set(result.registered["caliper"]))
-        events = [normalise(raw) for name in names for raw in _generate(name, seeds)]
+        events = [normalise(raw) for name in names for raw in generate.generated(name, seeds, MIN_CASES)]
         requests = [(translator, event) for event in events for translator in ("xapi", "caliper")]
         answers = oracle.translate_many((translator, _for_reference(event)) for translator, event in requests)
     finally:

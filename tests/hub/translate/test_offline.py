@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import subprocess
@@ -9,11 +10,17 @@ import sys
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 from ralph.models.xapi.base.statements import BaseXapiStatement
 
+from hub.anonymise import RedisIdStore
+from hub.config import Settings
+from hub.dev.embedded import free_port
 from hub.translate.offline import main
 from tests.hub.translate import fixtures, spec
+from tests.servers import RedisServer
 
+LEARNER = "42"  # the fixtures' LMS user id
 NAMES = ["play_video", "edx.forum.thread.voted", "problem_check", "edx.ui.lms.link_clicked"]
 
 
@@ -48,7 +55,7 @@ def test_cli_translates_a_tracking_log(tmp_path: Path, suffix: str) -> None:
     )
     assert done.returncode == 1  # one line was rejected
     assert "line 5: not JSON" in done.stderr
-    assert "translated=4 outputs=4 no_translation=0 rejected=1" in done.stderr
+    assert "translated=4 outputs=4 no_translation=0 no_learner=0 rejected=1" in done.stderr
     statements = [json.loads(line) for line in done.stdout.splitlines()]
     assert [s["verb"]["display"]["en"] for s in statements] == ["played", "voted", "evaluated", "navigated"]
     assert len({s["actor"]["account"]["name"] for s in statements}) == 1  # one learner, one id for the run
@@ -68,3 +75,55 @@ def test_caliper_output_file_and_fixed_actor(tmp_path: Path, capsys: pytest.Capt
     assert all(spec.problems(event) == [] for event in events)
     assert {event["actor"]["id"].rsplit("/", 1)[1] for event in events} == {actor}
     assert "no_translation=1" in capsys.readouterr().err
+
+
+def _translate(source: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hub.translate", str(source), "--to", "xapi", *options],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+
+
+@pytest.mark.parametrize("suffix", [".log", ".gz"])
+def test_the_same_input_translates_to_the_same_output_on_every_run(tmp_path: Path, suffix: str) -> None:
+    lines = [json.dumps(fixtures.RAW_EVENTS[name]) for name in NAMES]
+    source = _write(tmp_path / f"tracking{suffix}", lines)
+    first, second = _translate(source), _translate(source)
+    assert first.returncode == second.returncode == 0
+    assert first.stdout and first.stdout == second.stdout
+    from_stdin = subprocess.run([sys.executable, "-m", "hub.translate", "-", "--to", "xapi"], input=None,
+                                stdin=source.open("rb"), capture_output=True, timeout=60, check=False)
+    assert from_stdin.stdout.decode() == first.stdout
+    other = _write(tmp_path / f"other{suffix}", [*lines, json.dumps(fixtures.RAW_EVENTS["showanswer"])])
+    actors = {json.loads(line)["actor"]["account"]["name"] for line in _translate(other).stdout.splitlines()}
+    mine = {json.loads(line)["actor"]["account"]["name"] for line in first.stdout.splitlines()}
+    assert len(mine) == 1 and not actors & mine  # a pseudonym holds for one input only
+    assert fixtures.PII["username"] not in first.stdout
+
+
+def test_with_redis_each_learner_gets_the_deployments_anonymised_id(
+    redis_server: RedisServer, prefix: str, tmp_path: Path
+) -> None:
+    settings = Settings(redis_url=redis_server.url, redis_prefix=prefix)
+    source = _write(tmp_path / "tracking.log", [json.dumps(fixtures.RAW_EVENTS[name]) for name in NAMES])
+    options = ("--redis-url", redis_server.url, "--redis-prefix", prefix, "--consumer-type", "enterprise")
+    first, second = _translate(source, *options), _translate(source, *options)
+    assert first.returncode == 0 and first.stdout == second.stdout
+
+    async def stored() -> str:
+        redis = aioredis.Redis.from_url(redis_server.url)
+        try:
+            return await RedisIdStore(redis, settings).get_or_create("enterprise", LEARNER)
+        finally:
+            await redis.aclose()
+
+    assert {json.loads(line)["actor"]["account"]["name"] for line in first.stdout.splitlines()} == {
+        asyncio.run(stored())
+    }
+
+
+def test_an_unreachable_redis_is_named(tmp_path: Path) -> None:
+    source = _write(tmp_path / "tracking.log", [json.dumps(fixtures.RAW_EVENTS["play_video"])])
+    done = _translate(source, "--redis-url", f"redis://127.0.0.1:{free_port()}/0")
+    assert done.returncode == 2 and "rthub translate: Redis at redis://127.0.0.1:" in done.stderr
+    assert not done.stdout
