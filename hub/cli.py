@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from hub.admin import cli as admin_cli
 from hub.config import ConfigError, Settings
 from hub.delivery.webhook import cli as webhooks_cli
+from hub.doctor import cli as doctor_cli
 from hub.eventbus import cli as eventbus_cli
 from hub.logs import text_log_config, uvicorn_log_config
 from hub.render_stage import render_stage
@@ -151,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin_cli.register(commands)
     webhooks_cli.register(commands)
     eventbus_cli.register(commands)
+    doctor_cli.register(commands)
 
     translate = commands.add_parser("translate", help="translate tracking-log lines to xAPI or Caliper (offline)")
     offline.configure(translate)

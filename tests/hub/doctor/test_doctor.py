@@ -1,0 +1,102 @@
+"""`rthub doctor` as an operator runs it: a subprocess in its own directory, against real Redis and peers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from auth.registry import ClientRegistry
+from hub.config import Settings
+from hub.dev.embedded import free_port
+from tests import ROOT
+from tests.hub.delivery.webhook.formats.lrs_server import RalphServer
+from tests.hub.delivery.webhook.receiver import Receiver
+from tests.servers import RedisServer
+
+
+def doctor(settings: Settings, cwd: Path) -> tuple[int, dict]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "lms"), str(ROOT / "client")]),
+           "RTHUB_REDIS_URL": settings.redis_url, "RTHUB_REDIS_PREFIX": settings.redis_prefix,
+           "RTHUB_WEBHOOK_ALLOW_PRIVATE": "true", "RTHUB_ENDPOINT_KEY_FILE": settings.endpoint_key_file}
+    done = subprocess.run([sys.executable, "-m", "hub.cli", "doctor", "--json"], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=60)
+    return done.returncode, json.loads(done.stdout)
+
+
+def by_client(report: dict) -> dict[str, list[dict]]:
+    found: dict[str, list[dict]] = {}
+    for finding in report["findings"]:
+        if finding["subject"].startswith("client "):
+            found.setdefault(finding["subject"].split()[1], []).append(finding)
+    return found
+
+
+async def create(settings: Settings, **values: object) -> str:
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        client, _ = await ClientRegistry(redis, settings).create(type="enterprise", translator="xapi", grant=[{}],
+                                                                 **values)
+        return client.client_id
+    finally:
+        await redis.aclose()
+
+
+async def pause(settings: Settings, client_id: str) -> None:
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        await ClientRegistry(redis, settings).pause_endpoint(client_id, "HTTP 401 from the LRS")
+    finally:
+        await redis.aclose()
+
+
+@pytest.mark.slow
+def test_doctor_passes_working_endpoints_and_names_each_broken_one_with_its_fix(
+    redis_server: RedisServer, prefix: str, ralph: RalphServer, tmp_path: Path
+) -> None:
+    settings = Settings(redis_url=redis_server.url, redis_prefix=prefix, webhook_allow_private=True,
+                        endpoint_key_file=str(tmp_path / "keys" / "endpoint.key"))
+    with Receiver() as receiver:
+        lrs = {"delivery": "lrs", "endpoint_url": ralph.endpoint, "endpoint_username": ralph.username}
+        ids = asyncio.run(_clients(settings, receiver.url, lrs, ralph.password))
+        (tmp_path / "elsewhere").mkdir()
+        status, report = doctor(settings, tmp_path / "elsewhere")
+    findings = by_client(report)
+    assert [f["severity"] for f in findings[ids["webhook"]]] == ["ok"]
+    assert [f["severity"] for f in findings[ids["lrs"]]] == ["ok"]
+    assert findings[ids["closed"]][0]["severity"] == "fail" and "cannot reach" in findings[ids["closed"]][0]["message"]
+    refused = findings[ids["wrong password"]][0]
+    assert refused["severity"] == "fail" and "HTTP 401" in refused["message"]
+    assert "rotate-endpoint-credential" in refused["fix"]
+    paused = findings[ids["paused"]]
+    assert paused[0]["severity"] == "fail" and "paused" in paused[0]["message"]
+    assert ids["websocket"] not in findings
+    assert status == 1 and report["ok"] is False
+
+
+async def _clients(settings: Settings, webhook_url: str, lrs: dict, password: str) -> dict[str, str]:
+    closed = f"http://127.0.0.1:{free_port()}/hook"
+    ids = {
+        "webhook": await create(settings, name="hook", delivery="webhook", webhook_url=webhook_url),
+        "closed": await create(settings, name="closed", delivery="webhook", webhook_url=closed),
+        "lrs": await create(settings, name="lrs", endpoint_password=password, **lrs),
+        "wrong password": await create(settings, name="bad", endpoint_password="not-it", **lrs),
+        "paused": await create(settings, name="paused", endpoint_password=password, **lrs),
+        "websocket": await create(settings, name="socket"),
+    }
+    await pause(settings, ids["paused"])
+    return ids
+
+
+def test_doctor_fails_naming_the_redis_it_cannot_reach(tmp_path: Path) -> None:
+    settings = Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", endpoint_key_file=str(tmp_path / "k"))
+    status, report = doctor(settings, tmp_path)
+    assert status == 1
+    assert report["findings"][0]["severity"] == "fail"
+    assert settings.redis_url in report["findings"][0]["subject"]
