@@ -15,7 +15,9 @@ from auth.registry import ClientRegistry
 from hub.config import Settings
 from hub.doctor.endpoints import check_clients
 from hub.doctor.findings import Finding, Severity
+from hub.redis import Client
 from hub.redis import client as redis_client
+from hub.redis_safety import redis_safety
 
 REDIS_TIMEOUT = 5.0
 
@@ -32,8 +34,21 @@ async def diagnose(settings: Settings) -> list[Finding]:
             return [Finding(f"redis {settings.redis_url}", Severity.FAIL, f"unreachable: {exc or 'timeout'}",
                             "start Redis or set RTHUB_REDIS_URL")]
         findings = [Finding(f"redis {settings.redis_url}", Severity.OK, "reachable")]
+        findings += await check_redis_safety(redis, settings)
         clients = await ClientRegistry(redis, settings).list_all()
         findings += await check_clients(clients, settings)
         return findings
     finally:
         await redis.aclose()
+
+
+async def check_redis_safety(redis: Client, settings: Settings) -> list[Finding]:
+    """Eviction, persistence and replica settings that would lose events, the registry or queued
+    deliveries (`hub.redis_safety`, the same check the hub runs at start); a setting Redis hides is a
+    warning, since the doctor cannot show it safe."""
+    findings = []
+    for problem in await redis_safety(redis):
+        subject = f"redis {problem.node or settings.redis_url} {problem.setting}"
+        severity = Severity.WARN if problem.unknown else Severity.FAIL
+        findings.append(Finding(subject, severity, problem.line(), problem.fix))
+    return findings or [Finding(f"redis {settings.redis_url}", Severity.OK, "no eviction, persistent, replicas safe")]

@@ -100,3 +100,32 @@ def test_doctor_fails_naming_the_redis_it_cannot_reach(tmp_path: Path) -> None:
     assert status == 1
     assert report["findings"][0]["severity"] == "fail"
     assert settings.redis_url in report["findings"][0]["subject"]
+
+
+def test_doctor_names_an_evicting_redis_without_persistence(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis", extra=("--maxmemory-policy", "allkeys-lru"))
+    server.start()
+    try:
+        status, report = doctor(Settings(redis_url=server.url, endpoint_key_file=str(tmp_path / "k")), tmp_path)
+    finally:
+        server.stop()
+    failed = {f["subject"].split()[-1]: f for f in report["findings"] if f["severity"] == "fail"}
+    assert status == 1
+    assert set(failed) == {"maxmemory-policy", "appendonly/save"}
+    assert "noeviction" in failed["maxmemory-policy"]["fix"] and "appendonly yes" in failed["appendonly/save"]["fix"]
+
+
+def test_doctor_passes_a_safe_deployment_whose_endpoints_work(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis", appendonly=True)
+    server.start()
+    try:
+        settings = Settings(redis_url=server.url, redis_prefix="doctor:", webhook_allow_private=True,
+                            endpoint_key_file=str(tmp_path / "k"))
+        with Receiver() as receiver:
+            client_id = asyncio.run(create(settings, name="hook", delivery="webhook", webhook_url=receiver.url))
+            status, report = doctor(settings, tmp_path)
+    finally:
+        server.stop()
+    assert [f["severity"] for f in report["findings"]] == ["ok", "ok", "ok"], report
+    assert client_id in report["findings"][2]["subject"]
+    assert status == 0 and report["ok"] is True
