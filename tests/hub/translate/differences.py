@@ -102,13 +102,6 @@ DOCUMENTED: tuple[Documented, ...] = (
         r"ValueError: Could not get value for data\.id",
     ),
     Documented(
-        "score-bounds",
-        "xapi",
-        r"problem_check|edx\.grades\..*",
-        "only-reference",
-        r"result\.score\.(min|max|scaled)",
-    ),
-    Documented(
         "referer-only-for-browser",
         "*",
         r"problem_check",

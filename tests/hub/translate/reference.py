@@ -35,6 +35,14 @@ def xapi(statement: dict[str, Any], ours_version: str) -> dict[str, Any]:
     definition = obj.get("definition", {})
     if definition.get("type") == INTERACTION and "interactionType" not in definition:  # `interaction-type`
         definition["interactionType"] = "other"
+    score = adjusted.get("result", {}).get("score")
+    if isinstance(score, dict):  # `score-bounds`: only the bounds the numbers satisfy
+        raw, high = score.get("raw"), score.get("max")
+        if (high is not None and high <= 0) or (raw is not None and (raw < 0 or (high is not None and raw > high))):
+            for key in ("min", "max", "scaled"):
+                score.pop(key, None)
+        elif not -1 <= score.get("scaled", 0) <= 1:
+            del score["scaled"]
     return _clean(adjusted)
 
 
