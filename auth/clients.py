@@ -3,7 +3,8 @@
 Validation lives here, apart from storage, so the CLI, the admin API and the admin page refuse bad
 input with the same messages and name the same field. A URL's form is checked by `validate_fields`;
 the addresses it reaches by `check_url_addresses`, with the judgement delivery applies
-(`auth.addresses`), resolving names off the event loop.
+(`auth.addresses`), resolving names off the event loop. `grant_warnings` advises on a grant that
+validates but probably misses events; it never refuses.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from auth.addresses import ForbiddenAddress, Unreachable, reachable
+from rthub_lms import catalogue
 from rthub_lms.grants import RULE_KEYS, GrantError, validate_grant
 
 log = logging.getLogger("rthub.auth")
@@ -198,6 +200,15 @@ def validate_fields(values: dict[str, Any]) -> dict[str, Any]:
     if "grant" in values:
         clean["grant"] = _check_grant(values["grant"])
     return clean
+
+
+def grant_warnings(values: dict[str, Any]) -> list[str]:
+    """What the grant among editable fields probably did not mean (`rthub_lms.catalogue`), one sentence
+    each: `event_types` that match no event name rthub translates, or an event seen under some of its
+    names only. Never a refusal; `[]` when the fields carry no grant. Raises `ValidationError` as input does."""
+    if "grant" not in values:
+        return []
+    return catalogue.grant_warnings(_check_grant(values["grant"]))
 
 
 def check_record(client_id: Any, data: Any) -> Client:

@@ -27,6 +27,7 @@ from hub.anonymise import Anonymiser, RedisIdStore
 from hub.config import Settings
 from hub.control.changes import ChangeFollower, follow_sockets
 from hub.control.presence import Presence
+from hub.delivery.webhook.outbox import Outbox
 from hub.delivery.webhook.router import WebhookRouter
 from hub.delivery.websocket.endpoint import EventsEndpoint
 from hub.delivery.websocket.writer import UVICORN_WS
@@ -38,7 +39,7 @@ from hub.ingest.deadletters import RedisDeadLetters
 from hub.ingest.history import SharedHistory
 from hub.ingest.redis import RedisBroker
 from hub.lifetime import die_with_parent
-from hub.metrics import HubCollector, Metrics, RedisSafetyCollector
+from hub.metrics import HubCollector, Metrics, RedisSafetyCollector, WebhookBacklog
 from hub.redis import UNREACHABLE, Client, connect
 from hub.redis_safety import RedisUnsafe, SafetyWatch
 from hub.translate import TranslationSettings
@@ -104,8 +105,12 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
         fanout, broker, webhook_counts, lambda: metrics.sent_frames, history.counts, lambda: changes.failures
     ))
     metrics.watch(RedisSafetyCollector(safety.counts))
+    outbox = Outbox(client, settings)
+    backlog = WebhookBacklog(lambda: outbox.backlog(list(webhooks.clients)))
+    metrics.watch(backlog)
 
     async def metrics_endpoint(request: Request) -> Response:
+        await backlog.refresh(READY_TIMEOUT)
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(request: Request) -> JSONResponse:

@@ -1,4 +1,4 @@
-"""The `rthub` command line: serve, publish, demo, translate, client and dead-letter administration."""
+"""The `rthub` command line: serve, publish, demo, translate, events, client and dead-letter administration."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from hub.doctor import cli as doctor_cli
 from hub.eventbus import cli as eventbus_cli
 from hub.logs import text_log_config, uvicorn_log_config
 from hub.render_stage import render_stage
-from hub.translate import offline
+from hub.translate import catalogue, offline
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -153,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     webhooks_cli.register(commands)
     eventbus_cli.register(commands)
     doctor_cli.register(commands)
+
+    events = commands.add_parser(
+        "events", help="list the event names the translators know, by family, with their xAPI verb and Caliper action"
+    )
+    catalogue.configure(events)
+    events.set_defaults(handler=catalogue.run)
 
     translate = commands.add_parser("translate", help="translate tracking-log lines to xAPI or Caliper (offline)")
     offline.configure(translate)

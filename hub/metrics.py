@@ -11,18 +11,21 @@ with no lock, since the event loop is the only writer.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from redis.exceptions import RedisError
 
 from hub.fanout.dispatch import Fanout
 from hub.fanout.render import Frame
 from hub.ingest import Broker
+from hub.redis import UNREACHABLE
 
 # Publish (stream id time) to hand-over to the socket, in seconds.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0)
@@ -135,6 +138,30 @@ class RedisSafetyCollector(Collector):
         for setting, count in self._counts().items():
             family.add_metric([setting], count)
         yield family
+
+
+class WebhookBacklog(Collector):
+    """`rthub_webhook_backlog`: webhook events queued and not yet delivered, over every webhook client.
+
+    Read from Redis before each scrape (`refresh`), so it is the same on every hub instance: aggregate it
+    with `max`, not `sum`. Left out of the scrape while Redis does not answer, rather than shown stale.
+    """
+
+    def __init__(self, read: Callable[[], Awaitable[int]]) -> None:
+        self._read = read
+        self.value: int | None = None
+
+    async def refresh(self, timeout: float) -> None:
+        try:
+            self.value = await asyncio.wait_for(self._read(), timeout)
+        except (TimeoutError, RedisError, *UNREACHABLE):
+            self.value = None
+
+    def collect(self) -> Iterator[Metric]:
+        if self.value is not None:
+            yield GaugeMetricFamily(
+                "rthub_webhook_backlog", "Webhook events queued and not yet delivered, all clients", value=self.value
+            )
 
 
 class Metrics:

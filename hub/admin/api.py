@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from auth.clients import ValidationError
+from auth.clients import ValidationError, grant_warnings
 from auth.keys import SigningKeys
 from auth.registry import ClientNotFound, ClientRegistry
 from auth.tokens import InvalidToken, is_revoked, token_scopes, verify_access_token
@@ -124,8 +124,11 @@ class AdminApi:
         return JSONResponse({"clients": clients})
 
     async def create_client(self, request: Request) -> Response:
-        client, secret = await self.registry.create(**await _json_object(request))
-        return JSONResponse({**client.public(), "client_secret": secret}, status_code=201)
+        body = await _json_object(request)
+        client, secret = await self.registry.create(**body)
+        return JSONResponse(
+            {**client.public(), "client_secret": secret, "warnings": grant_warnings(body)}, status_code=201
+        )
 
     async def show_client(self, request: Request) -> Response:
         client = await self.registry.require(request.path_params["client_id"])
@@ -140,8 +143,9 @@ class AdminApi:
         )
 
     async def update_client(self, request: Request) -> Response:
-        client = await self.registry.update(request.path_params["client_id"], **await _json_object(request))
-        return JSONResponse(client.public())
+        body = await _json_object(request)
+        client = await self.registry.update(request.path_params["client_id"], **body)
+        return JSONResponse({**client.public(), "warnings": grant_warnings(body)})
 
     async def delete_client(self, request: Request) -> Response:
         _not_self(request)

@@ -3,7 +3,8 @@ and restore it (`hub/admin/backup.py`).
 
 `register(subparsers)` plugs these into the main `rthub` parser (`hub/cli.py`).
 Every handler returns an exit code: 0 done, 1 not found, 2 bad input or an import refused (message on
-stderr), 3 Redis unreachable.
+stderr), 3 Redis unreachable. A grant that probably misses events is written with a warning on stderr,
+or, with `--strict`, refused (exit 2, nothing written).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from auth.clients import CONSUMER_TYPES, DELIVERIES, SCOPES, TRANSLATORS, Client, ValidationError
+from auth.clients import CONSUMER_TYPES, DELIVERIES, SCOPES, TRANSLATORS, Client, ValidationError, grant_warnings
 from auth.keys import rotate_signing_key
 from auth.registry import ClientNotFound, ClientRegistry
 from hub.admin.backup import BackupError, ImportRefused, export, import_backup, open_file, output_file, read_backup
@@ -123,6 +124,10 @@ def _no_anonymised_ids(parser: argparse.ArgumentParser, help_text: str) -> None:
 
 def _shared_fields(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grant", action="append", metavar="JSON", help="one grant rule as JSON; repeat for more")
+    parser.add_argument(
+        "--strict", action="store_true",
+        help="refuse (exit 2, nothing written) a grant that draws warnings, e.g. event_types matching no known event",
+    )
     parser.add_argument("--delivery", choices=DELIVERIES)
     parser.add_argument("--webhook-url")
     parser.add_argument("--endpoint-url", help="LRS xAPI endpoint (POSTs go to {URL}statements) or Caliper endpoint")
@@ -212,6 +217,16 @@ def _fields(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
+def _warned(values: dict[str, Any], strict: bool) -> bool:
+    """Print the grant's warnings on stderr; True when `--strict` makes them a refusal."""
+    warnings = grant_warnings(values)
+    for warning in warnings:
+        print(f"rthub: warning: {warning}", file=sys.stderr)
+    if warnings and strict:
+        print("rthub: --strict: nothing written", file=sys.stderr)
+    return bool(warnings) and strict
+
+
 def _rule(text: str) -> Any:
     try:
         return json.loads(text)
@@ -220,7 +235,10 @@ def _rule(text: str) -> Any:
 
 
 async def _create(registry: ClientRegistry, args: argparse.Namespace) -> int:
-    client, secret = await registry.create(**_fields(args))
+    values = _fields(args)
+    if _warned(values, args.strict):
+        return 2
+    client, secret = await registry.create(**values)
     _print_secret(client, secret, args.json)
     return 0
 
@@ -260,6 +278,8 @@ async def _update(registry: ClientRegistry, args: argparse.Namespace) -> int:
     values = _fields(args)
     if not values:
         raise ValidationError("update", "nothing to change; give at least one field flag")
+    if _warned(values, args.strict):
+        return 2
     client = await registry.update(args.client_id, **values)
     _print_client(client.public(), args.json)
     return 0

@@ -70,7 +70,14 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "delivery_status_reason": {"type": "string"},
         },
     }
-    with_secret = {"allOf": [_ref("Client"), {"type": "object", "properties": {"client_secret": {"type": "string"}}}]}
+    warnings = {"type": "array", "items": {"type": "string"}, "description": "grant advice; never a refusal"}
+    with_secret = {
+        "allOf": [
+            _ref("Client"),
+            {"type": "object", "properties": {"client_secret": {"type": "string"}, "warnings": warnings}},
+        ]
+    }
+    with_warnings = {"allOf": [_ref("Client"), {"type": "object", "properties": {"warnings": warnings}}]}
     return {
         "openapi": "3.1.0",
         "info": {"title": "rthub admin API", "version": "1"},
@@ -113,7 +120,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                         "content": {"application/json": {"schema": _ref("ClientUpdate")}},
                     },
                     "responses": {
-                        "200": _json(_ref("Client"), "Updated"),
+                        "200": _json(with_warnings, "Updated"),
                         **_INVALID,
                         **_NOT_FOUND,
                         **_ERRORS,

@@ -25,7 +25,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from auth.clients import CONSUMER_TYPES, DELIVERIES, SCOPES, TRANSLATORS, Client, ValidationError
+from auth.clients import CONSUMER_TYPES, DELIVERIES, SCOPES, TRANSLATORS, Client, ValidationError, grant_warnings
 from auth.keys import SigningKeys
 from auth.ratelimit import FailureLimiter
 from auth.registry import ClientNotFound, ClientRegistry
@@ -204,11 +204,14 @@ class AdminPage:
         form = await self._guard(request)
         if isinstance(form, Response):
             return form
+        fields = _client_fields(form)
         try:
-            client, secret = await self.registry.create(**_client_fields(form))
+            client, secret = await self.registry.create(**fields)
         except ValidationError as exc:
             return await self._clients_page(request, 422, error=exc, values=dict(form))
-        return self.render(request, "secret.html", client=client, secret=secret, created=True)
+        return self.render(
+            request, "secret.html", client=client, secret=secret, created=True, warnings=grant_warnings(fields)
+        )
 
     async def show(self, request: Request) -> Response:
         if await self._admin(request) is None:
@@ -223,13 +226,17 @@ class AdminPage:
         if isinstance(form, Response):
             return form
         client_id = request.path_params["client_id"]
+        fields = _client_fields(form)
         try:
-            await self.registry.update(client_id, **_client_fields(form))
+            client = await self.registry.update(client_id, **fields)
         except ClientNotFound:
             return self.render(request, "error.html", 404, message="No such client.")
         except ValidationError as exc:
             return await self._client_page(request, await self.registry.require(client_id), 422, error=exc,
                                            values=dict(form))
+        warnings = grant_warnings(fields)
+        if warnings:  # shown on the page itself: a list may not fit in the session cookie a redirect needs
+            return await self._client_page(request, client, warnings=warnings)
         return self.redirect(request, f"/clients/{client_id}", "Saved.")
 
     async def rotate(self, request: Request) -> Response:

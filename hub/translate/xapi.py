@@ -573,3 +573,43 @@ def _registry() -> dict[str, Builder]:
 
 
 BUILDERS: dict[str, Builder] = _registry()
+
+
+def _verb_of() -> dict[str, tuple[str, ...]]:
+    verbs = {
+        ("load_video", "edx.video.loaded"): ("initialized",),
+        ("play_video", "edx.video.played"): ("played",),
+        ("pause_video", "edx.video.paused"): ("paused",),
+        ("stop_video", "edx.video.stopped"): ("terminated",),
+        ("complete_video", "edx.video.completed"): ("completed",),
+        ("seek_video", "edx.video.position.changed"): ("seeked",),
+        (
+            "speed_change_video",
+            "show_transcript", "edx.video.transcript.shown", "edx.video.closed_captions.shown", "video_show_cc_menu",
+            "hide_transcript", "edx.video.transcript.hidden", "edx.video.closed_captions.hidden", "video_hide_cc_menu",
+        ): ("interacted",),
+        tuple(name for name in BUILDERS if name.startswith("edx.ui.lms.")): ("navigated",),
+        ("problem_check",): ("evaluated", "attempted"),  # a browser check is only attempted
+        ("showanswer", "edx.problem.hint.demandhint_displayed"): ("asked",),
+        ("edx.problem.completed",): ("completed",),
+        ("edx.grades.problem.submitted",): ("attempted",),
+        ("edx.course.enrollment.activated", "edx.course.enrollment.mode_changed"): ("registered",),
+        ("edx.course.enrollment.deactivated",): ("unregistered",),
+        ("edx.course.grade.passed.first_time", "edx.course.grade.now_passed"): ("passed",),
+        ("edx.course.grade.now_failed",): ("failed",),
+        ("edx.grades.course.grade_calculated", "edx.grades.subsection.grade_calculated"): ("earned",),
+        ("edx.completion.block_completion.changed",): ("progressed",),
+        tuple(name for name in BUILDERS if name.endswith(".attempt.created")): ("initialized",),
+        tuple(name for name in BUILDERS if name.endswith(".attempt.submitted")): ("terminated",),
+    }
+    table = {name: shown for names, shown in verbs.items() for name in names}
+    for name in BUILDERS:
+        if name.startswith("edx.forum."):
+            action = name.rsplit(".", 1)[1]
+            table[name] = ("posted",) if action == "created" else (action,)
+    return table
+
+
+# The verbs each name's statements carry, for `rthub events` (tests/hub/translate/test_catalogue.py holds
+# them to what the builders emit).
+VERB_OF: dict[str, tuple[str, ...]] = _verb_of()

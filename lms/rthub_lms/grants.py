@@ -14,7 +14,7 @@ import fnmatch
 import functools
 import re
 from collections import Counter
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,6 +176,11 @@ class _Clause:
         if self.prefixes and value.startswith(self.prefixes):
             return True
         return self.regex is not None and self.regex.match(value) is not None
+
+
+def event_type_matcher(value: str) -> Callable[[str], bool]:
+    """Whether an event name fits one `event_types` value, exactly as a grant would match it."""
+    return _Clause("event_types", [value]).holds
 
 
 def _literal_lead(glob: str) -> str:

@@ -8,11 +8,13 @@ import httpx
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from hub.dev.embedded import free_port
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
 from tests import SEND_TIMEOUT
-from tests.hubproc import Hub
+from tests.hubproc import Hub, InProcessHub
+from tests.servers import RedisServer
 from tests.waiting import wait_until
 from tests.wsclient import collect, connect
 
@@ -61,3 +63,25 @@ def test_metrics_count_what_the_hub_did(hub: Hub) -> None:
     assert sum(dead.values()) == 1
     assert httpx.get(f"{hub.http}/healthz").json() == {"status": "ok"}
     assert httpx.get(f"{hub.http}/readyz").status_code == 200
+
+
+def test_webhook_backlog_counts_what_waits_for_delivery(redis_server: RedisServer, prefix: str) -> None:
+    """Events queued for an endpoint that does not answer (next attempt in an hour) are the backlog."""
+    hub = InProcessHub(
+        redis_server.url, prefix,
+        env={"RTHUB_WEBHOOK_ALLOW_PRIVATE": "true", "RTHUB_WEBHOOK_RETRY_SCHEDULE": "3600"},
+    )
+    hub.client(delivery="webhook", webhook_url=f"http://127.0.0.1:{free_port()}/closed", grant=[{}])
+    hub.start()
+    try:
+        assert hub.metric("rthub_webhook_backlog") == 0
+        backend = RealtimeBackend(
+            redis_url=hub.redis_url, redis_prefix=hub.prefix, preemptive=False, timeout=SEND_TIMEOUT
+        )
+        lms = SimulatedLMS(seed=5)
+        for _ in range(7):
+            backend.send(lms.next_event())
+        wait_until(lambda: hub.metric("rthub_webhook_failed_attempts_total") >= 1, 20, "no delivery was tried")
+        wait_until(lambda: hub.metric("rthub_webhook_backlog") == 7, 20, "the backlog is not the 7 queued events")
+    finally:
+        hub.stop()

@@ -110,6 +110,17 @@ class Outbox:
         rows = await self._redis.xrange(source, min=first, max=last, count=limit)
         return [_item(source, row_id, fields) for row_id, fields in rows]
 
+    async def backlog(self, client_ids: list[str]) -> int:
+        """Events queued and not yet delivered to these clients (outboxes and requeue streams: delivered
+        entries are deleted), read in one round trip."""
+        if not client_ids:
+            return 0
+        pipe = self._redis.pipeline(transaction=False)
+        for client_id in client_ids:
+            pipe.xlen(keys.outbox(self._settings, client_id))
+            pipe.xlen(keys.requeue(self._settings, client_id))
+        return sum(await pipe.execute())
+
 
 def field(fields: dict, name: str) -> str | None:
     """A stream entry field whether the client decodes responses or not."""

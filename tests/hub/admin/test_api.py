@@ -131,3 +131,42 @@ def test_a_url_reaching_a_private_address_is_422_naming_the_address(auth_server:
         f"/admin/api/clients/{created.json()['client_id']}", headers=headers, json={"webhook_url": "http://127.1/in"}
     )
     assert patch.status_code == 422 and "127.0.0.1" in patch.json()["message"], patch.text
+
+
+def test_a_grant_missing_known_events_is_saved_with_warnings(auth_server: AuthServer) -> None:
+    http, headers = auth_server.http, bearer(auth_server.admin_token())
+    flagship = {"courses": ["course-v1:MITx+6.002x+*"], "event_types": ["edx.video.*", "problem_check"]}
+    created = http.post(
+        "/admin/api/clients", headers=headers,
+        json={"name": "Tutor", "type": "adaptive", "translator": "xapi", "grant": [flagship]},
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["grant"] == [flagship], "saved as given: a warning is never a refusal"
+    (warning,) = body["warnings"]
+    assert warning.startswith("grant[0].event_types: ") and "play_video" in warning and "pause_video" in warning
+
+    client_id = body["client_id"]
+    typo = http.patch(
+        f"/admin/api/clients/{client_id}", headers=headers, json={"grant": [{"event_types": ["edx.problem_check"]}]}
+    )
+    assert typo.status_code == 200
+    assert typo.json()["grant"] == [{"event_types": ["edx.problem_check"]}]
+    (warning,) = typo.json()["warnings"]
+    assert warning.startswith("grant[0].event_types[0]: 'edx.problem_check' matches no event name")
+    assert "did you mean problem_check" in warning
+
+    fixed = http.patch(
+        f"/admin/api/clients/{client_id}", headers=headers,
+        json={"grant": [{"event_types": ["*video*", "*_transcript", "problem_check"]}]},
+    )
+    assert (fixed.status_code, fixed.json()["warnings"]) == (200, [])
+    renamed = http.patch(f"/admin/api/clients/{client_id}", headers=headers, json={"name": "Tutor 2"})
+    assert renamed.json()["warnings"] == []
+    plain = http.post("/admin/api/clients", headers=headers, json={"name": "n", "type": "other", "translator": "xapi"})
+    assert plain.json()["warnings"] == []
+
+    document = http.get("/admin/api/openapi.json").json()
+    for path, method, status in (("/clients", "post", "201"), ("/clients/{client_id}", "patch", "200")):
+        schema = document["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
+        assert any("warnings" in part.get("properties", {}) for part in schema["allOf"]), (path, method)

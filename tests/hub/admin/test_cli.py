@@ -33,7 +33,7 @@ def rthub(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.slow
 def test_create_list_show_update_rotate_revoke(auth_server: AuthServer) -> None:
     settings = auth_server.settings
-    grant = '{"courses": ["course-v1:MITx+6.002x+*"], "event_types": ["edx.video.*", "problem_check"]}'
+    grant = '{"courses": ["course-v1:MITx+6.002x+*"], "event_types": ["*video*", "*_transcript", "problem_check"]}'
     created = rthub(
         settings,
         "clients",
@@ -198,3 +198,34 @@ def test_rotate_signing_key_keeps_old_key_published(auth_server: AuthServer) -> 
     wait_until(lambda: published()[0] == new_kid, 20, "the auth server never published the new key first")
     after = published()
     assert after[0] == new_kid and before <= set(after)
+
+
+@pytest.mark.slow
+def test_a_grant_missing_known_events_warns_and_strict_refuses(auth_server: AuthServer) -> None:
+    settings = auth_server.settings
+    create = ["clients", "create", "--name", "Tutor", "--type", "adaptive", "--translator", "xapi", "--json"]
+    flagship = '{"courses": ["course-v1:MITx+6.002x+*"], "event_types": ["edx.video.*", "problem_check"]}'
+
+    refused = rthub(settings, *create, "--grant", flagship, "--strict")
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert "rthub: warning: grant[0].event_types: " in refused.stderr and "play_video" in refused.stderr
+    assert "--strict: nothing written" in refused.stderr
+    listed = rthub(settings, "clients", "list", "--json")
+    assert "Tutor" not in [c["name"] for c in json.loads(listed.stdout)["clients"]], "nothing written"
+
+    warned = rthub(settings, *create, "--grant", flagship)
+    assert warned.returncode == 0, warned.stderr
+    assert "rthub: warning: grant[0].event_types: " in warned.stderr and "play_video" in warned.stderr
+    client = json.loads(warned.stdout)
+    assert client["grant"] == [json.loads(flagship)]
+
+    typo = rthub(settings, "clients", "update", client["client_id"], "--grant", '{"event_types": ["showanswers"]}',
+                 "--strict")
+    assert typo.returncode == 2
+    assert "'showanswers' matches no event name rthub translates; did you mean showanswer" in typo.stderr
+    shown = json.loads(rthub(settings, "clients", "show", client["client_id"], "--json").stdout)
+    assert shown["grant"] == [json.loads(flagship)], "--strict wrote nothing"
+
+    fixed = rthub(settings, "clients", "update", client["client_id"], "--strict",
+                  "--grant", '{"event_types": ["*video*", "*_transcript", "problem_check"]}')
+    assert fixed.returncode == 0 and "warning" not in fixed.stderr, fixed.stderr

@@ -115,3 +115,33 @@ def test_forms_without_csrf_token_are_refused(auth_server: AuthServer, page) -> 
         "/admin/api/clients", headers={"Authorization": f"Bearer {auth_server.admin_token()}"}
     )
     assert "evil" not in {c["name"] for c in clients.json()["clients"]}
+
+
+def test_grant_warnings_are_shown_when_creating_and_editing(auth_server: AuthServer, page) -> None:
+    admin_id, admin_secret = auth_server.create(name="Ops admin", type="other", scopes=["admin"])
+    page.goto(f"{auth_server.url}/admin/")
+    page.fill("input[name=client_id]", admin_id)
+    page.fill("input[name=client_secret]", admin_secret)
+    page.click("button[type=submit]")
+
+    form = page.locator("#create-client")
+    form.locator("input[name=name]").fill("Video tutor")
+    form.locator("select[name=type]").select_option("adaptive")
+    form.locator("select[name=translator]").select_option("xapi")
+    form.locator("textarea[name=grant]").fill('[{"event_types": ["edx.video.*", "problem_check"]}]')
+    form.locator("button[type=submit]").click()
+    assert "shown only once" in page.inner_text("main"), "created: a warning is never a refusal"
+    warned = page.inner_text(".warnings")
+    assert "grant[0].event_types" in warned and "play_video" in warned
+    client_id = page.inner_text("#client-id")
+
+    page.goto(f"{auth_server.url}/admin/clients/{client_id}")
+    page.locator("#edit-client textarea[name=grant]").fill('[{"event_types": ["edx.problem_check"]}]')
+    page.locator("#edit-client button[type=submit]").click()
+    assert "did you mean problem_check" in page.inner_text(".warnings")
+    assert "edx.problem_check" in page.locator("#edit-client textarea[name=grant]").input_value(), "saved"
+
+    page.locator("#edit-client textarea[name=grant]").fill('[{"event_types": ["problem_check"]}]')
+    page.locator("#edit-client button[type=submit]").click()
+    assert "Saved." in page.inner_text(".notice")
+    assert page.locator(".warnings").count() == 0
