@@ -14,7 +14,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal, Required, TypedDict, get_args
 from urllib.parse import urlsplit
 
 from auth.addresses import ForbiddenAddress, Unreachable, reachable
@@ -23,17 +23,99 @@ from rthub_lms.grants import RULE_KEYS, GrantError, validate_grant
 
 log = logging.getLogger("rthub.auth")
 
-CONSUMER_TYPES = ("adaptive", "enterprise", "university", "other")
-TRANSLATORS = ("xapi", "caliper")
-DELIVERIES = ("websocket", "webhook", "websocket+webhook", "lrs", "caliper-endpoint")
+ConsumerType = Literal["adaptive", "enterprise", "university", "other"]
+Translator = Literal["xapi", "caliper"]
+Delivery = Literal["websocket", "webhook", "websocket+webhook", "lrs", "caliper-endpoint"]
+Scope = Literal["events:read", "admin"]
+Status = Literal["active", "revoked"]
+WebhookStatus = Literal["", "disabled", "paused"]
+CONSUMER_TYPES: tuple[str, ...] = get_args(ConsumerType)
+TRANSLATORS: tuple[str, ...] = get_args(Translator)
+DELIVERIES: tuple[str, ...] = get_args(Delivery)
 ENDPOINT_DELIVERIES = {"lrs": "xapi", "caliper-endpoint": "caliper"}
-SCOPES = ("events:read", "admin")
-STATUSES = ("active", "revoked")
+SCOPES: tuple[str, ...] = get_args(Scope)
+STATUSES: tuple[str, ...] = get_args(Status)
 GRANT_RULE_KEYS = RULE_KEYS
-EDITABLE = (
-    "name", "type", "scopes", "translator", "delivery", "webhook_url", "grant", "endpoint_url",
-    "endpoint_username", "endpoint_password", "endpoint_token", "webhook_batch_max", "webhook_batch_wait",
-)
+MAX_NAME = 200
+MAX_TEXT = 4096
+MAX_BATCH = 1000
+MAX_LINGER = 60.0
+
+# One grant rule: each key a list of values or glob patterns (`rthub_lms.grants` is the judge).
+GrantRule = TypedDict("GrantRule", {key: list[str] for key in RULE_KEYS}, total=False)  # type: ignore[misc]
+Url = Annotated[str, {"description": "an absolute http:// or https:// URL without credentials; empty for none"}]
+Credential = Annotated[
+    str, {"maxLength": MAX_TEXT, "writeOnly": True, "description": "stored encrypted, never returned"}
+]
+
+
+class ClientFields(TypedDict, total=False):
+    """A client's editable fields, as `validate_fields` takes them: any other key is refused."""
+
+    name: Annotated[str, {"minLength": 1, "maxLength": MAX_NAME}]
+    type: ConsumerType
+    scopes: Annotated[list[Scope] | str, {"description": "a list of scopes, or one space-separated string"}]
+    translator: Translator
+    delivery: Delivery
+    webhook_url: Url
+    grant: Annotated[
+        list[GrantRule] | GrantRule | str, {"description": "a list of rules, one rule, or either as JSON text"}
+    ]
+    endpoint_url: Annotated[Url, {"description": "the LRS xAPI endpoint or the Caliper endpoint"}]
+    endpoint_username: Annotated[str, {"maxLength": MAX_TEXT, "description": "HTTP Basic user for the LRS"}]
+    endpoint_password: Credential
+    endpoint_token: Credential
+    webhook_batch_max: Annotated[int, {"minimum": 1, "maximum": MAX_BATCH}]
+    webhook_batch_wait: Annotated[float, {"minimum": 0, "maximum": MAX_LINGER, "description": "seconds"}]
+
+
+class NewClient(ClientFields, total=False):
+    """A client to issue: `name`, `type` and `translator` are required."""
+
+    name: Required[Annotated[str, {"minLength": 1, "maxLength": MAX_NAME}]]
+    type: Required[ConsumerType]
+    translator: Required[Translator]
+
+
+class EndpointCredential(TypedDict, total=False):
+    """A new LRS / Caliper endpoint credential: a password (with an optional user) or a token."""
+
+    endpoint_username: Annotated[str, {"maxLength": MAX_TEXT, "description": "HTTP Basic user for the LRS"}]
+    endpoint_password: Credential
+    endpoint_token: Credential
+
+
+class PublicClient(TypedDict):
+    """A client as admins see it: everything except secret hashes and endpoint credentials."""
+
+    client_id: str
+    name: str
+    type: ConsumerType
+    scopes: list[Scope]
+    translator: Translator
+    delivery: Delivery
+    webhook_url: str
+    webhook_secret: Annotated[str, {"description": "Standard Webhooks secret, whsec_<base64>"}]
+    status: Status
+    grant: list[GrantRule]
+    previous_secret_expires: Annotated[
+        int | None, {"description": "unix seconds when the previous secret stops working; null: none"}
+    ]
+    webhook_status: Annotated[WebhookStatus, {"description": "disabled: 410 Gone or the breaker; paused: 401/403"}]
+    webhook_disabled_reason: str
+    created_at: Annotated[str, {"format": "date-time"}]
+    updated_at: Annotated[str, {"format": "date-time"}]
+    endpoint_url: str
+    endpoint_auth: Literal["", "basic", "bearer"]
+    endpoint_username: str
+    endpoint_credential_set: bool
+    webhook_batch_max: int
+    webhook_batch_wait: float
+    delivery_status: Literal["ok", "disabled", "paused"]
+    delivery_status_reason: str
+
+
+EDITABLE: tuple[str, ...] = tuple(ClientFields.__annotations__)
 CREDENTIAL_FIELDS = ("endpoint_password", "endpoint_token")
 URL_FIELDS = ("webhook_url", "endpoint_url")
 RESOLVE_TIMEOUT = 5.0
@@ -41,8 +123,6 @@ RECORD_REQUIRED = ("name", "type", "translator", "scopes", "status", "secret_has
 HASH_SCHEMES = ("sha256$", "scrypt$")
 ENCRYPTED_PREFIX = "gAAAAA"  # every Fernet token: version byte 0x80, then the timestamp's leading zeros
 CLIENT_ID = re.compile(r"[A-Za-z0-9_.-]{1,100}")
-MAX_BATCH = 1000
-MAX_LINGER = 60.0
 
 
 class ValidationError(ValueError):
@@ -142,7 +222,7 @@ class Client:
             endpoint_credential=data.get("endpoint_credential", ""),
         )
 
-    def public(self) -> dict[str, Any]:
+    def public(self) -> PublicClient:
         """What admins may see: everything except secret hashes and endpoint credentials."""
         return {
             "client_id": self.client_id,
@@ -166,7 +246,7 @@ class Client:
             "endpoint_credential_set": bool(self.endpoint_credential),
             "webhook_batch_max": self.webhook_batch_max,
             "webhook_batch_wait": self.webhook_batch_wait,
-            "delivery_status": self.webhook_status or "ok",
+            "delivery_status": self.webhook_status or "ok",  # type: ignore[typeddict-item]
             "delivery_status_reason": self.webhook_disabled_reason,
         }
 
@@ -179,8 +259,8 @@ def validate_fields(values: dict[str, Any]) -> dict[str, Any]:
     clean: dict[str, Any] = {}
     if "name" in values:
         name = values["name"]
-        if not isinstance(name, str) or not name.strip() or len(name) > 200:
-            raise ValidationError("name", "must be a non-empty string of at most 200 characters")
+        if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
+            raise ValidationError("name", f"must be a non-empty string of at most {MAX_NAME} characters")
         clean["name"] = name.strip()
     for key, allowed in (("type", CONSUMER_TYPES), ("translator", TRANSLATORS), ("delivery", DELIVERIES)):
         if key in values:
@@ -318,8 +398,8 @@ def _url(name: str, value: Any) -> str:
 
 
 def _short_text(name: str, value: Any) -> str:
-    if not isinstance(value, str) or len(value) > 4096 or any(ch in value for ch in "\r\n\0"):
-        raise ValidationError(name, "must be a single-line string of at most 4096 characters")
+    if not isinstance(value, str) or len(value) > MAX_TEXT or any(ch in value for ch in "\r\n\0"):
+        raise ValidationError(name, f"must be a single-line string of at most {MAX_TEXT} characters")
     return value
 
 

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError, WatchError
 from auth.clients import (
     CREDENTIAL_FIELDS,
     Client,
+    EndpointCredential,
     ValidationError,
     check_delivery,
     check_url_addresses,
@@ -147,7 +148,7 @@ class ClientRegistry:
         """New endpoint password (with optional username) or token; resumes a client paused on 401/403."""
         if not any(key in values for key in CREDENTIAL_FIELDS):
             raise ValidationError("endpoint_password", "give endpoint_password or endpoint_token")
-        allowed = {"endpoint_username", *CREDENTIAL_FIELDS}
+        allowed = set(EndpointCredential.__annotations__)
         unknown = sorted(set(values) - allowed)
         if unknown:
             raise ValidationError(unknown[0], f"unknown field; allowed: {', '.join(sorted(allowed))}")

@@ -27,6 +27,8 @@ from hub.anonymise import Anonymiser, RedisIdStore
 from hub.config import Settings
 from hub.control.changes import ChangeFollower, follow_sockets
 from hub.control.presence import Presence
+from hub.delivery.asyncapi import PATH as ASYNCAPI_PATH
+from hub.delivery.asyncapi import asyncapi_document
 from hub.delivery.webhook.outbox import Outbox
 from hub.delivery.webhook.router import WebhookRouter
 from hub.delivery.websocket.endpoint import EventsEndpoint
@@ -113,6 +115,11 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
         await backlog.refresh(READY_TIMEOUT)
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
+    asyncapi = asyncapi_document(settings)
+
+    async def asyncapi_endpoint(request: Request) -> JSONResponse:
+        return JSONResponse(asyncapi)
+
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
@@ -137,6 +144,7 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
                 max_sockets_per_client=settings.ws_max_sockets_per_client,
             ),
         ),
+        Route(ASYNCAPI_PATH, asyncapi_endpoint, methods=["GET"]),
         Route("/metrics", metrics_endpoint),
         Route("/healthz", healthz),
         Route("/readyz", readyz),

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("auth", ("auth",)),
     ("shared", ("hub", "hub.config", "hub.redis", "hub.logs", "hub.lifetime", "hub.singleflight", "hub.anonymise",
-                "hub.translate")),
+                "hub.schema", "hub.translate")),
     ("ingest", ("hub.ingest",)),
     ("fanout", ("hub.fanout",)),
     ("control", ("hub.control",)),

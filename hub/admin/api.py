@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -11,11 +12,38 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from auth.clients import ValidationError, grant_warnings
+from auth.clients import (
+    Client,
+    ClientFields,
+    EndpointCredential,
+    NewClient,
+    PublicClient,
+    ValidationError,
+    grant_warnings,
+)
 from auth.keys import SigningKeys
 from auth.registry import ClientNotFound, ClientRegistry
 from auth.tokens import InvalidToken, is_revoked, token_scopes, verify_access_token
-from hub.admin.openapi import openapi_document
+from hub.admin.models import (
+    DEFAULT_DEADLETTERS,
+    MAX_DEADLETTERS,
+    ClientList,
+    ClientView,
+    ClientWithSecret,
+    Connections,
+    CreatedClient,
+    DeadLetters,
+    DeadLettersQuery,
+    DeliveriesQuery,
+    DeliveryLog,
+    Document,
+    ErrorBody,
+    FieldError,
+    Replayed,
+    ReplayRequest,
+    UpdatedClient,
+)
+from hub.admin.openapi import Undocumented, openapi_document, operation, operation_of
 from hub.config import Settings
 from hub.control.presence import live_connections
 from hub.delivery.webhook.cli import moment
@@ -23,6 +51,7 @@ from hub.delivery.webhook.deadletters import list_deadletters, replay_deadletter
 from hub.delivery.webhook.health import LOG_SIZE, delivery_health, delivery_log
 
 ADMIN_SCOPE = "admin"
+SELF_REFUSED = "The calling admin client cannot revoke or delete itself"
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -32,13 +61,13 @@ class ApiError(Exception):
     def __init__(self, status: int, error: str, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.status = status
-        self.body = {"error": error, "message": message, **extra}
+        self.body: ErrorBody = {"error": error, "message": message, **extra}  # type: ignore[typeddict-item]
 
 
 def admin_api_routes(settings: Settings, redis: aioredis.Redis, keys: SigningKeys) -> list[BaseRoute]:
     """Routes relative to `/admin/api`."""
     api = AdminApi(settings, redis, keys)
-    return [
+    api.routes = [
         Route("/openapi.json", api.openapi, methods=["GET"]),
         Route("/clients", api.guarded(api.list_clients), methods=["GET"]),
         Route("/clients", api.guarded(api.create_client), methods=["POST"]),
@@ -54,6 +83,7 @@ def admin_api_routes(settings: Settings, redis: aioredis.Redis, keys: SigningKey
         Route("/deadletters/replay", api.guarded(api.replay), methods=["POST"]),
         Route("/clients/{client_id}/webhooks/enable", api.guarded(api.enable_webhooks), methods=["POST"]),
     ]
+    return api.routes
 
 
 class AdminApi:
@@ -62,9 +92,14 @@ class AdminApi:
         self.redis = redis
         self.keys = keys
         self.registry = ClientRegistry(redis, settings)
+        self.routes: list[BaseRoute] = []
+        self._document: Document | None = None
 
     def guarded(self, handler: Handler) -> Handler:
         """Require an admin token, and turn typed errors into JSON responses."""
+        described = operation_of(handler)
+        if described is None:
+            raise Undocumented(f"{handler.__name__} has no @operation")
 
         async def endpoint(request: Request) -> Response:
             try:
@@ -78,12 +113,13 @@ class AdminApi:
                     headers["WWW-Authenticate"] = f'Bearer error="insufficient_scope", scope="{ADMIN_SCOPE}"'
                 return JSONResponse(exc.body, status_code=exc.status, headers=headers)
             except ValidationError as exc:
-                return JSONResponse(
-                    {"error": "validation_error", "field": exc.field, "message": str(exc)}, status_code=422
-                )
+                invalid: FieldError = {"error": "validation_error", "field": exc.field, "message": str(exc)}
+                return JSONResponse(invalid, status_code=422)
             except ClientNotFound as exc:
-                return JSONResponse({"error": "not_found", "message": str(exc)}, status_code=404)
+                missing: ErrorBody = {"error": "not_found", "message": str(exc)}
+                return JSONResponse(missing, status_code=404)
 
+        endpoint.operation = replace(described, secured=True)  # type: ignore[attr-defined]
         return endpoint
 
     async def _require_admin(self, request: Request) -> str:
@@ -106,88 +142,111 @@ class AdminApi:
             raise ApiError(403, "insufficient_scope", f"the client no longer has the {ADMIN_SCOPE} scope")
         return client.client_id
 
+    @operation("This document (no token needed)", {200: Document})
     async def openapi(self, request: Request) -> Response:
-        return JSONResponse(openapi_document(self.settings))
+        if self._document is None:
+            self._document = openapi_document(self.routes, self.settings)
+        return JSONResponse(self._document)
 
-    async def list_clients(self, request: Request) -> Response:
-        registered = await self.registry.list_all()
-        live = await live_connections(self.redis, self.settings, [client.client_id for client in registered])
-        health = await delivery_health(self.redis, self.settings, [client.client_id for client in registered])
-        clients = [
-            {
-                **client.public(),
-                "live_connections": live.get(client.client_id, 0),
-                "delivery_health": health.get(client.client_id),
-            }
-            for client in registered
+    async def _views(self, clients: list[Client]) -> list[ClientView]:
+        """Clients with their live socket counts and delivery health."""
+        ids = [client.client_id for client in clients]
+        live = await live_connections(self.redis, self.settings, ids)
+        health = await delivery_health(self.redis, self.settings, ids)
+        return [
+            {**client.public(), "live_connections": live.get(client.client_id, 0),  # type: ignore[typeddict-item]
+             "delivery_health": health.get(client.client_id)}
+            for client in clients
         ]
-        return JSONResponse({"clients": clients})
 
+    @operation("List clients with their live connection counts and delivery health", {200: ClientList})
+    async def list_clients(self, request: Request) -> Response:
+        listed: ClientList = {"clients": await self._views(await self.registry.list_all())}
+        return JSONResponse(listed)
+
+    @operation("Issue a client; the secret is in this response only", {201: CreatedClient}, body=NewClient)
     async def create_client(self, request: Request) -> Response:
         body = await _json_object(request)
         client, secret = await self.registry.create(**body)
-        return JSONResponse(
-            {**client.public(), "client_secret": secret, "warnings": grant_warnings(body)}, status_code=201
-        )
+        created: CreatedClient = {  # type: ignore[typeddict-item]
+            **client.public(), "client_secret": secret, "warnings": grant_warnings(body)
+        }
+        return JSONResponse(created, status_code=201)
 
+    @operation("Show a client", {200: ClientView})
     async def show_client(self, request: Request) -> Response:
         client = await self.registry.require(request.path_params["client_id"])
-        live = await live_connections(self.redis, self.settings, [client.client_id])
-        health = await delivery_health(self.redis, self.settings, [client.client_id])
-        return JSONResponse(
-            {
-                **client.public(),
-                "live_connections": live.get(client.client_id, 0),
-                "delivery_health": health.get(client.client_id),
-            }
-        )
+        return JSONResponse((await self._views([client]))[0])
 
+    @operation(
+        "Change name, type, scopes, translator, delivery, webhook or endpoint settings, grant",
+        {200: UpdatedClient}, body=ClientFields,
+    )
     async def update_client(self, request: Request) -> Response:
         body = await _json_object(request)
         client = await self.registry.update(request.path_params["client_id"], **body)
-        return JSONResponse({**client.public(), "warnings": grant_warnings(body)})
+        updated: UpdatedClient = {**client.public(), "warnings": grant_warnings(body)}  # type: ignore[typeddict-item]
+        return JSONResponse(updated)
 
+    @operation("Delete a client", {204: None}, errors={409: SELF_REFUSED})
     async def delete_client(self, request: Request) -> Response:
         _not_self(request)
         await self.registry.delete(request.path_params["client_id"])
         return Response(status_code=204)
 
+    @operation("New secret; the old one stays valid for the grace period", {200: ClientWithSecret})
     async def rotate_secret(self, request: Request) -> Response:
         client, secret = await self.registry.rotate_secret(request.path_params["client_id"])
-        return JSONResponse({**client.public(), "client_secret": secret})
+        rotated: ClientWithSecret = {**client.public(), "client_secret": secret}  # type: ignore[typeddict-item]
+        return JSONResponse(rotated)
 
+    @operation(
+        "New LRS / Caliper endpoint password or token; resumes a client paused on 401/403",
+        {200: PublicClient}, body=EndpointCredential,
+    )
     async def rotate_endpoint(self, request: Request) -> Response:
         client = await self.registry.rotate_endpoint_credential(
             request.path_params["client_id"], **await _json_object(request)
         )
         return JSONResponse(client.public())
 
+    @operation("The client's last webhook / endpoint delivery attempts, newest first", {200: DeliveryLog},
+               query=DeliveriesQuery)
     async def deliveries(self, request: Request) -> Response:
         raw_limit = request.query_params.get("limit", str(LOG_SIZE))
         if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= LOG_SIZE:
             raise ValidationError("limit", f"must be an integer from 1 to {LOG_SIZE}")
         client = await self.registry.require(request.path_params["client_id"])
-        attempts = await delivery_log(self.redis, self.settings, client.client_id, int(raw_limit))
-        return JSONResponse({"deliveries": attempts})
+        log: DeliveryLog = {"deliveries": await delivery_log(self.redis, self.settings, client.client_id,
+                                                             int(raw_limit))}
+        return JSONResponse(log)
 
+    @operation("Revoke: no new tokens, live sockets closed with 4403", {200: PublicClient},
+               errors={409: SELF_REFUSED})
     async def revoke_client(self, request: Request) -> Response:
         _not_self(request)
         client = await self.registry.revoke(request.path_params["client_id"])
         return JSONResponse(client.public())
 
+    @operation("Live WebSocket connections per client, over all hub instances", {200: Connections})
     async def connections(self, request: Request) -> Response:
         ids = [client.client_id for client in await self.registry.list_all()]
-        return JSONResponse({"connections": await live_connections(self.redis, self.settings, ids)})
+        counts: Connections = {"connections": await live_connections(self.redis, self.settings, ids)}
+        return JSONResponse(counts)
 
+    @operation("Webhook deliveries that failed their last attempt, oldest first", {200: DeadLetters},
+               query=DeadLettersQuery)
     async def deadletters(self, request: Request) -> Response:
-        raw_limit = request.query_params.get("limit", "100")
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
-            raise ValidationError("limit", "must be an integer from 1 to 1000")
+        raw_limit = request.query_params.get("limit", str(DEFAULT_DEADLETTERS))
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_DEADLETTERS:
+            raise ValidationError("limit", f"must be an integer from 1 to {MAX_DEADLETTERS}")
         client_id = request.query_params.get("client_id") or None
         since, until = (_moment(name, request.query_params.get(name)) for name in ("since", "until"))
         records = await list_deadletters(self.redis, self.settings, client_id, int(raw_limit), since, until)
-        return JSONResponse({"deadletters": records})
+        listed: DeadLetters = {"deadletters": records}
+        return JSONResponse(listed)
 
+    @operation("Queue dead letters for delivery again", {200: Replayed}, body=ReplayRequest, body_required=False)
     async def replay(self, request: Request) -> Response:
         body = await _json_object(request)
         ids, client_id = body.get("ids"), body.get("client_id")
@@ -195,13 +254,16 @@ class AdminApi:
             raise ValidationError("ids", "must be a list of dead-letter ids")
         if client_id is not None and not isinstance(client_id, str):
             raise ValidationError("client_id", "must be a string")
-        unknown = sorted(set(body) - {"ids", "client_id", "since", "until"})
+        allowed = tuple(ReplayRequest.__annotations__)
+        unknown = sorted(set(body) - set(allowed))
         if unknown:
-            raise ValidationError(unknown[0], "unknown field; allowed: ids, client_id, since, until")
+            raise ValidationError(unknown[0], f"unknown field; allowed: {', '.join(allowed)}")
         since, until = (_moment(name, body.get(name)) for name in ("since", "until"))
-        replayed = await replay_deadletters(self.redis, self.settings, ids, client_id, since, until)
-        return JSONResponse({"replayed": replayed})
+        replayed: Replayed = {"replayed": await replay_deadletters(self.redis, self.settings, ids, client_id,
+                                                                   since, until)}
+        return JSONResponse(replayed)
 
+    @operation("Deliver to the client's endpoint again after a 410 or the breaker disabled it", {200: PublicClient})
     async def enable_webhooks(self, request: Request) -> Response:
         """Deliver to a client's endpoint again after a 410 or the breaker disabled it."""
         client_id = request.path_params["client_id"]

@@ -1,278 +1,83 @@
-"""The OpenAPI 3.1 description of the admin API, written by hand to match `hub.admin.api`."""
+"""The OpenAPI 3.1 description of the admin API, generated from the route table and the handlers' models.
+
+Every handler is marked with `@operation` (summary, request model, response models); the document is
+built by walking the Starlette routes, so a route whose handler is not marked makes the document
+fail to build (`Undocumented`) instead of going missing from it. The models are the `TypedDict`s the
+handlers use (`hub.admin.models`, `auth.clients`), turned into JSON Schema by `hub.schema`.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-from auth.clients import CONSUMER_TYPES, DELIVERIES, GRANT_RULE_KEYS, SCOPES, STATUSES, TRANSLATORS
+from starlette.routing import BaseRoute, Route
+
+from hub.admin.models import ErrorBody, FieldError
 from hub.config import Settings
+from hub.schema import JsonSchema, is_model, model_fields, required_keys, schema_of
+
+REF = "#/components/schemas/"
+H = TypeVar("H", bound=Callable[..., Any])
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+class Undocumented(Exception):
+    """A route whose handler has no `@operation`: describe it before serving it."""
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """What the document says about one handler."""
+
+    summary: str
+    responses: dict[int, Any]  # status -> model or type hint; None: no body
+    body: Any = None  # the request model (a TypedDict)
+    body_required: bool = True
+    query: Any = None  # a TypedDict naming the query parameters
+    errors: dict[int, str] = field(default_factory=dict)  # further ErrorBody answers: status -> when
+    secured: bool = False  # set by `AdminApi.guarded`
+    name: str = ""
 
 
-_ERRORS = {
-    "401": {"$ref": "#/components/responses/Unauthorized"},
-    "403": {"$ref": "#/components/responses/Forbidden"},
-}
-_CLIENT_ID = [{"name": "client_id", "in": "path", "required": True, "schema": {"type": "string"}}]
-_NOT_FOUND = {"404": _json(_ref("Error"), "No such client")}
-_SELF = {"409": _json(_ref("Error"), "The calling admin client cannot revoke or delete itself")}
-_MOMENT = {"type": ["number", "string"], "description": "unix seconds, or an ISO 8601 time (UTC if no zone)"}
-_INVALID = {"422": _json(_ref("ValidationError"), "Invalid input; `field` names the offending field")}
+def operation(summary: str, responses: dict[int, Any], **details: Any) -> Callable[[H], H]:
+    """Mark a handler with what it takes and answers (the fields of `Operation`)."""
+
+    def mark(handler: H) -> H:
+        handler.operation = Operation(summary, responses, name=handler.__name__, **details)  # type: ignore[attr-defined]
+        return handler
+
+    return mark
 
 
-def openapi_document(settings: Settings) -> dict[str, Any]:
-    rule = {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {key: {"type": "array", "items": {"type": "string"}} for key in GRANT_RULE_KEYS},
-    }
-    editable = {
-        "name": {"type": "string", "maxLength": 200},
-        "type": {"enum": list(CONSUMER_TYPES)},
-        "scopes": {"type": "array", "items": {"enum": list(SCOPES)}},
-        "translator": {"enum": list(TRANSLATORS)},
-        "delivery": {"enum": list(DELIVERIES)},
-        "webhook_url": {"type": "string", "format": "uri"},
-        "grant": {"type": "array", "items": rule},
-        "endpoint_url": {"type": "string", "format": "uri", "description": "LRS xAPI endpoint or Caliper endpoint"},
-        "endpoint_username": {"type": "string", "description": "HTTP Basic user for the LRS"},
-        "webhook_batch_max": {"type": "integer", "minimum": 1, "maximum": 1000},
-        "webhook_batch_wait": {"type": "number", "minimum": 0, "maximum": 60},
-    }
-    credentials = {
-        "endpoint_password": {"type": "string", "writeOnly": True, "description": "stored encrypted, never returned"},
-        "endpoint_token": {"type": "string", "writeOnly": True, "description": "stored encrypted, never returned"},
-    }
-    writable = {**editable, **credentials}
-    client = {
-        "type": "object",
-        "properties": {
-            "client_id": {"type": "string"},
-            **editable,
-            "webhook_secret": {"type": "string", "description": "Standard Webhooks secret, whsec_<base64>"},
-            "status": {"enum": list(STATUSES)},
-            "previous_secret_expires": {"type": ["integer", "null"], "description": "unix seconds"},
-            "webhook_status": {"enum": ["", "disabled"], "description": "disabled: 410 Gone, or the breaker"},
-            "webhook_disabled_reason": {"type": "string"},
-            "created_at": {"type": "string", "format": "date-time"},
-            "updated_at": {"type": "string", "format": "date-time"},
-            "live_connections": {"type": "integer"},
-            "endpoint_auth": {"enum": ["", "basic", "bearer"]},
-            "endpoint_credential_set": {"type": "boolean"},
-            "delivery_status": {"enum": ["ok", "paused", "disabled"]},
-            "delivery_status_reason": {"type": "string"},
-        },
-    }
-    warnings = {"type": "array", "items": {"type": "string"}, "description": "grant advice; never a refusal"}
-    with_secret = {
-        "allOf": [
-            _ref("Client"),
-            {"type": "object", "properties": {"client_secret": {"type": "string"}, "warnings": warnings}},
-        ]
-    }
-    with_warnings = {"allOf": [_ref("Client"), {"type": "object", "properties": {"warnings": warnings}}]}
+def operation_of(endpoint: Any) -> Operation | None:
+    return getattr(endpoint, "operation", None)
+
+
+def openapi_document(routes: Sequence[BaseRoute], settings: Settings) -> dict[str, Any]:
+    """The document for `routes` (relative to `/admin/api`); raises `Undocumented` for an unmarked one."""
+    schemas: dict[str, JsonSchema] = {}
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        if not isinstance(route, Route) or not route.methods:
+            raise Undocumented(f"{route!r} is not a plain HTTP route; describe it in hub/admin/openapi.py")
+        described = operation_of(route.endpoint)
+        if described is None:
+            raise Undocumented(f"{sorted(route.methods)} {route.path} has no @operation")
+        item = paths.setdefault(route.path, {})
+        for method in sorted(route.methods - {"HEAD"}):
+            item[method.lower()] = _operation(described, route, schemas)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "rthub admin API", "version": "1"},
-        "servers": [{"url": settings.issuer.rstrip("/") + "/admin/api"}],
-        "security": [{"bearer": []}],
-        "paths": {
-            "/clients": {
-                "get": {
-                    "summary": "List clients with their live connection counts",
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "properties": {"clients": {"type": "array", "items": _ref("Client")}},
-                            },
-                            "Clients",
-                        ),
-                        **_ERRORS,
-                    },
-                },
-                "post": {
-                    "summary": "Issue a client; the secret is in this response only",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": _ref("ClientCreate")}},
-                    },
-                    "responses": {"201": _json(with_secret, "Created"), **_INVALID, **_ERRORS},
-                },
-            },
-            "/clients/{client_id}": {
-                "parameters": _CLIENT_ID,
-                "get": {
-                    "summary": "Show a client",
-                    "responses": {"200": _json(_ref("Client"), "Client"), **_NOT_FOUND, **_ERRORS},
-                },
-                "patch": {
-                    "summary": "Change name, type, scopes, translator, delivery, webhook or endpoint settings, grant",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": _ref("ClientUpdate")}},
-                    },
-                    "responses": {
-                        "200": _json(with_warnings, "Updated"),
-                        **_INVALID,
-                        **_NOT_FOUND,
-                        **_ERRORS,
-                    },
-                },
-                "delete": {
-                    "summary": "Delete a client",
-                    "responses": {"204": {"description": "Deleted"}, **_NOT_FOUND, **_SELF, **_ERRORS},
-                },
-            },
-            "/clients/{client_id}/rotate-secret": {
-                "parameters": _CLIENT_ID,
-                "post": {
-                    "summary": "New secret; the old one stays valid for the grace period",
-                    "responses": {"200": _json(with_secret, "Rotated"), **_NOT_FOUND, **_ERRORS},
-                },
-            },
-            "/clients/{client_id}/endpoint-credential": {
-                "parameters": _CLIENT_ID,
-                "post": {
-                    "summary": "New LRS / Caliper endpoint password or token; resumes a client paused on 401/403",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "properties": {"endpoint_username": editable["endpoint_username"], **credentials},
-                                    "additionalProperties": False,
-                                }
-                            }
-                        },
-                    },
-                    "responses": {"200": _json(_ref("Client"), "Rotated"), **_INVALID, **_NOT_FOUND, **_ERRORS},
-                },
-            },
-            "/clients/{client_id}/deliveries": {
-                "parameters": _CLIENT_ID,
-                "get": {
-                    "summary": "The client's last webhook / endpoint delivery attempts, newest first",
-                    "parameters": [
-                        {
-                            "name": "limit", "in": "query", "required": False,
-                            "schema": {"type": "integer", "minimum": 1, "maximum": 50, "default": 50},
-                        },
-                    ],
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "properties": {"deliveries": {"type": "array", "items": _ref("DeliveryAttempt")}},
-                            },
-                            "Attempts",
-                        ),
-                        **_INVALID,
-                        **_NOT_FOUND,
-                        **_ERRORS,
-                    },
-                },
-            },
-            "/clients/{client_id}/revoke": {
-                "parameters": _CLIENT_ID,
-                "post": {
-                    "summary": "Revoke: no new tokens, live sockets closed with 4403",
-                    "responses": {"200": _json(_ref("Client"), "Revoked"), **_NOT_FOUND, **_SELF, **_ERRORS},
-                },
-            },
-            "/clients/{client_id}/webhooks/enable": {
-                "parameters": _CLIENT_ID,
-                "post": {
-                    "summary": "Deliver webhooks to the client's endpoint again after a 410 or the breaker disabled it",
-                    "responses": {"200": _json(_ref("Client"), "Enabled"), **_NOT_FOUND, **_ERRORS},
-                },
-            },
-            "/connections": {
-                "get": {
-                    "summary": "Live WebSocket connections per client, over all hub instances",
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "properties": {
-                                    "connections": {
-                                        "type": "object",
-                                        "additionalProperties": {"type": "integer"},
-                                    }
-                                },
-                            },
-                            "Counts",
-                        ),
-                        **_ERRORS,
-                    },
-                },
-            },
-            "/deadletters": {
-                "get": {
-                    "summary": "Webhook deliveries that failed their last attempt, oldest first",
-                    "parameters": [
-                        {"name": "client_id", "in": "query", "required": False, "schema": {"type": "string"}},
-                        {
-                            "name": "limit", "in": "query", "required": False,
-                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
-                        },
-                        {"name": "since", "in": "query", "required": False, "schema": {"type": "string"},
-                         "description": "only those that failed at or after this time (unix seconds or ISO 8601)"},
-                        {"name": "until", "in": "query", "required": False, "schema": {"type": "string"},
-                         "description": "only those that failed at or before this time (unix seconds or ISO 8601)"},
-                    ],
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "properties": {"deadletters": {"type": "array", "items": {"type": "object"}}},
-                            },
-                            "Dead letters",
-                        ),
-                        **_INVALID,
-                        **_ERRORS,
-                    },
-                },
-            },
-            "/deadletters/replay": {
-                "post": {
-                    "summary": "Queue dead letters for delivery again (given ids, else a client's, else all), "
-                    "optionally only those that failed between `since` and `until`",
-                    "requestBody": {
-                        "required": False,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "properties": {
-                                        "ids": {"type": "array", "items": {"type": "string"}},
-                                        "client_id": {"type": "string"},
-                                        "since": _MOMENT,
-                                        "until": _MOMENT,
-                                    },
-                                    "additionalProperties": False,
-                                }
-                            }
-                        },
-                    },
-                    "responses": {
-                        "200": _json(
-                            {"type": "object", "properties": {"replayed": {"type": "integer"}}}, "How many"
-                        ),
-                        **_INVALID,
-                        **_ERRORS,
-                    },
-                },
-            },
+        "info": {
+            "title": "rthub admin API",
+            "version": "1",
+            "description": "Manage rthub's OAuth clients, their deliveries and dead letters. Generated from "
+            "the hub's route table and request/response models. The event stream and the deliveries are "
+            "described by the AsyncAPI document at /v1/asyncapi.json.",
         },
+        "servers": [{"url": settings.issuer.rstrip("/") + "/admin/api"}],
+        "paths": paths,
         "components": {
             "securitySchemes": {
                 "bearer": {
@@ -282,40 +87,67 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "description": "Client-credentials access token with the admin scope, from /oauth/token",
                 }
             },
-            "schemas": {
-                "Client": client,
-                "ClientCreate": {
-                    "type": "object",
-                    "required": ["name", "type", "translator"],
-                    "properties": writable,
-                    "additionalProperties": False,
-                },
-                "ClientUpdate": {"type": "object", "properties": writable, "additionalProperties": False},
-                "DeliveryAttempt": {
-                    "type": "object",
-                    "properties": {
-                        "at": {"type": "number", "description": "unix seconds"},
-                        "status": {"type": ["integer", "null"], "description": "HTTP status; null: no answer"},
-                        "latency_ms": {"type": "number"},
-                        "error": {"type": "string"},
-                    },
-                },
-                "Error": {
-                    "type": "object",
-                    "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
-                },
-                "ValidationError": {
-                    "type": "object",
-                    "properties": {
-                        "error": {"const": "validation_error"},
-                        "field": {"type": "string"},
-                        "message": {"type": "string"},
-                    },
-                },
-            },
-            "responses": {
-                "Unauthorized": _json(_ref("Error"), "Missing, invalid, expired or revoked token"),
-                "Forbidden": _json(_ref("Error"), "Token lacks the admin scope, or its client is revoked"),
-            },
+            "schemas": schemas,
         },
     }
+
+
+def _operation(described: Operation, route: Route, schemas: dict[str, JsonSchema]) -> dict[str, Any]:
+    responses = {
+        str(status): _response(model, status, schemas, _first_line(model) or described.summary)
+        for status, model in described.responses.items()
+    }
+    errors = dict(described.errors)
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in route.param_convertors
+    ]
+    if parameters:
+        errors.setdefault(404, "No such client")
+    if described.query is not None:
+        parameters += _query(described.query, schemas)
+        errors[422] = ""
+    result: dict[str, Any] = {"operationId": described.name, "summary": described.summary}
+    if parameters:
+        result["parameters"] = parameters
+    if described.body is not None:
+        result["requestBody"] = {
+            "required": described.body_required,
+            "content": {"application/json": {"schema": schema_of(described.body, schemas, REF)}},
+        }
+        errors.setdefault(400, "The body is not JSON")
+        errors[422] = ""
+    if described.secured:
+        result["security"] = [{"bearer": []}]
+        errors[401] = "Missing, invalid, expired or revoked token"
+        errors[403] = "The token lacks the admin scope, or its client is revoked or no longer an admin"
+    for status, when in sorted(errors.items()):
+        if status == 422:
+            responses["422"] = _response(FieldError, 422, schemas, "Invalid input; `field` names the offending field")
+        else:
+            responses[str(status)] = _response(ErrorBody, status, schemas, when)
+    result["responses"] = responses
+    return result
+
+
+def _first_line(model: Any) -> str:
+    return (model.__doc__ or "").strip().split("\n")[0] if is_model(model) else ""
+
+
+def _response(model: Any, status: int, schemas: dict[str, JsonSchema], description: str) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": description}
+    if model is not None:
+        answer["content"] = {"application/json": {"schema": schema_of(model, schemas, REF)}}
+    return answer
+
+
+def _query(model: Any, schemas: dict[str, JsonSchema]) -> list[dict[str, Any]]:
+    required = set(required_keys(model))
+    parameters = []
+    for name, hint in model_fields(model).items():
+        schema = schema_of(hint, schemas, REF)
+        parameter = {"name": name, "in": "query", "required": name in required, "schema": schema}
+        if "description" in schema:
+            parameter["description"] = schema["description"]
+        parameters.append(parameter)
+    return parameters

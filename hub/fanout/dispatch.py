@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 import orjson
 
 from hub.anonymise import Anonymiser
+from hub.fanout.frames import GapFrame
 from hub.fanout.render import Frame, Renderer
 from hub.fanout.stage.bundle import Bundle
 from hub.fanout.subscriber import Connection, EndOfTick
@@ -187,7 +188,7 @@ class Fanout:
         try:
             oldest = await history.oldest()
             if oldest is not None and cursor_key(oldest) > cursor_key(after):
-                gap = {"type": "gap", "from": after, "resume_from": oldest}
+                gap: GapFrame = {"type": "gap", "from": after, "resume_from": oldest}
                 await conn.put_resumed(Frame(None, orjson.dumps(gap).decode()))
             while batch := await history.history(cursor, RESUME_PAGE):
                 for entry in batch:

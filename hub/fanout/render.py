@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from hub.anonymise import Anonymiser
+from hub.fanout.frames import EventFrame
 from hub.ingest import Entry, cursor_key
 from hub.singleflight import SingleFlight
 from hub.translate import NoTranslation, TranslationError, TranslationSettings, translate
@@ -132,7 +133,6 @@ class Renderer:
             return None
         self.counts[f"translated:{translator}"] += 1
         data = statements[0] if len(statements) == 1 else statements
-        text = orjson.dumps(
-            {"type": "event", "cursor": entry.cursor, "event_type": entry.event["name"], "data": data}
-        ).decode()
+        frame: EventFrame = {"type": "event", "cursor": entry.cursor, "event_type": entry.event["name"], "data": data}
+        text = orjson.dumps(frame).decode()
         return Frame(entry.cursor, text, facts)

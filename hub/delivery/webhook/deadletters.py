@@ -14,6 +14,8 @@ left the stream before they were routed) carry no event and are listed, never re
 
 from __future__ import annotations
 
+from typing import Annotated, TypedDict
+
 import orjson
 
 from hub.config import Settings
@@ -38,7 +40,20 @@ return 1
 """
 
 
-def _record(client_id: str, row_id: bytes | str, fields: dict) -> dict:
+class DeadLetter(TypedDict):
+    """A delivery that failed for good (or a `gap`: events that left the stream before they were routed)."""
+
+    id: Annotated[str, {"description": "<client id>/<stream entry id>"}]
+    client_id: str
+    cursor: str | None
+    event_type: Annotated[str | None, {"description": "null for a batch or a gap"}]
+    reason: str | None
+    attempts: int
+    failed_at: Annotated[float, {"description": "unix seconds"}]
+    url: str | None
+
+
+def _record(client_id: str, row_id: bytes | str, fields: dict) -> DeadLetter:
     body = field(fields, "body") or ""
     try:
         event_type = orjson.loads(body).get("event_type")
@@ -56,7 +71,7 @@ def _record(client_id: str, row_id: bytes | str, fields: dict) -> dict:
     }
 
 
-def _order(record: dict) -> tuple[int, int, str]:
+def _order(record: DeadLetter) -> tuple[int, int, str]:
     """Oldest first across clients: by entry id (failure time in ms, then sequence), then client."""
     owner, _, entry_id = record["id"].partition("/")
     millis, _, seq = entry_id.partition("-")
@@ -74,7 +89,7 @@ async def _scan(
     limit: int | None,
     since: float | None = None,
     until: float | None = None,
-) -> list[dict]:
+) -> list[DeadLetter]:
     """Dead letters oldest first, optionally of one client and failed within [since, until] (unix s),
     at most `limit` (None: all)."""
     if client_id is not None:
@@ -82,7 +97,7 @@ async def _scan(
     else:
         client_ids = sorted(text(item) for item in await redis.smembers(keys.clients_key(settings)))
     end = _bound(until, "+")
-    found: list[dict] = []
+    found: list[DeadLetter] = []
     for one in client_ids:
         start = _bound(since, "-")
         while True:
@@ -102,7 +117,7 @@ async def list_deadletters(
     limit: int = 100,
     since: float | None = None,
     until: float | None = None,
-) -> list[dict]:
+) -> list[DeadLetter]:
     """Dead letters, oldest first: id, client_id, cursor, event_type, reason, attempts, failed_at (s), url."""
     return await _scan(redis, settings, client_id, limit, since, until)
 

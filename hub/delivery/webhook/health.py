@@ -8,6 +8,7 @@ acknowledgement script, `lease.FINISH_SCRIPT`; failures here) and every HTTP att
 from __future__ import annotations
 
 import time
+from typing import Annotated, TypedDict
 
 import orjson
 import redis.asyncio as aioredis
@@ -16,6 +17,31 @@ from hub.config import Settings
 from rthub_lms import keys
 
 LOG_SIZE = 50
+UnixSeconds = Annotated[float, {"description": "unix seconds"}]
+
+
+class DeliveryAttempt(TypedDict):
+    """One HTTP attempt to a client's webhook or endpoint."""
+
+    at: UnixSeconds
+    status: Annotated[int | None, {"description": "the HTTP status; null: no answer (timeout, connection error)"}]
+    latency_ms: float
+    error: str
+
+
+class DeliveryHealth(TypedDict):
+    """A client's webhook or endpoint delivery, as its delivering worker recorded it."""
+
+    last_delivery_at: Annotated[float | None, {"description": "unix seconds"}]
+    last_failure_at: Annotated[float | None, {"description": "unix seconds"}]
+    failing_since: Annotated[float | None, {"description": "unix seconds of the first failure since a success"}]
+    last_error: str
+    delivered: int
+    failed_attempts: int
+    dead_lettered: int
+    already_stored: int
+    overflowed: int
+    gaps: int
 
 
 async def record_failure(redis: aioredis.Redis, settings: Settings, client_id: str, reason: str) -> float:
@@ -43,16 +69,20 @@ async def record_attempt(
     redis: aioredis.Redis, settings: Settings, client_id: str, status: int | None, latency: float, error: str
 ) -> None:
     """Append one HTTP attempt to the client's delivery log, keeping the last `LOG_SIZE`."""
-    row = orjson.dumps({"at": round(time.time(), 3), "status": status, "latency_ms": round(latency * 1000, 1),
-                        "error": error})
+    attempt: DeliveryAttempt = {
+        "at": round(time.time(), 3), "status": status, "latency_ms": round(latency * 1000, 1), "error": error
+    }
+    row = orjson.dumps(attempt)
     async with redis.pipeline(transaction=False) as pipe:
         pipe.lpush(keys.delivery_log(settings, client_id), row)
         pipe.ltrim(keys.delivery_log(settings, client_id), 0, LOG_SIZE - 1)
         await pipe.execute()
 
 
-async def delivery_log(redis: aioredis.Redis, settings: Settings, client_id: str, limit: int = LOG_SIZE) -> list[dict]:
-    """The client's last delivery attempts, newest first: at (unix s), status (None: no answer), latency_ms, error."""
+async def delivery_log(
+    redis: aioredis.Redis, settings: Settings, client_id: str, limit: int = LOG_SIZE
+) -> list[DeliveryAttempt]:
+    """The client's last delivery attempts, newest first."""
     return [orjson.loads(row) for row in await redis.lrange(keys.delivery_log(settings, client_id), 0, limit - 1)]
 
 
@@ -60,15 +90,15 @@ async def record_dead_letters(redis: aioredis.Redis, settings: Settings, client_
     await redis.hincrby(keys.health(settings, client_id), "dead_lettered", events)
 
 
-async def delivery_health(redis: aioredis.Redis, settings: Settings, client_ids: list[str]) -> dict[str, dict]:
-    """client id -> {last_delivery_at, last_failure_at, failing_since (unix s or None), last_error, delivered,
-    failed_attempts, dead_lettered, already_stored, overflowed, gaps}; clients that never had a webhook
-    delivery are left out."""
+async def delivery_health(
+    redis: aioredis.Redis, settings: Settings, client_ids: list[str]
+) -> dict[str, DeliveryHealth]:
+    """client id -> its `DeliveryHealth`; clients that never had a webhook delivery are left out."""
     async with redis.pipeline(transaction=False) as pipe:
         for client_id in client_ids:
             pipe.hgetall(keys.health(settings, client_id))
         rows = await pipe.execute()
-    health: dict[str, dict] = {}
+    health: dict[str, DeliveryHealth] = {}
     for client_id, row in zip(client_ids, rows, strict=True):
         if not row:
             continue

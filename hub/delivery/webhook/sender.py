@@ -69,8 +69,7 @@ class WebhookSender:
                 return await client.sender.send(items, post)
             body = batch_body(items) if client.batch_max > 1 else items[0].body
             headers = client.signer.headers(message_id([item.cursor for item in items]), body, time.time())
-            headers["content-type"] = "application/json"
-            response = await post(body.encode(), headers)
+            response = await post(body.encode(), {**headers, "content-type": "application/json"})
         except (httpx.TimeoutException, TimeoutError):
             return Outcome(False, f"timeout after {self._timeout:g}s")
         except httpx.HTTPError as exc:

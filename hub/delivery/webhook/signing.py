@@ -10,8 +10,28 @@ from __future__ import annotations
 import base64
 import secrets
 from datetime import UTC, datetime
+from typing import Annotated, TypedDict
 
 from standardwebhooks.webhooks import Webhook
+
+# The names are not identifiers, hence the functional form.
+WebhookHeaders = TypedDict(
+    "WebhookHeaders",
+    {
+        "webhook-id": Annotated[
+            str,
+            {"pattern": "^msg_", "description": "msg_<cursor>, or msg_<first cursor>_<last cursor> for a batch; "
+             "the same on every retry, so a receiver drops what it already has"},
+        ],
+        "webhook-timestamp": Annotated[str, {"pattern": "^[0-9]+$", "description": "unix seconds of this attempt"}],
+        "webhook-signature": Annotated[
+            str,
+            {"pattern": "^v1,", "description": "v1,<base64 HMAC-SHA256 of '<webhook-id>.<webhook-timestamp>.<body>'>, "
+             "keyed with the base64-decoded part of the client's whsec_ secret"},
+        ],
+    },
+)
+WebhookHeaders.__doc__ = "Standard Webhooks headers, on every attempt."
 
 
 class SecretError(ValueError):
@@ -32,7 +52,7 @@ class Signer:
         except Exception as exc:
             raise SecretError(f"webhook secret is not valid base64: {exc}") from exc
 
-    def headers(self, msg_id: str, body: str, timestamp: float) -> dict[str, str]:
+    def headers(self, msg_id: str, body: str, timestamp: float) -> WebhookHeaders:
         """The three Standard Webhooks headers for one attempt."""
         moment = datetime.fromtimestamp(int(timestamp), tz=UTC)
         return {

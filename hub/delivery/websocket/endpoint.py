@@ -27,6 +27,7 @@ from hub.control.presence import Presence
 from hub.delivery.websocket.limits import FilterBudget, FilterTooFrequent, FilterTooLarge, check_filter, filter_cost
 from hub.delivery.websocket.writer import EXTENSION
 from hub.fanout.dispatch import Fanout
+from hub.fanout.frames import WelcomeFrame
 from hub.fanout.render import Frame
 from hub.fanout.subscriber import Connection
 from hub.ingest import BrokerUnavailable, History, cursor_key
@@ -39,6 +40,8 @@ CLIENT_FRAME_BURST = 20
 # `subscribe` before releasing live events.
 SUBSCRIBE_WINDOW = 1.0
 RESUME_HEADERS = ("last-event-id", "x-resume-from")
+RESUME_QUERY = "resume_from"
+TOKEN_QUERY = "access_token"
 
 
 class ProtocolViolation(Exception):
@@ -53,12 +56,12 @@ def bearer_token(websocket: WebSocket) -> str:
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
-    return websocket.query_params.get("access_token", "")
+    return websocket.query_params.get(TOKEN_QUERY, "")
 
 
 def upgrade_cursor(websocket: WebSocket) -> str | None:
     """The `resume_from` cursor of the upgrade request (query parameter, else header), or None."""
-    value = websocket.query_params.get("resume_from")
+    value = websocket.query_params.get(RESUME_QUERY)
     for header in RESUME_HEADERS:
         value = value or websocket.headers.get(header)
     return value.strip() if value else None
@@ -151,11 +154,10 @@ class EventsEndpoint:
             # those events by webhook too (websocket+webhook delivery holds its queue from here).
             if self.presence is not None:
                 await self.presence.connected(identity.client_id, identity.delivery == "websocket+webhook")
-            await websocket.send_text(
-                orjson.dumps(
-                    {"type": "welcome", "client_id": identity.client_id, "translator": identity.translator}
-                ).decode()
-            )
+            welcome: WelcomeFrame = {
+                "type": "welcome", "client_id": identity.client_id, "translator": identity.translator
+            }
+            await websocket.send_text(orjson.dumps(welcome).decode())
             conn.on_sent = self.on_sent
             conn.start(websocket.scope.get("extensions", {}).get(EXTENSION), websocket.send_text)
             if resume_from is not None:

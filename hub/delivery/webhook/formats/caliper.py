@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated, Any, TypedDict
 
 import orjson
 
@@ -10,6 +11,15 @@ from hub.delivery.webhook.formats.batch import BatchSender, records
 from hub.delivery.webhook.outbox import Item
 
 DATA_VERSION = "http://purl.imsglobal.org/ctx/caliper/v1p2"
+
+
+class CaliperEnvelope(TypedDict):
+    """A Caliper Sensor API envelope: the batch's events, in stream order."""
+
+    sensor: Annotated[str, {"description": "this hub's sensor IRI, <issuer>/caliper/sensor"}]
+    sendTime: Annotated[str, {"format": "date-time", "description": "when this attempt was sent (UTC, ms)"}]
+    dataVersion: Annotated[str, {"const": DATA_VERSION}]
+    data: Annotated[list[dict[str, Any]], {"description": "Caliper 1.2 events"}]
 
 
 class CaliperSender(BatchSender):
@@ -20,6 +30,7 @@ class CaliperSender(BatchSender):
     def body(self, items: list[Item]) -> bytes:
         """One envelope: `sensor`, `sendTime` (now, ms, UTC), `dataVersion`, `data` (the events, in order)."""
         send_time = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        return orjson.dumps(
-            {"sensor": self.sensor, "sendTime": send_time, "dataVersion": DATA_VERSION, "data": list(records(items))}
-        )
+        envelope: CaliperEnvelope = {
+            "sensor": self.sensor, "sendTime": send_time, "dataVersion": DATA_VERSION, "data": list(records(items))
+        }
+        return orjson.dumps(envelope)
