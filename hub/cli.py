@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import logging
 import os
@@ -40,6 +41,8 @@ def _serve(args: argparse.Namespace) -> int:
         log_config=uvicorn_log_config(args.log_level) if args.log_format == "json" else text_log_config(),
         **uvicorn_options(settings),
     )
+    if not _keys_checked(settings):
+        return 2
     server = uvicorn.Server(config)
     with contextlib.suppress(KeyboardInterrupt):
         if args.workers <= 1:
@@ -56,6 +59,28 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"rthub serve: could not start on {args.host}:{args.port}", file=sys.stderr)
         return 3
     return 0
+
+
+def _keys_checked(settings: Settings) -> bool:
+    """The hub's start-up key check (`hub.app.check_keys`, logged), once before any worker starts: a
+    first start makes the keys here, instead of N workers racing to."""
+    from auth.keyring import KeyMismatch
+    from auth.keys import SigningKeys
+    from hub.app import check_keys
+    from hub.redis import client as redis_client
+
+    async def check() -> None:
+        redis = redis_client(settings.redis_url)
+        try:
+            await check_keys(redis, settings, SigningKeys(settings, redis))
+        finally:
+            await redis.aclose()
+
+    try:
+        asyncio.run(check())
+    except KeyMismatch:
+        return False
+    return True
 
 
 def _publish(args: argparse.Namespace) -> int:
@@ -128,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("rthub.keys").setLevel(logging.INFO)  # which key file a command used, with its path
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

@@ -12,9 +12,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from auth.clients import ValidationError
+from auth.keyring import KeyMismatch
 from auth.keys import SigningKeys
 from auth.registry import ClientNotFound, ClientRegistry
-from auth.tokens import InvalidToken, is_revoked, token_scopes, verify_access_token
+from auth.tokens import InvalidToken, is_revoked, token_scopes, verify_token
 from hub.admin.openapi import openapi_document
 from hub.config import Settings
 from hub.control.presence import live_connections
@@ -83,6 +84,8 @@ class AdminApi:
                 )
             except ClientNotFound as exc:
                 return JSONResponse({"error": "not_found", "message": str(exc)}, status_code=404)
+            except KeyMismatch as exc:  # this hub's endpoint key is not the registry's: nothing was written
+                return JSONResponse({"error": "key_mismatch", "message": str(exc)}, status_code=500)
 
         return endpoint
 
@@ -92,7 +95,7 @@ class AdminApi:
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "invalid_token", "missing bearer token")
         try:
-            claims = verify_access_token(token.strip(), self.keys, self.settings)
+            claims = await verify_token(token.strip(), self.keys, self.settings)
         except InvalidToken as exc:
             raise ApiError(401, "invalid_token", exc.reason) from exc
         if await is_revoked(self.redis, self.settings, claims["jti"]):

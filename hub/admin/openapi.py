@@ -25,6 +25,8 @@ _NOT_FOUND = {"404": _json(_ref("Error"), "No such client")}
 _SELF = {"409": _json(_ref("Error"), "The calling admin client cannot revoke or delete itself")}
 _MOMENT = {"type": ["number", "string"], "description": "unix seconds, or an ISO 8601 time (UTC if no zone)"}
 _INVALID = {"422": _json(_ref("ValidationError"), "Invalid input; `field` names the offending field")}
+_KEY_MISMATCH = {"500": _json(_ref("Error"), "`key_mismatch`: nothing written, since this hub's endpoint key is "
+                                             "not the one the registry records (the message says what to fix)")}
 
 
 def openapi_document(settings: Settings) -> dict[str, Any]:
@@ -97,7 +99,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                         "required": True,
                         "content": {"application/json": {"schema": _ref("ClientCreate")}},
                     },
-                    "responses": {"201": _json(with_secret, "Created"), **_INVALID, **_ERRORS},
+                    "responses": {"201": _json(with_secret, "Created"), **_INVALID, **_KEY_MISMATCH, **_ERRORS},
                 },
             },
             "/clients/{client_id}": {
@@ -116,6 +118,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                         "200": _json(_ref("Client"), "Updated"),
                         **_INVALID,
                         **_NOT_FOUND,
+                        **_KEY_MISMATCH,
                         **_ERRORS,
                     },
                 },
@@ -147,7 +150,9 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                             }
                         },
                     },
-                    "responses": {"200": _json(_ref("Client"), "Rotated"), **_INVALID, **_NOT_FOUND, **_ERRORS},
+                    "responses": {
+                        "200": _json(_ref("Client"), "Rotated"), **_INVALID, **_NOT_FOUND, **_KEY_MISMATCH, **_ERRORS
+                    },
                 },
             },
             "/clients/{client_id}/deliveries": {
