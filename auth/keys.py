@@ -101,13 +101,16 @@ class SigningKeys:
         self._apply(recorded, private)
 
     async def follow(self) -> None:
-        """Refresh every `FOLLOW_SECONDS` until cancelled; a Redis outage only delays it."""
+        """Refresh every `FOLLOW_SECONDS` until cancelled; a Redis outage only delays it, and anything
+        else (a record this version cannot read) is logged and tried again, never ends the following."""
         while True:
             await asyncio.sleep(FOLLOW_SECONDS)
             try:
                 await self.refresh()
             except (RedisError, OSError) as exc:
                 log.debug("signing keys not refreshed: %s", exc)
+            except Exception:
+                log.exception("signing keys not refreshed; trying again")
 
     async def recheck(self) -> None:
         """A token names a kid this process does not know: it may have been rotated a moment ago."""

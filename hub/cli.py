@@ -41,8 +41,9 @@ def _serve(args: argparse.Namespace) -> int:
         log_config=uvicorn_log_config(args.log_level) if args.log_format == "json" else text_log_config(),
         **uvicorn_options(settings),
     )
-    if not _keys_checked(settings):
-        return 2
+    refused = _check_keys(settings)
+    if refused:
+        return refused
     server = uvicorn.Server(config)
     with contextlib.suppress(KeyboardInterrupt):
         if args.workers <= 1:
@@ -61,9 +62,12 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _keys_checked(settings: Settings) -> bool:
-    """The hub's start-up key check (`hub.app.check_keys`, logged), once before any worker starts: a
-    first start makes the keys here, instead of N workers racing to."""
+def _check_keys(settings: Settings) -> int:
+    """The hub's start-up key check (`hub.app.check_keys`, which logs a refusal), once before any worker
+    starts, so a first start makes the keys here instead of N workers racing to. 0: go on; else the
+    exit status."""
+    from redis.exceptions import RedisError
+
     from auth.keyring import KeyMismatch
     from auth.keys import SigningKeys
     from hub.app import check_keys
@@ -79,8 +83,11 @@ def _keys_checked(settings: Settings) -> bool:
     try:
         asyncio.run(check())
     except KeyMismatch:
-        return False
-    return True
+        return 2
+    except (RedisError, OSError) as exc:
+        print(f"rthub serve: cannot check the keys, Redis at {settings.redis_url} failed: {exc}", file=sys.stderr)
+        return 3
+    return 0
 
 
 def _publish(args: argparse.Namespace) -> int:
