@@ -29,7 +29,7 @@ from auth.clients import (
     check_url_addresses,
     validate_fields,
 )
-from auth.endpoint_credentials import cipher
+from auth.endpoint_credentials import checked_cipher
 from auth.identity import ClientIdentity
 from auth.passwords import hash_secret, needs_upgrade, new_secret, new_webhook_secret, verify_secret
 from auth.settings import AuthSettings
@@ -80,7 +80,7 @@ class ClientRegistry:
             updated_at=now,
             **clean,
         )
-        client = self._with_credential(client, credential)
+        client = await self._with_credential(client, credential)
         check_delivery(client)
         await self._save(client)
         return client, secret
@@ -137,7 +137,7 @@ class ClientRegistry:
         await check_url_addresses(clean, self.settings.webhook_allow_private)
         credential = {key: clean.pop(key) for key in CREDENTIAL_FIELDS if key in clean}
         before = await self.require(client_id)
-        client = self._with_credential(replace(before, **clean, updated_at=_now()), credential)
+        client = await self._with_credential(replace(before, **clean, updated_at=_now()), credential)
         if client.webhook_status == "paused" and _endpoint(client) != _endpoint(before):
             client = replace(client, webhook_status="", webhook_disabled_reason="")
         check_delivery(client)
@@ -158,8 +158,12 @@ class ClientRegistry:
         """Stop sending to an endpoint that refused the credentials (401/403); its queue is kept."""
         await self._set_webhook_status(client_id, "paused", reason)
 
-    def _with_credential(self, client: Client, credential: dict[str, str]) -> Client:
-        """Encrypt a new endpoint password or token into the record; the clear value goes no further."""
+    async def _with_credential(self, client: Client, credential: dict[str, str]) -> Client:
+        """Encrypt a new endpoint password or token into the record; the clear value goes no further.
+
+        Only under the registry's endpoint key (`keyring.KeyMismatch` otherwise): a credential encrypted
+        with another key would never decrypt in the hub, and its events would never be delivered.
+        """
         if not credential:
             return client
         if len(credential) > 1:
@@ -169,7 +173,7 @@ class ClientRegistry:
             raise ValidationError(kind, "must not be empty")
         if kind == "endpoint_password" and not client.endpoint_username:
             raise ValidationError("endpoint_username", "required with endpoint_password (HTTP Basic)")
-        encrypted = cipher(self.settings.endpoint_key_file).encrypt(value)
+        encrypted = (await checked_cipher(self.redis, self.settings)).encrypt(value)
         if kind == "endpoint_token":
             return replace(client, endpoint_auth="bearer", endpoint_username="", endpoint_credential=encrypted)
         return replace(client, endpoint_auth="basic", endpoint_credential=encrypted)

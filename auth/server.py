@@ -38,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from auth.clients import SCOPES, Client
-from auth.keys import SigningKeys
+from auth.keys import NoSigningKey, SigningKeys
 from auth.ratelimit import FailureLimiter
 from auth.registry import ClientRegistry, has_legacy_hash, matched_hash
 from auth.settings import AuthSettings
@@ -248,6 +248,9 @@ class OAuthServer(AuthorizationServer):
             response = await handle()
         except (RedisError, OSError):
             body = {"error": "temporarily_unavailable", "error_description": "client registry unavailable"}
+            return self.handle_response(503, body, [("Retry-After", "5"), ("Cache-Control", "no-store")])
+        except NoSigningKey:  # its log and metrics say why (paths are not for clients); another hub may sign
+            body = {"error": "temporarily_unavailable", "error_description": "this hub cannot sign tokens now"}
             return self.handle_response(503, body, [("Retry-After", "5"), ("Cache-Control", "no-store")])
         if response.status_code == 401:
             await self.failures.failed(client_id, address)

@@ -28,6 +28,10 @@ class InvalidToken(Exception):
         self.reason = reason
 
 
+class UnknownKid(InvalidToken):
+    """The token names a kid the registry does not publish (as far as this process knows)."""
+
+
 class AccessTokenGenerator(JWTBearerTokenGenerator):
     """authlib's RFC 9068 generator, signing with the current key and naming our audience."""
 
@@ -37,9 +41,8 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):
         self.audience = settings.audience
 
     def get_jwks(self) -> KeySet:
-        """Only the current key: joserfc then signs with it and names its `kid` in the header."""
-        self.keys.refresh()
-        return KeySet([self.keys.current])
+        """Only the signing key: joserfc then signs with it and names its `kid` in the header."""
+        return KeySet([self.keys.signing_key()])
 
     def get_audiences(self, client: Any, user: Any, scope: str) -> str:
         return self.audience
@@ -77,6 +80,16 @@ def verify_access_token(token: str, keys: SigningKeys, settings: AuthSettings) -
     return decoded.claims
 
 
+async def verify_token(token: str, keys: SigningKeys, settings: AuthSettings) -> dict[str, Any]:
+    """`verify_access_token`, reading the registry's keys once more when the token names a kid this
+    process does not know yet (another hub may have started signing with a new key a moment ago)."""
+    try:
+        return verify_access_token(token, keys, settings)
+    except UnknownKid:
+        await keys.recheck()
+        return verify_access_token(token, keys, settings)
+
+
 def token_scopes(claims: dict[str, Any]) -> set[str]:
     scope = claims.get("scope") or ""
     return set(scope.split()) if isinstance(scope, str) else set()
@@ -93,11 +106,10 @@ async def is_revoked(redis: aioredis.Redis, settings: AuthSettings, jti: str) ->
 
 
 def _key_for(keys: SigningKeys, kid: Any) -> ECKey:
-    keys.refresh()
-    for key in (keys.current, *keys.retired):
-        if kid and key.kid == kid:
-            return key
-    raise InvalidToken("unknown signing key (kid)")
+    key = keys.key_for(kid)
+    if key is None:
+        raise UnknownKid("unknown signing key (kid)")
+    return key
 
 
 def _describe(exc: JoseError) -> str:

@@ -16,7 +16,7 @@ from auth.identity import AuthError, ClientIdentity
 from auth.keys import SigningKeys
 from auth.registry import ClientRegistry
 from auth.settings import AuthSettings
-from auth.tokens import InvalidToken, is_revoked, token_scopes, verify_access_token
+from auth.tokens import InvalidToken, is_revoked, token_scopes, verify_token
 
 STREAM_SCOPE = "events:read"
 
@@ -27,12 +27,12 @@ class JwtAuthenticator:
     def __init__(self, settings: AuthSettings, redis: aioredis.Redis, keys: SigningKeys | None = None) -> None:
         self.settings = settings
         self.redis = redis
-        self.keys = keys or SigningKeys(settings.signing_key_file)
+        self.keys = keys or SigningKeys(settings, redis)
         self.registry = ClientRegistry(redis, settings)
 
     async def authenticate(self, token: str) -> ClientIdentity:
         try:
-            claims = verify_access_token(token, self.keys, self.settings)
+            claims = await verify_token(token, self.keys, self.settings)
         except InvalidToken as exc:
             raise AuthError(CloseCode.UNAUTHENTICATED, exc.reason) from exc
         try:

@@ -27,7 +27,7 @@ import orjson
 import psutil
 
 from bench.cpuquota import CpuQuota
-from bench.oauth import course_tokens, make_signing_key
+from bench.oauth import course_tokens
 from bench.subscribers import SubscriberPool
 from hub.dev.simulator import Learner, SimulatedLMS
 from rthub_lms.backend import RealtimeBackend
@@ -189,13 +189,12 @@ def isolate(target_count: int) -> Cores | None:
 def hub_target(redis_url: str, port: int, workers: int) -> Target:
     """`rthub serve --workers N` on its own key prefix, so targets sharing one Redis never see each other's events."""
     prefix = f"{PREFIX}hub{workers}:"
-    key_file = os.path.join(tempfile.mkdtemp(prefix="rthub-bench-keys-"), "signing-key.pem")
-    make_signing_key(key_file)
+    data_dir = tempfile.mkdtemp(prefix="rthub-bench-keys-")
     argv = [sys.executable, "-m", "hub.cli", "serve", "--port", str(port), "--workers", str(workers),
             "--log-level", "warning"]
     # Thousands of subscribers share COURSE_COUNT clients here: lift the per-client socket limit.
     env = {"RTHUB_REDIS_URL": redis_url, "RTHUB_REDIS_PREFIX": prefix, "RTHUB_ISSUER": f"http://127.0.0.1:{port}",
-           "RTHUB_SIGNING_KEY_FILE": key_file, "RTHUB_WS_MAX_SOCKETS_PER_CLIENT": "0"}
+           "RTHUB_DATA_DIR": data_dir, "RTHUB_WS_MAX_SOCKETS_PER_CLIENT": "0"}
     return Target(f"hub x{workers}", argv, port, prefix, env, oauth=True, workers=workers)
 
 

@@ -34,7 +34,7 @@ from rthub_lms.backend import RealtimeBackend
 def start_hub(redis_url: str, port: int, key_dir: str) -> subprocess.Popen[bytes]:
     env = {
         **os.environ, "RTHUB_REDIS_URL": redis_url, "RTHUB_REDIS_PREFIX": "bench:",
-        "RTHUB_ISSUER": f"http://127.0.0.1:{port}", "RTHUB_SIGNING_KEY_FILE": f"{key_dir}/key.pem",
+        "RTHUB_ISSUER": f"http://127.0.0.1:{port}", "RTHUB_DATA_DIR": key_dir,
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "hub.cli", "serve", "--port", str(port), "--log-level", "warning"], env=env

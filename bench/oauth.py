@@ -13,14 +13,8 @@ import asyncio
 import httpx
 import redis.asyncio as aioredis
 
-from auth.keys import SigningKeys
 from auth.registry import ClientRegistry
 from hub.config import Settings
-
-
-def make_signing_key(path: str) -> None:
-    """Create the hub's signing key up front, so N uvicorn workers do not each race to create their own."""
-    SigningKeys(path)
 
 
 async def _register(redis_url: str, prefix: str, courses: tuple[str, ...]) -> list[tuple[str, str]]:

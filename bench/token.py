@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -44,8 +46,14 @@ def app_factory() -> Starlette:
     async def baseline(request: Request) -> Response:
         return JSONResponse({"ok": True})
 
-    keys = SigningKeys(settings.signing_key_file)
-    return Starlette(routes=[Route("/baseline", baseline), *auth_routes(settings, redis, keys)])
+    keys = SigningKeys(settings, redis)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await keys.start()
+        yield
+
+    return Starlette(routes=[Route("/baseline", baseline), *auth_routes(settings, redis, keys)], lifespan=lifespan)
 
 
 async def drive(
@@ -117,14 +125,14 @@ def main() -> int:
             redis_url=redis_server.url,
             redis_prefix="bench:",
             issuer=base,
-            signing_key_file=str(Path(workdir) / "key.pem"),
+            data_dir=workdir,
         )
         env = {
             **os.environ,
             "RTHUB_REDIS_URL": settings.redis_url,
             "RTHUB_REDIS_PREFIX": settings.redis_prefix,
             "RTHUB_ISSUER": settings.issuer,
-            "RTHUB_SIGNING_KEY_FILE": settings.signing_key_file,
+            "RTHUB_DATA_DIR": settings.data_dir,
         }
         command = [
             sys.executable,

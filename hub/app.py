@@ -18,7 +18,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from auth.closecodes import CloseCode
+from auth.endpoint_credentials import checked_cipher
 from auth.identity import Authenticator
+from auth.keyring import KeyMismatch
+from auth.keys import SigningKeys
 from auth.registry import ClientRegistry
 from auth.routes import auth_routes
 from auth.websocket import JwtAuthenticator
@@ -81,10 +84,11 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
     broker = RedisBroker(client, settings, sharded=topology.sharded)
     id_store = RedisIdStore(client, settings)
     auth_http: list[BaseRoute] = []
+    keys: SigningKeys | None = None
     if authenticator is None:
-        jwt = JwtAuthenticator(settings, client)
-        authenticator = jwt
-        auth_http = [*auth_routes(settings, client, jwt.keys), *admin_routes(settings, client, jwt.keys)]
+        keys = SigningKeys(settings, client)
+        authenticator = JwtAuthenticator(settings, client, keys)
+        auth_http = [*auth_routes(settings, client, keys), *admin_routes(settings, client, keys)]
     fanout = Fanout(
         Anonymiser(id_store),
         TranslationSettings(settings.lms_root_url, settings.transformer_version),
@@ -104,7 +108,8 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
     safety = SafetyWatch(client)
     metrics = Metrics()
     metrics.watch(HubCollector(
-        fanout, broker, webhook_counts, lambda: metrics.sent_frames, history.counts, lambda: changes.failures
+        fanout, broker, webhook_counts, lambda: metrics.sent_frames, history.counts, lambda: changes.failures,
+        signing_key_missing=lambda: keys is not None and bool(keys.missing),
     ))
     metrics.watch(RedisSafetyCollector(safety.counts))
     outbox = Outbox(client, settings)
@@ -134,6 +139,8 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
                 await asyncio.wait_for(safety.current(), READY_TIMEOUT)
         if safety.problems is not None:
             body["redis"] = {"safe": not safety.problems, "problems": [p.public() for p in safety.problems]}
+        if keys is not None and keys.missing:  # still serving and verifying: a detail, not unready
+            body["signing_key"] = keys.missing
         return JSONResponse(body, status_code=200 if ready else 503)
 
     routes: list[BaseRoute] = [
@@ -154,6 +161,7 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await check_redis_safety(safety, settings.strict_redis)
+        await check_keys(client, settings, keys)
         await webhooks.start()
         webhooks.follow()
         presence.start()
@@ -168,6 +176,8 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
             asyncio.create_task(fanout.run(live_feed(broker, settings)), name="rthub-fanout"),
             asyncio.create_task(registry.sync_active_grants(), name="rthub-grants-sync"),
         ]
+        if keys is not None:
+            tasks.append(asyncio.create_task(keys.follow(), name="rthub-signing-keys"))
         try:
             yield
         finally:
@@ -198,6 +208,16 @@ async def check_redis_safety(safety: SafetyWatch, strict: bool) -> None:
         raise RedisUnsafe(problems)
     for problem in problems:
         log.warning("%s", problem.line())
+async def check_keys(client: Client, settings: Settings, keys: SigningKeys | None) -> None:
+    """Before serving: the endpoint key and the signing key must be the ones the registry records (made
+    and recorded on a deployment's first start); a mismatch stops the hub, naming what to fix."""
+    try:
+        await checked_cipher(client, settings)
+        if keys is not None:
+            await keys.start()
+    except KeyMismatch as exc:
+        log.error("refusing to start: %s", exc)
+        raise
 
 
 def live_feed(broker: RedisBroker, settings: Settings) -> AsyncIterator[Entry | BadEntry | Bundle]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import logging
 import os
@@ -48,6 +49,9 @@ def _serve(args: argparse.Namespace) -> int:
         log_config=uvicorn_log_config(args.log_level) if args.log_format == "json" else text_log_config(),
         **uvicorn_options(settings),
     )
+    refused = _check_keys(settings)
+    if refused:
+        return refused
     server = uvicorn.Server(config)
     with contextlib.suppress(KeyboardInterrupt):
         if args.workers <= 1:
@@ -86,6 +90,34 @@ def _unsafe_redis(settings: Settings) -> str:
         return ""
 
     return asyncio.run(check())
+
+
+def _check_keys(settings: Settings) -> int:
+    """The hub's start-up key check (`hub.app.check_keys`, which logs a refusal), once before any worker
+    starts, so a first start makes the keys here instead of N workers racing to. 0: go on; else the
+    exit status."""
+    from redis.exceptions import RedisError
+
+    from auth.keyring import KeyMismatch
+    from auth.keys import SigningKeys
+    from hub.app import check_keys
+    from hub.redis import client as redis_client
+
+    async def check() -> None:
+        redis = redis_client(settings.redis_url)
+        try:
+            await check_keys(redis, settings, SigningKeys(settings, redis))
+        finally:
+            await redis.aclose()
+
+    try:
+        asyncio.run(check())
+    except KeyMismatch:
+        return 2
+    except (RedisError, OSError) as exc:
+        print(f"rthub serve: cannot check the keys, Redis at {settings.redis_url} failed: {exc}", file=sys.stderr)
+        return 3
+    return 0
 
 
 def _publish(args: argparse.Namespace) -> int:
@@ -168,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("rthub.keys").setLevel(logging.INFO)  # which key file a command used, with its path
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

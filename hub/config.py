@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -32,6 +33,17 @@ def _seconds_list(value: str) -> tuple[float, ...]:
 
 
 MAX_WRITE_DELAY = 1.0
+SIGNING_KEY_NAME = "signing-key.pem"
+ENDPOINT_KEY_NAME = "endpoint.key"
+
+
+def default_data_dir(environ: Mapping[str, str]) -> str:
+    """`$XDG_DATA_HOME/rthub`, else `~/.local/share/rthub`: the same for every process of one user on one
+    machine, whatever its working directory (a container needs `RTHUB_DATA_DIR` on a shared volume)."""
+    base = environ.get("XDG_DATA_HOME", "")
+    if not os.path.isabs(base):
+        base = os.path.join(environ.get("HOME") or os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "rthub")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +54,12 @@ class Settings:
     redis_prefix: str = "rthub:"
     lms_root_url: str = "http://localhost:18000"
     issuer: str = "http://localhost:8000"
-    signing_key_file: str = "rthub-signing-key.pem"
-    endpoint_key_file: str = "rthub-endpoint.key"
+    # Where key files live (absolute; default `default_data_dir()`): every process of a deployment must
+    # see the same directory, and the registry refuses a process whose keys differ (`auth.keyring`).
+    data_dir: str = ""
+    # Overrides of one key file each (absolute); empty: `signing-key.pem` / `endpoint.key` in `data_dir`.
+    signing_key_file: str = ""
+    endpoint_key_file: str = ""
     webhook_allow_private: bool = False
     # Refuse to start when Redis can lose rthub's data (`hub.redis_safety`); otherwise warn and go on.
     strict_redis: bool = False
@@ -70,6 +86,17 @@ class Settings:
     token_failure_window: int = 300
 
     def __post_init__(self) -> None:
+        if not self.data_dir:
+            object.__setattr__(self, "data_dir", default_data_dir(os.environ))
+        if not os.path.isabs(self.data_dir):
+            raise ConfigError(f"RTHUB_DATA_DIR: expected an absolute path, got {self.data_dir!r}")
+        for name in ("signing_key_file", "endpoint_key_file"):
+            value = getattr(self, name)
+            if value and not os.path.isabs(value):
+                raise ConfigError(
+                    f"RTHUB_{name.upper()}: expected an absolute path, got {value!r} (a relative path names another "
+                    f"file in every working directory); leave it unset to keep the key in RTHUB_DATA_DIR"
+                )
         if not (math.isfinite(self.stage_write_delay) and 0 <= self.stage_write_delay <= MAX_WRITE_DELAY):
             raise ConfigError(f"RTHUB_STAGE_WRITE_DELAY: expected 0 to {MAX_WRITE_DELAY:g} seconds, "
                               f"got {self.stage_write_delay!r}")
@@ -84,7 +111,16 @@ class Settings:
             if raw is not None:
                 values[item.name] = _parse(item.name, raw, getattr(cls(), item.name))
         values.update({key: value for key, value in overrides.items() if value is not None})
+        values.setdefault("data_dir", default_data_dir(environ))
         return cls(**values)
+
+    @property
+    def signing_key_path(self) -> str:
+        return self.signing_key_file or os.path.join(self.data_dir, SIGNING_KEY_NAME)
+
+    @property
+    def endpoint_key_path(self) -> str:
+        return self.endpoint_key_file or os.path.join(self.data_dir, ENDPOINT_KEY_NAME)
 
     def with_overrides(self, **overrides: Any) -> Settings:
         return replace(self, **{key: value for key, value in overrides.items() if value is not None})

@@ -76,6 +76,7 @@ class HubCollector(Collector):
         sent_frames: Callable[[], int],
         history_counts: Counter[str] | None = None,
         change_failures: Callable[[], int] = lambda: 0,
+        signing_key_missing: Callable[[], bool] = lambda: False,
     ) -> None:
         self._fanout = fanout
         self._broker = broker
@@ -83,6 +84,7 @@ class HubCollector(Collector):
         self._sent_frames = sent_frames
         self._history_counts = history_counts if history_counts is not None else Counter()
         self._change_failures = change_failures
+        self._signing_key_missing = signing_key_missing
 
     def collect(self) -> Iterator[Metric]:
         counts = self._fanout.counts
@@ -119,6 +121,11 @@ class HubCollector(Collector):
             "rthub_registry_change_failures",
             "Registry change notices or reloads that failed to apply (each is retried by a full reload)",
             value=self._change_failures(),
+        )
+        yield GaugeMetricFamily(
+            "rthub_signing_key_missing",
+            "1 while this hub lacks the private key the registry names current (it signs with its own; see the log)",
+            value=int(self._signing_key_missing()),
         )
 
 

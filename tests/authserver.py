@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -26,6 +25,7 @@ from auth.registry import ClientRegistry
 from auth.routes import auth_routes
 from auth.websocket import JwtAuthenticator
 from hub.admin.routes import admin_routes
+from hub.app import check_keys
 from hub.config import Settings
 from tests.servers import RedisServer, free_port
 
@@ -114,14 +114,13 @@ def serve(app: Starlette, port: int) -> tuple[uvicorn.Server, threading.Thread]:
 
 
 @pytest.fixture
-def auth_settings(redis_server: RedisServer, prefix: str, tmp_path: Path) -> Settings:
+def auth_settings(redis_server: RedisServer, prefix: str) -> Settings:
+    """Key files in the default data directory (the test run's), as a CLI started by a test finds them."""
     port = free_port()
     return Settings(
         redis_url=redis_server.url,
         redis_prefix=prefix,
         issuer=f"http://127.0.0.1:{port}",
-        signing_key_file=str(tmp_path / "signing-key.pem"),
-        endpoint_key_file=str(tmp_path / "endpoint.key"),
         secret_grace_period=2,
     )
 
@@ -139,7 +138,12 @@ def auth_server(auth_settings: Settings) -> Iterator[AuthServer]:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await check_keys(redis, auth_settings, authenticator.keys)  # as the hub's lifespan does
+        following = asyncio.create_task(authenticator.keys.follow())
         yield
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await following
         await redis.aclose()
 
     server, thread = serve(Starlette(routes=routes, lifespan=lifespan), port)

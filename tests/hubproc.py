@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,6 @@ import httpx
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
-from auth.keys import SigningKeys
 from auth.registry import ClientRegistry
 from hub.app import create_app, uvicorn_options
 from hub.config import Settings
@@ -41,14 +39,11 @@ class Hub:
         self.port = free_port()
         self.redis_url = redis_url
         self.prefix = prefix
-        self.key_dir = tempfile.TemporaryDirectory(prefix="rthub-keys-")
-        self.env = {
+        self.env = {  # key files: the default data directory (the test run's, `tests/conftest.py`)
             **os.environ,
             "RTHUB_REDIS_URL": redis_url,
             "RTHUB_REDIS_PREFIX": prefix,
             "RTHUB_ISSUER": f"http://127.0.0.1:{self.port}",
-            "RTHUB_SIGNING_KEY_FILE": str(Path(self.key_dir.name) / "signing-key.pem"),
-            "RTHUB_ENDPOINT_KEY_FILE": str(Path(self.key_dir.name) / "endpoint.key"),
             **(env or {}),
         }
         self.settings = Settings.from_env(self.env)
@@ -107,18 +102,20 @@ class Hub:
 class HubProcess(Hub):
     """`rthub serve` in a subprocess: killable and restartable."""
 
-    def __init__(self, redis_url: str, prefix: str, env: dict[str, str] | None = None, workers: int = 1) -> None:
+    def __init__(
+        self, redis_url: str, prefix: str, env: dict[str, str] | None = None, workers: int = 1,
+        cwd: Path = ROOT,
+    ) -> None:
         super().__init__(redis_url, prefix, env)
         self.workers = workers
+        self.cwd = cwd
         self.process: subprocess.Popen[bytes] | None = None
-        if workers > 1:  # made up front, so the workers do not race to create their own
-            SigningKeys(self.env["RTHUB_SIGNING_KEY_FILE"])
 
     def start(self, timeout: float = 20) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "hub.cli", "serve", "--port", str(self.port), "--log-level", "warning",
              "--workers", str(self.workers)],
-            cwd=ROOT, env=self.env,
+            cwd=self.cwd, env={**self.env, "PYTHONPATH": _import_path()},
         )
         until_serving(self.process, f"{self.http}/healthz", "hub", timeout)
 
@@ -129,6 +126,11 @@ class HubProcess(Hub):
         code = self.process.wait(timeout=15)
         self.process = None
         return code
+
+
+def _import_path() -> str:
+    """This tree first, so a hub started in another working directory runs the same code."""
+    return os.pathsep.join([str(ROOT), str(ROOT / "lms"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
 
 
 class InProcessHub(Hub):

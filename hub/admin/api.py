@@ -21,9 +21,10 @@ from auth.clients import (
     ValidationError,
     grant_warnings,
 )
+from auth.keyring import KeyMismatch
 from auth.keys import SigningKeys
 from auth.registry import ClientNotFound, ClientRegistry
-from auth.tokens import InvalidToken, is_revoked, token_scopes, verify_access_token
+from auth.tokens import InvalidToken, is_revoked, token_scopes, verify_token
 from hub.admin.models import (
     DEFAULT_DEADLETTERS,
     MAX_DEADLETTERS,
@@ -52,6 +53,8 @@ from hub.delivery.webhook.health import LOG_SIZE, delivery_health, delivery_log
 
 ADMIN_SCOPE = "admin"
 SELF_REFUSED = "The calling admin client cannot revoke or delete itself"
+KEY_MISMATCH = ("`key_mismatch`: this hub's endpoint key is not the one the registry records, so an endpoint "
+                "credential it encrypted could not be read by the others; nothing was written")
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -118,6 +121,9 @@ class AdminApi:
             except ClientNotFound as exc:
                 missing: ErrorBody = {"error": "not_found", "message": str(exc)}
                 return JSONResponse(missing, status_code=404)
+            except KeyMismatch as exc:  # this hub's endpoint key is not the registry's: nothing was written
+                mismatch: ErrorBody = {"error": "key_mismatch", "message": str(exc)}
+                return JSONResponse(mismatch, status_code=500)
 
         endpoint.operation = replace(described, secured=True)  # type: ignore[attr-defined]
         return endpoint
@@ -128,7 +134,7 @@ class AdminApi:
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "invalid_token", "missing bearer token")
         try:
-            claims = verify_access_token(token.strip(), self.keys, self.settings)
+            claims = await verify_token(token.strip(), self.keys, self.settings)
         except InvalidToken as exc:
             raise ApiError(401, "invalid_token", exc.reason) from exc
         if await is_revoked(self.redis, self.settings, claims["jti"]):
@@ -164,7 +170,8 @@ class AdminApi:
         listed: ClientList = {"clients": await self._views(await self.registry.list_all())}
         return JSONResponse(listed)
 
-    @operation("Issue a client; the secret is in this response only", {201: CreatedClient}, body=NewClient)
+    @operation("Issue a client; the secret is in this response only", {201: CreatedClient}, body=NewClient,
+               errors={500: KEY_MISMATCH})
     async def create_client(self, request: Request) -> Response:
         body = await _json_object(request)
         client, secret = await self.registry.create(**body)
@@ -180,7 +187,7 @@ class AdminApi:
 
     @operation(
         "Change name, type, scopes, translator, delivery, webhook or endpoint settings, grant",
-        {200: UpdatedClient}, body=ClientFields,
+        {200: UpdatedClient}, body=ClientFields, errors={500: KEY_MISMATCH},
     )
     async def update_client(self, request: Request) -> Response:
         body = await _json_object(request)
@@ -202,7 +209,7 @@ class AdminApi:
 
     @operation(
         "New LRS / Caliper endpoint password or token; resumes a client paused on 401/403",
-        {200: PublicClient}, body=EndpointCredential,
+        {200: PublicClient}, body=EndpointCredential, errors={500: KEY_MISMATCH},
     )
     async def rotate_endpoint(self, request: Request) -> Response:
         client = await self.registry.rotate_endpoint_credential(

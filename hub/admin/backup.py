@@ -27,11 +27,10 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
+from auth import keyring
 from auth.clients import CONSUMER_TYPES, Client, ValidationError, check_record
 from auth.registry import ClientRegistry
 from hub.anonymise import RedisIdStore, RestoreMode
-from hub.redis import text
-from rthub_lms.keys import key_material
 
 FORMAT = "rthub-registry-backup"
 VERSION = 1
@@ -219,7 +218,7 @@ async def import_backup(
     report = ImportReport(standing, keys)
     if not dry_run:
         if keys == "restored":
-            await registry.redis.hset(key_material(registry.settings), mapping=backup.keys)
+            await keyring.restore_record(registry.redis, registry.settings, backup.keys)
         changed = [client for client in backup.clients if standing[client.client_id] != "same"]
         if changed:
             await registry.restore(changed)
@@ -236,8 +235,7 @@ async def import_backup(
 
 
 async def _key_material(registry: ClientRegistry) -> dict[str, str]:
-    stored = await registry.redis.hgetall(key_material(registry.settings))
-    return {text(name): text(value) for name, value in stored.items()}
+    return await keyring.raw_record(registry.redis, registry.settings)
 
 
 def _line(out: IO[str], item: dict[str, Any]) -> None:

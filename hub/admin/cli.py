@@ -19,6 +19,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from auth.clients import CONSUMER_TYPES, DELIVERIES, SCOPES, TRANSLATORS, Client, ValidationError, grant_warnings
+from auth.keyring import KeyMismatch
 from auth.keys import rotate_signing_key
 from auth.registry import ClientNotFound, ClientRegistry
 from hub.admin.backup import BackupError, ImportRefused, export, import_backup, open_file, output_file, read_backup
@@ -96,10 +97,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     rotate_key = admin_actions.add_parser(
         "rotate-signing-key",
-        help="new token signing key; the old public key stays in the JWKS",
-        description="Generate a new ES256 signing key; tokens signed with the old one keep verifying.",
+        help="new token signing key for every hub; the old public key stays in the JWKS",
+        description="Generate a new ES256 signing key in the data directory and publish it in the registry: "
+        "every hub serves it, signs with it, and keeps verifying tokens signed with the old one.",
     )
-    rotate_key.add_argument("--signing-key-file", help="default: RTHUB_SIGNING_KEY_FILE")
+    rotate_key.add_argument("--redis-url", help="Redis URL (default: RTHUB_REDIS_URL)")
+    rotate_key.add_argument("--redis-prefix", help="key prefix (default: RTHUB_REDIS_PREFIX or rthub:)")
+    rotate_key.add_argument("--signing-key-file", help="absolute path (default: RTHUB_SIGNING_KEY_FILE, "
+                            "else signing-key.pem in RTHUB_DATA_DIR)")
     rotate_key.add_argument("--json", action="store_true")
     rotate_key.set_defaults(handler=_rotate_signing_key)
 
@@ -170,6 +175,8 @@ def _run(run: Callable[[ClientRegistry, argparse.Namespace], Awaitable[int]], ar
     except ClientNotFound as exc:
         print(f"rthub: {exc}", file=sys.stderr)
         return 1
+    except KeyMismatch as exc:
+        return _fail(f"refused: {exc}")
     except (aioredis.ConnectionError, OSError) as exc:
         print(f"rthub: cannot reach Redis at {settings.redis_url}: {exc}", file=sys.stderr)
         return 3
@@ -177,11 +184,28 @@ def _run(run: Callable[[ClientRegistry, argparse.Namespace], Awaitable[int]], ar
 
 def _rotate_signing_key(args: argparse.Namespace) -> int:
     try:
-        settings = Settings.from_env(signing_key_file=args.signing_key_file)
-        kid = rotate_signing_key(settings.signing_key_file)
-    except (ConfigError, OSError, ValueError) as exc:
+        settings = Settings.from_env(
+            redis_url=args.redis_url, redis_prefix=args.redis_prefix, signing_key_file=args.signing_key_file
+        )
+    except ConfigError as exc:
+        return _fail(str(exc))
+
+    async def go() -> str:
+        redis = redis_client(settings.redis_url)
+        try:
+            return await rotate_signing_key(redis, settings)
+        finally:
+            await redis.aclose()
+
+    try:
+        kid = asyncio.run(go())
+    except aioredis.ConnectionError as exc:
+        print(f"rthub: cannot reach Redis at {settings.redis_url}: {exc}", file=sys.stderr)
+        return 3
+    except (KeyMismatch, OSError) as exc:
         return _fail(f"cannot rotate the signing key: {exc}")
-    print(json.dumps({"kid": kid, "signing_key_file": settings.signing_key_file}) if args.json else f"kid: {kid}")
+    path = settings.signing_key_path
+    print(json.dumps({"kid": kid, "signing_key_file": path}) if args.json else f"kid: {kid}")
     return 0
 
 

@@ -24,9 +24,11 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auth.clients import CONSUMER_TYPES, DELIVERIES, SCOPES, TRANSLATORS, Client, ValidationError, grant_warnings
-from auth.keys import SigningKeys
+from auth.endpoint_credentials import cipher
+from auth.keyring import KeyMismatch
 from auth.ratelimit import FailureLimiter
 from auth.registry import ClientNotFound, ClientRegistry
 from hub.config import Settings
@@ -49,7 +51,7 @@ class CsrfError(Exception):
     """A form arrived without the session's CSRF token."""
 
 
-def admin_page_app(settings: Settings, redis: aioredis.Redis, keys: SigningKeys) -> Starlette:
+def admin_page_app(settings: Settings, redis: aioredis.Redis) -> Starlette:
     """A sub-application for mounting at `/admin`, with its own session middleware."""
     page = AdminPage(settings, redis)
     routes = [
@@ -66,18 +68,35 @@ def admin_page_app(settings: Settings, redis: aioredis.Redis, keys: SigningKeys)
         Route("/clients/{client_id}/webhooks/enable", page.enable_webhooks, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    middleware = [
-        Middleware(
-            SessionMiddleware,
-            secret_key=keys.session_secret("rthub admin session"),
-            session_cookie="rthub_admin",
-            max_age=SESSION_MAX_AGE,
-            path="/admin",
-            same_site="strict",
-            https_only=settings.issuer.startswith("https://"),
-        )
-    ]
-    return Starlette(routes=routes, middleware=middleware)
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(Sessions, settings=settings)],
+        exception_handlers={KeyMismatch: page.key_mismatch},
+    )
+
+
+class Sessions:
+    """The signed session cookie. Its secret derives from the endpoint key (the same in every hub, never
+    rotated), which the hub checks against the registry as it starts, after this app is made: so the
+    middleware is made on the first request."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.inner: SessionMiddleware | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.inner is None:
+            self.inner = SessionMiddleware(
+                self.app,
+                secret_key=cipher(self.settings.endpoint_key_path).derive("rthub admin session"),
+                session_cookie="rthub_admin",
+                max_age=SESSION_MAX_AGE,
+                path="/admin",
+                same_site="strict",
+                https_only=self.settings.issuer.startswith("https://"),
+            )
+        await self.inner(scope, receive, send)
 
 
 class AdminPage:
@@ -102,6 +121,10 @@ class AdminPage:
         return self.templates.TemplateResponse(
             request, name, context, status_code=status_code, headers=SECURITY_HEADERS
         )
+
+    async def key_mismatch(self, request: Request, exc: Exception) -> Response:
+        """A credential write refused because this hub's endpoint key is not the registry's."""
+        return self.render(request, "error.html", 500, message=str(exc))
 
     def redirect(self, request: Request, path: str, notice: str | None = None) -> Response:
         if notice:

@@ -15,5 +15,5 @@ def admin_routes(settings: Settings, redis: aioredis.Redis, keys: SigningKeys) -
     """`/admin/api` (JSON, bearer token with the `admin` scope) and `/admin` (the web page)."""
     return [
         Mount("/admin/api", routes=admin_api_routes(settings, redis, keys)),
-        Mount("/admin", app=admin_page_app(settings, redis, keys)),
+        Mount("/admin", app=admin_page_app(settings, redis)),
     ]

@@ -195,9 +195,9 @@ async def run(settings: Settings, port: int, rate: float, duration: float | None
 
 def main(settings: Settings, port: int, rate: float, duration: float | None, redis_url: str | None) -> int:
     with contextlib.ExitStack() as stack:
-        if "RTHUB_SIGNING_KEY_FILE" not in os.environ:
+        if not redis_url and "RTHUB_DATA_DIR" not in os.environ:  # a throw-away registry: throw-away keys
             keys = stack.enter_context(tempfile.TemporaryDirectory(prefix="rthub-demo-keys-"))
-            settings = settings.with_overrides(signing_key_file=os.path.join(keys, "signing-key.pem"))
+            settings = settings.with_overrides(data_dir=keys)
         if redis_url:
             say(f"rthub demo: using Redis at {redis_url}")
             settings = settings.with_overrides(redis_url=redis_url)

@@ -15,6 +15,7 @@ from auth.registry import ClientRegistry
 from hub.config import Settings
 from hub.doctor.endpoints import check_clients
 from hub.doctor.findings import Finding, Severity
+from hub.doctor.keys import check_keys
 from hub.redis import Client
 from hub.redis import client as redis_client
 from hub.redis_safety import redis_safety
@@ -35,6 +36,7 @@ async def diagnose(settings: Settings) -> list[Finding]:
                             "start Redis or set RTHUB_REDIS_URL")]
         findings = [Finding(f"redis {settings.redis_url}", Severity.OK, "reachable")]
         findings += await check_redis_safety(redis, settings)
+        findings += await check_keys(redis, settings)
         clients = await ClientRegistry(redis, settings).list_all()
         findings += await check_clients(clients, settings)
         return findings

@@ -33,8 +33,10 @@ Control:
 - `{prefix}{registry}:grants`: hash client id -> grant JSON of every active client, kept by the registry
   for the plug-in's preemptive filter (it never reads client records).
 - `{prefix}{registry}:changes`: pub/sub channel; a client id whenever a client is created, changed or revoked.
-- `{prefix}{registry}:keys`: hash of the key files' public fingerprints the records depend on (`endpoint`,
-  `signing`, `signing_kid`); a registry backup carries it, so an import can tell it would need other keys.
+- `{prefix}{registry}:keys`: hash of the key material every process must share (auth/keyring.py):
+  `endpoint` = fingerprint of the endpoint-credential key (16 hex digits of its SHA-256), `signing` =
+  JWKS JSON of the public signing keys in use (current first, then the retired ones still verified),
+  `signing_kid` = the current signing key's id. Only public values: the private keys stay in files.
 - `{prefix}anon:{consumer_type}`: hash LMS user id -> anonymised UUID.
 - `{prefix}{<id>}:presence` and `{prefix}{<id>}:presence-state`: which hub instances hold sockets of a
   client, until when, how many and the last cursor sent (hub/control/presence.py).
@@ -139,8 +141,7 @@ def active_grants_key(settings: Prefixed) -> str:
 
 
 def key_material(settings: Prefixed) -> str:
-    """Hash of public fingerprints of the keys in use: `endpoint` (encrypts endpoint credentials),
-    `signing` (JWKS of the token verification keys), `signing_kid`. Never a private key."""
+    """Hash: the endpoint key's fingerprint and the public signing keys every process must agree on."""
     return f"{settings.redis_prefix}{REGISTRY_TAG}:keys"
 
 

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
@@ -50,6 +49,7 @@ def scripted_hub(settings: Settings, seen: list[dict]) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await authenticator.keys.start()
         yield
         await redis.aclose()
 
@@ -57,12 +57,10 @@ def scripted_hub(settings: Settings, seen: list[dict]) -> Starlette:
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-def test_example_streams_resumes_and_stops_when_revoked(auth_server: AuthServer, tmp_path: Path) -> None:
+def test_example_streams_resumes_and_stops_when_revoked(auth_server: AuthServer) -> None:
     client_id, secret = auth_server.create()
     port = free_port()
-    settings = auth_server.settings.with_overrides(
-        issuer=f"http://127.0.0.1:{port}", signing_key_file=str(tmp_path / "k.pem")
-    )
+    settings = auth_server.settings.with_overrides(issuer=f"http://127.0.0.1:{port}")
     seen: list[dict] = []
     server, thread = serve(scripted_hub(settings, seen), port)
     try:

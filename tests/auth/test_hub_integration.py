@@ -1,4 +1,4 @@
-"""The real hub app with `JwtAuthenticator` and `auth_routes` wired in, as the app factory will do."""
+"""The real hub app, with `JwtAuthenticator` and `auth_routes` wired in by the app factory."""
 
 from __future__ import annotations
 
@@ -7,12 +7,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from auth.routes import auth_routes
-from auth.websocket import JwtAuthenticator
 from hub.app import create_app
 from tests.authserver import AuthServer, serve
 from tests.servers import free_port
@@ -22,11 +19,7 @@ from tests.servers import free_port
 def hub_url(auth_server: AuthServer) -> Iterator[str]:
     port = free_port()
     settings = auth_server.settings.with_overrides(issuer=f"http://127.0.0.1:{port}")
-    redis = aioredis.Redis.from_url(settings.redis_url)
-    authenticator = JwtAuthenticator(settings, redis)
-    app = create_app(settings, authenticator=authenticator)
-    app.router.routes.extend(auth_routes(settings, redis, authenticator.keys))
-    server, thread = serve(app, port)
+    server, thread = serve(create_app(settings), port)
     yield settings.issuer
     server.should_exit = True
     thread.join(timeout=10)

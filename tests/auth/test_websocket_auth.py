@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from auth.identity import AuthError, ClientIdentity
-from auth.keys import SigningKeys, rotate_signing_key
+from auth.keys import load_private_key, rotate_signing_key
 from auth.websocket import JwtAuthenticator
 from hub.config import Settings
 from tests.authserver import AuthServer
@@ -62,9 +62,20 @@ def claims_for(settings: Settings, client_id: str, **changes: Any) -> dict[str, 
 
 def sign(settings: Settings, claims: dict[str, Any], **header: Any) -> str:
     """A token signed with the server's real private key, with whatever claims and header we like."""
-    keys = SigningKeys(settings.signing_key_file)
-    private = serialization.load_pem_private_key(keys.current.as_pem(private=True), password=None)
-    return pyjwt.encode(claims, private, algorithm="ES256", headers={"typ": "at+jwt", "kid": keys.kid, **header})
+    key = load_private_key(settings.signing_key_path)
+    private = serialization.load_pem_private_key(key.as_pem(private=True), password=None)
+    return pyjwt.encode(claims, private, algorithm="ES256", headers={"typ": "at+jwt", "kid": key.kid, **header})
+
+
+def rotate(settings: Settings) -> str:
+    async def go() -> str:
+        redis = aioredis.Redis.from_url(settings.redis_url)
+        try:
+            return await rotate_signing_key(redis, settings)
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(go())
 
 
 def b64(data: bytes) -> str:
@@ -102,7 +113,7 @@ def test_forged_and_stale_tokens_are_4401(auth_server: AuthServer) -> None:
     assert refused(settings, "").close_code == 4401
 
     other_key = ec.generate_private_key(ec.SECP256R1())
-    kid = SigningKeys(settings.signing_key_file).kid
+    kid = load_private_key(settings.signing_key_path).kid
     wrong_key = pyjwt.encode(good, other_key, algorithm="ES256", headers={"typ": "at+jwt", "kid": kid})
     assert refused(settings, wrong_key).close_code == 4401
 
@@ -110,7 +121,7 @@ def test_forged_and_stale_tokens_are_4401(auth_server: AuthServer) -> None:
     alg_none = f"{header}.{b64(json.dumps(good).encode())}."
     assert refused(settings, alg_none).close_code == 4401
 
-    public_pem = SigningKeys(settings.signing_key_file).current.as_pem(private=False)
+    public_pem = load_private_key(settings.signing_key_path).as_pem(private=False)
     hs_header = b64(json.dumps({"alg": "HS256", "typ": "at+jwt", "kid": kid}).encode())
     signing_input = f"{hs_header}.{b64(json.dumps(good).encode())}"
     mac = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
@@ -140,8 +151,8 @@ def test_tokens_signed_before_key_rotation_still_verify(auth_server: AuthServer)
     client_id, secret = auth_server.create()
     before = auth_server.token(client_id, secret)
     old_kid = pyjwt.get_unverified_header(before)["kid"]
-    new_kid = rotate_signing_key(settings.signing_key_file)
-    # processes notice a rotated key file within a second
+    new_kid = rotate(settings)
+    # processes follow the registry's keys within a second
     wait_until(lambda: pyjwt.get_unverified_header(auth_server.token(client_id, secret))["kid"] == new_kid, 20,
                "tokens were never signed with the rotated key")
     after = auth_server.token(client_id, secret)

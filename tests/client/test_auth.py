@@ -110,7 +110,7 @@ def test_a_refused_token_is_replaced_once(hub: HubProcess, redis_server: RedisSe
 def test_a_token_refused_again_after_a_refresh_raises_unauthorized(
     hub: Hub, redis_server: RedisServer, prefix: str
 ) -> None:
-    other = HubProcess(redis_server.url, prefix)  # same registry, its own signing key and issuer
+    other = HubProcess(redis_server.url, prefix)  # same registry and keys, another issuer
     other.start()
     client_id, secret = hub.client()
 

@@ -1,7 +1,7 @@
 """The Tutor plugin, rendered by the real Tutor 22.0.3 into a temporary TUTOR_ROOT (no Docker).
 
 The files are asserted as written, then run: the init task and the hub service's command with
-their rendered environment (only Redis's address and the key file's path changed to this machine's),
+their rendered environment (only Redis's address and the data directory changed to this machine's),
 and Tutor's Caddy release with the rendered Caddyfile in front of the hub (only its global options
 and the hub's address changed), carrying a token request and a WebSocket stream.
 """
@@ -27,7 +27,7 @@ import pytest
 import websockets
 import yaml
 
-from auth.keys import SigningKeys
+from auth.keys import load_private_key
 from hub.dev.embedded import free_port
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms import RealtimeBackend
@@ -40,7 +40,7 @@ from tests.wsclient import collect
 pytestmark = [pytest.mark.timeout(900), pytest.mark.deploy, pytest.mark.slow]
 
 HOST = "realtime.local.openedx.io"
-CONTAINER_KEY = "/etc/rthub/signing-key.pem"
+CONTAINER_DATA = "/var/lib/rthub"
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -77,13 +77,13 @@ def test_compose_service_runs_the_hub_on_tutors_redis_under_its_own_prefix(proje
         "RTHUB_REDIS_PREFIX": "rthub:",
         "RTHUB_LMS_ROOT_URL": "http://local.openedx.io",
         "RTHUB_ISSUER": f"http://{HOST}",
-        "RTHUB_SIGNING_KEY_FILE": CONTAINER_KEY,
+        "RTHUB_DATA_DIR": CONTAINER_DATA,
         "RTHUB_STREAM_MAXLEN": "100000",
         "RTHUB_WEBHOOK_ALLOW_PRIVATE": "false",
         "FORWARDED_ALLOW_IPS": "*",
         "AUTHLIB_INSECURE_TRANSPORT": "true",
     }
-    assert hub["volumes"] == [f"../plugins/rthub/apps/keys/signing-key.pem:{CONTAINER_KEY}:ro"]
+    assert hub["volumes"] == [f"../../data/rthub:{CONTAINER_DATA}"]
     assert hub["depends_on"] == ["redis"] and "redis" in services
     assert hub["restart"] == "unless-stopped"
     job = _compose(project, "docker-compose.jobs.yml")["rthub-job"]
@@ -91,19 +91,17 @@ def test_compose_service_runs_the_hub_on_tutors_redis_under_its_own_prefix(proje
     assert job["volumes"] == hub["volumes"]
 
 
-def test_signing_key_is_a_unique_p256_key_generated_once_and_mounted(project: TutorProject) -> None:
-    configured = project.printvalue("RTHUB_SIGNING_KEY")
-    assert configured.startswith("-----BEGIN PRIVATE KEY-----")
-    mounted = project.root / "env" / "plugins" / "rthub" / "apps" / "keys" / "signing-key.pem"
-    assert mounted.read_text().strip() == configured
-    keys = SigningKeys(mounted)
-    assert keys.current.as_dict(private=False)["crv"] == "P-256"
-    project.tutor("config", "save")
-    assert project.printvalue("RTHUB_SIGNING_KEY") == configured, "a unique value must survive config save"
-
-    other = TutorProject(project.bin_dir, project.root.parent / "other-root")
-    other.save()
-    assert other.printvalue("RTHUB_SIGNING_KEY") != configured, "each project gets its own key"
+def test_key_files_live_in_tutors_data_directory_shared_by_the_hub_and_its_jobs(project: TutorProject) -> None:
+    """No key in config.yml or the rendered env: the hub makes its keys on the first start into
+    `data/rthub`, which the job container (init, `tutor local run rthub rthub …`) mounts too."""
+    hub, job = _compose(project)["rthub"], _compose(project, "docker-compose.jobs.yml")["rthub-job"]
+    for service in (hub, job):
+        (volume,) = service["volumes"]
+        source, target = volume.split(":")
+        assert (project.root / "env" / "local" / source).resolve() == (project.root / "data" / "rthub").resolve()
+        assert target == service["environment"]["RTHUB_DATA_DIR"] == CONTAINER_DATA
+    assert "RTHUB_SIGNING_KEY" not in (project.root / "config.yml").read_text()
+    assert not list((project.root / "env" / "plugins" / "rthub").glob("apps/**/*.pem"))
 
 
 def test_lms_settings_add_the_backend_to_event_tracking_backends(project: TutorProject) -> None:
@@ -169,12 +167,12 @@ def test_caddy_site_for_the_hub_loads_in_tutors_caddy(project: TutorProject) -> 
 
 
 def _local_env(project: TutorProject, redis_url: str) -> dict[str, str]:
-    """The rendered container environment, on this machine: Redis's address and the key file's path."""
+    """The rendered container environment, on this machine: Redis's address and the data directory
+    (`data/rthub` of the Tutor root, which the containers mount)."""
     rendered = dict(_compose(project)["rthub"]["environment"])
     assert rendered["RTHUB_REDIS_URL"] == "redis://redis:6379/0"
     rendered["RTHUB_REDIS_URL"] = redis_url
-    rendered["RTHUB_SIGNING_KEY_FILE"] = str(project.root / "env" / "plugins" / "rthub" / "apps" / "keys" /
-                                             "signing-key.pem")
+    rendered["RTHUB_DATA_DIR"] = str(project.root / "data" / "rthub")
     return {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", **rendered}
 
 
@@ -281,7 +279,7 @@ def test_rendered_deployment_serves_tokens_and_streams_through_caddy(
     assert [(c["client_id"], c["scopes"]) for c in listed] == [(credentials["client_id"], ["admin"])]
 
     admin_token = _token(caddy, credentials["client_id"], credentials["client_secret"], "admin")
-    assert _jwt_header(admin_token)["kid"] == SigningKeys(env["RTHUB_SIGNING_KEY_FILE"]).kid
+    assert _jwt_header(admin_token)["kid"] == load_private_key(Path(env["RTHUB_DATA_DIR"]) / "signing-key.pem").kid
     assert httpx.get(f"http://127.0.0.1:{caddy}/admin/api/clients", headers={
         "Host": HOST, "Authorization": f"Bearer {admin_token}"}, timeout=10).status_code == 200
 
@@ -331,4 +329,4 @@ def test_with_https_the_hub_issues_tokens_behind_caddys_tls_without_insecure_tra
         )
         consumer = json.loads(created.stdout)
         token = _token(port, consumer["client_id"], consumer["client_secret"], "events:read")
-        assert _jwt_header(token)["kid"] == SigningKeys(env["RTHUB_SIGNING_KEY_FILE"]).kid
+        assert _jwt_header(token)["kid"] == load_private_key(Path(env["RTHUB_DATA_DIR"]) / "signing-key.pem").kid

@@ -101,7 +101,7 @@ def test_redis_restart_under_the_hub_loses_nothing(own_redis: RedisServer, tmp_p
 def test_hub_killed_under_load_a_resuming_client_loses_nothing(
     redis_server: RedisServer, prefix: str, tmp_path: Path, takeover: str
 ) -> None:
-    shared = {"RTHUB_SIGNING_KEY_FILE": str(tmp_path / "key.pem"), "RTHUB_ISSUER": "http://127.0.0.1"}
+    shared = {"RTHUB_DATA_DIR": str(tmp_path / "keys"), "RTHUB_ISSUER": "http://127.0.0.1"}
     first = HubProcess(redis_server.url, prefix, env=shared)
     first.start()
     token = first.token()

@@ -22,9 +22,8 @@ from tests.wsclient import collect, connect, quiet
 
 @pytest.fixture
 def two_hubs(any_redis: RedisServer | RedisCluster, prefix: str) -> Iterator[tuple[HubProcess, HubProcess]]:
-    first = HubProcess(any_redis.url, prefix)
-    shared = {name: first.env[name] for name in ("RTHUB_SIGNING_KEY_FILE", "RTHUB_ISSUER")}
-    hubs = (first, HubProcess(any_redis.url, prefix, env=shared))
+    first = HubProcess(any_redis.url, prefix)  # both keep their keys in the default data directory
+    hubs = (first, HubProcess(any_redis.url, prefix, env={"RTHUB_ISSUER": first.env["RTHUB_ISSUER"]}))
     try:
         for hub in hubs:
             hub.start()

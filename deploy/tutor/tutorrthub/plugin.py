@@ -1,7 +1,10 @@
 """Tutor plugin for rthub: the hub service, the LMS plug-in and its settings, a Caddy site, an init task.
 
+The hub's key files live in Tutor's data directory (`data/rthub`, mounted as `RTHUB_DATA_DIR` in the hub
+and in every job or `tutor local run rthub …` container), so commands and hubs use the same keys.
+
 Layout as in Tutor's own plugins: configuration here, one file per patch under `patches/`, files to
-render under `templates/rthub/` (`apps/` and `build/` are rendered into the Tutor environment,
+render under `templates/rthub/` (`build/` is rendered into the Tutor environment,
 `tasks/` are init scripts, `partials/` are included by patches).
 """
 
@@ -11,7 +14,6 @@ import os
 from glob import glob
 from importlib.resources import files
 
-from Crypto.PublicKey import ECC
 from tutor import hooks
 
 from .__about__ import __version__
@@ -40,20 +42,7 @@ DEFAULTS: dict[str, object] = {
     "ADMIN_CLIENT_NAME": "tutor-admin",
 }
 
-UNIQUE: dict[str, str] = {
-    # Generated once by `tutor config save`, kept in config.yml: every hub replica signs with it.
-    "SIGNING_KEY": "{{ 'P-256'|rthub_ec_private_key }}",
-}
-
-
-def ec_private_key(curve: str) -> str:
-    """A fresh PEM (PKCS#8) EC private key: the hub signs ES256 tokens, and Tutor only makes RSA keys."""
-    return ECC.generate(curve=curve).export_key(format="PEM")
-
-
-hooks.Filters.ENV_TEMPLATE_FILTERS.add_item(("rthub_ec_private_key", ec_private_key))
 hooks.Filters.CONFIG_DEFAULTS.add_items([(f"RTHUB_{key}", value) for key, value in DEFAULTS.items()])
-hooks.Filters.CONFIG_UNIQUE.add_items([(f"RTHUB_{key}", value) for key, value in UNIQUE.items()])
 
 hooks.Filters.CLI_DO_INIT_TASKS.add_item(("rthub", (TEMPLATES / "rthub" / "tasks" / "rthub" / "init").read_text()))
 
@@ -70,7 +59,7 @@ def _rthub_host(hosts: list[str], context_name: str) -> list[str]:
 
 
 hooks.Filters.ENV_TEMPLATE_ROOTS.add_item(str(TEMPLATES))
-hooks.Filters.ENV_TEMPLATE_TARGETS.add_items([("rthub/build", "plugins"), ("rthub/apps", "plugins")])
+hooks.Filters.ENV_TEMPLATE_TARGETS.add_items([("rthub/build", "plugins")])
 for path in glob(str(PATCHES / "*")):
     with open(path, encoding="utf-8") as patch_file:
         hooks.Filters.ENV_PATCHES.add_item((os.path.basename(path), patch_file.read()))

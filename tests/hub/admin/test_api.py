@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from auth.endpoint_credentials import EndpointCipher
 from auth.registry import ClientRegistry
 from hub.control.presence import Presence
 from hub.ingest.redis import RedisBroker
+from rthub_lms.keys import key_material
 from tests.authserver import AuthServer, in_loop
 
 
@@ -171,3 +173,26 @@ def test_a_grant_missing_known_events_is_saved_with_warnings(auth_server: AuthSe
         schema = document["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
         model = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
         assert "warnings" in model["properties"] and "warnings" in model["required"], (path, method)
+
+
+def test_a_credential_is_not_written_under_a_key_the_registry_does_not_record(auth_server: AuthServer) -> None:
+    """The registry's endpoint key changed under a running hub (say, a registry imported from another
+    deployment): credential writes answer 500 `key_mismatch`, naming both keys, and store nothing."""
+    http, headers = auth_server.http, bearer(auth_server.admin_token())
+    settings = auth_server.settings
+
+    async def another_key_recorded(registry: ClientRegistry) -> None:
+        await registry.redis.hset(key_material(settings), "endpoint", "0123456789abcdef")
+
+    in_loop(settings, another_key_recorded)
+    before = {c["client_id"] for c in http.get("/admin/api/clients", headers=headers).json()["clients"]}
+    refused = http.post("/admin/api/clients", headers=headers, json={
+        "name": "LRS", "type": "enterprise", "translator": "xapi", "delivery": "lrs",
+        "endpoint_url": "https://lrs.example/xAPI/", "endpoint_token": "t0ken",
+    })
+    assert refused.status_code == 500 and refused.json()["error"] == "key_mismatch"
+    ours = EndpointCipher(settings.endpoint_key_path).fingerprint
+    assert "0123456789abcdef" in refused.json()["message"] and ours in refused.json()["message"]
+    assert "RTHUB_DATA_DIR" in refused.json()["message"]
+    after = {c["client_id"] for c in http.get("/admin/api/clients", headers=headers).json()["clients"]}
+    assert after == before

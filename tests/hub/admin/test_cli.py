@@ -171,7 +171,6 @@ def test_unknown_client_exits_1(auth_server: AuthServer) -> None:
 
 def test_rotate_signing_key_keeps_old_key_published(auth_server: AuthServer) -> None:
     before = {key["kid"] for key in auth_server.http.get("/.well-known/jwks.json").json()["keys"]}
-    key_file = auth_server.settings.signing_key_file
     result = subprocess.run(
         [
             sys.executable,
@@ -179,8 +178,10 @@ def test_rotate_signing_key_keeps_old_key_published(auth_server: AuthServer) -> 
             "hub.cli",
             "admin",
             "rotate-signing-key",
-            "--signing-key-file",
-            key_file,
+            "--redis-url",
+            auth_server.settings.redis_url,
+            "--redis-prefix",
+            auth_server.settings.redis_prefix,
             "--json",
         ],
         capture_output=True,
@@ -189,7 +190,7 @@ def test_rotate_signing_key_keeps_old_key_published(auth_server: AuthServer) -> 
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["signing_key_file"] == auth_server.settings.signing_key_file
+    assert json.loads(result.stdout)["signing_key_file"] == auth_server.settings.signing_key_path
     new_kid = json.loads(result.stdout)["kid"]
 
     def published() -> list[str]:

@@ -19,7 +19,7 @@ def sensor_id(settings: Settings) -> str:
 
 def endpoint_sender(client: Client, settings: Settings) -> tuple[str, BatchSender]:
     """(URL to POST to, sender); raises `CredentialError` when the stored credential does not decrypt."""
-    credential = cipher(settings.endpoint_key_file).decrypt(client.endpoint_credential)
+    credential = cipher(settings.endpoint_key_path).decrypt(client.endpoint_credential)
     if client.endpoint_auth == "basic":
         pair = f"{client.endpoint_username}:{credential}".encode()
         authorization = "Basic " + base64.b64encode(pair).decode()
