@@ -199,8 +199,11 @@ async def import_backup(
     """Put a checked backup into Redis: nothing is written when a client would be overwritten (unless
     `replace`) or the key fingerprints differ (unless `force`); `dry_run` only reports."""
     present = await _key_material(registry)
-    if backup.keys and present and present != backup.keys and not force:
-        differing = sorted(name for name in {*present, *backup.keys} if present.get(name) != backup.keys.get(name))
+    # A field Redis lacks is restored; one it records otherwise is a conflict (a running hub may already
+    # have recorded its signing key again after a loss, and that is no conflict when it is the same key).
+    differing = sorted(name for name in backup.keys if name in present and present[name] != backup.keys[name])
+    missing = {name: value for name, value in backup.keys.items() if name not in present}
+    if differing and not force:
         raise ImportRefused(
             f"the key fingerprints in Redis differ from the file's ({', '.join(differing)}): the hubs on this "
             "Redis use other key files, which would not decrypt the endpoint credentials or verify tokens "
@@ -213,12 +216,12 @@ async def import_backup(
             f"{len(conflicts)} client(s) exist here with a different record: {', '.join(conflicts[:10])}"
             f"{' ...' if len(conflicts) > 10 else ''}; --replace overwrites them with the file's"
         )
-    keys = "none in file" if not backup.keys else "same" if present == backup.keys else \
-        "differ (kept)" if present else "restored"
+    keys = "none in file" if not backup.keys else "differ (kept)" if differing else \
+        "restored" if missing else "same"
     report = ImportReport(standing, keys)
     if not dry_run:
-        if keys == "restored":
-            await keyring.restore_record(registry.redis, registry.settings, backup.keys)
+        if missing:
+            await keyring.restore_record(registry.redis, registry.settings, missing)
         changed = [client for client in backup.clients if standing[client.client_id] != "same"]
         if changed:
             await registry.restore(changed)

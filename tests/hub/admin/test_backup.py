@@ -128,7 +128,7 @@ def test_export_flushall_import_restores_clients_webhooks_and_anonymised_ids(
         assert after == before
         lrs = after[lrs_id]
         assert lrs is not None
-        assert cipher(hub.settings.endpoint_key_file).decrypt(lrs.endpoint_credential) == ENDPOINT_PASSWORD
+        assert cipher(hub.settings.endpoint_key_path).decrypt(lrs.endpoint_credential) == ENDPOINT_PASSWORD
         assert hub.token_for(socket_id, socket_secret) and hub.token_for(hook_id, hook_secret)
         until_delivering(hub, hook_id)
         second = backend.send(event)  # the same learner again

@@ -3,7 +3,6 @@ route is in it, a route without a model cannot be served, and every answer of a 
 
 from __future__ import annotations
 
-import tempfile
 from typing import Any
 
 import httpx
@@ -29,8 +28,8 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def route_table(settings: Settings) -> list[Route]:
-    keys = SigningKeys(tempfile.mktemp(prefix="rthub-openapi-key-"))
-    return admin_api_routes(settings, aioredis.Redis(), keys)  # type: ignore[return-value]
+    redis = aioredis.Redis()  # never connected: the route table is only read
+    return admin_api_routes(settings, redis, SigningKeys(settings, redis))  # type: ignore[return-value]
 
 
 def test_every_route_of_the_table_is_in_the_document_and_no_other(auth_server: AuthServer) -> None:
@@ -60,7 +59,8 @@ def test_a_route_without_a_model_cannot_be_documented_or_guarded() -> None:
 
     with pytest.raises(Undocumented, match="/extra"):
         openapi_document([*routes, Route("/extra", undocumented, methods=["GET"])], settings)
-    api = AdminApi(settings, aioredis.Redis(), SigningKeys(tempfile.mktemp(prefix="rthub-openapi-key-")))
+    redis = aioredis.Redis()
+    api = AdminApi(settings, redis, SigningKeys(settings, redis))
     with pytest.raises(Undocumented, match="undocumented"):
         api.guarded(undocumented)
 

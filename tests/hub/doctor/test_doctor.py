@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from cryptography.fernet import Fernet
 
+from auth.endpoint_credentials import checked_cipher
 from auth.registry import ClientRegistry
 from hub.config import Settings
 from hub.dev.embedded import free_port
@@ -24,7 +26,7 @@ from tests.servers import RedisServer
 def doctor(settings: Settings, cwd: Path) -> tuple[int, dict]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "lms"), str(ROOT / "client")]),
            "RTHUB_REDIS_URL": settings.redis_url, "RTHUB_REDIS_PREFIX": settings.redis_prefix,
-           "RTHUB_WEBHOOK_ALLOW_PRIVATE": "true", "RTHUB_ENDPOINT_KEY_FILE": settings.endpoint_key_file}
+           "RTHUB_WEBHOOK_ALLOW_PRIVATE": "true", "RTHUB_DATA_DIR": settings.data_dir}
     done = subprocess.run([sys.executable, "-m", "hub.cli", "doctor", "--json"], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=60)
     return done.returncode, json.loads(done.stdout)
@@ -61,7 +63,7 @@ def test_doctor_passes_working_endpoints_and_names_each_broken_one_with_its_fix(
     redis_server: RedisServer, prefix: str, ralph: RalphServer, tmp_path: Path
 ) -> None:
     settings = Settings(redis_url=redis_server.url, redis_prefix=prefix, webhook_allow_private=True,
-                        endpoint_key_file=str(tmp_path / "keys" / "endpoint.key"))
+                        data_dir=str(tmp_path / "keys"))
     with Receiver() as receiver:
         lrs = {"delivery": "lrs", "endpoint_url": ralph.endpoint, "endpoint_username": ralph.username}
         ids = asyncio.run(_clients(settings, receiver.url, lrs, ralph.password))
@@ -95,7 +97,7 @@ async def _clients(settings: Settings, webhook_url: str, lrs: dict, password: st
 
 
 def test_doctor_fails_naming_the_redis_it_cannot_reach(tmp_path: Path) -> None:
-    settings = Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", endpoint_key_file=str(tmp_path / "k"))
+    settings = Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", data_dir=str(tmp_path / "data"))
     status, report = doctor(settings, tmp_path)
     assert status == 1
     assert report["findings"][0]["severity"] == "fail"
@@ -106,7 +108,7 @@ def test_doctor_names_an_evicting_redis_without_persistence(tmp_path: Path) -> N
     server = RedisServer(tmp_path / "redis", extra=("--maxmemory-policy", "allkeys-lru"))
     server.start()
     try:
-        status, report = doctor(Settings(redis_url=server.url, endpoint_key_file=str(tmp_path / "k")), tmp_path)
+        status, report = doctor(Settings(redis_url=server.url, data_dir=str(tmp_path / "data")), tmp_path)
     finally:
         server.stop()
     failed = {f["subject"].split()[-1]: f for f in report["findings"] if f["severity"] == "fail"}
@@ -120,12 +122,36 @@ def test_doctor_passes_a_safe_deployment_whose_endpoints_work(tmp_path: Path) ->
     server.start()
     try:
         settings = Settings(redis_url=server.url, redis_prefix="doctor:", webhook_allow_private=True,
-                            endpoint_key_file=str(tmp_path / "k"))
+                            data_dir=str(tmp_path / "data"))
         with Receiver() as receiver:
             client_id = asyncio.run(create(settings, name="hook", delivery="webhook", webhook_url=receiver.url))
             status, report = doctor(settings, tmp_path)
     finally:
         server.stop()
-    assert [f["severity"] for f in report["findings"]] == ["ok", "ok", "ok"], report
-    assert client_id in report["findings"][2]["subject"]
+    assert [f["severity"] for f in report["findings"]] == ["ok"] * 5, report
+    assert client_id in report["findings"][4]["subject"]
     assert status == 0 and report["ok"] is True
+
+
+def test_doctor_names_a_key_file_the_registry_does_not_record(
+    redis_server: RedisServer, prefix: str, tmp_path: Path
+) -> None:
+    """A hub made and recorded the deployment's endpoint key; the doctor runs with another data directory."""
+    hub_side = Settings(redis_url=redis_server.url, redis_prefix=prefix, data_dir=str(tmp_path / "hub"))
+
+    async def first_start() -> str:
+        redis = aioredis.Redis.from_url(redis_server.url)
+        try:
+            return (await checked_cipher(redis, hub_side)).fingerprint
+        finally:
+            await redis.aclose()
+
+    recorded = asyncio.run(first_start())
+    elsewhere = Settings(redis_url=redis_server.url, redis_prefix=prefix, data_dir=str(tmp_path / "other"))
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "endpoint.key").write_bytes(Fernet.generate_key())
+    status, report = doctor(elsewhere, tmp_path)
+    (finding,) = [f for f in report["findings"] if f["subject"].startswith("endpoint key")]
+    assert status == 1 and finding["severity"] == "fail"
+    assert recorded in finding["message"] and str(tmp_path / "other" / "endpoint.key") in finding["message"]
+    assert "RTHUB_DATA_DIR" in finding["fix"]
