@@ -3,10 +3,11 @@
     python examples/adaptive_engine.py --url http://127.0.0.1:8000 --client-id cl_... --client-secret ... \
         [--cursor-file engine.cursor] [--filter '{"event_types": ["problem_check"]}']
 
-(or set RTHUB_CLIENT_ID / RTHUB_CLIENT_SECRET). It prints one line per event. The SDK keeps the
-token fresh and, after a dropped connection, a slow-consumer close (4008) or a hub restart (1012),
-reconnects with backoff and resumes from the last cursor; with `--cursor-file` the cursor also
-survives a restart of this program. A revoked client (4403) stops it with exit status 1.
+(or set RTHUB_CLIENT_ID / RTHUB_CLIENT_SECRET). It prints one line per event and nothing else,
+unless something goes wrong (reconnections and gaps, on stderr). The SDK keeps the token fresh and,
+after a dropped connection, a slow-consumer close (4008) or a hub restart (1012), reconnects with
+backoff and resumes from the last cursor; with `--cursor-file` the cursor also survives a restart of
+this program. A revoked client (4403) stops it with exit status 1.
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ def main() -> int:
     if not args.client_id or not args.client_secret:
         parser.error("--client-id and --client-secret (or RTHUB_CLIENT_ID / RTHUB_CLIENT_SECRET) are required")
     logging.basicConfig(level=logging.INFO, format="! %(message)s", stream=sys.stderr)
+    for chatty in ("httpx", "httpcore"):  # a line per token request: the SDK's own lines say what matters
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         asyncio.run(run(args))
     except (Forbidden, Unauthorized) as exc:
