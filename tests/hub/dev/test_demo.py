@@ -123,7 +123,7 @@ def _assert_summary(out: str) -> None:
 
 @pytest.mark.slow
 def test_demo_prints_a_summary_when_its_duration_ends(redis_server: RedisServer) -> None:
-    result = _demo({**os.environ}, seconds=5, redis_url=redis_server.url)
+    result = _demo({**os.environ}, redis_url=redis_server.url)
     assert result.returncode == 0, result.stderr
     _assert_summary(result.stdout)
 
@@ -139,7 +139,8 @@ def test_demo_stopped_by_a_signal_prints_a_summary(redis_server: RedisServer, tm
             cwd=ROOT, stdout=sink, stderr=subprocess.PIPE, text=True,
         )
         try:
-            wait_until(lambda: len(_lines(out.read_text(), "webhook")) >= 1, 60, "the demo delivered no webhook")
+            wait_until(lambda: _lines(out.read_text(), "webhook") and _lines(out.read_text(), "consumer"), 60,
+                       "the demo delivered no webhook or no WebSocket frame")
             demo.send_signal(sig)
             _, stderr = demo.communicate(timeout=30)
         finally:
