@@ -12,6 +12,7 @@ background to connect before the next command.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -105,10 +106,22 @@ class Shell:
         return process, out, err
 
     def stop(self) -> None:
+        """End what the commands started: each `&` command's process group (its bash may be gone, the
+        program it started is not), then check the group is empty."""
         for process, _, _ in self.background:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)  # the bash and what it started in the background
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=15)
+        for process, _, _ in self.background:
+            wait_until(lambda group=process.pid: not _alive(group), 15, f"process group {process.pid} outlived SIGTERM")
+
+
+def _alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @pytest.fixture
