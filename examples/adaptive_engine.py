@@ -3,10 +3,12 @@
     python examples/adaptive_engine.py --url http://127.0.0.1:8000 --client-id cl_... --client-secret ... \
         [--cursor-file engine.cursor] [--filter '{"event_types": ["problem_check"]}']
 
-(or set RTHUB_CLIENT_ID / RTHUB_CLIENT_SECRET). It prints one line per event. The SDK keeps the
-token fresh and, after a dropped connection, a slow-consumer close (4008) or a hub restart (1012),
-reconnects with backoff and resumes from the last cursor; with `--cursor-file` the cursor also
-survives a restart of this program. A revoked client (4403) stops it with exit status 1.
+(or set RTHUB_URL, RTHUB_CLIENT_ID, RTHUB_CLIENT_SECRET; or `--client-file tutor.json`, the JSON that
+`rthub clients create --json > tutor.json` wrote). It prints one line per event and nothing else,
+unless something goes wrong (reconnections and gaps, on stderr). The SDK keeps the token fresh and,
+after a dropped connection, a slow-consumer close (4008) or a hub restart (1012), reconnects with
+backoff and resumes from the last cursor; with `--cursor-file` the cursor also survives a restart of
+this program. A revoked client (4403) stops it with exit status 1.
 """
 
 from __future__ import annotations
@@ -80,14 +82,25 @@ def main() -> int:
     parser.add_argument("--url", default=os.environ.get("RTHUB_URL", "http://127.0.0.1:8000"))
     parser.add_argument("--client-id", default=os.environ.get("RTHUB_CLIENT_ID"))
     parser.add_argument("--client-secret", default=os.environ.get("RTHUB_CLIENT_SECRET"))
+    parser.add_argument(
+        "--client-file", type=Path, help="the JSON `rthub clients create --json` printed (its client id and secret)"
+    )
     parser.add_argument("--cursor-file", help="remember the last handled cursor here, and resume from it")
     parser.add_argument(
         "--filter", type=json.loads, help='narrow the grant, e.g. \'{"event_types": ["problem_check"]}\''
     )
     args = parser.parse_args()
+    if args.client_file:
+        try:
+            issued = json.loads(args.client_file.read_text())
+            args.client_id, args.client_secret = issued["client_id"], issued["client_secret"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            parser.error(f"--client-file {args.client_file}: not what `rthub clients create --json` prints ({exc!r})")
     if not args.client_id or not args.client_secret:
-        parser.error("--client-id and --client-secret (or RTHUB_CLIENT_ID / RTHUB_CLIENT_SECRET) are required")
+        parser.error("--client-file, or --client-id and --client-secret (or RTHUB_CLIENT_ID / RTHUB_CLIENT_SECRET)")
     logging.basicConfig(level=logging.INFO, format="! %(message)s", stream=sys.stderr)
+    for chatty in ("httpx", "httpcore"):  # a line per token request: the SDK's own lines say what matters
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         asyncio.run(run(args))
     except (Forbidden, Unauthorized) as exc:

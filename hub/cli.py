@@ -20,6 +20,8 @@ from hub.logs import text_log_config, uvicorn_log_config
 from hub.render_stage import render_stage
 from hub.translate import catalogue, offline
 
+PIPE_CLOSED = 128 + 13  # the status of a program SIGPIPE stopped, as shells report it
+
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
@@ -203,10 +205,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("rthub.keys").setLevel(logging.INFO)  # which key file a command used, with its path
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        code = args.handler(args)
+        sys.stdout.flush()  # buffered output meets a reader that left here, not in the interpreter's exit
+    except BrokenPipeError:
+        return _reader_left()
     except ConfigError as exc:
         print(f"rthub: configuration error: {exc}", file=sys.stderr)
         return 2
+    return code
+
+
+def _reader_left() -> int:
+    """Standard output's reader left (`rthub clients list | head -1`): what the command did stays done,
+    only the rest of its output has nowhere to go. Exit 141, as SIGPIPE would, without a word: stdout
+    goes to /dev/null so the interpreter's last flush does not complain either."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return PIPE_CLOSED
 
 
 if __name__ == "__main__":

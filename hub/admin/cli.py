@@ -3,8 +3,9 @@ and restore it (`hub/admin/backup.py`).
 
 `register(subparsers)` plugs these into the main `rthub` parser (`hub/cli.py`).
 Every handler returns an exit code: 0 done, 1 not found, 2 bad input or an import refused (message on
-stderr), 3 Redis unreachable. A grant that probably misses events is written with a warning on stderr,
-or, with `--strict`, refused (exit 2, nothing written).
+stderr), 3 Redis unreachable (a closed standard output is not that: `rthub` ends with 141, `hub/cli.py`).
+A grant that probably misses events is written with a warning on stderr, or, with `--strict`, refused
+(exit 2, nothing written).
 """
 
 from __future__ import annotations
@@ -177,6 +178,8 @@ def _run(run: Callable[[ClientRegistry, argparse.Namespace], Awaitable[int]], ar
         return 1
     except KeyMismatch as exc:
         return _fail(f"refused: {exc}")
+    except BrokenPipeError:  # stdout's reader left (redis-py wraps its own socket errors): `rthub` says so
+        raise
     except (aioredis.ConnectionError, OSError) as exc:
         print(f"rthub: cannot reach Redis at {settings.redis_url}: {exc}", file=sys.stderr)
         return 3

@@ -5,6 +5,8 @@ Then the hub on uvicorn, an admin client and a demo consumer issued through the 
 a simulated LMS publishing through `RealtimeBackend`, and an example WebSocket consumer (OAuth
 client credentials, a grant covering two of the three simulated courses) printing what it receives,
 and an example webhook consumer (Caliper, enrolments and problem checks) verifying signatures.
+When stopped (Ctrl-C, SIGTERM, the end of `--duration`) it prints what happened, from the hub's own
+counts; a busy `--port` is one line on stderr and exit status 1.
 """
 
 from __future__ import annotations
@@ -12,18 +14,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import errno
 import json
 import os
+import signal
+import socket
 import sys
 import tempfile
+import time
 import urllib.parse
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+import httpx
 import orjson
 import uvicorn
 import websockets
+from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -150,7 +158,57 @@ async def issue_clients(settings: Settings, base_url: str, webhook_url: str) -> 
     return token, enterprise.webhook_secret
 
 
-async def run(settings: Settings, port: int, rate: float, duration: float | None) -> None:
+class QuietServer(uvicorn.Server):
+    """uvicorn without its own SIGINT/SIGTERM handlers: the demo takes them, so the hub is still up to
+    be asked for its counts when the demo stops."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def listen(port: int) -> socket.socket:
+    """The hub's listening socket, bound before anything starts, so a busy port is said plainly."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted sockets inherit it
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def summary(base_url: str, backend: RealtimeBackend, started: float) -> str:
+    """What the demo did, from the hub's own counters (`/metrics`) and the simulated LMS's."""
+    counts = {"frames": 0.0, "webhooks": 0.0, "dead": 0.0}
+    wanted = {
+        "rthub_frames_delivered_total": ("frames", {"channel": "websocket"}),
+        "rthub_webhook_events_delivered_total": ("webhooks", {}),
+        "rthub_webhook_dead_lettered_total": ("dead", {}),
+        "rthub_events_dead_lettered_total": ("dead", {}),
+    }
+    try:
+        async with httpx.AsyncClient(timeout=5) as http:
+            text = (await http.get(f"{base_url}/metrics")).text
+    except httpx.HTTPError as exc:
+        hub = f"the hub's counts are unavailable ({exc!r})"
+    else:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                key, labels = wanted.get(sample.name, (None, {}))
+                if key is not None and labels.items() <= sample.labels.items():
+                    counts[key] += sample.value
+        hub = (f"{counts['frames']:.0f} frames sent over WebSocket, {counts['webhooks']:.0f} webhooks delivered, "
+               f"{counts['dead']:.0f} dead letters")
+    return (f"rthub demo: stopped after {time.monotonic() - started:.0f} s: "
+            f"{backend.counts['published']} events published, {hub}")
+
+
+async def run(settings: Settings, listener: socket.socket, rate: float, duration: float | None) -> None:
+    started = time.monotonic()
+    port = listener.getsockname()[1]
     base_url = f"http://127.0.0.1:{port}"
     settings = settings.with_overrides(issuer=base_url, webhook_allow_private=True)
     app = create_app(settings)
@@ -159,8 +217,8 @@ async def run(settings: Settings, port: int, rate: float, duration: float | None
     async def publish(event: dict[str, Any]) -> object:
         return await asyncio.to_thread(backend.send, event)
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws=UVICORN_WS))
-    serving = asyncio.create_task(server.serve())
+    server = QuietServer(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws=UVICORN_WS))
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
     while not server.started:
         if serving.done():
             raise SystemExit(f"the hub could not start on port {port}")
@@ -169,23 +227,31 @@ async def run(settings: Settings, port: int, rate: float, duration: float | None
     say(f"rthub demo: hub listening on {base_url}  (stream: {ws_url})")
     webhook_port = free_port()
     token, webhook_secret = await issue_clients(settings, base_url, f"http://127.0.0.1:{webhook_port}/")
-    receiver = uvicorn.Server(
+    receiver = QuietServer(
         uvicorn.Config(webhook_consumer(webhook_secret), host="127.0.0.1", port=webhook_port, log_level="warning")
     )
     receiving = asyncio.create_task(receiver.serve())
     say(f"  simulated LMS publishing ~{rate:g} events/s over {len(COURSES)} courses; Ctrl-C to stop")
     stop = asyncio.Event()
     tasks = [asyncio.create_task(consume(ws_url, token, stop)), asyncio.create_task(simulate(publish, rate, stop))]
-    # uvicorn turns Ctrl-C / SIGTERM into a graceful stop of a server; the demo ends with either one.
+    # Ctrl-C, SIGTERM or the end of --duration: stop publishing, ask the hub for its counts, shut down.
+    loop = asyncio.get_running_loop()
+    signalled = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, signalled.set)
     timer = asyncio.create_task(asyncio.sleep(duration if duration is not None else float("inf")))
+    waiting = asyncio.create_task(signalled.wait())
     try:
-        await asyncio.wait({serving, receiving, timer}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({serving, receiving, timer, waiting}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         timer.cancel()
+        waiting.cancel()
         stop.set()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if not serving.done():
+            say(await summary(base_url, backend, started))
         backend.close()
         server.should_exit = True
         await serving
@@ -194,7 +260,14 @@ async def run(settings: Settings, port: int, rate: float, duration: float | None
 
 
 def main(settings: Settings, port: int, rate: float, duration: float | None, redis_url: str | None) -> int:
-    with contextlib.ExitStack() as stack:
+    try:
+        listener = listen(port)
+    except OSError as exc:
+        why = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be listened on ({exc.strerror})"
+        print(f"rthub demo: port {port} {why}; choose another with --port, e.g. rthub demo --port {port + 1}",
+              file=sys.stderr)
+        return 1
+    with listener, contextlib.ExitStack() as stack:
         if not redis_url and "RTHUB_DATA_DIR" not in os.environ:  # a throw-away registry: throw-away keys
             keys = stack.enter_context(tempfile.TemporaryDirectory(prefix="rthub-demo-keys-"))
             settings = settings.with_overrides(data_dir=keys)
@@ -209,8 +282,8 @@ def main(settings: Settings, port: int, rate: float, duration: float | None, red
             say(f"rthub demo: started a private redis-server {embedded.version} ({embedded.binary}) at {embedded.url}")
             settings = settings.with_overrides(redis_url=embedded.url)
         try:
-            asyncio.run(run(settings, port, rate, duration))
-        except KeyboardInterrupt:
+            asyncio.run(run(settings, listener, rate, duration))
+        except KeyboardInterrupt:  # before the demo's own handlers were in place
             say("rthub demo: stopped")
     sys.stdout.flush()
     return 0

@@ -33,7 +33,8 @@ class Engine:
             preexec_fn=_interruptible,
         )
         self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -82,3 +83,25 @@ def test_example_engine_resumes_from_its_cursor_file_and_stops_when_revoked(
     assert second.process.stderr is not None
     stderr = second.process.stderr.read()
     assert "stopped: hub closed the stream with 4403" in stderr, stderr
+
+
+def test_example_engine_prints_only_the_events_it_receives(
+    hub: Hub, redis_server: RedisServer, prefix: str, tmp_path: Path
+) -> None:
+    """One line per event on stdout and nothing else anywhere: no token requests, no connection chatter."""
+    client_id, secret = hub.client()
+    cursor_file = tmp_path / "engine.cursor"
+    with Load(redis_server.url, prefix, seed=7) as load:
+        (start,) = load.send(1)
+        cursor_file.write_text(start)
+        engine = Engine(hub, client_id, secret, cursor_file)
+        try:
+            sent = load.send(4)
+            assert engine.cursors(4) == sent
+        finally:
+            engine.process.send_signal(signal.SIGINT)
+            assert engine.exit_status(10) == 0
+    engine.reader.join(10)
+    assert engine.lines.empty(), "nothing on stdout but the four events"
+    assert engine.process.stderr is not None
+    assert engine.process.stderr.read() == ""

