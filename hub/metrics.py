@@ -46,6 +46,7 @@ _PLAIN = {
 _WEBHOOK = {
     "delivered": ("rthub_webhook_events_delivered", "Events delivered by webhook (2xx)"),
     "requests": ("rthub_webhook_requests_succeeded", "Webhook requests answered with 2xx"),
+    "ack_retries": ("rthub_webhook_ack_retries", "Acknowledgements of a 2xx retried because Redis refused them"),
     "failed_attempts": ("rthub_webhook_failed_attempts", "Webhook attempts that failed and will be retried"),
     "dead_lettered": ("rthub_webhook_dead_lettered", "Webhook events moved to the dead-letter store"),
     "already_stored": ("rthub_webhook_already_stored", "Events an LRS said it already held (409), acknowledged"),
