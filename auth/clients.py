@@ -66,6 +66,7 @@ class Client:
     endpoint_auth: str = ""
     endpoint_username: str = ""
     endpoint_credential: str = ""
+    routed_from: str = ""
 
     @property
     def active(self) -> bool:
@@ -96,6 +97,7 @@ class Client:
             "endpoint_auth": self.endpoint_auth,
             "endpoint_username": self.endpoint_username,
             "endpoint_credential": self.endpoint_credential,
+            "routed_from": self.routed_from,
         }
 
     @classmethod
@@ -125,6 +127,7 @@ class Client:
             endpoint_auth=data.get("endpoint_auth", ""),
             endpoint_username=data.get("endpoint_username", ""),
             endpoint_credential=data.get("endpoint_credential", ""),
+            routed_from=data.get("routed_from", ""),
         )
 
     def public(self) -> dict[str, Any]:

@@ -97,7 +97,8 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
     history = SharedHistory(broker)
     metrics = Metrics()
     metrics.watch(HubCollector(
-        fanout, broker, webhook_counts, lambda: metrics.sent_frames, history.counts, lambda: changes.failures
+        fanout, broker, webhook_counts, lambda: metrics.sent_frames, history.counts, lambda: changes.failures,
+        webhooks.paused,
     ))
 
     async def metrics_endpoint(request: Request) -> Response:

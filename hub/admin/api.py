@@ -19,6 +19,7 @@ from hub.admin.openapi import openapi_document
 from hub.config import Settings
 from hub.control.presence import live_connections
 from hub.delivery.webhook.cli import moment
+from hub.delivery.webhook.clients import as_shown
 from hub.delivery.webhook.deadletters import list_deadletters, replay_deadletters
 from hub.delivery.webhook.health import LOG_SIZE, delivery_health, delivery_log
 
@@ -115,7 +116,7 @@ class AdminApi:
         health = await delivery_health(self.redis, self.settings, [client.client_id for client in registered])
         clients = [
             {
-                **client.public(),
+                **as_shown(client, self.settings).public(),
                 "live_connections": live.get(client.client_id, 0),
                 "delivery_health": health.get(client.client_id),
             }
@@ -125,7 +126,7 @@ class AdminApi:
 
     async def create_client(self, request: Request) -> Response:
         client, secret = await self.registry.create(**await _json_object(request))
-        return JSONResponse({**client.public(), "client_secret": secret}, status_code=201)
+        return JSONResponse({**as_shown(client, self.settings).public(), "client_secret": secret}, status_code=201)
 
     async def show_client(self, request: Request) -> Response:
         client = await self.registry.require(request.path_params["client_id"])
@@ -133,7 +134,7 @@ class AdminApi:
         health = await delivery_health(self.redis, self.settings, [client.client_id])
         return JSONResponse(
             {
-                **client.public(),
+                **as_shown(client, self.settings).public(),
                 "live_connections": live.get(client.client_id, 0),
                 "delivery_health": health.get(client.client_id),
             }
@@ -141,7 +142,7 @@ class AdminApi:
 
     async def update_client(self, request: Request) -> Response:
         client = await self.registry.update(request.path_params["client_id"], **await _json_object(request))
-        return JSONResponse(client.public())
+        return JSONResponse(as_shown(client, self.settings).public())
 
     async def delete_client(self, request: Request) -> Response:
         _not_self(request)
@@ -150,13 +151,13 @@ class AdminApi:
 
     async def rotate_secret(self, request: Request) -> Response:
         client, secret = await self.registry.rotate_secret(request.path_params["client_id"])
-        return JSONResponse({**client.public(), "client_secret": secret})
+        return JSONResponse({**as_shown(client, self.settings).public(), "client_secret": secret})
 
     async def rotate_endpoint(self, request: Request) -> Response:
         client = await self.registry.rotate_endpoint_credential(
             request.path_params["client_id"], **await _json_object(request)
         )
-        return JSONResponse(client.public())
+        return JSONResponse(as_shown(client, self.settings).public())
 
     async def deliveries(self, request: Request) -> Response:
         raw_limit = request.query_params.get("limit", str(LOG_SIZE))
@@ -169,7 +170,7 @@ class AdminApi:
     async def revoke_client(self, request: Request) -> Response:
         _not_self(request)
         client = await self.registry.revoke(request.path_params["client_id"])
-        return JSONResponse(client.public())
+        return JSONResponse(as_shown(client, self.settings).public())
 
     async def connections(self, request: Request) -> Response:
         ids = [client.client_id for client in await self.registry.list_all()]
@@ -203,7 +204,7 @@ class AdminApi:
         client_id = request.path_params["client_id"]
         await self.registry.require(client_id)
         await self.registry.enable_webhooks(client_id)
-        return JSONResponse((await self.registry.require(client_id)).public())
+        return JSONResponse(as_shown(await self.registry.require(client_id), self.settings).public())
 
 
 def _moment(name: str, value: Any) -> float | None:

@@ -51,6 +51,7 @@ class DeliveryOptions:
     timeout: float = 10.0
     lease_ttl_ms: int = 10_000
     poll: float = 1.0
+    idle_tip_every: float = 1.0  # how often a router with nothing to route notes the stream's newest cursor
 
 
 class DeliveryWorker:
@@ -241,7 +242,7 @@ class DeliveryWorker:
         log.info("client %s: attempt %d for %s failed: %s", cid, attempts, ids[0], outcome.reason)
         if outcome.paused:
             # Keep the batch in flight with the attempt uncounted: fixing the credentials resumes it.
-            self.client = replace(self.client, paused=True)
+            self.client = replace(self.client, paused=True, paused_for="endpoint", pause_reason=outcome.reason)
             await self._lease.save_state(
                 self._state_key,
                 {"source": source, "first": ids[0], "last": ids[-1], "attempts": attempts - 1, "next_at": 0,
