@@ -161,6 +161,7 @@ class Client:
     endpoint_auth: str = ""
     endpoint_username: str = ""
     endpoint_credential: str = ""
+    routed_from: str = ""
 
     @property
     def active(self) -> bool:
@@ -191,6 +192,7 @@ class Client:
             "endpoint_auth": self.endpoint_auth,
             "endpoint_username": self.endpoint_username,
             "endpoint_credential": self.endpoint_credential,
+            "routed_from": self.routed_from,
         }
 
     @classmethod
@@ -220,6 +222,7 @@ class Client:
             endpoint_auth=data.get("endpoint_auth", ""),
             endpoint_username=data.get("endpoint_username", ""),
             endpoint_credential=data.get("endpoint_credential", ""),
+            routed_from=data.get("routed_from", ""),
         )
 
     def public(self) -> PublicClient:

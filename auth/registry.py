@@ -4,6 +4,11 @@ The set `{prefix}{registry}:clients`, one hash `{prefix}{registry}:client:{id}` 
 `{prefix}{registry}:grants` projection (active clients' grants, for the LMS plug-in's preemptive
 filter), and a notice on `{prefix}{registry}:changes` after every write so hub instances and
 plug-ins re-evaluate.
+
+A record also says from which event stream position its webhook delivery is routed (`routed_from`:
+the stream's newest cursor, read before the write that creates the client, changes its delivery or
+grant, or enables its endpoint again), so an event published once the write is answered reaches the
+client however late a hub instance learns of the change (docs/webhooks.md, "New clients").
 """
 
 from __future__ import annotations
@@ -33,7 +38,14 @@ from auth.endpoint_credentials import checked_cipher
 from auth.identity import ClientIdentity
 from auth.passwords import hash_secret, needs_upgrade, new_secret, new_webhook_secret, verify_secret
 from auth.settings import AuthSettings
-from rthub_lms.keys import active_grants_key, changes_channel, client_key, client_keys, clients_key
+from rthub_lms.keys import (
+    active_grants_key,
+    changes_channel,
+    client_key,
+    client_keys,
+    clients_key,
+    stream_key,
+)
 
 # Compare-and-set of one hash field, so a hash upgrade never overwrites a rotation that raced it.
 _REPLACE_IF_EQUAL = """
@@ -78,6 +90,7 @@ class ClientRegistry:
             secret_hash=hash_secret(secret),
             created_at=now,
             updated_at=now,
+            routed_from=await self.stream_tip(),
             **clean,
         )
         client = await self._with_credential(client, credential)
@@ -140,6 +153,8 @@ class ClientRegistry:
         client = await self._with_credential(replace(before, **clean, updated_at=_now()), credential)
         if client.webhook_status == "paused" and _endpoint(client) != _endpoint(before):
             client = replace(client, webhook_status="", webhook_disabled_reason="")
+        if (client.delivery, client.grant) != (before.delivery, before.grant):
+            client = replace(client, routed_from=await self.stream_tip())
         check_delivery(client)
         await self._save(client)
         return client
@@ -207,13 +222,24 @@ class ClientRegistry:
         await self._set_webhook_status(client_id, "", "")
 
     async def _set_webhook_status(self, client_id: str, status: str, reason: str) -> None:
-        """Write delivery's own status fields (`""` clears them), then send the change notice."""
+        """Write delivery's own status fields (`""` clears them, and routes the client from now on
+        again), then send the change notice."""
         if status:
             fields = {"webhook_status": status, "webhook_disabled_reason": reason}
             await self.redis.hset(self._key(client_id), mapping=fields)
         else:
-            await self.redis.hdel(self._key(client_id), "webhook_status", "webhook_disabled_reason")
+            tip = await self.stream_tip()
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hdel(self._key(client_id), "webhook_status", "webhook_disabled_reason")
+                pipe.hset(self._key(client_id), "routed_from", tip)
+                await pipe.execute()
         await self._notify(client_id)
+
+    async def stream_tip(self) -> str:
+        """The event stream's newest cursor ("0-0" while it is empty): what a write that starts a
+        client's webhook delivery records as `routed_from`."""
+        rows = await self.redis.xrevrange(stream_key(self.settings), count=1)
+        return _text(rows[0][0]) if rows else "0-0"
 
     async def delete(self, client_id: str) -> None:
         """Remove the client and everything kept for it: queued webhooks, presence, delivery state."""

@@ -110,6 +110,7 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
     metrics.watch(HubCollector(
         fanout, broker, webhook_counts, lambda: metrics.sent_frames, history.counts, lambda: changes.failures,
         signing_key_missing=lambda: keys is not None and bool(keys.missing),
+        webhook_paused=webhooks.paused,
     ))
     metrics.watch(RedisSafetyCollector(safety.counts))
     outbox = Outbox(client, settings)

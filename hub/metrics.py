@@ -49,6 +49,7 @@ _PLAIN = {
 _WEBHOOK = {
     "delivered": ("rthub_webhook_events_delivered", "Events delivered by webhook (2xx)"),
     "requests": ("rthub_webhook_requests_succeeded", "Webhook requests answered with 2xx"),
+    "ack_retries": ("rthub_webhook_ack_retries", "Acknowledgements of a 2xx retried because Redis refused them"),
     "failed_attempts": ("rthub_webhook_failed_attempts", "Webhook attempts that failed and will be retried"),
     "dead_lettered": ("rthub_webhook_dead_lettered", "Webhook events moved to the dead-letter store"),
     "already_stored": ("rthub_webhook_already_stored", "Events an LRS said it already held (409), acknowledged"),
@@ -57,8 +58,11 @@ _WEBHOOK = {
     "routing_taken": ("rthub_webhook_routing_taken", "Times this instance took the webhook routing lease"),
     "route_retries": ("rthub_webhook_route_retries", "Routing pages retried while Redis refused or was away"),
     "gaps": ("rthub_webhook_gaps", "Gap dead letters: events left the stream before they were routed"),
+    "caught_up": ("rthub_webhook_caught_up", "Events queued for a client caught up from its creation or change"),
     "endpoints_disabled": ("rthub_webhook_endpoints_disabled", "Endpoints disabled (410 or the breaker)"),
 }
+
+PAUSE_REASONS = ("endpoint", "credential", "secret", "grant")
 
 _RESUME = {
     "history_read": ("rthub_resume_history_reads", "Catch-up pages read from Redis"),
@@ -77,6 +81,7 @@ class HubCollector(Collector):
         history_counts: Counter[str] | None = None,
         change_failures: Callable[[], int] = lambda: 0,
         signing_key_missing: Callable[[], bool] = lambda: False,
+        webhook_paused: Callable[[], Counter[str]] = Counter,
     ) -> None:
         self._fanout = fanout
         self._broker = broker
@@ -85,6 +90,7 @@ class HubCollector(Collector):
         self._history_counts = history_counts if history_counts is not None else Counter()
         self._change_failures = change_failures
         self._signing_key_missing = signing_key_missing
+        self._webhook_paused = webhook_paused
 
     def collect(self) -> Iterator[Metric]:
         counts = self._fanout.counts
@@ -108,6 +114,16 @@ class HubCollector(Collector):
         yield delivered
         for key, (name, help_text) in _WEBHOOK.items():
             yield CounterMetricFamily(name, help_text, value=webhook.get(key, 0))
+        paused = GaugeMetricFamily(
+            "rthub_webhook_clients_paused",
+            "Webhook clients whose delivery is paused, their events kept: the endpoint refused the credentials "
+            "(endpoint), or the configuration is unusable here (credential, secret, grant)",
+            labels=["reason"],
+        )
+        now_paused = self._webhook_paused()
+        for reason in PAUSE_REASONS:
+            paused.add_metric([reason], now_paused.get(reason, 0))
+        yield paused
         sockets = GaugeMetricFamily("rthub_connections", "Live WebSocket connections", labels=["consumer_type"])
         per_type = Counter(conn.identity.consumer_type for conn in self._fanout.connections.values())
         for consumer_type in ("adaptive", "enterprise", "university", "other"):

@@ -48,6 +48,7 @@ from hub.admin.openapi import Undocumented, openapi_document, operation, operati
 from hub.config import Settings
 from hub.control.presence import live_connections
 from hub.delivery.webhook.cli import moment
+from hub.delivery.webhook.clients import as_shown
 from hub.delivery.webhook.deadletters import list_deadletters, replay_deadletters
 from hub.delivery.webhook.health import LOG_SIZE, delivery_health, delivery_log
 
@@ -160,8 +161,8 @@ class AdminApi:
         live = await live_connections(self.redis, self.settings, ids)
         health = await delivery_health(self.redis, self.settings, ids)
         return [
-            {**client.public(), "live_connections": live.get(client.client_id, 0),  # type: ignore[typeddict-item]
-             "delivery_health": health.get(client.client_id)}
+            {**as_shown(client, self.settings).public(),  # type: ignore[typeddict-item]
+             "live_connections": live.get(client.client_id, 0), "delivery_health": health.get(client.client_id)}
             for client in clients
         ]
 
@@ -176,7 +177,7 @@ class AdminApi:
         body = await _json_object(request)
         client, secret = await self.registry.create(**body)
         created: CreatedClient = {  # type: ignore[typeddict-item]
-            **client.public(), "client_secret": secret, "warnings": grant_warnings(body)
+            **as_shown(client, self.settings).public(), "client_secret": secret, "warnings": grant_warnings(body)
         }
         return JSONResponse(created, status_code=201)
 
@@ -192,7 +193,9 @@ class AdminApi:
     async def update_client(self, request: Request) -> Response:
         body = await _json_object(request)
         client = await self.registry.update(request.path_params["client_id"], **body)
-        updated: UpdatedClient = {**client.public(), "warnings": grant_warnings(body)}  # type: ignore[typeddict-item]
+        updated: UpdatedClient = {  # type: ignore[typeddict-item]
+            **as_shown(client, self.settings).public(), "warnings": grant_warnings(body)
+        }
         return JSONResponse(updated)
 
     @operation("Delete a client", {204: None}, errors={409: SELF_REFUSED})
@@ -204,7 +207,9 @@ class AdminApi:
     @operation("New secret; the old one stays valid for the grace period", {200: ClientWithSecret})
     async def rotate_secret(self, request: Request) -> Response:
         client, secret = await self.registry.rotate_secret(request.path_params["client_id"])
-        rotated: ClientWithSecret = {**client.public(), "client_secret": secret}  # type: ignore[typeddict-item]
+        rotated: ClientWithSecret = {  # type: ignore[typeddict-item]
+            **as_shown(client, self.settings).public(), "client_secret": secret
+        }
         return JSONResponse(rotated)
 
     @operation(
@@ -215,7 +220,7 @@ class AdminApi:
         client = await self.registry.rotate_endpoint_credential(
             request.path_params["client_id"], **await _json_object(request)
         )
-        return JSONResponse(client.public())
+        return JSONResponse(as_shown(client, self.settings).public())
 
     @operation("The client's last webhook / endpoint delivery attempts, newest first", {200: DeliveryLog},
                query=DeliveriesQuery)
@@ -233,7 +238,7 @@ class AdminApi:
     async def revoke_client(self, request: Request) -> Response:
         _not_self(request)
         client = await self.registry.revoke(request.path_params["client_id"])
-        return JSONResponse(client.public())
+        return JSONResponse(as_shown(client, self.settings).public())
 
     @operation("Live WebSocket connections per client, over all hub instances", {200: Connections})
     async def connections(self, request: Request) -> Response:
@@ -276,7 +281,7 @@ class AdminApi:
         client_id = request.path_params["client_id"]
         await self.registry.require(client_id)
         await self.registry.enable_webhooks(client_id)
-        return JSONResponse((await self.registry.require(client_id)).public())
+        return JSONResponse(as_shown(await self.registry.require(client_id), self.settings).public())
 
 
 def _moment(name: str, value: Any) -> float | None:

@@ -34,6 +34,7 @@ from auth.registry import ClientNotFound, ClientRegistry
 from hub.config import Settings
 from hub.control.presence import live_connections
 from hub.delivery.webhook.cli import moment
+from hub.delivery.webhook.clients import as_shown
 from hub.delivery.webhook.deadletters import replay_deadletters
 from hub.delivery.webhook.health import delivery_health, delivery_log
 
@@ -168,7 +169,7 @@ class AdminPage:
 
     async def _clients_page(self, request: Request, status: int = 200, **extra: Any) -> Response:
         """The client list, with live connection counts and webhook delivery health."""
-        clients = await self.registry.list_all()
+        clients = [as_shown(client, self.settings) for client in await self.registry.list_all()]
         live = await live_connections(self.redis, self.settings, [c.client_id for c in clients])
         health = await delivery_health(self.redis, self.settings, [c.client_id for c in clients])
         return self.render(
@@ -181,7 +182,7 @@ class AdminPage:
         health = await delivery_health(self.redis, self.settings, [client.client_id])
         attempts = await delivery_log(self.redis, self.settings, client.client_id)
         return self.render(
-            request, "client.html", status, client=client, live=live.get(client.client_id, 0),
+            request, "client.html", status, client=as_shown(client, self.settings), live=live.get(client.client_id, 0),
             health=health.get(client.client_id), attempts=attempts, **_choices(), **extra,
         )
 

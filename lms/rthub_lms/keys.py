@@ -45,7 +45,7 @@ Control:
 
 Webhook delivery (docs/webhooks.md):
 - `{prefix}{<id>}:outbox`, `:requeue`, `:handoff`, `:wh:lease`, `:wh:state`, `:wh:health`, `:wh:log`,
-  `:deadletters`.
+  `:wh:from`, `:deadletters`.
 - `{prefix}wh:routed`: the last stream cursor webhook routing has queued for every client.
 - `{prefix}wh:routing`: the routing lease (the instance that routes, while it renews it).
 """
@@ -219,6 +219,12 @@ def routing_lease(settings: Prefixed) -> str:
     return f"{settings.redis_prefix}wh:routing"
 
 
+def client_routing(settings: Prefixed, client_id: str) -> str:
+    """Hash: where routing stands for one client apart from everyone (`joined`: the record's
+    `routed_from` already accounted for; `from`: the cursor after which it still has to be routed)."""
+    return _per_client(settings, client_id, "wh:from")
+
+
 def deadletters(settings: Prefixed, client_id: str) -> str:
     """Stream of one client's events whose delivery failed for good; fields cursor, body, reason, ...
 
@@ -233,7 +239,7 @@ def client_keys(settings: Prefixed, client_id: str) -> list[str]:
         presence(settings, client_id), presence_state(settings, client_id), outbox(settings, client_id),
         requeue(settings, client_id), lease(settings, client_id), state(settings, client_id),
         health(settings, client_id), handoff(settings, client_id), deadletters(settings, client_id),
-        delivery_log(settings, client_id),
+        delivery_log(settings, client_id), client_routing(settings, client_id),
     ]
 
 

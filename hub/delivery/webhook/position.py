@@ -64,3 +64,55 @@ class Position:
         """True for exactly one instance: the one that moves the saved cursor from `after` (or older)
         to `upto`, so a gap is recorded once however many instances notice it."""
         return bool(await self._claim(keys=[self.key], args=[after, upto]))
+
+
+# KEYS: one client's routing hash. ARGV: cursor. Saves it as `from` unless an older one is saved.
+KEEP_OLDER_SCRIPT = LUA_OLDER + """
+local saved = redis.call('HGET', KEYS[1], 'from')
+if not saved or older(ARGV[1], saved) then redis.call('HSET', KEYS[1], 'from', ARGV[1]) end
+return 1
+"""
+
+
+class ClientPosition:
+    """Where routing stands for one client apart from everyone: `{prefix}{client}:wh:from`.
+
+    `joined` is the record's `routed_from` that routing has accounted for; `from` the cursor after
+    which the client still has to be routed (a catch-up under way, or a client held while its grant
+    does not compile). Saved before the shared position moves past anything the client did not get,
+    so a router that stops (even SIGKILLed) leaves the next one what it needs to catch the client up.
+    """
+
+    def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
+        self._redis = redis
+        self._settings = settings
+        self._keep_older = redis.register_script(KEEP_OLDER_SCRIPT)
+
+    async def read(self, client_id: str) -> tuple[str, str | None]:
+        """(joined, from): the `routed_from` accounted for ("" if none) and where the client's catch-up
+        starts (None: it needs none)."""
+        found = await self._redis.hmget(keys.client_routing(self._settings, client_id), ["joined", "from"])
+        joined, start = (None if value is None else text(value) for value in found)
+        return joined or "", start
+
+    async def keep_older(self, client_id: str, cursor: str) -> None:
+        """The client still has to be routed after `cursor` (kept when an older point is saved)."""
+        await self._keep_older(keys=[keys.client_routing(self._settings, client_id)], args=[cursor])
+
+    async def start(self, client_id: str, start: str, routed_from: str) -> None:
+        """A catch-up (or a hold) from `start` that accounts for the record's `routed_from`."""
+        await self._redis.hset(
+            keys.client_routing(self._settings, client_id), mapping={"from": start, "joined": routed_from}
+        )
+
+    async def progress(self, client_id: str, cursor: str) -> None:
+        """The catch-up has routed the client up to `cursor`."""
+        await self._redis.hset(keys.client_routing(self._settings, client_id), "from", cursor)
+
+    async def caught_up(self, client_id: str, routed_from: str) -> None:
+        """The client is routed with everyone from now on."""
+        key = keys.client_routing(self._settings, client_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, "joined", routed_from)
+            pipe.hdel(key, "from")
+            await pipe.execute()

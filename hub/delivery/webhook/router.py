@@ -8,14 +8,20 @@ after the appends. A Redis error (outage, READONLY after a failover, OOM) is wai
 page: nothing is skipped or dead-lettered for it. When the stream no longer holds the position
 (retention exceeded), each webhook client gets one `gap` dead letter naming what was lost. The client
 set follows the registry: loaded at start, reloaded per client on `{prefix}{registry}:changes`
-(`ChangeFollower`), and fully after a resubscribe and every minute. One instance routes at a time: the
+(`ChangeFollower`), and fully after a resubscribe and every minute. A client whose record names a
+`routed_from` older than where routing stands (created, or its delivery or grant changed, while the
+router was reading further on) is first caught up alone, from that cursor to everyone's position, in
+cursor order, and only then routed with everyone (the outbox refuses an id below its last one, so the
+catch-up must come first); a client taken out of routing (its grant changed, or no longer compiles)
+has its place saved before the shared position moves on. A client whose grant does not compile is held
+there until it is fixed, then caught up under the fixed grant. One instance routes at a time: the
 holder of the routing lease (`{prefix}wh:routing`, a `Lease` renewed every half ttl). The others,
 workers of `rthub serve --workers N` or other hosts, wait and try to take it every third of a ttl, so a
 SIGKILLed router is replaced within ~1.3 ttl and a stopped one (it releases the lease) within a third.
 Correctness does not rest on the lease: appends are idempotent and the position only moves forward, so
 two routers during a takeover only repeat work. The holder, while it has no webhook clients, reads no
-entries: it only notes the stream's newest cursor every `IDLE_TIP_EVERY` seconds, and starts routing
-from the last one noted when its first client appears.
+entries: it only notes the stream's newest cursor every `idle_tip_every` seconds (`DeliveryOptions`), and starts routing
+from the last one noted when its first client appears (caught up from its `routed_from`).
 """
 
 from __future__ import annotations
@@ -37,10 +43,10 @@ from hub.delivery.webhook.clients import WebhookClient, load_client, load_client
 from hub.delivery.webhook.health import record_gap
 from hub.delivery.webhook.lease import Lease
 from hub.delivery.webhook.outbox import Appended, Outbox
-from hub.delivery.webhook.position import Position
+from hub.delivery.webhook.position import ClientPosition, Position
 from hub.delivery.webhook.worker import DeliveryOptions, DeliveryWorker
 from hub.fanout.render import Frame
-from hub.ingest import Broker, Entry
+from hub.ingest import Broker, Entry, cursor_key
 from hub.redis import Backoff, is_transient
 from rthub_lms import keys
 from rthub_lms.grants import EventFacts, GrantIndex, event_facts
@@ -52,7 +58,6 @@ log = logging.getLogger("rthub.webhooks.router")
 FULL_RELOAD_EVERY = 60.0
 PAGE = 500
 WAIT_FOR_ENTRIES = 1.0
-IDLE_TIP_EVERY = 1.0
 
 
 class WebhookRouter:
@@ -77,8 +82,14 @@ class WebhookRouter:
         self._options = options or DeliveryOptions()
         self._outbox = Outbox(redis, settings)
         self.position = Position(redis, broker, settings)
+        self._client_positions = ClientPosition(redis, settings)
         self._index = GrantIndex()
         self.clients: dict[str, WebhookClient] = {}
+        self._live: set[str] = set()  # routed with everyone (in the index)
+        self._joining: set[str] = set()  # to be caught up first, or held (grant does not compile)
+        self._held: set[str] = set()  # held clients whose place this router has saved
+        self._left_at: dict[str, str] = {}  # taken out of routing: the last cursor routed to them
+        self._routed_upto: str | None = None
         self.workers: dict[str, DeliveryWorker] = {}
         self.counts: Counter[str] = Counter()
         self._own_changes = changes is None
@@ -86,7 +97,7 @@ class WebhookRouter:
         self._follower: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self._stopping = False
-        self._has_clients = asyncio.Event()
+        self._changed = asyncio.Event()
         self._lease = Lease(redis, keys.routing_lease(settings), self._options.lease_ttl_ms)
         self._leading = False
         self._renew_at = 0.0
@@ -113,24 +124,29 @@ class WebhookRouter:
         while not self._stopping:
             try:
                 if not await self._lead():
-                    cursor = None
+                    cursor = self._routed_upto = None
                     await asyncio.sleep(self._options.lease_ttl_ms / 3000)
                     continue
-                if not self.clients:  # nothing to route: note where the stream stands
-                    cursor = await self.position.advance_to_tip()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._has_clients.wait(), IDLE_TIP_EVERY)
-                    continue
                 if cursor is None:
-                    cursor = await self.position.load()
+                    cursor = self._routed_upto = await self.position.load()
+                if self._joining:
+                    await self._join(cursor)
+                if not self._live and self._joining <= self._held:  # nothing to route: note where the stream stands
+                    await self._save_left()
+                    cursor = self._routed_upto = await self.position.advance_to_tip()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._changed.wait(), self._options.idle_tip_every)
+                    self._changed.clear()
+                    continue
                 page, cursor = await self._read(cursor)
                 if not page:
                     await self._broker.wait_after(cursor, WAIT_FOR_ENTRIES)
                     continue
                 for entry in page:
                     await self.route(entry)
+                    self._routed_upto = entry.cursor
                 cursor = page[-1].cursor
-                await self.position.advance(cursor)
+                await self._advance(cursor)
                 self.counts["routed"] += len(page)
                 backoff.reset()
             except (RedisError, OSError) as exc:  # even a lasting error: skipping the page would lose it
@@ -139,6 +155,84 @@ class WebhookRouter:
                 level = logging.WARNING if is_transient(exc) else logging.ERROR
                 log.log(level, "routing waits for Redis (%s); retrying in %.2fs", exc, delay, extra={"cursor": cursor})
                 await asyncio.sleep(delay)
+
+    async def _advance(self, cursor: str) -> None:
+        """Move everyone's position to `cursor`, after saving the place of clients taken out of routing."""
+        await self._save_left()
+        await self.position.advance(cursor)
+
+    async def _save_left(self) -> None:
+        """Clients taken out of routing (grant or delivery changed, grant no longer compiles) still need
+        what comes after the last cursor routed to them: saved before the shared position moves past it."""
+        for client_id, cursor in list(self._left_at.items()):
+            await self._client_positions.keep_older(client_id, cursor)
+            if self._left_at.get(client_id) == cursor:
+                del self._left_at[client_id]
+
+    async def _join(self, cursor: str) -> None:
+        """Route each waiting client alone up to `cursor` (everyone's position), from the oldest of its
+        record's unaccounted `routed_from`, its saved place and where it left routing; then route it with
+        everyone. A client whose grant does not compile has its place saved and waits there."""
+        for client_id in list(self._joining):
+            view = self.clients.get(client_id)
+            if view is None or client_id in self._held:
+                continue
+            joined, saved = await self._client_positions.read(client_id)
+            points = [point for point in (saved, self._left_at.get(client_id)) if point]
+            if view.routed_from and view.routed_from != joined:
+                points.append(view.routed_from)
+            begin = min(points, key=cursor_key) if points else None
+            if view.matcher is None:
+                await self._client_positions.start(client_id, begin or cursor, view.routed_from)
+                self._left_at.pop(client_id, None)
+                self._held.add(client_id)
+                log.warning("client %s is held at %s: %s", client_id, begin or cursor, view.pause_reason)
+                continue
+            if begin is not None and cursor_key(begin) < cursor_key(cursor):
+                await self._client_positions.start(client_id, begin, view.routed_from)
+                self._left_at.pop(client_id, None)
+                if not await self._catch_up(view, begin, cursor):
+                    return  # routing lease lost: the holder continues from the saved progress
+            if self.clients.get(client_id) is view:
+                await self._client_positions.caught_up(client_id, view.routed_from)
+                self._left_at.pop(client_id, None)
+            if self.clients.get(client_id) is view:
+                self._joining.discard(client_id)
+                self._index.set(client_id, view.matcher)
+                self._live.add(client_id)
+            elif client_id in self.clients:  # changed meanwhile: the next round continues from here
+                await self._client_positions.keep_older(client_id, cursor)
+
+    async def _catch_up(self, client: WebhookClient, after: str, upto: str) -> bool:
+        """Route the entries in (after, upto] to `client` alone, in cursor order, saving its progress per
+        page (a router that stops resumes there); entries retention dropped give it one `gap` dead letter.
+        False when this instance lost the routing lease on the way."""
+        assert client.matcher is not None
+        log.info("catching up client %s from %s to %s", client.client_id, after, upto)
+        while cursor_key(after) < cursor_key(upto):
+            if not await self._lead():
+                return False
+            page = await self._broker.page(after, PAGE)
+            if page.lost is not None:
+                lost = min(page.lost, upto, key=cursor_key)
+                log.error("client %s lost the events after %s up to %s (stream retention)", client.client_id,
+                          after, lost)
+                await self._gap_letter(client, after, lost)
+                after = lost
+                await self._client_positions.progress(client.client_id, after)
+            if not page.entries:
+                return True
+            for entry in page.entries:
+                if entry.cursor is None:
+                    continue
+                if cursor_key(entry.cursor) > cursor_key(upto):
+                    return True
+                if isinstance(entry, Entry) and client.matcher.matches(self._facts(entry)):
+                    await self._queue(entry, [client])
+                    self.counts["caught_up"] += 1
+                after = entry.cursor
+            await self._client_positions.progress(client.client_id, after)
+        return True
 
     async def _lead(self) -> bool:
         """Whether this instance routes now: takes the routing lease when free, renews it when held
@@ -169,31 +263,34 @@ class WebhookRouter:
             else:
                 cursor = entry.cursor or cursor
         if not entries and page.entries:
-            await self.position.advance(cursor)
+            await self._advance(cursor)
         return entries, cursor
 
     async def _gap(self, after: str, upto: str) -> None:
         """Entries in (after, upto] left the stream before they were routed: one dead letter per
         webhook client, written by exactly one instance."""
+        await self._save_left()
         if not await self.position.claim_gap(after, upto):
             return
         log.error("webhook routing lost the events after %s up to %s (stream retention)", after, upto)
+        for client_id in list(self._live):
+            await self._gap_letter(self.clients[client_id], after, upto)
+
+    async def _gap_letter(self, client: WebhookClient, after: str, upto: str) -> None:
         body = orjson.dumps({"type": "gap", "from": after, "to": upto}).decode()
-        now_ms = int(time.time() * 1000)
-        for client in self.clients.values():
-            await self._redis.xadd(
-                keys.deadletters(self._settings, client.client_id),
-                {"client_id": client.client_id, "cursor": after, "body": body, "reason": "gap",
-                 "attempts": 0, "failed_at": now_ms, "url": client.url},
-                maxlen=self._settings.webhook_deadletters_maxlen, approximate=True,
-            )
-            await record_gap(self._redis, self._settings, client.client_id)
-            self.counts["gaps"] += 1
+        await self._redis.xadd(
+            keys.deadletters(self._settings, client.client_id),
+            {"client_id": client.client_id, "cursor": after, "body": body, "reason": "gap",
+             "attempts": 0, "failed_at": int(time.time() * 1000), "url": client.url},
+            maxlen=self._settings.webhook_deadletters_maxlen, approximate=True,
+        )
+        await record_gap(self._redis, self._settings, client.client_id)
+        self.counts["gaps"] += 1
 
     async def route(self, entry: Entry) -> None:
         """Queue `entry` for every entitled webhook client (one attempt: Redis errors are raised, and
         appends are idempotent, so the caller may simply route the entry again)."""
-        if not self.clients:
+        if not self._live:
             return
         matched = self._index.matching(self._facts(entry))
         if matched:
@@ -247,22 +344,43 @@ class WebhookRouter:
         for client_id, client in found.items():
             self._apply(client_id, client)
 
+    def paused(self) -> Counter[str]:
+        """Webhook clients paused now, by cause (endpoint, credential, secret, grant)."""
+        return Counter(client.paused_for for client in self.clients.values() if client.paused)
+
     def _apply(self, client_id: str, client: WebhookClient | None) -> None:
-        """Index, (re)start or stop one client's delivery."""
+        """Index, (re)start or stop one client's delivery. A client joins the routing of everyone at once
+        only when nothing of it is pending (no `routed_from` to account for, or the same one it is
+        routed with now); else it waits for the routing task to catch it up (`_join`)."""
         if client is None:
             self.clients.pop(client_id, None)
             self._index.remove(client_id)
+            for pending in (self._live, self._joining, self._held):
+                pending.discard(client_id)
+            self._left_at.pop(client_id, None)
             worker = self.workers.pop(client_id, None)
             if worker is not None:
                 closing = asyncio.create_task(worker.close())
                 self._closing.add(closing)
                 closing.add_done_callback(self._closing.discard)
-            if not self.clients:
-                self._has_clients.clear()
             return
+        before = self.clients.get(client_id)
         self.clients[client_id] = client
-        self._has_clients.set()
-        self._index.set(client_id, client.matcher)
+        _log_pause(before, client)
+        live = client_id in self._live
+        unchanged = not client.routed_from or (live and before is not None and before.routed_from == client.routed_from)
+        if client.matcher is not None and unchanged and client_id not in self._joining:
+            self._index.set(client_id, client.matcher)
+            self._live.add(client_id)
+        else:
+            if live:
+                self._index.remove(client_id)
+                self._live.discard(client_id)
+                if self._routed_upto is not None:
+                    self._left_at[client_id] = self._routed_upto
+            self._joining.add(client_id)
+            self._held.discard(client_id)
+        self._changed.set()
         worker = self.workers.get(client_id)
         if worker is None:
             worker = DeliveryWorker(client, self._redis, self._settings, self._options, Counter())
@@ -282,3 +400,13 @@ class WebhookRouter:
         if not self._stopping:
             self._apply_all(await load_clients(self._redis, self._settings))
 
+
+
+def _log_pause(before: WebhookClient | None, after: WebhookClient) -> None:
+    """Say when a client's configuration becomes unusable here, or usable again."""
+    was = before.pause_reason if before is not None and before.paused_for not in ("", "endpoint") else ""
+    now = after.pause_reason if after.paused_for not in ("", "endpoint") else ""
+    if now and now != was:
+        log.warning("client %s is paused, its events kept until it is fixed: %s", after.client_id, now)
+    elif was and not now:
+        log.info("client %s resumes: its webhook configuration is usable again", after.client_id)

@@ -67,6 +67,8 @@ class WebhookSender:
         try:
             if client.sender is not None:
                 return await client.sender.send(items, post)
+            if client.signer is None:  # a paused client is not sent to; this only guards the type
+                return Outcome(False, client.pause_reason or "no usable webhook secret")
             body = batch_body(items) if client.batch_max > 1 else items[0].body
             headers = client.signer.headers(message_id([item.cursor for item in items]), body, time.time())
             response = await post(body.encode(), {**headers, "content-type": "application/json"})

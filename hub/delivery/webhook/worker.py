@@ -3,7 +3,8 @@
 While this instance holds the client's lease it takes the next batch (the retry state's batch if one
 is in flight, else the head of the requeue stream, else of the outbox — for websocket+webhook clients
 minus what their sockets covered, see `handoff`), waits for its next attempt time, gives it to the
-`Sender` (one signed POST), and then acknowledges it (2xx), schedules a retry, dead-letters it
+`Sender` (one signed POST), and then acknowledges it (2xx: retried until Redis takes it, never by
+posting again), schedules a retry, dead-letters it
 (schedule exhausted, or the receiver aborted the message) or disables the endpoint (410, or failing
 for `RTHUB_WEBHOOK_DISABLE_AFTER` seconds with no success: the breaker) with its backlog dead-lettered.
 Each client has its own task and HTTP connection pool, so a failing endpoint only delays itself.
@@ -50,6 +51,7 @@ class DeliveryOptions:
     timeout: float = 10.0
     lease_ttl_ms: int = 10_000
     poll: float = 1.0
+    idle_tip_every: float = 1.0  # how often a router with nothing to route notes the stream's newest cursor
 
 
 class DeliveryWorker:
@@ -77,6 +79,7 @@ class DeliveryWorker:
         self._stopping = False
         self._prefetched: list[Item] = []
         self._inflight: Batch | None = None
+        self._unacknowledged: tuple[str, list[str]] | None = None
         cid = client.client_id
         self._state_key = keys.state(settings, cid)
         self._outbox_key = keys.outbox(settings, cid)
@@ -135,10 +138,20 @@ class DeliveryWorker:
                 await asyncio.sleep(backoff.next_delay())
 
     async def _keep_lease(self) -> None:
+        """Renew every third of the ttl; a renewal Redis refuses (OOM, away) is tried again while the
+        last one still holds, so a short refusal does not interrupt an acknowledgement being retried."""
+        renewed = time.monotonic()
         while not self._stopping:
             await asyncio.sleep(self._options.lease_ttl_ms / 3000)
-            if not await self._lease.renew():
+            try:
+                held = await self._lease.renew()
+            except RedisError:
+                if time.monotonic() - renewed < self._options.lease_ttl_ms / 1000:
+                    continue
+                raise
+            if not held:
                 raise LeaseLost(self._lease.key)
+            renewed = time.monotonic()
 
     async def _deliver(self) -> None:
         """Deliver until the lease is lost (raises), the endpoint is gone or the worker stops (returns).
@@ -147,6 +160,8 @@ class DeliveryWorker:
         from Redis once per lease, and the queue head is read ahead (`PREFETCH` items at a time).
         """
         self._prefetched = []
+        if self._unacknowledged is not None:  # a 2xx this instance could not record before it lost the lease
+            await self._acknowledge(*self._unacknowledged)
         self._inflight = await self._saved_batch()
         while not self._stopping:
             if self.client.paused:
@@ -218,7 +233,7 @@ class DeliveryWorker:
                 return False
         ids = [item.id for item in items]
         if outcome.delivered:
-            await self._lease.finish(source, self._state_key, self._finish_keys, ids, delivered=True)
+            await self._acknowledge(source, ids)
             self.counts["delivered"] += len(items)
             self.counts["requests"] += 1
             return False
@@ -227,7 +242,7 @@ class DeliveryWorker:
         log.info("client %s: attempt %d for %s failed: %s", cid, attempts, ids[0], outcome.reason)
         if outcome.paused:
             # Keep the batch in flight with the attempt uncounted: fixing the credentials resumes it.
-            self.client = replace(self.client, paused=True)
+            self.client = replace(self.client, paused=True, paused_for="endpoint", pause_reason=outcome.reason)
             await self._lease.save_state(
                 self._state_key,
                 {"source": source, "first": ids[0], "last": ids[-1], "attempts": attempts - 1, "next_at": 0,
@@ -281,13 +296,36 @@ class DeliveryWorker:
             await record_already_stored(self._redis, self._settings, cid, outcome.already_stored)
         stored = set() if outcome.delivered else set(outcome.settled)
         if stored:
-            await self._lease.finish(source, self._state_key, self._finish_keys, list(stored), delivered=True)
+            await self._acknowledge(source, list(stored))
             self.counts["delivered"] += len(stored)
         return [item for item in items if item.id not in rejected and item.id not in stored]
 
+    async def _acknowledge(self, source: str, ids: list[str]) -> None:
+        """Remove delivered `ids` from their queue (and record the delivery), retrying while Redis refuses
+        (OOM, READONLY, away): the receiver has the events, so posting them again is what must not happen.
+        If the lease is lost meanwhile, the acknowledgement stays pending and is the first thing done when
+        this instance holds the lease again (another instance taking over in between sends them again)."""
+        self._unacknowledged = (source, ids)
+        backoff = Backoff()
+        while True:
+            try:
+                await self._lease.finish(source, self._state_key, self._finish_keys, ids, delivered=True)
+                break
+            except RedisError as exc:
+                self.counts["ack_retries"] += 1
+                delay = backoff.next_delay()
+                log.warning("client %s: acknowledgement of %s refused (%s); retrying in %.2fs",
+                            self.client.client_id, ids[0], exc, delay)
+                await asyncio.sleep(delay)
+        self._unacknowledged = None
+
     async def _log_attempt(self, status: int | None, latency: float, error: str) -> None:
-        """Every HTTP attempt goes to the client's delivery log (admin page and API)."""
-        await record_attempt(self._redis, self._settings, self.client.client_id, status, latency, error)
+        """Every HTTP attempt goes to the client's delivery log (admin page and API); a log entry Redis
+        refuses is dropped, so it never turns a 2xx into a failure that posts the events again."""
+        try:
+            await record_attempt(self._redis, self._settings, self.client.client_id, status, latency, error)
+        except RedisError as exc:
+            log.warning("client %s: delivery log entry dropped: %s", self.client.client_id, exc)
 
     async def _dead_letter(self, source: str, ids: list[str], reason: str, attempts: int) -> int:
         return await self._lease.finish(

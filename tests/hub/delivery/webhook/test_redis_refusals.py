@@ -5,20 +5,29 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from hub.config import Settings
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms import keys as rkeys
 from rthub_lms.backend import StreamWriter
 from rthub_lms.events import normalise
-from tests.hub.delivery.webhook.helpers import until_delivering
-from tests.hub.delivery.webhook.receiver import Receiver
+from tests.hub.delivery.webhook.helpers import (
+    Publisher,
+    router_on,
+    settings_for,
+    until,
+    until_delivering,
+    write_client,
+)
+from tests.hub.delivery.webhook.receiver import Receiver, Reply
 from tests.hubproc import HubProcess
 from tests.servers import RedisServer
 from tests.waiting import wait_until
@@ -131,3 +140,87 @@ def test_readonly_after_a_failover_is_waited_out(own_redis: RedisServer, prefix:
     assert by_webhook == published and by_socket == published
     assert retries > 0
     assert (errors, ingest_dead, webhook_dead) == (0, 0, 0)
+
+
+
+def _posts_while_redis_refuses(
+    server: RedisServer, prefix: str, refuse: Callable[[redis.Redis], None], accept: Callable[[redis.Redis], None]
+) -> tuple[int, int, int]:
+    """One event to a receiver whose 200 comes once `refuse` has made Redis refuse the writes that follow it
+    (the delivery log, the acknowledgement, the lease); `accept` undoes it once Redis has refused 10 commands
+    or the event is acknowledged. Returns (POSTs received, acknowledgements retried, events recorded delivered)."""
+    control = server.client()
+    refused = threading.Event()
+    errors_before = [0]
+
+    def errors() -> int:
+        return sum(int(row.get("count", 0)) for row in control.info("errorstats").values())
+
+    def refusals() -> int:
+        return errors() - errors_before[0]
+
+    def refuse_then_answer(number: int) -> Reply:
+        if number == 0:
+            errors_before[0] = errors()
+            refuse(control)
+            refused.set()
+        return Reply(200)
+
+    with Receiver(refuse_then_answer) as receiver:
+
+        async def scenario() -> tuple[int, int, int]:
+            redis = aioredis.Redis.from_url(server.url)
+            settings = settings_for(server.url, prefix)
+            await write_client(redis, settings, "acme", receiver.url)
+            router = router_on(redis, settings)
+            await router.start()
+            [entry] = await Publisher(redis, settings).entries(1)
+            await router.route(entry)
+            outbox = rkeys.outbox(settings, "acme")
+            await until(lambda: refused.is_set(), 10)
+            await until(lambda: refusals() >= 10 or control.xlen(outbox) == 0, 30)
+            accept(control)
+            await until(lambda: control.xlen(outbox) == 0, 30)
+            ack_retries = router.workers["acme"].counts["ack_retries"]
+            delivered = int(control.hget(rkeys.health(settings, "acme"), "delivered") or 0)
+            await router.close()
+            await redis.aclose()
+            return len(receiver.requests), ack_retries, delivered
+
+        try:
+            return asyncio.run(scenario())
+        finally:
+            control.close()
+
+
+def test_a_2xx_while_redis_is_out_of_memory_is_not_posted_again(own_redis: RedisServer, prefix: str) -> None:
+    """Redis at `maxmemory` under `noeviction` (another writer filled it) when the receiver answers 200:
+    the delivery log and the lease writes are refused; the event is acknowledged, not posted again."""
+
+    def fill(control: redis.Redis) -> None:
+        control.config_set("maxmemory-policy", "noeviction")
+        control.rpush(f"{prefix}filler", *[b"x" * 100_000] * 40)
+        control.config_set("maxmemory", control.info("memory")["used_memory"] - 2_000_000)
+
+    def free(control: redis.Redis) -> None:
+        control.delete(f"{prefix}filler")
+        control.config_set("maxmemory", "0")
+
+    posts, _, delivered = _posts_while_redis_refuses(own_redis, prefix, fill, free)
+    assert (posts, delivered) == (1, 1), f"{posts} POSTs for one event"
+
+
+def test_a_refused_acknowledgement_is_retried_without_posting_again(own_redis: RedisServer, prefix: str) -> None:
+    """Redis refuses the acknowledgement itself (here the ACL denies its XDEL) after the receiver's 200:
+    it is retried until Redis takes it, and the event is not posted again."""
+
+    def deny(control: redis.Redis) -> None:
+        control.acl_setuser("default", enabled=True, nopass=True, commands=["+@all", "-xdel"], keys=["*"],
+                            channels=["*"])
+
+    def allow(control: redis.Redis) -> None:
+        control.acl_setuser("default", enabled=True, nopass=True, commands=["+@all"], keys=["*"], channels=["*"])
+
+    posts, ack_retries, delivered = _posts_while_redis_refuses(own_redis, prefix, deny, allow)
+    assert (posts, delivered) == (1, 1), f"{posts} POSTs for one event"
+    assert ack_retries > 0

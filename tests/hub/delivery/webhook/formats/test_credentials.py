@@ -56,7 +56,9 @@ def test_password_is_stored_encrypted_and_only_the_key_file_opens_it(
     assert PASSWORD not in json.dumps(client.public())
     assert view is not None and view.url == "https://lrs.example/xAPI/statements"
     assert view.sender is not None and view.sender.headers["x-experience-api-version"] == "1.0.3"
-    assert wrong_key_view is None
+    # Under another key file the client is paused, not dropped: routed, its events kept, the reason shown.
+    assert wrong_key_view is not None and wrong_key_view.paused and wrong_key_view.paused_for == "credential"
+    assert wrong_key_view.sender is None and "does not decrypt" in wrong_key_view.pause_reason
 
 
 def test_cli_show_and_list_never_print_the_credential(redis_server: RedisServer, prefix: str, tmp_path: Path) -> None:

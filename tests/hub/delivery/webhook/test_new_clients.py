@@ -1,0 +1,157 @@
+"""A webhook client gets every event published once its creation was answered, whatever routing was doing:
+idle (noting the stream's newest cursor) or busy with another client's steady stream. Real Redis, the
+real registry, routers following the stream, a real HTTP receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import replace
+
+import redis.asyncio as aioredis
+
+from auth.registry import ClientRegistry
+from hub.delivery.webhook.router import WebhookRouter
+from hub.dev.simulator import SimulatedLMS
+from hub.ingest.redis import RedisBroker
+from rthub_lms.events import Event, normalise
+from tests.hub.delivery.webhook.helpers import FAST, router_on, settings_for
+from tests.hub.delivery.webhook.receiver import Receiver
+from tests.servers import RedisServer
+from tests.waiting import async_wait_until
+
+TRIALS = 40
+EVENTS = 20
+STAGGER = 0.025  # trials start 25 ms apart, so creations fall at every phase of routing's own rhythm
+STEADY_BURST = 25  # every 50 ms: a router that reads a page while clients are created
+OPTIONS = replace(FAST, lease_ttl_ms=3000, idle_tip_every=0.005)
+
+
+def _event(lms: SimulatedLMS, site: str) -> Event:
+    """A simulated event from `site` (a grant on `sites` picks one trial's events)."""
+    event = normalise(lms.next_event())
+    event["context"]["host"] = site
+    return event
+
+
+class Received:
+    """Cursors received per path (one path per client), from single and batch bodies; each request is
+    read once, so polling stays cheap however many arrived."""
+
+    def __init__(self, receiver: Receiver) -> None:
+        self._receiver = receiver
+        self._read = 0
+        self.cursors: dict[str, set[str]] = {}
+
+    def update(self) -> dict[str, set[str]]:
+        requests = self._receiver.requests[self._read:]
+        self._read += len(requests)
+        for request in requests:
+            body = request.json
+            frames = body["events"] if body["type"] == "batch" else [body]
+            self.cursors.setdefault(request.path, set()).update(frame["cursor"] for frame in frames)
+        return self.cursors
+
+
+async def _trial(  # type: ignore[no-untyped-def]
+    redis: aioredis.Redis, settings, receiver: Receiver, number: int, stagger: float = STAGGER
+) -> tuple[str, list[str]]:
+    """Create a client as the admin API does, then publish at once: (its receiver path, the cursors it must get)."""
+    await asyncio.sleep(number * stagger)
+    site = f"trial-{number}.example"
+    await ClientRegistry(redis, settings).create(
+        name=f"trial {number}", type="enterprise", translator="xapi", delivery="webhook",
+        webhook_url=f"{receiver.url}/{number}", grant=[{"sites": [site]}], webhook_batch_max=EVENTS,
+    )
+    broker, lms = RedisBroker(redis, settings), SimulatedLMS(seed=number)
+    return f"/hook/{number}", [await broker.publish(_event(lms, site)) for _ in range(EVENTS)]
+
+
+async def _missing(received: Received, trials: list[tuple[str, list[str]]]) -> int:
+    """Events not received once deliveries settle (every trial complete, or 5 s with nothing new)."""
+    expected = {path: set(cursors) for path, cursors in trials}
+    loop = asyncio.get_running_loop()
+
+    def missing() -> int:
+        got = received.update()
+        return sum(len(cursors - got.get(path, set())) for path, cursors in expected.items())
+
+    last = (missing(), loop.time())
+
+    def settled() -> bool:
+        nonlocal last
+        now = missing()
+        if now != last[0]:
+            last = (now, loop.time())
+        return now == 0 or loop.time() - last[1] > 5
+
+    await async_wait_until(settled, 90)
+    return missing()
+
+
+def test_new_clients_of_an_idle_router_get_every_event_published_after_their_creation(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """40 routers each with nothing to route (so each notes the stream's tip), one new client each."""
+    with Receiver() as receiver:
+
+        async def scenario() -> int:
+            clients = [aioredis.Redis.from_url(redis_server.url) for _ in range(TRIALS)]
+            settings = [settings_for(redis_server.url, f"{prefix}{n}:") for n in range(TRIALS)]
+            routers = [router_on(clients[n], settings[n], OPTIONS) for n in range(TRIALS)]
+            for router in routers:
+                await router.start()
+                router.follow()
+            try:
+                trials = await asyncio.gather(
+                    *(_trial(clients[n], settings[n], receiver, n) for n in range(TRIALS))
+                )
+                return await _missing(Received(receiver), trials)
+            finally:
+                await asyncio.gather(*(router.close() for router in routers))
+                await asyncio.gather(*(client.aclose() for client in clients))
+
+        missing = asyncio.run(scenario())
+    print(f"idle router: {missing} of {TRIALS * EVENTS} events missing")
+    assert missing == 0
+
+
+def test_new_clients_of_a_busy_router_get_every_event_published_after_their_creation(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """One router busy with another client's steady stream while 40 clients are created."""
+    with Receiver() as receiver:
+
+        async def steady(redis: aioredis.Redis, settings) -> None:  # type: ignore[no-untyped-def]
+            broker, lms = RedisBroker(redis, settings), SimulatedLMS(seed=99)
+            while True:
+                await asyncio.gather(*(broker.publish(_event(lms, "steady.example")) for _ in range(STEADY_BURST)))
+                await asyncio.sleep(0.05)
+
+        async def scenario() -> tuple[int, int]:
+            redis = aioredis.Redis.from_url(redis_server.url)
+            settings = settings_for(redis_server.url, prefix)
+            await ClientRegistry(redis, settings).create(
+                name="steady", type="enterprise", translator="xapi", delivery="webhook",
+                webhook_url=f"{receiver.url}/steady", grant=[{"sites": ["steady.example"]}], webhook_batch_max=100,
+            )
+            router: WebhookRouter = router_on(redis, settings, OPTIONS)
+            await router.start()
+            router.follow()
+            stream = asyncio.create_task(steady(redis, settings))
+            try:
+                received = Received(receiver)
+                await async_wait_until(lambda: "/hook/steady" in received.update(), 10)
+                # All at once: the router learns of the clients one notice after another while it reads on.
+                trials = await asyncio.gather(*(_trial(redis, settings, receiver, n, 0) for n in range(TRIALS)))
+                return await _missing(received, trials), router.counts["routed"]
+            finally:
+                stream.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await stream
+                await router.close()
+                await redis.aclose()
+
+        missing, routed = asyncio.run(scenario())
+    print(f"busy router ({routed} entries routed): {missing} of {TRIALS * EVENTS} events missing")
+    assert missing == 0
