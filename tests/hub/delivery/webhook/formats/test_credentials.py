@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from cryptography.fernet import Fernet
 
 from auth.clients import ValidationError
 from auth.endpoint_credentials import CredentialError, EndpointCipher
@@ -42,6 +43,7 @@ def test_password_is_stored_encrypted_and_only_the_key_file_opens_it(
             endpoint_username="hub", endpoint_password=PASSWORD, grant=[{}],
         )
         raw = await redis.hgetall(rkeys.client_key(rkeys.Prefix(prefix), client.client_id))
+        (tmp_path / "other.key").write_bytes(Fernet.generate_key())  # another deployment's key
         other_key = settings_for(redis_server, prefix, tmp_path / "other.key")
         views = (webhook_view(client, settings), webhook_view(client, other_key))
         await redis.aclose()
