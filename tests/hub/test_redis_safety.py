@@ -35,11 +35,9 @@ def unsafe_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def safe_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "safe", appendonly=True)  # noeviction is Redis's default
-    server.start()
-    yield server
-    server.stop(kill=True)
+def safe_redis(own_redis: RedisServer) -> RedisServer:
+    """The suite's own redis-server for one test: AOF on, and noeviction is Redis's default."""
+    return own_redis
 
 
 def problems_of(url: str) -> list[Problem]:
