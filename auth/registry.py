@@ -322,6 +322,11 @@ class ClientRegistry:
             await pipe.execute()
         await self._notify(client.client_id)
 
+    async def announce(self, client_id: str) -> None:
+        """Ask every hub instance to look at a client again though its record did not change (webhook
+        delivery: an admin's "retry now" moved the next attempt forward)."""
+        await self._notify(client_id)
+
     async def _notify(self, client_id: str) -> None:
         """Tell every hub instance and plug-in that a client changed, once the change is stored.
 

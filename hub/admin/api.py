@@ -25,9 +25,11 @@ from auth.keyring import KeyMismatch
 from auth.keys import SigningKeys
 from auth.registry import ClientNotFound, ClientRegistry
 from auth.tokens import InvalidToken, is_revoked, token_scopes, verify_token
+from hub.admin.delivery import delivery_facts, disabled_by, settle_replay
 from hub.admin.models import (
     DEFAULT_DEADLETTERS,
     MAX_DEADLETTERS,
+    ClientDetail,
     ClientList,
     ClientView,
     ClientWithSecret,
@@ -42,14 +44,16 @@ from hub.admin.models import (
     FieldError,
     Replayed,
     ReplayRequest,
+    RetryNow,
     UpdatedClient,
 )
 from hub.admin.openapi import Undocumented, openapi_document, operation, operation_of
 from hub.config import Settings
 from hub.control.presence import live_connections
+from hub.delivery.webhook import retry
 from hub.delivery.webhook.cli import moment
 from hub.delivery.webhook.clients import as_shown
-from hub.delivery.webhook.deadletters import list_deadletters, replay_deadletters
+from hub.delivery.webhook.deadletters import list_deadletters, replay_by_client
 from hub.delivery.webhook.health import LOG_SIZE, delivery_health, delivery_log
 
 ADMIN_SCOPE = "admin"
@@ -86,6 +90,8 @@ def admin_api_routes(settings: Settings, redis: aioredis.Redis, keys: SigningKey
         Route("/deadletters", api.guarded(api.deadletters), methods=["GET"]),
         Route("/deadletters/replay", api.guarded(api.replay), methods=["POST"]),
         Route("/clients/{client_id}/webhooks/enable", api.guarded(api.enable_webhooks), methods=["POST"]),
+        Route("/clients/{client_id}/webhooks/disable", api.guarded(api.disable_webhooks), methods=["POST"]),
+        Route("/clients/{client_id}/retry-now", api.guarded(api.retry_now), methods=["POST"]),
     ]
     return api.routes
 
@@ -181,10 +187,14 @@ class AdminApi:
         }
         return JSONResponse(created, status_code=201)
 
-    @operation("Show a client", {200: ClientView})
+    @operation("Show a client, with what waits for it: queue, the batch being retried, dead letters",
+               {200: ClientDetail})
     async def show_client(self, request: Request) -> Response:
         client = await self.registry.require(request.path_params["client_id"])
-        return JSONResponse((await self._views([client]))[0])
+        detail: ClientDetail = {  # type: ignore[typeddict-item]
+            **(await self._views([client]))[0], **await delivery_facts(self.redis, self.settings, client)
+        }
+        return JSONResponse(detail)
 
     @operation(
         "Change name, type, scopes, translator, delivery, webhook or endpoint settings, grant",
@@ -258,21 +268,24 @@ class AdminApi:
         listed: DeadLetters = {"deadletters": records}
         return JSONResponse(listed)
 
-    @operation("Queue dead letters for delivery again", {200: Replayed}, body=ReplayRequest, body_required=False)
+    @operation("Queue dead letters for delivery again; with `enable`, enable disabled endpoints too",
+               {200: Replayed}, body=ReplayRequest, body_required=False)
     async def replay(self, request: Request) -> Response:
         body = await _json_object(request)
-        ids, client_id = body.get("ids"), body.get("client_id")
+        ids, client_id, enable = body.get("ids"), body.get("client_id"), body.get("enable", False)
         if ids is not None and (not isinstance(ids, list) or not all(isinstance(item, str) for item in ids)):
             raise ValidationError("ids", "must be a list of dead-letter ids")
         if client_id is not None and not isinstance(client_id, str):
             raise ValidationError("client_id", "must be a string")
+        if not isinstance(enable, bool):
+            raise ValidationError("enable", "must be true or false")
         allowed = tuple(ReplayRequest.__annotations__)
         unknown = sorted(set(body) - set(allowed))
         if unknown:
             raise ValidationError(unknown[0], f"unknown field; allowed: {', '.join(allowed)}")
         since, until = (_moment(name, body.get(name)) for name in ("since", "until"))
-        replayed: Replayed = {"replayed": await replay_deadletters(self.redis, self.settings, ids, client_id,
-                                                                   since, until)}
+        moved = await replay_by_client(self.redis, self.settings, ids, client_id, since, until)
+        replayed: Replayed = await settle_replay(self.registry, moved, enable)
         return JSONResponse(replayed)
 
     @operation("Deliver to the client's endpoint again after a 410 or the breaker disabled it", {200: PublicClient})
@@ -282,6 +295,22 @@ class AdminApi:
         await self.registry.require(client_id)
         await self.registry.enable_webhooks(client_id)
         return JSONResponse(as_shown(await self.registry.require(client_id), self.settings).public())
+
+
+    @operation("Stop delivering to the client's endpoint until it is enabled again; nothing queued is lost",
+               {200: PublicClient})
+    async def disable_webhooks(self, request: Request) -> Response:
+        client_id = request.path_params["client_id"]
+        await self.registry.require(client_id)
+        await self.registry.disable_webhooks(client_id, disabled_by(request.state.admin_client_id))
+        return JSONResponse(as_shown(await self.registry.require(client_id), self.settings).public())
+
+    @operation("Attempt the batch that waits for its next retry now, on whichever hub instance delivers it",
+               {200: RetryNow})
+    async def retry_now(self, request: Request) -> Response:
+        client = await self.registry.require(request.path_params["client_id"])
+        retrying: RetryNow = {"retrying": await retry.retry_now(self.redis, self.settings, client.client_id)}
+        return JSONResponse(retrying)
 
 
 def _moment(name: str, value: Any) -> float | None:

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal, NotRequired, TypedDict
 from auth.clients import PublicClient
 from hub.delivery.webhook.deadletters import DeadLetter
 from hub.delivery.webhook.health import LOG_SIZE, DeliveryAttempt, DeliveryHealth
+from hub.delivery.webhook.outbox import QueueDepth
+from hub.delivery.webhook.retry import RetryState
 
 MAX_DEADLETTERS = 1000
 DEFAULT_DEADLETTERS = 100
@@ -38,6 +40,15 @@ class ClientView(PublicClient):
 
     live_connections: int
     delivery_health: Annotated[DeliveryHealth | None, {"description": "null: never had a webhook delivery"}]
+
+
+class ClientDetail(ClientView):
+    """One client with what waits for it: its queue, the batch being retried, its dead letters."""
+
+    queue: Annotated[QueueDepth | None, {"description": "null: a WebSocket-only client, nothing is queued"}]
+    retry: Annotated[RetryState | None, {"description": "null: no batch waits for another attempt"}]
+    deadletters: Annotated[int, {"description": "dead letters stored now (`GET /deadletters?client_id=` lists "
+                                                "them); replayed ones are gone from here"}]
 
 
 Warnings = Annotated[
@@ -106,10 +117,20 @@ class ReplayRequest(TypedDict, total=False):
     client_id: str
     since: Moment
     until: Moment
+    enable: Annotated[bool, {"description": "also enable delivery again for the clients whose endpoint is "
+                                           "disabled, so what is replayed is delivered now (default false: "
+                                           "it waits until delivery is enabled)"}]
 
 
 class Replayed(TypedDict):
     replayed: Annotated[int, {"description": "how many dead letters were queued again"}]
+    waiting: Annotated[int, {"description": "of those, how many wait: their client's delivery is disabled or "
+                                            "paused, or the client is revoked"}]
+    enabled: Annotated[list[str], {"description": "clients whose delivery this request enabled again"}]
+
+
+class RetryNow(TypedDict):
+    retrying: Annotated[bool, {"description": "false: no batch was waiting for a later attempt"}]
 
 
 Document = dict[str, Any]

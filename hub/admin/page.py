@@ -10,6 +10,8 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,14 +33,17 @@ from auth.endpoint_credentials import cipher
 from auth.keyring import KeyMismatch
 from auth.ratelimit import FailureLimiter
 from auth.registry import ClientNotFound, ClientRegistry
+from hub.admin.delivery import delivery_facts, disabled_by, settle_replay
 from hub.config import Settings
 from hub.control.presence import live_connections
+from hub.delivery.webhook import retry
 from hub.delivery.webhook.cli import moment
 from hub.delivery.webhook.clients import as_shown
-from hub.delivery.webhook.deadletters import replay_deadletters
+from hub.delivery.webhook.deadletters import list_deadletters, replay_by_client
 from hub.delivery.webhook.health import delivery_health, delivery_log
 
 HERE = Path(__file__).parent
+SHOWN_DEADLETTERS = 200
 SESSION_MAX_AGE = 8 * 3600
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
@@ -50,6 +55,35 @@ SECURITY_HEADERS = {
 
 class CsrfError(Exception):
     """A form arrived without the session's CSRF token."""
+
+
+@dataclass(frozen=True, slots=True)
+class Words:
+    """How the page names a client's delivery, so an LRS is never called a webhook."""
+
+    target: str  # where events go
+    deliveries: str  # the health line's title
+    delivered: str  # what a success is
+    endpoint: str  # the thing that is enabled, disabled, retried
+
+
+WEBHOOK_WORDS = Words("Webhook URL", "Webhook deliveries", "delivered", "webhook endpoint")
+WORDS = {
+    "webhook": WEBHOOK_WORDS,
+    "websocket+webhook": WEBHOOK_WORDS,
+    "lrs": Words("LRS endpoint", "LRS deliveries", "statements stored", "LRS"),
+    "caliper-endpoint": Words("Caliper endpoint", "Caliper deliveries", "events stored", "Caliper endpoint"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """A destructive action asked for its confirmation first (a page of its own, so it holds without
+    JavaScript): what it does, and the button that does it."""
+
+    title: str
+    consequence: str
+    button: str
 
 
 def admin_page_app(settings: Settings, redis: aioredis.Redis) -> Starlette:
@@ -67,6 +101,8 @@ def admin_page_app(settings: Settings, redis: aioredis.Redis) -> Starlette:
         Route("/clients/{client_id}/endpoint-credential", page.rotate_endpoint, methods=["POST"]),
         Route("/clients/{client_id}/deadletters/replay", page.replay, methods=["POST"]),
         Route("/clients/{client_id}/webhooks/enable", page.enable_webhooks, methods=["POST"]),
+        Route("/clients/{client_id}/webhooks/disable", page.disable_webhooks, methods=["POST"]),
+        Route("/clients/{client_id}/retry-now", page.retry_now, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
     return Starlette(
@@ -110,6 +146,8 @@ class AdminPage:
         self.templates = Jinja2Templates(directory=HERE / "templates")
         self.templates.env.filters["when"] = _when
         self.templates.env.filters["unix_when"] = _unix_when
+        self.templates.env.filters["age"] = lambda seconds: _span(time.time() - seconds)
+        self.templates.env.filters["until"] = lambda seconds: _span(seconds - time.time())
 
     def render(self, request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
         base = request.scope.get("root_path", "")
@@ -177,14 +215,26 @@ class AdminPage:
         )
 
     async def _client_page(self, request: Request, client: Client, status: int = 200, **extra: Any) -> Response:
-        """One client, with its live connection count, delivery health and delivery log."""
+        """One client, with its live connection count, delivery health and delivery log, and what waits
+        for it: queue, the batch being retried, dead letters; named for its delivery (`WORDS`)."""
         live = await live_connections(self.redis, self.settings, [client.client_id])
         health = await delivery_health(self.redis, self.settings, [client.client_id])
         attempts = await delivery_log(self.redis, self.settings, client.client_id)
+        facts = await delivery_facts(self.redis, self.settings, client)
+        dead = await list_deadletters(self.redis, self.settings, client.client_id, SHOWN_DEADLETTERS) \
+            if facts["deadletters"] else []
         return self.render(
             request, "client.html", status, client=as_shown(client, self.settings), live=live.get(client.client_id, 0),
-            health=health.get(client.client_id), attempts=attempts, **_choices(), **extra,
+            health=health.get(client.client_id), attempts=attempts, words=WORDS.get(client.delivery),
+            queue=facts["queue"], retry=facts["retry"], stored_deadletters=facts["deadletters"], deadletters=dead,
+            **_choices(), **extra,
         )
+
+    async def _confirm(self, request: Request, form: FormData, client: Client, asked: Confirmation) -> Response | None:
+        """The confirmation page, unless this post is the confirmation (`confirm=yes`)."""
+        if form.get("confirm") == "yes":
+            return None
+        return self.render(request, "confirm.html", client=client, asked=asked, action=request.url.path)
 
     async def login(self, request: Request) -> Response:
         try:
@@ -264,11 +314,22 @@ class AdminPage:
         return self.redirect(request, f"/clients/{client_id}", "Saved.")
 
     async def rotate(self, request: Request) -> Response:
-        refusal = await self._guard(request)
-        if isinstance(refusal, Response):
-            return refusal
+        form = await self._guard(request)
+        if isinstance(form, Response):
+            return form
+        client = await self.registry.get(request.path_params["client_id"])
+        if client is None:
+            return self.render(request, "error.html", 404, message="No such client.")
+        asked = Confirmation(
+            f"Rotate the secret of {client.name}?",
+            "A new client secret is shown once. The current one keeps working for the grace period; then "
+            "every program still using it is refused its tokens.",
+            "Rotate secret",
+        )
+        if (page := await self._confirm(request, form, client, asked)) is not None:
+            return page
         try:
-            client, secret = await self.registry.rotate_secret(request.path_params["client_id"])
+            client, secret = await self.registry.rotate_secret(client.client_id)
         except ClientNotFound:
             return self.render(request, "error.html", 404, message="No such client.")
         return self.render(request, "secret.html", client=client, secret=secret, created=False)
@@ -288,30 +349,54 @@ class AdminPage:
         return self.redirect(request, f"/clients/{client_id}", "Endpoint credential rotated.")
 
     async def revoke(self, request: Request) -> Response:
-        refusal = await self._guard(request)
-        if isinstance(refusal, Response):
-            return refusal
+        form = await self._guard(request)
+        if isinstance(form, Response):
+            return form
+        client = await self.registry.get(request.path_params["client_id"])
+        if client is None:
+            return self.render(request, "error.html", 404, message="No such client.")
+        asked = Confirmation(
+            f"Revoke {client.name}?",
+            "It gets no new tokens, its live connections are closed within a second, and nothing more is "
+            "delivered to it. This cannot be undone from this page.",
+            "Revoke client",
+        )
+        if (page := await self._confirm(request, form, client, asked)) is not None:
+            return page
         try:
-            client = await self.registry.revoke(request.path_params["client_id"])
+            client = await self.registry.revoke(client.client_id)
         except ClientNotFound:
             return self.render(request, "error.html", 404, message="No such client.")
         return self.redirect(request, "/", f"Revoked {client.name}; its live connections are being closed.")
 
     async def replay(self, request: Request) -> Response:
-        """Re-queue the client's dead letters that failed between two times (either may be left empty)."""
+        """Re-queue the client's dead letters: the chosen ones (`ids`), else those that failed between two
+        times (either may be left empty); with `enable`, enable a disabled endpoint too."""
         form = await self._guard(request)
         if isinstance(form, Response):
             return form
         client_id = request.path_params["client_id"]
+        chosen = [str(item) for item in form.getlist("ids")]
         try:
-            await self.registry.require(client_id)
+            client = await self.registry.require(client_id)
             since, until = (moment(str(form[name])) if form.get(name) else None for name in ("since", "until"))
         except ClientNotFound:
             return self.render(request, "error.html", 404, message="No such client.")
         except ValueError:
             return self.redirect(request, f"/clients/{client_id}", "Times must be ISO 8601 (UTC).")
-        moved = await replay_deadletters(self.redis, self.settings, None, client_id, since, until)
-        return self.redirect(request, f"/clients/{client_id}", f"Queued {moved} dead letters for delivery again.")
+        if form.get("selection") == "chosen" and not chosen:
+            return self.redirect(request, f"/clients/{client_id}", "Choose the dead letters to replay first.")
+        moved = await replay_by_client(self.redis, self.settings, chosen or None, client_id, since, until)
+        done = await settle_replay(self.registry, moved, form.get("enable") == "yes")
+        words = WORDS.get(client.delivery, WEBHOOK_WORDS)
+        if done["enabled"]:
+            notice = f"Delivery to the {words.endpoint} enabled; queued {done['replayed']} dead letters for delivery."
+        elif done["waiting"]:
+            notice = (f"Queued {done['replayed']} dead letters; they wait until delivery to the {words.endpoint} "
+                      "is enabled.")
+        else:
+            notice = f"Queued {done['replayed']} dead letters for delivery again."
+        return self.redirect(request, f"/clients/{client_id}", notice)
 
     async def enable_webhooks(self, request: Request) -> Response:
         form = await self._guard(request)
@@ -319,11 +404,43 @@ class AdminPage:
             return form
         client_id = request.path_params["client_id"]
         try:
-            await self.registry.require(client_id)
+            client = await self.registry.require(client_id)
         except ClientNotFound:
             return self.render(request, "error.html", 404, message="No such client.")
         await self.registry.enable_webhooks(client_id)
-        return self.redirect(request, f"/clients/{client_id}", "Webhook delivery enabled again.")
+        words = WORDS.get(client.delivery, WEBHOOK_WORDS)
+        return self.redirect(request, f"/clients/{client_id}", f"Delivery to the {words.endpoint} enabled again.")
+
+    async def disable_webhooks(self, request: Request) -> Response:
+        form = await self._guard(request)
+        if isinstance(form, Response):
+            return form
+        client = await self.registry.get(request.path_params["client_id"])
+        if client is None:
+            return self.render(request, "error.html", 404, message="No such client.")
+        words = WORDS.get(client.delivery, WEBHOOK_WORDS)
+        asked = Confirmation(
+            f"Disable delivery to the {words.endpoint} of {client.name}?",
+            "Nothing more is sent, and events published while it is disabled are not queued for it. What is "
+            "queued now stays and is delivered once delivery is enabled again.",
+            "Disable delivery",
+        )
+        if (page := await self._confirm(request, form, client, asked)) is not None:
+            return page
+        await self.registry.disable_webhooks(client.client_id, disabled_by(str(request.session.get("admin"))))
+        return self.redirect(request, f"/clients/{client.client_id}", f"Delivery to the {words.endpoint} disabled.")
+
+    async def retry_now(self, request: Request) -> Response:
+        """Attempt the batch that waits for its next retry now (on whichever hub instance delivers it)."""
+        form = await self._guard(request)
+        if isinstance(form, Response):
+            return form
+        client_id = request.path_params["client_id"]
+        if await self.registry.get(client_id) is None:
+            return self.render(request, "error.html", 404, message="No such client.")
+        if await retry.retry_now(self.redis, self.settings, client_id):
+            return self.redirect(request, f"/clients/{client_id}", "Retrying now.")
+        return self.redirect(request, f"/clients/{client_id}", "Nothing was waiting for a retry.")
 
 
 _ENDPOINT_CREDENTIAL_FORM = ("endpoint_username", "endpoint_password", "endpoint_token")
@@ -378,3 +495,18 @@ def _unix_when(seconds: float | None) -> str:
     if seconds is None:
         return "never"
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _span(seconds: float) -> str:
+    """A duration as people read it: 45 s, 12 min, 3 h 5 min, 2 d 4 h."""
+    seconds = max(seconds, 0)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"

@@ -136,15 +136,34 @@ async def replay_deadletters(
     A client whose endpoint was disabled (410, or the breaker) stays disabled: re-enable it first, or
     the replayed events wait in its requeue stream until it is.
     """
+    return sum((await replay_by_client(redis, settings, ids, client_id, since, until)).values())
+
+
+async def replay_by_client(
+    redis: Client,
+    settings: Settings,
+    ids: list[str] | None = None,
+    client_id: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+) -> dict[str, int]:
+    """`replay_deadletters`, counted per client (clients with none replayed left out), so a caller can
+    say which replayed events wait for a disabled endpoint."""
     records = await _scan(redis, settings, client_id, None, since, until)
     if ids is not None:
         wanted = set(ids)
         records = [record for record in records if record["id"] in wanted]
     script = redis.register_script(REPLAY_SCRIPT)
-    moved = 0
+    moved: dict[str, int] = {}
     for record in records:
         if record["reason"] != "gap":
             owner, _, entry_id = record["id"].partition("/")
             replay_keys = [keys.deadletters(settings, owner), keys.requeue(settings, owner)]
-            moved += int(await script(keys=replay_keys, args=[entry_id]))
+            if await script(keys=replay_keys, args=[entry_id]):
+                moved[owner] = moved.get(owner, 0) + 1
     return moved
+
+
+async def stored_deadletters(redis: Client, settings: Settings, client_id: str) -> int:
+    """How many dead letters (gaps included) one client has now; replayed ones are no longer counted."""
+    return int(await redis.xlen(keys.deadletters(settings, client_id)))

@@ -21,12 +21,15 @@ UnixSeconds = Annotated[float, {"description": "unix seconds"}]
 
 
 class DeliveryAttempt(TypedDict):
-    """One HTTP attempt to a client's webhook or endpoint."""
+    """One attempt to deliver to a client's webhook or endpoint: an HTTP POST, or a refusal before any."""
 
     at: UnixSeconds
-    status: Annotated[int | None, {"description": "the HTTP status; null: no answer (timeout, connection error)"}]
+    status: Annotated[int | None, {"description": "the HTTP status; null: no answer (timeout, connection error) "
+                                                  "or nothing sent"}]
     latency_ms: float
     error: str
+    sent: Annotated[bool, {"description": "false: refused before any POST (DNS, the address guard, an unusable "
+                                          "configuration); `error` says why"}]
 
 
 class DeliveryHealth(TypedDict):
@@ -66,11 +69,19 @@ async def record_already_stored(redis: aioredis.Redis, settings: Settings, clien
 
 
 async def record_attempt(
-    redis: aioredis.Redis, settings: Settings, client_id: str, status: int | None, latency: float, error: str
+    redis: aioredis.Redis,
+    settings: Settings,
+    client_id: str,
+    status: int | None,
+    latency: float,
+    error: str,
+    sent: bool = True,
 ) -> None:
-    """Append one HTTP attempt to the client's delivery log, keeping the last `LOG_SIZE`."""
+    """Append one attempt (a POST, or with `sent` false a refusal before any) to the client's delivery log,
+    keeping the last `LOG_SIZE`."""
     attempt: DeliveryAttempt = {
-        "at": round(time.time(), 3), "status": status, "latency_ms": round(latency * 1000, 1), "error": error
+        "at": round(time.time(), 3), "status": status, "latency_ms": round(latency * 1000, 1), "error": error,
+        "sent": sent,
     }
     row = orjson.dumps(attempt)
     async with redis.pipeline(transaction=False) as pipe:
@@ -82,8 +93,9 @@ async def record_attempt(
 async def delivery_log(
     redis: aioredis.Redis, settings: Settings, client_id: str, limit: int = LOG_SIZE
 ) -> list[DeliveryAttempt]:
-    """The client's last delivery attempts, newest first."""
-    return [orjson.loads(row) for row in await redis.lrange(keys.delivery_log(settings, client_id), 0, limit - 1)]
+    """The client's last delivery attempts, newest first (rows written before `sent` existed were POSTs)."""
+    rows = await redis.lrange(keys.delivery_log(settings, client_id), 0, limit - 1)
+    return [{"sent": True, **orjson.loads(row)} for row in rows]
 
 
 async def record_dead_letters(redis: aioredis.Redis, settings: Settings, client_id: str, events: int) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Annotated, TypedDict
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
@@ -52,6 +53,15 @@ class Item:
     id: str
     cursor: str
     body: str
+
+
+class QueueDepth(TypedDict):
+    """What waits to be delivered to one client."""
+
+    queued: Annotated[int, {"description": "events in the outbox and the requeue stream (replayed dead letters)"}]
+    oldest_queued_at: Annotated[
+        float | None, {"description": "unix seconds the oldest waiting event was published; null: none waits"}
+    ]
 
 
 class Outbox:
@@ -120,6 +130,20 @@ class Outbox:
             pipe.xlen(keys.outbox(self._settings, client_id))
             pipe.xlen(keys.requeue(self._settings, client_id))
         return sum(await pipe.execute())
+
+
+    async def depth(self, client_id: str) -> QueueDepth:
+        """How many events wait for one client and when the oldest of them was published (a cursor is
+        its publication time in milliseconds), in one round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        for key in (keys.outbox(self._settings, client_id), keys.requeue(self._settings, client_id)):
+            pipe.xlen(key)
+            pipe.xrange(key, count=1)
+        queued, first_queued, requeued, first_requeued = await pipe.execute()
+        cursors = [_item("", row_id, fields).cursor for row_id, fields in first_queued + first_requeued]
+        oldest = min((int(cursor.partition("-")[0]) for cursor in cursors if cursor.partition("-")[0].isdigit()),
+                     default=None)
+        return {"queued": queued + requeued, "oldest_queued_at": None if oldest is None else oldest / 1000}
 
 
 def field(fields: dict, name: str) -> str | None:

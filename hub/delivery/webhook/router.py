@@ -389,6 +389,7 @@ class WebhookRouter:
         else:
             worker.client = client
             worker.wake()
+            worker.recheck()
 
     async def _reload(self, client_id: str) -> None:
         """A change notice: reload one client's delivery."""

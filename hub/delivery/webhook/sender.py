@@ -119,12 +119,15 @@ class WebhookSender:
 
 
 def classify(response: httpx.Response) -> Outcome:
-    """2xx delivered; 410 gone; an abort-message answer ends this message's retries; else retry."""
+    """2xx delivered; 410 gone; an abort-message answer ends this message's retries; else retry. A
+    refusal's reason carries the receiver's own words, so a dead letter says why."""
     status = response.status_code
     if 200 <= status < 300:
         return Outcome(True)
     if status == 410:
         return Outcome(False, "410 Gone: endpoint disabled", gone=True)
+    said = response_message(response)
+    words = f": {said}" if said else ""
     if response.headers.get(ABORT_HEADER, "").strip().lower() == ABORT_VALUE:
-        return Outcome(False, f"HTTP {status}: receiver aborted the message", abort=True)
-    return Outcome(False, f"HTTP {status}", retry_after=parse_retry_after(response.headers.get("retry-after")))
+        return Outcome(False, f"HTTP {status}: receiver aborted the message{words}", abort=True)
+    return Outcome(False, f"HTTP {status}{words}", retry_after=parse_retry_after(response.headers.get("retry-after")))

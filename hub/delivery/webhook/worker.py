@@ -75,6 +75,8 @@ class DeliveryWorker:
         self._outbox = Outbox(redis, settings)
         self._handoff = Handoff(redis, settings, client.client_id)
         self._wake = asyncio.Event()
+        self._recheck = asyncio.Event()
+        self._posted = 0  # POSTs reported to the delivery log: an attempt that made none was refused before
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._prefetched: list[Item] = []
@@ -92,6 +94,11 @@ class DeliveryWorker:
     def wake(self) -> None:
         """Something was queued for this client: stop idling."""
         self._wake.set()
+
+    def recheck(self) -> None:
+        """The client changed, or an admin asked to retry now: a batch waiting for its next attempt reads
+        the retry state again."""
+        self._recheck.set()
 
     async def close(self) -> None:
         """Stop delivering (a flag as well as a cancel: redis-py may swallow a cancellation)."""
@@ -173,10 +180,12 @@ class DeliveryWorker:
             if not items:
                 await self._idle(self._options.poll)
                 continue
-            delay = next_at - time.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            if next_at > time.time() and not await self._wait_for_retry(next_at):
+                continue  # paused meanwhile: the batch stays in flight
+            posted = self._posted
             outcome = await self._sender.send(self.client, items)
+            if not outcome.delivered and self._posted == posted:
+                await self._log_refusal(outcome.reason)
             if await self._settle(items, attempts + 1, outcome):
                 return
 
@@ -191,6 +200,23 @@ class DeliveryWorker:
         await self._handoff.forget(split.finished_ranges)
         self._prefetched = []
         return split.deliver[: self.client.batch_max]
+
+    async def _wait_for_retry(self, next_at: float) -> bool:
+        """Sleep until the batch in flight is due; an admin's "retry now" (`hub.delivery.webhook.retry`)
+        brings its time forward in the retry state and sends a change notice, which `recheck` turns into
+        a fresh read here. False when the client was paused meanwhile."""
+        while (left := next_at - time.time()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._recheck.wait(), left)
+            if self._recheck.is_set():
+                self._recheck.clear()
+                if self.client.paused:
+                    return False
+                saved = field(await self._redis.hgetall(self._state_key), "next_at")
+                next_at = min(next_at, float(saved or 0))
+        if self._inflight is not None:
+            self._inflight = (self._inflight[0], self._inflight[1], next_at)
+        return True
 
     async def _idle(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -322,8 +348,18 @@ class DeliveryWorker:
     async def _log_attempt(self, status: int | None, latency: float, error: str) -> None:
         """Every HTTP attempt goes to the client's delivery log (admin page and API); a log entry Redis
         refuses is dropped, so it never turns a 2xx into a failure that posts the events again."""
+        self._posted += 1
         try:
             await record_attempt(self._redis, self._settings, self.client.client_id, status, latency, error)
+        except RedisError as exc:
+            log.warning("client %s: delivery log entry dropped: %s", self.client.client_id, exc)
+
+    async def _log_refusal(self, reason: str) -> None:
+        """An attempt that failed before any POST (DNS, the address guard, an unusable configuration) is
+        in the delivery log too, so the log and the failure count tell the same story (dropped, as above,
+        when Redis refuses it)."""
+        try:
+            await record_attempt(self._redis, self._settings, self.client.client_id, None, 0.0, reason, sent=False)
         except RedisError as exc:
             log.warning("client %s: delivery log entry dropped: %s", self.client.client_id, exc)
 

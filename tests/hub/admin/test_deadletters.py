@@ -46,7 +46,9 @@ def test_admin_api_lists_and_replays_dead_letters(redis_server: RedisServer, pre
             assert api.post("/deadletters/replay", json={"ids": "all"}).json()["field"] == "ids"
 
             healthy = True
-            assert api.post("/deadletters/replay", json={"ids": [record["id"]]}).json() == {"replayed": 1}
+            assert api.post("/deadletters/replay", json={"ids": [record["id"]]}).json() == {
+                "replayed": 1, "waiting": 0, "enabled": []
+            }
             _wait(lambda: receiver.requests[-1].status == 200)
             assert receiver.requests[-1].json["cursor"] == cursor
             assert listed() == []

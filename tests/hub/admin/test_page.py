@@ -77,12 +77,14 @@ def test_sign_in_create_list_rotate_revoke(auth_server: AuthServer, page) -> Non
     page.screenshot(path=str(ARTIFACTS / "admin-client.png"), full_page=True)
 
     page.click("#rotate")
+    page.click("#confirm")
     new_secret = page.inner_text("#client-secret")
     assert new_secret != secret
     assert auth_server.token(client_id, new_secret)
 
     page.goto(f"{auth_server.url}/admin/clients/{client_id}")
     page.click("#revoke")
+    page.click("#confirm")
     assert "Revoked Adaptive Tutor" in page.inner_text(".notice")
     assert "revoked" in page.locator(f"tr[data-client-id='{client_id}']").inner_text()
     page.screenshot(path=str(ARTIFACTS / "admin-page.png"), full_page=True)

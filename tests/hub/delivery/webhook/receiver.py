@@ -28,6 +28,7 @@ class Request:
 class Reply:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
 
 
 class Receiver:
@@ -54,8 +55,9 @@ class Receiver:
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
-                self.send_header("content-length", "0")
+                self.send_header("content-length", str(len(reply.body)))
                 self.end_headers()
+                self.wfile.write(reply.body)
 
             def log_message(self, *args: object) -> None:
                 pass
