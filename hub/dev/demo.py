@@ -250,13 +250,14 @@ async def run(settings: Settings, listener: socket.socket, rate: float, duration
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if not serving.done():
-            say(await summary(base_url, backend, started))
+        counted = None if serving.done() else await summary(base_url, backend, started)
         backend.close()
         server.should_exit = True
         await serving
         receiver.should_exit = True
         await receiving
+        if counted is not None:  # last, once the receiver can print no more (it may print what came after)
+            say(counted)
 
 
 def main(settings: Settings, port: int, rate: float, duration: float | None, redis_url: str | None) -> int:

@@ -14,6 +14,7 @@ from hub.config import Settings
 from rthub_lms.keys import stream_key
 
 EXTRA_HINT = "rthub ingest event-bus needs the eventbus extra: pip install 'rthub[eventbus]'"
+FILTER_LOAD_WAIT = 5.0  # seconds the ingest waits, at start, for the preemptive filter to know the grants
 
 
 def full_topic(topic: str, prefix: str | None) -> str:
@@ -73,6 +74,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_preemptive:
         wanted = PreemptiveFilter(connect(topology, socket_timeout=5), settings)
         wanted.start()
+        if wanted.wait_loaded(FILTER_LOAD_WAIT):  # else it fails open: every event passes until it loads
+            print("rthub ingest: preemptive filter loaded the active grants", file=sys.stderr, flush=True)
+        else:
+            print(f"rthub ingest: preemptive filter not loaded after {FILTER_LOAD_WAIT:g} s; passing every event "
+                  "until it is", file=sys.stderr, flush=True)
     writer = OnceWriter(target, settings, options.stream, options.group, settings.stream_maxlen)
     ingest = EventBusIngest(bus, writer, options, TrackingDecoder(), wanted)
     stop = threading.Event()

@@ -47,6 +47,7 @@ class PreemptiveFilter:
         self._refresh_interval = refresh_interval
         self._union: GrantIndex | None = None
         self._loads = 0
+        self._first_load = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -54,6 +55,10 @@ class PreemptiveFilter:
     def loaded(self) -> bool:
         """Whether a union has been loaded; before that `wanted` fails open."""
         return self._union is not None
+
+    def wait_loaded(self, timeout: float) -> bool:
+        """Block until the first union is loaded (True), or `timeout` s pass (False: still failing open)."""
+        return self._first_load.wait(timeout)
 
     def wanted(self, event: Event) -> bool:
         """True iff some active client's grant matches the event (always True before the first load)."""
@@ -96,6 +101,7 @@ class PreemptiveFilter:
                 union.set(json.dumps(rule, sort_keys=True), compile_grant([rule]))
         self._union = union
         self._loads += 1
+        self._first_load.set()
 
     def _run(self) -> None:
         backoff = _BACKOFF_FIRST

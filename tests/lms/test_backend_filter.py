@@ -7,6 +7,7 @@ import redis
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
+from tests import SEND_TIMEOUT
 from tests.hubproc import Hub
 from tests.waiting import wait_until
 
@@ -25,7 +26,7 @@ def test_events_nobody_can_see_never_reach_redis_and_new_grants_count_within_a_s
     others = [e for e in events if not e["context"]["course_id"].startswith("course-v1:MITx+")]
     assert mitx and others
 
-    backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix)
+    backend = RealtimeBackend(redis_url=hub.redis_url, redis_prefix=hub.prefix, timeout=SEND_TIMEOUT)
     _wait_loaded(backend, others[0])
     before = stream.xlen(stream_key)
     for event in events:

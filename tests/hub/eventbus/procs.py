@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 
 import orjson
@@ -51,6 +52,21 @@ class Ingest:
             "--redis-url", redis_url, "--redis-prefix", prefix, *(["--from-start"] if from_start else []), *extra,
         ]
         self.process: subprocess.Popen[str] | None = None
+        self._read: list[str] = []
+
+    def wait_for_line(self, text: str, timeout: float) -> None:
+        """Read its stderr until a line contains `text` (kept for `stop`'s answer); fail after `timeout` s
+        (checked between lines: the ingest prints its filter line within seconds of starting, or exits)."""
+        assert self.process is not None and self.process.stderr is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.process.stderr.readline()
+            if not line:
+                break
+            self._read.append(line)
+            if text in line:
+                return
+        raise AssertionError(f"the ingest never printed {text!r}: {''.join(self._read)}")
 
     def start(self) -> Ingest:
         self.process = subprocess.Popen(self.argv, cwd=ROOT, stderr=subprocess.PIPE, text=True,
@@ -68,6 +84,7 @@ class Ingest:
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
         _, err = self.process.communicate(timeout=15)
+        err = "".join(self._read) + err
         code = self.process.returncode
         self.process = None
         assert code == 0, err

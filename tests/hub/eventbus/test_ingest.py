@@ -260,9 +260,8 @@ def test_bus_events_reach_a_websocket_consumer_and_the_preemptive_filter_drops_w
     async def receive() -> tuple[list[dict], list[dict], str]:
         ws = await connect(hub.ws, token)
         with Ingest(redis_server.url, prefix) as ingest:
-            # the ingest's preemptive filter loads the active grants at start: the ingest neither logs nor
-            # exposes that it has, so this stays a fixed wait
-            await asyncio.sleep(1.0)
+            # the ingest says when its preemptive filter knows the active grants (the token's client's)
+            await asyncio.to_thread(ingest.wait_for_line, "preemptive filter loaded", 30)
             produced(produce(redis_server.url, prefix, total, simulated=seed))
             frames = await collect(ws, expected, timeout=30)
             extra = await quiet(ws, 1.0)

@@ -35,6 +35,9 @@ def _event(lms: SimulatedLMS, site: str) -> Event:
     return event
 
 
+QUIET = 20.0
+
+
 class Received:
     """Cursors received per path (one path per client), from single and batch bodies; each request is
     read once, so polling stays cheap however many arrived."""
@@ -72,7 +75,8 @@ async def _trial(  # type: ignore[no-untyped-def]
 
 
 async def _missing(received: Received, trials: list[tuple[str, list[str]]]) -> int:
-    """Events not received once deliveries settle (every trial complete, or 5 s with nothing new)."""
+    """Events not received once deliveries settle (every trial complete, or QUIET s with nothing new:
+    long enough that a loaded machine's slow start is not taken for the end)."""
     expected = {path: set(cursors) for path, cursors in trials}
     loop = asyncio.get_running_loop()
 
@@ -87,7 +91,7 @@ async def _missing(received: Received, trials: list[tuple[str, list[str]]]) -> i
         now = missing()
         if now != last[0]:
             last = (now, loop.time())
-        return now == 0 or loop.time() - last[1] > 5
+        return now == 0 or loop.time() - last[1] > QUIET
 
     await async_wait_until(settled, 90)
     return missing()
