@@ -11,18 +11,25 @@ fresh ids for id-like keys, other timestamps and users.
 from __future__ import annotations
 
 import copy
+import fcntl
+import hashlib
 import json
+import pathlib
 import re
 import string
+import sys
+import tempfile
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import hypothesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
+from tests import seeded
 from tests.hub.translate import fixtures
 
 Path = tuple[str | int, ...]
@@ -214,7 +221,31 @@ def events_for(name: str, all_seeds: dict[str, list[dict[str, Any]]]) -> st.Sear
 
 def generated(name: str, all_seeds: dict[str, list[dict[str, Any]]], minimum: int) -> list[dict[str, Any]]:
     """At least `minimum` distinct events named `name`, and every single-field drop of its seed;
-    reproducible (fixed hypothesis seeds, no database, no constants from loaded code: `tests/seeded.py`)."""
+    reproducible (fixed hypothesis seeds, no database, no constants from loaded code: `tests/seeded.py`).
+
+    Drawing them costs about 90 s of CPU for every name, and two modules (the clause checks and the
+    differential test) ask for the same events, often at once from two workers: the first draws them
+    and files them under a digest of everything that decides them (this module, the fixtures, the
+    Hypothesis profile and version, the seeds, the name, `minimum`); the others wait for it and read them.
+    """
+    sources = [pathlib.Path(module.__file__ or "").read_text() for module in (sys.modules[__name__], fixtures, seeded)]
+    decided_by = [*sources, hypothesis.__version__, json.dumps(all_seeds, sort_keys=True), name, str(minimum)]
+    digest = hashlib.sha256("\n".join(decided_by).encode()).hexdigest()[:32]
+    folder = pathlib.Path(tempfile.gettempdir()) / "rthub-generated-events"
+    folder.mkdir(exist_ok=True)
+    stored = folder / f"{digest}.json"
+    with open(folder / f"{digest}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if stored.exists():
+            return json.loads(stored.read_text())
+        text = json.dumps(_draw(name, all_seeds, minimum))
+        partial = stored.with_suffix(".part")
+        partial.write_text(text)
+        partial.replace(stored)
+        return json.loads(text)  # the same objects whoever drew them
+
+
+def _draw(name: str, all_seeds: dict[str, list[dict[str, Any]]], minimum: int) -> list[dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for round_seed in range(20):
         if len(found) >= minimum:
