@@ -11,6 +11,7 @@ import hmac
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -230,6 +231,18 @@ class AdminPage:
             **_choices(), **extra,
         )
 
+    async def _confirmed(self, request: Request, ask: Callable[[Client], Confirmation]) -> Client | Response:
+        """The client of an action that asks first, once the admin confirmed it; else the page to answer
+        (the confirmation, a sign-in, or 404)."""
+        form = await self._guard(request)
+        if isinstance(form, Response):
+            return form
+        client = await self.registry.get(request.path_params["client_id"])
+        if client is None:
+            return self.render(request, "error.html", 404, message="No such client.")
+        page = await self._confirm(request, form, client, ask(client))
+        return client if page is None else page
+
     async def _confirm(self, request: Request, form: FormData, client: Client, asked: Confirmation) -> Response | None:
         """The confirmation page, unless this post is the confirmation (`confirm=yes`)."""
         if form.get("confirm") == "yes":
@@ -314,20 +327,14 @@ class AdminPage:
         return self.redirect(request, f"/clients/{client_id}", "Saved.")
 
     async def rotate(self, request: Request) -> Response:
-        form = await self._guard(request)
-        if isinstance(form, Response):
-            return form
-        client = await self.registry.get(request.path_params["client_id"])
-        if client is None:
-            return self.render(request, "error.html", 404, message="No such client.")
-        asked = Confirmation(
+        client = await self._confirmed(request, lambda client: Confirmation(
             f"Rotate the secret of {client.name}?",
             "A new client secret is shown once. The current one keeps working for the grace period; then "
             "every program still using it is refused its tokens.",
             "Rotate secret",
-        )
-        if (page := await self._confirm(request, form, client, asked)) is not None:
-            return page
+        ))
+        if isinstance(client, Response):
+            return client
         try:
             client, secret = await self.registry.rotate_secret(client.client_id)
         except ClientNotFound:
@@ -349,20 +356,14 @@ class AdminPage:
         return self.redirect(request, f"/clients/{client_id}", "Endpoint credential rotated.")
 
     async def revoke(self, request: Request) -> Response:
-        form = await self._guard(request)
-        if isinstance(form, Response):
-            return form
-        client = await self.registry.get(request.path_params["client_id"])
-        if client is None:
-            return self.render(request, "error.html", 404, message="No such client.")
-        asked = Confirmation(
+        client = await self._confirmed(request, lambda client: Confirmation(
             f"Revoke {client.name}?",
             "It gets no new tokens, its live connections are closed within a second, and nothing more is "
             "delivered to it. This cannot be undone from this page.",
             "Revoke client",
-        )
-        if (page := await self._confirm(request, form, client, asked)) is not None:
-            return page
+        ))
+        if isinstance(client, Response):
+            return client
         try:
             client = await self.registry.revoke(client.client_id)
         except ClientNotFound:
@@ -412,21 +413,15 @@ class AdminPage:
         return self.redirect(request, f"/clients/{client_id}", f"Delivery to the {words.endpoint} enabled again.")
 
     async def disable_webhooks(self, request: Request) -> Response:
-        form = await self._guard(request)
-        if isinstance(form, Response):
-            return form
-        client = await self.registry.get(request.path_params["client_id"])
-        if client is None:
-            return self.render(request, "error.html", 404, message="No such client.")
-        words = WORDS.get(client.delivery, WEBHOOK_WORDS)
-        asked = Confirmation(
-            f"Disable delivery to the {words.endpoint} of {client.name}?",
+        client = await self._confirmed(request, lambda client: Confirmation(
+            f"Disable delivery to the {WORDS.get(client.delivery, WEBHOOK_WORDS).endpoint} of {client.name}?",
             "Nothing more is sent, and events published while it is disabled are not queued for it. What is "
             "queued now stays and is delivered once delivery is enabled again.",
             "Disable delivery",
-        )
-        if (page := await self._confirm(request, form, client, asked)) is not None:
-            return page
+        ))
+        if isinstance(client, Response):
+            return client
+        words = WORDS.get(client.delivery, WEBHOOK_WORDS)
         await self.registry.disable_webhooks(client.client_id, disabled_by(str(request.session.get("admin"))))
         return self.redirect(request, f"/clients/{client.client_id}", f"Delivery to the {words.endpoint} disabled.")
 
