@@ -15,6 +15,7 @@ import pytest
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms.backend import RealtimeBackend
 from tests import ROOT, SEND_TIMEOUT
+from tests.hub.admin.browser import needs_chromium
 from tests.hub.delivery.webhook.formats.lrs_server import RalphServer
 from tests.hub.delivery.webhook.helpers import until_delivering
 from tests.hub.delivery.webhook.receiver import Receiver, Reply
@@ -22,23 +23,12 @@ from tests.hubproc import InProcessHub
 from tests.servers import RedisServer
 from tests.waiting import wait_until
 
-CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 # One retry ten minutes away: only "retry now" makes it happen within the test.
 ENV = {"RTHUB_WEBHOOK_ALLOW_PRIVATE": "true", "RTHUB_WEBHOOK_RETRY_SCHEDULE": "600"}
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed (/usr/bin/chromium)")
+pytestmark = needs_chromium
 
-
-@pytest.fixture
-def page() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield browser.new_page(viewport={"width": 1280, "height": 900})
-        browser.close()
 
 
 @pytest.fixture

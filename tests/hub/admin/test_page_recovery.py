@@ -4,9 +4,7 @@ reason, its dead letters are replayed by time from the page, and the endpoint is
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import pytest
@@ -14,26 +12,15 @@ import pytest
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms.backend import RealtimeBackend
 from tests import SEND_TIMEOUT
+from tests.hub.admin.browser import needs_chromium
 from tests.hub.delivery.webhook.helpers import until_delivering
 from tests.hub.delivery.webhook.receiver import Receiver, Reply
 from tests.hubproc import HubProcess
 from tests.servers import RedisServer
 from tests.waiting import wait_until
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+pytestmark = needs_chromium
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed (/usr/bin/chromium)")
-
-
-@pytest.fixture
-def page() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield browser.new_page(viewport={"width": 1280, "height": 900})
-        browser.close()
 
 
 def _local(seconds: float) -> str:
