@@ -123,9 +123,7 @@ def _reachable(subject: str, client: Client, response: httpx.Response) -> Findin
 async def _request(http: httpx.AsyncClient, method: str, target: Target, url: str | None = None,
                    headers: dict[str, str] | None = None) -> httpx.Response:
     """One request to the approved address, with the original Host and TLS server name."""
-    extensions = {"sni_hostname": target.sni} if target.sni else None
-    return await http.request(method, url or target.url, headers={**(headers or {}), "host": target.host},
-                              extensions=extensions)
+    return await http.request(method, url or target.url, **target.request_options(headers or {}))
 
 
 def _versions(response: httpx.Response) -> list[str]:

@@ -81,14 +81,11 @@ class WebhookSender:
 
     async def _post(self, target: Target, body: bytes, headers: dict[str, str]) -> httpx.Response:
         """One POST to the pinned target, bounded in total, reported to `on_attempt`."""
-        headers = {**headers, "user-agent": USER_AGENT, "host": target.host}
-        extensions = {"sni_hostname": target.sni} if target.sni else None
+        options = target.request_options({**headers, "user-agent": USER_AGENT})
         started = time.monotonic()
         try:
             async with asyncio.timeout(self._timeout):  # httpx's timeout is per phase, this is the total
-                async with self._http.stream(
-                    "POST", target.url, content=body, headers=headers, extensions=extensions
-                ) as streamed:
+                async with self._http.stream("POST", target.url, content=body, **options) as streamed:
                     head = await read_at_most(streamed)
             response = httpx.Response(
                 streamed.status_code, headers=streamed.headers, content=head, request=streamed.request

@@ -10,6 +10,7 @@ the connection (rebinding).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -31,6 +32,12 @@ class Target:
     url: str
     host: str
     sni: str | None
+
+    def request_options(self, headers: dict[str, str]) -> dict[str, Any]:
+        """httpx keyword arguments that send `headers` to the checked address as to the named host: the
+        original `Host` header and, over TLS, the original server name."""
+        return {"headers": {**headers, "host": self.host},
+                "extensions": {"sni_hostname": self.sni} if self.sni else None}
 
 
 async def resolve(url: str, allow_private: bool) -> Target:
