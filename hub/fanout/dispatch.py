@@ -190,7 +190,15 @@ class Fanout:
             if oldest is not None and cursor_key(oldest) > cursor_key(after):
                 gap: GapFrame = {"type": "gap", "from": after, "resume_from": oldest}
                 await conn.put_resumed(Frame(None, orjson.dumps(gap).decode()))
-            while batch := await history.history(cursor, RESUME_PAGE):
+            while True:
+                drops = conn.held_drops
+                batch = await history.history(cursor, RESUME_PAGE)
+                if not batch:
+                    if conn.held_drops == drops:
+                        return
+                    # Live frames were dropped while this read was on the way: they may have been
+                    # appended after Redis answered it, so read again (they are in the stream now).
+                    continue
                 for entry in batch:
                     if conn.close_code is not None:
                         return

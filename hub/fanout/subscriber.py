@@ -15,7 +15,8 @@ can go first without a gap or a duplicate at the switch-over. A catch-up can als
 Backpressure rule: when the queue is full the connection stops taking frames, keeps sending what
 it already holds for `grace` seconds, then asks to be closed with 4008. Its last delivered cursor
 precedes every frame it did not take, so a resume loses nothing. Held live frames that overflow
-during a catch-up are dropped instead: they are in the stream, and the catch-up reads on to its end.
+during a catch-up are dropped instead: they are in the stream, and the catch-up reads on to its end,
+reading once more when a drop happened while its last read was on the way back (`held_drops`).
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ class Connection:
     on_close: Callable[[], None] | None = None
     on_sent: Callable[[Sequence[Frame]], None] | None = None
     resuming: bool = False
+    held_drops: int = 0  # held live frames dropped during a catch-up, which must then read past them
     _held: list[Frame] | None = field(default_factory=list)
     _queued_up_to: tuple[int, int] = (-1, -1)
     _queued_cursor: str | None = None
@@ -165,7 +167,8 @@ class Connection:
             if len(self._held) < self.queue_size:
                 self._held.append(frame)
                 return
-            if self.resuming:  # the catch-up reads these from the stream anyway
+            if self.resuming:  # the catch-up reads these from the stream anyway (`Fanout.resume`)
+                self.held_drops += 1
                 self._held.clear()
                 self._held.append(frame)
                 return
