@@ -88,14 +88,17 @@ def test_a_crashed_instances_sockets_expire_and_their_events_are_delivered_in_or
             await router.start()
             publisher = Publisher(redis, settings)
             tip = RedisBroker(redis, settings).tip
-            crashed = Presence(redis, settings, tip=tip, ttl_ms=300)  # connects, then never refreshes nor disconnects
+            crashed = Presence(redis, settings, tip=tip, ttl_ms=TTL_MS)  # connects, never refreshes nor disconnects
             await crashed.connected("acme", handoff_owed=True)
+            expiry = await redis.zscore(rkeys.presence(settings, "acme"), crashed.instance)
             during = await publisher.entries(3)
             for entry in during:
                 await router.route(entry)
-            await asyncio.sleep(0.15)  # a window within the 300 ms ttl: a webhook not held would arrive by now
-            assert receiver.requests == []  # held while the presence entry is current
-            await asyncio.sleep(0.3)  # time passing: the crashed instance's 300 ms presence ttl runs out
+            await asyncio.sleep(0.3)  # a window within the ttl: a webhook not held would arrive by now
+            held = list(receiver.requests)
+            window_ended_live = await _redis_ms(redis) < expiry
+            # time passing: the crashed instance's presence ttl runs out (Redis's clock decides)
+            await until(lambda: _past(redis, expiry))
             after = await publisher.entries(2)
             for entry in after:
                 await router.route(entry)
@@ -103,10 +106,24 @@ def test_a_crashed_instances_sockets_expire_and_their_events_are_delivered_in_or
             await until(lambda: set(wanted) <= {r.json["cursor"] for r in receiver.requests})
             await router.close()
             await redis.aclose()
-            return wanted
+            return wanted, held, window_ended_live
 
-        wanted = asyncio.run(scenario())
+        wanted, held, window_ended_live = asyncio.run(scenario())
+    assert window_ended_live, "the window outlasted the ttl (a loaded machine): nothing was checked while held"
+    assert held == []  # held while the presence entry is current
     assert [r.json["cursor"] for r in receiver.requests] == wanted
+
+
+TTL_MS = 3000  # long enough that the held window (0.3 s) ends well within it on a loaded machine
+
+
+async def _redis_ms(redis: aioredis.Redis) -> int:
+    seconds, micros = await redis.time()
+    return seconds * 1000 + micros // 1000
+
+
+async def _past(redis: aioredis.Redis, expiry: float) -> bool:
+    return await _redis_ms(redis) > expiry
 
 
 def test_a_refreshed_presence_stays_live_and_close_hands_over(redis_server: RedisServer, prefix: str) -> None:
