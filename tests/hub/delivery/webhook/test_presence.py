@@ -136,10 +136,10 @@ def test_a_refreshed_presence_stays_live_and_close_hands_over(redis_server: Redi
             router = router_on(redis, settings)
             await router.start()
             tip = RedisBroker(redis, settings).tip
-            presence = Presence(redis, settings, tip=tip, ttl_ms=300, last_cursors=lambda: {"acme": None})
+            presence = Presence(redis, settings, tip=tip, ttl_ms=900, last_cursors=lambda: {"acme": None})
             presence.start()
             await presence.connected("acme", handoff_owed=True)
-            await asyncio.sleep(0.8)  # well past one ttl: only refreshing keeps it live
+            await asyncio.sleep(2.0)  # past two ttls: only refreshing (every 300 ms) keeps it live
             entries = await Publisher(redis, settings).entries(2)
             for entry in entries:
                 await router.route(entry)
