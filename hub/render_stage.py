@@ -41,6 +41,7 @@ RELOAD_EVERY = 60.0  # the stage's interest is also read afresh this often, what
 ENV = "RTHUB_RENDER_STAGE_SOCKET"
 WATCH_EVERY = 0.5
 STOP_TIMEOUT = 10.0
+SHUTDOWN_GRACE = 3.0  # the stage's own bound on stopping in order, well within STOP_TIMEOUT
 
 
 def _start(path: str, log_format: str, log_level: str) -> subprocess.Popen[bytes]:
@@ -92,7 +93,7 @@ async def serve(path: str, settings: Settings) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, _stop_or_exit, stop)
     changes = ChangeFollower(client, settings)
     changes.register(lambda client_id: stage.reload_interest(), stage.reload_interest, resync_every=RELOAD_EVERY)
     tasks = [asyncio.create_task(stage.run()), changes.start()]
@@ -110,15 +111,27 @@ async def serve(path: str, settings: Settings) -> None:
         server.close()
         for writer in list(stage.workers):
             writer.close()
-        await changes.close()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await client.aclose()
+        try:
+            async with asyncio.timeout(SHUTDOWN_GRACE):  # a Redis that does not answer must not keep it alive
+                await changes.close()
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await client.aclose()
+        except TimeoutError:
+            log.warning("render stage: shutdown took over %gs; exiting anyway", SHUTDOWN_GRACE)
+            failed = True
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
     if failed:
         raise SystemExit(1)
+
+
+def _stop_or_exit(stop: asyncio.Event) -> None:
+    """The first SIGTERM/SIGINT stops the stage in order; a second one ends it at once."""
+    if stop.is_set():
+        os._exit(1)
+    stop.set()
 
 
 def main() -> None:

@@ -372,3 +372,28 @@ def test_rthub_serve_refuses_a_stage_write_delay_it_cannot_use(value: str) -> No
                           capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 2
     assert "configuration error: RTHUB_STAGE_WRITE_DELAY" in done.stderr
+
+
+def test_a_stage_asked_to_stop_while_redis_does_not_answer_still_exits(own_redis: RedisServer, tmp_path: Path) -> None:
+    """SIGTERM (what Linux sends when `rthub serve` dies) while Redis is frozen: the stage stops within
+    its shutdown bound instead of waiting on Redis, so it never outlives the hub that started it."""
+    socket_path = tmp_path / "stage.sock"
+    env = {**os.environ, "RTHUB_REDIS_URL": own_redis.url, "RTHUB_REDIS_PREFIX": "stage-stop:"}
+    stage = subprocess.Popen([sys.executable, "-m", "hub.render_stage", str(socket_path)], env=env)
+    assert own_redis.process is not None
+    try:
+        wait_until(socket_path.exists, 20, "the render stage never opened its socket")
+        os.kill(own_redis.process.pid, signal.SIGSTOP)
+        try:
+            stage.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            code = stage.wait(20)
+            took = time.monotonic() - started
+        finally:
+            os.kill(own_redis.process.pid, signal.SIGCONT)
+    finally:
+        if stage.poll() is None:
+            stage.kill()
+            stage.wait()
+    assert code is not None
+    assert took < 5, f"the stage took {took:.1f}s to stop with Redis frozen"
