@@ -16,6 +16,7 @@ import base64
 import contextlib
 import errno
 import json
+import logging
 import os
 import signal
 import socket
@@ -272,6 +273,7 @@ def main(settings: Settings, port: int, rate: float, duration: float | None, red
         if not redis_url and "RTHUB_DATA_DIR" not in os.environ:  # a throw-away registry: throw-away keys
             keys = stack.enter_context(tempfile.TemporaryDirectory(prefix="rthub-demo-keys-"))
             settings = settings.with_overrides(data_dir=keys)
+            logging.getLogger("rthub.keys").setLevel(logging.WARNING)  # "key created" is news only for kept keys
         if redis_url:
             say(f"rthub demo: using Redis at {redis_url}")
             settings = settings.with_overrides(redis_url=redis_url)

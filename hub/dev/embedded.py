@@ -74,8 +74,9 @@ class EmbeddedRedis:
 
     def __enter__(self) -> EmbeddedRedis:
         self._process = subprocess.Popen(
+            # Persistence as the hub asks of any Redis (its safety check), in a directory thrown away after
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self._dir.name],
+             "--appendonly", "yes", "--dir", self._dir.name],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True, preexec_fn=die_with_parent,  # Ctrl-C is for the demo, which stops it
         )
