@@ -10,8 +10,8 @@ it. Like Centrifugo's split, everything above this line talks only to `Broker`.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from collections.abc import AsyncIterator
+from functools import lru_cache
 from typing import NamedTuple, Protocol
 
 import orjson
