@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from functools import lru_cache
 from typing import NamedTuple, Protocol
 
 import orjson
@@ -158,8 +159,19 @@ def decode_event(cursor: str, payload: bytes | None) -> Entry | BadEntry:
 
 
 def cursor_key(cursor: str) -> tuple[int, int]:
-    """Stream ids compare as (milliseconds, sequence); anything Redis would not take raises ValueError."""
-    match = _CURSOR.fullmatch(cursor) if isinstance(cursor, str) else None
+    """Stream ids compare as (milliseconds, sequence); anything Redis would not take raises ValueError.
+
+    One event's cursor is compared by the live feed, the render stage's switch, its frame and every
+    catch-up: parsed once per cursor (`_parsed` remembers the most recent), not once per use.
+    """
+    if not isinstance(cursor, str):
+        raise ValueError(f"not a stream cursor: {str(cursor)[:40]!r}")
+    return _parsed(cursor)
+
+
+@lru_cache(maxsize=16_384)
+def _parsed(cursor: str) -> tuple[int, int]:
+    match = _CURSOR.fullmatch(cursor)
     if match is None:
         raise ValueError(f"not a stream cursor: {str(cursor)[:40]!r}")
     millis, sequence = int(match[1]), int(match[2] or 0)
