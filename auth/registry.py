@@ -153,8 +153,8 @@ class ClientRegistry:
         client = await self._with_credential(replace(before, **clean, updated_at=_now()), credential)
         if client.webhook_status == "paused" and _endpoint(client) != _endpoint(before):
             client = replace(client, webhook_status="", webhook_disabled_reason="")
-        if (client.delivery, client.grant) != (before.delivery, before.grant):
-            client = replace(client, routed_from=await self.stream_tip())
+        if (client.delivery, client.grant) != (before.delivery, before.grant) and client.webhook_status != "disabled":
+            client = replace(client, routed_from=await self.stream_tip())  # disabled: enabling catches up
         check_delivery(client)
         await self._save(client)
         return client
@@ -214,7 +214,9 @@ class ClientRegistry:
         return client
 
     async def disable_webhooks(self, client_id: str, reason: str) -> None:
-        """Stop webhook delivery for a client (its endpoint said 410 Gone) and tell every hub instance."""
+        """Stop webhook delivery for a client (its endpoint said 410 Gone, the breaker or an admin
+        stopped it) and tell every hub instance. Its `routed_from` becomes the stream's newest cursor:
+        enabling it again catches it up from there, so what was published meanwhile is not lost."""
         await self._set_webhook_status(client_id, "disabled", reason)
 
     async def enable_webhooks(self, client_id: str) -> None:
@@ -222,16 +224,22 @@ class ClientRegistry:
         await self._set_webhook_status(client_id, "", "")
 
     async def _set_webhook_status(self, client_id: str, status: str, reason: str) -> None:
-        """Write delivery's own status fields (`""` clears them, and routes the client from now on
-        again), then send the change notice."""
+        """Write delivery's own status fields, then send the change notice. Disabling notes where the
+        stream stands in `routed_from`, which clearing a disable keeps (routing catches the client up
+        from there, up to the stream's retention); clearing a pause routes from now on again."""
+        key = self._key(client_id)
         if status:
             fields = {"webhook_status": status, "webhook_disabled_reason": reason}
-            await self.redis.hset(self._key(client_id), mapping=fields)
+            if status == "disabled":
+                fields["routed_from"] = await self.stream_tip()
+            await self.redis.hset(key, mapping=fields)
         else:
+            was_disabled = await self.redis.hget(key, "webhook_status") in (b"disabled", "disabled")
             tip = await self.stream_tip()
             async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hdel(self._key(client_id), "webhook_status", "webhook_disabled_reason")
-                pipe.hset(self._key(client_id), "routed_from", tip)
+                pipe.hdel(key, "webhook_status", "webhook_disabled_reason")
+                if not was_disabled:
+                    pipe.hset(key, "routed_from", tip)
                 await pipe.execute()
         await self._notify(client_id)
 

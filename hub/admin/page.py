@@ -415,8 +415,8 @@ class AdminPage:
     async def disable_webhooks(self, request: Request) -> Response:
         client = await self._confirmed(request, lambda client: Confirmation(
             f"Disable delivery to the {WORDS.get(client.delivery, WEBHOOK_WORDS).endpoint} of {client.name}?",
-            "Nothing more is sent, and events published while it is disabled are not queued for it. What is "
-            "queued now stays and is delivered once delivery is enabled again.",
+            "Nothing more is sent until delivery is enabled again. Then what is queued now, and what is "
+            "published meanwhile (as far back as the event stream keeps it), is delivered in order.",
             "Disable delivery",
         ))
         if isinstance(client, Response):
