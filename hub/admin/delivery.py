@@ -41,4 +41,5 @@ async def settle_replay(registry: ClientRegistry, moved: dict[str, int], enable:
 
 
 def disabled_by(admin_client_id: str) -> str:
-    return f"disabled by an admin ({admin_client_id}); what is published meanwhile is delivered once delivery is enabled again"
+    return (f"disabled by an admin ({admin_client_id}); what is published meanwhile is delivered once delivery "
+            "is enabled again")
