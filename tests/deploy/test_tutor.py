@@ -1,4 +1,4 @@
-"""The Tutor plugin, rendered by the real Tutor 22.0.3 into a temporary TUTOR_ROOT (no Docker).
+"""The Tutor plugin under `tutor local`, rendered by the real Tutor 22.0.2 into a temporary TUTOR_ROOT (no Docker).
 
 The files are asserted as written, then run: the init task and the hub service's command with
 their rendered environment (only Redis's address and the data directory changed to this machine's),
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import importlib
 import json
 import os
@@ -25,14 +24,13 @@ import httpx
 import orjson
 import pytest
 import websockets
-import yaml
 
 from auth.keys import load_private_key
 from hub.dev.embedded import free_port
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms import RealtimeBackend
-from tests import SEND_TIMEOUT
-from tests.deploy.tutor import TutorProject, tutor_venv
+from tests import ROOT, SEND_TIMEOUT
+from tests.deploy.tutor import TutorProject, compose, serve, tutor_venv, wait_for
 from tests.servers import RedisServer
 from tests.wsclient import collect
 
@@ -41,7 +39,6 @@ pytestmark = [pytest.mark.timeout(900), pytest.mark.deploy, pytest.mark.slow]
 
 HOST = "realtime.local.openedx.io"
 CONTAINER_DATA = "/var/lib/rthub"
-VENV_BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +53,6 @@ def project(tutor_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> TutorP
     return project
 
 
-def _compose(project: TutorProject, name: str = "docker-compose.yml") -> dict[str, Any]:
-    return yaml.safe_load(project.read("local", name))["services"]
-
-
 def _rthub_block(text: str) -> str:
     """The lines the rthub patch added to an LMS settings module (from its comment to the next blank line)."""
     start = text.index("# rthub:")
@@ -68,7 +61,7 @@ def _rthub_block(text: str) -> str:
 
 
 def test_compose_service_runs_the_hub_on_tutors_redis_under_its_own_prefix(project: TutorProject) -> None:
-    services = _compose(project)
+    services = compose(project)
     hub = services["rthub"]
     assert hub["image"] == "docker.io/rthub/rthub:0.1.0"
     assert hub["command"] == ["rthub", "serve", "--host", "0.0.0.0", "--port", "8000", "--workers", "1"]
@@ -86,22 +79,33 @@ def test_compose_service_runs_the_hub_on_tutors_redis_under_its_own_prefix(proje
     assert hub["volumes"] == [f"../../data/rthub:{CONTAINER_DATA}"]
     assert hub["depends_on"] == ["redis"] and "redis" in services
     assert hub["restart"] == "unless-stopped"
-    job = _compose(project, "docker-compose.jobs.yml")["rthub-job"]
+    assert hub["healthcheck"]["test"][:3] == ["CMD", "python", "-c"]
+    assert "http://127.0.0.1:8000/readyz" in hub["healthcheck"]["test"][3]
+    job = compose(project, "docker-compose.jobs.yml")["rthub-job"]
     assert job["image"] == hub["image"] and job["environment"] == hub["environment"]
     assert job["volumes"] == hub["volumes"]
 
 
 def test_key_files_live_in_tutors_data_directory_shared_by_the_hub_and_its_jobs(project: TutorProject) -> None:
-    """No key in config.yml or the rendered env: the hub makes its keys on the first start into
-    `data/rthub`, which the job container (init, `tutor local run rthub rthub …`) mounts too."""
-    hub, job = _compose(project)["rthub"], _compose(project, "docker-compose.jobs.yml")["rthub-job"]
+    """No key in the rendered compose files: the hub makes its keys on the first start into `data/rthub`,
+    which the job container (init, `tutor local run rthub rthub …`) mounts too, and where a rotation can
+    write. (The keys config.yml holds are the Kubernetes Secret's, tests/deploy/test_tutor_k8s.py.)"""
+    hub, job = compose(project)["rthub"], compose(project, "docker-compose.jobs.yml")["rthub-job"]
     for service in (hub, job):
         (volume,) = service["volumes"]
         source, target = volume.split(":")
         assert (project.root / "env" / "local" / source).resolve() == (project.root / "data" / "rthub").resolve()
         assert target == service["environment"]["RTHUB_DATA_DIR"] == CONTAINER_DATA
-    assert "RTHUB_SIGNING_KEY" not in (project.root / "config.yml").read_text()
-    assert not list((project.root / "env" / "plugins" / "rthub").glob("apps/**/*.pem"))
+    for name in ("docker-compose.yml", "docker-compose.jobs.yml"):
+        assert "PRIVATE KEY" not in project.read("local", name)
+        assert project.printvalue("RTHUB_ENDPOINT_KEY") not in project.read("local", name)
+
+
+def test_local_launch_builds_the_hub_and_the_openedx_image(project: TutorProject) -> None:
+    """Tutor 22's `local launch` builds what IMAGES_BUILD_REQUIRED names (none of its own): both images
+    rthub needs; `dev launch` builds openedx-dev itself, and the hub image here."""
+    assert project.images_to_build("local") == ["rthub", "openedx"]
+    assert {"openedx-dev", "rthub"} <= set(project.images_to_build("dev"))
 
 
 def test_lms_settings_add_the_backend_to_event_tracking_backends(project: TutorProject) -> None:
@@ -125,7 +129,7 @@ def test_lms_settings_add_the_backend_to_event_tracking_backends(project: TutorP
         assert (backend.settings.redis_prefix, backend.settings.stream_maxlen) == ("rthub:", 100000)
     assert "rthub" not in project.read("apps", "openedx", "settings", "cms", "production.py")
     dockerfile = project.read("build", "openedx", "Dockerfile")
-    assert "$PIP_COMMAND install 'rthub-lms==0.1.0'" in dockerfile
+    assert "$PIP_COMMAND install --find-links /tmp/rthub-wheels 'rthub-lms==0.1.0'" in dockerfile
     assert dockerfile.index("rthub-lms") < dockerfile.index("FROM python AS nodejs-requirements")
 
 
@@ -136,7 +140,7 @@ def test_settings_follow_tutors_redis_https_and_overrides(tutor_bin: Path, tmp_p
         'RTHUB_REDIS_PREFIX="realtime:"', "RTHUB_WORKERS=3",
         "RTHUB_LMS_PIP_REQUIREMENT=rthub-lms @ file:///wheels/x.whl",
     )
-    hub = _compose(project)["rthub"]
+    hub = compose(project)["rthub"]
     assert hub["environment"]["RTHUB_REDIS_URL"] == "redis://hub:s3cret@redis.internal:6379/0"
     assert hub["environment"]["RTHUB_REDIS_PREFIX"] == "realtime:"
     assert hub["environment"]["RTHUB_ISSUER"] == f"https://{HOST}"
@@ -146,7 +150,7 @@ def test_settings_follow_tutors_redis_https_and_overrides(tutor_bin: Path, tmp_p
     settings = _rthub_block(project.read("apps", "openedx", "settings", "lms", "production.py"))
     assert '"redis_url": "redis://hub:s3cret@redis.internal:6379/0"' in settings
     assert '"redis_prefix": "realtime:"' in settings
-    assert "install 'rthub-lms @ file:///wheels/x.whl'" in project.read("build", "openedx", "Dockerfile")
+    assert "/tmp/rthub-wheels 'rthub-lms @ file:///wheels/x.whl'" in project.read("build", "openedx", "Dockerfile")
 
 
 def test_caddy_site_for_the_hub_loads_in_tutors_caddy(project: TutorProject) -> None:
@@ -166,50 +170,9 @@ def test_caddy_site_for_the_hub_loads_in_tutors_caddy(project: TutorProject) -> 
     assert websocket_route["handle"][0]["stream_close_delay"] == 300 * 10**9
 
 
-def _local_env(project: TutorProject, redis_url: str) -> dict[str, str]:
-    """The rendered container environment, on this machine: Redis's address and the data directory
-    (`data/rthub` of the Tutor root, which the containers mount)."""
-    rendered = dict(_compose(project)["rthub"]["environment"])
-    assert rendered["RTHUB_REDIS_URL"] == "redis://redis:6379/0"
-    rendered["RTHUB_REDIS_URL"] = redis_url
-    rendered["RTHUB_DATA_DIR"] = str(project.root / "data" / "rthub")
-    return {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", **rendered}
-
-
-def _wait_for(url: str, process: subprocess.Popen[bytes], headers: dict[str, str] | None = None) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"{process.args[0]} exited with {process.returncode}"
-        try:
-            if httpx.get(url, headers=headers, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)  # a poll, until the URL answers
-    raise TimeoutError(f"{url} did not answer")
-
-
-@contextlib.contextmanager
-def _serve(project: TutorProject, redis_url: str, log_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """The compose service's command, run here with its environment; yields (port, environment)."""
-    env = _local_env(project, redis_url)
-    command = _compose(project)["rthub"]["command"]
-    port = free_port()
-    command[command.index("--host") + 1] = "127.0.0.1"
-    command[command.index("--port") + 1] = str(port)
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        _wait_for(f"http://127.0.0.1:{port}/readyz", process)
-        yield port, env
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
-
-
 @pytest.fixture
 def rendered_hub(project: TutorProject, own_redis: RedisServer, tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    with _serve(project, own_redis.url, tmp_path / "hub.log") as served:
+    with serve(project, own_redis.url, tmp_path / "hub.log") as served:
         yield served
 
 
@@ -236,11 +199,52 @@ def caddy(project: TutorProject, rendered_hub: tuple[int, dict[str, str]], tmp_p
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )
     try:
-        _wait_for(f"http://127.0.0.1:{port}/healthz", process, headers={"Host": HOST})
+        wait_for(f"http://127.0.0.1:{port}/healthz", process, headers={"Host": HOST})
         yield port
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+def test_compose_healthcheck_is_healthy_while_the_hub_reaches_redis(
+    project: TutorProject, rendered_hub: tuple[int, dict[str, str]], own_redis: RedisServer
+) -> None:
+    """The rendered healthcheck, run as Docker runs it (with the image's Python: here ours) against the
+    rendered hub: healthy, then unhealthy once Redis is gone (Docker then reports the service unhealthy)."""
+    port, env = rendered_hub
+    test = compose(project)["rthub"]["healthcheck"]["test"]
+    command = [sys.executable, *[arg.replace("127.0.0.1:8000", f"127.0.0.1:{port}") for arg in test[2:]]]
+    assert subprocess.run(command, env=env, capture_output=True, timeout=10).returncode == 0
+    own_redis.stop(kill=True)
+    failed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=10)
+    assert failed.returncode != 0 and "503" in failed.stderr
+
+
+def test_wheels_in_the_build_contexts_satisfy_both_images_requirements(project: TutorProject, tmp_path: Path) -> None:
+    """rthub and rthub-lms are not on the package index yet: `pip wheel --no-deps` of each, into the
+    directories the README names, is what the rendered Dockerfiles install from (`--find-links`); here
+    with the index off, so the wheels alone must satisfy the rendered requirements."""
+    hub_wheels = project.root / "env" / "plugins" / "rthub" / "build" / "rthub" / "wheels"
+    lms_wheels = project.root / "env" / "build" / "openedx" / "rthub-wheels"
+    for target, sources in ((hub_wheels, (ROOT, ROOT / "lms")), (lms_wheels, (ROOT / "lms",))):
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                        "-w", target, *sources], check=True, capture_output=True, timeout=300)
+    assert sorted(path.name for path in hub_wheels.glob("*.whl")) == [
+        "rthub-0.1.0-py3-none-any.whl", "rthub_lms-0.1.0-py3-none-any.whl"]
+    hub_dockerfile = project.read("plugins", "rthub", "build", "rthub", "Dockerfile")
+    assert "--mount=type=bind,source=wheels,target=/tmp/wheels" in hub_dockerfile
+    assert "--find-links /tmp/wheels 'rthub==0.1.0'" in hub_dockerfile
+    lms_dockerfile = project.read("build", "openedx", "Dockerfile")
+    assert "--mount=type=bind,source=rthub-wheels,target=/tmp/rthub-wheels" in lms_dockerfile
+    for wheels, requirement in ((hub_wheels, "rthub==0.1.0"), (lms_wheels, "rthub-lms==0.1.0")):
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--find-links", wheels,
+                        "--target", tmp_path / requirement, requirement], check=True, capture_output=True, timeout=300)
+    hub = tmp_path / "rthub==0.1.0"
+    hub_files = {path.relative_to(hub).as_posix() for path in hub.rglob("*")}
+    assert {"hub/cli.py", "hub/admin/templates/base.html", "auth/keys.py"} <= hub_files
+    (entry_points,) = hub.glob("rthub-0.1.0.dist-info/entry_points.txt")
+    assert "rthub = hub.cli:main" in entry_points.read_text()
+    assert (tmp_path / "rthub-lms==0.1.0" / "rthub_lms" / "backend.py").exists()
 
 
 def _init(project: TutorProject, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -321,7 +325,7 @@ def test_with_https_the_hub_issues_tokens_behind_caddys_tls_without_insecure_tra
 ) -> None:
     project = TutorProject(tutor_bin, tmp_path / "root")
     project.save("ENABLE_HTTPS=true")
-    with _serve(project, own_redis.url, tmp_path / "hub.log") as (port, env):
+    with serve(project, own_redis.url, tmp_path / "hub.log") as (port, env):
         assert "AUTHLIB_INSECURE_TRANSPORT" not in env and env["RTHUB_ISSUER"] == f"https://{HOST}"
         created = subprocess.run(
             ["rthub", "clients", "create", "--name", "LRS", "--type", "enterprise", "--translator", "xapi", "--json"],
