@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from dataclasses import dataclass
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -27,7 +28,27 @@ NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
 IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 LOOPBACK_NAME = ipaddress.IPv4Address("127.0.0.1")
-ALLOW_HINT = "set RTHUB_WEBHOOK_ALLOW_PRIVATE=true to allow private addresses"
+ALLOW_HINT = ("name the host in RTHUB_WEBHOOK_PRIVATE_HOSTS to allow its private addresses "
+              "(or RTHUB_WEBHOOK_ALLOW_PRIVATE=true for every host)")
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateAccess:
+    """Which hosts may be reached on private addresses: every one (`RTHUB_WEBHOOK_ALLOW_PRIVATE`), or
+    only those named (`RTHUB_WEBHOOK_PRIVATE_HOSTS`, e.g. a deployment's own LRS on its private network).
+    A named host may resolve to loopback or private addresses, never to a cloud metadata address."""
+
+    everywhere: bool = False
+    hosts: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, allow_private: bool, private_hosts: str) -> PrivateAccess:
+        """From the two settings (`private_hosts`: comma-separated host names, any case)."""
+        names = frozenset(_bare(name.strip()).lower() for name in private_hosts.split(",") if name.strip())
+        return cls(allow_private, names)
+
+    def named(self, host: str) -> bool:
+        return _bare(host).lower() in self.hosts
 
 
 class Unreachable(OSError):
@@ -119,7 +140,7 @@ async def _addresses_of(host: str, port: int) -> list[Address]:
     return addresses
 
 
-async def reachable(host: str, port: int, allow_private: bool) -> list[Address]:
+async def reachable(host: str, port: int, private: PrivateAccess) -> list[Address]:
     """The addresses a connect to `host` may reach, all judged: the one check creation, update and delivery make.
 
     `ForbiddenAddress` when one may not be reached (a `localhost` name even when it does not resolve),
@@ -128,15 +149,20 @@ async def reachable(host: str, port: int, allow_private: bool) -> list[Address]:
     try:
         addresses = await _addresses_of(host, port)
     except Unreachable:
-        _judge(host, [], allow_private)
+        _judge(host, [], private)
         raise
-    _judge(host, addresses, allow_private)
+    _judge(host, addresses, private)
     return addresses
 
 
-def _judge(host: str, addresses: list[Address], allow_private: bool) -> None:
+def _judge(host: str, addresses: list[Address], private: PrivateAccess) -> None:
     """Raise `ForbiddenAddress` naming the first address webhooks may not reach, unless private ones are allowed."""
-    if allow_private:
+    if private.everywhere:
+        return
+    if private.named(host):
+        for address in addresses:
+            if address in METADATA_ADDRESSES:
+                raise ForbiddenAddress(host, address, f"{host} resolves to {address}, a cloud metadata address")
         return
     if is_loopback_name(host):
         why = f"{host} names the loopback host ({LOOPBACK_NAME}), not a public address"

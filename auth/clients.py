@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Required, TypedDict, get_args
 from urllib.parse import urlsplit
 
-from auth.addresses import ForbiddenAddress, Unreachable, reachable
+from auth.addresses import ForbiddenAddress, PrivateAccess, Unreachable, reachable
 from rthub_lms import catalogue
 from rthub_lms.grants import RULE_KEYS, GrantError, validate_grant
 
@@ -360,7 +360,7 @@ def _scopes(value: Any) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-async def check_url_addresses(clean: dict[str, Any], allow_private: bool) -> None:
+async def check_url_addresses(clean: dict[str, Any], private: PrivateAccess) -> None:
     """Refuse a URL field whose host is, or resolves to, an address delivery would refuse to reach.
 
     A name that does not resolve now (or within `RESOLVE_TIMEOUT`) is accepted with a logged warning:
@@ -374,7 +374,7 @@ async def check_url_addresses(clean: dict[str, Any], allow_private: bool) -> Non
         host = parts.hostname or ""
         try:
             async with asyncio.timeout(RESOLVE_TIMEOUT):
-                await reachable(host, parts.port or (443 if parts.scheme == "https" else 80), allow_private)
+                await reachable(host, parts.port or (443 if parts.scheme == "https" else 80), private)
         except ForbiddenAddress as exc:
             raise ValidationError(key, str(exc)) from exc
         except (Unreachable, TimeoutError) as exc:

@@ -80,7 +80,7 @@ class ClientRegistry:
             if required not in values:
                 raise ValidationError(required, "required")
         clean = validate_fields(values)
-        await check_url_addresses(clean, self.settings.webhook_allow_private)
+        await check_url_addresses(clean, self.settings.private_access)
         credential = {key: clean.pop(key) for key in CREDENTIAL_FIELDS if key in clean}
         secret = new_secret()
         now = _now()
@@ -147,7 +147,7 @@ class ClientRegistry:
 
     async def update(self, client_id: str, **values: Any) -> Client:
         clean = validate_fields(values)
-        await check_url_addresses(clean, self.settings.webhook_allow_private)
+        await check_url_addresses(clean, self.settings.private_access)
         credential = {key: clean.pop(key) for key in CREDENTIAL_FIELDS if key in clean}
         before = await self.require(client_id)
         client = await self._with_credential(replace(before, **clean, updated_at=_now()), credential)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from auth.addresses import PrivateAccess
+
 
 class AuthSettings(Protocol):
     @property
@@ -41,7 +43,7 @@ class AuthSettings(Protocol):
     def secret_grace_period(self) -> int: ...
 
     @property
-    def webhook_allow_private(self) -> bool: ...
+    def private_access(self) -> PrivateAccess: ...
 
     @property
     def token_failure_limit(self) -> int: ...

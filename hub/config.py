@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from auth.addresses import PrivateAccess
+
 
 class ConfigError(ValueError):
     """A setting has a value rthub cannot use."""
@@ -61,6 +63,7 @@ class Settings:
     signing_key_file: str = ""
     endpoint_key_file: str = ""
     webhook_allow_private: bool = False
+    webhook_private_hosts: str = ""  # comma-separated host names that may resolve to private addresses
     # Refuse to start when Redis can lose rthub's data (`hub.redis_safety`); otherwise warn and go on.
     strict_redis: bool = False
     webhook_retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
@@ -121,6 +124,11 @@ class Settings:
     @property
     def endpoint_key_path(self) -> str:
         return self.endpoint_key_file or os.path.join(self.data_dir, ENDPOINT_KEY_NAME)
+
+    @property
+    def private_access(self) -> PrivateAccess:
+        """Which webhook and endpoint hosts may be reached on private addresses."""
+        return PrivateAccess.of(self.webhook_allow_private, self.webhook_private_hosts)
 
     def with_overrides(self, **overrides: Any) -> Settings:
         return replace(self, **{key: value for key, value in overrides.items() if value is not None})

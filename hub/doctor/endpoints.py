@@ -57,7 +57,7 @@ async def check_client(client: Client, settings: Settings, http: httpx.AsyncClie
             return [*findings, Finding(subject, Severity.FAIL, str(exc), fix)]
         headers = dict(getattr(sender, "headers", {}))
     try:
-        target = await resolve(url, settings.webhook_allow_private)
+        target = await resolve(url, settings.private_access)
     except UnsafeURL as exc:
         return [*findings, Finding(subject, Severity.FAIL, f"deliveries would be refused: {exc}",
                                    f"give the client a public URL: rthub clients update {client.client_id}")]

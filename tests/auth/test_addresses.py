@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auth.addresses import is_forbidden, numeric_address
+from auth.addresses import PrivateAccess, is_forbidden, numeric_address
 from auth.clients import ValidationError
 from auth.registry import ClientRegistry
 from hub.config import Settings
@@ -138,7 +138,7 @@ def test_creation_and_delivery_judge_every_numeric_form_alike(
             assert str(expected) in exc.message
             created = False
         try:
-            target = await resolve(url, allow_private=False)
+            target = await resolve(url, PrivateAccess())
             delivered = True
             assert target.url == f"http://{expected}:8080/in", "delivery connects to the address it judged"
         except UnsafeURL:
@@ -151,7 +151,44 @@ def test_creation_and_delivery_judge_every_numeric_form_alike(
 def test_delivery_refuses_a_localhost_name_as_loopback_even_where_it_does_not_resolve() -> None:
     async def judged() -> str:
         with pytest.raises(UnsafeURL) as refused:
-            await resolve("http://localhost.:9/x", allow_private=False)
+            await resolve("http://localhost.:9/x", PrivateAccess())
         return str(refused.value)
 
     assert "loopback" in asyncio.run(judged())
+
+
+def test_only_the_named_hosts_may_resolve_to_private_addresses(redis_server: RedisServer) -> None:
+    """`RTHUB_WEBHOOK_PRIVATE_HOSTS=localhost` lets a deployment reach its own LRS on its private network
+    without opening every private address: another name or a numeric private address is still refused,
+    at creation and at delivery, and a named host never reaches a cloud metadata address."""
+    store = Settings(redis_url=redis_server.url, redis_prefix="t:private-hosts:",
+                     webhook_private_hosts=" LocalHost., lrs.internal ")
+    assert store.private_access == PrivateAccess(False, frozenset({"localhost", "lrs.internal"}))
+
+    async def judged(registry: ClientRegistry) -> tuple[str, list[str]]:
+        created, _ = await registry.create(**base("http://localhost:8100/xAPI/"))
+        refused = []
+        for url in ("http://127.0.0.1:8100/xAPI/", "http://0x7f000001:8100/", "http://10.0.0.7/in"):
+            with pytest.raises(ValidationError) as creation:
+                await registry.create(**base(url))
+            with pytest.raises(UnsafeURL):
+                await resolve(url, store.private_access)
+            refused.append(creation.value.message)
+        target = await resolve("http://localhost:8100/xAPI/", store.private_access)
+        assert target.url.startswith(("http://127.0.0.1:8100/", "http://[::1]:8100/"))
+        return created.webhook_url, refused
+
+    url, refused = in_loop(store, judged)
+    assert url == "http://localhost:8100/xAPI/"
+    assert all("RTHUB_WEBHOOK_PRIVATE_HOSTS" in message for message in refused)
+
+
+def test_a_named_private_host_still_never_reaches_a_metadata_address() -> None:
+    access = PrivateAccess(False, frozenset({"169.254.169.254"}))
+
+    async def judged() -> str:
+        with pytest.raises(UnsafeURL) as refused:
+            await resolve("http://169.254.169.254/latest/meta-data/", access)
+        return str(refused.value)
+
+    assert "metadata" in asyncio.run(judged())

@@ -73,6 +73,7 @@ def test_compose_service_runs_the_hub_on_tutors_redis_under_its_own_prefix(proje
         "RTHUB_DATA_DIR": CONTAINER_DATA,
         "RTHUB_STREAM_MAXLEN": "100000",
         "RTHUB_WEBHOOK_ALLOW_PRIVATE": "false",
+        "RTHUB_WEBHOOK_PRIVATE_HOSTS": "",
         "FORWARDED_ALLOW_IPS": "*",
         "AUTHLIB_INSECURE_TRANSPORT": "true",
     }

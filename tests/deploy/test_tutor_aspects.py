@@ -68,7 +68,8 @@ def test_rendered_step_targets_aspects_ralph_with_its_lms_credentials(project: T
     assert f'--endpoint-password "{project.printvalue("RALPH_LMS_PASSWORD")}"' in script
     assert "--delivery lrs" in script and "--batch-size 100" in script and "--actor lms-external-id" in script
     env = local_env(project, "redis://127.0.0.1:1/0")
-    assert env["RTHUB_WEBHOOK_ALLOW_PRIVATE"] == "true", "Aspects' Ralph is on the private network"
+    # Aspects' Ralph is on the private network: its name alone may resolve to a private address
+    assert (env["RTHUB_WEBHOOK_ALLOW_PRIVATE"], env["RTHUB_WEBHOOK_PRIVATE_HOSTS"]) == ("false", "ralph")
 
 
 def _needs_actor_option(env: dict[str, str]) -> None:
@@ -92,10 +93,15 @@ def test_rendered_init_creates_then_updates_the_client_and_statements_reach_ralp
                         project.printvalue("RALPH_LMS_PASSWORD"))
     ralph.start()
     try:
-        with serve(project, own_redis.url, tmp_path / "hub.log") as (_, env):
+        # Aspects' Ralph answers at ralph:8100 in the deployment; here the test's Ralph, named
+        # `localhost` and allowed as the rendered setting allows `ralph`.
+        assert local_env(project, own_redis.url)["RTHUB_WEBHOOK_PRIVATE_HOSTS"] == "ralph"
+        ralph_url = ralph.endpoint.replace("127.0.0.1", "localhost")
+        with serve(project, own_redis.url, tmp_path / "hub.log", {"RTHUB_WEBHOOK_PRIVATE_HOSTS": "localhost"}) as (
+            _, env
+        ):
             _needs_actor_option(env)
-            # Aspects' Ralph answers at ralph:8100 in the deployment; here at the test's Ralph.
-            script = project.init_task("rthub").replace(RALPH_IN_TUTOR, ralph.endpoint)
+            script = project.init_task("rthub").replace(RALPH_IN_TUTOR, ralph_url)
             first = subprocess.run(["sh", "-e", "-c", script], env=env, capture_output=True, text=True, timeout=120)
             assert first.returncode == 0, first.stderr
             assert "client aspects-ralph (" in first.stdout and ") created" in first.stdout
@@ -109,7 +115,7 @@ def test_rendered_init_creates_then_updates_the_client_and_statements_reach_ralp
             assert f"client aspects-ralph ({client['client_id']}) updated" in again.stdout
             (client,) = [c for c in _clients(env) if c["name"] == "aspects-ralph"]
             assert (client["delivery"], client["translator"], client["grant"]) == ("lrs", "xapi", [{}])
-            assert (client["endpoint_url"], client["endpoint_username"]) == (ralph.endpoint, ralph.username)
+            assert (client["endpoint_url"], client["endpoint_username"]) == (ralph_url, ralph.username)
             assert client["endpoint_credential_set"] and client["webhook_batch_max"] == 100
 
             backend = RealtimeBackend(redis_url=env["RTHUB_REDIS_URL"], redis_prefix=env["RTHUB_REDIS_PREFIX"],

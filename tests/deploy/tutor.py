@@ -138,9 +138,12 @@ def wait_for(url: str, process: subprocess.Popen[bytes], headers: dict[str, str]
 
 
 @contextlib.contextmanager
-def serve(project: TutorProject, redis_url: str, log_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """The compose service's command, run here with its environment; yields (port, environment)."""
-    env = local_env(project, redis_url)
+def serve(
+    project: TutorProject, redis_url: str, log_path: Path, overrides: dict[str, str] | None = None
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """The compose service's command, run here with its environment (`overrides` replacing what only
+    holds inside the deployment); yields (port, environment)."""
+    env = {**local_env(project, redis_url), **(overrides or {})}
     command = compose(project)["rthub"]["command"]
     port = free_port()
     command[command.index("--host") + 1] = "127.0.0.1"

@@ -52,6 +52,8 @@ DEFAULTS: dict[str, object] = {
     "REPLICAS": 1,
     "RESOURCES": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
     "WEBHOOK_ALLOW_PRIVATE": False,
+    # Comma-separated host names that may resolve to private addresses (Aspects' `ralph` is added by itself).
+    "WEBHOOK_PRIVATE_HOSTS": "",
     "ADMIN_CLIENT_NAME": "tutor-admin",
     # "auto": send every event to Aspects' Ralph when the aspects plugin is enabled and Aspects reads
     # xAPI from Ralph (`ASPECTS_XAPI_SOURCE` other than "vector"); true / false force it.

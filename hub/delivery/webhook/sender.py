@@ -17,6 +17,7 @@ from typing import Protocol
 
 import httpx
 
+from auth.addresses import PrivateAccess
 from hub.delivery.webhook.clients import WebhookClient
 from hub.delivery.webhook.outbox import Item
 from hub.delivery.webhook.outcome import Outcome, response_message
@@ -47,9 +48,9 @@ Attempted = Callable[[int | None, float, str], Awaitable[None]]
 class WebhookSender:
     """POSTs over one keep-alive connection pool per client, to an SSRF-checked, pinned address."""
 
-    def __init__(self, timeout: float, allow_private: bool, on_attempt: Attempted | None = None) -> None:
+    def __init__(self, timeout: float, private: PrivateAccess, on_attempt: Attempted | None = None) -> None:
         self._timeout = timeout
-        self._allow_private = allow_private
+        self._private = private
         self._on_attempt = on_attempt
         self._http = httpx.AsyncClient(
             timeout=timeout,
@@ -108,7 +109,7 @@ class WebhookSender:
         """The checked, pinned target of `url`, re-resolved every `RESOLVE_TTL` s and after connection errors."""
         now = time.monotonic()
         if self._target is None or self._target[0] != url or self._target[2] < now:
-            self._target = (url, await resolve(url, self._allow_private), now + RESOLVE_TTL)
+            self._target = (url, await resolve(url, self._private), now + RESOLVE_TTL)
         return self._target[1]
 
     async def aclose(self) -> None:

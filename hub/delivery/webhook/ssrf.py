@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from auth.addresses import ForbiddenAddress, Unreachable, numeric_address, reachable
+from auth.addresses import ForbiddenAddress, PrivateAccess, Unreachable, numeric_address, reachable
 
 # Only the status and headers of a receiver's answer matter; more than this of its body is not read.
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -40,7 +40,7 @@ class Target:
                 "extensions": {"sni_hostname": self.sni} if self.sni else None}
 
 
-async def resolve(url: str, allow_private: bool) -> Target:
+async def resolve(url: str, private: PrivateAccess) -> Target:
     """Check `url` and pin it to one resolved address; raise `UnsafeURL` when it may not be reached."""
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"}:
@@ -55,7 +55,7 @@ async def resolve(url: str, allow_private: bool) -> Target:
     except ValueError as exc:
         raise UnsafeURL(f"webhook URL has a bad port: {exc}") from exc
     try:
-        addresses = await reachable(host, port, allow_private)
+        addresses = await reachable(host, port, private)
     except (Unreachable, ForbiddenAddress) as exc:
         raise UnsafeURL(str(exc)) from exc
     chosen = addresses[0]

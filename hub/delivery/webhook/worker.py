@@ -70,7 +70,7 @@ class DeliveryWorker:
         self._options = options
         self.counts = counts
         self._sender = sender or WebhookSender(
-            options.timeout, settings.webhook_allow_private, on_attempt=self._log_attempt
+            options.timeout, settings.private_access, on_attempt=self._log_attempt
         )
         self._outbox = Outbox(redis, settings)
         self._handoff = Handoff(redis, settings, client.client_id)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from auth.addresses import is_forbidden
+from auth.addresses import PrivateAccess, is_forbidden
 from hub.config import Settings
 from hub.delivery.webhook.handoff import Covers
 from hub.delivery.webhook.outbox import Item
@@ -69,14 +69,14 @@ def test_public_addresses_are_allowed(address: str) -> None:
 )
 def test_unsafe_urls_are_refused(url: str) -> None:
     with pytest.raises(UnsafeURL):
-        asyncio.run(resolve(url, allow_private=False))
+        asyncio.run(resolve(url, PrivateAccess()))
 
 
 def test_allowed_private_targets_are_pinned_to_the_checked_address() -> None:
-    target = asyncio.run(resolve("http://localhost:8080/hook?x=1", allow_private=True))
+    target = asyncio.run(resolve("http://localhost:8080/hook?x=1", PrivateAccess(everywhere=True)))
     assert target.url in {"http://127.0.0.1:8080/hook?x=1", "http://[::1]:8080/hook?x=1"}
     assert target.host == "localhost:8080" and target.sni is None
-    public = asyncio.run(resolve("https://8.8.8.8/in", allow_private=False))
+    public = asyncio.run(resolve("https://8.8.8.8/in", PrivateAccess()))
     assert public.url == "https://8.8.8.8/in" and public.sni is None
 
 
