@@ -55,13 +55,17 @@ def test_sigkilled_twice_then_rerun_stores_every_statement_exactly_once(
     checkpoint = keys.backfill_checkpoint(settings, client_id)
     plain = redis.Redis.from_url(redis_server.url)
     chance = random.Random(2025)
-    for field in ("lines", "delivered"):  # killed at a random moment once reading, then delivering, is under way
+    def kill_once(field: str) -> None:
+        """Start a run and SIGKILL it at a random moment after its checkpoint counts `field`."""
         run = subprocess.Popen(backfill_command("--client", client_id, "--rate", "600", str(log)), cwd=ROOT,
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until(lambda: int(plain.hget(checkpoint, field) or 0) > 0, 30, f"the backfill's {field} counted")
         wait_until(lambda: run.poll() is not None or chance.random() < 0.05, 10, "a random moment")
         run.send_signal(signal.SIGKILL)
         run.wait(10)
+
+    kill_once("lines")  # while reading
+    kill_once("delivered")  # while delivering
     assert plain.exists(checkpoint), "the kills came after the job finished: nothing was tested"
     stored_before = len(ralph.statements())
     done = backfill(env, "--client", client_id, str(log))
