@@ -74,9 +74,9 @@ def test_history_reaches_only_its_client_with_the_learners_live_actor(hub: InPro
         assert [frame["event_type"] for frame in socket_frames] == [live_event["name"], "play_video"]
         assert not later and all(not frame["cursor"].startswith("0-") for frame in socket_frames)
         wait_until(lambda: len(receiver.requests) >= 1 + -(-len(events) // 50) + 1, 20, "every webhook")
-        live = [orjson.loads(r.body) for r in receiver.requests if not r.headers["webhook-id"].startswith("msg_backfill")]
-        backfilled = [frame for r in receiver.requests if r.headers["webhook-id"].startswith("msg_backfill")
-                      for frame in orjson.loads(r.body)["events"]]
+        ours = [r for r in receiver.requests if r.headers["webhook-id"].startswith("msg_backfill-")]
+        live = [orjson.loads(r.body) for r in receiver.requests if r not in ours]
+        backfilled = [frame for r in ours for frame in orjson.loads(r.body)["events"]]
     assert len(backfilled) == len(events) and len(live) == 2
     own = {actor(frame) for frame, event in zip(backfilled, events, strict=True) if learner(event) == someone}
     others = {actor(frame) for frame, event in zip(backfilled, events, strict=True) if learner(event) != someone}
