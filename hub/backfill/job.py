@@ -13,6 +13,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Iterator
+from itertools import islice
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import IO
@@ -258,8 +259,7 @@ def _batches(source: SourceFile, skip: int, size: int) -> Iterator[tuple[IO[byte
                     raise SourceError(f"{source.name}: has fewer lines than the checkpoint says ({skip}); "
                                       "it changed since the job started: --restart to start over")
             while True:
-                lines = stream.readlines(size * 256) if size > 1 else [stream.readline()]
-                lines = [line for line in lines if line]
+                lines = list(islice(stream, size))
                 if not lines:
                     return
                 yield raw, lines, len(lines)
