@@ -13,9 +13,9 @@ import contextlib
 import time
 import uuid
 from collections.abc import Iterator
-from itertools import islice
 from dataclasses import dataclass, replace
 from datetime import datetime
+from itertools import islice
 from typing import IO
 
 import redis.asyncio as aioredis
