@@ -48,6 +48,8 @@ return {new, same, differ}
 class IdStore(Protocol):
     async def get_or_create(self, consumer_type: str, user_id: str) -> str: ...
 
+    async def get_or_create_many(self, consumer_type: str, user_ids: list[str]) -> dict[str, str]: ...
+
 
 class RedisIdStore:
     def __init__(self, client: aioredis.Redis, settings: Settings) -> None:
@@ -61,6 +63,18 @@ class RedisIdStore:
             pipe.hget(key, user_id)
             _, value = await pipe.execute()
         return value.decode()
+
+    async def get_or_create_many(self, consumer_type: str, user_ids: list[str]) -> dict[str, str]:
+        """`get_or_create` for many learners in one round trip (a backfill meets thousands at once)."""
+        if not user_ids:
+            return {}
+        key = anon_key(self._settings, consumer_type)
+        async with self._client.pipeline(transaction=True) as pipe:
+            for user_id in user_ids:
+                pipe.hsetnx(key, user_id, str(uuid.uuid4()))
+            pipe.hmget(key, user_ids)
+            *_, values = await pipe.execute()
+        return {user_id: text(value) for user_id, value in zip(user_ids, values, strict=True)}
 
     async def count(self, consumer_type: str) -> int:
         return int(await self._client.hlen(anon_key(self._settings, consumer_type)))
@@ -106,7 +120,25 @@ class Anonymiser:
             return cached
         key = (consumer_type, user_id)
         value = await self._store.get_or_create(consumer_type, user_id)
+        self._keep(key, value)
+        return value
+
+    async def actor_ids(self, consumer_type: str, user_ids: set[str]) -> dict[str, str]:
+        """The ids of many learners: cached ones at once, the others from the store in one call."""
+        found: dict[str, str] = {}
+        missing = []
+        for user_id in user_ids:
+            cached = self.known(consumer_type, user_id)
+            if cached is None:
+                missing.append(user_id)
+            else:
+                found[user_id] = cached
+        for user_id, value in (await self._store.get_or_create_many(consumer_type, missing)).items():
+            self._keep((consumer_type, user_id), value)
+            found[user_id] = value
+        return found
+
+    def _keep(self, key: tuple[str, str], value: str) -> None:
         self._cache[key] = value
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
-        return value

@@ -1,4 +1,4 @@
-"""The `rthub` command line: serve, publish, demo, translate, events, client and dead-letter administration."""
+"""The `rthub` command line: serve, publish, backfill, demo, translate, events, clients, dead-letter administration."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from hub.admin import cli as admin_cli
+from hub.backfill import cli as backfill_cli
 from hub.config import ConfigError, Settings
 from hub.delivery.webhook import cli as webhooks_cli
 from hub.doctor import cli as doctor_cli
@@ -187,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     webhooks_cli.register(commands)
     eventbus_cli.register(commands)
     doctor_cli.register(commands)
+    backfill_cli.register(commands)
 
     events = commands.add_parser(
         "events", help="list the event names the translators know, by family, with their xAPI verb and Caliper action"

@@ -1,7 +1,8 @@
-"""`rthub publish`: replay a tracking log (JSON lines, optionally gzip) into Redis.
+"""`rthub publish`: replay a tracking log (JSON lines, optionally gzip) into Redis; and how a log is read.
 
 Bad lines are reported with their line number and skipped; Redis failures stop the replay with
-the number of the last line that was published, so a rerun can pick up from there.
+the number of the last line that was published, so a rerun can pick up from there. `decompressed` and
+`parse_line` are also how `rthub backfill` reads its sources (one reading of a tracking log).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import orjson
 from tqdm import tqdm
 
 from rthub_lms.backend import StreamWriter
-from rthub_lms.events import MalformedEvent, encode, loads, normalise
+from rthub_lms.events import Event, MalformedEvent, encode, loads, normalise
 
 BATCH = 500
 
@@ -34,11 +36,15 @@ def open_log(path: str) -> tuple[IO[bytes], int | None]:
         return sys.stdin.buffer, None
     file = Path(path)
     raw: IO[bytes] = file.open("rb")
-    if raw.read(2) == b"\x1f\x8b":
-        raw.seek(0)
-        return gzip.GzipFile(fileobj=raw), None
+    stream = decompressed(raw)
+    return stream, None if stream is not raw else file.stat().st_size
+
+
+def decompressed(raw: IO[bytes]) -> IO[bytes]:
+    """A seekable byte stream as lines can be read from it: gunzipped when it starts with gzip's magic."""
+    gzipped = raw.read(2) == b"\x1f\x8b"
     raw.seek(0)
-    return raw, file.stat().st_size
+    return gzip.GzipFile(fileobj=raw) if gzipped else raw
 
 
 def read_events(stream: IO[bytes]) -> Iterator[tuple[int, int, bytes | str]]:
@@ -49,8 +55,24 @@ def read_events(stream: IO[bytes]) -> Iterator[tuple[int, int, bytes | str]]:
 
 
 def _parse(line: bytes) -> bytes | str:
+    event = parse_line(line)
+    if isinstance(event, str):
+        return event
     try:
-        return encode(normalise(loads(line)))
+        return encode(event)
+    except MalformedEvent as exc:  # nesting too deep included
+        return str(exc)
+
+
+def parse_line(line: bytes) -> Event | str:
+    """One log line as a normalised event, or the reason it is not one. orjson reads the lines it can;
+    anything it refuses is read again by `loads`, so the verdict and its reason are `loads`'s own."""
+    try:
+        try:
+            raw = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            raw = loads(line)
+        return normalise(raw)
     except UnicodeDecodeError:
         return "not UTF-8"
     except json.JSONDecodeError as exc:

@@ -24,8 +24,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("control", ("hub.control",)),
     ("delivery", ("hub.delivery",)),
     ("admin", ("hub.admin",)),
-    ("app", ("hub.app", "hub.cli", "hub.dev", "hub.doctor", "hub.eventbus", "hub.logimport", "hub.metrics",
-             "hub.render_stage")),
+    ("app", ("hub.app", "hub.backfill", "hub.cli", "hub.dev", "hub.doctor", "hub.eventbus", "hub.logimport",
+             "hub.metrics", "hub.render_stage")),
 ]
 # Namespaces whose children are packages of their own (for the cycle check).
 NAMESPACES = ("hub", "hub.delivery")

@@ -123,7 +123,7 @@ class Renderer:
     def _frame(self, entry: Entry, translator: str, actor: str, facts: EventFacts) -> Frame | None:
         """Translate and encode (pure CPU, no I/O): None when the translator has nothing for it."""
         try:
-            statements = translate(entry.event, translator, actor_id=actor, settings=self._translation)
+            text = event_frame(entry, translator, actor, self._translation)
         except NoTranslation:
             self.counts[f"untranslatable:{translator}"] += 1
             return None
@@ -132,7 +132,14 @@ class Renderer:
             log.warning("not translatable to %s: %s", translator, exc, extra={"cursor": entry.cursor})
             return None
         self.counts[f"translated:{translator}"] += 1
-        data = statements[0] if len(statements) == 1 else statements
-        frame: EventFrame = {"type": "event", "cursor": entry.cursor, "event_type": entry.event["name"], "data": data}
-        text = orjson.dumps(frame).decode()
         return Frame(entry.cursor, text, facts)
+
+
+def event_frame(entry: Entry, translator: str, actor: str, settings: TranslationSettings) -> str:
+    """The encoded `event` frame of `entry` as the learner `actor` (pure CPU, no I/O); `NoTranslation` or
+    `TranslationError` when there is none. The one encoding of an event frame: the fan-out's and the
+    backfill's (`hub/backfill/`) are the same bytes."""
+    statements = translate(entry.event, translator, actor_id=actor, settings=settings)
+    data = statements[0] if len(statements) == 1 else statements
+    frame: EventFrame = {"type": "event", "cursor": entry.cursor, "event_type": entry.event["name"], "data": data}
+    return orjson.dumps(frame).decode()

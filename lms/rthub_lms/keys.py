@@ -48,6 +48,11 @@ Webhook delivery (docs/webhooks.md):
   `:wh:from`, `:deadletters`.
 - `{prefix}wh:routed`: the last stream cursor webhook routing has queued for every client.
 - `{prefix}wh:routing`: the routing lease (the instance that routes, while it renews it).
+
+Backfill (`rthub backfill`, hub/backfill/), per client, apart from live delivery:
+- `{prefix}{<id>}:backfill`: hash, the checkpoint of the client's unfinished backfill job.
+- `{prefix}{<id>}:backfill:queue`: stream of the job's rendered events waiting for delivery (fields `c`, `b`).
+- `{prefix}{<id>}:backfill:lease`: which `rthub backfill` process runs the job now.
 """
 
 from __future__ import annotations
@@ -233,6 +238,23 @@ def deadletters(settings: Prefixed, client_id: str) -> str:
     return _per_client(settings, client_id, "deadletters")
 
 
+def backfill_checkpoint(settings: Prefixed, client_id: str) -> str:
+    """Hash: where the client's unfinished backfill job stands (its sources, the file and line read up to,
+    the events queued and delivered, its counts), written in one transaction with the queue appends."""
+    return _per_client(settings, client_id, "backfill")
+
+
+def backfill_queue(settings: Prefixed, client_id: str) -> str:
+    """Stream of a backfill job's rendered events not yet delivered; fields `c` (message id), `b` (body).
+    Apart from the outbox, so a backfill never delays the client's live events."""
+    return _per_client(settings, client_id, "backfill:queue")
+
+
+def backfill_lease(settings: Prefixed, client_id: str) -> str:
+    """Which `rthub backfill` process runs the client's job now (`SET NX PX`, renewed)."""
+    return _per_client(settings, client_id, "backfill:lease")
+
+
 def client_keys(settings: Prefixed, client_id: str) -> list[str]:
     """Every key kept for one client outside the registry, all in the client's slot."""
     return [
@@ -240,6 +262,8 @@ def client_keys(settings: Prefixed, client_id: str) -> list[str]:
         requeue(settings, client_id), lease(settings, client_id), state(settings, client_id),
         health(settings, client_id), handoff(settings, client_id), deadletters(settings, client_id),
         delivery_log(settings, client_id), client_routing(settings, client_id),
+        backfill_checkpoint(settings, client_id), backfill_queue(settings, client_id),
+        backfill_lease(settings, client_id),
     ]
 
 

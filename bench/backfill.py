@@ -1,0 +1,156 @@
+"""`rthub backfill`: events/s read, filtered, translated and queued, and end to end into Ralph.
+
+    python -m bench.backfill [--events 30000] [--e2e-events 3000]
+
+A private redis-server and a gzip tracking log of simulated events (half in the tracking log's shape,
+half in event-tracking's, one minute apart). Rows, each the median of 3 runs:
+1. baseline: the same file gunzipped and each line parsed with orjson, nothing else (the floor any
+   reader pays);
+2. queue: the backfill's reading stage in this process (`hub.backfill.job._read`: parse, time window,
+   grant, anonymise with the live store, translate to xAPI, commit to the client's backfill queue with
+   the checkpoint), delivery held, against a grant that lets every event through (the most work); the
+   queue is checked to hold exactly one frame per translatable event;
+3. end to end: `rthub backfill` as a subprocess into a real Ralph LRS (the tests' `RalphServer`, file
+   backend) with batches of 100, on a smaller file, timed to its exit; Ralph is checked to hold exactly
+   the expected statements.
+The reference's `transform_tracking_logs` is not run here (it needs a Django project with
+event-routing-backends' router configuration inside its own virtualenv); its row says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+import redis.asyncio as aioredis
+
+from auth.registry import ClientRegistry
+from hub.anonymise import Anonymiser, RedisIdStore
+from hub.backfill import job
+from hub.backfill.prepare import Preparer, Window
+from hub.backfill.progress import Progress
+from hub.backfill.sources import resolve
+from hub.backfill.store import Checkpoint, JobStore
+from hub.config import Settings
+from hub.delivery.webhook.clients import webhook_view
+from hub.dev.embedded import EmbeddedRedis
+from hub.translate import TranslationSettings
+from rthub_lms.grants import compile_grant, validate_grant
+from tests.hub.backfill.helpers import history, write_log
+from tests.hub.delivery.webhook.formats.lrs_server import RalphServer
+
+RUNS = 3
+
+
+def baseline(log: Path) -> float:
+    """Lines per second: gunzip and orjson-parse every line."""
+    started = time.perf_counter()
+    count = 0
+    with gzip.open(log, "rb") as stream:
+        for line in stream:
+            orjson.loads(line)
+            count += 1
+    return count / (time.perf_counter() - started)
+
+
+class HeldDelivery:
+    """Delivery held: the reading stage alone is timed."""
+
+    def __init__(self) -> None:
+        self.progressed = asyncio.Event()
+        self.delivered = self.rejected = 0
+
+    def wake(self) -> None:
+        pass
+
+
+async def queue_rate(settings: Settings, client_id: str, log: Path) -> tuple[float, int]:
+    """Events per second through the reading stage, and how many the queue holds after it."""
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        client = await ClientRegistry(redis, settings).get(client_id)
+        assert client is not None
+        view = webhook_view(client, settings)
+        assert view is not None
+        store = JobStore(redis, settings, client_id)
+        checkpoint = Checkpoint(job="bench", spec={}, files=resolve([str(log)]))
+        await store.begin(checkpoint)
+        preparer = Preparer(compile_grant(validate_grant(client.grant)), client.translator, Window(),
+                            TranslationSettings(settings.lms_root_url, settings.transformer_version))
+        preparer.tally = checkpoint.tally
+        anonymiser = Anonymiser(RedisIdStore(redis, settings))
+        progress = Progress(checkpoint.files, False)
+        started = time.perf_counter()
+        await job._read(checkpoint, store, preparer, anonymiser, view, HeldDelivery(), progress, None)  # type: ignore[arg-type]
+        elapsed = time.perf_counter() - started
+        queued = await store.queued()
+        assert queued == checkpoint.seq == preparer.tally.total("queued"), "lost or duplicated in the queue"
+        await store.finish()
+        return queued / elapsed, queued
+    finally:
+        await redis.aclose()
+
+
+async def create(settings: Settings, **fields: object) -> str:
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        client, _ = await ClientRegistry(redis, settings).create(
+            name="bench", type="enterprise", translator="xapi", grant=[{}], **fields)
+        return client.client_id
+    finally:
+        await redis.aclose()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=30_000)
+    parser.add_argument("--e2e-events", type=int, default=3_000)
+    args = parser.parse_args()
+    job.QUEUE_CAP = 10**9  # delivery is held: the queue may hold the whole file
+    with tempfile.TemporaryDirectory(prefix="rthub-bench-backfill-") as tmp, EmbeddedRedis() as redis_server:
+        env = {**os.environ, "RTHUB_REDIS_URL": redis_server.url, "RTHUB_REDIS_PREFIX": "bench:",
+               "RTHUB_WEBHOOK_ALLOW_PRIVATE": "true", "RTHUB_DATA_DIR": str(Path(tmp) / "data")}
+        settings = Settings.from_env(env)
+        log = write_log(Path(tmp) / "tracking.log.gz", history(args.events, seed=7))
+        base = statistics.median(baseline(log) for _ in range(RUNS))
+        print(f"baseline  gunzip + orjson.loads      {base:>10,.0f} lines/s")
+        hook = asyncio.run(create(settings, delivery="webhook", webhook_url="http://127.0.0.1:9/unused"))
+        runs = [asyncio.run(queue_rate(settings, hook, log)) for _ in range(RUNS)]
+        rate = statistics.median(r for r, _ in runs)
+        print(f"queue     read+filter+translate+queue {rate:>10,.0f} events/s  ({rate / base:.2f}x baseline; "
+              f"{runs[0][1]:,} of {args.events:,} events queued each run; goal 5,000)")
+
+        small = write_log(Path(tmp) / "small.log.gz", history(args.e2e_events, seed=9))
+        ralph = RalphServer(Path(tmp) / "ralph")
+        ralph.start()
+        try:
+            lrs = asyncio.run(create(
+                settings, delivery="lrs", endpoint_url=ralph.endpoint, endpoint_username=ralph.username,
+                endpoint_password=ralph.password, webhook_batch_max=100))
+            started = time.perf_counter()
+            done = subprocess.run([sys.executable, "-m", "hub.cli", "backfill", "--client", lrs, "--quiet",
+                                   str(small)], env=env, capture_output=True, text=True, check=False)
+            elapsed = time.perf_counter() - started
+            assert done.returncode == 0, done.stderr
+            stored = len(ralph.statements())
+            queued = int(done.stderr.split("queued ")[1].split(",")[0])
+            assert stored == queued, f"Ralph holds {stored} statements, the backfill queued {queued}"
+            print(f"e2e       rthub backfill -> Ralph      {stored / elapsed:>10,.0f} statements/s  "
+                  f"({stored:,} statements in {elapsed:.1f}s, process start included)")
+        finally:
+            ralph.stop()
+        print("reference transform_tracking_logs -> Ralph: not measured (see the module docstring)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""`--dry-run` counts what the client's grant and the time window let through, and a real run delivers
+exactly that to the client's webhook, signed with its secret."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+from rthub_client import verify
+
+from auth.clients import Client
+from auth.registry import ClientRegistry
+from hub.config import Settings
+from hub.redis import client as redis_client
+from rthub_lms import keys
+from tests.hub.backfill.helpers import START, backfill, history, write_log
+from tests.hub.delivery.webhook.receiver import Receiver
+from tests.servers import RedisServer
+
+COURSE = "course-v1:MITx+6.002x+2026_T1"
+GRANT = [{"courses": [COURSE], "event_types": ["problem_check", "*video*"]}]
+
+
+def create(settings: Settings, **fields: object) -> Client:
+    async def run() -> Client:
+        redis = redis_client(settings.redis_url)
+        try:
+            client, _ = await ClientRegistry(redis, settings).create(
+                name="history", type="adaptive", translator="caliper", **fields)
+            return client
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(run())
+
+
+def environment(redis_server: RedisServer, prefix: str) -> dict[str, str]:
+    return {**os.environ, "RTHUB_REDIS_URL": redis_server.url, "RTHUB_REDIS_PREFIX": prefix,
+            "RTHUB_WEBHOOK_ALLOW_PRIVATE": "true"}
+
+
+def table(report: str) -> dict[str, tuple[int, int, int, int]]:
+    """The dry run's rows: event name -> (granted, filtered, untranslatable, unreadable)."""
+    rows = {}
+    for line in report.split("\n\n")[0].splitlines()[1:]:
+        *name, granted, filtered, untranslatable, unreadable = line.split()
+        rows[" ".join(name)] = (int(granted), int(filtered), int(untranslatable), int(unreadable))
+    return rows
+
+
+def test_dry_run_counts_what_the_grant_allows_and_the_run_delivers_it_signed(
+    redis_server: RedisServer, prefix: str, tmp_path: Path
+) -> None:
+    env = environment(redis_server, prefix)
+    settings = Settings.from_env(env)
+    events = history(600, seed=11)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    write_log(logs / "tracking.log-1.gz", events[:350])
+    write_log(logs / "tracking.log", events[350:], [b"[1, 2]\n", b"\xff\xfe not utf-8\n"])
+    since, until = START + timedelta(minutes=100), START + timedelta(minutes=500)
+    granted, filtered, reasons = Counter(), Counter(), Counter()
+    for number, event in enumerate(events):
+        name = event.get("name") or event["event_type"]
+        allowed = event["context"]["course_id"] == COURSE and (name == "problem_check" or "video" in name)
+        reason = ("before --since" if number < 100 else "at or after --until" if number >= 500
+                  else "" if allowed else "not in the client's grant")
+        (filtered if reason else granted)[name] += 1
+        if reason:
+            reasons[f"{name}: filtered, {reason}"] += 1
+
+    with Receiver() as receiver:
+        client = create(settings, delivery="webhook", webhook_url=receiver.url, grant=GRANT)
+        window = ("--since", since.isoformat(), "--until", until.isoformat().replace("+00:00", "Z"))
+        dry = backfill(env, "--client", client.client_id, *window, "--dry-run", str(logs))
+        assert dry.returncode == 0, dry.stderr
+        rows = table(dry.stdout)
+        total = rows.pop("total")
+        assert {name: row[0] for name, row in rows.items() if row[0]} == dict(granted)
+        assert {name: row[1] for name, row in rows.items() if row[1]} == dict(filtered)
+        assert rows["(unreadable line)"][3] == 2 and total == (granted.total(), filtered.total(), 0, 2)
+        listed = dict(line.strip().rsplit(": ", 1) for line in dry.stdout.split("reasons:\n")[1].splitlines())
+        assert {reason: int(count) for reason, count in listed.items() if ": filtered, " in reason} == reasons
+        assert not receiver.requests, "a dry run sends nothing"
+
+        done = backfill(env, "--client", client.client_id, *window, "--batch-size", "10", str(logs))
+        assert done.returncode == 0, done.stderr
+        total = granted.total()
+        assert total > 50 and len(receiver.requests) == -(-total // 10)
+        delivered = []
+        for request in receiver.requests:
+            body = verify(request.body, request.headers, client.webhook_secret)  # raises unless signed by the hub
+            assert body["type"] == "batch"
+            assert request.headers["webhook-id"].startswith("msg_backfill-")
+            delivered += body["events"]
+        assert [frame["cursor"] for frame in delivered] == [f"0-{n}" for n in range(1, total + 1)]
+        assert Counter(frame["event_type"] for frame in delivered) == granted
+        assert all(frame["data"]["type"].endswith("Event") for frame in delivered)  # Caliper, its translator
+        assert len({request.headers["webhook-id"] for request in receiver.requests}) == len(receiver.requests)
+        anonymised = {value.decode() for value in redis_server.client().hvals(keys.anon_key(settings, "adaptive"))}
+        actors = {frame["data"]["actor"]["id"].rsplit("/", 1)[1] for frame in delivered}
+        assert actors and actors <= anonymised  # the learners' ids from the store the hub uses
