@@ -2,7 +2,9 @@
 
 0: done (everything read was delivered, or the dry run's report printed); 1: delivery stopped (the
 endpoint refused or kept failing; rerun to resume); 2: refused (unknown, revoked or WebSocket-only
-client, unreadable source, another run, an unfinished job with other arguments); 3: Redis failed.
+client, unreadable source, another run, an unfinished job with other arguments); 3: Redis failed;
+4: done, but the endpoint refused some events for good (a 400 naming them: counted and their first
+reasons printed, not sent again).
 """
 
 from __future__ import annotations
@@ -69,6 +71,10 @@ def main(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None
     if options.dry_run:
         out.write(report(result.tally))
     print(summary(options, result), file=err)
+    if result.rejected:
+        print(f"rthub backfill: the endpoint refused {result.rejected} events for good (their reasons above); "
+              "everything else was delivered", file=err)
+        return 4
     return 0
 
 

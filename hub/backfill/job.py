@@ -174,7 +174,7 @@ async def _run_job(
     preparer.tally = checkpoint.tally
     anonymiser = Anonymiser(RedisIdStore(redis, settings))
     progress = Progress(checkpoint.files, options.progress)
-    sender = WebhookSender(DeliveryOptions().timeout, settings.webhook_allow_private)
+    sender = WebhookSender(DeliveryOptions().timeout, settings.private_access)
     delivery = Delivery(view, store, sender, view.batch_max, progress.note)
     started, first_seq = time.monotonic(), checkpoint.seq
     try:

@@ -17,7 +17,7 @@ from hub.config import Settings
 from hub.redis import client as redis_client
 from rthub_lms import keys
 from tests.hub.backfill.helpers import START, backfill, history, write_log
-from tests.hub.delivery.webhook.receiver import Receiver
+from tests.hub.delivery.webhook.receiver import Receiver, Reply
 from tests.servers import RedisServer
 
 COURSE = "course-v1:MITx+6.002x+2026_T1"
@@ -103,3 +103,23 @@ def test_dry_run_counts_what_the_grant_allows_and_the_run_delivers_it_signed(
         anonymised = {value.decode() for value in redis_server.client().hvals(keys.anon_key(settings, "adaptive"))}
         actors = {frame["data"]["actor"]["id"].rsplit("/", 1)[1] for frame in delivered}
         assert actors and actors <= anonymised  # the learners' ids from the store the hub uses
+
+
+def test_events_an_endpoint_refuses_for_good_end_the_run_with_status_4_and_their_reason(
+    redis_server: RedisServer, prefix: str, tmp_path: Path
+) -> None:
+    """A 400 for each statement (after the batch is split down to one) is final: not sent again, counted,
+    its reason printed, and the command's status says not everything was delivered."""
+    env = environment(redis_server, prefix)
+    settings = Settings.from_env(env)
+    log = write_log(tmp_path / "tracking.log", history(40, seed=13))
+    with Receiver(lambda n: Reply(400, {}, b'{"detail": "statement refused by this LRS"}')) as receiver:
+        client = create(settings, delivery="caliper-endpoint", endpoint_url=receiver.url, endpoint_token="t",
+                        grant=[{}])
+        done = backfill(env, "--client", client.client_id, "--quiet", str(log))
+        posts = len(receiver.requests)
+    refused = int(done.stderr.split(" refused)")[0].rsplit("(", 1)[1].split()[-1])
+    assert done.returncode == 4, done.stderr
+    assert refused > 0 and f"the endpoint refused {refused} events for good" in done.stderr
+    assert "HTTP 400" in done.stderr and "statement refused by this LRS" in done.stderr
+    assert posts >= refused  # each refused statement was tried on its own once, and not again
