@@ -82,6 +82,7 @@ class ClientRegistry:
         clean = validate_fields(values)
         await check_url_addresses(clean, self.settings.webhook_allow_private)
         credential = {key: clean.pop(key) for key in CREDENTIAL_FIELDS if key in clean}
+        headers = clean.pop("endpoint_headers", None)
         secret = new_secret()
         now = _now()
         client = Client(
@@ -93,7 +94,7 @@ class ClientRegistry:
             routed_from=await self.stream_tip(),
             **clean,
         )
-        client = await self._with_credential(client, credential)
+        client = await self._with_headers(await self._with_credential(client, credential), headers)
         check_delivery(client)
         await self._save(client)
         return client, secret
@@ -149,8 +150,10 @@ class ClientRegistry:
         clean = validate_fields(values)
         await check_url_addresses(clean, self.settings.webhook_allow_private)
         credential = {key: clean.pop(key) for key in CREDENTIAL_FIELDS if key in clean}
+        headers = clean.pop("endpoint_headers", None)
         before = await self.require(client_id)
         client = await self._with_credential(replace(before, **clean, updated_at=_now()), credential)
+        client = await self._with_headers(client, headers)
         if client.webhook_status == "paused" and _endpoint(client) != _endpoint(before):
             client = replace(client, webhook_status="", webhook_disabled_reason="")
         if (client.delivery, client.grant) != (before.delivery, before.grant):
@@ -192,6 +195,14 @@ class ClientRegistry:
         if kind == "endpoint_token":
             return replace(client, endpoint_auth="bearer", endpoint_username="", endpoint_credential=encrypted)
         return replace(client, endpoint_auth="basic", endpoint_credential=encrypted)
+
+    async def _with_headers(self, client: Client, headers: list[list[str]] | None) -> Client:
+        """Encrypt new endpoint headers into the record (None: unchanged, []: none), under the registry's
+        endpoint key as credentials are; only their names stay readable."""
+        if headers is None:
+            return client
+        sealed = (await checked_cipher(self.redis, self.settings)).seal_headers(headers) if headers else ""
+        return replace(client, endpoint_headers=sealed, endpoint_header_names=[name for name, _ in headers])
 
     async def rotate_secret(self, client_id: str) -> tuple[Client, str]:
         """New secret now; the old one keeps working for `settings.secret_grace_period` seconds."""
@@ -355,8 +366,9 @@ def has_legacy_hash(client: Client) -> bool:
     return needs_upgrade(client.secret_hash) or needs_upgrade(client.previous_secret_hash)
 
 
-def _endpoint(client: Client) -> tuple[str, str, str, str]:
-    return client.endpoint_url, client.endpoint_auth, client.endpoint_username, client.endpoint_credential
+def _endpoint(client: Client) -> tuple[str, str, str, str, str]:
+    return (client.endpoint_url, client.endpoint_auth, client.endpoint_username, client.endpoint_credential,
+            client.endpoint_headers)
 
 
 def _grant_json(client: Client) -> str:

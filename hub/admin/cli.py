@@ -59,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     update.add_argument("--type", choices=CONSUMER_TYPES, dest="consumer_type")
     update.add_argument("--translator", choices=TRANSLATORS)
     update.add_argument("--clear-grant", action="store_true", help="remove every grant rule")
+    update.add_argument("--clear-endpoint-headers", action="store_true", help="remove every extra endpoint header")
     _shared_fields(update)
 
     rotate = _leaf(actions, "rotate-secret", "new secret; the old one stays valid for the grace period", _rotate)
@@ -138,6 +139,11 @@ def _shared_fields(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--webhook-url")
     parser.add_argument("--endpoint-url", help="LRS xAPI endpoint (POSTs go to {URL}statements) or Caliper endpoint")
     _endpoint_credentials(parser)
+    parser.add_argument(
+        "--endpoint-header", action="append", metavar='"NAME: VALUE"', dest="endpoint_headers",
+        help="extra header on every POST to the LRS / Caliper endpoint (stored encrypted, never printed); repeat "
+             "for more; replaces the headers set before",
+    )
     parser.add_argument("--batch-size", type=int, dest="batch_max", help="events per request (default 1)")
     parser.add_argument("--batch-linger", type=float, dest="batch_wait", help="seconds to wait for a batch to fill")
     parser.add_argument(
@@ -230,6 +236,7 @@ def _fields(args: argparse.Namespace) -> dict[str, Any]:
         ("endpoint_username", "endpoint_username"),
         ("endpoint_password", "endpoint_password"),
         ("endpoint_token", "endpoint_token"),
+        ("endpoint_headers", "endpoint_headers"),
         ("batch_max", "webhook_batch_max"),
         ("batch_wait", "webhook_batch_wait"),
     ):
@@ -241,6 +248,11 @@ def _fields(args: argparse.Namespace) -> dict[str, Any]:
         if args.grant:
             raise ValidationError("grant", "--clear-grant and --grant together make no sense")
         values["grant"] = []
+    if getattr(args, "clear_endpoint_headers", False):
+        if args.endpoint_headers:
+            raise ValidationError("endpoint_headers", "--clear-endpoint-headers and --endpoint-header together "
+                                  "make no sense")
+        values["endpoint_headers"] = []
     return values
 
 

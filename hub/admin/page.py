@@ -456,6 +456,10 @@ def _client_fields(form: FormData) -> dict[str, Any]:
     for key in ("endpoint_password", "endpoint_token", "webhook_batch_max", "webhook_batch_wait"):
         if str(form.get(key, "")).strip():
             values[key] = str(form[key]).strip()
+    if str(form.get("endpoint_headers", "")).strip():  # blank keeps them, as credentials
+        values["endpoint_headers"] = str(form["endpoint_headers"])
+    elif "clear_endpoint_headers" in form:
+        values["endpoint_headers"] = []
     if "grant" in form:
         text = str(form["grant"]).strip()
         values["grant"] = text or "[]"
