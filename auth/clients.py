@@ -26,12 +26,16 @@ log = logging.getLogger("rthub.auth")
 ConsumerType = Literal["adaptive", "enterprise", "university", "other"]
 Translator = Literal["xapi", "caliper"]
 Delivery = Literal["websocket", "webhook", "websocket+webhook", "lrs", "caliper-endpoint"]
+Actor = Literal["anonymous", "lms-external-id"]
 Scope = Literal["events:read", "admin"]
 Status = Literal["active", "revoked"]
 WebhookStatus = Literal["", "disabled", "paused"]
 CONSUMER_TYPES: tuple[str, ...] = get_args(ConsumerType)
 TRANSLATORS: tuple[str, ...] = get_args(Translator)
 DELIVERIES: tuple[str, ...] = get_args(Delivery)
+ACTORS: tuple[str, ...] = get_args(Actor)
+EXTERNAL_ACTOR = "lms-external-id"
+EXTERNAL_SPACE = "lms-external-id:"  # + the ExternalIdType name: the actor space of such clients
 ENDPOINT_DELIVERIES = {"lrs": "xapi", "caliper-endpoint": "caliper"}
 SCOPES: tuple[str, ...] = get_args(Scope)
 STATUSES: tuple[str, ...] = get_args(Status)
@@ -72,6 +76,12 @@ class ClientFields(TypedDict, total=False):
     type: ConsumerType
     scopes: Annotated[list[Scope] | str, {"description": "a list of scopes, or one space-separated string"}]
     translator: Translator
+    actor: Annotated[
+        Actor,
+        {"description": "who the statements' actor is: `anonymous` (default), rthub's UUID per learner and consumer "
+         "type; `lms-external-id`, the LMS's own ExternalId of the translator's type (xapi, caliper), as "
+         "event-routing-backends sends it, mirrored by the LMS plug-in (docs/contract.md, \"Actors\")"},
+    ]
     delivery: Delivery
     webhook_url: Url
     grant: Annotated[
@@ -110,6 +120,7 @@ class PublicClient(TypedDict):
     type: ConsumerType
     scopes: list[Scope]
     translator: Translator
+    actor: Actor
     delivery: Delivery
     webhook_url: str
     webhook_secret: Annotated[str, {"description": "Standard Webhooks secret, whsec_<base64>"}]
@@ -163,6 +174,7 @@ class Client:
     type: str
     translator: str
     scopes: list[str] = field(default_factory=lambda: ["events:read"])
+    actor: str = "anonymous"
     delivery: str = "websocket"
     webhook_url: str = ""
     webhook_secret: str = ""
@@ -189,6 +201,16 @@ class Client:
     def active(self) -> bool:
         return self.status == "active"
 
+    @property
+    def external_id_type(self) -> str | None:
+        """The LMS ExternalIdType its actors are (its translator's standard), or None for anonymised ids."""
+        return self.translator if self.actor == EXTERNAL_ACTOR else None
+
+    @property
+    def actor_space(self) -> str:
+        """Whose ids its statements' actors are: a key of the render group (`actor_space`)."""
+        return actor_space(self.type, self.translator, self.actor)
+
     def to_hash(self) -> dict[str, str]:
         """The Redis hash fields (everything a string; the layout other components read)."""
         return {
@@ -196,6 +218,7 @@ class Client:
             "type": self.type,
             "scopes": " ".join(self.scopes),
             "translator": self.translator,
+            "actor": self.actor,
             "delivery": self.delivery,
             "webhook_url": self.webhook_url,
             "webhook_secret": self.webhook_secret,
@@ -228,6 +251,7 @@ class Client:
             type=data.get("type", "other"),
             translator=data.get("translator", "xapi"),
             scopes=data.get("scopes", "").split(),
+            actor=data.get("actor") or "anonymous",
             delivery=data.get("delivery", "websocket"),
             webhook_url=data.get("webhook_url", ""),
             webhook_secret=data.get("webhook_secret", ""),
@@ -259,6 +283,7 @@ class Client:
             "type": self.type,
             "scopes": list(self.scopes),
             "translator": self.translator,
+            "actor": self.actor,  # type: ignore[typeddict-item]
             "delivery": self.delivery,
             "webhook_url": self.webhook_url,
             "webhook_secret": self.webhook_secret,
@@ -281,6 +306,18 @@ class Client:
         }
 
 
+def actor_space(consumer_type: str, translator: str, actor: str) -> str:
+    """Whose ids a client's actors are: its consumer type's anonymised ids (the type itself), or the LMS's
+    external ids of its translator's type (`lms-external-id:xapi`). Clients of one space and translator
+    share every rendered frame."""
+    return EXTERNAL_SPACE + translator if actor == EXTERNAL_ACTOR else consumer_type
+
+
+def external_id_type(space: str) -> str | None:
+    """The ExternalIdType an actor space reads (`lms-external-id:xapi` -> `xapi`); None for anonymised ids."""
+    return space[len(EXTERNAL_SPACE):] if space.startswith(EXTERNAL_SPACE) else None
+
+
 def validate_fields(values: dict[str, Any]) -> dict[str, Any]:
     """Check and normalise editable fields; unknown keys are refused rather than silently dropped."""
     unknown = sorted(set(values) - set(EDITABLE))
@@ -292,7 +329,9 @@ def validate_fields(values: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
             raise ValidationError("name", f"must be a non-empty string of at most {MAX_NAME} characters")
         clean["name"] = name.strip()
-    for key, allowed in (("type", CONSUMER_TYPES), ("translator", TRANSLATORS), ("delivery", DELIVERIES)):
+    for key, allowed in (
+        ("type", CONSUMER_TYPES), ("translator", TRANSLATORS), ("delivery", DELIVERIES), ("actor", ACTORS)
+    ):
         if key in values:
             clean[key] = _choice(key, values[key], allowed)
     if "scopes" in values:

@@ -19,7 +19,16 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from auth.clients import CONSUMER_TYPES, DELIVERIES, SCOPES, TRANSLATORS, Client, ValidationError, grant_warnings
+from auth.clients import (
+    ACTORS,
+    CONSUMER_TYPES,
+    DELIVERIES,
+    SCOPES,
+    TRANSLATORS,
+    Client,
+    ValidationError,
+    grant_warnings,
+)
 from auth.keyring import KeyMismatch
 from auth.keys import rotate_signing_key
 from auth.registry import ClientNotFound, ClientRegistry
@@ -136,6 +145,11 @@ def _shared_fields(parser: argparse.ArgumentParser) -> None:
         help="refuse (exit 2, nothing written) a grant that draws warnings, e.g. event_types matching no known event",
     )
     parser.add_argument("--delivery", choices=DELIVERIES)
+    parser.add_argument(
+        "--actor", choices=ACTORS,
+        help="anonymous (default): rthub's UUID per learner and consumer type; lms-external-id: the LMS's own "
+             "ExternalId of the translator's type (xapi, caliper), as event-routing-backends sends it",
+    )
     parser.add_argument("--webhook-url")
     parser.add_argument("--endpoint-url", help="LRS xAPI endpoint (POSTs go to {URL}statements) or Caliper endpoint")
     _endpoint_credentials(parser)
@@ -230,6 +244,7 @@ def _fields(args: argparse.Namespace) -> dict[str, Any]:
         ("consumer_type", "type"),
         ("translator", "translator"),
         ("delivery", "delivery"),
+        ("actor", "actor"),
         ("webhook_url", "webhook_url"),
         ("scopes", "scopes"),
         ("endpoint_url", "endpoint_url"),
@@ -298,7 +313,7 @@ async def _list(registry: ClientRegistry, args: argparse.Namespace) -> int:
     if not clients:
         print("no clients")
         return 0
-    columns = ("client_id", "name", "type", "translator", "delivery", "status", "live_connections")
+    columns = ("client_id", "name", "type", "translator", "actor", "delivery", "status", "live_connections")
     rows = [[str(c[col]) for col in columns] for c in clients]
     widths = [max(len(col), *(len(row[i]) for row in rows)) for i, col in enumerate(columns)]
     for row in [list(columns), *rows]:
