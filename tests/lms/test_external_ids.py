@@ -229,3 +229,46 @@ def test_actor_is_validated_shown_and_settable_from_the_api(redis_server: RedisS
         assert "actor: anonymous" in rthub(hub, "clients", "show", client_id).stdout
     finally:
         hub.stop()
+
+
+def test_ids_that_waited_for_redis_reach_it_before_the_spooled_events_that_need_them(
+    own_redis: RedisServer, ralph: RalphServer, tmp_path: Path
+) -> None:
+    """Redis goes away under a running LMS: new learners' ids wait in the LMS process, their events in
+    the spool; when Redis is back the ids are written first, so every statement carries its id and
+    nothing is dead-lettered."""
+    prefix = "extid-outage:"
+    hub = HubProcess(own_redis.url, prefix, env=HUB_ENV)
+    hub.start()
+    lms = LmsProcess(tmp_path, own_redis.url, prefix, LEARNERS)
+    simulated = SimulatedLMS(seed=11)
+    try:
+        lrs_id = cli_client(hub, "--name", "Aspects Ralph", "--translator", "xapi", "--actor", "lms-external-id",
+                            "--delivery", "lrs", "--endpoint-url", ralph.endpoint, "--endpoint-username",
+                            ralph.username, "--endpoint-password", ralph.password, "--batch-size", "20")
+        lms.start()
+        events = []
+        for learner in range(101, 109):
+            event = simulated.next_event()
+            event["context"]["user_id"] = learner
+            if "user_id" in event["data"]:
+                event["data"]["user_id"] = learner
+            events.append(event)
+        lms.emit(events[0])  # Redis up: the plug-in learns which ids are needed and mirrors learner 101
+        own_redis.stop()
+        for event in events[1:]:  # learners 102..108, first seen while Redis is away
+            lms.emit(event)
+        own_redis.start()
+        translated = sum(supports("xapi", event["name"]) for event in events)
+        wait_for(lambda: len(ralph.statements()) >= translated, 60, "every statement in Ralph")
+        statements = ralph.statements()
+        xapi = lms.external_ids("xapi")
+        token = admin_token(hub)
+        dead = api(hub, token, "GET", f"/deadletters?client_id={lrs_id}").json()["deadletters"]
+    finally:
+        lms.stop()
+        hub.stop()
+    assert set(xapi) == {str(learner) for learner in range(101, 109)}
+    assert mirror(hub, "xapi") == xapi
+    assert len(statements) == translated and dead == []
+    assert {s["actor"]["account"]["name"] for s in statements} <= set(xapi.values())
