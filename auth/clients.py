@@ -26,12 +26,16 @@ log = logging.getLogger("rthub.auth")
 ConsumerType = Literal["adaptive", "enterprise", "university", "other"]
 Translator = Literal["xapi", "caliper"]
 Delivery = Literal["websocket", "webhook", "websocket+webhook", "lrs", "caliper-endpoint"]
+Actor = Literal["anonymous", "lms-external-id"]
 Scope = Literal["events:read", "admin"]
 Status = Literal["active", "revoked"]
 WebhookStatus = Literal["", "disabled", "paused"]
 CONSUMER_TYPES: tuple[str, ...] = get_args(ConsumerType)
 TRANSLATORS: tuple[str, ...] = get_args(Translator)
 DELIVERIES: tuple[str, ...] = get_args(Delivery)
+ACTORS: tuple[str, ...] = get_args(Actor)
+EXTERNAL_ACTOR = "lms-external-id"
+EXTERNAL_SPACE = "lms-external-id:"  # + the ExternalIdType name: the actor space of such clients
 ENDPOINT_DELIVERIES = {"lrs": "xapi", "caliper-endpoint": "caliper"}
 SCOPES: tuple[str, ...] = get_args(Scope)
 STATUSES: tuple[str, ...] = get_args(Status)
@@ -40,12 +44,28 @@ MAX_NAME = 200
 MAX_TEXT = 4096
 MAX_BATCH = 1000
 MAX_LINGER = 60.0
+MAX_HEADERS = 20
+# Headers rthub sets itself on an endpoint POST (or that frame the request), refused as endpoint headers.
+RESERVED_HEADERS = frozenset({
+    "authorization", "content-type", "content-length", "host", "x-experience-api-version",
+    "connection", "transfer-encoding", "keep-alive", "upgrade", "te", "trailer",
+})
+RESERVED_HEADER_PREFIXES = ("webhook-",)
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
+HEADER_VALUE = re.compile(r"[\x20-\x7e\t]*")
 
 # One grant rule: each key a list of values or glob patterns (`rthub_lms.grants` is the judge).
 GrantRule = TypedDict("GrantRule", {key: list[str] for key in RULE_KEYS}, total=False)  # type: ignore[misc]
 Url = Annotated[str, {"description": "an absolute http:// or https:// URL without credentials; empty for none"}]
 Credential = Annotated[
     str, {"maxLength": MAX_TEXT, "writeOnly": True, "description": "stored encrypted, never returned"}
+]
+EndpointHeaders = Annotated[
+    dict[str, str] | list[str],
+    {"writeOnly": True, "description": "extra headers on every POST to the LRS / Caliper endpoint: an object of "
+     "name -> value, or a list of \"Name: value\" strings; replaces the set given before ({} clears it). Stored "
+     "encrypted, never returned (`endpoint_header_names` shows the names). Refused: headers rthub sets itself "
+     "(Authorization, Content-Type, Content-Length, Host, X-Experience-API-Version, webhook-*)"},
 ]
 
 
@@ -56,6 +76,12 @@ class ClientFields(TypedDict, total=False):
     type: ConsumerType
     scopes: Annotated[list[Scope] | str, {"description": "a list of scopes, or one space-separated string"}]
     translator: Translator
+    actor: Annotated[
+        Actor,
+        {"description": "who the statements' actor is: `anonymous` (default), rthub's UUID per learner and consumer "
+         "type; `lms-external-id`, the LMS's own ExternalId of the translator's type (xapi, caliper), as "
+         "event-routing-backends sends it, mirrored by the LMS plug-in (docs/contract.md, \"Actors\")"},
+    ]
     delivery: Delivery
     webhook_url: Url
     grant: Annotated[
@@ -65,6 +91,7 @@ class ClientFields(TypedDict, total=False):
     endpoint_username: Annotated[str, {"maxLength": MAX_TEXT, "description": "HTTP Basic user for the LRS"}]
     endpoint_password: Credential
     endpoint_token: Credential
+    endpoint_headers: EndpointHeaders
     webhook_batch_max: Annotated[int, {"minimum": 1, "maximum": MAX_BATCH}]
     webhook_batch_wait: Annotated[float, {"minimum": 0, "maximum": MAX_LINGER, "description": "seconds"}]
 
@@ -93,6 +120,7 @@ class PublicClient(TypedDict):
     type: ConsumerType
     scopes: list[Scope]
     translator: Translator
+    actor: Actor
     delivery: Delivery
     webhook_url: str
     webhook_secret: Annotated[str, {"description": "Standard Webhooks secret, whsec_<base64>"}]
@@ -109,6 +137,8 @@ class PublicClient(TypedDict):
     endpoint_auth: Literal["", "basic", "bearer"]
     endpoint_username: str
     endpoint_credential_set: bool
+    endpoint_header_names: Annotated[list[str], {"description": "names of the extra endpoint headers (values are "
+                                                                "never returned)"}]
     webhook_batch_max: int
     webhook_batch_wait: float
     delivery_status: Literal["ok", "disabled", "paused"]
@@ -117,6 +147,7 @@ class PublicClient(TypedDict):
 
 EDITABLE: tuple[str, ...] = tuple(ClientFields.__annotations__)
 CREDENTIAL_FIELDS = ("endpoint_password", "endpoint_token")
+SEALED_FIELDS = (*CREDENTIAL_FIELDS, "endpoint_headers")  # stored encrypted: never validated as clear input
 URL_FIELDS = ("webhook_url", "endpoint_url")
 RESOLVE_TIMEOUT = 5.0
 RECORD_REQUIRED = ("name", "type", "translator", "scopes", "status", "secret_hash")
@@ -143,6 +174,7 @@ class Client:
     type: str
     translator: str
     scopes: list[str] = field(default_factory=lambda: ["events:read"])
+    actor: str = "anonymous"
     delivery: str = "websocket"
     webhook_url: str = ""
     webhook_secret: str = ""
@@ -161,11 +193,23 @@ class Client:
     endpoint_auth: str = ""
     endpoint_username: str = ""
     endpoint_credential: str = ""
+    endpoint_headers: str = ""  # encrypted JSON list of [name, value] (auth.endpoint_credentials.seal_headers)
+    endpoint_header_names: list[str] = field(default_factory=list)
     routed_from: str = ""
 
     @property
     def active(self) -> bool:
         return self.status == "active"
+
+    @property
+    def external_id_type(self) -> str | None:
+        """The LMS ExternalIdType its actors are (its translator's standard), or None for anonymised ids."""
+        return self.translator if self.actor == EXTERNAL_ACTOR else None
+
+    @property
+    def actor_space(self) -> str:
+        """Whose ids its statements' actors are: a key of the render group (`actor_space`)."""
+        return actor_space(self.type, self.translator, self.actor)
 
     def to_hash(self) -> dict[str, str]:
         """The Redis hash fields (everything a string; the layout other components read)."""
@@ -174,6 +218,7 @@ class Client:
             "type": self.type,
             "scopes": " ".join(self.scopes),
             "translator": self.translator,
+            "actor": self.actor,
             "delivery": self.delivery,
             "webhook_url": self.webhook_url,
             "webhook_secret": self.webhook_secret,
@@ -192,6 +237,8 @@ class Client:
             "endpoint_auth": self.endpoint_auth,
             "endpoint_username": self.endpoint_username,
             "endpoint_credential": self.endpoint_credential,
+            "endpoint_headers": self.endpoint_headers,
+            "endpoint_header_names": " ".join(self.endpoint_header_names),
             "routed_from": self.routed_from,
         }
 
@@ -204,6 +251,7 @@ class Client:
             type=data.get("type", "other"),
             translator=data.get("translator", "xapi"),
             scopes=data.get("scopes", "").split(),
+            actor=data.get("actor") or "anonymous",
             delivery=data.get("delivery", "websocket"),
             webhook_url=data.get("webhook_url", ""),
             webhook_secret=data.get("webhook_secret", ""),
@@ -222,6 +270,8 @@ class Client:
             endpoint_auth=data.get("endpoint_auth", ""),
             endpoint_username=data.get("endpoint_username", ""),
             endpoint_credential=data.get("endpoint_credential", ""),
+            endpoint_headers=data.get("endpoint_headers", ""),
+            endpoint_header_names=data.get("endpoint_header_names", "").split(),
             routed_from=data.get("routed_from", ""),
         )
 
@@ -233,6 +283,7 @@ class Client:
             "type": self.type,
             "scopes": list(self.scopes),
             "translator": self.translator,
+            "actor": self.actor,  # type: ignore[typeddict-item]
             "delivery": self.delivery,
             "webhook_url": self.webhook_url,
             "webhook_secret": self.webhook_secret,
@@ -247,11 +298,24 @@ class Client:
             "endpoint_auth": self.endpoint_auth,
             "endpoint_username": self.endpoint_username,
             "endpoint_credential_set": bool(self.endpoint_credential),
+            "endpoint_header_names": list(self.endpoint_header_names),
             "webhook_batch_max": self.webhook_batch_max,
             "webhook_batch_wait": self.webhook_batch_wait,
             "delivery_status": self.webhook_status or "ok",  # type: ignore[typeddict-item]
             "delivery_status_reason": self.webhook_disabled_reason,
         }
+
+
+def actor_space(consumer_type: str, translator: str, actor: str) -> str:
+    """Whose ids a client's actors are: its consumer type's anonymised ids (the type itself), or the LMS's
+    external ids of its translator's type (`lms-external-id:xapi`). Clients of one space and translator
+    share every rendered frame."""
+    return EXTERNAL_SPACE + translator if actor == EXTERNAL_ACTOR else consumer_type
+
+
+def external_id_type(space: str) -> str | None:
+    """The ExternalIdType an actor space reads (`lms-external-id:xapi` -> `xapi`); None for anonymised ids."""
+    return space[len(EXTERNAL_SPACE):] if space.startswith(EXTERNAL_SPACE) else None
 
 
 def validate_fields(values: dict[str, Any]) -> dict[str, Any]:
@@ -265,7 +329,9 @@ def validate_fields(values: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
             raise ValidationError("name", f"must be a non-empty string of at most {MAX_NAME} characters")
         clean["name"] = name.strip()
-    for key, allowed in (("type", CONSUMER_TYPES), ("translator", TRANSLATORS), ("delivery", DELIVERIES)):
+    for key, allowed in (
+        ("type", CONSUMER_TYPES), ("translator", TRANSLATORS), ("delivery", DELIVERIES), ("actor", ACTORS)
+    ):
         if key in values:
             clean[key] = _choice(key, values[key], allowed)
     if "scopes" in values:
@@ -276,6 +342,8 @@ def validate_fields(values: dict[str, Any]) -> dict[str, Any]:
     for key in ("endpoint_username", *CREDENTIAL_FIELDS):
         if key in values:
             clean[key] = _short_text(key, values[key])
+    if "endpoint_headers" in values:
+        clean["endpoint_headers"] = endpoint_headers(values["endpoint_headers"])
     if "webhook_batch_max" in values:
         clean["webhook_batch_max"] = _number("webhook_batch_max", values["webhook_batch_max"], int, 1, MAX_BATCH)
     if "webhook_batch_wait" in values:
@@ -315,7 +383,7 @@ def check_record(client_id: Any, data: Any) -> Client:
     except ValueError as exc:  # a number or the grant JSON that does not parse
         raise ValidationError("record", f"unreadable: {exc}") from exc
     # Form only: where a URL may send is judged again before every delivery (`check_url_addresses`).
-    validate_fields({key: getattr(client, key) for key in EDITABLE if key not in CREDENTIAL_FIELDS})
+    validate_fields({key: getattr(client, key) for key in EDITABLE if key not in SEALED_FIELDS})
     _choice("status", client.status, STATUSES)
     for key in ("secret_hash", "previous_secret_hash"):
         value = getattr(client, key)
@@ -323,6 +391,12 @@ def check_record(client_id: Any, data: Any) -> Client:
             raise ValidationError(key, "must be a stored hash (sha256$... or scrypt$...), never a clear secret")
     if client.endpoint_credential and not client.endpoint_credential.startswith(ENCRYPTED_PREFIX):
         raise ValidationError("endpoint_credential", "must be the encrypted credential, never a clear one")
+    if client.endpoint_headers and not client.endpoint_headers.startswith(ENCRYPTED_PREFIX):
+        raise ValidationError("endpoint_headers", "must be the encrypted headers, never clear ones")
+    if bool(client.endpoint_headers) != bool(client.endpoint_header_names):
+        raise ValidationError("endpoint_header_names", "must name the headers exactly when endpoint_headers is set")
+    for name in client.endpoint_header_names:
+        _header_name(name)
     check_delivery(client)
     return client
 
@@ -333,6 +407,9 @@ def check_delivery(client: Client) -> None:
         raise ValidationError("webhook_url", f"required when delivery is {client.delivery!r}")
     translator = ENDPOINT_DELIVERIES.get(client.delivery)
     if translator is None:
+        if client.endpoint_header_names:
+            raise ValidationError("endpoint_headers", "only lrs and caliper-endpoint deliveries send endpoint headers; "
+                                  "clear them ({}) to change the delivery")
         return
     if client.translator != translator:
         raise ValidationError("translator", f"must be {translator!r} when delivery is {client.delivery!r}")
@@ -404,6 +481,50 @@ def _short_text(name: str, value: Any) -> str:
     if not isinstance(value, str) or len(value) > MAX_TEXT or any(ch in value for ch in "\r\n\0"):
         raise ValidationError(name, f"must be a single-line string of at most {MAX_TEXT} characters")
     return value
+
+
+def endpoint_headers(value: Any) -> list[list[str]]:
+    """Endpoint headers from any front end, as [name, value] pairs in the order given: an object, a list of
+    "Name: value" strings, or such lines in one string (the admin page). Empty clears them."""
+    if isinstance(value, str):
+        value = [line for line in value.splitlines() if line.strip()]
+    if isinstance(value, dict):
+        pairs = [(name, text) for name, text in value.items()]
+    elif isinstance(value, list):
+        pairs = [_header_line(line) for line in value]
+    else:
+        raise ValidationError("endpoint_headers", 'must be an object of name -> value or a list of "Name: value"')
+    if len(pairs) > MAX_HEADERS:
+        raise ValidationError("endpoint_headers", f"at most {MAX_HEADERS} headers")
+    seen: set[str] = set()
+    clean = []
+    for name, text in pairs:
+        name = _header_name(name)
+        if name.lower() in seen:
+            raise ValidationError("endpoint_headers", f"{name} given twice")
+        seen.add(name.lower())
+        if not isinstance(text, str) or len(text) > MAX_TEXT or not HEADER_VALUE.fullmatch(text):
+            raise ValidationError("endpoint_headers", f"{name}: the value must be printable ASCII on one line, "
+                                  f"at most {MAX_TEXT} characters")
+        clean.append([name, text.strip()])
+    return clean
+
+
+def _header_line(line: Any) -> tuple[str, str]:
+    if not isinstance(line, str) or ":" not in line:
+        raise ValidationError("endpoint_headers", f'each header must read "Name: value"; got {str(line)[:60]!r}')
+    name, _, text = line.partition(":")
+    return name.strip(), text
+
+
+def _header_name(name: Any) -> str:
+    if not isinstance(name, str) or not HEADER_NAME.fullmatch(name):
+        raise ValidationError("endpoint_headers", f"{str(name)[:60]!r} is not a header name (letters, digits, "
+                              "and !#$%&'*+-.^_`|~, at most 100)")
+    lowered = name.lower()
+    if lowered in RESERVED_HEADERS or lowered.startswith(RESERVED_HEADER_PREFIXES):
+        raise ValidationError("endpoint_headers", f"{name} is set by rthub itself and cannot be given")
+    return name
 
 
 def _number(name: str, value: Any, kind: type, low: float, high: float) -> Any:

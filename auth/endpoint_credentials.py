@@ -1,10 +1,11 @@
 """Encryption at rest for the credentials the hub must *send* to an LRS or Caliper endpoint.
 
-A client secret is hashed because the hub only checks it; an endpoint password or token is sent on
-every request, so it is stored Fernet-encrypted (AES-128-CBC + HMAC-SHA256) under one key file that
-every process of a deployment shares (`RTHUB_DATA_DIR`). The registry records the key's fingerprint
-(`auth.keyring`): a process holding another key refuses to write credentials, instead of encrypting
-them with a key the hub cannot decrypt with.
+A client secret is hashed because the hub only checks it; an endpoint password or token, and the extra
+endpoint headers an operator gives (an API gateway's key, a tenant header), are sent on every request,
+so they are stored Fernet-encrypted (AES-128-CBC + HMAC-SHA256) under one key file that every process
+of a deployment shares (`RTHUB_DATA_DIR`). The registry records the key's fingerprint (`auth.keyring`):
+a process holding another key refuses to write credentials, instead of encrypting them with a key the
+hub cannot decrypt with.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import json
 import os
 import tempfile
 from functools import lru_cache
@@ -51,6 +53,19 @@ class EndpointCipher:
             return self._fernet.decrypt(token.encode()).decode()
         except (InvalidToken, ValueError) as exc:
             raise CredentialError(f"endpoint credential does not decrypt with the key in {self.path}") from exc
+
+    def seal_headers(self, headers: list[list[str]]) -> str:
+        """Extra endpoint headers ([name, value] pairs), encrypted as one value; "" for none."""
+        return self.encrypt(json.dumps(headers)) if headers else ""
+
+    def open_headers(self, sealed: str) -> list[tuple[str, str]]:
+        """What `seal_headers` sealed; raises `CredentialError` as `decrypt` does."""
+        if not sealed:
+            return []
+        try:
+            return [(str(name), str(value)) for name, value in json.loads(self.decrypt(sealed))]
+        except (ValueError, TypeError) as exc:
+            raise CredentialError(f"endpoint headers do not decrypt to headers with the key in {self.path}") from exc
 
     def derive(self, purpose: str) -> str:
         """A secret for `purpose` derived from this key: the same in every process sharing it, and never

@@ -18,6 +18,7 @@ class ClientIdentity:
     grant: list[dict[str, Any]] = field(default_factory=list)
     delivery: str = "websocket"
     scopes: tuple[str, ...] = ()
+    actor: str = "anonymous"  # `auth.clients.actor_space`: whose ids its actors are
     # When the credential behind this identity stops being valid (unix seconds); not part of equality,
     # so a client whose rights did not change compares equal across tokens.
     expires_at: float | None = field(default=None, compare=False)

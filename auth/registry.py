@@ -2,8 +2,9 @@
 
 The set `{prefix}{registry}:clients`, one hash `{prefix}{registry}:client:{id}` per client, the
 `{prefix}{registry}:grants` projection (active clients' grants, for the LMS plug-in's preemptive
-filter), and a notice on `{prefix}{registry}:changes` after every write so hub instances and
-plug-ins re-evaluate.
+filter), the `{prefix}{registry}:external-ids` projection (which ExternalIdType each active
+`lms-external-id` client needs, for the plug-in's external-id mirror), and a notice on
+`{prefix}{registry}:changes` after every write so hub instances and plug-ins re-evaluate.
 
 A record also says from which event stream position its webhook delivery is routed (`routed_from`:
 the stream's newest cursor, read before the write that creates the client, changes its delivery or
@@ -44,6 +45,7 @@ from rthub_lms.keys import (
     client_key,
     client_keys,
     clients_key,
+    external_id_clients_key,
     stream_key,
 )
 
@@ -82,6 +84,7 @@ class ClientRegistry:
         clean = validate_fields(values)
         await check_url_addresses(clean, self.settings.private_access)
         credential = {key: clean.pop(key) for key in CREDENTIAL_FIELDS if key in clean}
+        headers = clean.pop("endpoint_headers", None)
         secret = new_secret()
         now = _now()
         client = Client(
@@ -93,7 +96,7 @@ class ClientRegistry:
             routed_from=await self.stream_tip(),
             **clean,
         )
-        client = await self._with_credential(client, credential)
+        client = await self._with_headers(await self._with_credential(client, credential), headers)
         check_delivery(client)
         await self._save(client)
         return client, secret
@@ -149,8 +152,10 @@ class ClientRegistry:
         clean = validate_fields(values)
         await check_url_addresses(clean, self.settings.private_access)
         credential = {key: clean.pop(key) for key in CREDENTIAL_FIELDS if key in clean}
+        headers = clean.pop("endpoint_headers", None)
         before = await self.require(client_id)
         client = await self._with_credential(replace(before, **clean, updated_at=_now()), credential)
+        client = await self._with_headers(client, headers)
         if client.webhook_status == "paused" and _endpoint(client) != _endpoint(before):
             client = replace(client, webhook_status="", webhook_disabled_reason="")
         if (client.delivery, client.grant) != (before.delivery, before.grant) and client.webhook_status != "disabled":
@@ -192,6 +197,14 @@ class ClientRegistry:
         if kind == "endpoint_token":
             return replace(client, endpoint_auth="bearer", endpoint_username="", endpoint_credential=encrypted)
         return replace(client, endpoint_auth="basic", endpoint_credential=encrypted)
+
+    async def _with_headers(self, client: Client, headers: list[list[str]] | None) -> Client:
+        """Encrypt new endpoint headers into the record (None: unchanged, []: none), under the registry's
+        endpoint key as credentials are; only their names stay readable."""
+        if headers is None:
+            return client
+        sealed = (await checked_cipher(self.redis, self.settings)).seal_headers(headers) if headers else ""
+        return replace(client, endpoint_headers=sealed, endpoint_header_names=[name for name, _ in headers])
 
     async def rotate_secret(self, client_id: str) -> tuple[Client, str]:
         """New secret now; the old one keeps working for `settings.secret_grace_period` seconds."""
@@ -256,6 +269,7 @@ class ClientRegistry:
             pipe.delete(self._key(client_id))
             pipe.srem(clients_key(self.settings), client_id)
             pipe.hdel(active_grants_key(self.settings), client_id)
+            pipe.hdel(external_id_clients_key(self.settings), client_id)
             await pipe.execute()
         await self.redis.delete(*client_keys(self.settings, client_id))  # the client's slot
         await self._notify(client_id)
@@ -291,26 +305,32 @@ class ClientRegistry:
             grant=client.grant,
             delivery=client.delivery,
             scopes=tuple(client.scopes),
+            actor=client.actor,
         )
 
     async def sync_active_grants(self, retry_every: float = 1.0) -> None:
-        """Rebuild the `grants` projection from the records (at hub start: it may predate them).
+        """Rebuild the `grants` and `external-ids` projections from the records (at hub start: they may
+        predate them).
 
         The rebuild WATCHes the client set and the projection, so a client saved while the records
         are read (a `create` racing a hub start) makes it start again instead of being erased from
         the projection, where the LMS-side filter would then drop its events.
         """
         projection, members = active_grants_key(self.settings), clients_key(self.settings)
+        external = external_id_clients_key(self.settings)
         while True:
             try:
                 async with self.redis.pipeline(transaction=True) as pipe:
-                    await pipe.watch(members, projection)
+                    await pipe.watch(members, projection, external)
                     clients = await self.list_all()
                     active = {c.client_id: _grant_json(c) for c in clients if c.active}
+                    types = {c.client_id: c.external_id_type for c in clients if c.active and c.external_id_type}
                     pipe.multi()
-                    pipe.delete(projection)
+                    pipe.delete(projection, external)
                     if active:
                         pipe.hset(projection, mapping=active)
+                    if types:
+                        pipe.hset(external, mapping=types)
                     await pipe.execute()
                 await self._notify("")
                 return
@@ -327,6 +347,10 @@ class ClientRegistry:
                 pipe.hset(active_grants_key(self.settings), client.client_id, _grant_json(client))
             else:
                 pipe.hdel(active_grants_key(self.settings), client.client_id)
+            if client.active and client.external_id_type:
+                pipe.hset(external_id_clients_key(self.settings), client.client_id, client.external_id_type)
+            else:
+                pipe.hdel(external_id_clients_key(self.settings), client.client_id)
             await pipe.execute()
         await self._notify(client.client_id)
 
@@ -363,8 +387,9 @@ def has_legacy_hash(client: Client) -> bool:
     return needs_upgrade(client.secret_hash) or needs_upgrade(client.previous_secret_hash)
 
 
-def _endpoint(client: Client) -> tuple[str, str, str, str]:
-    return client.endpoint_url, client.endpoint_auth, client.endpoint_username, client.endpoint_credential
+def _endpoint(client: Client) -> tuple[str, str, str, str, str]:
+    return (client.endpoint_url, client.endpoint_auth, client.endpoint_username, client.endpoint_credential,
+            client.endpoint_headers)
 
 
 def _grant_json(client: Client) -> str:

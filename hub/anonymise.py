@@ -1,10 +1,16 @@
-"""Anonymised user ids (OEP-26): one random UUID per (LMS user, consumer type), never the user's own id.
+"""Actor ids: anonymised user ids (OEP-26), one random UUID per (LMS user, consumer type), never the
+user's own id; or, for `lms-external-id` clients, the LMS's own ExternalId that the plug-in mirrors.
 
 The mapping lives in Redis so every hub instance and every restart gives the same answer; HSETNX
 makes the first writer win when two instances meet a new user at once. Hits are served from a
 bounded in-process cache, so the hot path does no I/O. `RedisIdStore` is the one reader and writer
 of the mapping, including for a registry backup (`scan`, `restore`): a learner given a new id after a
 Redis loss would look like a stranger to every consumer.
+
+An actor space (`auth.clients.actor_space`) says which: a consumer type, or `lms-external-id:<type>`.
+External ids are only read here: the LMS plug-in is their one writer (`rthub_lms.external_ids`), since
+only the LMS can create them. A learner the mirror does not hold raises `NoExternalId`: never another
+id in its place, which would split the learner's history at the consumer.
 """
 
 from __future__ import annotations
@@ -16,9 +22,10 @@ from typing import Literal, Protocol
 
 import redis.asyncio as aioredis
 
+from auth.clients import external_id_type
 from hub.config import Settings
 from hub.redis import text
-from rthub_lms.keys import anon_key
+from rthub_lms.keys import anon_key, external_ids_key
 
 CACHE_SIZE = 100_000
 SCAN_BATCH = 1000
@@ -45,10 +52,24 @@ return {new, same, differ}
 """
 
 
+class NoExternalId(LookupError):
+    """The LMS mirrored no external id of `id_type` for this learner (yet): the event cannot name them."""
+
+    def __init__(self, id_type: str, user_id: str) -> None:
+        super().__init__(f"no {id_type} external id mirrored for LMS user {user_id} "
+                         "(run `python -m rthub_lms.external_ids` in the LMS)")
+        self.id_type = id_type
+        self.user_id = user_id
+
+
 class IdStore(Protocol):
     async def get_or_create(self, consumer_type: str, user_id: str) -> str: ...
 
     async def get_or_create_many(self, consumer_type: str, user_ids: list[str]) -> dict[str, str]: ...
+
+    async def external_id(self, id_type: str, user_id: str) -> str | None: ...
+
+    async def external_ids(self, id_type: str, user_ids: list[str]) -> dict[str, str]: ...
 
 
 class RedisIdStore:
@@ -75,6 +96,18 @@ class RedisIdStore:
             pipe.hmget(key, user_ids)
             *_, values = await pipe.execute()
         return {user_id: text(value) for user_id, value in zip(user_ids, values, strict=True)}
+
+    async def external_id(self, id_type: str, user_id: str) -> str | None:
+        """The LMS's external id of `id_type` for a learner, as the plug-in mirrored it; None when absent."""
+        value = await self._client.hget(external_ids_key(self._settings, id_type), user_id)
+        return text(value) if value is not None else None
+
+    async def external_ids(self, id_type: str, user_ids: list[str]) -> dict[str, str]:
+        """`external_id` for many learners in one round trip; those the mirror lacks are left out."""
+        if not user_ids:
+            return {}
+        values = await self._client.hmget(external_ids_key(self._settings, id_type), user_ids)
+        return {user_id: text(value) for user_id, value in zip(user_ids, values, strict=True) if value is not None}
 
     async def count(self, consumer_type: str) -> int:
         return int(await self._client.hlen(anon_key(self._settings, consumer_type)))
@@ -106,35 +139,50 @@ class Anonymiser:
         self._cache: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._cache_size = cache_size
 
-    def known(self, consumer_type: str, user_id: str) -> str | None:
+    def known(self, space: str, user_id: str) -> str | None:
         """The id from the in-process cache, or None when only the store can say (no I/O here)."""
-        key = (consumer_type, user_id)
+        key = (space, user_id)
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
         return cached
 
-    async def actor_id(self, consumer_type: str, user_id: str) -> str:
-        cached = self.known(consumer_type, user_id)
+    async def actor_id(self, space: str, user_id: str) -> str:
+        """The learner's id in an actor space (a consumer type, or `lms-external-id:<type>`); raises
+        `NoExternalId` when an external id is not mirrored (not cached: the mirror may be filled later)."""
+        cached = self.known(space, user_id)
         if cached is not None:
             return cached
-        key = (consumer_type, user_id)
-        value = await self._store.get_or_create(consumer_type, user_id)
+        key = (space, user_id)
+        id_type = external_id_type(space)
+        if id_type is None:
+            value = await self._store.get_or_create(space, user_id)
+        else:
+            found = await self._store.external_id(id_type, user_id)
+            if found is None:
+                raise NoExternalId(id_type, user_id)
+            value = found
         self._keep(key, value)
         return value
 
-    async def actor_ids(self, consumer_type: str, user_ids: set[str]) -> dict[str, str]:
-        """The ids of many learners: cached ones at once, the others from the store in one call."""
+    async def actor_ids(self, space: str, user_ids: set[str]) -> dict[str, str]:
+        """The ids of many learners in an actor space: cached ones at once, the others from the store in
+        one call. Learners without a mirrored external id are left out (the caller says what that means)."""
         found: dict[str, str] = {}
         missing = []
         for user_id in user_ids:
-            cached = self.known(consumer_type, user_id)
+            cached = self.known(space, user_id)
             if cached is None:
                 missing.append(user_id)
             else:
                 found[user_id] = cached
-        for user_id, value in (await self._store.get_or_create_many(consumer_type, missing)).items():
-            self._keep((consumer_type, user_id), value)
+        id_type = external_id_type(space)
+        if id_type is None:
+            fetched = await self._store.get_or_create_many(space, missing)
+        else:
+            fetched = await self._store.external_ids(id_type, missing)
+        for user_id, value in fetched.items():
+            self._keep((space, user_id), value)
             found[user_id] = value
         return found
 

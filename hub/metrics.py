@@ -35,6 +35,10 @@ _PER_TRANSLATOR = {
     "translated": ("rthub_events_translated", "Events translated, once per (event, translator, consumer type)"),
     "untranslatable": ("rthub_events_untranslatable", "Events with no mapping in the consumer's translator"),
     "malformed": ("rthub_events_rejected_by_translator", "Events a translator rejected as malformed"),
+    "no_external_id": (
+        "rthub_events_without_external_id",
+        "Renders for lms-external-id clients refused: the LMS mirrored no external id for the learner",
+    ),
 }
 _PLAIN = {
     "ingested": ("rthub_events_ingested", "Events read from the live feed"),
@@ -58,6 +62,9 @@ _WEBHOOK = {
     "routing_taken": ("rthub_webhook_routing_taken", "Times this instance took the webhook routing lease"),
     "route_retries": ("rthub_webhook_route_retries", "Routing pages retried while Redis refused or was away"),
     "gaps": ("rthub_webhook_gaps", "Gap dead letters: events left the stream before they were routed"),
+    "no_external_id": (
+        "rthub_webhook_no_external_id", "Events dead-lettered for lms-external-id clients: no external id mirrored"
+    ),
     "caught_up": ("rthub_webhook_caught_up", "Events queued for a client caught up from its creation or change"),
     "endpoints_disabled": ("rthub_webhook_endpoints_disabled", "Endpoints disabled (410 or the breaker)"),
 }

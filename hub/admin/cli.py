@@ -19,7 +19,16 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from auth.clients import CONSUMER_TYPES, DELIVERIES, SCOPES, TRANSLATORS, Client, ValidationError, grant_warnings
+from auth.clients import (
+    ACTORS,
+    CONSUMER_TYPES,
+    DELIVERIES,
+    SCOPES,
+    TRANSLATORS,
+    Client,
+    ValidationError,
+    grant_warnings,
+)
 from auth.keyring import KeyMismatch
 from auth.keys import rotate_signing_key
 from auth.registry import ClientNotFound, ClientRegistry
@@ -59,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     update.add_argument("--type", choices=CONSUMER_TYPES, dest="consumer_type")
     update.add_argument("--translator", choices=TRANSLATORS)
     update.add_argument("--clear-grant", action="store_true", help="remove every grant rule")
+    update.add_argument("--clear-endpoint-headers", action="store_true", help="remove every extra endpoint header")
     _shared_fields(update)
 
     rotate = _leaf(actions, "rotate-secret", "new secret; the old one stays valid for the grace period", _rotate)
@@ -135,9 +145,19 @@ def _shared_fields(parser: argparse.ArgumentParser) -> None:
         help="refuse (exit 2, nothing written) a grant that draws warnings, e.g. event_types matching no known event",
     )
     parser.add_argument("--delivery", choices=DELIVERIES)
+    parser.add_argument(
+        "--actor", choices=ACTORS,
+        help="anonymous (default): rthub's UUID per learner and consumer type; lms-external-id: the LMS's own "
+             "ExternalId of the translator's type (xapi, caliper), as event-routing-backends sends it",
+    )
     parser.add_argument("--webhook-url")
     parser.add_argument("--endpoint-url", help="LRS xAPI endpoint (POSTs go to {URL}statements) or Caliper endpoint")
     _endpoint_credentials(parser)
+    parser.add_argument(
+        "--endpoint-header", action="append", metavar='"NAME: VALUE"', dest="endpoint_headers",
+        help="extra header on every POST to the LRS / Caliper endpoint (stored encrypted, never printed); repeat "
+             "for more; replaces the headers set before",
+    )
     parser.add_argument("--batch-size", type=int, dest="batch_max", help="events per request (default 1)")
     parser.add_argument("--batch-linger", type=float, dest="batch_wait", help="seconds to wait for a batch to fill")
     parser.add_argument(
@@ -224,12 +244,14 @@ def _fields(args: argparse.Namespace) -> dict[str, Any]:
         ("consumer_type", "type"),
         ("translator", "translator"),
         ("delivery", "delivery"),
+        ("actor", "actor"),
         ("webhook_url", "webhook_url"),
         ("scopes", "scopes"),
         ("endpoint_url", "endpoint_url"),
         ("endpoint_username", "endpoint_username"),
         ("endpoint_password", "endpoint_password"),
         ("endpoint_token", "endpoint_token"),
+        ("endpoint_headers", "endpoint_headers"),
         ("batch_max", "webhook_batch_max"),
         ("batch_wait", "webhook_batch_wait"),
     ):
@@ -241,6 +263,11 @@ def _fields(args: argparse.Namespace) -> dict[str, Any]:
         if args.grant:
             raise ValidationError("grant", "--clear-grant and --grant together make no sense")
         values["grant"] = []
+    if getattr(args, "clear_endpoint_headers", False):
+        if args.endpoint_headers:
+            raise ValidationError("endpoint_headers", "--clear-endpoint-headers and --endpoint-header together "
+                                  "make no sense")
+        values["endpoint_headers"] = []
     return values
 
 
@@ -286,7 +313,7 @@ async def _list(registry: ClientRegistry, args: argparse.Namespace) -> int:
     if not clients:
         print("no clients")
         return 0
-    columns = ("client_id", "name", "type", "translator", "delivery", "status", "live_connections")
+    columns = ("client_id", "name", "type", "translator", "actor", "delivery", "status", "live_connections")
     rows = [[str(c[col]) for col in columns] for c in clients]
     widths = [max(len(col), *(len(row[i]) for row in rows)) for i, col in enumerate(columns)]
     for row in [list(columns), *rows]:

@@ -29,7 +29,16 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from auth.clients import CONSUMER_TYPES, DELIVERIES, SCOPES, TRANSLATORS, Client, ValidationError, grant_warnings
+from auth.clients import (
+    ACTORS,
+    CONSUMER_TYPES,
+    DELIVERIES,
+    SCOPES,
+    TRANSLATORS,
+    Client,
+    ValidationError,
+    grant_warnings,
+)
 from auth.endpoint_credentials import cipher
 from auth.keyring import KeyMismatch
 from auth.ratelimit import FailureLimiter
@@ -450,12 +459,16 @@ def _csrf_token(request: Request) -> str:
 def _client_fields(form: FormData) -> dict[str, Any]:
     """Form fields to registry fields; the grant arrives as JSON text, scopes as checkboxes."""
     values: dict[str, Any] = {}
-    for key in ("name", "type", "translator", "delivery", "webhook_url", "endpoint_url", "endpoint_username"):
+    for key in ("name", "type", "translator", "actor", "delivery", "webhook_url", "endpoint_url", "endpoint_username"):
         if key in form:
             values[key] = str(form[key]).strip()
     for key in ("endpoint_password", "endpoint_token", "webhook_batch_max", "webhook_batch_wait"):
         if str(form.get(key, "")).strip():
             values[key] = str(form[key]).strip()
+    if str(form.get("endpoint_headers", "")).strip():  # blank keeps them, as credentials
+        values["endpoint_headers"] = str(form["endpoint_headers"])
+    elif "clear_endpoint_headers" in form:
+        values["endpoint_headers"] = []
     if "grant" in form:
         text = str(form["grant"]).strip()
         values["grant"] = text or "[]"
@@ -469,6 +482,7 @@ def _choices() -> dict[str, Any]:
     return {
         "types": CONSUMER_TYPES,
         "translators": TRANSLATORS,
+        "actors": ACTORS,
         "deliveries": DELIVERIES,
         "scopes": SCOPES,
         "grant_text": _grant_text,

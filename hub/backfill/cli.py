@@ -3,8 +3,9 @@
 0: done (everything read was delivered, or the dry run's report printed); 1: delivery stopped (the
 endpoint refused or kept failing; rerun to resume); 2: refused (unknown, revoked or WebSocket-only
 client, unreadable source, another run, an unfinished job with other arguments); 3: Redis failed;
-4: done, but the endpoint refused some events for good (a 400 naming them: counted and their first
-reasons printed, not sent again).
+4: done, but some events were not delivered: the endpoint refused them for good (a 400 naming them:
+counted and their first reasons printed, not sent again), or their learners have no external id
+mirrored for an `lms-external-id` client.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from redis.exceptions import RedisError
 
 from hub.backfill.deliver import DeliveryStopped
 from hub.backfill.job import Options, Refused, Result, run
-from hub.backfill.prepare import OUTCOMES, Tally, parse_time
+from hub.backfill.prepare import NO_EXTERNAL_ID, OUTCOMES, Tally, parse_time
 from hub.config import Settings
 from hub.redis import client as redis_client
 
@@ -71,6 +72,12 @@ def main(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None
     if options.dry_run:
         out.write(report(result.tally))
     print(summary(options, result), file=err)
+    unnamed = sum(n for (_, _, reason), n in result.tally.counts.items() if reason == NO_EXTERNAL_ID)
+    if unnamed:
+        print(f"rthub backfill: {unnamed} events were not sent: their learners have no external id mirrored "
+              "(run `python -m rthub_lms.external_ids` in the LMS, then this backfill again with --restart)",
+              file=err)
+        return 4
     if result.rejected:
         print(f"rthub backfill: the endpoint refused {result.rejected} events for good (their reasons above); "
               "everything else was delivered", file=err)

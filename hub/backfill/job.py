@@ -243,7 +243,11 @@ def _render(
     tells backfilled events from live ones; the message id names the job, so two jobs never share one."""
     frames = []
     for candidate in candidates:
-        text = preparer.render(candidate, f"0-{checkpoint.seq + 1}", actors[candidate.learner])
+        actor = actors.get(candidate.learner)
+        if actor is None:
+            preparer.unnamed(candidate)
+            continue
+        text = preparer.render(candidate, f"0-{checkpoint.seq + 1}", actor)
         if text is not None:
             checkpoint.seq += 1
             frames.append((f"backfill-{checkpoint.job}-{checkpoint.seq}", text))

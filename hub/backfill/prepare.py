@@ -81,6 +81,10 @@ class Tally:
         return tally
 
 
+NO_EXTERNAL_ID = ("no_external_id: the LMS mirrored no external id for the learner (run "
+                  "`python -m rthub_lms.external_ids` in the LMS, then this backfill again with --restart)")
+
+
 @dataclass(frozen=True, slots=True)
 class Candidate:
     """An event that passed every filter, waiting for its learner's actor id to be translated."""
@@ -124,6 +128,11 @@ class Preparer:
             self.tally.add("untranslatable", name, f"no {self._translator} mapping")
             return None
         return Candidate(event, facts.user)
+
+    def unnamed(self, candidate: Candidate) -> None:
+        """Count a candidate whose learner has no id in the client's actor space (an `lms-external-id`
+        client, a learner the LMS has not mirrored): never sent under another id."""
+        self.tally.add("untranslatable", candidate.event["name"], NO_EXTERNAL_ID)
 
     def render(self, candidate: Candidate, cursor: str, actor: str) -> str | None:
         """The event frame (the live path's bytes, with `cursor`), or None with the reason counted."""

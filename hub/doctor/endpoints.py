@@ -3,8 +3,10 @@
 A webhook or Caliper endpoint gets a `HEAD` (neither standard defines a read, so any HTTP answer shows
 the endpoint is reachable over DNS, TCP and TLS; the credential is not checked); an LRS gets the xAPI
 About resource and then `GET statements?limit=1` with the client's credential, which the standard
-allows and which an LRS refuses with 401/403 when the credential is wrong. Requests go to the address
-the delivery-time guard approved, as deliveries do.
+allows and which an LRS refuses with 401/403 when the credential is wrong. Requests to an LRS or a
+Caliper endpoint carry the client's headers (credential and extra endpoint headers) as deliveries do, so
+a gateway that wants its header lets the check through. Requests go to the address the delivery-time
+guard approved, as deliveries do.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ async def check_client(client: Client, settings: Settings, http: httpx.AsyncClie
         if client.delivery == "lrs":
             findings.append(await _lrs(subject, client, target, headers, http))
         else:
-            response = await _request(http, "HEAD", target)
+            response = await _request(http, "HEAD", target, headers=headers)
             findings.append(_reachable(subject, client, response))
     except httpx.HTTPError as exc:
         findings.append(Finding(subject, Severity.FAIL, f"cannot reach {target.host}: {exc.__class__.__name__}: {exc}",
@@ -90,7 +92,7 @@ async def _lrs(subject: str, client: Client, target: Target, headers: dict[str, 
                http: httpx.AsyncClient) -> Finding:
     """The About resource says which xAPI versions the LRS speaks; a one-statement read checks the credential."""
     base = target.url.rsplit("/statements", 1)[0]
-    about = await _request(http, "GET", target, base + "/about", {"x-experience-api-version": XAPI_VERSION})
+    about = await _request(http, "GET", target, base + "/about", {**headers, "x-experience-api-version": XAPI_VERSION})
     if about.status_code == 200:
         versions = _versions(about)
         if versions and not any(version.startswith("1.0") for version in versions):

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 
-from hub.anonymise import Anonymiser
+from hub.anonymise import Anonymiser, NoExternalId
 from hub.fanout.frames import GapFrame
 from hub.fanout.render import Frame, Renderer
 from hub.fanout.stage.bundle import Bundle
@@ -161,7 +161,11 @@ class Fanout:
                 frame = self.renderer.adopt(item.cursor, translator, consumer_type, item.frames[group], facts)
             else:  # a group the stage did not render (a client created a moment ago): render it here
                 entry = entry or item.entry()
-                frame = await self.renderer.render(entry, translator, consumer_type, facts)
+                try:
+                    frame = await self.renderer.render(entry, translator, consumer_type, facts)
+                except NoExternalId as exc:  # counted by the renderer; the others of the event go on
+                    log.warning("not sent to %d socket(s): %s", len(members), exc, extra={"cursor": item.cursor})
+                    continue
             if frame is not None:
                 for conn in members:
                     conn.offer(frame)
@@ -207,7 +211,11 @@ class Fanout:
                     if skip is not None and skip[:2] < cursor_key(entry.cursor) <= skip[2:]:
                         continue
                     if conn.matcher.matches(self.renderer.facts(entry)):
-                        frame = await self.renderer.render(entry, conn.identity.translator, conn.identity.consumer_type)
+                        try:
+                            frame = await self.renderer.render(entry, *conn.group)
+                        except NoExternalId as exc:
+                            log.warning("not replayed: %s", exc, extra={"cursor": entry.cursor})
+                            continue
                         if frame is not None:
                             await conn.put_resumed(frame)
                 cursor = batch[-1].cursor or cursor

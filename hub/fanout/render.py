@@ -1,4 +1,7 @@
-"""Render once: the encoded `event` frame of one entry per (cursor, translator, consumer type).
+"""Render once: the encoded `event` frame of one entry per (cursor, translator, actor space).
+
+An actor space (`auth.clients.actor_space`) is a consumer type (anonymised ids) or
+`lms-external-id:<type>` (the LMS's external ids); "consumer type" below stands for either.
 
 Sockets, resume and webhook routing all ask for the same frames, often within milliseconds of each
 other (the live fan-out and the webhook router read the same entry). Anonymising (a Redis read) and
@@ -19,7 +22,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from hub.anonymise import Anonymiser
+from hub.anonymise import Anonymiser, NoExternalId
 from hub.fanout.frames import EventFrame
 from hub.ingest import Entry, cursor_key
 from hub.singleflight import SingleFlight
@@ -89,8 +92,9 @@ class Renderer:
     async def render(
         self, entry: Entry, translator: str, consumer_type: str, facts: EventFacts | None = None
     ) -> Frame | None:
-        """The encoded `event` frame of `entry` for one (translator, consumer type), or None when
-        it names no learner or has no translation."""
+        """The encoded `event` frame of `entry` for one (translator, actor space), or None when it names
+        no learner or has no translation. Raises `NoExternalId` (counted, never cached: the mirror may be
+        filled later) when the space is the LMS's external ids and the learner has none mirrored."""
         key = (entry.cursor, translator, consumer_type)
         if key in self._frames:
             self._frames.move_to_end(key)
@@ -106,7 +110,11 @@ class Renderer:
             return self._keep(key, self._frame(entry, translator, actor, facts))
 
         async def render_and_keep() -> Frame | None:
-            actor = await self._anonymiser.actor_id(consumer_type, learner)
+            try:
+                actor = await self._anonymiser.actor_id(consumer_type, learner)
+            except NoExternalId:
+                self.counts[f"no_external_id:{translator}"] += 1
+                raise
             return self._keep(key, self._frame(entry, translator, actor, facts))
 
         frame, joined = await self._rendering.run(key, render_and_keep)

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from auth.clients import actor_space
 from auth.closecodes import CloseCode
 from auth.identity import ClientIdentity
 from hub.fanout.render import Frame
@@ -118,7 +119,7 @@ class Connection:
     end_of_tick: EndOfTick = field(default_factory=EndOfTick)
     id: int = field(default_factory=lambda: next(_ids))
     matcher: Matcher = field(init=False)
-    group: tuple[str, str] = field(init=False)  # (translator, consumer type): whose frames it shares
+    group: tuple[str, str] = field(init=False)  # (translator, actor space): whose frames it shares
     pending: deque[Frame] = field(default_factory=deque)
     last_cursor: str | None = None
     close_code: int | None = None
@@ -141,7 +142,8 @@ class Connection:
 
     def __post_init__(self) -> None:
         self.matcher = self.grant
-        self.group = (self.identity.translator, self.identity.consumer_type)
+        identity = self.identity
+        self.group = (identity.translator, actor_space(identity.consumer_type, identity.translator, identity.actor))
 
     def start(self, writer: FrameWriter | None, send_text: SendText) -> None:
         """Begin sending (after the `welcome` frame): through `writer` when the server offers one."""

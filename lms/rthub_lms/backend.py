@@ -8,6 +8,10 @@ before any I/O; the rest cost one Redis round trip, bounded by `timeout`. When R
 go to a local spool file (rthub_lms/spool.py) that a background thread flushes, in order, when it is back;
 while anything waits there, new events queue behind it. With the spool disabled
 (`spool_max_bytes=0`) a short circuit breaker makes a dead Redis cost the request nothing.
+
+While an active client's actor is the LMS's external id (`--actor lms-external-id`), the learner's
+external id of that client's type is made sure of and mirrored before the event is published
+(rthub_lms/external_ids.py); `external_ids=False` in OPTIONS turns that off.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from redis.retry import Retry
 
 from rthub_lms.connect import connect, discover, uses_sharded_pubsub
 from rthub_lms.events import MAX_EVENT_BYTES, Event, MalformedEvent, encode, normalise, user_id
+from rthub_lms.external_ids import ExternalIdMirror
 from rthub_lms.filter import PreemptiveFilter
 from rthub_lms.keys import live_channel, publish_script, stream_key
 from rthub_lms.settings import PluginSettings, StreamSettings
@@ -103,7 +108,10 @@ class RealtimeBackend:
         self._flusher: Flusher | None = None
         self._pid = -1
         self._filter: PreemptiveFilter | None = None
-        if options.get("preemptive", True):
+        self._preemptive = bool(options.get("preemptive", True))
+        self._mirror = ExternalIdMirror(self._client, self.settings) if options.get("external_ids", True) else None
+        self._first_load_wait = timeout
+        if self._preemptive or self._mirror is not None:  # the filter also follows which external ids are needed
             filter_client = connect(self._topology, socket_timeout=5, socket_connect_timeout=1)
             self._filter = PreemptiveFilter(filter_client, self.settings)
         self._filter_started = False
@@ -137,9 +145,11 @@ class RealtimeBackend:
         if self._filter is not None:
             if not self._filter_started:
                 self._start_filter()
-            if not self._filter.wanted(normalised):
+            if self._preemptive and not self._filter.wanted(normalised):
                 self._count("unwanted")
                 return None
+            if self._mirror is not None:
+                self._mirror_external_ids(self._filter, self._mirror, normalised)
         try:
             payload = encode(normalised)
         except MalformedEvent as exc:
@@ -167,6 +177,19 @@ class RealtimeBackend:
             return None
         self._count("published")
         return cursor
+
+    @staticmethod
+    def _mirror_external_ids(needs: PreemptiveFilter, mirror: ExternalIdMirror, event: Event) -> None:
+        """Mirror the learner's external ids the clients that may see the event need, before it goes out;
+        a failure is logged and costs the event nothing (the hub then refuses it for those clients)."""
+        types = needs.external_id_types(event)
+        learner = user_id(event)
+        if not types or learner is None:
+            return
+        try:
+            mirror.ensure(learner, types)
+        except Exception:
+            log.exception("external ids of LMS user %s not mirrored", learner)
 
     def _spool(self, flusher: Flusher, payload: bytes) -> None:
         """Queue behind what already waits; the flusher publishes it when Redis answers."""
@@ -207,7 +230,14 @@ class RealtimeBackend:
                     retry=Retry(NoBackoff(), 0),
                 )
                 writer = StreamWriter(client, self.settings, sharded=self._topology.sharded)
-                self._flusher = Flusher(self._new_spool(), writer.write_many_encoded, on_flushed=self._flushed)
+                mirror = self._mirror
+
+                def write(payloads: list[bytes]) -> list[str]:
+                    if mirror is not None:  # ids that waited for Redis go before the events that need them
+                        mirror.flush_pending(client)
+                    return writer.write_many_encoded(payloads)
+
+                self._flusher = Flusher(self._new_spool(), write, on_flushed=self._flushed)
             return self._flusher
 
     def _new_spool(self) -> Spool:
@@ -217,11 +247,17 @@ class RealtimeBackend:
         self._count("flushed", count)
 
     def _start_filter(self) -> None:
-        """Started on first use, not in __init__: LMS workers fork after loading settings."""
+        """Started on first use, not in __init__: LMS workers fork after loading settings. The first event
+        waits for the first load (at most `timeout`), so it knows which external ids to mirror."""
         with self._lock:
             if not self._filter_started and self._filter is not None:
                 self._filter.start()
                 self._filter_started = True
+                started = True
+            else:
+                started = False
+        if started and self._mirror is not None and self._filter is not None:
+            self._filter.wait_loaded(self._first_load_wait)
 
     def close(self) -> None:
         """Stop background work; events still spooled stay on disk for the next process."""

@@ -11,6 +11,11 @@ lookup in the union of all active grants; a background thread keeps that union c
   net against missed notices;
 - on Redis errors the last known union stays in force and the thread retries with backoff.
 
+The same reload reads `{prefix}{registry}:external-ids` (client id -> ExternalIdType, active
+`lms-external-id` clients only), so `external_id_types(event)` says which of the LMS's external ids the
+event's learner needs mirrored (rthub_lms/external_ids.py): the types of the clients whose grant
+matches it, none before the first load and none while no such client exists.
+
 Until the first successful load `wanted` answers True: the filter fails open, so a slow or absent
 Redis at LMS start-up never loses events, it only skips the optimisation.
 """
@@ -27,7 +32,7 @@ import redis
 
 from rthub_lms.events import Event
 from rthub_lms.grants import GrantIndex, compile_grant, event_facts, validate_grant
-from rthub_lms.keys import Prefixed, active_grants_key, changes_channel
+from rthub_lms.keys import Prefixed, active_grants_key, changes_channel, external_id_clients_key
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,8 @@ class PreemptiveFilter:
     def __init__(self, redis_client: redis.Redis, settings: Prefixed, refresh_interval: float = 30.0) -> None:
         self._redis = redis_client
         self._grants_key = active_grants_key(settings)
+        self._external_key = external_id_clients_key(settings)
+        self._needs: dict[str, GrantIndex] = {}  # ExternalIdType -> grants of the clients that need it
         self._channel = changes_channel(settings)
         self._refresh_interval = refresh_interval
         self._union: GrantIndex | None = None
@@ -67,6 +74,14 @@ class PreemptiveFilter:
             return True
         return union.matches_any(event_facts(event))
 
+    def external_id_types(self, event: Event) -> list[str]:
+        """The ExternalIdTypes whose clients' grants match the event: what its learner needs mirrored."""
+        needs = self._needs
+        if not needs:
+            return []
+        facts = event_facts(event)
+        return [id_type for id_type, index in needs.items() if index.matches_any(facts)]
+
     def start(self) -> None:
         """Start the background refresher (a daemon thread); returns at once.
 
@@ -89,6 +104,8 @@ class PreemptiveFilter:
     def reload(self) -> None:
         """Read every active client's grant from Redis and swap in their union."""
         union = GrantIndex()
+        external = {_text(k): _text(v) for k, v in self._redis.hgetall(self._external_key).items()}
+        needs: dict[str, GrantIndex] = {}
         for raw_id, grant in self._redis.hgetall(self._grants_key).items():
             client_id = _text(raw_id)
             try:
@@ -99,7 +116,11 @@ class PreemptiveFilter:
             # Identical rules across clients are kept once: the union only asks "any match?".
             for rule in rules:
                 union.set(json.dumps(rule, sort_keys=True), compile_grant([rule]))
+            id_type = external.get(client_id)
+            if id_type:
+                needs.setdefault(id_type, GrantIndex()).set(client_id, compile_grant(rules))
         self._union = union
+        self._needs = needs
         self._loads += 1
         self._first_load.set()
 

@@ -37,7 +37,12 @@ Control:
   `endpoint` = fingerprint of the endpoint-credential key (16 hex digits of its SHA-256), `signing` =
   JWKS JSON of the public signing keys in use (current first, then the retired ones still verified),
   `signing_kid` = the current signing key's id. Only public values: the private keys stay in files.
+- `{prefix}{registry}:external-ids`: hash client id -> ExternalIdType name (`xapi`, `caliper`) of every
+  active client whose actor is the LMS's external id, kept by the registry; the plug-in mirrors external
+  ids of these types only.
 - `{prefix}anon:{consumer_type}`: hash LMS user id -> anonymised UUID.
+- `{prefix}extid:{type}`: hash LMS user id -> the LMS's ExternalId of that type, written by the plug-in
+  (rthub_lms/external_ids.py), read by the hub for `lms-external-id` clients.
 - `{prefix}{<id>}:presence` and `{prefix}{<id>}:presence-state`: which hub instances hold sockets of a
   client, until when, how many and the last cursor sent (hub/control/presence.py).
 - `{prefix}revoked:{jti}`, `{prefix}{authfail}:client:{id}`, `{prefix}{authfail}:ip:{address}`: token
@@ -148,6 +153,16 @@ def active_grants_key(settings: Prefixed) -> str:
 def key_material(settings: Prefixed) -> str:
     """Hash: the endpoint key's fingerprint and the public signing keys every process must agree on."""
     return f"{settings.redis_prefix}{REGISTRY_TAG}:keys"
+
+
+def external_id_clients_key(settings: Prefixed) -> str:
+    """Hash client id -> ExternalIdType name, active `lms-external-id` clients only: what the plug-in mirrors."""
+    return f"{settings.redis_prefix}{REGISTRY_TAG}:external-ids"
+
+
+def external_ids_key(settings: Prefixed, id_type: str) -> str:
+    """Hash LMS user id -> the LMS's ExternalId of `id_type`, mirrored by the plug-in."""
+    return f"{settings.redis_prefix}extid:{id_type}"
 
 
 def anon_key(settings: Prefixed, consumer_type: str) -> str:

@@ -35,7 +35,7 @@ class WebhookClient:
     """
 
     client_id: str
-    consumer_type: str
+    consumer_type: str  # its actor space (`auth.clients.actor_space`): whose ids its actors are
     translator: str
     url: str
     signer: Signer | None
@@ -77,7 +77,7 @@ def webhook_view(client: Client, settings: Settings) -> WebhookClient | None:
             url, paused_for, reason = client.endpoint_url, "credential", str(exc)
     return WebhookClient(
         client_id=client.client_id,
-        consumer_type=client.type,
+        consumer_type=client.actor_space,
         translator=client.translator,
         url=url,
         signer=signer,

@@ -9,11 +9,14 @@ outbox; the `webhook-id` is derived from the cursor, so a receiver that saw it b
 Both the CLI (`rthub deadletters`) and the admin API call these functions. The store is capped
 (`RTHUB_WEBHOOK_DEADLETTERS_MAXLEN`, oldest dropped first), and entry ids are failure times, so
 "every failed message of a client between two times" is one range read. `gap` records (events that
-left the stream before they were routed) carry no event and are listed, never replayed.
+left the stream before they were routed) and `no_external_id` records (an `lms-external-id` client's
+event about a learner the LMS mirrored no external id for) carry no rendered event and are listed,
+never replayed (`record_unsent` writes both).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, TypedDict
 
 import orjson
@@ -24,6 +27,7 @@ from hub.redis import Client, text
 from rthub_lms import keys
 
 PAGE = 500
+UNREPLAYABLE = ("gap", "no_external_id")  # reasons of records with no rendered event to send again
 
 # KEYS: the client's dead letters and requeue stream. ARGV: stream entry id.
 REPLAY_SCRIPT = """
@@ -51,6 +55,23 @@ class DeadLetter(TypedDict):
     attempts: int
     failed_at: Annotated[float, {"description": "unix seconds"}]
     url: str | None
+
+
+async def record_unsent(
+    redis: Client, settings: Settings, client_id: str, cursor: str, body: dict, reason: str, url: str
+) -> None:
+    """A record of events that were never rendered for the client (`UNREPLAYABLE` reasons): listed, not
+    replayed."""
+    await redis.xadd(
+        keys.deadletters(settings, client_id),
+        {"client_id": client_id, "cursor": cursor, "body": orjson.dumps(body), "reason": reason,
+         "attempts": 0, "failed_at": int(time.time() * 1000), "url": url},
+        maxlen=settings.webhook_deadletters_maxlen, approximate=True,
+    )
+
+
+def replayable(record: DeadLetter) -> bool:
+    return (record["reason"] or "").partition(":")[0] not in UNREPLAYABLE
 
 
 def _record(client_id: str, row_id: bytes | str, fields: dict) -> DeadLetter:
@@ -156,7 +177,7 @@ async def replay_by_client(
     script = redis.register_script(REPLAY_SCRIPT)
     moved: dict[str, int] = {}
     for record in records:
-        if record["reason"] != "gap":
+        if replayable(record):
             owner, _, entry_id = record["id"].partition("/")
             replay_keys = [keys.deadletters(settings, owner), keys.requeue(settings, owner)]
             if await script(keys=replay_keys, args=[entry_id]):

@@ -33,13 +33,14 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 
-import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from hub.anonymise import NoExternalId
 from hub.config import Settings
 from hub.control.changes import ChangeFollower
 from hub.delivery.webhook.clients import WebhookClient, load_client, load_clients
+from hub.delivery.webhook.deadletters import record_unsent
 from hub.delivery.webhook.health import record_gap
 from hub.delivery.webhook.lease import Lease
 from hub.delivery.webhook.outbox import Appended, Outbox
@@ -277,15 +278,19 @@ class WebhookRouter:
             await self._gap_letter(self.clients[client_id], after, upto)
 
     async def _gap_letter(self, client: WebhookClient, after: str, upto: str) -> None:
-        body = orjson.dumps({"type": "gap", "from": after, "to": upto}).decode()
-        await self._redis.xadd(
-            keys.deadletters(self._settings, client.client_id),
-            {"client_id": client.client_id, "cursor": after, "body": body, "reason": "gap",
-             "attempts": 0, "failed_at": int(time.time() * 1000), "url": client.url},
-            maxlen=self._settings.webhook_deadletters_maxlen, approximate=True,
-        )
+        body = {"type": "gap", "from": after, "to": upto}
+        await record_unsent(self._redis, self._settings, client.client_id, after, body, "gap", client.url)
         await record_gap(self._redis, self._settings, client.client_id)
         self.counts["gaps"] += 1
+
+    async def _no_external_id(self, client: WebhookClient, entry: Entry, exc: NoExternalId) -> None:
+        """A dead letter naming the event and why it was not sent; listed, not replayable (no body was
+        rendered): fill the mirror, then send the time range again with `rthub backfill`."""
+        body = {"type": "no_external_id", "cursor": entry.cursor, "event_type": entry.event.get("name")}
+        await record_unsent(self._redis, self._settings, client.client_id, entry.cursor, body,
+                            f"no_external_id: {exc}", client.url)
+        self.counts["no_external_id"] += 1
+        log.warning("client %s: event %s dead-lettered: %s", client.client_id, entry.cursor, exc)
 
     async def route(self, entry: Entry) -> None:
         """Queue `entry` for every entitled webhook client (one attempt: Redis errors are raised, and
@@ -297,13 +302,20 @@ class WebhookRouter:
             await self._queue(entry, [self.clients[client_id] for client_id in matched])
 
     async def _queue(self, entry: Entry, clients: list[WebhookClient]) -> None:
-        """Render once per (translator, consumer type), append for every client in one round trip."""
+        """Render once per (translator, actor space), append for every client in one round trip. A learner
+        with no mirrored external id is dead-lettered for the `lms-external-id` clients (reason
+        `no_external_id`), never sent under another id."""
         groups: dict[tuple[str, str], list[WebhookClient]] = defaultdict(list)
         for client in clients:
             groups[(client.translator, client.consumer_type)].append(client)
         appends: list[tuple[str, str]] = []
         for (translator, consumer_type), members in groups.items():
-            frame = await self._render(entry, translator, consumer_type)
+            try:
+                frame = await self._render(entry, translator, consumer_type)
+            except NoExternalId as exc:
+                for client in members:
+                    await self._no_external_id(client, entry, exc)
+                continue
             if frame is not None:
                 appends += [(client.client_id, frame.text) for client in members]
         if not appends:

@@ -3,7 +3,7 @@
 Its process (`hub.render_stage`) runs it beside `rthub serve`'s workers and keeps `interest` current
 with the registry's change notices.
 
-Which groups to render: the (translator, consumer type) of every active client whose grant admits
+Which groups to render: the (translator, actor space) of every active client whose grant admits
 the event (`Interest`, reloaded from the registry on every change notice and every minute). A
 client's subscribe filter only narrows that, and the worker applies it. A group whose render fails
 (Redis away for the anonymiser) is left out of the bundle: the worker renders it itself. A worker
@@ -24,7 +24,7 @@ from collections import Counter
 
 from auth.clients import Client
 from auth.registry import ClientRegistry
-from hub.anonymise import Anonymiser, RedisIdStore
+from hub.anonymise import Anonymiser, NoExternalId, RedisIdStore
 from hub.config import Settings
 from hub.fanout.render import Renderer
 from hub.fanout.stage.bundle import Group, encode
@@ -59,7 +59,7 @@ class Interest:
                 index.set(client.client_id, compile_grant(validate_grant(client.grant)))
             except GrantError:
                 continue
-            groups[client.client_id] = (client.translator, client.type)
+            groups[client.client_id] = (client.translator, client.actor_space)
         self._index, self._groups = index, groups
 
     def groups(self, facts: EventFacts) -> set[Group]:
@@ -106,6 +106,8 @@ class RenderStage:
         for translator, consumer_type in sorted(self.interest.groups(facts)):
             try:
                 frame = await self.renderer.render(entry, translator, consumer_type, facts)
+            except NoExternalId:  # left out: each worker meets it itself, dead-letters or counts it
+                continue
             except Exception as exc:  # Redis away, or anything else: the worker renders (or dead-letters) it
                 self.counts["render_deferred"] += 1
                 log.warning("render deferred to the workers: %s", exc, extra={"cursor": entry.cursor})

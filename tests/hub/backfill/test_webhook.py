@@ -123,3 +123,33 @@ def test_events_an_endpoint_refuses_for_good_end_the_run_with_status_4_and_their
     assert refused > 0 and f"the endpoint refused {refused} events for good" in done.stderr
     assert "HTTP 400" in done.stderr and "statement refused by this LRS" in done.stderr
     assert posts >= refused  # each refused statement was tried on its own once, and not again
+
+
+def test_an_lms_external_id_client_gets_the_mirrored_ids_and_never_another_id(
+    redis_server: RedisServer, prefix: str, tmp_path: Path
+) -> None:
+    """The plug-in mirrored the LMS's external ids of some learners: their backfilled events name those ids;
+    the others' events are not sent under any other id, and the command's status and words say so."""
+    import redis as sync_redis
+
+    from rthub_lms.external_ids import ExternalIdMirror
+
+    env = environment(redis_server, prefix)
+    settings = Settings.from_env(env)
+    events = history(120, seed=17)
+    learners = sorted({str(e["context"]["user_id"]) for e in events if e["context"].get("user_id") is not None})
+    mirrored = {learner: f"ext-{learner}" for learner in learners[: len(learners) // 2]}
+    plain = sync_redis.Redis.from_url(redis_server.url)
+    mirror = ExternalIdMirror(plain, settings, lookup=lambda user_id, type_name: mirrored.get(user_id))
+    for learner in learners:
+        mirror.ensure(learner, ["caliper"])
+    plain.close()
+    log = write_log(tmp_path / "tracking.log", events)
+    with Receiver() as receiver:
+        client = create(settings, delivery="webhook", webhook_url=receiver.url, grant=[{}], actor="lms-external-id")
+        done = backfill(env, "--client", client.client_id, "--quiet", "--batch-size", "1", str(log))
+        frames = [request.json for request in receiver.requests]
+    named = {frame["data"]["actor"]["id"].rsplit("/", 1)[-1] for frame in frames}
+    assert frames and named <= set(mirrored.values()), named
+    assert done.returncode == 4, done.stderr
+    assert "have no external id mirrored" in done.stderr and "--restart" in done.stderr

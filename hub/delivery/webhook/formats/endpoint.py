@@ -18,13 +18,20 @@ def sensor_id(settings: Settings) -> str:
 
 
 def endpoint_sender(client: Client, settings: Settings) -> tuple[str, BatchSender]:
-    """(URL to POST to, sender); raises `CredentialError` when the stored credential does not decrypt."""
-    credential = cipher(settings.endpoint_key_path).decrypt(client.endpoint_credential)
+    """(URL to POST to, sender); raises `CredentialError` when the stored credential or headers do not
+    decrypt. The client's extra endpoint headers ride on every request the sender makes."""
+    keys = cipher(settings.endpoint_key_path)
+    credential = keys.decrypt(client.endpoint_credential)
+    extra = keys.open_headers(client.endpoint_headers)
     if client.endpoint_auth == "basic":
         pair = f"{client.endpoint_username}:{credential}".encode()
         authorization = "Basic " + base64.b64encode(pair).decode()
     else:
         authorization = f"Bearer {credential}"
+    sender: BatchSender
     if client.delivery == "lrs":
-        return statements_url(client.endpoint_url), LrsSender(authorization)
-    return client.endpoint_url, CaliperSender(authorization, sensor_id(settings))
+        url, sender = statements_url(client.endpoint_url), LrsSender(authorization)
+    else:
+        url, sender = client.endpoint_url, CaliperSender(authorization, sensor_id(settings))
+    sender.headers = {**dict(extra), **sender.headers}  # names rthub sets are refused as extra headers
+    return url, sender
