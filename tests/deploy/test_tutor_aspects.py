@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
+from hub.config import Settings
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms import RealtimeBackend
+from rthub_lms.external_ids import ExternalIdMirror
 from tests import SEND_TIMEOUT
 from tests.deploy.tutor import TutorProject, local_env, serve, tutor_venv
 from tests.hub.delivery.webhook.formats.lrs_server import RalphServer
@@ -118,17 +121,28 @@ def test_rendered_init_creates_then_updates_the_client_and_statements_reach_ralp
             assert (client["endpoint_url"], client["endpoint_username"]) == (ralph_url, ralph.username)
             assert client["endpoint_credential_set"] and client["webhook_batch_max"] == 100
 
+            # The LMS plug-in mirrors each learner's xapi ExternalId before the event (edx-platform's
+            # `external_user_ids` in a real LMS; here a lookup standing in for it, as its tests do).
+            events = [SimulatedLMS(seed=11).next_event() for _ in range(40)]
+            learners = {str(e["context"]["user_id"]) for e in events if e["context"].get("user_id") is not None}
+            external = {learner: f"xapi-{learner}" for learner in learners}
+            plain = redis.Redis.from_url(env["RTHUB_REDIS_URL"])
+            mirror = ExternalIdMirror(plain, Settings(redis_prefix=env["RTHUB_REDIS_PREFIX"]),
+                                      lookup=lambda user_id, id_type: external.get(user_id))
+            for learner in learners:
+                mirror.ensure(learner, ["xapi"])
+            plain.close()
             backend = RealtimeBackend(redis_url=env["RTHUB_REDIS_URL"], redis_prefix=env["RTHUB_REDIS_PREFIX"],
-                                      timeout=SEND_TIMEOUT)
-            lms = SimulatedLMS(seed=11)
+                                      timeout=SEND_TIMEOUT, external_ids=False)
             deadline = time.monotonic() + 20
-            while not backend.send(lms.next_event()) and time.monotonic() < deadline:
+            while not backend.send(events[0]) and time.monotonic() < deadline:
                 time.sleep(0.1)  # the preemptive filter learns of the new client within moments
-            for _ in range(20):
-                assert backend.send(lms.next_event())
-            wait_until(lambda: len(ralph.statements()) >= 10, 60, "the statements did not reach Ralph")
+            for event in events[1:]:
+                assert backend.send(event)
+            wait_until(lambda: len(ralph.statements()) >= 20, 60, "the statements did not reach Ralph")
             statements = ralph.statements()
-            assert len({s["id"] for s in statements}) == len(statements) <= 21
+            assert len({s["id"] for s in statements}) == len(statements) <= len(events)
             assert {s["actor"]["account"]["homePage"] for s in statements} == {env["RTHUB_LMS_ROOT_URL"]}
+            assert {s["actor"]["account"]["name"] for s in statements} <= set(external.values())
     finally:
         ralph.stop()
