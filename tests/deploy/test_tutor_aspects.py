@@ -45,7 +45,8 @@ def _wired(project: TutorProject) -> bool:
     """Whether the rendered project sends Aspects its statements; the three places must agree."""
     init = "aspects-ralph" in project.init_task("rthub")
     settings = "XAPI_EVENTS_ENABLED = False" in project.read("apps", "openedx", "settings", "lms", "production.py")
-    assert init == settings, "the client and the reference's routing must be switched together"
+    mirrored = "python -m rthub_lms.external_ids --type xapi" in project.init_task("lms")
+    assert init == settings == mirrored, "the client, the reference's routing and the id mirror switch together"
     return init
 
 

@@ -113,6 +113,8 @@ hooks.Filters.CONFIG_DEFAULTS.add_items([(f"RTHUB_{key}", value) for key, value 
 hooks.Filters.CONFIG_UNIQUE.add_items([(f"RTHUB_{key}", value) for key, value in UNIQUE.items()])
 
 hooks.Filters.CLI_DO_INIT_TASKS.add_item(("rthub", (TEMPLATES / "rthub" / "tasks" / "rthub" / "init").read_text()))
+# After the hub's: the LMS mirrors its learners' external ids for the aspects-ralph client it created.
+hooks.Filters.CLI_DO_INIT_TASKS.add_item(("lms", (TEMPLATES / "rthub" / "tasks" / "lms" / "init").read_text()))
 
 hooks.Filters.IMAGES_BUILD.add_item(
     ("rthub", ("plugins", "rthub", "build", "rthub"), "{{ RTHUB_DOCKER_IMAGE }}", ())
