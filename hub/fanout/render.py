@@ -120,7 +120,23 @@ class Renderer:
             self._frames.popitem(last=False)
         return frame
 
+    async def text(self, entry: Entry, translator: str, consumer_type: str, facts: EventFacts) -> str | None:
+        """The `event` frame's text for one group, rendered afresh and kept nowhere: the render stage's
+        path, which sees each cursor once and serves no resume (a cache there is only cost)."""
+        learner = facts.user
+        if learner is None:
+            self.counts["no_user"] += 1
+            return None
+        actor = self._anonymiser.known(consumer_type, learner)
+        if actor is None:
+            actor = await self._anonymiser.actor_id(consumer_type, learner)
+        return self._text(entry, translator, actor)
+
     def _frame(self, entry: Entry, translator: str, actor: str, facts: EventFacts) -> Frame | None:
+        text = self._text(entry, translator, actor)
+        return Frame(entry.cursor, text, facts) if text is not None else None
+
+    def _text(self, entry: Entry, translator: str, actor: str) -> str | None:
         """Translate and encode (pure CPU, no I/O): None when the translator has nothing for it."""
         try:
             statements = translate(entry.event, translator, actor_id=actor, settings=self._translation)
@@ -134,5 +150,4 @@ class Renderer:
         self.counts[f"translated:{translator}"] += 1
         data = statements[0] if len(statements) == 1 else statements
         frame: EventFrame = {"type": "event", "cursor": entry.cursor, "event_type": entry.event["name"], "data": data}
-        text = orjson.dumps(frame).decode()
-        return Frame(entry.cursor, text, facts)
+        return orjson.dumps(frame).decode()
