@@ -3,6 +3,7 @@ layer), revoked by remembering their `jti` in Redis until they would have expire
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import Any
 
@@ -46,6 +47,11 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):
 
     def get_audiences(self, client: Any, user: Any, scope: str) -> str:
         return self.audience
+
+    def get_jti(self, client: Any, grant_type: str, user: Any, scope: str) -> str:
+        """128 random bits from `secrets` (authlib's default draws 16 characters one `SystemRandom`
+        call each: ~40 µs of a token request, for 95 bits)."""
+        return secrets.token_urlsafe(16)
 
 
 def verify_access_token(token: str, keys: SigningKeys, settings: AuthSettings) -> dict[str, Any]:

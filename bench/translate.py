@@ -4,17 +4,26 @@
 
 For each translator: µs/event for `hub.translate.translate`, the cost of its parts, and the ratio
 against the naive design measured in the same run (every statement built through tincan objects,
-every fragment rebuilt, per event; for Caliper every entity rebuilt and validated per event). The
-reference translator's figures (≈440 µs xAPI, ≈100 µs Caliper per event) are from the issue, not
-measured here.
+every fragment rebuilt, per event; for Caliper every entity rebuilt and validated per event).
+
+Then xAPI through `rthub translate` against the reference translator (event-routing-backends, in its
+own virtualenv as the differential tests build it: `tests/hub/translate/oracle.py`) on the same
+events, both from a raw JSON line to the JSON of each statement: the reference's transformer
+(`get_transformer(event).transform()`, then `to_json()`) timed inside its own process, ours the
+whole `rthub translate` command (read, parse, normalise, translate, write) over a file of the same
+events; median of 3 each. `--no-reference` skips it (no virtualenv is built then).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -144,13 +153,97 @@ def report(translator: str, events: list[Event], rounds: int) -> None:
     print(f"    {'assembly, results, validation (rest)':40s} {rest:7.2f} µs")
 
 
+# Runs in the reference's interpreter: its transformer over raw JSON lines, per event, median of 3.
+REFERENCE_TIMER = """
+import json, statistics, sys, time
+sys.path.insert(0, sys.argv[1])
+import oracle_runner
+oracle_runner.stub_platform(sys.argv[2], "Demonstration Course")
+oracle_runner.configure_django("http://localhost:18000")
+from event_routing_backends.processors.xapi.registry import XApiTransformersRegistry as registry
+lines = open(sys.argv[3], "rb").read().splitlines()
+
+def run(line):
+    event = json.loads(line)
+    event["event"] = event["data"]  # the tracking log's key, which its exam transformers read
+    result = registry.get_transformer(event).transform()
+    return [item.to_json() for item in (result if isinstance(result, list) else [result])]
+
+ok = []
+for number, line in enumerate(lines):
+    try:
+        run(line)
+        ok.append(number)
+    except Exception:
+        pass
+kept = [lines[number] for number in ok]
+rounds = []
+for _ in range(3):
+    started = time.process_time()
+    for _ in range(int(sys.argv[4])):
+        for line in kept:
+            run(line)
+    rounds.append((time.process_time() - started) / (len(kept) * int(sys.argv[4])) * 1e6)
+print(json.dumps({"ok": ok, "us": rounds}))
+"""
+
+
+def reference_comparison(events: list[Event], repeat: int) -> None:
+    """xAPI through `rthub translate` against the reference translator on the same events."""
+    from hub.translate import offline
+    from tests.hub.translate.oracle import RUNNER, OracleUnavailable, python
+    from tests.venvs import clean_environ
+
+    supported = [event for event in events if supports("xapi", event["name"])]
+    try:
+        interpreter = python()
+    except OracleUnavailable as exc:
+        print(f"xapi vs the reference: skipped, its virtualenv is unavailable ({exc})")
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        lines = Path(folder) / "events.jsonl"
+        lines.write_bytes(b"".join(json.dumps(event).encode() + b"\n" for event in supported))
+        done = subprocess.run(
+            [str(interpreter), "-c", REFERENCE_TIMER, str(RUNNER.parent), ACTOR, str(lines), str(repeat)],
+            capture_output=True, text=True, env=clean_environ(), cwd=folder, timeout=900, check=False,
+        )
+        if done.returncode != 0:
+            print(f"xapi vs the reference: the reference failed:\n{done.stderr[-2000:]}")
+            return
+        answer = json.loads(done.stdout.strip().splitlines()[-1])
+        same = [supported[number] for number in answer["ok"]]
+        lines.write_bytes(b"".join(json.dumps(event).encode() + b"\n" for event in same * repeat))
+        out = Path(folder) / "out.jsonl"
+        command = argparse.ArgumentParser()
+        offline.configure(command)
+        ours = []
+        for _ in range(3):
+            started = time.process_time()
+            code = offline.run(command.parse_args([str(lines), "--to", "xapi", "--actor-id", ACTOR, "-o", str(out)]),
+                               stderr=io.StringIO())
+            ours.append((time.process_time() - started) / (len(same) * repeat) * 1e6)
+            if code != 0:
+                sys.exit("rthub translate rejected events the reference translated")
+        outputs = sum(1 for _ in out.open())
+    reference, rthub = statistics.median(answer["us"]), statistics.median(ours)
+    print(f"xapi through `rthub translate` vs the reference translator (event-routing-backends), "
+          f"{len(same)} corpus events both translate x{repeat} ({outputs} statements), median of 3:")
+    print(f"  reference    {reference:8.1f} µs/event   ({', '.join(f'{us:.1f}' for us in answer['us'])})")
+    print(f"  rthub        {rthub:8.1f} µs/event   ({', '.join(f'{us:.1f}' for us in ours)})")
+    print(f"  rthub is {reference / rthub:.1f}x faster (target >= 50x)")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=40, help="timing rounds; the best is kept")
+    parser.add_argument("--repeat", type=int, default=20, help="passes over the corpus per reference timing")
+    parser.add_argument("--no-reference", action="store_true", help="skip the reference translator")
     args = parser.parse_args(argv)
     events = corpus()
     for translator in ("xapi", "caliper"):
         report(translator, events, args.rounds)
+    if not args.no_reference:
+        reference_comparison(events, args.repeat)
 
 
 if __name__ == "__main__":

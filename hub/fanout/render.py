@@ -128,7 +128,23 @@ class Renderer:
             self._frames.popitem(last=False)
         return frame
 
+    async def text(self, entry: Entry, translator: str, consumer_type: str, facts: EventFacts) -> str | None:
+        """The `event` frame's text for one group, rendered afresh and kept nowhere: the render stage's
+        path, which sees each cursor once and serves no resume (a cache there is only cost)."""
+        learner = facts.user
+        if learner is None:
+            self.counts["no_user"] += 1
+            return None
+        actor = self._anonymiser.known(consumer_type, learner)
+        if actor is None:
+            actor = await self._anonymiser.actor_id(consumer_type, learner)
+        return self._text(entry, translator, actor)
+
     def _frame(self, entry: Entry, translator: str, actor: str, facts: EventFacts) -> Frame | None:
+        text = self._text(entry, translator, actor)
+        return Frame(entry.cursor, text, facts) if text is not None else None
+
+    def _text(self, entry: Entry, translator: str, actor: str) -> str | None:
         """Translate and encode (pure CPU, no I/O): None when the translator has nothing for it."""
         try:
             text = event_frame(entry, translator, actor, self._translation)
@@ -140,7 +156,7 @@ class Renderer:
             log.warning("not translatable to %s: %s", translator, exc, extra={"cursor": entry.cursor})
             return None
         self.counts[f"translated:{translator}"] += 1
-        return Frame(entry.cursor, text, facts)
+        return text
 
 
 def event_frame(entry: Entry, translator: str, actor: str, settings: TranslationSettings) -> str:

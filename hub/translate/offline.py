@@ -74,7 +74,7 @@ async def _run(args: argparse.Namespace, settings: Settings, stderr: TextIO) -> 
                 if not line.strip():
                     continue
                 try:
-                    raw = json.loads(line)
+                    raw = _parse(line)
                 except ValueError as exc:
                     counts["rejected"] += 1
                     print(f"line {number}: not JSON ({exc})", file=stderr)
@@ -95,8 +95,7 @@ async def _run(args: argparse.Namespace, settings: Settings, stderr: TextIO) -> 
                     continue
                 counts["translated"] += 1
                 counts["outputs"] += len(results)
-                for result in results:
-                    out.write(orjson.dumps(result).decode() + "\n")
+                out.write(b"".join(orjson.dumps(result, option=orjson.OPT_APPEND_NEWLINE) for result in results))
         finally:
             if redis is not None:
                 await redis.aclose()
@@ -139,6 +138,15 @@ def main(argv: list[str] | None = None) -> int:
     return run(parser.parse_args(argv))
 
 
+def _parse(line: bytes) -> object:
+    """orjson (several times faster); a line it refuses is read by `json` as before (NaN, integers
+    beyond 64 bits, lone surrogates), so the same lines are accepted with the same values."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return json.loads(line)
+
+
 def _username(event: dict) -> str | None:
     name = event["context"].get("username")
     return name if isinstance(name, str) and name else None
@@ -165,10 +173,12 @@ def _lines(source: IO[bytes]) -> Iterator[bytes]:
 
 
 @contextmanager
-def _open_out(path: str) -> Iterator[IO[str]]:
+def _open_out(path: str) -> Iterator[IO[bytes]]:
+    """Where the JSON lines go, as bytes (orjson writes UTF-8)."""
     if path == "-":
-        yield sys.stdout
         sys.stdout.flush()
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
         return
-    with open(path, "w", encoding="utf-8") as stream:
+    with open(path, "wb") as stream:
         yield stream

@@ -3,16 +3,20 @@ source address, in Redis, and a spent budget answers 429 with `Retry-After`."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import replace
 
 import httpx
 import pytest
 import redis
+import redis.asyncio as aioredis
 
+from auth.ratelimit import SharedReads
 from hub.config import Settings
 from rthub_lms import keys as rkeys
 from tests.authserver import AuthServer
+from tests.servers import RedisServer
 
 GRANT = {"grant_type": "client_credentials"}
 
@@ -78,3 +82,32 @@ def test_admin_sign_in_guessing_gets_429_and_shares_the_token_budget(auth_server
     assert token.status_code == 429, "the token endpoint and the admin page spend one budget"
     time.sleep(2.2)  # time passing: the 2 s lockout runs out
     assert _admin_login(auth_server, admin_id, admin_secret).status_code == 303
+
+
+def test_concurrent_reads_of_the_counters_share_round_trips_and_each_gets_its_own_values(
+    own_redis: RedisServer, prefix: str
+) -> None:
+    """A burst of token requests reads the failure counters with fewer MGETs than requests, and every
+    caller still gets the values of its own keys as Redis holds them (a Redis of its own: it counts MGETs)."""
+    settings = Settings(redis_url=own_redis.url, redis_prefix=prefix)
+    keys = [rkeys.auth_failures(settings, "client", f"cl_{n}") for n in range(8)]
+    stored = redis.Redis.from_url(settings.redis_url)
+    for n, key in enumerate(keys):
+        stored.set(key, n)
+
+    async def burst() -> list[list[bytes | None]]:
+        client = aioredis.Redis.from_url(settings.redis_url)
+        try:
+            reads = SharedReads(client)
+            return await asyncio.gather(*(reads.get([key, keys[0]]) for key in keys))
+        finally:
+            await client.aclose()
+
+    before = _mgets(stored)
+    answers = asyncio.run(burst())
+    assert answers == [[str(n).encode(), b"0"] for n in range(8)]
+    assert _mgets(stored) - before < len(keys)
+
+
+def _mgets(client: redis.Redis) -> int:
+    return int(client.info("commandstats").get("cmdstat_mget", {}).get("calls", 0))

@@ -33,7 +33,7 @@ from hub.ingest.deadletters import RedisDeadLetters
 from hub.ingest.redis import RedisBroker
 from hub.redis import Client as RedisClient
 from hub.translate import TranslationSettings
-from rthub_lms.grants import EventFacts, GrantError, GrantIndex, compile_grant, validate_grant
+from rthub_lms.grants import EventFacts, GrantError, GrantIndex, compile_grant, event_facts, validate_grant
 
 log = logging.getLogger("rthub.stage")
 
@@ -101,18 +101,18 @@ class RenderStage:
                 await self.publish(entry)
 
     async def publish(self, entry: Entry) -> None:
-        facts = self.renderer.facts(entry)
+        """Render `entry` for every interested group and queue its bundle. Nothing is kept per cursor:
+        the stage sees each entry once (the workers keep what they adopt for resume)."""
+        facts = event_facts(entry.event)
         frames: dict[Group, str | None] = {}
         for translator, consumer_type in sorted(self.interest.groups(facts)):
             try:
-                frame = await self.renderer.render(entry, translator, consumer_type, facts)
+                frames[(translator, consumer_type)] = await self.renderer.text(entry, translator, consumer_type, facts)
             except NoExternalId:  # left out: each worker meets it itself, dead-letters or counts it
                 continue
             except Exception as exc:  # Redis away, or anything else: the worker renders (or dead-letters) it
                 self.counts["render_deferred"] += 1
                 log.warning("render deferred to the workers: %s", exc, extra={"cursor": entry.cursor})
-                continue
-            frames[(translator, consumer_type)] = frame.text if frame is not None else None
         self._outgoing.append(encode(entry, facts, frames))
         self.counts["bundles"] += 1
         if len(self._outgoing) >= BATCH:
