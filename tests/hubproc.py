@@ -26,10 +26,12 @@ from auth.registry import ClientRegistry
 from hub.app import create_app, uvicorn_options
 from hub.config import Settings
 from hub.dev.embedded import free_port
+from hub.lifetime import die_with_parent
 from hub.redis import client as redis_client
 from tests.waiting import until_serving, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
+STOP_TIMEOUT = 30.0
 
 
 class Hub:
@@ -112,20 +114,33 @@ class HubProcess(Hub):
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20) -> None:
+        """Start `rthub serve`; it dies with this test process (a crashed worker leaves no hub running)."""
         self.process = subprocess.Popen(
             [sys.executable, "-m", "hub.cli", "serve", "--port", str(self.port), "--log-level", "warning",
              "--workers", str(self.workers)],
-            cwd=self.cwd, env={**self.env, "PYTHONPATH": _import_path()},
+            cwd=self.cwd, env={**self.env, "PYTHONPATH": _import_path()}, preexec_fn=die_with_parent,
         )
-        until_serving(self.process, f"{self.http}/healthz", "hub", timeout)
+        try:
+            until_serving(self.process, f"{self.http}/healthz", "hub", timeout)
+        except BaseException:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+            raise
 
-    def stop(self, sig: int = signal.SIGTERM) -> int | None:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int | None:
+        """Signal the hub and wait for it; one that has not stopped within `timeout` (Kubernetes' default
+        grace period) is killed, so it never outlives the test, and the test fails saying so."""
         if self.process is None:
             return None
-        self.process.send_signal(sig)
-        code = self.process.wait(timeout=15)
-        self.process = None
-        return code
+        process, self.process = self.process, None
+        process.send_signal(sig)
+        try:
+            return process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise AssertionError(f"rthub serve did not stop within {timeout:g} s of signal {sig}; killed") from None
 
 
 def _import_path() -> str:

@@ -62,10 +62,7 @@ def test_what_is_published_while_disabled_is_delivered_once_enabled_across_a_hub
                    "the endpoint was not disabled")
         meanwhile = [backend.send(lms.next_event()) for _ in range(3)]
 
-        assert hub.process is not None
-        hub.process.send_signal(signal.SIGKILL)
-        hub.process.wait(15)
-        hub.process = None
+        hub.stop(signal.SIGKILL)
         hub.start()
         sent_while_disabled = [r.json["cursor"] for r in receiver.requests[len(before) + len(refused):]]
 
