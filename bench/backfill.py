@@ -28,12 +28,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import orjson
 import redis.asyncio as aioredis
 
 from auth.registry import ClientRegistry
+from bench.reference_backfill import ReferenceFailed, ReferenceProject, Transformed
 from hub.anonymise import Anonymiser, RedisIdStore
 from hub.backfill import job
 from hub.backfill.prepare import Preparer, Window
@@ -45,10 +49,20 @@ from hub.delivery.webhook.clients import webhook_view
 from hub.dev.embedded import EmbeddedRedis
 from hub.translate import TranslationSettings
 from rthub_lms.grants import compile_grant, validate_grant
-from tests.hub.backfill.helpers import history, write_log
+from tests.hub.backfill.helpers import history, tracking_log, write_log
 from tests.hub.delivery.webhook.formats.lrs_server import RalphServer
+from tests.hub.translate.oracle import OracleUnavailable
 
 RUNS = 3
+BATCH = 100
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One end-to-end run: seconds from process start to exit, and every statement Ralph then holds."""
+
+    seconds: float
+    statements: list[dict]
 
 
 def baseline(log: Path) -> float:
@@ -110,6 +124,94 @@ async def create(settings: Settings, **fields: object) -> str:
         await redis.aclose()
 
 
+def rthub_into_ralph(settings: Settings, env: dict[str, str], log: Path, directory: Path) -> Stored:
+    """`rthub backfill` as a subprocess into a fresh Ralph; Ralph must hold exactly what it queued."""
+    ralph = RalphServer(directory)
+    ralph.start()
+    try:
+        lrs = asyncio.run(create(
+            settings, delivery="lrs", endpoint_url=ralph.endpoint, endpoint_username=ralph.username,
+            endpoint_password=ralph.password, webhook_batch_max=BATCH))
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "hub.cli", "backfill", "--client", lrs, "--quiet", str(log)],
+                              env=env, capture_output=True, text=True, check=False)
+        elapsed = time.perf_counter() - started
+        assert done.returncode == 0, done.stderr
+        stored = ralph.statements()
+        queued = int(done.stderr.split("queued ")[1].split(",")[0])
+        assert len(stored) == queued, f"Ralph holds {len(stored)} statements, the backfill queued {queued}"
+        return Stored(elapsed, stored)
+    finally:
+        ralph.stop()
+
+
+def reference_into_ralph(project: ReferenceProject, log: Path, directory: Path) -> tuple[Stored, Transformed]:
+    """The reference's `transform_tracking_logs` into a fresh Ralph (`bench/reference_backfill.py`)."""
+    ralph = RalphServer(directory)
+    ralph.start()
+    try:
+        project.route_to(ralph.endpoint, ralph.username, ralph.password)
+        done = project.transform(log, BATCH)
+        return Stored(done.seconds, ralph.statements()), done
+    finally:
+        ralph.stop()
+
+
+def end_to_end(settings: Settings, env: dict[str, str], tmp: Path, events: int) -> str:
+    """Both commands on the same plain tracking log (the reference reads no gzip), alternating, 3 runs
+    each, every run into a fresh Ralph; the report compares what each stored."""
+    lines = tracking_log(events, seed=9, lms_root_url=settings.lms_root_url)
+    (tmp / "logs").mkdir()
+    log = write_log(tmp / "logs" / "tracking.log", lines)
+    why = ""
+    try:
+        project: ReferenceProject | None = ReferenceProject(tmp / "reference", settings.lms_root_url)
+    except (OracleUnavailable, ReferenceFailed) as exc:
+        project, why = None, str(exc)
+    ours: list[Stored] = []
+    theirs: list[tuple[Stored, Transformed]] = []
+    for run in range(RUNS):
+        ours.append(rthub_into_ralph(settings, env, log, tmp / f"ralph-rthub-{run}"))
+        if project is not None:
+            try:
+                theirs.append(reference_into_ralph(project, log, tmp / f"ralph-reference-{run}"))
+            except ReferenceFailed as exc:
+                project, why = None, str(exc)
+    for stored in (ours, [s for s, _ in theirs]):
+        assert len({len(run.statements) for run in stored}) <= 1, "a run stored a different number of statements"
+        assert all(len({s["id"] for s in run.statements}) == len(run.statements) for run in stored), "duplicate ids"
+    mine = statistics.median(run.seconds for run in ours)
+    stored = len(ours[0].statements)
+    report = [f"e2e       rthub backfill -> Ralph      {stored / mine:>10,.0f} statements/s  "
+              f"({stored:,} statements from {events:,} lines in {mine:.2f}s, process start included)"]
+    if project is None or len(theirs) < RUNS:
+        report.append(f"reference transform_tracking_logs -> Ralph: could not be run:\n{why}")
+        return "\n".join(report)
+    reference = statistics.median(run.seconds for run, _ in theirs)
+    first, summary = theirs[0]
+    count = len(first.statements)
+    report.append(f"reference transform_tracking_logs -> Ralph {count / reference:>5,.0f} statements/s  "
+                  f"({count:,} statements in {reference:.2f}s, process start included; "
+                  f"it queued {summary.queued:,} lines, could not parse {summary.unparsable:,}, skipped "
+                  f"{summary.skipped:,})")
+    report.append(f"ratio     rthub backfill is {reference / mine:.1f}x the reference's speed on the same file "
+                  f"(goal 10x); {compare(lines, ours[0].statements, first.statements)}")
+    return "\n".join(report)
+
+
+def compare(lines: list[dict], ours: list[dict], theirs: list[dict]) -> str:
+    """Which events (by name) only one side stored a statement for, matched on the event's time."""
+    names = {datetime.fromisoformat(line["time"]): line["name"] for line in lines}
+
+    def events(statements: list[dict]) -> set[datetime]:
+        return {datetime.fromisoformat(statement["timestamp"]) for statement in statements}
+
+    only_ours = Counter(names[at] for at in events(ours) - events(theirs))
+    only_theirs = Counter(names[at] for at in events(theirs) - events(ours))
+    return (f"statements stored: rthub {len(ours):,}, reference {len(theirs):,}; events only rthub stored: "
+            f"{dict(only_ours) or 'none'}; only the reference: {dict(only_theirs) or 'none'}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=30_000)
@@ -129,26 +231,7 @@ def main() -> int:
         print(f"queue     read+filter+translate+queue {rate:>10,.0f} events/s  ({rate / base:.2f}x baseline; "
               f"{runs[0][1]:,} of {args.events:,} events queued each run; goal 5,000)")
 
-        small = write_log(Path(tmp) / "small.log.gz", history(args.e2e_events, seed=9))
-        ralph = RalphServer(Path(tmp) / "ralph")
-        ralph.start()
-        try:
-            lrs = asyncio.run(create(
-                settings, delivery="lrs", endpoint_url=ralph.endpoint, endpoint_username=ralph.username,
-                endpoint_password=ralph.password, webhook_batch_max=100))
-            started = time.perf_counter()
-            done = subprocess.run([sys.executable, "-m", "hub.cli", "backfill", "--client", lrs, "--quiet",
-                                   str(small)], env=env, capture_output=True, text=True, check=False)
-            elapsed = time.perf_counter() - started
-            assert done.returncode == 0, done.stderr
-            stored = len(ralph.statements())
-            queued = int(done.stderr.split("queued ")[1].split(",")[0])
-            assert stored == queued, f"Ralph holds {stored} statements, the backfill queued {queued}"
-            print(f"e2e       rthub backfill -> Ralph      {stored / elapsed:>10,.0f} statements/s  "
-                  f"({stored:,} statements in {elapsed:.1f}s, process start included)")
-        finally:
-            ralph.stop()
-        print("reference transform_tracking_logs -> Ralph: not measured (see the module docstring)")
+        print(end_to_end(settings, env, Path(tmp), args.e2e_events))
     return 0
 
 
