@@ -182,8 +182,9 @@ def ralph_floor(statements: list[dict], directory: Path) -> float:
 
 
 def end_to_end(settings: Settings, env: dict[str, str], tmp: Path, events: int) -> str:
-    """Both commands on the same plain tracking log (the reference reads no gzip), alternating, 3 runs
-    each, every run into a fresh Ralph; the report compares what each stored."""
+    """Both commands and the floor on the same plain tracking log (the reference reads no gzip), taking
+    turns (machine noise falls on all three), 3 runs each, every run into a fresh Ralph; the report
+    compares what each stored."""
     lines = tracking_log(events, seed=9, lms_root_url=settings.lms_root_url)
     (tmp / "logs").mkdir()
     log = write_log(tmp / "logs" / "tracking.log", lines)
@@ -194,8 +195,10 @@ def end_to_end(settings: Settings, env: dict[str, str], tmp: Path, events: int) 
         project, why = None, str(exc)
     ours: list[Stored] = []
     theirs: list[tuple[Stored, Transformed]] = []
+    floors: list[float] = []
     for run in range(RUNS):
         ours.append(rthub_into_ralph(settings, env, log, tmp / f"ralph-rthub-{run}"))
+        floors.append(ralph_floor(ours[-1].statements, tmp / f"ralph-floor-{run}"))
         if project is not None:
             try:
                 theirs.append(reference_into_ralph(project, log, tmp / f"ralph-reference-{run}"))
@@ -206,7 +209,7 @@ def end_to_end(settings: Settings, env: dict[str, str], tmp: Path, events: int) 
         assert all(len({s["id"] for s in run.statements}) == len(run.statements) for run in stored), "duplicate ids"
     mine = statistics.median(run.seconds for run in ours)
     stored = len(ours[0].statements)
-    floor = statistics.median(ralph_floor(ours[0].statements, tmp / f"ralph-floor-{run}") for run in range(RUNS))
+    floor = statistics.median(floors)
     report = [f"floor     httpx POSTs -> Ralph         {stored / floor:>10,.0f} statements/s  "
               f"(rthub's {stored:,} statements in batches of {BATCH} in {floor:.2f}s: Ralph's own cost)",
               f"e2e       rthub backfill -> Ralph      {stored / mine:>10,.0f} statements/s  "
