@@ -80,3 +80,15 @@ def expected_statements(settings: Settings, events: list[dict[str, Any]], transl
             await redis.aclose()
 
     return asyncio.run(render())
+
+
+def tracking_log(count: int, seed: int, lms_root_url: str = "http://localhost:18000") -> list[dict[str, Any]]:
+    """`count` events as the LMS's tracking.log holds them: every line in the tracking log's shape, with
+    the event's `name` and the request's `referer` (the reference translator requires one for problems)."""
+    lines = []
+    for event in history(count, seed):
+        name = event.get("name") or event["event_type"]
+        line = event if "event_type" in event else _as_tracking_log(event)
+        referer = f"{lms_root_url}/courses/{line['context'].get('course_id', '')}/courseware/"
+        lines.append({"name": name, **line, "referer": referer})
+    return lines

@@ -63,28 +63,34 @@ def stub_platform(actor_id: str, course_name: str) -> None:
             setattr(sys.modules[dotted], key, value)
 
 
-def configure_django(lms_root_url: str) -> None:
-    """An in-memory Django with the apps the reference's models need, and its default settings."""
-    import django
-    from django.conf import settings
-
-    settings.configure(
-        DEBUG=False,
-        SECRET_KEY="oracle-only",
-        USE_TZ=True,
-        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
-        INSTALLED_APPS=[
+def django_settings(lms_root_url: str, database: str = ":memory:") -> dict[str, object]:
+    """The Django settings the reference's models and transformers need outside the LMS (also the base of
+    `reference_settings.py`, the project its management commands run in)."""
+    return {
+        "DEBUG": False,
+        "SECRET_KEY": "oracle-only",
+        "USE_TZ": True,
+        "DATABASES": {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": database}},
+        "INSTALLED_APPS": [
             "django.contrib.auth",
             "django.contrib.contenttypes",
             "config_models",
             "event_routing_backends",
         ],
-        CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
-        FERNET_KEYS=["oracle-only"],
-        LMS_ROOT_URL=lms_root_url,
-        RUNNING_WITH_TEST_SETTINGS=True,
-        OPEN_EDX_FILTERS_CONFIG={},
-    )
+        "CACHES": {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+        "FERNET_KEYS": ["oracle-only"],
+        "LMS_ROOT_URL": lms_root_url,
+        "RUNNING_WITH_TEST_SETTINGS": True,
+        "OPEN_EDX_FILTERS_CONFIG": {},
+    }
+
+
+def configure_django(lms_root_url: str) -> None:
+    """An in-memory Django with the apps the reference's models need, and its default settings."""
+    import django
+    from django.conf import settings
+
+    settings.configure(**django_settings(lms_root_url))
     from event_routing_backends.settings import common
 
     common.plugin_settings(settings)
