@@ -7,19 +7,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from auth.client_cache import ClientCache
 from auth.clients import SCOPES
 from auth.keys import ALGORITHM, SigningKeys
 from auth.server import AUTH_METHODS, GRANT_TYPES, OAuthServer
 from auth.settings import AuthSettings
 
 
-def auth_routes(
-    settings: AuthSettings, redis: aioredis.Redis, keys: SigningKeys, clients: ClientCache | None = None
-) -> list[BaseRoute]:
-    """Token, revocation, discovery and JWKS; `clients` is the token endpoint's record cache, given
-    when the caller drops its records on change notices (without, they live their second only)."""
-    server = OAuthServer(settings, redis, keys, clients)
+def auth_routes(settings: AuthSettings, redis: aioredis.Redis, keys: SigningKeys) -> list[BaseRoute]:
+    """Token, revocation, discovery and JWKS."""
+    server = OAuthServer(settings, redis, keys)
 
     async def metadata(request: Request) -> Response:
         return JSONResponse(server_metadata(settings))

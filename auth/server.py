@@ -1,12 +1,10 @@
 """authlib's OAuth 2.0 authorization server adapted to Starlette.
 
-authlib is synchronous. For the token endpoint the claimed client is read first (through the
-`ClientCache`: a record read within the last second serves a burst of requests; a secret it does not
-match reads the record again before authlib refuses it), so authlib's work (a SHA-256 check and one
-ES256 signature) runs right on the event loop without thread hops. Two cases still run in a worker
-thread (`anyio.to_thread`), hopping back to the loop with `anyio.from_thread.run` for Redis: a client
-whose secret still has a legacy scrypt hash (it is upgraded once the secret matched), and revocation
-(rare; it writes to Redis from authlib's code).
+authlib is synchronous. For the token endpoint the claimed client is read from the async registry
+first, so authlib's work (a SHA-256 check and one ES256 signature) runs right on the event loop
+without thread hops. Two cases still run in a worker thread (`anyio.to_thread`), hopping back to the
+loop with `anyio.from_thread.run` for Redis: a client whose secret still has a legacy scrypt hash (it
+is upgraded once the secret matched), and revocation (rare; it writes to Redis from authlib's code).
 """
 
 from __future__ import annotations
@@ -39,7 +37,6 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from auth.client_cache import ClientCache
 from auth.clients import SCOPES, Client
 from auth.keys import NoSigningKey, SigningKeys
 from auth.ratelimit import FailureLimiter
@@ -166,15 +163,12 @@ class JwtRevocationEndpoint(RevocationEndpoint):
 class OAuthServer(AuthorizationServer):
     """Token and revocation endpoints over the Redis client registry."""
 
-    def __init__(
-        self, settings: AuthSettings, redis: aioredis.Redis, keys: SigningKeys, clients: ClientCache | None = None
-    ) -> None:
+    def __init__(self, settings: AuthSettings, redis: aioredis.Redis, keys: SigningKeys) -> None:
         super().__init__(scopes_supported=list(SCOPES))
         self.settings = settings
         self.redis = redis
         self.keys = keys
         self.registry = ClientRegistry(redis, settings)
-        self.clients = clients or ClientCache(self.registry)
         self.register_grant(ClientCredentialsGrant)
         self.register_token_generator("default", AccessTokenGenerator(settings, keys))
         self.register_endpoint(JwtRevocationEndpoint(self))
@@ -215,10 +209,8 @@ class OAuthServer(AuthorizationServer):
 
     async def _issue(self, form_request: FormRequest) -> Response:
         """Prefetch the claimed client, then let authlib answer: inline, or in a thread for a legacy hash."""
-        claimed, secret = claimed_credentials(form_request)
-        client, kept = await self.clients.get(claimed) if claimed else (None, False)
-        if kept and client is not None and (secret is None or matched_hash(client, secret) is None):
-            client = await self.clients.read(client.client_id)  # rotated elsewhere a moment ago?
+        claimed = claimed_client_id(form_request)
+        client = await self.registry.get(claimed) if claimed else None
         oauth_client = OAuthClient(client) if client is not None and client.active else None
         form_request.prefetched = {claimed: oauth_client} if claimed and oauth_client else {}
         if oauth_client is None or not has_legacy_hash(oauth_client.client):
@@ -274,18 +266,11 @@ class OAuthServer(AuthorizationServer):
 
 def claimed_client_id(request: FormRequest) -> str | None:
     """The client id a request claims (Basic header or form), before anything is verified."""
-    return claimed_credentials(request)[0]
-
-
-def claimed_credentials(request: FormRequest) -> tuple[str | None, str | None]:
-    """The client id and secret a request presents (Basic header or form), before anything is verified."""
     scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "basic":
         try:
             decoded = base64.b64decode(credentials.strip(), validate=True).decode()
         except (binascii.Error, UnicodeDecodeError):
-            return None, None
-        client_id, _, secret = decoded.partition(":")
-        return unquote(client_id) or None, unquote(secret) or None
-    data = request.payload.data
-    return data.get("client_id") or None, data.get("client_secret") or None
+            return None
+        return unquote(decoded.partition(":")[0]) or None
+    return request.payload.data.get("client_id") or None

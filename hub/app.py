@@ -17,7 +17,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from auth.client_cache import ClientCache
 from auth.closecodes import CloseCode
 from auth.endpoint_credentials import checked_cipher
 from auth.identity import Authenticator
@@ -86,11 +85,10 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
     id_store = RedisIdStore(client, settings)
     auth_http: list[BaseRoute] = []
     keys: SigningKeys | None = None
-    token_clients = ClientCache(ClientRegistry(client, settings))
     if authenticator is None:
         keys = SigningKeys(settings, client)
         authenticator = JwtAuthenticator(settings, client, keys)
-        auth_http = [*auth_routes(settings, client, keys, token_clients), *admin_routes(settings, client, keys)]
+        auth_http = [*auth_routes(settings, client, keys), *admin_routes(settings, client, keys)]
     fanout = Fanout(
         Anonymiser(id_store),
         TranslationSettings(settings.lms_root_url, settings.transformer_version),
@@ -98,7 +96,6 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
         queue_size=settings.send_queue_size,
     )
     changes = ChangeFollower(client, settings)
-    changes.register(token_clients.forget, token_clients.clear)  # a revocation reaches the token endpoint
     webhooks = WebhookRouter(
         broker, client, settings, fanout.renderer.render, facts=fanout.renderer.facts, changes=changes
     )
