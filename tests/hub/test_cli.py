@@ -80,7 +80,7 @@ def test_list_into_head_prints_the_first_line_and_ends_quietly(redis_server: Red
         ["bash", "-c", f'"{sys.executable}" -m hub.cli clients list | head -1; echo "rthub: ${{PIPESTATUS[0]}}" >&2'],
         cwd=ROOT, env=_env(redis_server, prefix), capture_output=True, text=True, timeout=60,
     )
-    assert result.stdout.split() == ["client_id", "name", "type", "translator", "delivery", "status",
+    assert result.stdout.split() == ["client_id", "name", "type", "translator", "actor", "delivery", "status",
                                      "live_connections"]
     assert result.stderr.splitlines()[-1] == f"rthub: {PIPE_CLOSED}", result.stderr
     _assert_quiet(result.stderr)

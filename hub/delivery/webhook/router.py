@@ -286,7 +286,7 @@ class WebhookRouter:
     async def _no_external_id(self, client: WebhookClient, entry: Entry, exc: NoExternalId) -> None:
         """A dead letter naming the event and why it was not sent; listed, not replayable (no body was
         rendered): fill the mirror, then send the time range again with `rthub backfill`."""
-        body = {"type": "no_external_id", "cursor": entry.cursor, "event_type": entry.event.get("name")}
+        body = {"cursor": entry.cursor, "event_type": entry.event.get("name"), "not_sent": "no external id"}
         await record_unsent(self._redis, self._settings, client.client_id, entry.cursor, body,
                             f"no_external_id: {exc}", client.url)
         self.counts["no_external_id"] += 1
