@@ -9,6 +9,8 @@ command. 2xx and "stored already" are acknowledged; a statement the endpoint ref
 is counted and reported, not dead-lettered; other failures are retried with backoff a few times, then
 the run stops with the reason (`DeliveryStopped`), its queue and checkpoint kept for a rerun; 401/403
 and 410 stop it at once. The client's record, its delivery health and its live queue are never touched.
+A webhook receives its batches one at a time, in order; an LRS or Caliper endpoint, which stores by
+statement id whatever the order, gets up to `ENDPOINT_LANES` batches at once.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from hub.delivery.webhook.sender import Sender
 log = logging.getLogger("rthub.backfill")
 
 ATTEMPTS = 8
+ENDPOINT_LANES = 4  # batches in flight to an LRS or Caliper endpoint (a webhook gets one: its order matters)
 FIRST_RETRY = 0.5
 MOST_RETRY = 30.0
 
@@ -63,15 +66,40 @@ class Delivery:
         self._queued.set()
 
     async def run(self) -> None:
-        while True:
-            items = await self._store.head(self._batch)
-            if not items:
+        """Take batches from the queue head into up to `lanes` deliveries at once; a lane that stops
+        (`DeliveryStopped`) stops the run, the other lanes' batches left queued for the rerun."""
+        lanes = ENDPOINT_LANES if self.client.sender is not None else 1
+        flying: set[asyncio.Task[None]] = set()
+        taken: str | None = None  # the newest item id handed to a lane
+        try:
+            while True:
+                if len(flying) >= lanes:
+                    done, flying = await asyncio.wait(flying, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        task.result()
+                    continue
+                items = await self._store.head(self._batch, taken)
+                if items:
+                    taken = items[-1].id
+                    flying.add(asyncio.create_task(self._deliver(items)))
+                    continue
+                if flying:  # what is in flight may be all there is: wait for it or for more to be queued
+                    self._queued.clear()
+                    waiter = asyncio.create_task(self._queued.wait())
+                    done, _ = await asyncio.wait({*flying, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                    waiter.cancel()
+                    for task in done & flying:
+                        flying.discard(task)
+                        task.result()
+                    continue
                 if not self._reading:
                     return
                 self._queued.clear()
                 await self._queued.wait()
-                continue
-            await self._deliver(items)
+        finally:  # stopped or cancelled: what the other lanes hold stays queued for the rerun
+            for task in flying:
+                task.cancel()
+            await asyncio.gather(*flying, return_exceptions=True)
 
     async def _deliver(self, items: list[Item]) -> None:
         delay = FIRST_RETRY

@@ -100,8 +100,9 @@ class JobStore:
             pipe.hset(self.checkpoint_key, mapping=checkpoint.position())
             await pipe.execute()
 
-    async def head(self, limit: int) -> list[Item]:
-        rows = await self._redis.xrange(self.queue_key, count=limit)
+    async def head(self, limit: int, after: str | None = None) -> list[Item]:
+        """The next `limit` queued items, from the start or strictly after the item id `after`."""
+        rows = await self._redis.xrange(self.queue_key, min="-" if after is None else f"({after}", count=limit)
         items = []
         for row_id, fields in rows:
             entry_id = text(row_id)
