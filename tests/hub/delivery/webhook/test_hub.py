@@ -129,7 +129,7 @@ def test_an_event_published_once_the_hub_is_up_reaches_a_webhook_even_when_routi
     process = HubProcess(redis_server.url, prefix, env=HUB_ENV)
     register(process, receiver.url, "webhook")
     stored = rconnect.connect(rconnect.discover(redis_server.url))
-    stored.set(rkeys.routing_lease(rkeys.Prefix(prefix)), "an instance that went away", px=2000)
+    stored.set(rkeys.routing_lease(rkeys.Prefix(prefix)), "an instance that went away", px=5000)
     process.start()
     try:
         backend = RealtimeBackend(redis_url=redis_server.url, redis_prefix=prefix, timeout=SEND_TIMEOUT)
