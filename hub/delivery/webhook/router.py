@@ -12,8 +12,11 @@ set follows the registry: loaded at start, reloaded per client on `{prefix}{regi
 `routed_from` older than where routing stands (created, or its delivery or grant changed, while the
 router was reading further on) is first caught up alone, from that cursor to everyone's position, in
 cursor order, and only then routed with everyone (the outbox refuses an id below its last one, so the
-catch-up must come first); a client taken out of routing (its grant changed, or no longer compiles)
-has its place saved before the shared position moves on. A client whose grant does not compile is held
+catch-up must come first). When routing stands behind the `routed_from` instead (its hub was down, or it
+reads a backlog), the catch-up runs up to `routed_from` and everyone's routing skips the client until
+it has passed it: the backlog was published before that registration and is not routed under it. A
+client taken out of routing (its grant changed, or no longer compiles) has its place saved before the
+shared position moves on. A client whose grant does not compile is held
 there until it is fixed, then caught up under the fixed grant. One instance routes at a time: the
 holder of the routing lease (`{prefix}wh:routing`, a `Lease` renewed every half ttl). The others,
 workers of `rthub serve --workers N` or other hosts, wait and try to take it every third of a ttl, so a
@@ -89,6 +92,7 @@ class WebhookRouter:
         self._joining: set[str] = set()  # to be caught up first, or held (grant does not compile)
         self._held: set[str] = set()  # held clients whose place this router has saved
         self._left_at: dict[str, str] = {}  # taken out of routing: the last cursor routed to them
+        self._routed_after: dict[str, tuple[int, int]] = {}  # joined ahead of everyone: routed only past this
         self._routed_upto: str | None = None
         self.workers: dict[str, DeliveryWorker] = {}
         self.counts: Counter[str] = Counter()
@@ -160,6 +164,9 @@ class WebhookRouter:
         """Move everyone's position to `cursor`, after saving the place of clients taken out of routing."""
         await self._save_left()
         await self.position.advance(cursor)
+        position = cursor_key(cursor)
+        for client_id in [c for c, after in self._routed_after.items() if after <= position]:
+            del self._routed_after[client_id]
 
     async def _save_left(self) -> None:
         """Clients taken out of routing (grant or delivery changed, grant no longer compiles) still need
@@ -188,10 +195,15 @@ class WebhookRouter:
                 self._held.add(client_id)
                 log.warning("client %s is held at %s: %s", client_id, begin or cursor, view.pause_reason)
                 continue
-            if begin is not None and cursor_key(begin) < cursor_key(cursor):
+            # Routing behind the record's `routed_from` (its hub was down, or it reads a backlog): what lies
+            # between everyone's position and `routed_from` was published before this registration, so it
+            # is the catch-up's to route (from where the client left), never everyone's under it.
+            ahead = bool(view.routed_from) and cursor_key(view.routed_from) > cursor_key(cursor)
+            upto = view.routed_from if ahead else cursor
+            if begin is not None and cursor_key(begin) < cursor_key(upto):
                 await self._client_positions.start(client_id, begin, view.routed_from)
                 self._left_at.pop(client_id, None)
-                if not await self._catch_up(view, begin, cursor):
+                if not await self._catch_up(view, begin, upto):
                     return  # routing lease lost: the holder continues from the saved progress
             if self.clients.get(client_id) is view:
                 await self._client_positions.caught_up(client_id, view.routed_from)
@@ -200,6 +212,8 @@ class WebhookRouter:
                 self._joining.discard(client_id)
                 self._index.set(client_id, view.matcher)
                 self._live.add(client_id)
+                if upto != cursor:
+                    self._routed_after[client_id] = cursor_key(upto)
             elif client_id in self.clients:  # changed meanwhile: the next round continues from here
                 await self._client_positions.keep_older(client_id, cursor)
 
@@ -293,6 +307,9 @@ class WebhookRouter:
         if not self._live:
             return
         matched = self._index.matching(self._facts(entry))
+        if matched and self._routed_after:
+            position = cursor_key(entry.cursor)
+            matched = [client_id for client_id in matched if position > self._routed_after.get(client_id, (-1, -1))]
         if matched:
             await self._queue(entry, [self.clients[client_id] for client_id in matched])
 
@@ -353,6 +370,7 @@ class WebhookRouter:
         only when nothing of it is pending (no `routed_from` to account for, or the same one it is
         routed with now); else it waits for the routing task to catch it up (`_join`)."""
         if client is None:
+            self._routed_after.pop(client_id, None)
             self.clients.pop(client_id, None)
             self._index.remove(client_id)
             for pending in (self._live, self._joining, self._held):
@@ -380,6 +398,7 @@ class WebhookRouter:
                     self._left_at[client_id] = self._routed_upto
             self._joining.add(client_id)
             self._held.discard(client_id)
+            self._routed_after.pop(client_id, None)  # `_join` decides again
         self._changed.set()
         worker = self.workers.get(client_id)
         if worker is None:

@@ -163,3 +163,53 @@ def test_new_clients_of_a_busy_router_get_every_event_published_after_their_crea
         missing, routed = asyncio.run(scenario())
     print(f"busy router ({routed} entries routed): {missing} of {TRIALS * EVENTS} events missing")
     assert missing == 0
+
+
+def test_a_client_created_while_routing_lags_gets_nothing_published_before_its_creation(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """Routing behind the stream (no router ran while 10 events were published): a client created then
+    gets the events after its creation and none of the backlog routing still has to read. Found by the
+    fault soak (bench/soak): a client created after a hub's SIGKILL got events 4 s older than itself."""
+    with Receiver() as receiver:
+
+        async def scenario() -> tuple[list[str], list[str], set[str]]:
+            redis = aioredis.Redis.from_url(redis_server.url)
+            settings = settings_for(redis_server.url, prefix)
+            registry = ClientRegistry(redis, settings)
+            broker, lms = RedisBroker(redis, settings), SimulatedLMS(seed=5)
+
+            async def publish(count: int) -> list[str]:
+                return [await broker.publish(_event(lms, "lag.example")) for _ in range(count)]
+
+            async def create(name: str) -> None:
+                await registry.create(name=name, type="enterprise", translator="xapi", delivery="webhook",
+                                      webhook_url=f"{receiver.url}/{name}", grant=[{"sites": ["lag.example"]}])
+
+            received = Received(receiver)
+            await create("first")
+            router = router_on(redis, settings, OPTIONS)
+            await router.start()
+            router.follow()
+            try:
+                first = await publish(1)
+                await async_wait_until(lambda: set(first) <= received.update().get("/hook/first", set()), 10)
+            finally:
+                await router.close()  # routing stops: its saved position stays at the first event
+            backlog = await publish(10)
+            await create("late")
+            after = await publish(10)
+            router = router_on(redis, settings, OPTIONS)
+            await router.start()
+            router.follow()
+            try:  # each client's deliveries keep cursor order: once the last one is in, so is anything before
+                await async_wait_until(lambda: after[-1] in received.update().get("/hook/late", set()), 20)
+                await async_wait_until(lambda: backlog[-1] in received.update().get("/hook/first", set()), 20)
+            finally:
+                await router.close()
+                await redis.aclose()
+            return backlog, after, received.update()["/hook/late"]
+
+        backlog, after, late = asyncio.run(scenario())
+    assert not late & set(backlog), f"{len(late & set(backlog))} events published before the client was created"
+    assert late == set(after)
