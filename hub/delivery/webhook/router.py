@@ -52,7 +52,7 @@ from hub.fanout.render import Frame
 from hub.ingest import Broker, Entry, cursor_key
 from hub.redis import Backoff, is_transient
 from rthub_lms import keys
-from rthub_lms.grants import EventFacts, GrantIndex, event_facts
+from rthub_lms.grants import EventFacts, GrantIndex, Matcher, event_facts
 
 Render = Callable[[Entry, str, str], Awaitable[Frame | None]]
 
@@ -93,6 +93,7 @@ class WebhookRouter:
         self._held: set[str] = set()  # held clients whose place this router has saved
         self._left_at: dict[str, str] = {}  # taken out of routing: the last cursor routed to them
         self._routed_after: dict[str, tuple[int, int]] = {}  # joined ahead of everyone: routed only past this
+        self._previous: dict[str, Matcher] = {}  # the grant a changed client was routed under until routed_from
         self._routed_upto: str | None = None
         self.workers: dict[str, DeliveryWorker] = {}
         self.counts: Counter[str] = Counter()
@@ -203,7 +204,7 @@ class WebhookRouter:
             if begin is not None and cursor_key(begin) < cursor_key(upto):
                 await self._client_positions.start(client_id, begin, view.routed_from)
                 self._left_at.pop(client_id, None)
-                if not await self._catch_up(view, begin, upto):
+                if not await self._catch_up(view, begin, upto, self._previous.get(client_id)):
                     return  # routing lease lost: the holder continues from the saved progress
             if self.clients.get(client_id) is view:
                 await self._client_positions.caught_up(client_id, view.routed_from)
@@ -212,16 +213,20 @@ class WebhookRouter:
                 self._joining.discard(client_id)
                 self._index.set(client_id, view.matcher)
                 self._live.add(client_id)
+                self._previous.pop(client_id, None)
                 if upto != cursor:
                     self._routed_after[client_id] = cursor_key(upto)
             elif client_id in self.clients:  # changed meanwhile: the next round continues from here
-                await self._client_positions.keep_older(client_id, cursor)
+                await self._client_positions.keep_older(client_id, upto)
 
-    async def _catch_up(self, client: WebhookClient, after: str, upto: str) -> bool:
+    async def _catch_up(self, client: WebhookClient, after: str, upto: str, previous: Matcher | None = None) -> bool:
         """Route the entries in (after, upto] to `client` alone, in cursor order, saving its progress per
         page (a router that stops resumes there); entries retention dropped give it one `gap` dead letter.
-        False when this instance lost the routing lease on the way."""
+        Entries up to the record's `routed_from` were published before its change: they go by `previous`,
+        the grant routed until then, when this router knows it. False when this instance lost the routing
+        lease on the way."""
         assert client.matcher is not None
+        changed_at = cursor_key(client.routed_from) if previous is not None and client.routed_from else (-1, -1)
         log.info("catching up client %s from %s to %s", client.client_id, after, upto)
         while cursor_key(after) < cursor_key(upto):
             if not await self._lead():
@@ -241,7 +246,8 @@ class WebhookRouter:
                     continue
                 if cursor_key(entry.cursor) > cursor_key(upto):
                     return True
-                if isinstance(entry, Entry) and client.matcher.matches(self._facts(entry)):
+                matcher = previous if cursor_key(entry.cursor) <= changed_at else client.matcher
+                if isinstance(entry, Entry) and matcher is not None and matcher.matches(self._facts(entry)):
                     await self._queue(entry, [client])
                     self.counts["caught_up"] += 1
                 after = entry.cursor
@@ -371,6 +377,7 @@ class WebhookRouter:
         routed with now); else it waits for the routing task to catch it up (`_join`)."""
         if client is None:
             self._routed_after.pop(client_id, None)
+            self._previous.pop(client_id, None)
             self.clients.pop(client_id, None)
             self._index.remove(client_id)
             for pending in (self._live, self._joining, self._held):
@@ -392,6 +399,8 @@ class WebhookRouter:
             self._live.add(client_id)
         else:
             if live:
+                if before is not None and before.matcher is not None:
+                    self._previous.setdefault(client_id, before.matcher)
                 self._index.remove(client_id)
                 self._live.discard(client_id)
                 if self._routed_upto is not None:

@@ -16,7 +16,7 @@ from hub.delivery.webhook.router import WebhookRouter
 from hub.dev.simulator import SimulatedLMS
 from hub.ingest.redis import RedisBroker
 from rthub_lms.events import Event, normalise
-from tests.hub.delivery.webhook.helpers import FAST, router_on, settings_for
+from tests.hub.delivery.webhook.helpers import FAST, renderer, router_on, settings_for
 from tests.hub.delivery.webhook.receiver import Receiver
 from tests.servers import RedisServer
 from tests.waiting import async_wait_until
@@ -213,3 +213,63 @@ def test_a_client_created_while_routing_lags_gets_nothing_published_before_its_c
         backlog, after, late = asyncio.run(scenario())
     assert not late & set(backlog), f"{len(late & set(backlog))} events published before the client was created"
     assert late == set(after)
+
+
+def test_a_grant_widened_while_routing_lags_applies_to_events_published_after_the_change_only(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """A router held in the middle of a page (its render waits) while the client's grant is widened from
+    one site to two: the events of the new site published before the change are not delivered, those of
+    the old site are, and both sites' events after the change are. Found by the fault soak: a widened
+    client got events published 150 ms before its change, which its grant then did not allow."""
+    with Receiver() as receiver:
+
+        async def scenario() -> tuple[list[str], list[str], list[str], set[str]]:
+            redis = aioredis.Redis.from_url(redis_server.url)
+            settings = settings_for(redis_server.url, prefix)
+            registry = ClientRegistry(redis, settings)
+            broker, lms = RedisBroker(redis, settings), SimulatedLMS(seed=6)
+            gate, held = asyncio.Event(), asyncio.Event()
+            gate.set()
+            real = renderer(redis, settings)
+
+            async def render(entry, translator: str, consumer_type: str):  # type: ignore[no-untyped-def]
+                if not gate.is_set():
+                    held.set()
+                    await gate.wait()
+                return await real(entry, translator, consumer_type)
+
+            async def publish(site: str, count: int) -> list[str]:
+                return [await broker.publish(_event(lms, site)) for _ in range(count)]
+
+            client, _ = await registry.create(
+                name="widened", type="enterprise", translator="xapi", delivery="webhook",
+                webhook_url=f"{receiver.url}/widened", grant=[{"sites": ["old.example"]}])
+            received = Received(receiver)
+            router = router_on(redis, settings, OPTIONS, render=render)
+            await router.start()
+            router.follow()
+            try:
+                first = await publish("old.example", 1)
+                await async_wait_until(lambda: set(first) <= received.update().get("/hook/widened", set()), 10)
+                gate.clear()
+                old_before = []
+                new_before = []
+                for _ in range(5):
+                    old_before += await publish("old.example", 1)
+                    new_before += await publish("new.example", 1)
+                await async_wait_until(held.is_set, 10)  # routing is held on the first of them
+                changed = await registry.update(client.client_id, grant=[{"sites": ["old.example", "new.example"]}])
+                await async_wait_until(
+                    lambda: router.clients[client.client_id].routed_from == changed.routed_from, 10)
+                after = await publish("old.example", 3) + await publish("new.example", 3)
+                gate.set()
+                await async_wait_until(lambda: after[-1] in received.update().get("/hook/widened", set()), 20)
+            finally:
+                await router.close()
+                await redis.aclose()
+            return old_before, new_before, after, received.update()["/hook/widened"]
+
+        old_before, new_before, after, got = asyncio.run(scenario())
+    assert not got & set(new_before), f"{len(got & set(new_before))} events the grant did not allow when published"
+    assert set(old_before) | set(after) <= got
