@@ -382,9 +382,9 @@ class Soak:
             consumer = state.consumer
             if consumer.create_at:
                 moments.append((consumer.create_at, "create", state, None))
+            step = (0.8 - consumer.create_at) / (len(consumer.changes) + 1)
             for index, grant in enumerate(consumer.changes):
-                moments.append((consumer.create_at + (index + 1) * (0.8 - consumer.create_at) / (len(consumer.changes) + 1),
-                                "grant", state, grant))
+                moments.append((consumer.create_at + (index + 1) * step, "grant", state, grant))
             if consumer.rotate:
                 moments += [(0.3, "rotate", state, None), (0.6, "rotate", state, None)]
             if consumer.revoke_at:
