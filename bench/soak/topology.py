@@ -156,7 +156,7 @@ class Topology:
                 log = self.workdir / f"receiver-{consumer.name}.jsonl"
                 self.receiver_logs[consumer.name] = log
                 argv = [sys.executable, "-m", "bench.soak.receiver", str(port), str(log), consumer.receiver]
-                self.receivers[consumer.name] = Program(consumer.name, argv, self.logs / f"receiver-{consumer.name}.log")
+                self.receivers[consumer.name] = Program(consumer.name, argv, self.logs / f"{consumer.name}.log")
                 self.receivers[consumer.name].start()
                 proxy = FaultProxy(f"hubs-{consumer.name}", [("127.0.0.1", port)])
                 await proxy.start()
