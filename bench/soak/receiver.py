@@ -21,6 +21,9 @@ HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature", "authorizatio
 
 def serve(port: int, log_path: Path, mode: str) -> None:
     lock = threading.Lock()
+    if log_path.exists() and not log_path.read_bytes().endswith(b"\n"):
+        with log_path.open("a", encoding="utf-8") as torn:  # the previous process died mid-line
+            torn.write("\n")
     log = log_path.open("a", encoding="utf-8")
     fail_flag, gone_flag = Path(f"{log_path}.fail"), Path(f"{log_path}.gone")
 

@@ -144,7 +144,7 @@ class Soak:
             fields |= {"webhook_batch_max": consumer.batch[0], "webhook_batch_wait": consumer.batch[1]}
         return fields
 
-    async def create(self, state: ClientState) -> None:
+    async def create(self, state: ClientState, publishing: bool = True) -> None:
         assert self.admin is not None
         consumer = state.consumer
         before = await self.last_cursor()
@@ -162,7 +162,8 @@ class Soak:
         for stream in state.streams:  # entitled from the first welcome (no cursor yet: live from there)
             while not stream.record.welcomed_at:
                 await asyncio.sleep(0.05)
-        await asyncio.sleep(1.2)
+        if publishing:  # before the publishers start the stream stands still: no window to wait out
+            await asyncio.sleep(1.2)
         state.changes.append(Change(before, await self.last_cursor(), consumer.grant, "created"))
         self.log(f"created {consumer.name} ({state.client_id})")
 
@@ -293,6 +294,7 @@ class Soak:
             topology.ralph.process.kill()
             await asyncio.to_thread(topology.ralph.process.wait)
             await asyncio.sleep(fault.duration)
+            fault.note = "; ".join(topology.repair_ralph())
             await asyncio.to_thread(topology.ralph.start)
         elif kind == "lms-sigkill-spooled":
             assert topology.lms_proxy is not None
@@ -418,7 +420,7 @@ class Soak:
             await self.bootstrap()
             for state in self.clients.values():
                 if not state.consumer.create_at:
-                    await self.create(state)
+                    await self.create(state, publishing=False)
             topology.start_publishers()
             self.phases["publishing"] = time.time()
             start = time.monotonic()
@@ -502,13 +504,13 @@ class Soak:
             counts_path = Path(f"{path}.counts")
             if counts_path.exists():
                 counts.append(json.loads(counts_path.read_text()))
-        receiver_logs = {}
+        receiver_logs: dict[str, list[dict[str, Any]]] = {}
         for name, path in self.topology.receiver_logs.items():
-            lines = path.read_text().splitlines() if path.exists() else []
-            receiver_logs[name] = [json.loads(line) for line in lines if line.strip()]
-        statements: list[dict[str, Any]] = []
-        if self.topology.ralph is not None:
-            statements = await asyncio.to_thread(self.topology.ralph.statements)
+            receiver_logs[name] = []
+            for line in path.read_text().splitlines() if path.exists() else []:
+                with contextlib.suppress(ValueError):  # a line torn by a SIGKILL: its sender had no answer
+                    receiver_logs[name].append(json.loads(line))
+        statements = self.topology.lrs_statements() if self.topology.ralph is not None else []
         deadletters: dict[str, list[dict[str, Any]]] = {}
         for name, state in self.clients.items():
             if state.consumer.delivery == "websocket" or not state.client_id:

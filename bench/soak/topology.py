@@ -10,12 +10,15 @@ thread: the proxies live on the harness's event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from bench.soak.proxy import FaultProxy
 from bench.soak.world import PUBLISHERS, Consumer
@@ -183,6 +186,37 @@ class Topology:
 
     async def stop_publishers(self) -> None:
         await asyncio.gather(*(asyncio.to_thread(p.signal, signal.SIGTERM) for p in self.publishers))
+
+    def repair_ralph(self) -> list[str]:
+        """After a SIGKILL: what Ralph's file store left torn, made readable again. Ralph rewrites its read
+        history (`app/history.json`) whole on every read, so a kill mid-write leaves it truncated and
+        every later request fails with a 500; the statements file may end in a torn line. Neither was
+        acknowledged to the hub, which sends again what it covers."""
+        assert self.ralph is not None
+        done = []
+        history = self.ralph.directory / "app" / "history.json"
+        if history.exists():
+            try:
+                json.loads(history.read_text())
+            except ValueError:
+                history.unlink()
+                done.append("torn history.json removed")
+        for store in (self.ralph.directory / "statements").rglob("*.jsonl"):
+            data = store.read_bytes()
+            if data and not data.endswith(b"\n"):
+                store.write_bytes(data[: data.rfind(b"\n") + 1])
+                done.append(f"torn last line of {store.name} cut")
+        return done
+
+    def lrs_statements(self) -> list[dict[str, Any]]:
+        """Every statement in Ralph's file store (read from the files: the LRS's own copy, once each)."""
+        assert self.ralph is not None
+        found = []
+        for store in (self.ralph.directory / "statements").rglob("*.jsonl"):
+            for line in store.read_text().splitlines():
+                with contextlib.suppress(ValueError):
+                    found.append(json.loads(line))
+        return found
 
     async def restart_redis(self, kill: bool, keep_data: bool = True) -> None:
         await asyncio.to_thread(self.redis.stop, kill)
