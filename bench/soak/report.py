@@ -9,7 +9,7 @@ from bench.soak.checker import Row
 from bench.soak.run import Collected
 
 COLUMNS = ("consumer", "kind", "required", "delivered", "dead-lettered", "gap", "lost", "duplicates",
-           "unauthorized", "early", "order", "mismatched")
+           "unauthorized", "early", "unfiltered", "order", "mismatched")
 
 
 def silent_losses(result: dict[str, Any]) -> int:
@@ -40,8 +40,10 @@ def render(run: Collected, result: dict[str, Any]) -> str:
                for c in state.changes]
     for row in rows:
         cells = (row.consumer, row.kind, row.required, row.delivered, row.dead_lettered, row.gap, row.lost,
-                 row.duplicates, row.unauthorized, row.early, row.order_violations, row.mismatched)
+                 row.duplicates, row.unauthorized, row.early, row.unfiltered, row.order_violations, row.mismatched)
         lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
+    if not run.settled:
+        lines += ["", "**The run did not settle within the time allowed: what was still on its way counts as lost.**"]
     lines += ["", f"**silent losses: {silent_losses(result)}; unauthorized: {unauthorized(result)}** "
               f"(bad webhook signatures: {sum(row.bad_signatures for row in rows)}; dead credentials refused: "
               f"{len(result['token_checks'])}; dead credentials that worked: {len(result['token_leaks'])})"]

@@ -64,7 +64,7 @@ class Config:
     workdir: Path
     lrs: bool = True
     data_loss: bool = False
-    settle: float = 120.0
+    settle: float = 600.0
 
 
 @dataclass
@@ -80,6 +80,7 @@ class Collected:
     deadletters: dict[str, list[dict[str, Any]]]
     phases: dict[str, float]
     notes: list[str]
+    settled: bool = True
 
 
 class Soak:
@@ -93,6 +94,7 @@ class Soak:
         self.admin: Admin | None = None
         self.notes: list[str] = []
         self.phases: dict[str, float] = {}
+        self.note_unsettled = False
 
     def log(self, message: str) -> None:
         line = f"[soak {time.strftime('%H:%M:%S')}] {message}"
@@ -463,24 +465,29 @@ class Soak:
                 flag.unlink(missing_ok=True)
 
     async def settle(self) -> None:
-        """Wait until nothing is queued for any webhook client and nobody has received anything for 8 s."""
+        """Wait until webhook routing has reached the stream's end, nothing is queued for any webhook
+        client, and nobody has received anything for 8 s (at most `settle` seconds: then say so)."""
         assert self.redis is not None
         deadline = time.monotonic() + self.config.settle
         last_seen, quiet_since = -1, time.monotonic()
+        tip = await self.last_cursor()
         while time.monotonic() < deadline:
             seen = sum(len(stream.record.frames) for state in self.clients.values() for stream in state.streams)
             seen += sum(path.stat().st_size for path in self.topology.receiver_logs.values() if path.exists())
-            queued = 0
+            routed = (await self.redis.get(keys.routed(self.settings)) or b"0-0").decode()
+            busy = _key(routed) < _key(tip)
             for state in self.clients.values():
                 if state.consumer.delivery != "websocket" and state.client_id:
-                    queued += await self.redis.xlen(keys.outbox(self.settings, state.client_id))
-                    queued += await self.redis.xlen(keys.requeue(self.settings, state.client_id))
-            if seen != last_seen or queued:
+                    busy = busy or bool(await self.redis.xlen(keys.outbox(self.settings, state.client_id)))
+                    busy = busy or bool(await self.redis.xlen(keys.requeue(self.settings, state.client_id)))
+            if seen != last_seen or busy:
                 last_seen, quiet_since = seen, time.monotonic()
             elif time.monotonic() - quiet_since > 8:
+                self.log(f"settled ({time.monotonic() - deadline + self.config.settle:.0f} s)")
                 return
             await asyncio.sleep(0.5)
-        self.log(f"not settled within {self.config.settle:.0f} s")
+        self.note_unsettled = True
+        self.log(f"NOT settled within {self.config.settle:.0f} s: what is still on its way counts as lost")
 
     async def collect(self, faults: list[Fault]) -> Collected:
         assert self.redis is not None
@@ -518,4 +525,9 @@ class Soak:
             rows = await self.redis.xrange(keys.deadletters(self.settings, state.client_id))
             deadletters[name] = [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in rows]
         return Collected(self.config, self.clients, faults, stream, sent, counts, receiver_logs, statements,
-                         deadletters, self.phases, self.notes)
+                         deadletters, self.phases, self.notes, not self.note_unsettled)
+
+
+def _key(cursor: str) -> tuple[int, int]:
+    ms, _, seq = cursor.partition("-")
+    return int(ms), int(seq or 0)
