@@ -14,6 +14,7 @@ left the stream before they were routed) carry no event and are listed, never re
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, TypedDict
 
 import orjson
@@ -167,3 +168,17 @@ async def replay_by_client(
 async def stored_deadletters(redis: Client, settings: Settings, client_id: str) -> int:
     """How many dead letters (gaps included) one client has now; replayed ones are no longer counted."""
     return int(await redis.xlen(keys.deadletters(settings, client_id)))
+
+
+async def write_gap(redis: Client, settings: Settings, client_id: str, url: str, after: str, upto: str,
+                    detail: str = "") -> None:
+    """One `gap` dead letter: the client's events after `after` up to `upto` were never queued for it
+    (retention dropped them before routing read them, or its endpoint was disabled before routing
+    reached them). Not replayable: the range names what to look for elsewhere."""
+    body = {"type": "gap", "from": after, "to": upto, **({"detail": detail} if detail else {})}
+    await redis.xadd(
+        keys.deadletters(settings, client_id),
+        {"client_id": client_id, "cursor": after, "body": orjson.dumps(body).decode(), "reason": "gap",
+         "attempts": 0, "failed_at": int(time.time() * 1000), "url": url},
+        maxlen=settings.webhook_deadletters_maxlen, approximate=True,
+    )

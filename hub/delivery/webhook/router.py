@@ -36,13 +36,13 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 
-import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from hub.config import Settings
 from hub.control.changes import ChangeFollower
 from hub.delivery.webhook.clients import WebhookClient, load_client, load_clients
+from hub.delivery.webhook.deadletters import write_gap
 from hub.delivery.webhook.health import record_gap
 from hub.delivery.webhook.lease import Lease
 from hub.delivery.webhook.outbox import Appended, Outbox
@@ -297,13 +297,7 @@ class WebhookRouter:
             await self._gap_letter(self.clients[client_id], after, upto)
 
     async def _gap_letter(self, client: WebhookClient, after: str, upto: str) -> None:
-        body = orjson.dumps({"type": "gap", "from": after, "to": upto}).decode()
-        await self._redis.xadd(
-            keys.deadletters(self._settings, client.client_id),
-            {"client_id": client.client_id, "cursor": after, "body": body, "reason": "gap",
-             "attempts": 0, "failed_at": int(time.time() * 1000), "url": client.url},
-            maxlen=self._settings.webhook_deadletters_maxlen, approximate=True,
-        )
+        await write_gap(self._redis, self._settings, client.client_id, client.url, after, upto)
         await record_gap(self._redis, self._settings, client.client_id)
         self.counts["gaps"] += 1
 
