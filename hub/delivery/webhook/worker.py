@@ -293,8 +293,8 @@ class DeliveryWorker:
                 f"endpoint disabled: failing for {failing_for:.0f}s with no success (last: {outcome.reason})"
             )
             # Park the queue first: announcing the change makes the router stop this worker.
-            await self._dead_letter_everything(reason, attempts)
-            await self._unrouted_gap(reason)
+            queued_upto = await self._dead_letter_everything(reason, attempts)
+            await self._unrouted_gap(reason, queued_upto)
             await disable(self._redis, self._settings, cid, reason)
             self.counts["endpoints_disabled"] += 1
             return True
@@ -380,24 +380,32 @@ class DeliveryWorker:
             attempts=attempts, url=self.client.url, cap=self._settings.webhook_deadletters_maxlen,
         )
 
-    async def _unrouted_gap(self, reason: str) -> None:
+    async def _unrouted_gap(self, reason: str, queued_upto: str | None) -> None:
         """What routing has not reached yet will never be queued for a disabled endpoint (the router drops
-        it on the notice): one `gap` dead letter names that range, so it is reported, not lost in silence."""
+        it on the notice): one `gap` dead letter names that range, so it is reported, not lost in silence.
+        Routing stands at least at the newest event it queued for the client (`queued_upto`)."""
         cid = self.client.client_id
         stands = await routed_upto(self._redis, self._settings, cid)
+        if queued_upto is not None and (stands is None or cursor_key(queued_upto) > cursor_key(stands)):
+            stands = queued_upto
         tip = await ClientRegistry(self._redis, self._settings).stream_tip()
         if stands is not None and cursor_key(stands) < cursor_key(tip):
             await write_gap(self._redis, self._settings, cid, self.client.url, stands, tip,
                             f"not routed yet when the endpoint was disabled: {reason}")
             await record_gap(self._redis, self._settings, cid)
 
-    async def _dead_letter_everything(self, reason: str, attempts: int) -> None:
-        """The endpoint is gone: park everything queued for it where `deadletters replay` can find it."""
+    async def _dead_letter_everything(self, reason: str, attempts: int) -> str | None:
+        """The endpoint is gone: park everything queued for it where `deadletters replay` can find it;
+        returns the newest outbox entry parked (what routing had queued up to), None if none."""
         cid = self.client.client_id
+        newest = None
         for source in (keys.requeue(self._settings, cid), keys.outbox(self._settings, cid)):
             while rows := await self._redis.xrange(source, count=DEAD_LETTER_PAGE):
                 ids = [r.decode() if isinstance(r, bytes) else r for r, _ in rows]
+                if source == keys.outbox(self._settings, cid):
+                    newest = ids[-1]
                 moved = await self._dead_letter(source, ids, reason, attempts)
                 self.counts["dead_lettered"] += moved
                 await record_dead_letters(self._redis, self._settings, cid, moved)
                 attempts = 0
+        return newest
