@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import pickle
 import sys
 import tempfile
 from pathlib import Path
 
 from bench.soak.checker import check
+from bench.soak.consumers import Recorded
 from bench.soak.report import render, silent_losses, unauthorized
 from bench.soak.run import Config, Soak
 
@@ -31,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="rthub-soak-"))
     config = Config(args.minutes, args.seed, args.rate, workdir, lrs=args.lrs, settle=args.settle)
     collected = asyncio.run(Soak(config).run())
+    for state in collected.clients.values():  # what the checker reads, kept for a second look
+        state.streams = [Recorded(stream.record) for stream in state.streams]  # type: ignore[misc]
+    with (workdir / "collected.pickle").open("wb") as out:
+        pickle.dump(collected, out)
     result = check(collected)
     text = render(collected, result)
     print(text)

@@ -71,6 +71,7 @@ class Row:
     order_violations: int = 0
     mismatched: int = 0
     bad_signatures: int = 0
+    torn: int = 0  # request bodies a reset cut short (answered, but the hub never saw the answer)
     lost_examples: list[str] = field(default_factory=list)
     unauthorized_examples: list[str] = field(default_factory=list)
     early_examples: list[str] = field(default_factory=list)
@@ -146,9 +147,13 @@ def check(run: Collected) -> dict[str, Any]:
             for line in run.receiver_logs.get(name, []):
                 if not 200 <= line["status"] < 300:
                     continue
+                try:
+                    body = json.loads(line["body"])
+                except ValueError:  # a body cut short by a reset: its 2xx never reached the hub, which sent it again
+                    row.torn += 1
+                    continue
                 if not signed(line["body"], line["headers"], state.webhook_secret):
                     row.bad_signatures += 1
-                body = json.loads(line["body"])
                 for item in body["events"] if body.get("type") == "batch" else [body]:
                     received[str(item["cursor"])] += 1
                     fact = facts.get(str(item["cursor"]))
@@ -161,7 +166,12 @@ def check(run: Collected) -> dict[str, Any]:
             else:
                 for line in run.receiver_logs.get(name, []):
                     if 200 <= line["status"] < 300:
-                        outputs += [(e["id"], e["eventTime"]) for e in json.loads(line["body"])["data"]]
+                        try:
+                            envelope = json.loads(line["body"])
+                        except ValueError:
+                            row.torn += 1
+                            continue
+                        outputs += [(e["id"], e["eventTime"]) for e in envelope["data"]]
             ids: Counter[str] = Counter(output_id for output_id, _ in outputs)
             row.duplicates += sum(count - 1 for count in ids.values())
             seen_ids: set[str] = set()

@@ -47,6 +47,13 @@ class WsRecord:
     welcomed_at: float = 0.0
 
 
+@dataclass
+class Recorded:
+    """A finished stream reduced to what it recorded (a live `WsConsumer` holds tasks and sockets)."""
+
+    record: WsRecord
+
+
 class _Tap:
     """A socket whose `recv` records each event frame before the SDK reads it."""
 

@@ -45,7 +45,8 @@ def render(run: Collected, result: dict[str, Any]) -> str:
     if not run.settled:
         lines += ["", "**The run did not settle within the time allowed: what was still on its way counts as lost.**"]
     lines += ["", f"**silent losses: {silent_losses(result)}; unauthorized: {unauthorized(result)}** "
-              f"(bad webhook signatures: {sum(row.bad_signatures for row in rows)}; dead credentials refused: "
+              f"(bad webhook signatures: {sum(row.bad_signatures for row in rows)}; request bodies cut short by a "
+              f"reset: {sum(row.torn for row in rows)}; dead credentials refused: "
               f"{len(result['token_checks'])}; dead credentials that worked: {len(result['token_leaks'])})"]
     for row in rows:
         for example in row.lost_examples:
