@@ -199,7 +199,10 @@ class WebhookRouter:
             # Routing behind the record's `routed_from` (its hub was down, or it reads a backlog): what lies
             # between everyone's position and `routed_from` was published before this registration, so it
             # is the catch-up's to route (from where the client left), never everyone's under it.
-            ahead = bool(view.routed_from) and cursor_key(view.routed_from) > cursor_key(cursor)
+            # Only where what came before is known: a client never routed (new), or one whose previous
+            # grant this router held; otherwise (another router routed it before) the old behaviour.
+            known = not joined or client_id in self._previous
+            ahead = known and bool(view.routed_from) and cursor_key(view.routed_from) > cursor_key(cursor)
             upto = view.routed_from if ahead else cursor
             if begin is not None and cursor_key(begin) < cursor_key(upto):
                 await self._client_positions.start(client_id, begin, view.routed_from)
