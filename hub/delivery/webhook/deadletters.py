@@ -188,3 +188,12 @@ async def replay_by_client(
 async def stored_deadletters(redis: Client, settings: Settings, client_id: str) -> int:
     """How many dead letters (gaps included) one client has now; replayed ones are no longer counted."""
     return int(await redis.xlen(keys.deadletters(settings, client_id)))
+
+
+async def write_gap(redis: Client, settings: Settings, client_id: str, url: str, after: str, upto: str,
+                    detail: str = "") -> None:
+    """One `gap` dead letter: the client's events after `after` up to `upto` were never queued for it
+    (retention dropped them before routing read them, or its endpoint was disabled before routing
+    reached them). Not replayable: the range names what to look for elsewhere."""
+    body = {"type": "gap", "from": after, "to": upto, **({"detail": detail} if detail else {})}
+    await record_unsent(redis, settings, client_id, after, body, "gap", url)

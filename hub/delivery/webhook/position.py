@@ -12,7 +12,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from hub.config import Settings
-from hub.ingest import LUA_OLDER, Broker
+from hub.ingest import LUA_OLDER, Broker, cursor_key
 from hub.redis import text
 from rthub_lms import keys
 
@@ -64,6 +64,15 @@ class Position:
         """True for exactly one instance: the one that moves the saved cursor from `after` (or older)
         to `upto`, so a gap is recorded once however many instances notice it."""
         return bool(await self._claim(keys=[self.key], args=[after, upto]))
+
+
+async def routed_upto(redis: aioredis.Redis, settings: Settings, client_id: str) -> str | None:
+    """The cursor up to which routing has queued the client's events: everyone's position, or the
+    client's own place when it is being caught up (or held) behind it; None before routing started."""
+    shared = await redis.get(keys.routed(settings))
+    own = await redis.hget(keys.client_routing(settings, client_id), "from")
+    found = [text(value) for value in (shared, own) if value is not None]
+    return min(found, key=cursor_key) if found else None
 
 
 # KEYS: one client's routing hash. ARGV: cursor. Saves it as `from` unless an older one is saved.

@@ -12,8 +12,11 @@ set follows the registry: loaded at start, reloaded per client on `{prefix}{regi
 `routed_from` older than where routing stands (created, or its delivery or grant changed, while the
 router was reading further on) is first caught up alone, from that cursor to everyone's position, in
 cursor order, and only then routed with everyone (the outbox refuses an id below its last one, so the
-catch-up must come first); a client taken out of routing (its grant changed, or no longer compiles)
-has its place saved before the shared position moves on. A client whose grant does not compile is held
+catch-up must come first). When routing stands behind the `routed_from` instead (its hub was down, or it
+reads a backlog), the catch-up runs up to `routed_from` and everyone's routing skips the client until
+it has passed it: the backlog was published before that registration and is not routed under it. A
+client taken out of routing (its grant changed, or no longer compiles) has its place saved before the
+shared position moves on. A client whose grant does not compile is held
 there until it is fixed, then caught up under the fixed grant. One instance routes at a time: the
 holder of the routing lease (`{prefix}wh:routing`, a `Lease` renewed every half ttl). The others,
 workers of `rthub serve --workers N` or other hosts, wait and try to take it every third of a ttl, so a
@@ -40,7 +43,7 @@ from hub.anonymise import NoExternalId
 from hub.config import Settings
 from hub.control.changes import ChangeFollower
 from hub.delivery.webhook.clients import WebhookClient, load_client, load_clients
-from hub.delivery.webhook.deadletters import record_unsent
+from hub.delivery.webhook.deadletters import record_unsent, write_gap
 from hub.delivery.webhook.health import record_gap
 from hub.delivery.webhook.lease import Lease
 from hub.delivery.webhook.outbox import Appended, Outbox
@@ -50,7 +53,7 @@ from hub.fanout.render import Frame
 from hub.ingest import Broker, Entry, cursor_key
 from hub.redis import Backoff, is_transient
 from rthub_lms import keys
-from rthub_lms.grants import EventFacts, GrantIndex, event_facts
+from rthub_lms.grants import EventFacts, GrantIndex, Matcher, event_facts
 
 Render = Callable[[Entry, str, str], Awaitable[Frame | None]]
 
@@ -90,6 +93,8 @@ class WebhookRouter:
         self._joining: set[str] = set()  # to be caught up first, or held (grant does not compile)
         self._held: set[str] = set()  # held clients whose place this router has saved
         self._left_at: dict[str, str] = {}  # taken out of routing: the last cursor routed to them
+        self._routed_after: dict[str, tuple[int, int]] = {}  # joined ahead of everyone: routed only past this
+        self._previous: dict[str, Matcher] = {}  # the grant a changed client was routed under until routed_from
         self._routed_upto: str | None = None
         self.workers: dict[str, DeliveryWorker] = {}
         self.counts: Counter[str] = Counter()
@@ -161,6 +166,9 @@ class WebhookRouter:
         """Move everyone's position to `cursor`, after saving the place of clients taken out of routing."""
         await self._save_left()
         await self.position.advance(cursor)
+        position = cursor_key(cursor)
+        for client_id in [c for c, after in self._routed_after.items() if after <= position]:
+            del self._routed_after[client_id]
 
     async def _save_left(self) -> None:
         """Clients taken out of routing (grant or delivery changed, grant no longer compiles) still need
@@ -189,10 +197,18 @@ class WebhookRouter:
                 self._held.add(client_id)
                 log.warning("client %s is held at %s: %s", client_id, begin or cursor, view.pause_reason)
                 continue
-            if begin is not None and cursor_key(begin) < cursor_key(cursor):
+            # Routing behind the record's `routed_from` (its hub was down, or it reads a backlog): what lies
+            # between everyone's position and `routed_from` was published before this registration, so it
+            # is the catch-up's to route (from where the client left), never everyone's under it.
+            # Only where what came before is known: a client never routed (new), or one whose previous
+            # grant this router held; otherwise (another router routed it before) the old behaviour.
+            known = not joined or client_id in self._previous
+            ahead = known and bool(view.routed_from) and cursor_key(view.routed_from) > cursor_key(cursor)
+            upto = view.routed_from if ahead else cursor
+            if begin is not None and cursor_key(begin) < cursor_key(upto):
                 await self._client_positions.start(client_id, begin, view.routed_from)
                 self._left_at.pop(client_id, None)
-                if not await self._catch_up(view, begin, cursor):
+                if not await self._catch_up(view, begin, upto, self._previous.get(client_id)):
                     return  # routing lease lost: the holder continues from the saved progress
             if self.clients.get(client_id) is view:
                 await self._client_positions.caught_up(client_id, view.routed_from)
@@ -201,14 +217,20 @@ class WebhookRouter:
                 self._joining.discard(client_id)
                 self._index.set(client_id, view.matcher)
                 self._live.add(client_id)
+                self._previous.pop(client_id, None)
+                if upto != cursor:
+                    self._routed_after[client_id] = cursor_key(upto)
             elif client_id in self.clients:  # changed meanwhile: the next round continues from here
-                await self._client_positions.keep_older(client_id, cursor)
+                await self._client_positions.keep_older(client_id, upto)
 
-    async def _catch_up(self, client: WebhookClient, after: str, upto: str) -> bool:
+    async def _catch_up(self, client: WebhookClient, after: str, upto: str, previous: Matcher | None = None) -> bool:
         """Route the entries in (after, upto] to `client` alone, in cursor order, saving its progress per
         page (a router that stops resumes there); entries retention dropped give it one `gap` dead letter.
-        False when this instance lost the routing lease on the way."""
+        Entries up to the record's `routed_from` were published before its change: they go by `previous`,
+        the grant routed until then, when this router knows it. False when this instance lost the routing
+        lease on the way."""
         assert client.matcher is not None
+        changed_at = cursor_key(client.routed_from) if previous is not None and client.routed_from else (-1, -1)
         log.info("catching up client %s from %s to %s", client.client_id, after, upto)
         while cursor_key(after) < cursor_key(upto):
             if not await self._lead():
@@ -228,7 +250,8 @@ class WebhookRouter:
                     continue
                 if cursor_key(entry.cursor) > cursor_key(upto):
                     return True
-                if isinstance(entry, Entry) and client.matcher.matches(self._facts(entry)):
+                matcher = previous if cursor_key(entry.cursor) <= changed_at else client.matcher
+                if isinstance(entry, Entry) and matcher is not None and matcher.matches(self._facts(entry)):
                     await self._queue(entry, [client])
                     self.counts["caught_up"] += 1
                 after = entry.cursor
@@ -278,8 +301,7 @@ class WebhookRouter:
             await self._gap_letter(self.clients[client_id], after, upto)
 
     async def _gap_letter(self, client: WebhookClient, after: str, upto: str) -> None:
-        body = {"type": "gap", "from": after, "to": upto}
-        await record_unsent(self._redis, self._settings, client.client_id, after, body, "gap", client.url)
+        await write_gap(self._redis, self._settings, client.client_id, client.url, after, upto)
         await record_gap(self._redis, self._settings, client.client_id)
         self.counts["gaps"] += 1
 
@@ -298,6 +320,9 @@ class WebhookRouter:
         if not self._live:
             return
         matched = self._index.matching(self._facts(entry))
+        if matched and self._routed_after:
+            position = cursor_key(entry.cursor)
+            matched = [client_id for client_id in matched if position > self._routed_after.get(client_id, (-1, -1))]
         if matched:
             await self._queue(entry, [self.clients[client_id] for client_id in matched])
 
@@ -365,6 +390,8 @@ class WebhookRouter:
         only when nothing of it is pending (no `routed_from` to account for, or the same one it is
         routed with now); else it waits for the routing task to catch it up (`_join`)."""
         if client is None:
+            self._routed_after.pop(client_id, None)
+            self._previous.pop(client_id, None)
             self.clients.pop(client_id, None)
             self._index.remove(client_id)
             for pending in (self._live, self._joining, self._held):
@@ -386,12 +413,15 @@ class WebhookRouter:
             self._live.add(client_id)
         else:
             if live:
+                if before is not None and before.matcher is not None:
+                    self._previous.setdefault(client_id, before.matcher)
                 self._index.remove(client_id)
                 self._live.discard(client_id)
                 if self._routed_upto is not None:
                     self._left_at[client_id] = self._routed_upto
             self._joining.add(client_id)
             self._held.discard(client_id)
+            self._routed_after.pop(client_id, None)  # `_join` decides again
         self._changed.set()
         worker = self.workers.get(client_id)
         if worker is None:

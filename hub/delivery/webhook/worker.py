@@ -24,15 +24,25 @@ from dataclasses import dataclass, replace
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from auth.registry import ClientRegistry
 from hub.config import Settings
 from hub.delivery.webhook.clients import WebhookClient, disable, pause
+from hub.delivery.webhook.deadletters import write_gap
 from hub.delivery.webhook.handoff import Handoff
-from hub.delivery.webhook.health import record_already_stored, record_attempt, record_dead_letters, record_failure
+from hub.delivery.webhook.health import (
+    record_already_stored,
+    record_attempt,
+    record_dead_letters,
+    record_failure,
+    record_gap,
+)
 from hub.delivery.webhook.lease import Lease, LeaseLost
 from hub.delivery.webhook.outbox import Item, Outbox, field
 from hub.delivery.webhook.outcome import Outcome
+from hub.delivery.webhook.position import routed_upto
 from hub.delivery.webhook.schedule import retry_delay
 from hub.delivery.webhook.sender import Sender, WebhookSender
+from hub.ingest import cursor_key
 from hub.redis import Backoff, is_transient
 from rthub_lms import keys
 
@@ -283,7 +293,8 @@ class DeliveryWorker:
                 f"endpoint disabled: failing for {failing_for:.0f}s with no success (last: {outcome.reason})"
             )
             # Park the queue first: announcing the change makes the router stop this worker.
-            await self._dead_letter_everything(reason, attempts)
+            queued_upto = await self._dead_letter_everything(reason, attempts)
+            await self._unrouted_gap(reason, queued_upto)
             await disable(self._redis, self._settings, cid, reason)
             self.counts["endpoints_disabled"] += 1
             return True
@@ -369,13 +380,32 @@ class DeliveryWorker:
             attempts=attempts, url=self.client.url, cap=self._settings.webhook_deadletters_maxlen,
         )
 
-    async def _dead_letter_everything(self, reason: str, attempts: int) -> None:
-        """The endpoint is gone: park everything queued for it where `deadletters replay` can find it."""
+    async def _unrouted_gap(self, reason: str, queued_upto: str | None) -> None:
+        """What routing has not reached yet will never be queued for a disabled endpoint (the router drops
+        it on the notice): one `gap` dead letter names that range, so it is reported, not lost in silence.
+        Routing stands at least at the newest event it queued for the client (`queued_upto`)."""
         cid = self.client.client_id
+        stands = await routed_upto(self._redis, self._settings, cid)
+        if queued_upto is not None and (stands is None or cursor_key(queued_upto) > cursor_key(stands)):
+            stands = queued_upto
+        tip = await ClientRegistry(self._redis, self._settings).stream_tip()
+        if stands is not None and cursor_key(stands) < cursor_key(tip):
+            await write_gap(self._redis, self._settings, cid, self.client.url, stands, tip,
+                            f"not routed yet when the endpoint was disabled: {reason}")
+            await record_gap(self._redis, self._settings, cid)
+
+    async def _dead_letter_everything(self, reason: str, attempts: int) -> str | None:
+        """The endpoint is gone: park everything queued for it where `deadletters replay` can find it;
+        returns the newest outbox entry parked (what routing had queued up to), None if none."""
+        cid = self.client.client_id
+        newest = None
         for source in (keys.requeue(self._settings, cid), keys.outbox(self._settings, cid)):
             while rows := await self._redis.xrange(source, count=DEAD_LETTER_PAGE):
                 ids = [r.decode() if isinstance(r, bytes) else r for r, _ in rows]
+                if source == keys.outbox(self._settings, cid):
+                    newest = ids[-1]
                 moved = await self._dead_letter(source, ids, reason, attempts)
                 self.counts["dead_lettered"] += moved
                 await record_dead_letters(self._redis, self._settings, cid, moved)
                 attempts = 0
+        return newest

@@ -16,7 +16,7 @@ from hub.delivery.webhook.router import WebhookRouter
 from hub.dev.simulator import SimulatedLMS
 from hub.ingest.redis import RedisBroker
 from rthub_lms.events import Event, normalise
-from tests.hub.delivery.webhook.helpers import FAST, router_on, settings_for
+from tests.hub.delivery.webhook.helpers import FAST, renderer, router_on, settings_for
 from tests.hub.delivery.webhook.receiver import Receiver
 from tests.servers import RedisServer
 from tests.waiting import async_wait_until
@@ -163,3 +163,113 @@ def test_new_clients_of_a_busy_router_get_every_event_published_after_their_crea
         missing, routed = asyncio.run(scenario())
     print(f"busy router ({routed} entries routed): {missing} of {TRIALS * EVENTS} events missing")
     assert missing == 0
+
+
+def test_a_client_created_while_routing_lags_gets_nothing_published_before_its_creation(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """Routing behind the stream (no router ran while 10 events were published): a client created then
+    gets the events after its creation and none of the backlog routing still has to read. Found by the
+    fault soak (bench/soak): a client created after a hub's SIGKILL got events 4 s older than itself."""
+    with Receiver() as receiver:
+
+        async def scenario() -> tuple[list[str], list[str], set[str]]:
+            redis = aioredis.Redis.from_url(redis_server.url)
+            settings = settings_for(redis_server.url, prefix)
+            registry = ClientRegistry(redis, settings)
+            broker, lms = RedisBroker(redis, settings), SimulatedLMS(seed=5)
+
+            async def publish(count: int) -> list[str]:
+                return [await broker.publish(_event(lms, "lag.example")) for _ in range(count)]
+
+            async def create(name: str) -> None:
+                await registry.create(name=name, type="enterprise", translator="xapi", delivery="webhook",
+                                      webhook_url=f"{receiver.url}/{name}", grant=[{"sites": ["lag.example"]}])
+
+            received = Received(receiver)
+            await create("first")
+            router = router_on(redis, settings, OPTIONS)
+            await router.start()
+            router.follow()
+            try:
+                first = await publish(1)
+                await async_wait_until(lambda: set(first) <= received.update().get("/hook/first", set()), 10)
+            finally:
+                await router.close()  # routing stops: its saved position stays at the first event
+            backlog = await publish(10)
+            await create("late")
+            after = await publish(10)
+            router = router_on(redis, settings, OPTIONS)
+            await router.start()
+            router.follow()
+            try:  # each client's deliveries keep cursor order: once the last one is in, so is anything before
+                await async_wait_until(lambda: after[-1] in received.update().get("/hook/late", set()), 20)
+                await async_wait_until(lambda: backlog[-1] in received.update().get("/hook/first", set()), 20)
+            finally:
+                await router.close()
+                await redis.aclose()
+            return backlog, after, received.update()["/hook/late"]
+
+        backlog, after, late = asyncio.run(scenario())
+    assert not late & set(backlog), f"{len(late & set(backlog))} events published before the client was created"
+    assert late == set(after)
+
+
+def test_a_grant_widened_while_routing_lags_applies_to_events_published_after_the_change_only(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """A router held in the middle of a page (its render waits) while the client's grant is widened from
+    one site to two: the events of the new site published before the change are not delivered, those of
+    the old site are, and both sites' events after the change are. Found by the fault soak: a widened
+    client got events published 150 ms before its change, which its grant then did not allow."""
+    with Receiver() as receiver:
+
+        async def scenario() -> tuple[list[str], list[str], list[str], set[str]]:
+            redis = aioredis.Redis.from_url(redis_server.url)
+            settings = settings_for(redis_server.url, prefix)
+            registry = ClientRegistry(redis, settings)
+            broker, lms = RedisBroker(redis, settings), SimulatedLMS(seed=6)
+            gate, held = asyncio.Event(), asyncio.Event()
+            gate.set()
+            real = renderer(redis, settings)
+
+            async def render(entry, translator: str, consumer_type: str):  # type: ignore[no-untyped-def]
+                if not gate.is_set():
+                    held.set()
+                    await gate.wait()
+                return await real(entry, translator, consumer_type)
+
+            async def publish(site: str, count: int) -> list[str]:
+                return [await broker.publish(_event(lms, site)) for _ in range(count)]
+
+            client, _ = await registry.create(
+                name="widened", type="enterprise", translator="xapi", delivery="webhook",
+                webhook_url=f"{receiver.url}/widened", grant=[{"sites": ["old.example"]}])
+            received = Received(receiver)
+            router = router_on(redis, settings, OPTIONS, render=render)
+            await router.start()
+            router.follow()
+            try:
+                first = await publish("old.example", 1)
+                await async_wait_until(lambda: set(first) <= received.update().get("/hook/widened", set()), 10)
+                gate.clear()
+                old_before = []
+                new_before = []
+                for _ in range(5):
+                    old_before += await publish("old.example", 1)
+                    new_before += await publish("new.example", 1)
+                await async_wait_until(held.is_set, 10)  # routing is held on the first of them
+                changed = await registry.update(client.client_id, grant=[{"sites": ["old.example", "new.example"]}])
+                await async_wait_until(
+                    lambda: router.clients[client.client_id].routed_from == changed.routed_from, 10)
+                after = await publish("old.example", 3) + await publish("new.example", 3)
+                gate.set()
+                await async_wait_until(lambda: after[-1] in received.update().get("/hook/widened", set()), 20)
+            finally:
+                await router.close()
+                await redis.aclose()
+            return old_before, new_before, after, received.update()["/hook/widened"]
+
+        old_before, new_before, after, got = asyncio.run(scenario())
+    assert not got & set(new_before), f"{len(got & set(new_before))} events the grant did not allow when published"
+    assert set(old_before) | set(after) <= got
