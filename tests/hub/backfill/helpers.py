@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import subprocess
 import sys
@@ -12,13 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 
 from hub.config import Settings
 from hub.dev.simulator import SimulatedLMS
 from hub.ingest import Entry
 from rthub_lms.events import normalise
-from tests.hub.delivery.webhook.helpers import renderer
+from tests.hub.delivery.webhook.formats.helpers import rendered_with
 from tests.hubproc import ROOT
 
 START = datetime(2025, 3, 1, tzinfo=UTC)
@@ -64,22 +62,8 @@ def backfill(env: dict[str, str], *args: str, timeout: float = 120) -> subproces
 def expected_statements(settings: Settings, events: list[dict[str, Any]], translator: str,
                         consumer_type: str) -> list[dict[str, Any]]:
     """What the hub would render for these events for this consumer type (same Redis: same actors)."""
-
-    async def render() -> list[dict[str, Any]]:
-        redis = aioredis.Redis.from_url(settings.redis_url)
-        try:
-            render_one = renderer(redis, settings)
-            found: list[dict[str, Any]] = []
-            for number, event in enumerate(events, 1):
-                frame = await render_one(Entry(f"0-{number}", normalise(event)), translator, consumer_type)
-                if frame is not None:
-                    data = orjson.loads(frame.text)["data"]
-                    found += data if isinstance(data, list) else [data]
-            return found
-        finally:
-            await redis.aclose()
-
-    return asyncio.run(render())
+    entries = [Entry(f"0-{number}", normalise(event)) for number, event in enumerate(events, 1)]
+    return rendered_with(settings, entries, translator, consumer_type)
 
 
 def tracking_log(count: int, seed: int, lms_root_url: str = "http://localhost:18000") -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ import httpx
 import orjson
 import redis.asyncio as aioredis
 
+from hub.config import Settings
 from hub.dev.simulator import SimulatedLMS
 from hub.ingest import Entry
 from rthub_lms.backend import RealtimeBackend
@@ -51,11 +52,18 @@ def publish_twice(hub: Hub, count: int, seed: int) -> list[Entry]:
 
 def rendered(hub: Hub, entries: list[Entry], translator: str, consumer_type: str) -> list[dict[str, Any]]:
     """What the hub renders for these entries (same Redis, so the same anonymous actors), in order."""
+    return rendered_with(hub.settings, entries, translator, consumer_type)
+
+
+def rendered_with(
+    settings: Settings, entries: list[Entry], translator: str, consumer_type: str
+) -> list[dict[str, Any]]:
+    """The records a hub with `settings` renders for these entries (its Redis: the same actors), in order."""
 
     async def render() -> list[dict[str, Any]]:
-        redis = aioredis.Redis.from_url(hub.redis_url)
+        redis = aioredis.Redis.from_url(settings.redis_url)
         try:
-            render_one = renderer(redis, hub.settings)
+            render_one = renderer(redis, settings)
             found: list[dict[str, Any]] = []
             for entry in entries:
                 frame = await render_one(entry, translator, consumer_type)
