@@ -46,7 +46,7 @@ from hub.ingest.redis import RedisBroker
 from hub.lifetime import die_with_parent
 from hub.metrics import HubCollector, Metrics, RedisSafetyCollector, WebhookBacklog
 from hub.redis import UNREACHABLE, Client, connect
-from hub.redis_safety import RedisUnsafe, SafetyWatch
+from hub.redis_safety import DataMarker, RedisUnsafe, SafetyWatch
 from hub.translate import TranslationSettings
 from rthub_lms.connect import Topology, discover
 
@@ -59,6 +59,7 @@ GRACEFUL_SHUTDOWN_SECONDS = 10
 REDIS_POOL_WAIT = 5.0
 READY_TIMEOUT = 1.0
 SAFETY_TIMEOUT = 5.0
+MARKER_EVERY = 30.0  # how often the data marker is checked besides after every reconnect (a FLUSHALL drops none)
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -106,13 +107,14 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
 
     history = SharedHistory(broker)
     safety = SafetyWatch(client)
+    marker = DataMarker(client, settings)
     metrics = Metrics()
     metrics.watch(HubCollector(
         fanout, broker, webhook_counts, lambda: metrics.sent_frames, history.counts, lambda: changes.failures,
         signing_key_missing=lambda: keys is not None and bool(keys.missing),
         webhook_paused=webhooks.paused,
     ))
-    metrics.watch(RedisSafetyCollector(safety.counts))
+    metrics.watch(RedisSafetyCollector(safety.counts, lambda: marker.losses))
     outbox = Outbox(client, settings)
     backlog = WebhookBacklog(lambda: outbox.backlog(list(webhooks.clients)))
     metrics.watch(backlog)
@@ -168,6 +170,7 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
         presence.start()
         registry = ClientRegistry(client, settings)
         follow_sockets(changes, fanout, registry.identity)
+        changes.register(_no_notice, marker.check, resync_every=MARKER_EVERY)  # after every reconnect, and often
         changes.start()
         # Everything made at start (modules, app, caches) leaves the collector's view: the first full
         # collection would otherwise scan it all at once, a ~30 ms pause in the live path.
@@ -193,6 +196,10 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
             await broker.close()
 
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+async def _no_notice(client_id: str) -> None:
+    """Client change notices say nothing about the data marker."""
 
 
 async def check_redis_safety(safety: SafetyWatch, strict: bool) -> None:

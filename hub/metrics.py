@@ -156,8 +156,9 @@ class RedisSafetyCollector(Collector):
     """`rthub_redis_unsafe{setting}`: how many Redis servers have a setting that can lose rthub's data
     (or would not say), as `hub.redis_safety` last found; 0 for every setting when all is safe."""
 
-    def __init__(self, counts: Callable[[], dict[str, int]]) -> None:
+    def __init__(self, counts: Callable[[], dict[str, int]], losses: Callable[[], int]) -> None:
         self._counts = counts
+        self._losses = losses
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(
@@ -168,6 +169,10 @@ class RedisSafetyCollector(Collector):
         for setting, count in self._counts().items():
             family.add_metric([setting], count)
         yield family
+        yield CounterMetricFamily(
+            "rthub_redis_data_lost", "Times this hub found Redis had lost rthub's data (its marker gone)",
+            value=self._losses(),
+        )
 
 
 class WebhookBacklog(Collector):

@@ -11,14 +11,20 @@ writes a failover then loses. On a Redis Cluster every master is checked. A serv
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from hub.config import Settings
 from hub.redis import Client, text
+from rthub_lms.keys import data_marker_key
+
+log = logging.getLogger("rthub.redis")
 
 EVICTION = "maxmemory-policy"
 PERSISTENCE = "appendonly/save"
@@ -151,3 +157,39 @@ async def _config(client: Client, name: str, target: dict[str, Any]) -> str:
     if name not in values:
         return f"{UNKNOWN} (CONFIG GET {name} answered nothing)"
     return values[name]
+
+
+class DataMarker:
+    """Notices that Redis lost rthub's data: a restart without persistence, a flush, a failover to an
+    empty replica. Settings can only say that this may happen; the marker says that it did. A random
+    value is written once (`ensure`); after every reconnect (`check`, on the change follower's
+    resubscribe) it must still be there. When it is gone the loss is logged as an error and counted
+    (`rthub_redis_data_lost_total`), and a new marker is written for the next loss."""
+
+    def __init__(self, client: Client, settings: Settings) -> None:
+        self._client = client
+        self._key = data_marker_key(settings)
+        self._value: str | None = None
+        self.losses = 0
+
+    async def ensure(self) -> None:
+        """Write the marker unless there is one (another hub's, or this deployment's from before)."""
+        await self._client.set(self._key, uuid.uuid4().hex, nx=True)
+        self._value = text(await self._client.get(self._key))
+
+    async def check(self) -> None:
+        """Is the marker this hub saw still there? Redis errors propagate (the caller retries later)."""
+        if self._value is None:
+            await self.ensure()
+            return
+        found = await self._client.get(self._key)
+        if found is not None and text(found) == self._value:
+            return
+        self.losses += 1
+        log.error(
+            "Redis lost rthub's data: the marker this hub saw is gone (a restart without persistence, a flush or "
+            "a failover to an empty replica). The event stream, the client registry, queued webhooks and "
+            "anonymised ids may be gone: restore the registry with `rthub admin import` from your last export, "
+            "and make Redis persistent (see /readyz)"
+        )
+        await self.ensure()

@@ -145,6 +145,11 @@ def client_key(settings: Prefixed, client_id: str) -> str:
     return f"{settings.redis_prefix}{REGISTRY_TAG}:client:{client_id}"
 
 
+def data_marker_key(settings: Prefixed) -> str:
+    """A random value the hub writes once: gone after a Redis restart, Redis lost rthub's data (hub.redis_safety)."""
+    return f"{settings.redis_prefix}{REGISTRY_TAG}:marker"
+
+
 def active_grants_key(settings: Prefixed) -> str:
     """Hash client id -> grant JSON, active clients only: what the preemptive filter reads."""
     return f"{settings.redis_prefix}{REGISTRY_TAG}:grants"

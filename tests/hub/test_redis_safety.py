@@ -9,6 +9,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -158,3 +159,39 @@ def test_every_master_of_a_cluster_is_checked(redis_cluster: RedisCluster) -> No
     assert {p.setting for p in problems} == {"appendonly/save"}, "the test cluster runs without persistence"
     assert all(p.line().startswith(f"Redis {p.node}: ") for p in problems)
 
+
+
+@pytest.mark.parametrize("persistent", [False, True], ids=["without-its-data", "with-its-aof"])
+def test_a_redis_restarted_without_its_data_is_reported_and_one_with_its_aof_is_not(
+    tmp_path: Path, prefix: str, caplog: pytest.LogCaptureFixture, persistent: bool
+) -> None:
+    """The marker the hub wrote is gone after a restart of a Redis that kept nothing: an error names the
+    loss and what to do, and `rthub_redis_data_lost_total` counts it. With its AOF, the same restart is
+    only a reconnect."""
+    server = RedisServer(tmp_path / "redis", appendonly=persistent)
+    server.start()
+    hub = InProcessHub(server.url, prefix)
+    hub.start()
+    try:
+        marker = f"{prefix}{{registry}}:marker"
+        wait_until(lambda: server.client().exists(marker), 10, "the hub wrote no marker")
+        before = hub.metric("rthub_redis_data_lost_total")
+        with caplog.at_level(logging.ERROR, logger="rthub.redis"):
+            server.restart()
+            # the change follower resubscribes, then checks the marker (and writes a new one after a loss)
+            changes = f"{prefix}{{registry}}:changes"
+            wait_until(lambda: dict(server.client().pubsub_numsub(changes)).get(changes.encode()), 30,
+                       "the change follower did not resubscribe")
+            wait_until(lambda: server.client().exists(marker), 30, "the hub did not check after reconnecting")
+            time.sleep(0.5)  # a window: the check runs at once after the resubscribe; a loss would be counted now
+            after = hub.metric("rthub_redis_data_lost_total")
+        lost = [r.getMessage() for r in caplog.records if r.name == "rthub.redis" and r.levelno == logging.ERROR]
+    finally:
+        hub.stop()
+        server.stop(kill=True)
+    assert before == 0
+    if persistent:
+        assert after == 0 and lost == []
+    else:
+        assert after == 1
+        assert len(lost) == 1 and "Redis lost rthub's data" in lost[0] and "rthub admin import" in lost[0]
