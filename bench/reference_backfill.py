@@ -15,6 +15,7 @@ import json
 import re
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from tests.hub.translate.oracle import python as reference_python
 from tests.venvs import clean_environ
 
 SETTINGS = ROOT / "tests" / "hub" / "translate"
+# The external id the stubbed LMS gives every learner: any fixed id of the bench's own (never the corpus's).
+ACTOR_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://rthub.invalid/bench/reference-backfill/learner"))
 SUMMARY = re.compile(r"Queued (\d+) log lines, could not parse (\d+) log lines, skipped (\d+) log lines")
 
 
@@ -52,6 +55,7 @@ class ReferenceProject:
             "DJANGO_SETTINGS_MODULE": "reference_settings",
             "REFERENCE_DATABASE": str(directory / "db.sqlite3"),
             "REFERENCE_LMS_ROOT_URL": lms_root_url,
+            "REFERENCE_ACTOR_ID": ACTOR_ID,
         }
         self._django("migrate", "--verbosity", "0")
 

@@ -17,7 +17,7 @@ from celery import Celery
 from event_routing_backends.settings import common
 from oracle_runner import django_settings, stub_platform
 
-stub_platform(os.environ.get("REFERENCE_ACTOR_ID", "32e08e30-f8ae-4ce2-94a8-c2bfe38a70cb"),
+stub_platform(os.environ["REFERENCE_ACTOR_ID"],
               os.environ.get("REFERENCE_COURSE_NAME", "Demonstration Course"))
 _base = django_settings(os.environ.get("REFERENCE_LMS_ROOT_URL", "http://localhost:18000"),
                         os.environ["REFERENCE_DATABASE"])
