@@ -226,17 +226,20 @@ class ClientRegistry:
         await self._save(client)
         return client
 
-    async def disable_webhooks(self, client_id: str, reason: str) -> None:
+    async def disable_webhooks(self, client_id: str, reason: str, routed_from: str | None = None) -> None:
         """Stop webhook delivery for a client (its endpoint said 410 Gone, the breaker or an admin
-        stopped it) and tell every hub instance. Its `routed_from` becomes the stream's newest cursor:
-        enabling it again catches it up from there, so what was published meanwhile is not lost."""
-        await self._set_webhook_status(client_id, "disabled", reason)
+        stopped it) and tell every hub instance. Its `routed_from` becomes `routed_from` (default: the
+        stream's newest cursor): enabling it again catches it up from there, so what was published
+        meanwhile is not lost."""
+        await self._set_webhook_status(client_id, "disabled", reason, routed_from)
 
     async def enable_webhooks(self, client_id: str) -> None:
         """Undo `disable_webhooks` (an admin says the endpoint is back) and tell every hub instance."""
         await self._set_webhook_status(client_id, "", "")
 
-    async def _set_webhook_status(self, client_id: str, status: str, reason: str) -> None:
+    async def _set_webhook_status(
+        self, client_id: str, status: str, reason: str, routed_from: str | None = None
+    ) -> None:
         """Write delivery's own status fields, then send the change notice. Disabling notes where the
         stream stands in `routed_from`, which clearing a disable keeps (routing catches the client up
         from there, up to the stream's retention); clearing a pause routes from now on again."""
@@ -244,7 +247,7 @@ class ClientRegistry:
         if status:
             fields = {"webhook_status": status, "webhook_disabled_reason": reason}
             if status == "disabled":
-                fields["routed_from"] = await self.stream_tip()
+                fields["routed_from"] = routed_from or await self.stream_tip()
             await self.redis.hset(key, mapping=fields)
         else:
             was_disabled = await self.redis.hget(key, "webhook_status") in (b"disabled", "disabled")

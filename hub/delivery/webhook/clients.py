@@ -118,9 +118,12 @@ async def load_clients(redis: aioredis.Redis, settings: Settings) -> dict[str, W
     return found
 
 
-async def disable(redis: aioredis.Redis, settings: Settings, client_id: str, reason: str) -> None:
-    """Stop webhook delivery for a client (its endpoint said 410 Gone) and tell every hub instance."""
-    await ClientRegistry(redis, settings).disable_webhooks(client_id, reason)
+async def disable(
+    redis: aioredis.Redis, settings: Settings, client_id: str, reason: str, routed_from: str | None = None
+) -> None:
+    """Stop webhook delivery for a client (its endpoint said 410 Gone) and tell every hub instance;
+    enabling it again catches it up from `routed_from` (default: where the stream stands now)."""
+    await ClientRegistry(redis, settings).disable_webhooks(client_id, reason, routed_from)
 
 
 async def pause(redis: aioredis.Redis, settings: Settings, client_id: str, reason: str) -> None:

@@ -294,8 +294,8 @@ class DeliveryWorker:
             )
             # Park the queue first: announcing the change makes the router stop this worker.
             queued_upto = await self._dead_letter_everything(reason, attempts)
-            await self._unrouted_gap(reason, queued_upto)
-            await disable(self._redis, self._settings, cid, reason)
+            gap_end = await self._unrouted_gap(reason, queued_upto)
+            await disable(self._redis, self._settings, cid, reason, gap_end)
             self.counts["endpoints_disabled"] += 1
             return True
         delay = None if outcome.abort else retry_delay(
@@ -380,10 +380,12 @@ class DeliveryWorker:
             attempts=attempts, url=self.client.url, cap=self._settings.webhook_deadletters_maxlen,
         )
 
-    async def _unrouted_gap(self, reason: str, queued_upto: str | None) -> None:
+    async def _unrouted_gap(self, reason: str, queued_upto: str | None) -> str:
         """What routing has not reached yet will never be queued for a disabled endpoint (the router drops
         it on the notice): one `gap` dead letter names that range, so it is reported, not lost in silence.
-        Routing stands at least at the newest event it queued for the client (`queued_upto`)."""
+        Routing stands at least at the newest event it queued for the client (`queued_upto`). Returns the
+        range's end, the stream tip read here: enabling the client again catches it up from there, so
+        nothing published between this read and the disable falls between the two."""
         cid = self.client.client_id
         stands = await routed_upto(self._redis, self._settings, cid)
         if queued_upto is not None and (stands is None or cursor_key(queued_upto) > cursor_key(stands)):
@@ -393,6 +395,7 @@ class DeliveryWorker:
             await write_gap(self._redis, self._settings, cid, self.client.url, stands, tip,
                             f"not routed yet when the endpoint was disabled: {reason}")
             await record_gap(self._redis, self._settings, cid)
+        return tip
 
     async def _dead_letter_everything(self, reason: str, attempts: int) -> str | None:
         """The endpoint is gone: park everything queued for it where `deadletters replay` can find it;
