@@ -101,20 +101,15 @@ class Renderer:
             self.counts["render_cache_hits"] += 1
             return self._frames[key]
         facts = facts or self.facts(entry)
-        learner = facts.user
+        learner = self._learner(facts)
         if learner is None:
-            self.counts["no_user"] += 1
             return self._keep(key, None)
         actor = self._anonymiser.known(consumer_type, learner)
         if actor is not None and not self._rendering.running(key):  # nothing to wait for: render now
             return self._keep(key, self._frame(entry, translator, actor, facts))
 
         async def render_and_keep() -> Frame | None:
-            try:
-                actor = await self._anonymiser.actor_id(consumer_type, learner)
-            except NoExternalId:
-                self.counts[f"no_external_id:{translator}"] += 1
-                raise
+            actor = await self._actor(translator, consumer_type, learner)
             return self._keep(key, self._frame(entry, translator, actor, facts))
 
         frame, joined = await self._rendering.run(key, render_and_keep)
@@ -131,14 +126,28 @@ class Renderer:
     async def text(self, entry: Entry, translator: str, consumer_type: str, facts: EventFacts) -> str | None:
         """The `event` frame's text for one group, rendered afresh and kept nowhere: the render stage's
         path, which sees each cursor once and serves no resume (a cache there is only cost)."""
-        learner = facts.user
+        learner = self._learner(facts)
         if learner is None:
-            self.counts["no_user"] += 1
             return None
+        return self._text(entry, translator, await self._actor(translator, consumer_type, learner))
+
+    def _learner(self, facts: EventFacts) -> str | None:
+        """The learner an event names; an event naming none has no frame, and is counted."""
+        if facts.user is None:
+            self.counts["no_user"] += 1
+        return facts.user
+
+    async def _actor(self, translator: str, consumer_type: str, learner: str) -> str:
+        """The learner's actor in one actor space, from the anonymiser's cache or its store. A learner
+        with no mirrored external id is counted per translator and raises `NoExternalId`."""
         actor = self._anonymiser.known(consumer_type, learner)
-        if actor is None:
-            actor = await self._anonymiser.actor_id(consumer_type, learner)
-        return self._text(entry, translator, actor)
+        if actor is not None:
+            return actor
+        try:
+            return await self._anonymiser.actor_id(consumer_type, learner)
+        except NoExternalId:
+            self.counts[f"no_external_id:{translator}"] += 1
+            raise
 
     def _frame(self, entry: Entry, translator: str, actor: str, facts: EventFacts) -> Frame | None:
         text = self._text(entry, translator, actor)
