@@ -170,7 +170,7 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
         presence.start()
         registry = ClientRegistry(client, settings)
         follow_sockets(changes, fanout, registry.identity)
-        changes.register(_no_notice, marker.check, resync_every=MARKER_EVERY)  # after every reconnect, and often
+        changes.register(None, marker.check, resync_every=MARKER_EVERY)  # after every reconnect, and often
         changes.start()
         # Everything made at start (modules, app, caches) leaves the collector's view: the first full
         # collection would otherwise scan it all at once, a ~30 ms pause in the live path.
@@ -196,10 +196,6 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
             await broker.close()
 
     return Starlette(routes=routes, lifespan=lifespan)
-
-
-async def _no_notice(client_id: str) -> None:
-    """Client change notices say nothing about the data marker."""
 
 
 async def check_redis_safety(safety: SafetyWatch, strict: bool) -> None:

@@ -40,7 +40,7 @@ POLL = 1.0
 
 @dataclass
 class _Registration:
-    on_change: OnChange
+    on_change: OnChange | None
     resync: OnResync
     every: float | None
     due: float = float("inf")
@@ -57,9 +57,9 @@ class ChangeFollower:
         self._stopping = False
         self.failures = 0  # callbacks that raised (`rthub_registry_change_failures`)
 
-    def register(self, on_change: OnChange, resync: OnResync, *, resync_every: float | None = None) -> None:
-        """`on_change(client_id)` per notice; `resync()` after every (re)subscribe, and every
-        `resync_every` seconds when given. Register before `start`."""
+    def register(self, on_change: OnChange | None, resync: OnResync, *, resync_every: float | None = None) -> None:
+        """`on_change(client_id)` per notice (None: notices do not concern it); `resync()` after every
+        (re)subscribe, and every `resync_every` seconds when given. Register before `start`."""
         self._registrations.append(_Registration(on_change, resync, resync_every))
 
     def start(self) -> asyncio.Task[None]:
@@ -90,7 +90,8 @@ class ChangeFollower:
                         data = message["data"]
                         client_id = data.decode() if isinstance(data, bytes) else str(data)
                         for registration in self._registrations:
-                            await self._notify(registration, client_id, loop.time())
+                            if registration.on_change is not None:
+                                await self._notify(registration, registration.on_change, client_id, loop.time())
                     now = loop.time()
                     for registration in self._registrations:
                         if now >= registration.due:
@@ -102,12 +103,12 @@ class ChangeFollower:
             finally:
                 await pubsub.aclose()
 
-    async def _notify(self, registration: _Registration, client_id: str, now: float) -> None:
+    async def _notify(self, registration: _Registration, on_change: OnChange, client_id: str, now: float) -> None:
         """One notice to one registration. A failure other than Redis's (which resubscribes) is logged
         and counted, and that registration resyncs on the next turn instead of keeping a stale view;
         the others, and later notices, are not held up by it."""
         try:
-            await registration.on_change(client_id)
+            await on_change(client_id)
         except (RedisError, OSError):
             raise
         except Exception:
