@@ -204,6 +204,29 @@ def test_lrs_and_websocket_clients_are_shown_in_their_own_words(hub: InProcessHu
     assert not {"webhook_url", "endpoint_url", "webhook_batch_max"} & set(socket_fields)
 
 
+def test_a_caliper_endpoint_client_is_shown_in_its_own_words(hub: InProcessHub, page) -> None:
+    with Receiver() as endpoint:
+        client_id, _ = hub.client(
+            name="Caliper analytics", type="university", translator="caliper", delivery="caliper-endpoint",
+            endpoint_url=endpoint.url, endpoint_token="caliper-api-key",
+        )
+        until_delivering(hub, client_id)
+        api = _sign_in(hub, page)
+        _publisher(hub).send(SimulatedLMS(seed=64).next_event())
+        _wait(lambda: (api.get(f"/clients/{client_id}").json()["delivery_health"] or {}).get("delivered") == 1, 30)
+
+        page.goto(f"{hub.http}/admin/clients/{client_id}")
+        shown = page.inner_text("main")
+        fields = page.locator("#edit-client [name]").evaluate_all("els => els.map(e => e.name)")
+
+    assert endpoint.requests[0].json["dataVersion"] == "http://purl.imsglobal.org/ctx/caliper/v1p2"
+    assert "Caliper endpoint" in shown and "Caliper deliveries" in shown and "1 events stored" in shown
+    assert endpoint.url in shown and "Dead letters" in shown and "Delivery log" in shown
+    assert "Webhook" not in shown and "LRS" not in shown and "caliper-api-key" not in shown
+    assert "webhook_url" not in fields and {"endpoint_url", "endpoint_token", "webhook_batch_max"} <= set(fields)
+    assert not {"endpoint_username", "endpoint_password"} & set(fields), "a Caliper endpoint takes a bearer key only"
+
+
 def test_revoke_rotate_and_disable_ask_first_even_without_javascript(hub: InProcessHub, page) -> None:
     with Receiver() as receiver:
         client_id, secret = hub.client(name="Grades sync", delivery="webhook", webhook_url=receiver.url)
