@@ -4,6 +4,8 @@ and "retry now", wording per delivery type (a real Ralph LRS), and confirmation 
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import re
 import time
 from collections.abc import Iterator
@@ -11,13 +13,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms.backend import RealtimeBackend
 from tests import ROOT, SEND_TIMEOUT
 from tests.hub.admin.browser import needs_chromium
 from tests.hub.delivery.webhook.formats.lrs_server import RalphServer
-from tests.hub.delivery.webhook.helpers import until_delivering
+from tests.hub.delivery.webhook.helpers import until_delivering, write_client
 from tests.hub.delivery.webhook.receiver import Receiver, Reply
 from tests.hubproc import InProcessHub
 from tests.servers import RedisServer
@@ -34,6 +37,16 @@ pytestmark = needs_chromium
 @pytest.fixture
 def hub(redis_server: RedisServer, prefix: str) -> Iterator[InProcessHub]:
     started = InProcessHub(redis_server.url, prefix, env=ENV)
+    started.start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def guarded_hub(redis_server: RedisServer, prefix: str) -> Iterator[InProcessHub]:
+    """A hub retrying twice at once whose address guard refuses private addresses: every attempt is
+    refused before any POST."""
+    started = InProcessHub(redis_server.url, prefix, env={"RTHUB_WEBHOOK_RETRY_SCHEDULE": "0.05,0.05"})
     started.start()
     yield started
     started.stop()
@@ -125,6 +138,31 @@ def test_dead_letters_are_listed_and_replayed_and_a_waiting_retry_is_done_now(hu
     assert "No dead letters." in emptied
     deliveries = [r.json["cursor"] for r in receiver.requests if r.status == 200]
     assert deliveries == [waiting, refused[1], refused[0], refused[2]], "the chosen one, then the others oldest first"
+
+
+def test_refusals_before_any_post_are_rows_of_the_delivery_log(guarded_hub: InProcessHub, page) -> None:
+    async def register() -> None:
+        redis = aioredis.Redis.from_url(guarded_hub.redis_url)
+        try:  # written by hand: the registry refuses a loopback URL while private addresses are refused
+            await write_client(redis, guarded_hub.settings, "guarded", "http://127.0.0.1:9/in")
+        finally:
+            await redis.aclose()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # Playwright's loop runs in this thread
+        pool.submit(asyncio.run, register()).result()
+    api = _sign_in(guarded_hub, page)
+    _publisher(guarded_hub).send(SimulatedLMS(seed=65).next_event())
+    _wait(lambda: api.get("/deadletters", params={"client_id": "guarded"}).json()["deadletters"])
+    page.goto(f"{guarded_hub.http}/admin/clients/guarded")
+    facts = page.inner_text("main")
+    rows = page.locator("#delivery-log tbody tr")
+    logged = [rows.nth(i).inner_text() for i in range(rows.count())]
+    reason = page.inner_text("#deadletter-list tbody tr .reason")
+
+    assert "3 failed attempts" in facts and "No attempts yet" not in facts
+    assert len(logged) == 3
+    assert all("not sent" in row and "refused URL: " in row and "127.0.0.1" in row for row in logged), logged
+    assert reason.startswith("refused URL: ")
 
 
 def test_replay_to_a_disabled_endpoint_says_it_waits_and_enable_and_deliver_does_both(hub: InProcessHub, page) -> None:
