@@ -95,6 +95,8 @@ def test_dead_letters_are_listed_and_replayed_and_a_waiting_retry_is_done_now(hu
         assert detail["retry"]["next_attempt_at"] > time.time() + 400
         assert detail["retry"]["last_error"] == "HTTP 503: maintenance until 10:00"
 
+        event_types = {d["cursor"]: d["event_type"]
+                       for d in api.get("/deadletters", params={"client_id": client_id}).json()["deadletters"]}
         page.goto(f"{hub.http}/admin/clients/{client_id}")
         rows = page.locator("#deadletter-list tbody tr")
         listed = [rows.nth(i).inner_text() for i in range(rows.count())]
@@ -127,6 +129,7 @@ def test_dead_letters_are_listed_and_replayed_and_a_waiting_retry_is_done_now(hu
     assert len(listed) == 3
     for row, cursor in zip(listed, refused, strict=True):
         assert cursor in row and "receiver aborted the message: unknown course id" in row and row.rstrip().endswith("1")
+        assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", row) and event_types[cursor] in row, row
     assert "after 1 failed attempt" in next_attempt and "maintenance until 10:00" in next_attempt
     assert re.search(r"\(in (7|8|9|10|11) min\)", next_attempt), next_attempt  # 600 s +/- 20 %
     assert queue.startswith("1 event waiting · oldest published")
