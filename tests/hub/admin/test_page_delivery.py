@@ -4,6 +4,8 @@ and "retry now", wording per delivery type (a real Ralph LRS), and confirmation 
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import re
 import time
 from collections.abc import Iterator
@@ -11,13 +13,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from hub.dev.simulator import SimulatedLMS
 from rthub_lms.backend import RealtimeBackend
 from tests import ROOT, SEND_TIMEOUT
 from tests.hub.admin.browser import needs_chromium
 from tests.hub.delivery.webhook.formats.lrs_server import RalphServer
-from tests.hub.delivery.webhook.helpers import until_delivering
+from tests.hub.delivery.webhook.helpers import until_delivering, write_client
 from tests.hub.delivery.webhook.receiver import Receiver, Reply
 from tests.hubproc import InProcessHub
 from tests.servers import RedisServer
@@ -34,6 +37,16 @@ pytestmark = needs_chromium
 @pytest.fixture
 def hub(redis_server: RedisServer, prefix: str) -> Iterator[InProcessHub]:
     started = InProcessHub(redis_server.url, prefix, env=ENV)
+    started.start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def guarded_hub(redis_server: RedisServer, prefix: str) -> Iterator[InProcessHub]:
+    """A hub retrying twice at once whose address guard refuses private addresses: every attempt is
+    refused before any POST."""
+    started = InProcessHub(redis_server.url, prefix, env={"RTHUB_WEBHOOK_RETRY_SCHEDULE": "0.05,0.05"})
     started.start()
     yield started
     started.stop()
@@ -82,6 +95,8 @@ def test_dead_letters_are_listed_and_replayed_and_a_waiting_retry_is_done_now(hu
         assert detail["retry"]["next_attempt_at"] > time.time() + 400
         assert detail["retry"]["last_error"] == "HTTP 503: maintenance until 10:00"
 
+        event_types = {d["cursor"]: d["event_type"]
+                       for d in api.get("/deadletters", params={"client_id": client_id}).json()["deadletters"]}
         page.goto(f"{hub.http}/admin/clients/{client_id}")
         rows = page.locator("#deadletter-list tbody tr")
         listed = [rows.nth(i).inner_text() for i in range(rows.count())]
@@ -114,6 +129,7 @@ def test_dead_letters_are_listed_and_replayed_and_a_waiting_retry_is_done_now(hu
     assert len(listed) == 3
     for row, cursor in zip(listed, refused, strict=True):
         assert cursor in row and "receiver aborted the message: unknown course id" in row and row.rstrip().endswith("1")
+        assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", row) and event_types[cursor] in row, row
     assert "after 1 failed attempt" in next_attempt and "maintenance until 10:00" in next_attempt
     assert re.search(r"\(in (7|8|9|10|11) min\)", next_attempt), next_attempt  # 600 s +/- 20 %
     assert queue.startswith("1 event waiting · oldest published")
@@ -125,6 +141,31 @@ def test_dead_letters_are_listed_and_replayed_and_a_waiting_retry_is_done_now(hu
     assert "No dead letters." in emptied
     deliveries = [r.json["cursor"] for r in receiver.requests if r.status == 200]
     assert deliveries == [waiting, refused[1], refused[0], refused[2]], "the chosen one, then the others oldest first"
+
+
+def test_refusals_before_any_post_are_rows_of_the_delivery_log(guarded_hub: InProcessHub, page) -> None:
+    async def register() -> None:
+        redis = aioredis.Redis.from_url(guarded_hub.redis_url)
+        try:  # written by hand: the registry refuses a loopback URL while private addresses are refused
+            await write_client(redis, guarded_hub.settings, "guarded", "http://127.0.0.1:9/in")
+        finally:
+            await redis.aclose()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # Playwright's loop runs in this thread
+        pool.submit(asyncio.run, register()).result()
+    api = _sign_in(guarded_hub, page)
+    _publisher(guarded_hub).send(SimulatedLMS(seed=65).next_event())
+    _wait(lambda: api.get("/deadletters", params={"client_id": "guarded"}).json()["deadletters"])
+    page.goto(f"{guarded_hub.http}/admin/clients/guarded")
+    facts = page.inner_text("main")
+    rows = page.locator("#delivery-log tbody tr")
+    logged = [rows.nth(i).inner_text() for i in range(rows.count())]
+    reason = page.inner_text("#deadletter-list tbody tr .reason")
+
+    assert "3 failed attempts" in facts and "No attempts yet" not in facts
+    assert len(logged) == 3
+    assert all("not sent" in row and "refused URL: " in row and "127.0.0.1" in row for row in logged), logged
+    assert reason.startswith("refused URL: ")
 
 
 def test_replay_to_a_disabled_endpoint_says_it_waits_and_enable_and_deliver_does_both(hub: InProcessHub, page) -> None:
@@ -202,6 +243,29 @@ def test_lrs_and_websocket_clients_are_shown_in_their_own_words(hub: InProcessHu
     assert "Live connections" in socket_page and "nothing is queued, retried or dead-lettered" in socket_page
     assert "Webhook" not in socket_page and "Delivery log" not in socket_page and "Dead letters" not in socket_page
     assert not {"webhook_url", "endpoint_url", "webhook_batch_max"} & set(socket_fields)
+
+
+def test_a_caliper_endpoint_client_is_shown_in_its_own_words(hub: InProcessHub, page) -> None:
+    with Receiver() as endpoint:
+        client_id, _ = hub.client(
+            name="Caliper analytics", type="university", translator="caliper", delivery="caliper-endpoint",
+            endpoint_url=endpoint.url, endpoint_token="caliper-api-key",
+        )
+        until_delivering(hub, client_id)
+        api = _sign_in(hub, page)
+        _publisher(hub).send(SimulatedLMS(seed=64).next_event())
+        _wait(lambda: (api.get(f"/clients/{client_id}").json()["delivery_health"] or {}).get("delivered") == 1, 30)
+
+        page.goto(f"{hub.http}/admin/clients/{client_id}")
+        shown = page.inner_text("main")
+        fields = page.locator("#edit-client [name]").evaluate_all("els => els.map(e => e.name)")
+
+    assert endpoint.requests[0].json["dataVersion"] == "http://purl.imsglobal.org/ctx/caliper/v1p2"
+    assert "Caliper endpoint" in shown and "Caliper deliveries" in shown and "1 events stored" in shown
+    assert endpoint.url in shown and "Dead letters" in shown and "Delivery log" in shown
+    assert "Webhook" not in shown and "LRS" not in shown and "caliper-api-key" not in shown
+    assert "webhook_url" not in fields and {"endpoint_url", "endpoint_token", "webhook_batch_max"} <= set(fields)
+    assert not {"endpoint_username", "endpoint_password"} & set(fields), "a Caliper endpoint takes a bearer key only"
 
 
 def test_revoke_rotate_and_disable_ask_first_even_without_javascript(hub: InProcessHub, page) -> None:

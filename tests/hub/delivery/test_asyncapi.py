@@ -215,3 +215,25 @@ def test_webhook_requests_match_their_messages(webhook_hub: Hub) -> None:
             errors = [error.message for error in payload_validator(document, message).iter_errors(body)]
             errors += [error.message for error in headers_validator(document, message).iter_errors(request.headers)]
             assert not errors, (message, body, request.headers, errors)
+
+
+def test_lrs_and_caliper_endpoint_requests_match_their_messages(webhook_hub: Hub) -> None:
+    """Real deliveries to an LRS and to a Caliper endpoint (loopback receivers answering 200): each POST's
+    body and headers as the `statements` and `envelope` messages say, to the paths the channels name."""
+    document = served(webhook_hub)
+    with Receiver() as lrs, Receiver() as caliper:
+        webhook_hub.client(delivery="lrs", endpoint_url=lrs.url + "/xAPI/", endpoint_username="rthub",
+                           endpoint_password="lrs-password", webhook_batch_max=10, webhook_batch_wait=0.2)
+        webhook_hub.client(delivery="caliper-endpoint", translator="caliper", endpoint_url=caliper.url,
+                           endpoint_token="caliper-key", webhook_batch_max=10, webhook_batch_wait=0.2)
+        _publish(webhook_hub, 5)
+        wait_until(lambda: lrs.requests and caliper.requests, 30, "no LRS or Caliper deliveries")
+        checks = [(request, "statements") for request in lrs.requests]
+        checks += [(request, "envelope") for request in caliper.requests]
+        for request, message in checks:
+            errors = [error.message for error in payload_validator(document, message).iter_errors(request.json)]
+            errors += [error.message for error in headers_validator(document, message).iter_errors(request.headers)]
+            assert not errors, (message, request.json, request.headers, errors)
+    assert all(request.path == "/hook/xAPI/statements" for request in lrs.requests)
+    assert all(request.headers["authorization"].startswith("Basic ") for request in lrs.requests)
+    assert all(request.headers["authorization"] == "Bearer caliper-key" for request in caliper.requests)
