@@ -30,11 +30,10 @@ SCHEMAS = "#/components/schemas/"
 MESSAGES = "#/components/messages/"
 WS_BINDING = "0.1.0"
 HTTP_BINDING = "0.3.0"
-HEADER_NOTES = {
-    "authorization": "the client's endpoint credential: Basic (LRS user and password) or Bearer (token)",
-    "content-type": "",
-    "user-agent": "",
-}
+# The endpoint credential's schemes per delivery: an LRS takes a user and password or a token, a Caliper
+# endpoint its API key as a bearer token (Caliper 1.2 Sensor API).
+LRS_AUTH = ("Basic", "Bearer")
+CALIPER_AUTH = ("Bearer",)
 
 
 def frame_type(model: Any) -> str:
@@ -70,8 +69,8 @@ def asyncapi_document(settings: Settings) -> dict[str, Any]:
                                 signed),
         "webhookBatch": message("webhookBatch", BatchBody, _doc(BatchBody), signed),
     }
-    lrs_headers = _sender_headers(LrsSender("").headers)
-    caliper_headers = _sender_headers(CaliperSender("", "").headers)
+    lrs_headers = _sender_headers(LrsSender("").headers, LRS_AUTH)
+    caliper_headers = _sender_headers(CaliperSender("", "").headers, CALIPER_AUTH)
     lrs = {"statements": message(
         "statements", list[dict[str, Any]], "xAPI 1.0.3 statements, in stream order (one id sent once per batch)",
         lrs_headers,
@@ -239,12 +238,14 @@ def _headers(model: Any, fixed: dict[str, str], schema: Any) -> JsonSchema:
     return {"type": "object", "description": _doc(model), "properties": properties, "required": list(properties)}
 
 
-def _sender_headers(headers: dict[str, str]) -> JsonSchema:
-    """The headers an endpoint sender sets (and the user agent every POST carries)."""
+def _sender_headers(headers: dict[str, str], schemes: tuple[str, ...]) -> JsonSchema:
+    """The headers an endpoint sender sets (and the user agent every POST carries); `authorization` carries
+    the client's endpoint credential in one of `schemes`."""
     properties: dict[str, JsonSchema] = {}
     for name, value in {**headers, "user-agent": USER_AGENT}.items():
         if name == "authorization":
-            properties[name] = {"type": "string", "pattern": "^(Basic|Bearer) ", "description": HEADER_NOTES[name]}
+            properties[name] = {"type": "string", "pattern": f"^({'|'.join(schemes)}) ",
+                                "description": f"the client's endpoint credential: {' or '.join(schemes)}"}
         else:
             properties[name] = {"const": value}
     return {"type": "object", "properties": properties, "required": list(properties)}

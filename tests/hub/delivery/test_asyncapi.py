@@ -237,3 +237,20 @@ def test_lrs_and_caliper_endpoint_requests_match_their_messages(webhook_hub: Hub
     assert all(request.path == "/hook/xAPI/statements" for request in lrs.requests)
     assert all(request.headers["authorization"].startswith("Basic ") for request in lrs.requests)
     assert all(request.headers["authorization"] == "Bearer caliper-key" for request in caliper.requests)
+
+
+def test_each_endpoint_message_names_the_credential_schemes_its_delivery_takes() -> None:
+    """An LRS takes a user and password (Basic) or a token (Bearer); a Caliper endpoint its API key as a
+    bearer token only, so the `envelope` message refuses a Basic credential."""
+    document = asyncapi_document(Settings())
+    basic = {"authorization": "Basic cnRodWI6eA==", "content-type": "application/json"}
+    bearer = {**basic, "authorization": "Bearer key"}
+
+    def authorization_errors(message: str, headers: dict[str, str]) -> list[str]:
+        return [error.message for error in headers_validator(document, message).iter_errors(headers)
+                if "authorization" in str(error.instance_path) or "Basic" in error.message]
+
+    assert not authorization_errors("statements", basic)
+    assert not authorization_errors("statements", bearer)
+    assert not authorization_errors("envelope", bearer)
+    assert authorization_errors("envelope", basic)
