@@ -50,6 +50,10 @@ def test_sign_in_create_list_rotate_revoke(auth_server: AuthServer, page) -> Non
     page.locator("#edit-client input[name=webhook_url]").fill("https://hooks.example.org/rthub")
     page.locator("#edit-client button[type=submit]").click()
     assert "Saved." in page.inner_text(".notice")
+    webhook_secret = page.locator("details.secret")  # folded until asked for
+    assert not webhook_secret.locator("code").is_visible()
+    webhook_secret.locator("summary").click()
+    assert webhook_secret.locator("code").inner_text().startswith("whsec_")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "admin-client.png"), full_page=True)
 
