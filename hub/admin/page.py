@@ -399,13 +399,14 @@ class AdminPage:
         moved = await replay_by_client(self.redis, self.settings, chosen or None, client_id, since, until)
         done = await settle_replay(self.registry, moved, form.get("enable") == "yes")
         words = WORDS.get(client.delivery, WEBHOOK_WORDS)
+        letters = f"{done['replayed']} dead letter{'' if done['replayed'] == 1 else 's'}"
         if done["enabled"]:
-            notice = f"Delivery to the {words.endpoint} enabled; queued {done['replayed']} dead letters for delivery."
+            notice = f"Delivery to the {words.endpoint} enabled; queued {letters} for delivery."
         elif done["waiting"]:
-            notice = (f"Queued {done['replayed']} dead letters; they wait until delivery to the {words.endpoint} "
-                      "is enabled.")
+            wait = "it waits" if done["replayed"] == 1 else "they wait"
+            notice = f"Queued {letters}; {wait} until delivery to the {words.endpoint} is enabled."
         else:
-            notice = f"Queued {done['replayed']} dead letters for delivery again."
+            notice = f"Queued {letters} for delivery again."
         return self.redirect(request, f"/clients/{client_id}", notice)
 
     async def enable_webhooks(self, request: Request) -> Response:

@@ -136,7 +136,7 @@ def test_dead_letters_are_listed_and_replayed_and_a_waiting_retry_is_done_now(hu
     assert "503" in log and "maintenance until 10:00" in log and "unknown course id" in log
     assert retried == "Retrying now." and retry_took < 10, "the retry did not wait its 10 minutes"
     assert "nothing waiting" in after_retry
-    assert chosen == "Queued 1 dead letters for delivery again." and left == 2
+    assert chosen == "Queued 1 dead letter for delivery again." and left == 2
     assert everything == "Queued 2 dead letters for delivery again."
     assert "No dead letters." in emptied
     deliveries = [r.json["cursor"] for r in receiver.requests if r.status == 200]
@@ -202,9 +202,9 @@ def test_replay_to_a_disabled_endpoint_says_it_waits_and_enable_and_deliver_does
     assert "disabled" in said_before and "410 Gone" in said_before
     assert "they wait until delivery is enabled" in said_before
     assert buttons == ["Replay all: enable and deliver", "Replay all: queue, they wait"]
-    assert queued_only == "Queued 1 dead letters; they wait until delivery to the webhook endpoint is enabled."
+    assert queued_only == "Queued 1 dead letter; it waits until delivery to the webhook endpoint is enabled."
     assert requests_while_disabled == 1 and queued == 1 and "disabled" in still_disabled
-    assert enabled == "Delivery to the webhook endpoint enabled; queued 1 dead letters for delivery."
+    assert enabled == "Delivery to the webhook endpoint enabled; queued 1 dead letter for delivery."
     assert "#replay-disabled" not in after and "No dead letters." in after and "Enable the endpoint again" not in after
 
 

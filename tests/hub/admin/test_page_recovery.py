@@ -78,6 +78,6 @@ def test_disabled_endpoint_is_shown_replayed_by_time_and_enabled(redis_server: R
         hub.stop()
     assert "disabled" in shown and "410 Gone" in shown
     assert "Queued 0 dead letters" in empty_window
-    assert "Queued 1 dead letters; they wait until delivery to the webhook endpoint is enabled" in replayed
+    assert "Queued 1 dead letter; it waits until delivery to the webhook endpoint is enabled" in replayed
     assert "enabled again" in enabled and "Enable the endpoint again" not in after
     assert [r.json["cursor"] for r in receiver.requests] == [cursor, cursor]
