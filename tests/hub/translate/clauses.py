@@ -63,7 +63,7 @@ XAPI: tuple[Clause, ...] = (
            "a Statement and every object in it (actor, account, verb, activity, definition, result, score, "
            "context, StatementRef) have only the properties the standard defines (extensions aside)"),
     Clause("x-id-uuid", "Data 2.4.1", "the Statement id MUST be a UUID (RFC 4122 variant 2) in standard string form"),
-    Clause("x-version", "Data 2.4.10", "version, when set, MUST be 1.0.x"),
+    Clause("x-version", "Data 2.4.10", "a Learning Record Provider that sets version MUST set it to 1.0.0"),
     Clause("x-actor-ifi", "Data 2.4.2.1, 2.4.2.3",
            "an Agent MUST be identified by exactly one Inverse Functional Identifier"),
     Clause("x-account", "Data 2.4.2.4", "an account MUST have a homePage (an IRL) and a name (a string)"),
@@ -202,7 +202,7 @@ def xapi_violations(statement: dict[str, Any], root: str, event_time: str | None
     yield from _properties(statement, STATEMENT_KEYS, "statement")
     if not (isinstance(statement.get("id"), str) and UUID_TEXT.match(statement["id"])):
         yield "x-id-uuid", "id"
-    if "version" in statement and not re.fullmatch(r"1\.0(\.\d+)?", str(statement["version"])):
+    if "version" in statement and statement["version"] != "1.0.0":
         yield "x-version", "version"
     yield from _agent(statement.get("actor"), "actor")
     verb = statement.get("verb") or {}
