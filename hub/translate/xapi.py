@@ -15,7 +15,7 @@ from typing import Any
 
 from hub.translate import ids
 from hub.translate.base import Source, TranslationError
-from hub.translate.xapi_fragments import XAPI_VERSION, Ext, activity, actor, duration, verb
+from hub.translate.xapi_fragments import STATEMENT_VERSION, Ext, activity, actor, duration, verb
 from hub.translate.xapi_fragments import with_definition_extensions as with_ext
 
 Builder = Callable[[Source], list[dict[str, Any]]]
@@ -44,7 +44,7 @@ def statement(
         context["statement"] = {"objectType": "StatementRef", "id": statement_ref}
     context["extensions"] = {Ext.TRANSFORMER_VERSION: src.version, **(extensions or {})}
     built = {
-        "version": XAPI_VERSION,
+        "version": STATEMENT_VERSION,
         "actor": actor_fragment,
         "verb": verb_fragment,
         "object": obj,

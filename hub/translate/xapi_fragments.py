@@ -18,7 +18,10 @@ from tincan.conversions.iso8601 import jsonify_timedelta
 
 from hub.translate.base import TranslationError
 
-XAPI_VERSION = "1.0.3"
+XAPI_VERSION = "1.0.3"  # the specification followed (tincan serialises fragments by it)
+# A statement's `version`: xAPI 1.0.3 Data 2.4.10 "If Learning Record Providers set the Statement version,
+# they MUST set it to 1.0.0" (statements of any 1.0.x follow the 1.0.0 data model); the reference sends 1.0.3.
+STATEMENT_VERSION = "1.0.0"
 
 # Verb key -> IRI; the display text (`en`) is the key itself.
 VERBS = {

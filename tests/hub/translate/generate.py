@@ -2,8 +2,9 @@
 
 Seeds are rthub's own fixtures (one real shape per name) and nothing else, so the source tree alone
 decides which events are generated: the same with or without the shared corpus beside it (whose
-events `test_conformance.py` checks one by one). From a seed, an example may switch to the
-event-tracking shape, drop one field (any leaf of `data`, or a context field), and redraw values:
+events `test_conformance.py` checks one by one). From a seed, an example may switch to the other
+LMS shape (event-tracking's for a tracking-log seed, the tracking log's for an event-tracking one),
+drop one field (any leaf of `data`, or a context field), and redraw values:
 numbers and booleans of the same type, strings from the values the same key takes across all seeds,
 fresh ids for id-like keys, other timestamps and users.
 """
@@ -69,6 +70,22 @@ def as_event_tracking(raw: dict[str, Any]) -> dict[str, Any]:
         "data": raw["data"] if "data" in raw else raw.get("event", {}),
         "context": context,
     }
+
+
+def as_tracking_log(raw: dict[str, Any]) -> dict[str, Any]:
+    """The tracking-log shape of an event-tracking event: `event_type`, `time`, the payload under `event`,
+    the request fields at the top level (the rest of `context` stays there)."""
+    context = dict(raw.get("context") or {})
+    log = {"event_type": event_name(raw), "time": raw.get("timestamp") or raw.get("time")}
+    for key in REQUEST_FIELDS:
+        if key in context:
+            log[key] = context.pop(key)
+    return {**log, "context": context, "event": raw["data"] if "data" in raw else raw.get("event", {})}
+
+
+def other_shape(raw: dict[str, Any]) -> dict[str, Any]:
+    """The same event in the other LMS shape."""
+    return as_tracking_log(raw) if "name" in raw and "event_type" not in raw else as_event_tracking(raw)
 
 
 def leaves(value: Any, path: Path = ()) -> Iterator[tuple[Path, Any]]:
@@ -161,10 +178,10 @@ _TIMESTAMPS = st.datetimes(
 )
 
 
-def _prepared(seed: dict[str, Any], tracking: bool) -> tuple[dict[str, Any], Any, dict[str, Any], list[Spot]]:
-    """A copy of `seed` (in the event-tracking shape when `tracking`) with its payload under `data`, the
-    payload parsed, its context, and the fields that may be dropped."""
-    raw = as_event_tracking(copy.deepcopy(seed)) if tracking else copy.deepcopy(seed)
+def _prepared(seed: dict[str, Any], switch: bool) -> tuple[dict[str, Any], Any, dict[str, Any], list[Spot]]:
+    """A copy of `seed` (in the other LMS shape when `switch`) with its payload under `data`, the payload
+    parsed, its context, and the fields that may be dropped."""
+    raw = other_shape(copy.deepcopy(seed)) if switch else copy.deepcopy(seed)
     if "data" not in raw:  # event-tracking hands its backends the payload as `data`
         raw["data"] = raw.pop("event", {})
     body = _parse(raw.get("data"))
@@ -179,9 +196,9 @@ def each_field_dropped(name: str, all_seeds: dict[str, list[dict[str, Any]]]) ->
     the single-drop cases are all compared, whatever the random examples happen to drop."""
     found = []
     for seed in all_seeds[name]:
-        for tracking in (False, True):
-            for spot in _prepared(seed, tracking)[3]:
-                raw, body, context, _ = _prepared(seed, tracking)
+        for switch in (False, True):
+            for spot in _prepared(seed, switch)[3]:
+                raw, body, context, _ = _prepared(seed, switch)
                 text_body = isinstance(raw["data"], str)
                 _drop(body if spot[0] == "data" else context, spot[1])
                 raw["data"] = json.dumps(body) if text_body else body

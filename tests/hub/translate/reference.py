@@ -22,6 +22,8 @@ INTERACTION = "http://adlnet.gov/expapi/activities/cmi.interaction"
 def xapi(statement: dict[str, Any], ours_version: str) -> dict[str, Any]:
     """A reference statement adjusted to what rthub sends for the same event."""
     adjusted = copy.deepcopy(statement)
+    if "version" in adjusted:  # `statement-version`: a provider that sets it MUST set 1.0.0
+        adjusted["version"] = "1.0.0"
     extensions = adjusted.get("context", {}).get("extensions", {})
     extensions.pop(SESSION_ID, None)  # PII: never delivered
     if TRANSFORMER_VERSION in extensions:

@@ -2,8 +2,9 @@
 
 For each registered name, `generate.generated` grows at least `MIN_CASES` distinct events (both LMS
 shapes, values redrawn, each optional field dropped; fixed seeds); each is translated by both
-translators and checked against `clauses.py`, written from the standards' text. A summary (events and
-outputs checked per clause) goes to `test-artifacts/clauses.json`.
+translators and checked against `clauses.py`, written from the standards' text; each Caliper event is
+also checked inside the Sensor API envelope the hub's Caliper sender wraps it in. A summary (events and
+outputs per name) goes to `test-artifacts/clauses/`.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ import json
 from collections import Counter
 from typing import Any
 
+import orjson
 import pytest
 from ralph.models.xapi.base.statements import BaseXapiStatement
 
+from hub.delivery.webhook.formats.caliper import CaliperSender
+from hub.delivery.webhook.outbox import Item
 from hub.translate import NoTranslation, TranslationError, caliper, translate, xapi
 from rthub_lms.events import normalise
 from tests import ROOT
@@ -24,6 +28,8 @@ from tests.hub.translate.corpus import SETTINGS
 ACTOR = "0f7c2a4e-5b1d-4c3e-9a8f-7e6d5c4b3a21"
 MIN_CASES = 200
 NAMES = sorted(set(xapi.BUILDERS) | set(caliper.BUILDERS))
+SENDER = CaliperSender("Bearer clause-test", "https://hub.example/caliper/sensor")
+EVENT_TRACKING_KEYS = {"name", "timestamp", "data", "context"}
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -41,18 +47,32 @@ def test_every_clause_holds_on_generated_events(name: str) -> None:
     assert len(events) >= MIN_CASES
     found: Counter[tuple[str, str, str]] = Counter()
     checked: Counter[str] = Counter()
+    shapes: dict[str, set[str]] = {"xapi": set(), "caliper": set()}
     for raw in events:
+        event_time = normalise(raw)["timestamp"]
+        shape = "event-tracking" if set(raw) <= EVENT_TRACKING_KEYS else "tracking-log"
         for translator, check in clauses.CHECKS.items():
             for output in outputs(translator, raw):
                 checked[translator] += 1
-                args = (output, SETTINGS.lms_root_url) if translator == "xapi" else (output,)
-                for clause, where in check(*args):
+                shapes[translator].add(shape)
+                for clause, where in check(output, SETTINGS.lms_root_url, event_time=event_time):
                     found[(translator, clause, where)] += 1
                 if translator == "xapi":
                     BaseXapiStatement(**output)
-    assert name not in xapi.BUILDERS or checked["xapi"] >= MIN_CASES // 2, "too few events translated"
+                else:
+                    for clause, where in clauses.envelope_violations(orjson.loads(SENDER.body([_queued(output)]))):
+                        found[(translator, clause, where)] += 1
+    for translator, builders in (("xapi", xapi.BUILDERS), ("caliper", caliper.BUILDERS)):
+        if name in builders:
+            assert checked[translator] >= MIN_CASES // 2, f"too few events translated to {translator}"
+            assert shapes[translator] == {"event-tracking", "tracking-log"}, f"{translator}: {shapes[translator]}"
     _record(name, len(events), checked)
     assert not found, f"{name}: {dict(found)}"
+
+
+def _queued(event: dict[str, Any]) -> Item:
+    """A translated event as the webhook outbox holds it (a frame whose `data` is the event)."""
+    return Item(source="clauses", id="1-0", cursor="1-0", body=orjson.dumps({"data": event}).decode())
 
 
 def test_the_clause_table_in_the_docs_lists_every_clause() -> None:
@@ -85,3 +105,51 @@ def _record(name: str, events: int, checked: Counter[str]) -> None:
     folder = ROOT / "test-artifacts" / "clauses"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.json").write_text(json.dumps({"events": events, "outputs": dict(checked)}))
+
+
+def test_the_checks_of_every_object_envelope_and_time_can_fail() -> None:
+    """The clauses on nested properties, times, blank nodes, block IRIs and envelopes, each broken on purpose."""
+    seed = generate.seeds()["edx.grades.subsection.grade_calculated"][0]
+    event_time = normalise(seed)["timestamp"]
+    (statement,) = translate(normalise(seed), "xapi", actor_id=ACTOR, settings=SETTINGS)
+    assert list(clauses.xapi_violations(statement, SETTINGS.lms_root_url, event_time=event_time)) == []
+    broken = json.loads(json.dumps(statement))
+    broken["result"]["score"]["percent"] = 1.0
+    broken["context"]["platform"] = "rthub"
+    broken["context"]["language"] = "english please"
+    broken["object"]["definition"]["extensions"] = {"https://rthub.example/ext": "_:b0"}
+    broken["timestamp"] = "2030-01-01T00:00:00+00:00"
+    del broken["verb"]
+    reported = {where: clause for clause, where in clauses.xapi_violations(broken, SETTINGS.lms_root_url,
+                                                                            event_time=event_time)}
+    assert reported["result.score.percent"] == "x-statement-properties"
+    assert reported["context.language"] == "x-context-properties"
+    assert reported["timestamp"] == "x-timestamp-instant"
+    assert reported["verb"] == "x-required"
+    assert "x-no-blank-node" in reported.values()
+    about_activity = {**statement, "context": {"platform": "rthub"}}
+    assert list(clauses.xapi_violations(about_activity, SETTINGS.lms_root_url)) == []
+    about_statement = {**about_activity, "object": {"objectType": "StatementRef", "id": statement["id"]}}
+    assert list(clauses.xapi_violations(about_statement, SETTINGS.lms_root_url)) == [
+        ("x-context-properties", "context.platform")
+    ]
+
+    (event,) = translate(normalise(seed), "caliper", actor_id=ACTOR, settings=SETTINGS)
+    assert list(clauses.caliper_violations(event, SETTINGS.lms_root_url, event_time=event_time)) == []
+    broken = json.loads(json.dumps(event))
+    broken["object"]["extensions"]["isPartOf"] = {"type": "CourseOffering"}
+    broken["object"]["id"] = "https://elsewhere.example/xblock/" + broken["object"]["id"].split("/xblock/")[1]
+    broken["eventTime"] = "2030-01-01T00:00:00.000Z"
+    reported = {where: clause for clause, where in clauses.caliper_violations(broken, SETTINGS.lms_root_url,
+                                                                               event_time=event_time)}
+    assert reported["event.object.extensions.isPartOf"] == "c-no-blank-node"
+    assert reported["object.id"] == "c-one-iri-per-block"
+    assert reported["eventTime"] == "c-event-time-instant"
+    navigation = {**event, "type": "NavigationEvent", "action": "NavigatedTo", "object": event["actor"]}
+    assert ("c-object-type", "object") in set(clauses.caliper_violations(navigation))
+
+    envelope = orjson.loads(SENDER.body([_queued(event)]))
+    assert list(clauses.envelope_violations(envelope)) == []
+    for key, value in (("dataVersion", "http://purl.imsglobal.org/ctx/caliper/v1p1"), ("sendTime", "2024-01-01"),
+                       ("sensor", "hub"), ("data", []), ("extra", 1)):
+        assert list(clauses.envelope_violations({**envelope, key: value})), key

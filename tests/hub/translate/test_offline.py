@@ -77,11 +77,24 @@ def test_caliper_output_file_and_fixed_actor(tmp_path: Path, capsys: pytest.Capt
     assert "no_translation=1" in capsys.readouterr().err
 
 
-def _translate(source: Path, *options: str) -> subprocess.CompletedProcess[str]:
+def _translate(source: Path, *options: str, to: str = "xapi") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "hub.translate", str(source), "--to", "xapi", *options],
+        [sys.executable, "-m", "hub.translate", str(source), "--to", to, *options],
         capture_output=True, text=True, timeout=60, check=False,
     )
+
+
+# Every fixture (one event per name, both LMS shapes among them), so each builder runs in two processes
+# with different hash seeds: any output that depended on set or dict order of a process would differ.
+EVERY_NAME = [json.dumps(fixtures.RAW_EVENTS[name]) for name in sorted(fixtures.RAW_EVENTS)]
+
+
+@pytest.mark.parametrize("to", ["xapi", "caliper"])
+def test_every_name_translates_identically_on_two_runs(tmp_path: Path, to: str) -> None:
+    source = _write(tmp_path / "tracking.log", EVERY_NAME)
+    first, second = _translate(source, to=to), _translate(source, to=to)
+    assert first.returncode == second.returncode == 0, first.stderr
+    assert len(first.stdout.splitlines()) >= 59 and first.stdout == second.stdout
 
 
 @pytest.mark.parametrize("suffix", [".log", ".gz"])
@@ -109,6 +122,11 @@ def test_with_redis_each_learner_gets_the_deployments_anonymised_id(
     options = ("--redis-url", redis_server.url, "--redis-prefix", prefix, "--consumer-type", "enterprise")
     first, second = _translate(source, *options), _translate(source, *options)
     assert first.returncode == 0 and first.stdout == second.stdout
+    every = _write(tmp_path / "every.log", EVERY_NAME)
+    for to in ("xapi", "caliper"):
+        once, again = _translate(every, *options, to=to), _translate(every, *options, to=to)
+        assert once.returncode == again.returncode == 0, once.stderr
+        assert once.stdout and once.stdout == again.stdout
 
     async def stored() -> str:
         redis = aioredis.Redis.from_url(redis_server.url)

@@ -38,7 +38,7 @@ def test_xapi_statements_are_valid(name: str) -> None:
         assert round_trip["verb"] == statement["verb"]
         assert round_trip["object"]["id"] == statement["object"]["id"]
         BaseXapiStatement(**statement)
-        assert statement["version"] == "1.0.3"
+        assert statement["version"] == "1.0.0"
         assert statement["actor"] == {
             "objectType": "Agent",
             "account": {"homePage": SETTINGS.lms_root_url, "name": ACTOR},
