@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -72,8 +73,11 @@ def test_every_clause_holds_on_generated_events(name: str) -> None:
     checked: Counter[str] = Counter()
     shapes: dict[str, set[str]] = {"xapi": set(), "caliper": set()}
     forms: dict[str, list[tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]]] = defaultdict(list)
+    now = datetime.now(UTC)
     for raw in events:
         event_time = normalise(raw)["timestamp"]
+        # Outputs state this instant (x-timestamp-instant): an LMS event is in the past, so are they.
+        assert datetime.fromisoformat(event_time) <= now, f"generated in the future: {event_time}"
         shape = "event-tracking" if set(raw) <= EVENT_TRACKING_KEYS else "tracking-log"
         translated = {translator: outputs(translator, raw) for translator in clauses.CHECKS}
         forms[generate.form(raw)].append((raw, translated))
