@@ -64,6 +64,13 @@ DOCUMENTED: tuple[Documented, ...] = (
         "reference-rejects",
         r"AttributeError: 'NoneType' object has no attribute 'grouping'",
     ),
+    Documented(
+        "question-grouping-without-course",
+        "xapi",
+        r"problem_check",
+        "reference-rejects",
+        r"AttributeError: 'NoneType' object has no attribute 'parent'",
+    ),
     Documented("forum-path-privacy", "xapi", r"edx\.forum\..*", "value", r"object\.id"),
     Documented(
         "absent-optional-field",

@@ -2,13 +2,15 @@
 
 They carry known personal data (username, email, full name, IP, user agent, referer, session) so tests
 can assert none of it reaches any output. Server events use the tracking-log shape, browser events the
-event-tracking shape, so both normalisation paths are exercised.
+event-tracking shape, so both normalisation paths are exercised. `FORMS` adds, for a name whose events
+come in shapes its translators map differently, one event per form.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 from rthub_lms.events import Event, normalise
 
@@ -252,6 +254,58 @@ def _raw_events() -> dict[str, dict[str, Any]]:
 
 
 RAW_EVENTS = _raw_events()
+
+
+def _problem_check_forms() -> dict[str, dict[str, Any]]:
+    """A check of one question (`RAW_EVENTS`), of several (the server's; xAPI states a parent and a child
+    per question), and the browser's (its answers url-encoded, the problem named by their keys or by
+    the page's `activate_block_id`)."""
+    block = PROBLEM.rsplit("@", 1)[1]
+    colour, instruments = f"{block}_2_1", f"{block}_3_1"
+    multi = {
+        "problem_id": PROBLEM,
+        "answers": {colour: "choice_2", instruments: ["choice_0", "choice_3"]},
+        "attempts": 1,
+        "grade": 1,
+        "max_grade": 2,
+        "success": "incorrect",
+        "correct_map": {colour: {"correctness": "correct"}, instruments: {"correctness": "incorrect"}},
+        "submission": {
+            colour: {
+                "question": "Which colour is a clear sky?",
+                "answer": "blue",
+                "response_type": "optionresponse",
+                "input_type": "optioninput",
+                "correct": True,
+                "variant": "",
+            },
+            instruments: {
+                "question": "Which of these are birds?",
+                "answer": ["a robin", "a bat"],
+                "response_type": "choiceresponse",
+                "input_type": "checkboxgroup",
+                "correct": False,
+                "variant": "",
+            },
+        },
+    }
+    unit = BLOCK.format(kind="vertical", name="7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e")
+    browser = _browser(
+        "problem_check",
+        f"input_{colour}=choice_2&input_{instruments}%5B%5D=choice_0&input_{instruments}%5B%5D=choice_3",
+        referer=f"http://lms.example.org/xblock/{unit}?view=student_view",
+    )
+    browser["context"]["page"] = (
+        f"http://lms.example.org/courses/{COURSE}/courseware/pii-referer-marker/?activate_block_id={quote(SEQUENCE)}"
+    )
+    return {
+        "server": RAW_EVENTS["problem_check"],
+        "server, multiple questions": _server("problem_check", multi),
+        "browser": browser,
+    }
+
+
+FORMS: dict[str, dict[str, dict[str, Any]]] = {"problem_check": _problem_check_forms()}
 
 
 def event(name: str) -> Event:

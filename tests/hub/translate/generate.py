@@ -1,12 +1,14 @@
 """Hypothesis strategies for LMS events of one name: real shapes, one optional field dropped, values varied.
 
-Seeds are rthub's own fixtures (one real shape per name) and nothing else, so the source tree alone
-decides which events are generated: the same with or without the shared corpus beside it (whose
-events `test_conformance.py` checks one by one). From a seed, an example may switch to the other
-LMS shape (event-tracking's for a tracking-log seed, the tracking log's for an event-tracking one),
-drop one field (any leaf of `data`, or a context field), and redraw values:
-numbers and booleans of the same type, strings from the values the same key takes across all seeds,
-fresh ids for id-like keys, other timestamps and users.
+Seeds are rthub's own fixtures (one real shape per name, one per form where a name has several:
+`fixtures.FORMS`) and nothing else, so the source tree alone decides which events are generated: the
+same with or without the shared corpus beside it (whose events `test_conformance.py` checks one by
+one). Each seed grows its own events, so every form gets as many as a name. From a seed, an example may
+switch to the other LMS shape (event-tracking's for a tracking-log seed, the tracking log's for an
+event-tracking one), drop one field (any leaf of `data`, one answer of a browser's url-encoded
+answers, or a context field), and redraw values: numbers and booleans of the same type, strings from
+the values the same key takes across all seeds, fresh ids for id-like keys and answered blocks, other
+(past) timestamps and users.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ REQUEST_FIELDS = ("username", "ip", "agent", "host", "referer", "session", "page
 CONTEXT_DROPPABLE = ("course_id", "session", "referer", "page", "username", "user_id", "org_id", "module", "path")
 _HEX = re.compile(r"[0-9a-f]{24,32}\Z")
 _BLOCK = re.compile(r"(block-v1:[^+]+\+[^+]+\+[^+]+\+type@[^+]+\+block@)([0-9a-zA-Z_]+)\Z")
+# A browser's answer to one input of a problem, url-encoded: `input_<block>_2_1=choice_1` (`%5B%5D` for a list).
+_ANSWER = re.compile(r"(input_)([0-9a-f]{32})(_\d+_\d+(?:%5B%5D)?=)(.*)\Z")
 _COURSES = (
     "course-v1:edX+DemoX+Demo_Course",
     "course-v1:RthubX+T101+2024",
@@ -54,8 +58,20 @@ def event_name(raw: dict[str, Any]) -> str:
 
 
 def seeds() -> dict[str, list[dict[str, Any]]]:
-    """Real events per name: rthub's fixture for it."""
-    return {name: [raw] for name, raw in fixtures.RAW_EVENTS.items()}
+    """Real events per name: rthub's fixture for it, or one per form (the first is the fixture)."""
+    return {name: list(fixtures.FORMS[name].values()) if name in fixtures.FORMS else [raw]
+            for name, raw in fixtures.RAW_EVENTS.items()}
+
+
+def form(raw: dict[str, Any]) -> str:
+    """Which of `fixtures.FORMS`' forms an event has: `browser` (the browser sent it), `server, multiple
+    questions` (its payload submits answers to more than one question) or `server`."""
+    context = raw.get("context") or {}
+    if (context.get("event_source") or raw.get("event_source")) == "browser":
+        return "browser"
+    body = _parse(raw["data"] if "data" in raw else raw.get("event"))
+    submission = body.get("submission") if isinstance(body, dict) else None
+    return "server, multiple questions" if isinstance(submission, dict) and len(submission) > 1 else "server"
 
 
 def as_event_tracking(raw: dict[str, Any]) -> dict[str, Any]:
@@ -113,6 +129,13 @@ def _value_pool(all_seeds: dict[str, list[dict[str, Any]]]) -> dict[str, list[An
     return {key: sorted(values) for key, values in pool.items()}
 
 
+def _encoded(body: Any, like: Any) -> Any:
+    """`body` as the seed's payload `like` was written: a JSON string, url-encoded answers, or as is."""
+    if isinstance(like, str):
+        return json.dumps(body) if like[:1] == "{" else "&".join(body)
+    return body
+
+
 def _parse(body: Any) -> Any:
     if isinstance(body, str) and body[:1] == "{":
         try:
@@ -150,6 +173,12 @@ def _string(key: str, current: str, pool: dict[str, list[Any]]) -> st.SearchStra
         choices.append(ids.map(lambda new: head + new))
     if current in _COURSES or current.startswith("course-v1:"):
         choices.append(st.sampled_from(_COURSES))
+    answer = _ANSWER.match(current)
+    if answer:
+        head, block, tail, value = answer.groups()
+        blocks = st.text(alphabet="0123456789abcdef", min_size=32, max_size=32)
+        choices.append(blocks.map(lambda new: f"{head}{new}{tail}{value}"))
+        choices.append(st.integers(0, 9).map(lambda n: f"{head}{block}{tail}choice_{n}"))
     return st.one_of(choices)
 
 
@@ -171,8 +200,10 @@ def _redraw(key: Any, current: Any, pool: dict[str, list[Any]]) -> st.SearchStra
     return st.just(current)
 
 
+# An LMS event is stamped when it happens, before anything translates it: past times only (a fixed
+# bound, so the same events are drawn on any day; xAPI 1.0.3 Data 2.4.7: no statement in the future).
 _TIMESTAMPS = st.datetimes(
-    min_value=datetime(2019, 1, 1), max_value=datetime(2030, 1, 1), timezones=st.sampled_from(
+    min_value=datetime(2019, 1, 1), max_value=datetime(2026, 1, 1), timezones=st.sampled_from(
         [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-4))]
     )
 )
@@ -180,11 +211,13 @@ _TIMESTAMPS = st.datetimes(
 
 def _prepared(seed: dict[str, Any], switch: bool) -> tuple[dict[str, Any], Any, dict[str, Any], list[Spot]]:
     """A copy of `seed` (in the other LMS shape when `switch`) with its payload under `data`, the payload
-    parsed, its context, and the fields that may be dropped."""
+    parsed (url-encoded answers as a list of `key=value`), its context, and the fields that may be dropped."""
     raw = other_shape(copy.deepcopy(seed)) if switch else copy.deepcopy(seed)
     if "data" not in raw:  # event-tracking hands its backends the payload as `data`
         raw["data"] = raw.pop("event", {})
     body = _parse(raw.get("data"))
+    if isinstance(body, str) and "=" in body:
+        body = body.split("&")
     context = raw.setdefault("context", {})
     spots: list[Spot] = [("data", path) for path, _ in leaves(body) if path]
     spots += [("context", (key,)) for key in CONTEXT_DROPPABLE if key in context]
@@ -199,9 +232,8 @@ def each_field_dropped(name: str, all_seeds: dict[str, list[dict[str, Any]]]) ->
         for switch in (False, True):
             for spot in _prepared(seed, switch)[3]:
                 raw, body, context, _ = _prepared(seed, switch)
-                text_body = isinstance(raw["data"], str)
                 _drop(body if spot[0] == "data" else context, spot[1])
-                raw["data"] = json.dumps(body) if text_body else body
+                raw["data"] = _encoded(body, raw["data"])
                 raw["timestamp"] = raw.get("timestamp") or raw.get("time")
                 raw["name"] = event_name(raw)
                 found.append(raw)
@@ -212,7 +244,6 @@ def each_field_dropped(name: str, all_seeds: dict[str, list[dict[str, Any]]]) ->
 def _mutated(draw: st.DrawFn, choices: list[dict[str, Any]], pool: dict[str, list[Any]]) -> dict[str, Any]:
     raw, body, context, spots = _prepared(draw(st.sampled_from(choices)), draw(st.booleans()))
     body_key = "data"
-    text_body = isinstance(raw.get(body_key), str)
     drop = draw(st.none() | st.sampled_from(spots)) if spots else None
     for path, current in list(leaves(body)):
         if path and draw(st.integers(0, 3)) == 0:
@@ -227,17 +258,12 @@ def _mutated(draw: st.DrawFn, choices: list[dict[str, Any]], pool: dict[str, lis
         raw["time"] = stamp
     if "user_id" in context and draw(st.booleans()):
         context["user_id"] = draw(st.integers(min_value=1, max_value=10**7))
-    raw[body_key] = json.dumps(body) if text_body else body
+    raw[body_key] = _encoded(body, raw[body_key])
     return raw
 
 
-def events_for(name: str, all_seeds: dict[str, list[dict[str, Any]]]) -> st.SearchStrategy[dict[str, Any]]:
-    """LMS events named `name`, grown from its seeds."""
-    return _mutated(all_seeds[name], _value_pool(all_seeds))
-
-
 def generated(name: str, all_seeds: dict[str, list[dict[str, Any]]], minimum: int) -> list[dict[str, Any]]:
-    """At least `minimum` distinct events named `name`, and every single-field drop of its seed;
+    """At least `minimum` distinct events from each seed of `name`, and every single-field drop of its seeds;
     reproducible (fixed hypothesis seeds, no database, no constants from loaded code: `tests/seeded.py`).
 
     Drawing them costs about 90 s of CPU for every name, and two modules (the clause checks and the
@@ -264,8 +290,20 @@ def generated(name: str, all_seeds: dict[str, list[dict[str, Any]]], minimum: in
 
 def _draw(name: str, all_seeds: dict[str, list[dict[str, Any]]], minimum: int) -> list[dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
+    pool = _value_pool(all_seeds)
+    for seed in all_seeds[name]:
+        for key, raw in _grown(seed, pool, minimum).items():
+            found.setdefault(key, raw)
+    for raw in each_field_dropped(name, all_seeds):
+        found.setdefault(json.dumps(raw, sort_keys=True), raw)
+    return list(found.values())
+
+
+def _grown(seed: dict[str, Any], pool: dict[str, list[Any]], minimum: int) -> dict[str, dict[str, Any]]:
+    """At least `minimum` distinct events from one seed (up to 20 rounds of fixed hypothesis seeds)."""
+    grown: dict[str, dict[str, Any]] = {}
     for round_seed in range(20):
-        if len(found) >= minimum:
+        if len(grown) >= minimum:
             break
 
         @hypothesis_seed(round_seed)
@@ -276,11 +314,9 @@ def _draw(name: str, all_seeds: dict[str, list[dict[str, Any]]], minimum: int) -
             phases=[Phase.generate],
             suppress_health_check=list(HealthCheck),
         )
-        @given(events_for(name, all_seeds))
+        @given(_mutated([seed], pool))
         def collect(raw: dict[str, Any]) -> None:
-            found.setdefault(json.dumps(raw, sort_keys=True), raw)
+            grown.setdefault(json.dumps(raw, sort_keys=True), raw)
 
         collect()
-    for raw in each_field_dropped(name, all_seeds):
-        found.setdefault(json.dumps(raw, sort_keys=True), raw)
-    return list(found.values())
+    return grown

@@ -1,16 +1,19 @@
 """Every clause of xAPI 1.0.3 and Caliper 1.2 the output touches holds on generated events of every name.
 
 For each registered name, `generate.generated` grows at least `MIN_CASES` distinct events (both LMS
-shapes, values redrawn, each optional field dropped; fixed seeds); each is translated by both
-translators and checked against `clauses.py`, written from the standards' text; each Caliper event is
-also checked inside the Sensor API envelope the hub's Caliper sender wraps it in. A summary (events and
-outputs per name) goes to `test-artifacts/clauses/`.
+shapes, values redrawn, each optional field dropped; fixed seeds), as many again for each further form
+of a name (`FORMS`); each is translated by both translators and checked against `clauses.py`, written
+from the standards' text; each Caliper event is also checked inside the Sensor API envelope the hub's
+Caliper sender wraps it in. A summary (events and outputs per name and form) goes to
+`test-artifacts/clauses/`.
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -34,6 +37,27 @@ EVENT_TRACKING_KEYS = {"name", "timestamp", "data", "context"}
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
+@dataclass(frozen=True, slots=True)
+class Form:
+    """What one form of an event (`generate.form`) translates to: the xAPI verbs and Caliper type/actions
+    its outputs use, and whether xAPI states more than one statement per event (a parent, then one child
+    per question, each referring to the parent)."""
+
+    verbs: frozenset[str]
+    caliper: frozenset[str]
+    several_statements: bool = False
+
+
+# The forms each such name must be generated in; a name not listed has one (its fixture's).
+FORMS = {
+    "problem_check": {
+        "server": Form(frozenset({"evaluated"}), frozenset({"GradeEvent/Graded"})),
+        "server, multiple questions": Form(frozenset({"evaluated"}), frozenset({"GradeEvent/Graded"}), True),
+        "browser": Form(frozenset({"attempted"}), frozenset({"AssessmentEvent/Submitted"})),
+    },
+}
+
+
 def outputs(translator: str, raw: dict[str, Any]) -> list[dict[str, Any]]:
     try:
         return translate(normalise(raw), translator, actor_id=ACTOR, settings=SETTINGS)
@@ -48,11 +72,17 @@ def test_every_clause_holds_on_generated_events(name: str) -> None:
     found: Counter[tuple[str, str, str]] = Counter()
     checked: Counter[str] = Counter()
     shapes: dict[str, set[str]] = {"xapi": set(), "caliper": set()}
+    forms: dict[str, list[tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]]] = defaultdict(list)
+    now = datetime.now(UTC)
     for raw in events:
         event_time = normalise(raw)["timestamp"]
+        # Outputs state this instant (x-timestamp-instant): an LMS event is in the past, so are they.
+        assert datetime.fromisoformat(event_time) <= now, f"generated in the future: {event_time}"
         shape = "event-tracking" if set(raw) <= EVENT_TRACKING_KEYS else "tracking-log"
+        translated = {translator: outputs(translator, raw) for translator in clauses.CHECKS}
+        forms[generate.form(raw)].append((raw, translated))
         for translator, check in clauses.CHECKS.items():
-            for output in outputs(translator, raw):
+            for output in translated[translator]:
                 checked[translator] += 1
                 shapes[translator].add(shape)
                 for clause, where in check(output, SETTINGS.lms_root_url, event_time=event_time):
@@ -66,8 +96,40 @@ def test_every_clause_holds_on_generated_events(name: str) -> None:
         if name in builders:
             assert checked[translator] >= MIN_CASES // 2, f"too few events translated to {translator}"
             assert shapes[translator] == {"event-tracking", "tracking-log"}, f"{translator}: {shapes[translator]}"
-    _record(name, len(events), checked)
+    if name in FORMS:
+        assert set(forms) == set(FORMS[name]), f"{name}: forms generated {sorted(forms)}"
+        for label, expected in FORMS[name].items():
+            _check_form(label, expected, forms[label])
+    _record(name, len(events), checked, {label: len(found_events) for label, found_events in forms.items()})
     assert not found, f"{name}: {dict(found)}"
+
+
+def _check_form(
+    label: str, expected: Form, events: list[tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]]
+) -> None:
+    """At least `MIN_CASES` events of this form, both LMS shapes translated, and the outputs it maps to."""
+    assert len(events) >= MIN_CASES, f"{label}: {len(events)} events"
+    for translator in ("xapi", "caliper"):
+        translated = [(raw, found[translator]) for raw, found in events if found[translator]]
+        assert len(translated) >= MIN_CASES // 2, f"{label}: {len(translated)} translated to {translator}"
+        shapes = {"event-tracking" if set(raw) <= EVENT_TRACKING_KEYS else "tracking-log" for raw, _ in translated}
+        assert shapes == {"event-tracking", "tracking-log"}, f"{label}, {translator}: {shapes}"
+        if translator == "caliper":
+            kinds = {f"{event['type']}/{event['action']}" for _, found in translated for event in found}
+            assert kinds == expected.caliper, f"{label}: {kinds}"
+            assert all(len(found) == 1 for _, found in translated), label
+            continue
+        verbs = {statement["verb"]["id"].rsplit("/", 1)[1] for _, found in translated for statement in found}
+        assert verbs == expected.verbs, f"{label}: {verbs}"
+        statements = sum(len(found) for _, found in translated)
+        if not expected.several_statements:
+            assert statements == len(translated), f"{label}: {statements} statements for {len(translated)} events"
+            continue
+        assert statements > len(translated), f"{label}: {statements} statements for {len(translated)} events"
+        for _, (parent, *children) in translated:
+            assert children, label
+            refs = {child["context"]["statement"]["id"] for child in children}
+            assert refs == {parent["id"]}, label
 
 
 def _queued(event: dict[str, Any]) -> Item:
@@ -101,10 +163,11 @@ def test_the_checks_catch_what_they_claim() -> None:
     assert {"c-no-blank-node", "c-terms"} <= reported
 
 
-def _record(name: str, events: int, checked: Counter[str]) -> None:
+def _record(name: str, events: int, checked: Counter[str], forms: dict[str, int]) -> None:
     folder = ROOT / "test-artifacts" / "clauses"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.json").write_text(json.dumps({"events": events, "outputs": dict(checked)}))
+    summary = {"events": events, "outputs": dict(checked), "forms": forms}
+    (folder / f"{name}.json").write_text(json.dumps(summary))
 
 
 def test_the_checks_of_every_object_envelope_and_time_can_fail() -> None:

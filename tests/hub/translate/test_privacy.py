@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from hub.translate import NoTranslation, TranslationSettings, supports, translate
-from rthub_lms.events import normalise
+from rthub_lms.events import Event, normalise
 from tests.hub.translate import fixtures
 
 SETTINGS = TranslationSettings(lms_root_url="https://lms.example.org", transformer_version="rthub@test")
@@ -21,10 +21,18 @@ def test_no_personal_data_in_output(name: str, translator: str) -> None:
         with pytest.raises(NoTranslation):
             translate(fixtures.event(name), translator, actor_id=ACTOR, settings=SETTINGS)
         return
-    encoded = orjson.dumps(
-        translate(fixtures.event(name), translator, actor_id=ACTOR, settings=SETTINGS)
-    ).decode()
-    assert fixtures.event(name)["context"]["session"] == fixtures.PII["session"]  # the input does carry it
+    _assert_no_personal_data(fixtures.event(name), translator)
+
+
+@pytest.mark.parametrize("translator", ["xapi", "caliper"])
+@pytest.mark.parametrize(("name", "form"), [(name, form) for name, forms in fixtures.FORMS.items() for form in forms])
+def test_no_personal_data_in_output_of_any_form(name: str, form: str, translator: str) -> None:
+    _assert_no_personal_data(normalise(fixtures.FORMS[name][form]), translator)
+
+
+def _assert_no_personal_data(event: Event, translator: str) -> None:
+    encoded = orjson.dumps(translate(event, translator, actor_id=ACTOR, settings=SETTINGS)).decode()
+    assert event["context"]["session"] == fixtures.PII["session"]  # the input does carry it
     leaked = [marker for marker in MARKERS if marker.lower() in encoded.lower()]
     assert leaked == []
     assert "session" not in encoded.lower()
