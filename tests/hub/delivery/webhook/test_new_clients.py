@@ -176,6 +176,53 @@ def test_new_clients_of_a_busy_router_get_every_event_published_after_their_crea
     assert missing == 0
 
 
+@pytest.mark.slow
+def test_new_clients_of_a_busy_router_that_learns_of_them_late_get_every_event_published_after_their_creation(
+    own_redis: RedisServer, prefix: str
+) -> None:
+    """The window between a creation and the router learning of it, widened: before each of 40 creations
+    the router's change notices are cut (its subscription killed, as a network blip or a Redis failover
+    does), so it reads on through the new client's events, busy with another client's stream, until it
+    resubscribes and reloads the registry."""
+    with Receiver() as receiver:
+
+        async def steady(redis: aioredis.Redis, settings) -> None:  # type: ignore[no-untyped-def]
+            broker, lms = RedisBroker(redis, settings), SimulatedLMS(seed=99)
+            while True:
+                await asyncio.gather(*(broker.publish(_event(lms, "steady.example")) for _ in range(STEADY_BURST)))
+                await asyncio.sleep(0.05)
+
+        async def scenario() -> int:
+            redis = aioredis.Redis.from_url(own_redis.url)
+            settings = settings_for(own_redis.url, prefix)
+            await ClientRegistry(redis, settings).create(
+                name="steady", type="enterprise", translator="xapi", delivery="webhook",
+                webhook_url=f"{receiver.url}/steady", grant=[{"sites": ["steady.example"]}], webhook_batch_max=100,
+            )
+            router: WebhookRouter = router_on(redis, settings, OPTIONS)
+            await router.start()
+            router.follow()
+            stream = asyncio.create_task(steady(redis, settings))
+            try:
+                received = Received(receiver)
+                await async_wait_until(lambda: "/hook/steady" in received.update(), 10)
+                trials = []
+                for number in range(TRIALS):
+                    await redis.client_kill_filter(_type="pubsub")
+                    trials.append(await _trial(redis, settings, receiver, number, 0))
+                return await _missing(received, trials)
+            finally:
+                stream.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await stream
+                await router.close()
+                await redis.aclose()
+
+        missing = asyncio.run(scenario())
+    print(f"busy router learning late: {missing} of {TRIALS * EVENTS} events missing")
+    assert missing == 0
+
+
 def test_a_client_created_while_routing_lags_gets_nothing_published_before_its_creation(
     redis_server: RedisServer, prefix: str
 ) -> None:
