@@ -15,6 +15,7 @@ import asyncio
 
 import httpx
 
+from auth.addresses import Unreachable
 from auth.clients import ENDPOINT_DELIVERIES, Client
 from auth.endpoint_credentials import CredentialError
 from hub.config import Settings
@@ -61,6 +62,10 @@ async def check_client(client: Client, settings: Settings, http: httpx.AsyncClie
     try:
         target = await resolve(url, settings.private_access)
     except UnsafeURL as exc:
+        if isinstance(exc.__cause__, Unreachable):  # DNS: the URL may be right and the resolver wrong
+            return [*findings, Finding(subject, Severity.FAIL, f"deliveries would fail: {exc}",
+                                       "check the host name and DNS as the hub resolves it; if the name is "
+                                       f"wrong: rthub clients update {client.client_id}")]
         return [*findings, Finding(subject, Severity.FAIL, f"deliveries would be refused: {exc}",
                                    f"give the client a public URL: rthub clients update {client.client_id}")]
     try:

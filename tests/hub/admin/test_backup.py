@@ -38,12 +38,15 @@ HUB_ENV = {"RTHUB_WEBHOOK_ALLOW_PRIVATE": "true", "RTHUB_WEBHOOK_RETRY_SCHEDULE"
 ENDPOINT_PASSWORD = "lrs-password-in-clear-4711"
 
 
-def rthub(redis_url: str, prefix: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """`rthub ARGS --redis-url URL --redis-prefix PREFIX`; the environment names another Redis, so only
-    the flags can make it work."""
-    env = {**os.environ, "RTHUB_REDIS_URL": "redis://127.0.0.1:1/0", "RTHUB_REDIS_PREFIX": "wrong:"}
+def rthub(
+    redis_url: str, prefix: str, *args: str, stdin: str | None = None, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    """`rthub ARGS --redis-url URL --redis-prefix PREFIX` in `cwd`; the environment names another Redis, so
+    only the flags can make it work."""
+    env = {**os.environ, "RTHUB_REDIS_URL": "redis://127.0.0.1:1/0", "RTHUB_REDIS_PREFIX": "wrong:",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "lms"), os.environ.get("PYTHONPATH", "")])}
     argv = [sys.executable, "-m", "hub.cli", *args, "--redis-url", redis_url, "--redis-prefix", prefix]
-    return subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env, timeout=120, input=stdin)
+    return subprocess.run(argv, capture_output=True, text=True, cwd=cwd, env=env, timeout=120, input=stdin)
 
 
 def on_registry(redis_url: str, prefix: str, work: Any, settings: Settings | None = None) -> Any:
@@ -81,7 +84,9 @@ def receiver() -> Any:
 def test_export_flushall_import_restores_clients_webhooks_and_anonymised_ids(
     own_redis: RedisServer, prefix: str, tmp_path: Path, receiver: Receiver
 ) -> None:
-    hub = HubProcess(own_redis.url, prefix, env=HUB_ENV)
+    (tmp_path / "hub").mkdir()
+    (tmp_path / "job").mkdir()  # the commands run elsewhere, as in a throw-away container under Tutor
+    hub = HubProcess(own_redis.url, prefix, env=HUB_ENV, cwd=tmp_path / "hub")
     hub.start()
     stored = own_redis.client()
     try:
@@ -103,7 +108,7 @@ def test_export_flushall_import_restores_clients_webhooks_and_anonymised_ids(
         assert anonymised.encode() in receiver.requests[0].body and receiver.requests[0].json["cursor"] == first
 
         backup = tmp_path / "registry.jsonl"
-        exported = rthub(own_redis.url, prefix, "admin", "export", str(backup))
+        exported = rthub(own_redis.url, prefix, "admin", "export", str(backup), cwd=tmp_path / "job")
         assert exported.returncode == 0, exported.stderr
         assert "exported 3 clients and 1 anonymised ids" in exported.stderr
         assert stat.S_IMODE(backup.stat().st_mode) == 0o600
@@ -116,10 +121,10 @@ def test_export_flushall_import_restores_clients_webhooks_and_anonymised_ids(
         hub.stop()
         stored.flushall()
         assert record(own_redis.url, prefix, hook_id) is None
-        imported = rthub(own_redis.url, prefix, "admin", "import", str(backup))
+        imported = rthub(own_redis.url, prefix, "admin", "import", str(backup), cwd=tmp_path / "job")
         assert imported.returncode == 0, imported.stderr
         assert "clients: 3 new, 0 replaced, 0 unchanged; anonymised ids: 1 new" in imported.stderr
-        again = rthub(own_redis.url, prefix, "admin", "import", str(backup))
+        again = rthub(own_redis.url, prefix, "admin", "import", str(backup), cwd=tmp_path / "job")
         assert again.returncode == 0, again.stderr
         assert "clients: 0 new, 0 replaced, 3 unchanged; anonymised ids: 0 new, 1 unchanged" in again.stderr
 
@@ -297,6 +302,7 @@ def test_round_trip_on_a_cluster_through_stdout_and_stdin(redis_cluster: RedisCl
         exported = rthub(redis_cluster.url, prefix, "admin", "export", "-")
         assert exported.returncode == 0, exported.stderr
         assert "exported 1 clients and 3000 anonymised ids" in exported.stderr
+        hub.stop()  # a running hub writes its own keys again (routing's noted position) as they are deleted
         cluster = redis_cluster.client()
         for key in list(cluster.scan_iter(match=f"{prefix}*")):
             cluster.delete(key)
@@ -305,6 +311,7 @@ def test_round_trip_on_a_cluster_through_stdout_and_stdin(redis_cluster: RedisCl
         imported = rthub(redis_cluster.url, prefix, "admin", "import", "-", stdin=exported.stdout)
         assert imported.returncode == 0, imported.stderr
         assert "clients: 1 new" in imported.stderr and "anonymised ids: 3000 new" in imported.stderr
+        hub.start()
         assert hub.token_for(client_id, secret)
 
         async def read(_: ClientRegistry, ids: RedisIdStore) -> dict[tuple[str, str], str]:

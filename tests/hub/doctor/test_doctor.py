@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
+import http.server
+import ipaddress
 import json
 import os
+import ssl
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from cryptography import x509
 from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from auth.endpoint_credentials import checked_cipher
 from auth.registry import ClientRegistry
@@ -94,6 +105,63 @@ async def _clients(settings: Settings, webhook_url: str, lrs: dict, password: st
     }
     await pause(settings, ids["paused"])
     return ids
+
+
+@contextmanager
+def self_signed_https(directory: Path) -> Iterator[str]:
+    """An HTTPS server on 127.0.0.1 whose certificate no trust store knows (as a receiver behind a
+    misconfigured proxy): its URL."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .sign(key, hashes.SHA256()))
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(directory / "cert.pem", directory / "key.pem")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.handle_error = lambda request, address: None  # the doctor's refused handshakes are the point
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}/hook"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_doctor_names_a_host_that_does_not_resolve_and_a_certificate_it_cannot_verify(
+    redis_server: RedisServer, prefix: str, tmp_path: Path
+) -> None:
+    """The DNS and TLS halves of reachability: each fails with what was wrong, never passes as reachable."""
+    settings = Settings(redis_url=redis_server.url, redis_prefix=prefix, webhook_allow_private=True,
+                        data_dir=str(tmp_path / "keys"))
+    with self_signed_https(tmp_path / "tls") as url:
+
+        async def clients() -> dict[str, str]:
+            return {"dns": await create(settings, name="dns", delivery="webhook",
+                                        webhook_url="https://hooks.rthub.invalid/hook"),
+                    "tls": await create(settings, name="tls", delivery="webhook", webhook_url=url)}
+
+        ids = asyncio.run(clients())
+        (tmp_path / "elsewhere").mkdir()
+        status, report = doctor(settings, tmp_path / "elsewhere")
+    findings = by_client(report)
+    (dns,) = findings[ids["dns"]]
+    assert dns["severity"] == "fail" and "cannot resolve hooks.rthub.invalid" in dns["message"], dns
+    assert "DNS" in dns["fix"]
+    (tls,) = findings[ids["tls"]]
+    assert tls["severity"] == "fail" and "CERTIFICATE_VERIFY_FAILED" in tls["message"], tls
+    assert "TLS" in tls["fix"]
+    assert status == 1 and report["ok"] is False
 
 
 def test_doctor_fails_naming_the_redis_it_cannot_reach(tmp_path: Path) -> None:

@@ -1,25 +1,36 @@
 """A webhook client gets every event published once its creation was answered, whatever routing was doing:
 idle (noting the stream's newest cursor) or busy with another client's steady stream. Real Redis, the
-real registry, routers following the stream, a real HTTP receiver."""
+real registry, routers following the stream, a real HTTP receiver; then the same with `rthub serve` in a
+process of its own and clients created through its admin API."""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import threading
+import time
 from dataclasses import replace
+from pathlib import Path
 
+import httpx
 import orjson
+import pytest
+import redis
 import redis.asyncio as aioredis
 
 from auth.registry import ClientRegistry
 from hub.delivery.webhook.router import WebhookRouter
 from hub.dev.simulator import SimulatedLMS
 from hub.ingest.redis import RedisBroker
+from rthub_lms.backend import StreamWriter
 from rthub_lms.events import Event, normalise
 from tests.hub.delivery.webhook.helpers import FAST, renderer, router_on, settings_for
 from tests.hub.delivery.webhook.receiver import Receiver
+from tests.hubproc import HubProcess
+from tests.keyfiles import home_env
 from tests.servers import RedisServer
-from tests.waiting import async_wait_until
+from tests.waiting import async_wait_until, wait_until
 
 TRIALS = 40
 EVENTS = 20
@@ -165,6 +176,53 @@ def test_new_clients_of_a_busy_router_get_every_event_published_after_their_crea
     assert missing == 0
 
 
+@pytest.mark.slow
+def test_new_clients_of_a_busy_router_that_learns_of_them_late_get_every_event_published_after_their_creation(
+    own_redis: RedisServer, prefix: str
+) -> None:
+    """The window between a creation and the router learning of it, widened: before each of 40 creations
+    the router's change notices are cut (its subscription killed, as a network blip or a Redis failover
+    does), so it reads on through the new client's events, busy with another client's stream, until it
+    resubscribes and reloads the registry."""
+    with Receiver() as receiver:
+
+        async def steady(redis: aioredis.Redis, settings) -> None:  # type: ignore[no-untyped-def]
+            broker, lms = RedisBroker(redis, settings), SimulatedLMS(seed=99)
+            while True:
+                await asyncio.gather(*(broker.publish(_event(lms, "steady.example")) for _ in range(STEADY_BURST)))
+                await asyncio.sleep(0.05)
+
+        async def scenario() -> int:
+            redis = aioredis.Redis.from_url(own_redis.url)
+            settings = settings_for(own_redis.url, prefix)
+            await ClientRegistry(redis, settings).create(
+                name="steady", type="enterprise", translator="xapi", delivery="webhook",
+                webhook_url=f"{receiver.url}/steady", grant=[{"sites": ["steady.example"]}], webhook_batch_max=100,
+            )
+            router: WebhookRouter = router_on(redis, settings, OPTIONS)
+            await router.start()
+            router.follow()
+            stream = asyncio.create_task(steady(redis, settings))
+            try:
+                received = Received(receiver)
+                await async_wait_until(lambda: "/hook/steady" in received.update(), 10)
+                trials = []
+                for number in range(TRIALS):
+                    await redis.client_kill_filter(_type="pubsub")
+                    trials.append(await _trial(redis, settings, receiver, number, 0))
+                return await _missing(received, trials)
+            finally:
+                stream.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await stream
+                await router.close()
+                await redis.aclose()
+
+        missing = asyncio.run(scenario())
+    print(f"busy router learning late: {missing} of {TRIALS * EVENTS} events missing")
+    assert missing == 0
+
+
 def test_a_client_created_while_routing_lags_gets_nothing_published_before_its_creation(
     redis_server: RedisServer, prefix: str
 ) -> None:
@@ -273,3 +331,128 @@ def test_a_grant_widened_while_routing_lags_applies_to_events_published_after_th
         old_before, new_before, after, got = asyncio.run(scenario())
     assert not got & set(new_before), f"{len(got & set(new_before))} events the grant did not allow when published"
     assert set(old_before) | set(after) <= got
+
+
+# The same trials with real processes as an operator runs them: `rthub serve` in a working directory of its
+# own, each client created through the admin API, its events written to the stream the moment the API
+# answered 201 (as the LMS's plug-in writes them), a hub in its own process routing them.
+
+HUB_ENV = {"RTHUB_WEBHOOK_ALLOW_PRIVATE": "true", "RTHUB_WEBHOOK_RETRY_SCHEDULE": "0.2,0.5"}
+
+
+class _Operator:
+    """The admin API of one hub and a stream writer on its Redis."""
+
+    def __init__(self, hub: HubProcess) -> None:
+        admin = hub.token_for(*hub.client(name="ops", scopes=["admin"], grant=[]), scope="admin")
+        self.api = httpx.Client(base_url=f"{hub.http}/admin/api", timeout=30,
+                                headers={"Authorization": f"Bearer {admin}"})
+        self.redis = redis.Redis.from_url(hub.redis_url)
+        self.writer = StreamWriter(self.redis, hub.settings)
+
+    def create_then_publish(self, receiver: Receiver, number: int) -> tuple[str, str, list[str]]:
+        """(client id, receiver path, cursors): the client's 20 events are written once the API answered."""
+        site = f"trial-{number}.example"
+        created = self.api.post("/clients", json={
+            "name": f"trial {number}", "type": "enterprise", "translator": "xapi", "delivery": "webhook",
+            "webhook_url": f"{receiver.url}/{number}", "grant": [{"sites": [site]}], "webhook_batch_max": EVENTS,
+        })
+        assert created.status_code == 201, created.text
+        lms = SimulatedLMS(seed=number)
+        cursors = self.writer.write_many([_event(lms, site) for _ in range(EVENTS)])
+        return created.json()["client_id"], f"/hook/{number}", cursors
+
+    def close(self) -> None:
+        self.api.close()
+        self.redis.close()
+
+
+def _missing_now(received: Received, trials: list[tuple[str, str, list[str]]]) -> int:
+    got = received.update()
+    return sum(len(set(cursors) - got.get(path, set())) for _, path, cursors in trials)
+
+
+def _settle(received: Received, trials: list[tuple[str, str, list[str]]]) -> int:
+    """Events still missing once every trial is complete, or after QUIET s with nothing new arriving."""
+    last = [_missing_now(received, trials), time.monotonic()]
+
+    def settled() -> bool:
+        now = _missing_now(received, trials)
+        if now != last[0]:
+            last[:] = [now, time.monotonic()]
+        return now == 0 or time.monotonic() - last[1] > QUIET
+
+    wait_until(settled, 120, "deliveries never settled")
+    return _missing_now(received, trials)
+
+
+@pytest.mark.slow
+def test_clients_created_through_the_api_of_an_idle_hub_get_every_event_written_after_the_201(
+    redis_server: RedisServer, prefix: str, tmp_path: Path
+) -> None:
+    """40 trials one after another, each on a hub with no other webhook client (the previous trial's client
+    is deleted once served), so every creation meets a router noting the stream's tip."""
+    hub = HubProcess(redis_server.url, prefix, env={**home_env(tmp_path / "home"), **HUB_ENV}, cwd=tmp_path / "hub")
+    (tmp_path / "hub").mkdir()
+    hub.start()
+    operator = _Operator(hub)
+    trials = []
+    try:
+        with Receiver() as receiver:
+            received = Received(receiver)
+            for number in range(TRIALS):
+                trial = operator.create_then_publish(receiver, number)
+                trials.append(trial)
+                missing = _settle(received, [trial])
+                assert operator.api.delete(f"/clients/{trial[0]}").status_code == 204
+                if missing:
+                    break
+            missing = _missing_now(received, trials)
+    finally:
+        operator.close()
+        hub.stop()
+    print(f"idle hub: {missing} of {len(trials) * EVENTS} events missing")
+    assert (len(trials), missing) == (TRIALS, 0)
+
+
+@pytest.mark.slow
+def test_clients_created_through_the_api_of_a_busy_hub_get_every_event_written_after_the_201(
+    redis_server: RedisServer, prefix: str, tmp_path: Path
+) -> None:
+    """40 clients created at once through the API of a hub routing another client's steady stream."""
+    hub = HubProcess(redis_server.url, prefix, env={**home_env(tmp_path / "home"), **HUB_ENV}, cwd=tmp_path / "hub")
+    (tmp_path / "hub").mkdir()
+    hub.start()
+    operator = _Operator(hub)
+    stop = threading.Event()
+
+    def steady(writer: StreamWriter) -> None:
+        lms = SimulatedLMS(seed=99)
+        while not stop.wait(0.05):
+            writer.write_many([_event(lms, "steady.example") for _ in range(STEADY_BURST)])
+
+    try:
+        with Receiver() as receiver:
+            received = Received(receiver)
+            assert operator.api.post("/clients", json={
+                "name": "steady", "type": "enterprise", "translator": "xapi", "delivery": "webhook",
+                "webhook_url": f"{receiver.url}/steady", "grant": [{"sites": ["steady.example"]}],
+                "webhook_batch_max": 100,
+            }).status_code == 201
+            steady_redis = redis.Redis.from_url(redis_server.url)
+            writer = threading.Thread(target=steady, args=(StreamWriter(steady_redis, hub.settings),))
+            writer.start()
+            try:
+                wait_until(lambda: "/hook/steady" in received.update(), 20, "the steady client got nothing")
+                with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                    trials = list(pool.map(lambda n: operator.create_then_publish(receiver, n), range(TRIALS)))
+                missing = _settle(received, trials)
+            finally:
+                stop.set()
+                writer.join()
+                steady_redis.close()
+    finally:
+        operator.close()
+        hub.stop()
+    print(f"busy hub: {missing} of {TRIALS * EVENTS} events missing")
+    assert missing == 0
