@@ -4,6 +4,8 @@ change made wanted are held until the filter sees it, never dropped."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import redis
@@ -12,7 +14,7 @@ from hub.dev.simulator import SimulatedLMS
 from rthub_lms import keys as rkeys
 from rthub_lms.backend import RealtimeBackend
 from rthub_lms.events import encode, normalise
-from tests import SEND_TIMEOUT
+from tests import ROOT, SEND_TIMEOUT
 from tests.hubproc import Hub
 from tests.servers import RedisServer
 from tests.waiting import wait_until
@@ -148,3 +150,42 @@ def test_a_forked_worker_holds_and_settles_its_own_events(redis_server: RedisSer
     written = [fields[b"e"] for _, fields in store.xrange(rkeys.stream_key(settings))]
     assert written == [encode(normalise(event)) for event in events[1:]]
     backend.close()
+
+
+EXITING_LMS = """
+import sys, time
+import redis
+from hub.dev.simulator import SimulatedLMS
+from rthub_lms import keys as rkeys
+from rthub_lms.backend import RealtimeBackend
+
+url, prefix = sys.argv[1], sys.argv[2]
+events = [SimulatedLMS(seed=36).next_event() for _ in range(11)]
+backend = RealtimeBackend(redis_url=url, redis_prefix=prefix, timeout=2.0, hold=60)
+backend.send(events[0])
+deadline = time.monotonic() + 10
+while not backend._filter.loaded and time.monotonic() < deadline:
+    time.sleep(0.01)
+with redis.Redis.from_url(url).pipeline(transaction=True) as pipe:  # a new client, its notice lost
+    pipe.hset(rkeys.active_grants_key(rkeys.Prefix(prefix)), "cl_everything", "[{}]")
+    pipe.incr(rkeys.interest_version_key(rkeys.Prefix(prefix)))
+    pipe.execute()
+for event in events[1:]:
+    backend.send(event)
+print(backend._filter.held)
+"""
+
+
+def test_events_held_when_the_lms_process_exits_are_checked_before_it_ends(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """An LMS process that exits normally (no `close()`) with events held for a 60 s check: the check runs at
+    exit, so the events a change made wanted are written (only a SIGKILL loses them)."""
+    done = subprocess.run(
+        [sys.executable, "-c", EXITING_LMS, redis_server.url, prefix], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "lms")])},
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) >= 10  # still held when the script ended
+    # All 11: the 10 sent after the change and the probe held before it, judged again by the new union.
+    assert redis_server.client().xlen(rkeys.stream_key(rkeys.Prefix(prefix))) == 11
