@@ -6,6 +6,11 @@ filter), the `{prefix}{registry}:external-ids` projection (which ExternalIdType 
 `lms-external-id` client needs, for the plug-in's external-id mirror), and a notice on
 `{prefix}{registry}:changes` after every write so hub instances and plug-ins re-evaluate.
 
+Every write that sends a notice also increments `{prefix}{registry}:interest` in its own transaction,
+so the interest version has moved before the write is answered: the plug-in's preemptive filter
+compares it with the version its grants were loaded at before it drops an event (rthub_lms/filter.py),
+which a lost or late notice cannot fool.
+
 A record also says from which event stream position its webhook delivery is routed (`routed_from`:
 the stream's newest cursor, read before the write that creates the client, changes its delivery or
 grant, or enables its endpoint again), so an event published once the write is answered reaches the
@@ -46,6 +51,7 @@ from rthub_lms.keys import (
     client_keys,
     clients_key,
     external_id_clients_key,
+    interest_version_key,
     stream_key,
 )
 
@@ -248,7 +254,10 @@ class ClientRegistry:
             fields = {"webhook_status": status, "webhook_disabled_reason": reason}
             if status == "disabled":
                 fields["routed_from"] = routed_from or await self.stream_tip()
-            await self.redis.hset(key, mapping=fields)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping=fields)
+                pipe.incr(interest_version_key(self.settings))
+                await pipe.execute()
         else:
             was_disabled = await self.redis.hget(key, "webhook_status") in (b"disabled", "disabled")
             tip = await self.stream_tip()
@@ -256,6 +265,7 @@ class ClientRegistry:
                 pipe.hdel(key, "webhook_status", "webhook_disabled_reason")
                 if not was_disabled:
                     pipe.hset(key, "routed_from", tip)
+                pipe.incr(interest_version_key(self.settings))
                 await pipe.execute()
         await self._notify(client_id)
 
@@ -273,6 +283,7 @@ class ClientRegistry:
             pipe.srem(clients_key(self.settings), client_id)
             pipe.hdel(active_grants_key(self.settings), client_id)
             pipe.hdel(external_id_clients_key(self.settings), client_id)
+            pipe.incr(interest_version_key(self.settings))
             await pipe.execute()
         await self.redis.delete(*client_keys(self.settings, client_id))  # the client's slot
         await self._notify(client_id)
@@ -334,6 +345,7 @@ class ClientRegistry:
                         pipe.hset(projection, mapping=active)
                     if types:
                         pipe.hset(external, mapping=types)
+                    pipe.incr(interest_version_key(self.settings))
                     await pipe.execute()
                 await self._notify("")
                 return
@@ -354,6 +366,7 @@ class ClientRegistry:
                 pipe.hset(external_id_clients_key(self.settings), client.client_id, client.external_id_type)
             else:
                 pipe.hdel(external_id_clients_key(self.settings), client.client_id)
+            pipe.incr(interest_version_key(self.settings))
             await pipe.execute()
         await self._notify(client.client_id)
 
@@ -366,7 +379,8 @@ class ClientRegistry:
         """Tell every hub instance and plug-in that a client changed, once the change is stored.
 
         Sent after the transaction, not in it: a publish is not a key, so a cluster would not run it in
-        the registry's slot. A process dying in between loses the notice; readers reload on their timer.
+        the registry's slot. A process dying in between loses the notice; readers reload on their timer,
+        and the plug-in's filter also sees the interest version the transaction incremented.
         """
         await self.redis.publish(changes_channel(self.settings), client_id)
 

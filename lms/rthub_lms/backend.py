@@ -2,9 +2,11 @@
 
 Configured in the LMS as
 `{"realtime": {"ENGINE": "rthub_lms.backend.RealtimeBackend", "OPTIONS": {"redis_url": "..."}}}`.
-It runs inside the LMS request, so it must be cheap and must never raise: events no active client
-could see (the preemptive filter, an in-memory check) and events naming no learner are dropped
-before any I/O; the rest cost one Redis round trip, bounded by `timeout`. When Redis is away, events
+It runs inside the LMS request, so it must be cheap and must never raise: events naming no learner are
+dropped before any I/O; events no active client could see (the preemptive filter, an in-memory check)
+are held in memory, without I/O, until the filter's thread has checked that no client created or
+widened meanwhile wants them (rthub_lms/filter.py: published then, dropped otherwise, counted
+`unwanted`); the rest cost one Redis round trip, bounded by `timeout`. When Redis is away, events
 go to a local spool file (rthub_lms/spool.py) that a background thread flushes, in order, when it is back;
 while anything waits there, new events queue behind it. With the spool disabled
 (`spool_max_bytes=0`) a short circuit breaker makes a dead Redis cost the request nothing.
@@ -31,7 +33,13 @@ from redis.retry import Retry
 from rthub_lms.connect import connect, discover, uses_sharded_pubsub
 from rthub_lms.events import MAX_EVENT_BYTES, Event, MalformedEvent, encode, normalise, user_id
 from rthub_lms.external_ids import ExternalIdMirror
-from rthub_lms.filter import PreemptiveFilter
+from rthub_lms.filter import (
+    DEFAULT_HOLD,
+    DEFAULT_HOLD_MAX_BYTES,
+    DEFAULT_HOLD_MAX_EVENTS,
+    Admission,
+    PreemptiveFilter,
+)
 from rthub_lms.keys import live_channel, publish_script, stream_key
 from rthub_lms.settings import PluginSettings, StreamSettings
 from rthub_lms.spool import Flusher, Spool, default_spool_dir
@@ -113,14 +121,20 @@ class RealtimeBackend:
         self._first_load_wait = timeout
         if self._preemptive or self._mirror is not None:  # the filter also follows which external ids are needed
             filter_client = connect(self._topology, socket_timeout=5, socket_connect_timeout=1)
-            self._filter = PreemptiveFilter(filter_client, self.settings)
-        self._filter_started = False
+            self._filter = PreemptiveFilter(
+                filter_client, self.settings,
+                release=self._release if self._preemptive else None, discard=self._discard,
+                hold=float(options.get("hold", DEFAULT_HOLD)),
+                hold_max_events=int(options.get("hold_max_events", DEFAULT_HOLD_MAX_EVENTS)),
+                hold_max_bytes=int(options.get("hold_max_bytes", DEFAULT_HOLD_MAX_BYTES)),
+            )
+        self._filter_pid = -1
         self._lock = threading.Lock()
         self._start_lock = threading.Lock()
         self._open_until = 0.0
         self.counts = {
             "published": 0, "unwanted": 0, "no_user": 0, "malformed": 0, "oversize": 0, "unavailable": 0, "failed": 0,
-            "spooled": 0, "spool_dropped": 0, "spool_failed": 0, "flushed": 0,
+            "spooled": 0, "spool_dropped": 0, "spool_failed": 0, "flushed": 0, "hold_full": 0,
         }
 
     def send(self, event: Mapping[str, Any]) -> str | None:
@@ -142,14 +156,6 @@ class RealtimeBackend:
         if user_id(normalised) is None:
             self._count("no_user")
             return None
-        if self._filter is not None:
-            if not self._filter_started:
-                self._start_filter()
-            if self._preemptive and not self._filter.wanted(normalised):
-                self._count("unwanted")
-                return None
-            if self._mirror is not None:
-                self._mirror_external_ids(self._filter, self._mirror, normalised)
         try:
             payload = encode(normalised)
         except MalformedEvent as exc:
@@ -160,6 +166,32 @@ class RealtimeBackend:
             self._count("oversize")
             log.warning("dropped %s event of %d bytes (limit %d)", normalised["name"], len(payload), MAX_EVENT_BYTES)
             return None
+        if self._filter is not None:
+            if self._filter_pid != os.getpid():
+                self._start_filter()
+            if self._preemptive:
+                admission = self._filter.admit(normalised, payload)
+                if admission is Admission.HELD:
+                    return None
+                if admission is Admission.FULL:
+                    self._count("hold_full")
+        return self._publish(normalised, payload)
+
+    def _release(self, event: Event, payload: bytes) -> None:
+        """A held event the filter's check found wanted: published by the filter's thread, in order."""
+        try:
+            self._publish(event, payload)
+        except Exception:  # the filter's thread must go on with the events after it
+            log.exception("unexpected error publishing a held event")
+            self._count("failed")
+
+    def _discard(self, count: int) -> None:
+        self._count("unwanted", count)
+
+    def _publish(self, normalised: Event, payload: bytes) -> str | None:
+        """Mirror the external ids it needs, then write it, or spool it when Redis fails."""
+        if self._filter is not None and self._mirror is not None:
+            self._mirror_external_ids(self._filter, self._mirror, normalised)
         flusher = self._flusher_for_this_process()
         if flusher is not None and flusher.backlog:
             return self._spool(flusher, payload)
@@ -247,12 +279,13 @@ class RealtimeBackend:
         self._count("flushed", count)
 
     def _start_filter(self) -> None:
-        """Started on first use, not in __init__: LMS workers fork after loading settings. The first event
-        waits for the first load (at most `timeout`), so it knows which external ids to mirror."""
+        """Started on first use in each process, not in __init__: LMS workers fork after loading settings,
+        and the filter's threads and hold are per process. The first event waits for the first load (at
+        most `timeout`), so it knows which external ids to mirror."""
         with self._lock:
-            if not self._filter_started and self._filter is not None:
+            if self._filter_pid != os.getpid() and self._filter is not None:
                 self._filter.start()
-                self._filter_started = True
+                self._filter_pid = os.getpid()
                 started = True
             else:
                 started = False
@@ -260,7 +293,8 @@ class RealtimeBackend:
             self._filter.wait_loaded(self._first_load_wait)
 
     def close(self) -> None:
-        """Stop background work; events still spooled stay on disk for the next process."""
+        """Stop background work; held events are checked a last time (published when that check fails), events
+        still spooled stay on disk for the next process."""
         if self._filter is not None:
             self._filter.close()
         if self._flusher is not None and self._pid == os.getpid():

@@ -33,6 +33,9 @@ Control:
 - `{prefix}{registry}:grants`: hash client id -> grant JSON of every active client, kept by the registry
   for the plug-in's preemptive filter (it never reads client records).
 - `{prefix}{registry}:changes`: pub/sub channel; a client id whenever a client is created, changed or revoked.
+- `{prefix}{registry}:interest`: integer, the interest version: incremented in the same transaction as every
+  registry change that sends a change notice, so the plug-in can tell, with one GET, whether what the
+  clients want may have changed since it loaded the grants (rthub_lms/filter.py).
 - `{prefix}{registry}:keys`: hash of the key material every process must share (auth/keyring.py):
   `endpoint` = fingerprint of the endpoint-credential key (16 hex digits of its SHA-256), `signing` =
   JWKS JSON of the public signing keys in use (current first, then the retired ones still verified),
@@ -138,6 +141,11 @@ def changes_channel(settings: Prefixed) -> str:
 def clients_key(settings: Prefixed) -> str:
     """Set of every registered client id."""
     return f"{settings.redis_prefix}{REGISTRY_TAG}:clients"
+
+
+def interest_version_key(settings: Prefixed) -> str:
+    """Integer bumped with every registry change, in its transaction: the version of what clients want."""
+    return f"{settings.redis_prefix}{REGISTRY_TAG}:interest"
 
 
 def client_key(settings: Prefixed, client_id: str) -> str:

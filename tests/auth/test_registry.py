@@ -189,3 +189,49 @@ def test_rebuilding_the_grants_projection_never_erases_a_client_saved_meanwhile(
     created, projected = asyncio.run(go())
     assert len(created) == 60
     assert projected == created
+
+
+@pytest.mark.parametrize("backend", ["single", "cluster"])
+def test_every_change_that_sends_a_notice_moves_the_interest_version_first(
+    backend: str, redis_server: RedisServer, request: pytest.FixtureRequest, prefix: str
+) -> None:
+    """The plug-in's filter drops an event only when the interest version has not moved since it loaded the
+    grants: every write that sends a change notice must have moved it by the time it is answered (in its
+    own transaction, so in the registry's slot on a cluster too)."""
+    url = redis_server.url if backend == "single" else request.getfixturevalue("redis_cluster").url
+    settings = Settings(redis_url=url, redis_prefix=prefix)
+
+    async def writes(registry: ClientRegistry) -> list[tuple[str, int]]:
+        key = rkeys.interest_version_key(settings)
+
+        async def version() -> int:
+            return int(await registry.redis.get(key) or 0)
+
+        seen = [("start", await version())]
+        client, _ = await registry.create(name="c", type="other", translator="xapi", grant=[{"orgs": ["MITx"]}],
+                                          delivery="webhook", webhook_url="https://hooks.example.com/x")
+        seen.append(("create", await version()))
+        changes = {
+            "update": lambda: registry.update(client.client_id, grant=[{"orgs": ["MITx", "HarvardX"]}]),
+            "rotate_secret": lambda: registry.rotate_secret(client.client_id),
+            "pause": lambda: registry.pause_endpoint(client.client_id, "401"),
+            "disable": lambda: registry.disable_webhooks(client.client_id, "410"),
+            "enable": lambda: registry.enable_webhooks(client.client_id),
+            "revoke": lambda: registry.revoke(client.client_id),
+            "sync": registry.sync_active_grants,
+            "delete": lambda: registry.delete(client.client_id),
+        }
+        for name, change in changes.items():
+            await change()
+            seen.append((name, await version()))
+        return seen
+
+    async def go() -> list[tuple[str, int]]:
+        client = redis_client(url)
+        try:
+            return await writes(ClientRegistry(client, settings))
+        finally:
+            await client.aclose()
+
+    seen = asyncio.run(go())
+    assert [version for _, version in seen] == list(range(len(seen))), seen
