@@ -8,7 +8,10 @@ Order of work, each a batch of up to `batch` messages:
 A message is acknowledged only after what it became is in rthub's Redis: an event in the stream, or a
 dead letter with its reason (undecodable, unknown type, oversize, trimmed away before it was read).
 Events the plug-in would drop (naming no learner, or wanted by no active grant) are acknowledged
-and counted. Redis errors on either side are retried with backoff, from step 1, so a restarted Redis
+and counted; an event the filter's union does not want is dropped only once a read of the registry's
+interest version, made after it was read off the bus, shows no change the union missed
+(`PreemptiveFilter.confirm`): a message read after a client was created is judged by a union that
+knows it. Redis errors on either side are retried with backoff, from step 1, so a restarted Redis
 costs a pause, not an event.
 """
 
@@ -19,8 +22,10 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 import redis
 from redis.exceptions import RedisError, ResponseError
@@ -28,7 +33,7 @@ from redis.exceptions import RedisError, ResponseError
 from hub.eventbus.decode import TYPE_HEADER, TrackingDecoder, UnusableMessage
 from hub.eventbus.sink import DeadLetter, OnceWriter, Publish
 from hub.redis import Backoff
-from rthub_lms.events import MAX_EVENT_BYTES, MalformedEvent, TooDeep, encode, user_id
+from rthub_lms.events import MAX_EVENT_BYTES, Event, MalformedEvent, TooDeep, encode, user_id
 from rthub_lms.filter import PreemptiveFilter
 
 log = logging.getLogger("rthub.eventbus")
@@ -38,6 +43,17 @@ BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 5.0
 
 Entry = tuple[bytes, dict[bytes, bytes] | None]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Unwanted:
+    """A message whose event the filter's union of interest `version` did not want, until `confirm`."""
+
+    bus_id: str
+    fields: dict[bytes, bytes]
+    event: Event
+    version: bytes | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,11 +177,12 @@ class EventBusIngest:
         """Append what each entry becomes, then acknowledge them all, then forget the append records."""
         if not entries:
             return 0
-        items: list[Publish | DeadLetter] = []
+        outcomes: list[Publish | DeadLetter | Unwanted] = []
         for raw_id, fields in entries:
-            item = self._outcome(raw_id.decode(), fields)
-            if item is not None:
-                items.append(item)
+            outcome = self._outcome(raw_id.decode(), fields)
+            if outcome is not None:
+                outcomes.append(outcome)
+        items = self._confirm_unwanted(outcomes)
         for item, written in zip(items, self._writer.write_batch(items), strict=True):
             kind = "published" if isinstance(item, Publish) else "deadlettered"
             self.counts[kind if written.fresh else f"{kind}_before"] += 1
@@ -173,15 +190,39 @@ class EventBusIngest:
         self._writer.forget([item.bus_id for item in items])
         return len(entries)
 
-    def _outcome(self, bus_id: str, fields: dict[bytes, bytes] | None) -> Publish | DeadLetter | None:
+    def _confirm_unwanted(self, outcomes: list[Publish | DeadLetter | Unwanted]) -> list[Publish | DeadLetter]:
+        """Drop (and count) the unwanted events the interest version confirms; the others are published,
+        in bus order. Redis errors propagate: nothing is acknowledged, the batch is read again."""
+        unwanted = [outcome for outcome in outcomes if isinstance(outcome, Unwanted)]
+        if self._filter is None or not unwanted:
+            return [outcome for outcome in outcomes if not isinstance(outcome, Unwanted)]
+        still = dict(zip((u.bus_id for u in unwanted),
+                         self._filter.confirm([(u.event, u.version) for u in unwanted]), strict=True))
+        items: list[Publish | DeadLetter] = []
+        for outcome in outcomes:
+            if not isinstance(outcome, Unwanted):
+                items.append(outcome)
+            elif still[outcome.bus_id]:
+                self.counts["unwanted"] += 1
+            else:
+                self.counts["wanted_after_change"] += 1
+                publish = partial(self._publishable, outcome.bus_id, outcome.fields, outcome.event)
+                items.append(self._guarded(outcome.bus_id, outcome.fields, publish))
+        return items
+
+    def _outcome(self, bus_id: str, fields: dict[bytes, bytes] | None) -> Publish | DeadLetter | Unwanted | None:
         """What a message becomes. Never raises: a message the ingest chokes on must not stop the ones after it."""
+        return self._guarded(bus_id, fields, lambda: self._carry(bus_id, fields))
+
+    def _guarded(self, bus_id: str, fields: dict[bytes, bytes] | None, step: Callable[[], T]) -> T | DeadLetter:
+        """`step()`, or an `error` dead letter for the message when it raises."""
         try:
-            return self._carry(bus_id, fields)
+            return step()
         except Exception as exc:
             log.exception("event bus ingest: unexpected error on %s", bus_id)
             return self._dead(bus_id, fields or {}, UnusableMessage("error", repr(exc)))
 
-    def _carry(self, bus_id: str, fields: dict[bytes, bytes] | None) -> Publish | DeadLetter | None:
+    def _carry(self, bus_id: str, fields: dict[bytes, bytes] | None) -> Publish | DeadLetter | Unwanted | None:
         if not fields:  # pending, but trimmed out of the stream (MAXLEN) before it was read: no fields left
             return self._dead(bus_id, {}, UnusableMessage("trimmed", "the entry left the stream before it was read"))
         try:
@@ -191,9 +232,13 @@ class EventBusIngest:
         if user_id(event) is None:
             self.counts["no_user"] += 1
             return None
-        if self._filter is not None and not self._filter.wanted(event):
-            self.counts["unwanted"] += 1
-            return None
+        if self._filter is not None:
+            wanted, version = self._filter.verdict(event)
+            if not wanted:
+                return Unwanted(bus_id, fields, event, version)
+        return self._publishable(bus_id, fields, event)
+
+    def _publishable(self, bus_id: str, fields: dict[bytes, bytes], event: Event) -> Publish | DeadLetter:
         try:
             payload = encode(event)
         except TooDeep as exc:

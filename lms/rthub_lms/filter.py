@@ -146,9 +146,29 @@ class PreemptiveFilter:
 
     def wanted(self, event: Event) -> bool:
         """True iff some active client's grant in the last union matches the event (always True before the
-        first load). Final for callers that can afford no hold; `admit` holds the events it says no to."""
+        first load). The union's answer alone: nothing is dropped on it without `confirm` (the ingest) or the
+        hold (`admit`)."""
         snapshot = self._snapshot
         return snapshot is None or snapshot.union.matches_any(event_facts(event))
+
+    def verdict(self, event: Event) -> tuple[bool, bytes | None]:
+        """Whether the last union wants the event, and the interest version that union claims: what
+        `confirm` needs before an unwanted event may be dropped (always wanted before the first load)."""
+        snapshot = self._snapshot
+        if snapshot is None:
+            return True, None
+        return snapshot.union.matches_any(event_facts(event)), snapshot.version
+
+    def confirm(self, judged: list[tuple[Event, bytes | None]]) -> list[bool]:
+        """For events a union of version `v` did not want, given as (event, v): True for each that is
+        still unwanted. One GET of the interest version; a reload and a second judgement only when it
+        moved. Every event given arrived before the GET, so an unchanged version means no change its
+        union missed had been answered when it arrived. Redis errors propagate."""
+        version = _version(self._redis.get(self._version_key))
+        snapshot = self._snapshot
+        if snapshot is None or snapshot.version != version:
+            snapshot = self.reload()
+        return [was == version or not snapshot.union.matches_any(event_facts(event)) for event, was in judged]
 
     def admit(self, event: Event, payload: bytes) -> Admission:
         """WANTED, or HELD for the hold's check (needs `start()` in this process and a `release`), or FULL
@@ -268,24 +288,14 @@ class PreemptiveFilter:
         if not batch:
             return
         try:
-            version = _version(self._redis.get(self._version_key))
-            snapshot = self._snapshot
-            if snapshot is None or snapshot.version != version:
-                snapshot = self.reload()
+            unwanted = self.confirm([(event, judged) for (event, _, judged), _ in batch])
         except (redis.RedisError, OSError):
             self._held.restore(batch)
             if last or self._held.full:  # never drop what could not be checked
                 self._publish([item for item, _ in self._held.take()])
             raise
-        dropped = 0
-        wanted = []
-        for item, _ in batch:
-            event, _, judged = item
-            if judged == version or not snapshot.union.matches_any(event_facts(event)):
-                dropped += 1
-            else:
-                wanted.append(item)
-        self._publish(wanted)
+        self._publish([item for (item, _), drop in zip(batch, unwanted, strict=True) if not drop])
+        dropped = sum(unwanted)
         if dropped and self._discard is not None:
             self._discard(dropped)
 

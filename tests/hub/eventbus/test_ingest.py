@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from datetime import datetime
 
@@ -15,10 +16,15 @@ from openedx_events.analytics.data import TrackingLogData
 from openedx_events.analytics.signals import TRACKING_EVENT_EMITTED
 from openedx_events.event_bus.avro.serializer import serialize_event_data_to_bytes
 
+from auth.registry import ClientRegistry
+from hub.config import Settings
 from hub.dev.simulator import COURSES, SimulatedLMS
+from hub.eventbus.consumer import EventBusIngest, IngestOptions
 from hub.eventbus.decode import TrackingDecoder
 from hub.eventbus.sink import OnceWriter, Publish
+from hub.redis import client as redis_client
 from rthub_lms import keys
+from rthub_lms.filter import PreemptiveFilter
 from rthub_lms.settings import PluginSettings
 from tests.hub.eventbus.procs import Ingest, events_key, produce, produced, rthub_events, seqs, topic_prefix, wait_for
 from tests.hubproc import Hub
@@ -299,3 +305,44 @@ def test_rthub_redis_down_while_the_bus_keeps_delivering_loses_nothing(
     assert seqs(rthub_events(target, prefix)) == list(range(100))
     assert counts(summary)["redis_errors"] >= 1
     assert bus.xlen(events_key(prefix)) == 0
+
+
+def test_a_message_read_after_a_client_is_created_is_judged_by_its_grant_without_any_notice(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """The ingest's filter loads the grants once and never hears a change notice (its threads are not
+    started). Messages on the bus before any client are dropped as unwanted; those produced after a client
+    that sees everything was created reach the stream: the interest version read after they were read off
+    the bus shows the change its union missed."""
+    client = redis_server.client()
+    stream = bus_stream(prefix)
+    settings = PluginSettings(redis_prefix=prefix)
+    preemptive = PreemptiveFilter(redis_server.client(), settings)
+    preemptive.reload()  # no client yet: the union wants nothing
+    options = IngestOptions(stream, GROUP, "ingest-1", block_ms=100, start_id="0")
+    ingest = EventBusIngest(client, OnceWriter(client, settings, stream, GROUP), options, TrackingDecoder(), preemptive)
+    stop = threading.Event()
+    worker = threading.Thread(target=ingest.run, args=(stop,), daemon=True)
+    worker.start()
+    try:
+        produced(produce(redis_server.url, prefix, 5))
+        wait_for(lambda: ingest.counts["unwanted"] == 5 and pending(client, prefix) == 0, 30, "5 dropped")
+
+        async def create() -> None:
+            hub_redis = redis_client(redis_server.url)
+            try:
+                registry = ClientRegistry(hub_redis, Settings(redis_url=redis_server.url, redis_prefix=prefix))
+                await registry.create(name="everything", type="other", translator="xapi", grant=[{}])
+            finally:
+                await hub_redis.aclose()
+
+        asyncio.run(create())
+        produced(produce(redis_server.url, prefix, 5, first=5))
+        wait_for(lambda: client.xlen(events_key(prefix)) == 5 and pending(client, prefix) == 0, 30, "5 published")
+    finally:
+        stop.set()
+        worker.join(10)
+    assert seqs(rthub_events(client, prefix)) == [5, 6, 7, 8, 9]
+    # the first batch after the creation saw the version move (the union reloaded); later ones pass it
+    assert ingest.counts["unwanted"] == 5 and ingest.counts["published"] == 5
+    assert ingest.counts["wanted_after_change"] >= 1
