@@ -77,10 +77,12 @@ class Stream:
 
     `url` is the hub's base URL (`https://hub.example.com`). `filter` narrows the grant (one rule or
     a list of rules, as in a `subscribe` frame). `resume_from` is the cursor persisted by a previous
-    run (checked to be a cursor); `on_cursor(cursor)` (sync or async) is called once the loop body
-    is done with an event, i.e. when the next one is asked for, so persisting there gives
-    at-least-once delivery across restarts of the consumer. `on_gap(gap)` is told when retention
-    no longer held everything since the cursor.
+    run (checked to be a cursor); without one, the stream starts where the hub's first `welcome` says
+    its live stream starts, and resumes from there if it drops before its first event.
+    `on_cursor(cursor)` (sync or async) is called once the loop body is done with an event, i.e.
+    when the next one is asked for, so persisting there gives at-least-once delivery across
+    restarts of the consumer. `on_gap(gap)` is told when retention no longer held everything since
+    the cursor.
     """
 
     def __init__(
@@ -193,6 +195,9 @@ class Stream:
             subscribe["resume_from"] = self.cursor
         with contextlib.suppress(ConnectionClosed):  # already closed: still read what arrived before the close
             await ws.send(json.dumps(subscribe))
+        if self.cursor is None and _is_cursor(welcome.get("cursor")):
+            # Where this socket's live stream starts: resumed from after a drop before the first event.
+            self.cursor = welcome["cursor"]
 
     async def _next_event(self, ws: ClientConnection) -> Event | None:
         """The next frame as a new `Event`; None for a gap notice or a cursor already yielded."""
@@ -211,6 +216,16 @@ class Stream:
             self.stats.duplicates_dropped += 1
             return None
         return Event(cursor, str(frame.get("event_type")), frame.get("data"))
+
+
+def _is_cursor(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        cursor_key(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _decode(raw: str | bytes) -> dict[str, Any]:

@@ -281,7 +281,8 @@ def _endpoint_answers(settings: Settings) -> dict[str, Any]:
 
 _EVENTS = (
     "Authenticate on the upgrade request (Authorization: Bearer, or the access_token query parameter). The "
-    "server first sends `welcome`, then `event` frames the client's grant allows, in stream order; a client "
+    "server first sends `welcome` (its cursor: where this socket's live stream starts, to resume from after a "
+    "drop before the first event), then `event` frames the client's grant allows, in stream order; a client "
     "may send `subscribe` to narrow them with a filter or to resume from a cursor (better: give the cursor on "
     "the upgrade request, as resume_from, Last-Event-ID or X-Resume-From). A cursor older than the stream's "
     "retention gets a `gap` frame first. Text frames only, at most 64 KiB from the client. The server ends a "

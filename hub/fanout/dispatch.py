@@ -57,6 +57,9 @@ class Fanout:
         # read the registry checks its client again, since the notice may have missed its socket.
         self.changes_seen = 0
         self._sockets: Counter[str] = Counter()
+        # The newest cursor the feed has handed over (or where it started): a socket added now is offered
+        # every entry after it, which its `welcome` tells it, so it can resume from there (None: not started).
+        self.position: str | None = None
 
     def add(self, conn: Connection) -> None:
         self.connections[conn.id] = conn
@@ -89,17 +92,20 @@ class Fanout:
     def per_client(self) -> Counter[str]:
         return Counter(conn.identity.client_id for conn in self.connections.values())
 
-    async def run(self, feed: AsyncIterator[Entry | BadEntry | Bundle]) -> None:
-        """Pump the live feed (`Broker.live`, or `stage.feed.follow`) into the connections until
-        cancelled; bad entries are dead-lettered."""
+    async def run(self, feed: AsyncIterator[Entry | BadEntry | Bundle], start: str | None = None) -> None:
+        """Pump the live feed (`Broker.live`, or `stage.feed.follow`), which follows the stream after
+        `start`, into the connections until cancelled; bad entries are dead-lettered."""
         tick = self.end_of_tick
         first = burst = min(BURST, self._max_burst)
+        self.position = start
         async for entry in feed:
             if isinstance(entry, BadEntry):
                 tick.entry()
                 await self.dead_letters.put(entry)
             else:
                 await self._deliver(entry)
+            if entry.cursor is not None:
+                self.position = entry.cursor
             taken = tick.entries  # entries taken since the loop last ran, this one included
             if taken >= burst:  # let sockets flush and handshakes proceed during a long burst
                 burst = min(2 * burst, self._max_burst)

@@ -4,6 +4,9 @@ Under `rthub serve` the connection writes straight to the socket's transport (`w
 another ASGI server it sends through ASGI. Frames from the client (`subscribe`) are read
 concurrently. Close codes and their meanings: `auth.closecodes`.
 
+The `welcome` frame names where the socket's live stream starts (the fan-out's position when the
+socket joined it), so a client that drops before its first event can resume from there.
+
 Resuming: a cursor on the upgrade request (`?resume_from=CURSOR`, or a `Last-Event-ID` or
 `X-Resume-From` header) starts the catch-up at once, with no timed hold. Without one, live frames
 are held for up to `SUBSCRIBE_WINDOW` waiting for a first `subscribe` that may carry `resume_from`;
@@ -116,15 +119,17 @@ class EventsEndpoint:
             return
         conn = Connection(identity, compile_grant(identity.grant), queue_size=self.queue_size,
                           end_of_tick=self.fanout.end_of_tick)
-        # Indexed before any further await: from here on a change notice for this client finds it.
+        # Indexed before any further await: from here on a change notice for this client finds it, and
+        # the fan-out offers it every entry after the position it has reached now.
         self.fanout.add(conn)
+        position = self.fanout.position
         try:
             if self.fanout.changes_seen != changes_seen:
                 refusal = await self._recheck(token, conn)
                 if refusal is not None:
                     await websocket.close(refusal.close_code, refusal.reason[:120])
                     return
-            await self._serve(websocket, conn, resume_from)
+            await self._serve(websocket, conn, resume_from, position)
         finally:
             self.fanout.remove(conn)
             if not self.fanout.sockets_of(identity.client_id):
@@ -140,7 +145,9 @@ class EventsEndpoint:
             return AuthError(CloseCode.FORBIDDEN, "client rights changed; reconnect")
         return None
 
-    async def _serve(self, websocket: WebSocket, conn: Connection, resume_from: str | None) -> None:
+    async def _serve(
+        self, websocket: WebSocket, conn: Connection, resume_from: str | None, position: str | None
+    ) -> None:
         identity = conn.identity
         expiry = None
         if identity.expires_at is not None:
@@ -157,6 +164,8 @@ class EventsEndpoint:
             welcome: WelcomeFrame = {
                 "type": "welcome", "client_id": identity.client_id, "translator": identity.translator
             }
+            if position is not None:
+                welcome["cursor"] = position
             await websocket.send_text(orjson.dumps(welcome).decode())
             conn.on_sent = self.on_sent
             conn.start(websocket.scope.get("extensions", {}).get(EXTENSION), websocket.send_text)
