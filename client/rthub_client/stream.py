@@ -1,6 +1,6 @@
 """`Stream`: the hub's event stream as an async iterator that survives drops, restarts and slow reads.
 
-It sends the last cursor both as the `resume_from` query parameter of the upgrade request and in the
+It sends the last cursor (and its filter) both as query parameters of the upgrade request and in the
 first `subscribe` frame right after `welcome`, so either way the hub replays what was missed; it
 never yields a cursor at or below the last one it yielded, so a replay that overlaps live frames
 cannot produce duplicates. Close codes are the hub's (its `auth/closecodes.py` lists each with its
@@ -178,9 +178,14 @@ class Stream:
             await asyncio.sleep(delay)
 
     def _url(self) -> str:
-        if self.cursor is None:
-            return self.ws_url
-        return f"{self.ws_url}?{urllib.parse.urlencode({'resume_from': self.cursor})}"
+        """The upgrade request carries the cursor and the filter, so a catch-up is narrowed from its first
+        frame (the `subscribe` frame repeats both for hubs that read only the frame)."""
+        query = {}
+        if self.cursor is not None:
+            query["resume_from"] = self.cursor
+        if self.filter is not None:
+            query["filter"] = json.dumps(self.filter, separators=(",", ":"))
+        return f"{self.ws_url}?{urllib.parse.urlencode(query)}" if query else self.ws_url
 
     async def _greet(self, ws: ClientConnection) -> None:
         welcome = _decode(await asyncio.wait_for(ws.recv(), WELCOME_TIMEOUT))

@@ -44,6 +44,7 @@ CLIENT_FRAME_BURST = 20
 SUBSCRIBE_WINDOW = 1.0
 RESUME_HEADERS = ("last-event-id", "x-resume-from")
 RESUME_QUERY = "resume_from"
+FILTER_QUERY = "filter"
 TOKEN_QUERY = "access_token"
 
 
@@ -68,6 +69,17 @@ def upgrade_cursor(websocket: WebSocket) -> str | None:
     for header in RESUME_HEADERS:
         value = value or websocket.headers.get(header)
     return value.strip() if value else None
+
+
+def upgrade_filter(websocket: WebSocket) -> object:
+    """The `filter` of the upgrade request (JSON, as in a `subscribe` frame), or None."""
+    value = websocket.query_params.get(FILTER_QUERY)
+    if value is None:
+        return None
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return ""  # refused by validation, as a filter that is not rules
 
 
 def is_cursor(value: object) -> bool:
@@ -119,6 +131,11 @@ class EventsEndpoint:
             return
         conn = Connection(identity, compile_grant(identity.grant), queue_size=self.queue_size,
                           end_of_tick=self.fanout.end_of_tick)
+        try:  # a filter on the upgrade request narrows the catch-up's first frames too
+            await self._narrow(conn, upgrade_filter(websocket))
+        except ProtocolViolation as violation:
+            await websocket.close(violation.code, violation.reason)
+            return
         # Indexed before any further await: from here on a change notice for this client finds it, and
         # the fan-out offers it every entry after the position it has reached now.
         self.fanout.add(conn)
@@ -230,18 +247,13 @@ class EventsEndpoint:
                 raise ProtocolViolation(CloseCode.UNSUPPORTED_DATA, "binary frames are not accepted")
             await self._handle(conn, message["text"], upgrade_resume)
 
-    async def _handle(self, conn: Connection, text: str, upgrade_resume: str | None) -> None:
+    async def _narrow(self, conn: Connection, raw: object) -> None:
+        """Narrow the connection's grant by a client's filter (`ProtocolViolation` when it is refused)."""
         try:
-            frame = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            raise ProtocolViolation(CloseCode.POLICY_VIOLATION, "frame is not JSON") from exc
-        if not isinstance(frame, dict) or frame.get("type") != "subscribe":
-            raise ProtocolViolation(CloseCode.POLICY_VIOLATION, "expected a `subscribe` frame")
-        try:
-            wait = self.filter_budget.charge(conn.identity.client_id, filter_cost(frame.get("filter")))
+            wait = self.filter_budget.charge(conn.identity.client_id, filter_cost(raw))
             if wait:
                 await asyncio.sleep(wait)
-            filter_rules = validate_filter(frame.get("filter"))
+            filter_rules = validate_filter(raw)
             check_filter(filter_rules)
         except GrantError as exc:
             raise ProtocolViolation(CloseCode.POLICY_VIOLATION, f"bad filter: {exc}") from exc
@@ -249,10 +261,19 @@ class EventsEndpoint:
             raise ProtocolViolation(CloseCode.POLICY_VIOLATION, f"filter too large: {exc}") from exc
         except FilterTooFrequent as exc:
             raise ProtocolViolation(CloseCode.POLICY_VIOLATION, str(exc)) from exc
+        conn.matcher = narrow(conn.grant, filter_rules)
+
+    async def _handle(self, conn: Connection, text: str, upgrade_resume: str | None) -> None:
+        try:
+            frame = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise ProtocolViolation(CloseCode.POLICY_VIOLATION, "frame is not JSON") from exc
+        if not isinstance(frame, dict) or frame.get("type") != "subscribe":
+            raise ProtocolViolation(CloseCode.POLICY_VIOLATION, "expected a `subscribe` frame")
         resume_from = frame.get("resume_from")
         if resume_from is not None and not is_cursor(resume_from):
             raise ProtocolViolation(CloseCode.POLICY_VIOLATION, "bad resume_from cursor")
-        conn.matcher = narrow(conn.grant, filter_rules)
+        await self._narrow(conn, frame.get("filter"))
         self.fanout.update(conn)
         if resume_from is not None and conn.resuming and upgrade_resume is not None:
             if cursor_key(resume_from) < cursor_key(upgrade_resume):
