@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from bench.soak.grants import Grant
 from bench.soak.schedule import Fault, plan
 from bench.soak.topology import PREFIX, Topology
 from bench.soak.world import CONSUMERS, PUBLISHERS, Consumer
+from bench.subscribers import raise_file_limit
 from hub.config import Settings
 from rthub_lms import keys
 
@@ -81,6 +83,7 @@ class Collected:
     phases: dict[str, float]
     notes: list[str]
     settled: bool = True
+    open_files: tuple[int, int] = (0, 0)  # the harness process's most open descriptors, and its limit
 
 
 class Soak:
@@ -95,6 +98,8 @@ class Soak:
         self.notes: list[str] = []
         self.phases: dict[str, float] = {}
         self.note_unsettled = False
+        self.open_files = 0
+        self.file_limit = 0
 
     def log(self, message: str) -> None:
         line = f"[soak {time.strftime('%H:%M:%S')}] {message}"
@@ -436,6 +441,9 @@ class Soak:
         phase, calm = total * 0.8, max(5.0, total * 0.1)
         faults = plan(config.seed, phase, [c.name for c in CONSUMERS if c.receiver], config.lrs, config.data_loss)
         self.log(f"{len(faults)} faults planned over {phase:.0f} s (seed {config.seed})")
+        # Every proxied connection holds two descriptors here: a test process's default soft limit may be low.
+        self.file_limit = raise_file_limit()
+        watch = asyncio.create_task(self._count_files())
         await topology.start()
         self.redis = aioredis.from_url(topology.redis.url, socket_timeout=5)
         try:
@@ -460,6 +468,7 @@ class Soak:
                     await self.check_revoked(state, state.revoked_token)
             return await self.collect(faults)
         finally:
+            watch.cancel()
             for state in self.clients.values():
                 for stream in state.streams:
                     await stream.stop()
@@ -467,6 +476,13 @@ class Soak:
                 await self.admin.aclose()
             await topology.stop()
             await self.redis.aclose()
+
+    async def _count_files(self) -> None:
+        """The most descriptors this process held at once (sampled), for the report: a run the harness
+        starved of them would show it."""
+        while True:
+            self.open_files = max(self.open_files, len(os.listdir("/proc/self/fd")))
+            await asyncio.sleep(0.5)
 
     async def heal(self) -> None:
         topology = self.topology
@@ -549,7 +565,8 @@ class Soak:
             rows = await self.redis.xrange(keys.deadletters(self.settings, state.client_id))
             deadletters[name] = [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in rows]
         return Collected(self.config, self.clients, faults, stream, sent, counts, receiver_logs, statements,
-                         deadletters, self.phases, self.notes, not self.note_unsettled)
+                         deadletters, self.phases, self.notes, not self.note_unsettled,
+                         (self.open_files, self.file_limit))
 
 
 def _key(cursor: str) -> tuple[int, int]:
