@@ -152,6 +152,7 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
             EventsEndpoint(
                 fanout, history, authenticator, settings.send_queue_size, presence, metrics.frames_sent,
                 max_sockets_per_client=settings.ws_max_sockets_per_client,
+                grant_changes=ClientRegistry(client, settings).grant_changes,
             ),
         ),
         Route(ASYNCAPI_PATH, asyncapi_endpoint, methods=["GET"]),

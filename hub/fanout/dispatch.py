@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import orjson
 
@@ -30,7 +30,7 @@ from hub.ingest import BadEntry, Entry, History, cursor_key
 from hub.ingest.deadletters import DeadLetters, LogDeadLetters
 from hub.redis import Backoff, is_transient
 from hub.translate import TranslationSettings
-from rthub_lms.grants import EventFacts, GrantIndex
+from rthub_lms.grants import EventFacts, GrantIndex, Matcher
 
 log = logging.getLogger("rthub.fanout")
 
@@ -186,8 +186,14 @@ class Fanout:
                 oldest[client_id] = cursor
         return oldest
 
-    async def resume(self, conn: Connection, history: History, after: str) -> None:
+    async def resume(
+        self, conn: Connection, history: History, after: str, earlier: Sequence[tuple[str, Matcher]] = ()
+    ) -> None:
         """Replay what `conn` may see after `after`, then switch it to live with no gap or duplicate.
+
+        `earlier`: the client's grant changes, oldest first (the stream's newest cursor before the change,
+        the grant until then): an entry published at or before such a cursor is replayed only if the
+        grant of its time allowed it too, so a grant widened since is not applied to older events.
 
         Live frames are held meanwhile (`Connection.begin_resume`); at the switch it skips every frame
         at or below the last cursor replayed, and the replay skips what was already queued. A cursor
@@ -195,6 +201,7 @@ class Fanout:
         everything retained.
         """
         cursor, skip = conn.begin_resume(after)
+        changes = [(cursor_key(upto), grant) for upto, grant in earlier]
         try:
             oldest = await history.oldest()
             if oldest is not None and cursor_key(oldest) > cursor_key(after):
@@ -216,7 +223,9 @@ class Fanout:
                         continue
                     if skip is not None and skip[:2] < cursor_key(entry.cursor) <= skip[2:]:
                         continue
-                    if conn.matcher.matches(self.renderer.facts(entry)):
+                    facts = self.renderer.facts(entry)
+                    then = _grant_at(changes, cursor_key(entry.cursor)) if changes else None
+                    if conn.matcher.matches(facts) and (then is None or then.matches(facts)):
                         try:
                             frame = await self.renderer.render(entry, *conn.group)
                         except NoExternalId as exc:
@@ -227,6 +236,14 @@ class Fanout:
                 cursor = batch[-1].cursor or cursor
         finally:
             conn.release_live()
+
+
+def _grant_at(changes: list[tuple[tuple[int, int], Matcher]], position: tuple[int, int]) -> Matcher | None:
+    """The grant in force when the entry at `position` was published, when it changed since (else None)."""
+    for upto, grant in changes:
+        if position <= upto:
+            return grant
+    return None
 
 
 def _encoded(entry: Entry) -> bytes:

@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import orjson
 from redis.exceptions import RedisError
@@ -34,7 +35,7 @@ from hub.fanout.frames import WelcomeFrame
 from hub.fanout.render import Frame
 from hub.fanout.subscriber import Connection
 from hub.ingest import BrokerUnavailable, History, cursor_key
-from rthub_lms.grants import GrantError, compile_grant, narrow, validate_filter
+from rthub_lms.grants import GrantError, Matcher, compile_grant, narrow, validate_filter, validate_grant
 
 # Client frames allowed per second, averaged over a burst of this many.
 CLIENT_FRAME_RATE = 10.0
@@ -46,6 +47,8 @@ RESUME_HEADERS = ("last-event-id", "x-resume-from")
 RESUME_QUERY = "resume_from"
 FILTER_QUERY = "filter"
 TOKEN_QUERY = "access_token"
+
+GrantChanges = Callable[[str], Awaitable[list[tuple[str, list[dict[str, Any]]]]]]
 
 
 class ProtocolViolation(Exception):
@@ -100,7 +103,11 @@ class EventsEndpoint:
         presence: Presence | None = None,
         on_sent: Callable[[Sequence[Frame]], None] | None = None,
         max_sockets_per_client: int = 0,
+        grant_changes: GrantChanges | None = None,
     ) -> None:
+        """`grant_changes(client_id)`: the client's last grant changes (`ClientRegistry.grant_changes`),
+        by which a catch-up judges what was published before each one."""
+        self.grant_changes = grant_changes
         self.presence = presence
         self.on_sent = on_sent  # told of every write (the app's delivery metrics)
         self.fanout = fanout
@@ -209,9 +216,24 @@ class EventsEndpoint:
 
     async def _catch_up(self, conn: Connection, after: str) -> None:
         try:
-            await self.fanout.resume(conn, self.history, after)
+            await self.fanout.resume(conn, self.history, after, await self._grants_since(conn, after))
         except (BrokerUnavailable, RedisError, OSError):
             conn.close(CloseCode.TRY_AGAIN_LATER, "event stream unavailable; resume again later")
+
+    async def _grants_since(self, conn: Connection, after: str) -> list[tuple[str, Matcher]]:
+        """The client's grants before each change made after `after`, oldest first (a grant that no longer
+        compiles, or a malformed cursor, is left out: the current grant alone judges those events)."""
+        if self.grant_changes is None:
+            return []
+        since = cursor_key(after)
+        found = []
+        for upto, grant in await self.grant_changes(conn.identity.client_id):
+            try:
+                if cursor_key(upto) > since:
+                    found.append((upto, compile_grant(validate_grant(grant))))
+            except (ValueError, GrantError):
+                continue
+        return found
 
     async def _read_frames(self, websocket: WebSocket, conn: Connection, upgrade_resume: str | None) -> None:
         try:
