@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import orjson
 
@@ -35,6 +35,8 @@ from rthub_lms.grants import EventFacts, GrantIndex, Matcher
 log = logging.getLogger("rthub.fanout")
 
 RESUME_PAGE = 500
+
+GrantsBefore = Callable[[], Awaitable[Sequence[tuple[str, Matcher]]]]
 BURST = 32
 MAX_BURST = 256
 
@@ -187,13 +189,15 @@ class Fanout:
         return oldest
 
     async def resume(
-        self, conn: Connection, history: History, after: str, earlier: Sequence[tuple[str, Matcher]] = ()
+        self, conn: Connection, history: History, after: str, earlier: GrantsBefore | None = None
     ) -> None:
         """Replay what `conn` may see after `after`, then switch it to live with no gap or duplicate.
 
-        `earlier`: the client's grant changes, oldest first (the stream's newest cursor before the change,
-        the grant until then): an entry published at or before such a cursor is replayed only if the
-        grant of its time allowed it too, so a grant widened since is not applied to older events.
+        `earlier()`: the client's grant changes since `after`, oldest first (the stream's newest cursor
+        before the change, the grant until then): an entry published at or before such a cursor is
+        replayed only if the grant of its time allowed it too, so a grant widened since is not applied to
+        older events. Read after the connection is marked as resuming (`begin_resume`, before any await),
+        so a `subscribe` frame handled meanwhile sees the catch-up under way.
 
         Live frames are held meanwhile (`Connection.begin_resume`); at the switch it skips every frame
         at or below the last cursor replayed, and the replay skips what was already queued. A cursor
@@ -201,8 +205,8 @@ class Fanout:
         everything retained.
         """
         cursor, skip = conn.begin_resume(after)
-        changes = [(cursor_key(upto), grant) for upto, grant in earlier]
         try:
+            changes = [(cursor_key(upto), grant) for upto, grant in (await earlier() if earlier else ())]
             oldest = await history.oldest()
             if oldest is not None and cursor_key(oldest) > cursor_key(after):
                 gap: GapFrame = {"type": "gap", "from": after, "resume_from": oldest}

@@ -216,7 +216,7 @@ class EventsEndpoint:
 
     async def _catch_up(self, conn: Connection, after: str) -> None:
         try:
-            await self.fanout.resume(conn, self.history, after, await self._grants_since(conn, after))
+            await self.fanout.resume(conn, self.history, after, lambda: self._grants_since(conn, after))
         except (BrokerUnavailable, RedisError, OSError):
             conn.close(CloseCode.TRY_AGAIN_LATER, "event stream unavailable; resume again later")
 
