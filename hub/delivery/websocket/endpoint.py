@@ -138,11 +138,15 @@ class EventsEndpoint:
             return
         conn = Connection(identity, compile_grant(identity.grant), queue_size=self.queue_size,
                           end_of_tick=self.fanout.end_of_tick)
-        try:  # a filter on the upgrade request narrows the catch-up's first frames too
-            await self._narrow(conn, upgrade_filter(websocket))
-        except ProtocolViolation as violation:
-            await websocket.close(violation.code, violation.reason)
-            return
+        raw_filter = upgrade_filter(websocket)
+        if raw_filter is not None:  # a filter on the upgrade request narrows a catch-up's first frames too
+            try:
+                await self._narrow(conn, raw_filter)
+            except ProtocolViolation as violation:
+                if not self.fanout.sockets_of(identity.client_id):
+                    self.filter_budget.forget(identity.client_id)
+                await websocket.close(violation.code, violation.reason)
+                return
         # Indexed before any further await: from here on a change notice for this client finds it, and
         # the fan-out offers it every entry after the position it has reached now.
         self.fanout.add(conn)
