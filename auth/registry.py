@@ -51,9 +51,14 @@ from rthub_lms.keys import (
     client_keys,
     clients_key,
     external_id_clients_key,
+    grant_changes,
     interest_version_key,
     stream_key,
 )
+
+# Grant changes kept per client for resumes (`grant_changes`); a resume from before the oldest kept one
+# judges the events before it by the grant that followed.
+GRANT_CHANGES_KEPT = 16
 
 # Compare-and-set of one hash field, so a hash upgrade never overwrites a rotation that raced it.
 _REPLACE_IF_EQUAL = """
@@ -164,11 +169,28 @@ class ClientRegistry:
         client = await self._with_headers(client, headers)
         if client.webhook_status == "paused" and _endpoint(client) != _endpoint(before):
             client = replace(client, webhook_status="", webhook_disabled_reason="")
-        if (client.delivery, client.grant) != (before.delivery, before.grant) and client.webhook_status != "disabled":
-            client = replace(client, routed_from=await self.stream_tip())  # disabled: enabling catches up
+        tip = await self.stream_tip() if (client.delivery, client.grant) != (before.delivery, before.grant) else ""
+        if tip and client.webhook_status != "disabled":
+            client = replace(client, routed_from=tip)  # disabled: enabling catches up
         check_delivery(client)
+        if client.grant != before.grant:
+            # Recorded before the save sends its change notice, so a socket closed by that notice resumes
+            # knowing it; a save that then fails leaves a record of a grant still current, which judges nothing.
+            key = grant_changes(self.settings, client_id)
+            async with self.redis.pipeline(transaction=True) as pipe:  # the client's slot
+                pipe.rpush(key, json.dumps([tip, before.grant]))
+                pipe.ltrim(key, -GRANT_CHANGES_KEPT, -1)
+                await pipe.execute()
         await self._save(client)
         return client
+
+    async def grant_changes(self, client_id: str) -> list[tuple[str, list[dict[str, Any]]]]:
+        """The client's last grant changes, oldest first: (the stream's newest cursor just before the
+        change, the grant until then). What was published at or before that cursor was published under
+        that grant (the change read the tip before it saved: an event between the two is judged by the
+        grant that followed)."""
+        rows = await self.redis.lrange(grant_changes(self.settings, client_id), 0, -1)
+        return [(cursor, grant) for cursor, grant in map(json.loads, rows) if cursor]
 
     async def rotate_endpoint_credential(self, client_id: str, **values: Any) -> Client:
         """New endpoint password (with optional username) or token; resumes a client paused on 401/403."""

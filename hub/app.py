@@ -39,13 +39,13 @@ from hub.delivery.websocket.writer import UVICORN_WS
 from hub.fanout.dispatch import Fanout
 from hub.fanout.stage.bundle import Bundle
 from hub.fanout.stage.feed import follow
-from hub.ingest import BadEntry, Entry
+from hub.ingest import BadEntry, BrokerUnavailable, Entry
 from hub.ingest.deadletters import RedisDeadLetters
 from hub.ingest.history import SharedHistory
 from hub.ingest.redis import RedisBroker
 from hub.lifetime import die_with_parent
 from hub.metrics import HubCollector, Metrics, RedisSafetyCollector, WebhookBacklog
-from hub.redis import UNREACHABLE, Client, connect
+from hub.redis import UNREACHABLE, Backoff, Client, connect
 from hub.redis_safety import DataMarker, RedisUnsafe, SafetyWatch
 from hub.translate import TranslationSettings
 from rthub_lms.connect import Topology, discover
@@ -152,6 +152,7 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
             EventsEndpoint(
                 fanout, history, authenticator, settings.send_queue_size, presence, metrics.frames_sent,
                 max_sockets_per_client=settings.ws_max_sockets_per_client,
+                grant_changes=ClientRegistry(client, settings).grant_changes,
             ),
         ),
         Route(ASYNCAPI_PATH, asyncapi_endpoint, methods=["GET"]),
@@ -177,7 +178,7 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
         gc.collect()
         gc.freeze()
         tasks = [
-            asyncio.create_task(fanout.run(live_feed(broker, settings)), name="rthub-fanout"),
+            asyncio.create_task(run_fanout(fanout, broker, settings), name="rthub-fanout"),
             asyncio.create_task(registry.sync_active_grants(), name="rthub-grants-sync"),
         ]
         if keys is not None:
@@ -224,11 +225,29 @@ async def check_keys(client: Client, settings: Settings, keys: SigningKeys | Non
         raise
 
 
-def live_feed(broker: RedisBroker, settings: Settings) -> AsyncIterator[Entry | BadEntry | Bundle]:
-    """The fan-out's feed: the render stage's bundles under `rthub serve --workers N`, else the live channel."""
+async def run_fanout(fanout: Fanout, broker: RedisBroker, settings: Settings) -> None:
+    """The fan-out, fed from where the stream stands now: a socket welcomed before the first event is told
+    that cursor, so it can resume from it (a hub starts with Redis reachable; a refusal is waited out)."""
+    backoff = Backoff()
+    while True:
+        try:
+            start = await broker.tip() or "0-0"
+            break
+        except BrokerUnavailable as exc:
+            delay = backoff.next_delay()
+            log.warning("the fan-out waits for Redis (%s); retrying in %.2fs", exc, delay)
+            await asyncio.sleep(delay)
+    await fanout.run(live_feed(broker, settings, start), start)
+
+
+def live_feed(
+    broker: RedisBroker, settings: Settings, after: str | None = None
+) -> AsyncIterator[Entry | BadEntry | Bundle]:
+    """The fan-out's feed after `after`: the render stage's bundles under `rthub serve --workers N`, else
+    the live channel."""
     if settings.render_stage_socket:
-        return follow(broker, settings.render_stage_socket)
-    return broker.live()
+        return follow(broker, settings.render_stage_socket, after)
+    return broker.live(after)
 
 
 def redis_client(topology: Topology) -> Client:

@@ -129,13 +129,13 @@ class WsConsumer:
                 async for event in stream:
                     if not self.first_connection.is_set():
                         self.first_connection.set()
-                    self.cursor = event.cursor
                     self.record.deliveries.append(Delivery(event.cursor, time.time(), _stamps(event.data)))
             except Forbidden:
                 self.record.forbidden += 1
             except RthubError as exc:
                 self.record.errors.append(repr(exc))
             finally:
+                self.cursor = stream.cursor  # its last event's, or where its first welcome said it started
                 with contextlib.suppress(Exception):
                     await stream.aclose()
             await asyncio.sleep(0.5)

@@ -2,7 +2,8 @@
 
 `python -m bench.soak.receiver PORT LOG MODE`. Modes: `ok`; `slow` (0.3 s per answer); `flaky`
 (503 while the file `LOG.fail` exists, which the harness creates and removes); `gone` (410 to the
-first request after the file `LOG.gone` appears, once, then 2xx). Each request is one JSON line in
+first request after the file `LOG.gone` appears, once, then 2xx; the harness may remove the file
+again first). Each request is one JSON line in
 LOG (time, status, the signature and auth headers, body) written before the answer, so a receiver
 killed between the two has logged what the hub will send again.
 """
@@ -35,11 +36,12 @@ def serve(port: int, log_path: Path, mode: str) -> None:
             status = 200
             if mode == "flaky" and fail_flag.exists():
                 status = 503
-            if mode == "gone" and gone_flag.exists():
-                with lock:
-                    if gone_flag.exists():
-                        gone_flag.unlink()
-                        status = 410
+            if mode == "gone":
+                try:  # whoever removes the flag first, this receiver or the harness taking the fault back
+                    gone_flag.unlink()
+                    status = 410
+                except FileNotFoundError:
+                    pass
             if mode == "slow":
                 time.sleep(0.3)
             line = {"t": time.time(), "status": status, "body": body.decode("utf-8", "replace"),

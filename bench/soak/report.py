@@ -26,6 +26,7 @@ def render(run: Collected, result: dict[str, Any]) -> str:
              f"{', LRS' if config.lrs else ''}", ""]
     kinds = Counter(fault.kind for fault in run.faults if fault.ended)
     lines += ["| fault | count |", "|---|---|"] + [f"| {kind} | {count} |" for kind, count in sorted(kinds.items())]
+    lines += [f"- {fault.kind} {fault.target}: {fault.note}" for fault in run.faults if fault.note]
     counts: Counter[str] = Counter()
     for item in run.lms_counts:
         counts.update(item)
@@ -44,6 +45,8 @@ def render(run: Collected, result: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
     if not run.settled:
         lines += ["", "**The run did not settle within the time allowed: what was still on its way counts as lost.**"]
+    peak, limit = run.open_files
+    lines += ["", f"Open files in the harness process: at most {peak} (limit {limit})."]
     lines += ["", f"**silent losses: {silent_losses(result)}; unauthorized: {unauthorized(result)}** "
               f"(bad webhook signatures: {sum(row.bad_signatures for row in rows)}; request bodies cut short by a "
               f"reset: {sum(row.torn for row in rows)}; dead credentials refused: "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from bench.soak.grants import Grant
 from bench.soak.schedule import Fault, plan
 from bench.soak.topology import PREFIX, Topology
 from bench.soak.world import CONSUMERS, PUBLISHERS, Consumer
+from bench.subscribers import raise_file_limit
 from hub.config import Settings
 from rthub_lms import keys
 
@@ -81,6 +83,7 @@ class Collected:
     phases: dict[str, float]
     notes: list[str]
     settled: bool = True
+    open_files: tuple[int, int] = (0, 0)  # the harness process's most open descriptors, and its limit
 
 
 class Soak:
@@ -95,6 +98,8 @@ class Soak:
         self.notes: list[str] = []
         self.phases: dict[str, float] = {}
         self.note_unsettled = False
+        self.open_files = 0
+        self.file_limit = 0
 
     def log(self, message: str) -> None:
         line = f"[soak {time.strftime('%H:%M:%S')}] {message}"
@@ -354,28 +359,48 @@ class Soak:
 
     async def _gone(self, fault: Fault) -> None:
         """The receiver answers 410 once: the hub disables the endpoint (its queue dead-lettered); after
-        `duration` the admin enables it again."""
+        `duration` the admin enables it again. When no request reaches the receiver within a minute
+        (delivery far behind), the fault is taken back: an enable of an endpoint still enabled, and a
+        410 answered after it, would leave the client disabled for the rest of the run."""
         assert self.admin is not None
         state = self.clients[fault.target]
         log = self.topology.receiver_logs[fault.target]
         flag = Path(f"{log}.gone")
-
-        async def gone() -> None:
-            flag.touch()
-            for _ in range(600):
-                response = await self.admin.call("GET", f"/clients/{state.client_id}")  # type: ignore[union-attr]
-                if response.json().get("webhook_status") == "disabled":
-                    return
-                await asyncio.sleep(0.1)
-            fault.note = "(the endpoint was not disabled within 60 s)"
-
-        await self.changed(state, "endpoint 410: disabled", None, gone)
+        before = await self.last_cursor()
+        flag.touch()
+        if not await self._disabled(state, 60):
+            try:
+                flag.unlink()
+            except FileNotFoundError:  # the receiver took it meanwhile: its 410 is on the way
+                if not await self._disabled(state, 60):
+                    fault.note = "(answered 410; the endpoint was not disabled within 60 s)"
+            else:
+                fault.note = "(no request reached the receiver within 60 s: no 410 answered)"
+                return
+        await asyncio.sleep(1.2)
+        state.changes.append(Change(before, await self.last_cursor(), None, "endpoint 410: disabled"))
         await asyncio.sleep(fault.duration)
+        await self._enable(state)
+
+    async def _enable(self, state: ClientState) -> None:
+        admin = self.admin
+        assert admin is not None
 
         async def enable() -> None:
-            await self.admin.call("POST", f"/clients/{state.client_id}/webhooks/enable")  # type: ignore[union-attr]
+            await admin.call("POST", f"/clients/{state.client_id}/webhooks/enable")
 
         await self.changed(state, "endpoint enabled again", state.consumer.grant, enable)
+
+    async def _disabled(self, state: ClientState, seconds: float) -> bool:
+        """Whether the admin API shows the client's webhook endpoint disabled within `seconds`."""
+        assert self.admin is not None
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            response = await self.admin.call("GET", f"/clients/{state.client_id}")
+            if response.json().get("webhook_status") == "disabled":
+                return True
+            await asyncio.sleep(0.1)
+        return False
 
     # --- the run ---
 
@@ -416,6 +441,9 @@ class Soak:
         phase, calm = total * 0.8, max(5.0, total * 0.1)
         faults = plan(config.seed, phase, [c.name for c in CONSUMERS if c.receiver], config.lrs, config.data_loss)
         self.log(f"{len(faults)} faults planned over {phase:.0f} s (seed {config.seed})")
+        # Every proxied connection holds two descriptors here: a test process's default soft limit may be low.
+        self.file_limit = raise_file_limit()
+        watch = asyncio.create_task(self._count_files())
         await topology.start()
         self.redis = aioredis.from_url(topology.redis.url, socket_timeout=5)
         try:
@@ -440,6 +468,7 @@ class Soak:
                     await self.check_revoked(state, state.revoked_token)
             return await self.collect(faults)
         finally:
+            watch.cancel()
             for state in self.clients.values():
                 for stream in state.streams:
                     await stream.stop()
@@ -447,6 +476,13 @@ class Soak:
                 await self.admin.aclose()
             await topology.stop()
             await self.redis.aclose()
+
+    async def _count_files(self) -> None:
+        """The most descriptors this process held at once (sampled), for the report: a run the harness
+        starved of them would show it."""
+        while True:
+            self.open_files = max(self.open_files, len(os.listdir("/proc/self/fd")))
+            await asyncio.sleep(0.5)
 
     async def heal(self) -> None:
         topology = self.topology
@@ -463,6 +499,10 @@ class Soak:
         for log in topology.receiver_logs.values():
             for flag in (Path(f"{log}.fail"), Path(f"{log}.gone")):
                 flag.unlink(missing_ok=True)
+        for state in self.clients.values():  # a 410 the hub acted on only after the fault enabled it again
+            if state.consumer.receiver == "gone" and state.client_id and await self._disabled(state, 0.1):
+                self.log(f"{state.consumer.name}: disabled after its 410 fault ended; enabled again")
+                await self._enable(state)
 
     async def settle(self) -> None:
         """Wait until webhook routing has reached the stream's end, nothing is queued for any webhook
@@ -525,7 +565,8 @@ class Soak:
             rows = await self.redis.xrange(keys.deadletters(self.settings, state.client_id))
             deadletters[name] = [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in rows]
         return Collected(self.config, self.clients, faults, stream, sent, counts, receiver_logs, statements,
-                         deadletters, self.phases, self.notes, not self.note_unsettled)
+                         deadletters, self.phases, self.notes, not self.note_unsettled,
+                         (self.open_files, self.file_limit))
 
 
 def _key(cursor: str) -> tuple[int, int]:

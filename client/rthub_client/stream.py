@@ -1,6 +1,6 @@
 """`Stream`: the hub's event stream as an async iterator that survives drops, restarts and slow reads.
 
-It sends the last cursor both as the `resume_from` query parameter of the upgrade request and in the
+It sends the last cursor (and its filter) both as query parameters of the upgrade request and in the
 first `subscribe` frame right after `welcome`, so either way the hub replays what was missed; it
 never yields a cursor at or below the last one it yielded, so a replay that overlaps live frames
 cannot produce duplicates. Close codes are the hub's (its `auth/closecodes.py` lists each with its
@@ -77,10 +77,12 @@ class Stream:
 
     `url` is the hub's base URL (`https://hub.example.com`). `filter` narrows the grant (one rule or
     a list of rules, as in a `subscribe` frame). `resume_from` is the cursor persisted by a previous
-    run (checked to be a cursor); `on_cursor(cursor)` (sync or async) is called once the loop body
-    is done with an event, i.e. when the next one is asked for, so persisting there gives
-    at-least-once delivery across restarts of the consumer. `on_gap(gap)` is told when retention
-    no longer held everything since the cursor.
+    run (checked to be a cursor); without one, the stream starts where the hub's first `welcome` says
+    its live stream starts, and resumes from there if it drops before its first event.
+    `on_cursor(cursor)` (sync or async) is called once the loop body is done with an event, i.e.
+    when the next one is asked for, so persisting there gives at-least-once delivery across
+    restarts of the consumer. `on_gap(gap)` is told when retention no longer held everything since
+    the cursor.
     """
 
     def __init__(
@@ -176,9 +178,14 @@ class Stream:
             await asyncio.sleep(delay)
 
     def _url(self) -> str:
-        if self.cursor is None:
-            return self.ws_url
-        return f"{self.ws_url}?{urllib.parse.urlencode({'resume_from': self.cursor})}"
+        """The upgrade request carries the cursor and the filter, so a catch-up is narrowed from its first
+        frame (the `subscribe` frame repeats both for hubs that read only the frame)."""
+        query = {}
+        if self.cursor is not None:
+            query["resume_from"] = self.cursor
+        if self.filter is not None:
+            query["filter"] = json.dumps(self.filter, separators=(",", ":"))
+        return f"{self.ws_url}?{urllib.parse.urlencode(query)}" if query else self.ws_url
 
     async def _greet(self, ws: ClientConnection) -> None:
         welcome = _decode(await asyncio.wait_for(ws.recv(), WELCOME_TIMEOUT))
@@ -193,6 +200,9 @@ class Stream:
             subscribe["resume_from"] = self.cursor
         with contextlib.suppress(ConnectionClosed):  # already closed: still read what arrived before the close
             await ws.send(json.dumps(subscribe))
+        if self.cursor is None and _is_cursor(welcome.get("cursor")):
+            # Where this socket's live stream starts: resumed from after a drop before the first event.
+            self.cursor = welcome["cursor"]
 
     async def _next_event(self, ws: ClientConnection) -> Event | None:
         """The next frame as a new `Event`; None for a gap notice or a cursor already yielded."""
@@ -211,6 +221,16 @@ class Stream:
             self.stats.duplicates_dropped += 1
             return None
         return Event(cursor, str(frame.get("event_type")), frame.get("data"))
+
+
+def _is_cursor(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        cursor_key(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _decode(raw: str | bytes) -> dict[str, Any]:

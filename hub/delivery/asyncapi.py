@@ -20,7 +20,7 @@ from hub.delivery.webhook.formats.caliper import CaliperEnvelope, CaliperSender
 from hub.delivery.webhook.formats.lrs import LrsSender
 from hub.delivery.webhook.sender import ABORT_HEADER, ABORT_VALUE, USER_AGENT
 from hub.delivery.webhook.signing import WebhookHeaders
-from hub.delivery.websocket.endpoint import RESUME_HEADERS, RESUME_QUERY, TOKEN_QUERY
+from hub.delivery.websocket.endpoint import FILTER_QUERY, RESUME_HEADERS, RESUME_QUERY, TOKEN_QUERY
 from hub.fanout.frames import CLIENT_FRAMES, SERVER_FRAMES, BatchBody, EventFrame
 from hub.schema import JsonSchema, literal_values, model_fields, schema_of
 
@@ -131,6 +131,9 @@ def asyncapi_document(settings: Settings) -> dict[str, Any]:
                         TOKEN_QUERY: {"type": "string", "description": "the bearer token, for browsers "
                                       "(never logged)"},
                         RESUME_QUERY: schema(model_fields(CLIENT_FRAMES[0])["resume_from"]),
+                        FILTER_QUERY: {"type": "string", "contentMediaType": "application/json",
+                                       "description": "the `subscribe` frame's filter as JSON: with a cursor, the "
+                                       "catch-up is narrowed from its first frame"},
                     }},
                     "headers": {"type": "object", "properties": {
                         "Authorization": {"type": "string", "pattern": "^Bearer ",
@@ -282,11 +285,12 @@ def _endpoint_answers(settings: Settings) -> dict[str, Any]:
 
 _EVENTS = (
     "Authenticate on the upgrade request (Authorization: Bearer, or the access_token query parameter). The "
-    "server first sends `welcome`, then `event` frames the client's grant allows, in stream order; a client "
+    "server first sends `welcome` (its cursor: where this socket's live stream starts, to resume from after a "
+    "drop before the first event), then `event` frames the client's grant allows, in stream order; a client "
     "may send `subscribe` to narrow them with a filter or to resume from a cursor (better: give the cursor on "
-    "the upgrade request, as resume_from, Last-Event-ID or X-Resume-From). A cursor older than the stream's "
-    "retention gets a `gap` frame first. Text frames only, at most 64 KiB from the client. The server ends a "
-    "socket with one of the close codes in x-close-codes."
+    "the upgrade request, as resume_from, Last-Event-ID or X-Resume-From, with the filter as filter). A cursor "
+    "older than the stream's retention gets a `gap` frame first. Text frames only, at most 64 KiB from the "
+    "client. The server ends a socket with one of the close codes in x-close-codes."
 )
 _WEBHOOK = (
     "One event per POST (the socket's `event` frame), or a `batch` of them when the client's "

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import orjson
 
@@ -30,11 +30,13 @@ from hub.ingest import BadEntry, Entry, History, cursor_key
 from hub.ingest.deadletters import DeadLetters, LogDeadLetters
 from hub.redis import Backoff, is_transient
 from hub.translate import TranslationSettings
-from rthub_lms.grants import EventFacts, GrantIndex
+from rthub_lms.grants import EventFacts, GrantIndex, Matcher
 
 log = logging.getLogger("rthub.fanout")
 
 RESUME_PAGE = 500
+
+GrantsBefore = Callable[[], Awaitable[Sequence[tuple[str, Matcher]]]]
 BURST = 32
 MAX_BURST = 256
 
@@ -57,6 +59,9 @@ class Fanout:
         # read the registry checks its client again, since the notice may have missed its socket.
         self.changes_seen = 0
         self._sockets: Counter[str] = Counter()
+        # The newest cursor the feed has handed over (or where it started): a socket added now is offered
+        # every entry after it, which its `welcome` tells it, so it can resume from there (None: not started).
+        self.position: str | None = None
 
     def add(self, conn: Connection) -> None:
         self.connections[conn.id] = conn
@@ -89,17 +94,20 @@ class Fanout:
     def per_client(self) -> Counter[str]:
         return Counter(conn.identity.client_id for conn in self.connections.values())
 
-    async def run(self, feed: AsyncIterator[Entry | BadEntry | Bundle]) -> None:
-        """Pump the live feed (`Broker.live`, or `stage.feed.follow`) into the connections until
-        cancelled; bad entries are dead-lettered."""
+    async def run(self, feed: AsyncIterator[Entry | BadEntry | Bundle], start: str | None = None) -> None:
+        """Pump the live feed (`Broker.live`, or `stage.feed.follow`), which follows the stream after
+        `start`, into the connections until cancelled; bad entries are dead-lettered."""
         tick = self.end_of_tick
         first = burst = min(BURST, self._max_burst)
+        self.position = start
         async for entry in feed:
             if isinstance(entry, BadEntry):
                 tick.entry()
                 await self.dead_letters.put(entry)
             else:
                 await self._deliver(entry)
+            if entry.cursor is not None:
+                self.position = entry.cursor
             taken = tick.entries  # entries taken since the loop last ran, this one included
             if taken >= burst:  # let sockets flush and handshakes proceed during a long burst
                 burst = min(2 * burst, self._max_burst)
@@ -180,8 +188,16 @@ class Fanout:
                 oldest[client_id] = cursor
         return oldest
 
-    async def resume(self, conn: Connection, history: History, after: str) -> None:
+    async def resume(
+        self, conn: Connection, history: History, after: str, earlier: GrantsBefore | None = None
+    ) -> None:
         """Replay what `conn` may see after `after`, then switch it to live with no gap or duplicate.
+
+        `earlier()`: the client's grant changes since `after`, oldest first (the stream's newest cursor
+        before the change, the grant until then): an entry published at or before such a cursor is
+        replayed only if the grant of its time allowed it too, so a grant widened since is not applied to
+        older events. Read after the connection is marked as resuming (`begin_resume`, before any await),
+        so a `subscribe` frame handled meanwhile sees the catch-up under way.
 
         Live frames are held meanwhile (`Connection.begin_resume`); at the switch it skips every frame
         at or below the last cursor replayed, and the replay skips what was already queued. A cursor
@@ -190,6 +206,7 @@ class Fanout:
         """
         cursor, skip = conn.begin_resume(after)
         try:
+            changes = [(cursor_key(upto), grant) for upto, grant in (await earlier() if earlier else ())]
             oldest = await history.oldest()
             if oldest is not None and cursor_key(oldest) > cursor_key(after):
                 gap: GapFrame = {"type": "gap", "from": after, "resume_from": oldest}
@@ -210,7 +227,9 @@ class Fanout:
                         continue
                     if skip is not None and skip[:2] < cursor_key(entry.cursor) <= skip[2:]:
                         continue
-                    if conn.matcher.matches(self.renderer.facts(entry)):
+                    facts = self.renderer.facts(entry)
+                    then = _grant_at(changes, cursor_key(entry.cursor)) if changes else None
+                    if conn.matcher.matches(facts) and (then is None or then.matches(facts)):
                         try:
                             frame = await self.renderer.render(entry, *conn.group)
                         except NoExternalId as exc:
@@ -221,6 +240,14 @@ class Fanout:
                 cursor = batch[-1].cursor or cursor
         finally:
             conn.release_live()
+
+
+def _grant_at(changes: list[tuple[tuple[int, int], Matcher]], position: tuple[int, int]) -> Matcher | None:
+    """The grant in force when the entry at `position` was published, when it changed since (else None)."""
+    for upto, grant in changes:
+        if position <= upto:
+            return grant
+    return None
 
 
 def _encoded(entry: Entry) -> bytes:

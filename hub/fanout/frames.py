@@ -28,6 +28,14 @@ class WelcomeFrame(TypedDict):
     type: Literal["welcome"]
     client_id: str
     translator: Translator
+    cursor: NotRequired[
+        Annotated[
+            Cursor,
+            {"description": "where this socket's live stream starts: every event after it that the client may "
+             "see is sent on this socket unless it drops; a client with no cursor of its own resumes from it "
+             "after a drop before its first event (absent while the hub has not reached the stream yet)"},
+        ]
+    ]
 
 
 class EventFrame(TypedDict):

@@ -61,20 +61,22 @@ class RedisBroker:
         with the entries that follow it.
 
         Pub/sub drops what is published while we are disconnected, so after every subscribe the
-        entries since the last one seen are read back from the stream before live ones resume.
+        entries since the last one seen are read back from the stream before live ones resume. "From
+        now on" starts at the stream's newest entry, noted before the first subscribe: a feed that
+        loses Redis before its first event reads back from there too.
         """
         last: str | None = after
-        last_key: tuple[int, int] | None = cursor_key(after) if after is not None else None
         backoff = Backoff()
         while True:
             subscription = None
             try:
+                if last is None:
+                    last = await self.tip() or "0-0"
                 subscription = await Subscription.open(self._client, self._channel, self._sharded)
-                if last is not None:
-                    async for entry in self._since(last):
-                        last = entry.cursor
-                        yield entry
-                    last_key = cursor_key(last)
+                async for entry in self._since(last):
+                    last = entry.cursor
+                    yield entry
+                last_key = cursor_key(last)
                 backoff.reset()
                 while True:
                     for message in await subscription.messages():
@@ -83,9 +85,8 @@ class RedisBroker:
                             yield entry
                             continue
                         key = cursor_key(entry.cursor)
-                        if last_key is None or key > last_key:
-                            far_ahead = last_key is None or key[0] > last_key[0] + FUTURE_CURSOR_MS
-                            if far_ahead and not await self._plausible(entry.cursor):
+                        if key > last_key:
+                            if key[0] > last_key[0] + FUTURE_CURSOR_MS and not await self._plausible(entry.cursor):
                                 detail = f"cursor {entry.cursor[:40]} is ahead of the stream"
                                 yield BadEntry(None, "bad_cursor", detail, message)
                                 continue

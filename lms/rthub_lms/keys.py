@@ -252,6 +252,12 @@ def routing_lease(settings: Prefixed) -> str:
     return f"{settings.redis_prefix}wh:routing"
 
 
+def grant_changes(settings: Prefixed, client_id: str) -> str:
+    """List of the client's last grant changes, oldest first (JSON: the stream's newest cursor just before
+    the change, and the grant until then): a resume judges what was published before a change by it."""
+    return _per_client(settings, client_id, "grants")
+
+
 def client_routing(settings: Prefixed, client_id: str) -> str:
     """Hash: where routing stands for one client apart from everyone (`joined`: the record's
     `routed_from` already accounted for; `from`: the cursor after which it still has to be routed)."""
@@ -289,7 +295,7 @@ def client_keys(settings: Prefixed, client_id: str) -> list[str]:
         presence(settings, client_id), presence_state(settings, client_id), outbox(settings, client_id),
         requeue(settings, client_id), lease(settings, client_id), state(settings, client_id),
         health(settings, client_id), handoff(settings, client_id), deadletters(settings, client_id),
-        delivery_log(settings, client_id), client_routing(settings, client_id),
+        delivery_log(settings, client_id), client_routing(settings, client_id), grant_changes(settings, client_id),
         backfill_checkpoint(settings, client_id), backfill_queue(settings, client_id),
         backfill_lease(settings, client_id),
     ]

@@ -68,3 +68,35 @@ def test_ten_forced_disconnects_lose_nothing_and_yield_nothing_twice(redis_serve
     assert stream.stats.connections == DISCONNECTS + 1
     assert stream.stats.closes[1012] >= 1, "SIGTERM closes with 1012"
     assert persisted == yielded[: len(persisted)] and len(persisted) >= len(yielded) - 1
+
+
+def test_a_stream_dropped_before_its_first_event_resumes_from_where_its_welcome_said_it_started(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """A `Stream` without a cursor of its own, welcomed, then its hub killed before any event: what is
+    published while it reconnects reaches it (the welcome named the cursor its live stream started at)."""
+    hub = HubProcess(redis_server.url, prefix)
+    hub.start()
+    client_id, secret = hub.client()
+
+    async def scenario(load: Load) -> list[str]:
+        stream = Stream(hub.http, client_id, secret)
+        consumer = Consumer(stream)
+        await until(lambda: stream.stats.connections == 1, 20, "the first welcome")
+        await asyncio.to_thread(hub.stop, signal.SIGKILL)
+        await asyncio.to_thread(load.send, 3)  # while the stream has no hub to reconnect to
+        await asyncio.to_thread(hub.start)
+        await until(lambda: stream.stats.connections == 2, 20, "the stream reconnected")
+        await asyncio.to_thread(load.send, 2)
+        try:
+            await until(lambda: len(consumer.events) >= 5, 20, "every event published since the welcome")
+        finally:
+            await consumer.stop()
+        return consumer.cursors
+
+    try:
+        with Load(redis_server.url, prefix, seed=91) as load:
+            yielded = asyncio.run(scenario(load))
+    finally:
+        hub.stop()
+    assert yielded == load.published, "the 3 events published while it reconnected, then the 2 after, in order"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis
@@ -70,6 +71,37 @@ def test_filter_narrows_the_stream_and_a_bad_filter_raises(
         received, expected = asyncio.run(scenario(load))
     assert expected and received == expected
     assert set(load.names) > wanted, "other events were published and left out"
+
+
+class SlowToSubscribe(Stream):
+    """A `Stream` on a loaded machine: its `subscribe` frame leaves a second after the upgrade."""
+
+    async def _greet(self, ws: Any) -> None:
+        await asyncio.sleep(1.0)
+        await super()._greet(ws)
+
+
+def test_a_filtered_resume_is_narrowed_from_its_first_frame(hub: Hub, redis_server: RedisServer, prefix: str) -> None:
+    """A `Stream` with a filter and a cursor: the catch-up starts on the upgrade request, before the
+    `subscribe` frame arrives, so the filter must come with it (it did not: a catch-up went by the grant
+    alone until the frame came)."""
+    client_id, secret = hub.client()
+    wanted = {"problem_check"}
+
+    async def scenario(load: Load) -> tuple[list[str], list[str]]:
+        start, *sent = load.send(101)
+        expected = [cursor for cursor, name in zip(sent, load.names[1:], strict=True) if name in wanted]
+        consumer = Consumer(SlowToSubscribe(hub.http, client_id, secret, filter={"event_types": sorted(wanted)},
+                                            resume_from=start))
+        await until(lambda: len(consumer.events) >= len(expected), 20, "every matching event")
+        await asyncio.sleep(0.3)  # a window: an event the filter should drop would arrive by now
+        await consumer.stop()
+        return consumer.cursors, expected
+
+    with Load(redis_server.url, prefix, seed=98) as load:
+        received, expected = asyncio.run(scenario(load))
+    assert expected and len(expected) < 100, "the backlog holds other events too"
+    assert received == expected, f"{len(set(received) - set(expected))} frames outside the filter"
 
 
 def test_a_cursor_older_than_retention_reports_a_gap_then_streams_what_is_left(

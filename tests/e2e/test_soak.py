@@ -10,7 +10,6 @@ received against what it was entitled to when each event was published.
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import pytest
@@ -19,15 +18,7 @@ from bench.soak.checker import check
 from bench.soak.report import render, silent_losses, unauthorized
 from bench.soak.run import Config, Soak
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.peers,
-    # Opt-in until the losses it still finds are fixed (docs/reliability.md, "Found, not fixed"): a CI-shaped
-    # run on 2026-12-07 lost 220 events of the webhook client that answers 410 once (the run did not settle
-    # in 30 s, and the test process hit its open-file limit), after two green runs. A test that fails one
-    # run in three would make every CI run a coin toss.
-    pytest.mark.skipif(os.environ.get("RTHUB_SOAK") != "1", reason="the short soak runs with RTHUB_SOAK=1"),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.peers]
 
 SEED = 43
 

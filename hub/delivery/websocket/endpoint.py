@@ -4,6 +4,9 @@ Under `rthub serve` the connection writes straight to the socket's transport (`w
 another ASGI server it sends through ASGI. Frames from the client (`subscribe`) are read
 concurrently. Close codes and their meanings: `auth.closecodes`.
 
+The `welcome` frame names where the socket's live stream starts (the fan-out's position when the
+socket joined it), so a client that drops before its first event can resume from there.
+
 Resuming: a cursor on the upgrade request (`?resume_from=CURSOR`, or a `Last-Event-ID` or
 `X-Resume-From` header) starts the catch-up at once, with no timed hold. Without one, live frames
 are held for up to `SUBSCRIBE_WINDOW` waiting for a first `subscribe` that may carry `resume_from`;
@@ -15,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import orjson
 from redis.exceptions import RedisError
@@ -31,7 +35,7 @@ from hub.fanout.frames import WelcomeFrame
 from hub.fanout.render import Frame
 from hub.fanout.subscriber import Connection
 from hub.ingest import BrokerUnavailable, History, cursor_key
-from rthub_lms.grants import GrantError, compile_grant, narrow, validate_filter
+from rthub_lms.grants import GrantError, Matcher, compile_grant, narrow, validate_filter, validate_grant
 
 # Client frames allowed per second, averaged over a burst of this many.
 CLIENT_FRAME_RATE = 10.0
@@ -41,7 +45,10 @@ CLIENT_FRAME_BURST = 20
 SUBSCRIBE_WINDOW = 1.0
 RESUME_HEADERS = ("last-event-id", "x-resume-from")
 RESUME_QUERY = "resume_from"
+FILTER_QUERY = "filter"
 TOKEN_QUERY = "access_token"
+
+GrantChanges = Callable[[str], Awaitable[list[tuple[str, list[dict[str, Any]]]]]]
 
 
 class ProtocolViolation(Exception):
@@ -67,6 +74,17 @@ def upgrade_cursor(websocket: WebSocket) -> str | None:
     return value.strip() if value else None
 
 
+def upgrade_filter(websocket: WebSocket) -> object:
+    """The `filter` of the upgrade request (JSON, as in a `subscribe` frame), or None."""
+    value = websocket.query_params.get(FILTER_QUERY)
+    if value is None:
+        return None
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return ""  # refused by validation, as a filter that is not rules
+
+
 def is_cursor(value: object) -> bool:
     try:
         cursor_key(value)  # type: ignore[arg-type]
@@ -85,7 +103,11 @@ class EventsEndpoint:
         presence: Presence | None = None,
         on_sent: Callable[[Sequence[Frame]], None] | None = None,
         max_sockets_per_client: int = 0,
+        grant_changes: GrantChanges | None = None,
     ) -> None:
+        """`grant_changes(client_id)`: the client's last grant changes (`ClientRegistry.grant_changes`),
+        by which a catch-up judges what was published before each one."""
+        self.grant_changes = grant_changes
         self.presence = presence
         self.on_sent = on_sent  # told of every write (the app's delivery metrics)
         self.fanout = fanout
@@ -116,15 +138,26 @@ class EventsEndpoint:
             return
         conn = Connection(identity, compile_grant(identity.grant), queue_size=self.queue_size,
                           end_of_tick=self.fanout.end_of_tick)
-        # Indexed before any further await: from here on a change notice for this client finds it.
+        raw_filter = upgrade_filter(websocket)
+        if raw_filter is not None:  # a filter on the upgrade request narrows a catch-up's first frames too
+            try:
+                await self._narrow(conn, raw_filter)
+            except ProtocolViolation as violation:
+                if not self.fanout.sockets_of(identity.client_id):
+                    self.filter_budget.forget(identity.client_id)
+                await websocket.close(violation.code, violation.reason)
+                return
+        # Indexed before any further await: from here on a change notice for this client finds it, and
+        # the fan-out offers it every entry after the position it has reached now.
         self.fanout.add(conn)
+        position = self.fanout.position
         try:
             if self.fanout.changes_seen != changes_seen:
                 refusal = await self._recheck(token, conn)
                 if refusal is not None:
                     await websocket.close(refusal.close_code, refusal.reason[:120])
                     return
-            await self._serve(websocket, conn, resume_from)
+            await self._serve(websocket, conn, resume_from, position)
         finally:
             self.fanout.remove(conn)
             if not self.fanout.sockets_of(identity.client_id):
@@ -140,7 +173,9 @@ class EventsEndpoint:
             return AuthError(CloseCode.FORBIDDEN, "client rights changed; reconnect")
         return None
 
-    async def _serve(self, websocket: WebSocket, conn: Connection, resume_from: str | None) -> None:
+    async def _serve(
+        self, websocket: WebSocket, conn: Connection, resume_from: str | None, position: str | None
+    ) -> None:
         identity = conn.identity
         expiry = None
         if identity.expires_at is not None:
@@ -157,6 +192,8 @@ class EventsEndpoint:
             welcome: WelcomeFrame = {
                 "type": "welcome", "client_id": identity.client_id, "translator": identity.translator
             }
+            if position is not None:
+                welcome["cursor"] = position
             await websocket.send_text(orjson.dumps(welcome).decode())
             conn.on_sent = self.on_sent
             conn.start(websocket.scope.get("extensions", {}).get(EXTENSION), websocket.send_text)
@@ -183,9 +220,24 @@ class EventsEndpoint:
 
     async def _catch_up(self, conn: Connection, after: str) -> None:
         try:
-            await self.fanout.resume(conn, self.history, after)
+            await self.fanout.resume(conn, self.history, after, lambda: self._grants_since(conn, after))
         except (BrokerUnavailable, RedisError, OSError):
             conn.close(CloseCode.TRY_AGAIN_LATER, "event stream unavailable; resume again later")
+
+    async def _grants_since(self, conn: Connection, after: str) -> list[tuple[str, Matcher]]:
+        """The client's grants before each change made after `after`, oldest first (a grant that no longer
+        compiles, or a malformed cursor, is left out: the current grant alone judges those events)."""
+        if self.grant_changes is None:
+            return []
+        since = cursor_key(after)
+        found = []
+        for upto, grant in await self.grant_changes(conn.identity.client_id):
+            try:
+                if cursor_key(upto) > since:
+                    found.append((upto, compile_grant(validate_grant(grant))))
+            except (ValueError, GrantError):
+                continue
+        return found
 
     async def _read_frames(self, websocket: WebSocket, conn: Connection, upgrade_resume: str | None) -> None:
         try:
@@ -221,18 +273,13 @@ class EventsEndpoint:
                 raise ProtocolViolation(CloseCode.UNSUPPORTED_DATA, "binary frames are not accepted")
             await self._handle(conn, message["text"], upgrade_resume)
 
-    async def _handle(self, conn: Connection, text: str, upgrade_resume: str | None) -> None:
+    async def _narrow(self, conn: Connection, raw: object) -> None:
+        """Narrow the connection's grant by a client's filter (`ProtocolViolation` when it is refused)."""
         try:
-            frame = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            raise ProtocolViolation(CloseCode.POLICY_VIOLATION, "frame is not JSON") from exc
-        if not isinstance(frame, dict) or frame.get("type") != "subscribe":
-            raise ProtocolViolation(CloseCode.POLICY_VIOLATION, "expected a `subscribe` frame")
-        try:
-            wait = self.filter_budget.charge(conn.identity.client_id, filter_cost(frame.get("filter")))
+            wait = self.filter_budget.charge(conn.identity.client_id, filter_cost(raw))
             if wait:
                 await asyncio.sleep(wait)
-            filter_rules = validate_filter(frame.get("filter"))
+            filter_rules = validate_filter(raw)
             check_filter(filter_rules)
         except GrantError as exc:
             raise ProtocolViolation(CloseCode.POLICY_VIOLATION, f"bad filter: {exc}") from exc
@@ -240,10 +287,19 @@ class EventsEndpoint:
             raise ProtocolViolation(CloseCode.POLICY_VIOLATION, f"filter too large: {exc}") from exc
         except FilterTooFrequent as exc:
             raise ProtocolViolation(CloseCode.POLICY_VIOLATION, str(exc)) from exc
+        conn.matcher = narrow(conn.grant, filter_rules)
+
+    async def _handle(self, conn: Connection, text: str, upgrade_resume: str | None) -> None:
+        try:
+            frame = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise ProtocolViolation(CloseCode.POLICY_VIOLATION, "frame is not JSON") from exc
+        if not isinstance(frame, dict) or frame.get("type") != "subscribe":
+            raise ProtocolViolation(CloseCode.POLICY_VIOLATION, "expected a `subscribe` frame")
         resume_from = frame.get("resume_from")
         if resume_from is not None and not is_cursor(resume_from):
             raise ProtocolViolation(CloseCode.POLICY_VIOLATION, "bad resume_from cursor")
-        conn.matcher = narrow(conn.grant, filter_rules)
+        await self._narrow(conn, frame.get("filter"))
         self.fanout.update(conn)
         if resume_from is not None and conn.resuming and upgrade_resume is not None:
             if cursor_key(resume_from) < cursor_key(upgrade_resume):

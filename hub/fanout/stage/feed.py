@@ -73,9 +73,10 @@ def _after(cursor: str | None, last: str | None) -> bool:
     return cursor is not None and (last is None or cursor_key(cursor) > cursor_key(last))
 
 
-async def follow(broker: Broker, stage_socket: str) -> AsyncIterator[Item]:
-    """Every entry from now on, in order, each once: through the stage at `stage_socket` when it is up."""
-    last: str | None = None
+async def follow(broker: Broker, stage_socket: str, after: str | None = None) -> AsyncIterator[Item]:
+    """Every entry from now on (with `after`: from the one after it), in order, each once: through the
+    stage at `stage_socket` when it is up."""
+    last: str | None = after
     while True:
         switch: tuple[StageLink, Bundle] | None = None
         joining = asyncio.create_task(_first(stage_socket))

@@ -78,3 +78,43 @@ def test_live_frames_dropped_while_the_last_empty_read_was_answered_are_read_aga
     assert drops > 0, "the held frames never overflowed: the interleaving under test did not happen"
     assert sent == published
     assert [cursor_key(c) for c in sent] == sorted(cursor_key(c) for c in sent)
+
+
+def test_a_catch_up_is_under_way_before_it_reads_the_grant_changes(redis_server: RedisServer, prefix: str) -> None:
+    """The endpoint starts no second catch-up for a `subscribe` frame that repeats the upgrade's cursor
+    while the first one runs (`Connection.resuming`): so the connection must be resuming before the
+    catch-up's first await, the read of the client's grant changes. When that read came first, a soak
+    socket got two catch-ups at once and cursors out of order."""
+    settings = Settings(redis_url=redis_server.url, redis_prefix=prefix, send_queue_size=QUEUE)
+    lms = SimulatedLMS(seed=32)
+
+    async def scenario() -> tuple[bool, list[str], list[str]]:
+        client = redis_client(redis_server.url)
+        broker = MemoryBroker()
+        fanout = Fanout(Anonymiser(RedisIdStore(client, settings)), TranslationSettings("http://lms", "test"),
+                        queue_size=QUEUE)
+        start = await broker.publish(lms.next_event())
+        published = [await broker.publish(lms.next_event()) for _ in range(5)]
+        reading, answered = asyncio.Event(), asyncio.Event()
+
+        async def grant_changes() -> list:
+            reading.set()
+            await answered.wait()
+            return []
+
+        writer = RecordingWriter()
+        conn = _live_connection(writer, queue_size=QUEUE, end_of_tick=fanout.end_of_tick)
+        fanout.add(conn)
+        catch_up = asyncio.create_task(fanout.resume(conn, broker, start, grant_changes))
+        await asyncio.wait_for(reading.wait(), 10)
+        resuming = conn.resuming  # what a `subscribe` frame handled now would see
+        answered.set()
+        await catch_up
+        await async_wait_until(lambda: not conn.pending, 10, "the queued frames were never written")
+        await client.aclose()
+        sent = [cursor for write in writer.writes for cursor in write if cursor is not None]
+        return resuming, sent, published
+
+    resuming, sent, published = asyncio.run(scenario())
+    assert resuming, "the grant changes were read before the connection was marked as resuming"
+    assert sent == published

@@ -20,11 +20,14 @@ import pytest
 import redis
 import websockets
 
+from auth.registry import ClientRegistry
 from hub.config import Settings
-from hub.dev.simulator import SimulatedLMS
+from hub.dev.simulator import COURSES, SimulatedLMS
 from hub.ingest import cursor_key
+from hub.redis import client as redis_client
 from rthub_lms.backend import StreamWriter
 from rthub_lms.events import normalise
+from rthub_lms.grants import event_facts
 from tests.hubproc import Hub, HubProcess
 from tests.servers import RedisServer
 from tests.wsclient import collect, connect, quiet
@@ -124,6 +127,47 @@ def test_a_bad_cursor_on_the_upgrade_request_closes_1008(hub: Hub, token: str, u
         return ws.close_code, ws.close_reason
 
     assert asyncio.run(scenario()) == (1008, "bad resume_from cursor")
+
+
+def test_a_resume_judges_events_published_before_a_grant_change_by_the_grant_of_their_time(hub: Hub) -> None:
+    """A socket closed (4403) by a widening resumes from its last cursor: what was published before the
+    change that only the new grant allows is not replayed (it was: the catch-up used the grant of now),
+    and a narrowing still applies to everything replayed."""
+    mit, harvard, demo = COURSES
+    client_id, secret = hub.client(grant=[{"courses": [mit]}])
+    token = hub.token_for(client_id, secret)
+    lms = SimulatedLMS(seed=12)
+    events = [normalise(lms.next_event()) for _ in range(90)]
+    writer = _writer(hub)
+
+    def change(grant: list[dict[str, Any]]) -> None:
+        async def update() -> None:
+            client = redis_client(hub.redis_url)
+            await ClientRegistry(client, hub.settings).update(client_id, grant=grant)
+            await client.aclose()
+
+        asyncio.run(update())
+
+    (last_seen,) = writer.write_many([events[0]])
+    cursors = writer.write_many(events[1:30])  # under [mit]
+    change([{"courses": [mit, harvard]}])
+    cursors += writer.write_many(events[30:60])  # under [mit, harvard]
+    change([{"courses": [harvard, demo]}])
+    cursors += writer.write_many(events[60:])  # under [harvard, demo]
+    allowed = [{mit}] * 29 + [{mit, harvard}] * 30 + [{harvard, demo}] * 30
+
+    async def scenario() -> list[dict]:
+        ws = await _open(f"{hub.ws}?resume_from={last_seen}", token)
+        frames = await quiet(ws, 2.0)
+        await ws.close()
+        return frames
+
+    received = [frame["cursor"] for frame in asyncio.run(scenario()) if frame["type"] == "event"]
+    courses = [event_facts(event).course for event in events[1:]]
+    expected = [cursor for cursor, course, then in zip(cursors, courses, allowed, strict=True)
+                if course in then and course in {harvard, demo}]
+    assert {mit, harvard} <= set(courses[:29]) and harvard in courses[30:60], "each period has both courses"
+    assert received == expected, f"{len(set(received) - set(expected))} events its grant did not allow then"
 
 
 def test_a_long_resume_under_live_load_catches_up_without_4008(redis_server: RedisServer, prefix: str) -> None:
