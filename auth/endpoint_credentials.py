@@ -89,13 +89,21 @@ async def checked_cipher(redis: aioredis.Redis, settings: AuthSettings) -> Endpo
     the key it just made and refuses.
     """
     path = Path(settings.endpoint_key_path)
-    recorded = (await keyring.read(redis, settings)).endpoint
-    created = False
-    if not path.exists():
-        if recorded:
-            raise keyring.mismatch(settings, KIND, str(path), "", recorded)
-        created = _create_if_absent(path)
-    local = EndpointCipher(path)
+    for attempt in range(keyring.WITHDRAWN_RETRIES + 1):
+        recorded = (await keyring.read(redis, settings)).endpoint
+        created = False
+        if not path.exists():
+            if recorded:
+                raise keyring.mismatch(settings, KIND, str(path), "", recorded)
+            created = _create_if_absent(path)
+        try:
+            local = EndpointCipher(path)
+            break
+        except CredentialError:
+            # Gone since: made by a concurrent first start in this directory that lost the registry's race
+            # and withdrew it. Look again (the registry now records the winner, so this start refuses too).
+            if path.exists() or attempt == keyring.WITHDRAWN_RETRIES:
+                raise
     if not recorded:
         recorded = await keyring.record_endpoint(redis, settings, local.fingerprint)
     if local.fingerprint != recorded:

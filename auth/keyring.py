@@ -57,6 +57,11 @@ class Recorded:
     signing_kid: str = ""
 
 
+# How often a first start looks again for a key file that a concurrent first start in the same directory
+# made and then withdrew (it lost the registry's race): once suffices, as the registry records the winner.
+WITHDRAWN_RETRIES = 2
+
+
 def fingerprint(material: bytes) -> str:
     """How a key is named in messages and in the registry: 16 hex digits of its SHA-256, never the key."""
     return hashlib.sha256(material.strip()).hexdigest()[:16]

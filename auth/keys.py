@@ -71,13 +71,21 @@ class SigningKeys:
     async def start(self) -> None:
         """Load the key file and check it is the registry's current key; on a first start (the registry
         records none) generate one when the file is absent too, and record it."""
-        recorded = await keyring.read(self.redis, self.settings)
-        created = False
-        if not self.path.exists():
-            if recorded.signing_kid:
-                raise keyring.mismatch(self.settings, KIND, str(self.path), "", recorded.signing_kid)
-            created = _create_if_absent(self.path)
-        private = load_private_key(self.path)
+        for attempt in range(keyring.WITHDRAWN_RETRIES + 1):
+            recorded = await keyring.read(self.redis, self.settings)
+            created = False
+            if not self.path.exists():
+                if recorded.signing_kid:
+                    raise keyring.mismatch(self.settings, KIND, str(self.path), "", recorded.signing_kid)
+                created = _create_if_absent(self.path)
+            try:
+                private = load_private_key(self.path)
+                break
+            except FileNotFoundError:
+                # A concurrent first start in this directory made the file, lost the registry's race and
+                # withdrew it: look again (the registry now records the winner, so this start refuses too).
+                if attempt == keyring.WITHDRAWN_RETRIES:
+                    raise
         if not recorded.signing_kid:
             recorded = await keyring.record_signing(self.redis, self.settings, [public_jwk(private)], _kid(private))
         if _kid(private) != recorded.signing_kid:
