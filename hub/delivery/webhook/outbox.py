@@ -114,17 +114,28 @@ class Outbox:
                     raise result
         return {client_id: int(result) for client_id, result in zip(per_client, results, strict=True)}
 
-    async def head(self, client_id: str, limit: int) -> list[Item]:
-        """The next items to deliver: the requeue stream first, else the outbox, oldest first."""
+    async def head(self, client_id: str, limit: int, read: list[Item] | None = None) -> list[Item]:
+        """The next items to deliver: the requeue stream first, else the outbox, oldest first.
+
+        `read`: the head as read before (all from one stream), still undelivered: only what follows it
+        is read (a batch filling up reads each event once, not the whole head again), and returned
+        after it, unless the requeue stream has gained items ahead of an outbox head."""
         requeue_key = keys.requeue(self._settings, client_id)
         outbox_key = keys.outbox(self._settings, client_id)
+        read = read or []
+        more = limit - len(read)
+        if more <= 0:
+            return read
+        if read and read[0].source == requeue_key:
+            rows = await self._redis.xrange(requeue_key, min=f"({read[-1].id}", count=more)
+            return read + [_item(requeue_key, row_id, fields) for row_id, fields in rows]
         pipe = self._redis.pipeline(transaction=False)
         pipe.xrange(requeue_key, count=limit)
-        pipe.xrange(outbox_key, count=limit)
+        pipe.xrange(outbox_key, min=f"({read[-1].id}" if read else "-", count=more)
         requeued, queued = await pipe.execute()
         if requeued:
             return [_item(requeue_key, row_id, fields) for row_id, fields in requeued]
-        return [_item(outbox_key, row_id, fields) for row_id, fields in queued]
+        return read + [_item(outbox_key, row_id, fields) for row_id, fields in queued]
 
     async def span(self, source: str, first: str, last: str, limit: int) -> list[Item]:
         """The items still queued between two ids of one stream (a batch being retried)."""

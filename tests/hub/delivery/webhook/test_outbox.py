@@ -1,4 +1,4 @@
-"""The outbox on a real Redis: many clients' events appended in one round trip."""
+"""The outbox on a real Redis: many clients' events appended in one round trip, the head read on."""
 
 from __future__ import annotations
 
@@ -59,3 +59,27 @@ def test_what_a_page_pushes_past_the_cap_is_counted(redis_server: RedisServer, p
     kept, overflowed = asyncio.run(scenario())
     assert kept < 1000 and kept + overflowed == 1000
 
+
+def test_the_head_is_read_on_from_what_was_read_and_a_requeued_event_goes_first(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    async def scenario() -> tuple[list[str], list[str], list[str], list[str]]:
+        redis = aioredis.Redis.from_url(redis_server.url)
+        settings = settings_for(redis_server.url, prefix)
+        outbox = Outbox(redis, settings)
+        await outbox.append(_rows(["a"], ["1-0", "2-0"]))
+        read = await outbox.head("a", 10)
+        await outbox.append(_rows(["a"], ["3-0", "4-0"]))
+        read_on = await outbox.head("a", 3, read)
+        await redis.xadd(keys.requeue(settings, "a"), {"c": "0-5", "b": "replayed"})
+        requeued = await outbox.head("a", 10, read_on)
+        requeued_on = await outbox.head("a", 10, requeued)
+        await redis.aclose()
+        return ([item.cursor for item in read], [item.cursor for item in read_on],
+                [item.body for item in requeued], [item.body for item in requeued_on])
+
+    read, read_on, requeued, requeued_on = asyncio.run(scenario())
+    assert read == ["1-0", "2-0"]
+    assert read_on == ["1-0", "2-0", "3-0"]
+    assert requeued == ["replayed"]
+    assert requeued_on == ["replayed"]
