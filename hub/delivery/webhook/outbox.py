@@ -48,6 +48,35 @@ return queued
 """
 
 
+# The head of one client's queue, packed. KEYS: requeue, outbox. ARGV: limit, more, what was read before
+# ('' nothing, 'r' requeue items, 'o' outbox items), its last id. Reads on after what was read (up to
+# `more`); an outbox head gives way to requeued items (up to `limit`). Returns the stream ('r' / 'o'), the
+# ids, the cursors (field `c`, else the id) and the body lengths in bytes, each joined by spaces, and
+# the bodies (field `b`) concatenated.
+HEAD_SCRIPT = """
+local function pack(which, rows)
+  local ids, cursors, lengths, bodies = {}, {}, {}, {}
+  for i, row in ipairs(rows) do
+    local f, cursor, body = row[2], row[1], ''
+    for j = 1, #f, 2 do
+      if f[j] == 'c' then cursor = f[j + 1] elseif f[j] == 'b' then body = f[j + 1] end
+    end
+    ids[i], cursors[i], lengths[i], bodies[i] = row[1], cursor, #body, body
+  end
+  return {which, table.concat(ids, ' '), table.concat(cursors, ' '), table.concat(lengths, ' '),
+          table.concat(bodies)}
+end
+if ARGV[3] == 'r' then
+  return pack('r', redis.call('XRANGE', KEYS[1], '(' .. ARGV[4], '+', 'COUNT', ARGV[2]))
+end
+local requeued = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', ARGV[1])
+if #requeued > 0 then return pack('r', requeued) end
+local from = '-'
+if ARGV[3] == 'o' then from = '(' .. ARGV[4] end
+return pack('o', redis.call('XRANGE', KEYS[2], from, '+', 'COUNT', ARGV[2]))
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Item:
     """One queued delivery: where it sits (`source` stream, `id`), its cursor and encoded frame."""
@@ -72,6 +101,7 @@ class Outbox:
         self._redis = redis
         self._settings = settings
         self._append = redis.register_script(APPEND_SCRIPT)
+        self._head = redis.register_script(HEAD_SCRIPT)
 
     async def append(self, rows: list[tuple[str, str, str]]) -> dict[str, int]:
         """Append events given as (cursor, client id, body), each client's in the order given (cursor
@@ -119,23 +149,22 @@ class Outbox:
 
         `read`: the head as read before (all from one stream), still undelivered: only what follows it
         is read (a batch filling up reads each event once, not the whole head again), and returned
-        after it, unless the requeue stream has gained items ahead of an outbox head."""
+        after it, unless the requeue stream has gained items ahead of an outbox head. One script call
+        answering five strings (`HEAD_SCRIPT`): parsing a reply element costs the hub far more than
+        Redis spends joining them."""
         requeue_key = keys.requeue(self._settings, client_id)
         outbox_key = keys.outbox(self._settings, client_id)
         read = read or []
         more = limit - len(read)
         if more <= 0:
             return read
-        if read and read[0].source == requeue_key:
-            rows = await self._redis.xrange(requeue_key, min=f"({read[-1].id}", count=more)
-            return read + [_item(requeue_key, row_id, fields) for row_id, fields in rows]
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.xrange(requeue_key, count=limit)
-        pipe.xrange(outbox_key, min=f"({read[-1].id}" if read else "-", count=more)
-        requeued, queued = await pipe.execute()
-        if requeued:
-            return [_item(requeue_key, row_id, fields) for row_id, fields in requeued]
-        return read + [_item(outbox_key, row_id, fields) for row_id, fields in queued]
+        after = ("r" if read[0].source == requeue_key else "o", read[-1].id) if read else ("", "")
+        which, ids, cursors, lengths, bodies = await self._head(
+            keys=[requeue_key, outbox_key], args=[limit, more, *after]
+        )
+        source = requeue_key if text(which) == "r" else outbox_key
+        found = _items(source, text(ids), text(cursors), text(lengths), bodies)
+        return read + found if read and read[0].source == source else found
 
     async def span(self, source: str, first: str, last: str, limit: int) -> list[Item]:
         """The items still queued between two ids of one stream (a batch being retried)."""
@@ -177,3 +206,16 @@ def field(fields: dict, name: str) -> str | None:
 def _item(source: str, row_id: bytes | str, fields: dict) -> Item:
     entry_id = text(row_id)
     return Item(source, entry_id, field(fields, "c") or entry_id, field(fields, "b") or "")
+
+
+def _items(source: str, ids: str, cursors: str, lengths: str, bodies: bytes | str) -> list[Item]:
+    """Unpack `HEAD_SCRIPT`'s answer."""
+    if not ids:
+        return []
+    raw = bodies if isinstance(bodies, bytes) else bodies.encode()
+    items, at = [], 0
+    for entry_id, cursor, length in zip(ids.split(" "), cursors.split(" "), lengths.split(" "), strict=True):
+        end = at + int(length)
+        items.append(Item(source, entry_id, cursor, raw[at:end].decode()))
+        at = end
+    return items
