@@ -21,7 +21,7 @@ Each figure is the median of `--repeat` runs, and each run checks that nothing w
 - **Bytes per frame**: the mean encoded `event` frame, per translator, plus the WebSocket header.
 - **Delivery events/s per instance** is not measured here (`bench.webhooks` measures it, and the
   durable path is being redesigned, issue 42 goal 1): `--delivery-rate` feeds the model (default:
-  the issue's 2,776 events/s for one hub, 10 clients, batches of 100).
+  7,016 events/s, `bench.webhooks --clients 10 --batch 100`'s median for one hub).
 
 The model (`model`) is pure arithmetic on those numbers; docs/scale.md explains each line.
 """
@@ -345,7 +345,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--subscribers", type=int, default=4, help="live-feed followers for the per-subscriber cost")
     parser.add_argument("--no-cluster", action="store_true", help="skip the three-master cluster")
-    parser.add_argument("--delivery-rate", type=float, default=2776.0, help="delivered events/s per instance")
+    parser.add_argument("--delivery-rate", type=float, default=7016.0, help="delivered events/s per instance")
     parser.add_argument("--machine-cores", type=int, default=16)
     parser.add_argument("--frame-us", type=float, default=36.0,
                         help="hub CPU µs per frame for the model: a whole hub process at 1,500 events/s "

@@ -1,6 +1,6 @@
 """Webhook delivery throughput and outage recovery, against a fast local receiver.
 
-    python -m bench.webhooks [--events 3000] [--clients 4]
+    python -m bench.webhooks [--events 3000] [--clients 4] [--batch 100]
     python -m bench.webhooks --outage 60 [--rate 50]
     python -m bench.webhooks --cluster [--events 3000] [--clients 12]
     python -m bench.webhooks --dead-endpoint 100000
@@ -11,7 +11,10 @@ Throughput: a private redis-server, a receiver process (uvicorn, answers 200 at 
 hub process runs it; events are written by a separate publisher process, as the LMS writes them. Prints
 deliveries/s for one client, one client with batches of 100, and N clients in parallel, each
 against a baseline measured in the same run: plain httpx POSTs of the same body to the same
-receiver (sequential for one client, N concurrent loops for N clients).
+receiver (sequential for one client, N concurrent loops for N clients). With `--batch B`, only N
+clients in parallel, each with batches of up to B events (issue 42's delivery goal: `--clients 10
+--batch 100`), against N loops POSTing batches of B real frames, checking every client received
+every event.
 
 Outage: events are published at `--rate` for the whole run; the receiver is killed after 10 s and
 restarted `--outage` seconds later; prints how many events were delivered (distinct webhook-id),
@@ -71,26 +74,34 @@ from tests.servers import RedisCluster
 OUTAGE_SCHEDULE = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
 
 
-# --- the receiver process: counts requests and distinct webhook ids per path -------------------
+# --- the receiver process: counts requests, distinct webhook ids and batched events per path -------------------
 
 RECEIVED: Counter[str] = Counter()
 IDS: dict[str, set[str]] = {}
+EVENTS: dict[str, set[str]] = {}
 
 
 async def receiver_app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
     if scope["type"] != "http":
         return
-    while (await receive()).get("more_body"):
-        pass
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
     path = scope["path"]
     if scope["method"] == "GET":
-        stats = {p: {"requests": RECEIVED[p], "ids": sorted(IDS.get(p, ()))} for p in RECEIVED}
+        stats = {p: {"requests": RECEIVED[p], "ids": sorted(IDS.get(p, ())), "events": len(EVENTS.get(p, ()))}
+                 for p in RECEIVED}
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": orjson.dumps(stats)})
         return
     RECEIVED[path] += 1
     webhook_id = dict(scope["headers"]).get(b"webhook-id", b"").decode()
     IDS.setdefault(path, set()).add(webhook_id)
+    if body.startswith(b'{"type":"batch"'):  # a batch's webhook-id names its range: count its events' cursors
+        EVENTS.setdefault(path, set()).update(event["cursor"] for event in orjson.loads(body)["events"])
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
     await send({"type": "http.response.body", "body": b""})
 
@@ -204,8 +215,11 @@ async def scenario(redis_url: str, prefix: str, clients: dict[str, dict[str, str
     return rate, hub
 
 
-async def throughput(redis_url: str, port: int, events: int, clients: int) -> None:
+async def throughput(redis_url: str, port: int, events: int, clients: int, batch: int = 0) -> None:
     base = f"http://127.0.0.1:{port}"
+    if batch:
+        await parallel_batches(redis_url, port, events, clients, batch)
+        return
     single, hub = await scenario(redis_url, "b1:", {"one": {"url": f"{base}/one"}}, events)
     body = await hub.sample_body()
     one_base = await baseline(f"{base}/baseline1", body, min(events, 3000), 1)
@@ -224,6 +238,25 @@ async def throughput(redis_url: str, port: int, events: int, clients: int) -> No
     many_base = await baseline(f"{base}/baseline{clients}", body, min(events * clients, 6000), clients)
     print(f"{clients} clients in parallel    : {parallel:8.0f} deliveries/s | baseline httpx x{clients} concurrent "
           f"{many_base:8.0f} req/s | ratio {parallel / many_base:.2f}")
+
+
+async def parallel_batches(redis_url: str, port: int, events: int, clients: int, batch: int) -> None:
+    """N clients in parallel, each with batches of up to `batch` events, against N concurrent plain POST
+    loops of the same batch body (events/s = POSTs/s x `batch`); every client must get every event."""
+    base = f"http://127.0.0.1:{port}"
+    fields = {"webhook_batch_max": str(batch), "webhook_batch_wait": "0.05"}
+    many = {f"p{n}": {"url": f"{base}/p{n}", **fields} for n in range(clients)}
+    rate, hub = await scenario(redis_url, "b4:", many, events)
+    frame = (await hub.sample_body()).decode()
+    body = ('{"type":"batch","events":[' + ",".join([frame] * batch) + "]}").encode()
+    many_base = batch * await baseline(f"{base}/baseline{clients}", body, min(events * clients // batch, 2000), clients)
+    received = await stats(port)
+    missing = sum(events - received.get(f"/p{n}", {"events": 0})["events"] for n in range(clients))
+    requests = sum(received.get(f"/p{n}", {"requests": 0})["requests"] for n in range(clients))
+    print(f"{clients} clients, batches of <={batch}: {rate:8.0f} delivered events/s in {requests} POSTs, "
+          f"{missing} events missing | baseline httpx x{clients} concurrent POSTs of {batch} events "
+          f"{many_base:8.0f} events/s | "
+          f"ratio {rate / many_base:.2f}")
 
 
 async def on_cluster(redis_url: str, cluster_url: str, port: int, events: int, clients: int) -> None:
@@ -361,6 +394,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="webhook delivery benchmark")
     parser.add_argument("--events", type=int, default=3000)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--batch", type=int, help="throughput: only N clients in parallel, batches of up to this many")
     parser.add_argument("--outage", type=float, help="run the outage scenario with this many seconds down")
     parser.add_argument("--rate", type=float, help="events per second (outage: 50, instances: 300)")
     parser.add_argument("--cluster", action="store_true", help="N clients on one server vs a 3-master cluster")
@@ -392,7 +426,7 @@ def main() -> int:
             elif args.outage:
                 asyncio.run(outage(redis_server.url, port, args.outage, args.rate or 50.0, receiver))
             else:
-                asyncio.run(throughput(redis_server.url, port, args.events, args.clients))
+                asyncio.run(throughput(redis_server.url, port, args.events, args.clients, args.batch or 0))
         finally:
             if receiver.poll() is None:
                 receiver.terminate()

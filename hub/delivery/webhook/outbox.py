@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Annotated, TypedDict
 
 import redis.asyncio as aioredis
@@ -24,25 +23,58 @@ from hub.config import Settings
 from hub.redis import text
 from rthub_lms import keys
 
-# KEYS: outbox, health (both of one client). ARGV: cursor, body, cap.
+# Append one client's events in cursor order. KEYS: outbox, health (both of one client).
+# ARGV: cap, then cursor, body for each event. Returns how many were new (the rest were queued already).
 APPEND_SCRIPT = """
 local before = redis.call('XLEN', KEYS[1])
-local r = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], ARGV[1], 'b', ARGV[2])
-if type(r) == 'table' and r.err then
-  if string.find(r.err, 'equal or smaller', 1, true) then return 2 end
-  return redis.error_reply(r.err)
+local queued = 0
+local function count_dropped()
+  local dropped = before + queued - redis.call('XLEN', KEYS[1])
+  if dropped > 0 then redis.call('HINCRBY', KEYS[2], 'overflowed', dropped) end
 end
-local dropped = before + 1 - redis.call('XLEN', KEYS[1])
-if dropped > 0 then redis.call('HINCRBY', KEYS[2], 'overflowed', dropped) end
-return 1
+for i = 2, #ARGV, 2 do
+  local r = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[i], 'b', ARGV[i + 1])
+  if type(r) == 'table' and r.err then
+    if not string.find(r.err, 'equal or smaller', 1, true) then
+      count_dropped()
+      return redis.error_reply(r.err)
+    end
+  else
+    queued = queued + 1
+  end
+end
+count_dropped()
+return queued
 """
 
 
-class Appended(IntEnum):
-    """What one append did: queued, or already queued (by another instance, or before a restart)."""
-
-    QUEUED = 1
-    ALREADY_QUEUED = 2
+# The head of one client's queue, packed. KEYS: requeue, outbox. ARGV: limit, more, what was read before
+# ('' nothing, 'r' requeue items, 'o' outbox items), its last id. Reads on after what was read (up to
+# `more`); an outbox head gives way to requeued items (up to `limit`). Returns the stream ('r' / 'o'), the
+# ids, the cursors (field `c`, else the id) and the body lengths in bytes, each joined by spaces, and
+# the bodies (field `b`) concatenated.
+HEAD_SCRIPT = """
+local function pack(which, rows)
+  local ids, cursors, lengths, bodies = {}, {}, {}, {}
+  for i, row in ipairs(rows) do
+    local f, cursor, body = row[2], row[1], ''
+    for j = 1, #f, 2 do
+      if f[j] == 'c' then cursor = f[j + 1] elseif f[j] == 'b' then body = f[j + 1] end
+    end
+    ids[i], cursors[i], lengths[i], bodies[i] = row[1], cursor, #body, body
+  end
+  return {which, table.concat(ids, ' '), table.concat(cursors, ' '), table.concat(lengths, ' '),
+          table.concat(bodies)}
+end
+if ARGV[3] == 'r' then
+  return pack('r', redis.call('XRANGE', KEYS[1], '(' .. ARGV[4], '+', 'COUNT', ARGV[2]))
+end
+local requeued = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', ARGV[1])
+if #requeued > 0 then return pack('r', requeued) end
+local from = '-'
+if ARGV[3] == 'o' then from = '(' .. ARGV[4] end
+return pack('o', redis.call('XRANGE', KEYS[2], from, '+', 'COUNT', ARGV[2]))
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,51 +101,70 @@ class Outbox:
         self._redis = redis
         self._settings = settings
         self._append = redis.register_script(APPEND_SCRIPT)
+        self._head = redis.register_script(HEAD_SCRIPT)
 
-    async def append(self, cursor: str, appends: list[tuple[str, str]]) -> list[Appended]:
-        """Append one event for several clients, given as (client id, body).
+    async def append(self, rows: list[tuple[str, str, str]]) -> dict[str, int]:
+        """Append events given as (cursor, client id, body), each client's in the order given (cursor
+        order); returns, per client, how many were new (the rest were queued already).
 
-        One round trip: EVALSHA (alone, or in a plain pipeline for several clients; redis-py would
-        add a SCRIPT EXISTS round trip for a registered script). On NOSCRIPT the script is loaded
-        and everything re-sent, which is safe because appends are idempotent.
+        One round trip: one EVALSHA per client (alone, or in a plain pipeline for several clients;
+        redis-py would add a SCRIPT EXISTS round trip for a registered script); a client's events are
+        appended by one script call, so they stay in order even when calls run side by side. On
+        NOSCRIPT the script is loaded and everything re-sent, which is safe because appends are
+        idempotent; so is sending everything again after any other error.
         """
+        per_client: dict[str, list[str]] = {}
+        for cursor, client_id, body in rows:
+            per_client.setdefault(client_id, []).extend((cursor, body))
+        if not per_client:
+            return {}
         try:
-            return await self._send(cursor, appends)
+            return await self._send(per_client)
         except NoScriptError:
             await self._redis.script_load(APPEND_SCRIPT)
-            return await self._send(cursor, appends)
+            return await self._send(per_client)
 
-    async def _send(self, cursor: str, appends: list[tuple[str, str]]) -> list[Appended]:
+    async def _send(self, per_client: dict[str, list[str]]) -> dict[str, int]:
         cap = self._settings.webhook_outbox_maxlen
         calls = [
-            (keys.outbox(self._settings, client_id), keys.health(self._settings, client_id), cursor, body, cap)
-            for client_id, body in appends
+            (keys.outbox(self._settings, client_id), keys.health(self._settings, client_id), cap, *events)
+            for client_id, events in per_client.items()
         ]
         if len(calls) == 1:
-            return [Appended(int(await self._redis.evalsha(self._append.sha, 2, *calls[0])))]
-        if isinstance(self._redis, aioredis.RedisCluster):  # its pipelines refuse scripts: send them side by side
-            sent = [self._redis.evalsha(self._append.sha, 2, *call) for call in calls]
-            return [Appended(int(result)) for result in await asyncio.gather(*sent)]
-        pipe = self._redis.pipeline(transaction=False)
-        for call in calls:
-            pipe.evalsha(self._append.sha, 2, *call)
-        results = await pipe.execute(raise_on_error=False)
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
-        return [Appended(int(result)) for result in results]
+            results = [await self._redis.evalsha(self._append.sha, 2, *calls[0])]
+        elif isinstance(self._redis, aioredis.RedisCluster):  # its pipelines refuse scripts: send them side by side
+            results = await asyncio.gather(*(self._redis.evalsha(self._append.sha, 2, *call) for call in calls))
+        else:
+            pipe = self._redis.pipeline(transaction=False)
+            for call in calls:
+                pipe.evalsha(self._append.sha, 2, *call)
+            results = await pipe.execute(raise_on_error=False)
+            for result in results:
+                if isinstance(result, Exception):
+                    raise result
+        return {client_id: int(result) for client_id, result in zip(per_client, results, strict=True)}
 
-    async def head(self, client_id: str, limit: int) -> list[Item]:
-        """The next items to deliver: the requeue stream first, else the outbox, oldest first."""
+    async def head(self, client_id: str, limit: int, read: list[Item] | None = None) -> list[Item]:
+        """The next items to deliver: the requeue stream first, else the outbox, oldest first.
+
+        `read`: the head as read before (all from one stream), still undelivered: only what follows it
+        is read (a batch filling up reads each event once, not the whole head again), and returned
+        after it, unless the requeue stream has gained items ahead of an outbox head. One script call
+        answering five strings (`HEAD_SCRIPT`): parsing a reply element costs the hub far more than
+        Redis spends joining them."""
         requeue_key = keys.requeue(self._settings, client_id)
         outbox_key = keys.outbox(self._settings, client_id)
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.xrange(requeue_key, count=limit)
-        pipe.xrange(outbox_key, count=limit)
-        requeued, queued = await pipe.execute()
-        if requeued:
-            return [_item(requeue_key, row_id, fields) for row_id, fields in requeued]
-        return [_item(outbox_key, row_id, fields) for row_id, fields in queued]
+        read = read or []
+        more = limit - len(read)
+        if more <= 0:
+            return read
+        after = ("r" if read[0].source == requeue_key else "o", read[-1].id) if read else ("", "")
+        which, ids, cursors, lengths, bodies = await self._head(
+            keys=[requeue_key, outbox_key], args=[limit, more, *after]
+        )
+        source = requeue_key if text(which) == "r" else outbox_key
+        found = _items(source, text(ids), text(cursors), text(lengths), bodies)
+        return read + found if read and read[0].source == source else found
 
     async def span(self, source: str, first: str, last: str, limit: int) -> list[Item]:
         """The items still queued between two ids of one stream (a batch being retried)."""
@@ -155,3 +206,16 @@ def field(fields: dict, name: str) -> str | None:
 def _item(source: str, row_id: bytes | str, fields: dict) -> Item:
     entry_id = text(row_id)
     return Item(source, entry_id, field(fields, "c") or entry_id, field(fields, "b") or "")
+
+
+def _items(source: str, ids: str, cursors: str, lengths: str, bodies: bytes | str) -> list[Item]:
+    """Unpack `HEAD_SCRIPT`'s answer."""
+    if not ids:
+        return []
+    raw = bodies if isinstance(bodies, bytes) else bodies.encode()
+    items, at = [], 0
+    for entry_id, cursor, length in zip(ids.split(" "), cursors.split(" "), lengths.split(" "), strict=True):
+        end = at + int(length)
+        items.append(Item(source, entry_id, cursor, raw[at:end].decode()))
+        at = end
+    return items

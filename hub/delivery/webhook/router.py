@@ -3,7 +3,8 @@
 Routing is its own consumer of the event stream, off the WebSocket fan-out: `follow` pages through the
 broker's history (`Broker.page`) from the saved position (`position`), matches each entry against the
 webhook clients' grants (one `GrantIndex`), renders it once per (translator, consumer type) with the
-shared render cache, and appends the frame to each entitled client's outbox; the position advances only
+shared render cache, and appends the frames of the whole page to the entitled clients' outboxes in one
+round trip (`Outbox.append`: one script call per client, in cursor order); the position advances only
 after the appends. A Redis error (outage, READONLY after a failover, OOM) is waited out on the same
 page: nothing is skipped or dead-lettered for it. When the stream no longer holds the position
 (retention exceeded), each webhook client gets one `gap` dead letter naming what was lost. The client
@@ -46,7 +47,7 @@ from hub.delivery.webhook.clients import WebhookClient, load_client, load_client
 from hub.delivery.webhook.deadletters import record_unsent, write_gap
 from hub.delivery.webhook.health import record_gap
 from hub.delivery.webhook.lease import Lease
-from hub.delivery.webhook.outbox import Appended, Outbox
+from hub.delivery.webhook.outbox import Outbox
 from hub.delivery.webhook.position import ClientPosition, Position
 from hub.delivery.webhook.worker import DeliveryOptions, DeliveryWorker
 from hub.fanout.render import Frame
@@ -148,10 +149,8 @@ class WebhookRouter:
                 if not page:
                     await self._broker.wait_after(cursor, WAIT_FOR_ENTRIES)
                     continue
-                for entry in page:
-                    await self.route(entry)
-                    self._routed_upto = entry.cursor
-                cursor = page[-1].cursor
+                await self.route_page(page)
+                cursor = self._routed_upto = page[-1].cursor
                 await self._advance(cursor)
                 self.counts["routed"] += len(page)
                 backoff.reset()
@@ -245,16 +244,19 @@ class WebhookRouter:
                 await self._client_positions.progress(client.client_id, after)
             if not page.entries:
                 return True
+            queue = _Queue()
             for entry in page.entries:
                 if entry.cursor is None:
                     continue
                 if cursor_key(entry.cursor) > cursor_key(upto):
+                    await self._send(queue)
                     return True
                 matcher = previous if cursor_key(entry.cursor) <= changed_at else client.matcher
                 if isinstance(entry, Entry) and matcher is not None and matcher.matches(self._facts(entry)):
-                    await self._queue(entry, [client])
+                    await self._render_for(entry, [client], queue)
                     self.counts["caught_up"] += 1
                 after = entry.cursor
+            await self._send(queue)
             await self._client_positions.progress(client.client_id, after)
         return True
 
@@ -315,41 +317,57 @@ class WebhookRouter:
         log.warning("client %s: event %s dead-lettered: %s", client.client_id, entry.cursor, exc)
 
     async def route(self, entry: Entry) -> None:
-        """Queue `entry` for every entitled webhook client (one attempt: Redis errors are raised, and
-        appends are idempotent, so the caller may simply route the entry again)."""
+        """Queue `entry` for every entitled webhook client (`route_page` of one entry)."""
+        await self.route_page([entry])
+
+    async def route_page(self, entries: list[Entry]) -> None:
+        """Queue each of `entries` (in cursor order) for every entitled webhook client: match and render
+        them all, then append them in one round trip (`Outbox.append`, each client's in cursor order).
+        One attempt: Redis errors are raised, and appends are idempotent, so the caller may simply route
+        the page again. A client taken out of routing while the page was rendered gets nothing of it:
+        its place (`_left_at`) is where routing stood before the page."""
         if not self._live:
             return
-        matched = self._index.matching(self._facts(entry))
-        if matched and self._routed_after:
-            position = cursor_key(entry.cursor)
-            matched = [client_id for client_id in matched if position > self._routed_after.get(client_id, (-1, -1))]
-        if matched:
-            await self._queue(entry, [self.clients[client_id] for client_id in matched])
+        queue = _Queue()
+        for entry in entries:
+            matched = self._index.matching(self._facts(entry))
+            if matched and self._routed_after:
+                position = cursor_key(entry.cursor)
+                matched = [c for c in matched if position > self._routed_after.get(c, (-1, -1))]
+            if matched:
+                await self._render_for(entry, [self.clients[client_id] for client_id in matched], queue)
+        queue.rows = [row for row in queue.rows if row[1] in self._live]
+        queue.unsent = [unsent for unsent in queue.unsent if unsent[0].client_id in self._live]
+        await self._send(queue)
 
-    async def _queue(self, entry: Entry, clients: list[WebhookClient]) -> None:
-        """Render once per (translator, actor space), append for every client in one round trip. A learner
+    async def _render_for(self, entry: Entry, clients: list[WebhookClient], queue: _Queue) -> None:
+        """Render once per (translator, actor space) and queue the frame for each of `clients`. A learner
         with no mirrored external id is dead-lettered for the `lms-external-id` clients (reason
         `no_external_id`), never sent under another id."""
         groups: dict[tuple[str, str], list[WebhookClient]] = defaultdict(list)
         for client in clients:
             groups[(client.translator, client.consumer_type)].append(client)
-        appends: list[tuple[str, str]] = []
         for (translator, consumer_type), members in groups.items():
             try:
                 frame = await self._render(entry, translator, consumer_type)
             except NoExternalId as exc:
-                for client in members:
-                    await self._no_external_id(client, entry, exc)
+                queue.unsent += [(client, entry, exc) for client in members]
                 continue
             if frame is not None:
-                appends += [(client.client_id, frame.text) for client in members]
-        if not appends:
-            return
-        results = await self._outbox.append(entry.cursor, appends)
-        for (client_id, _), outcome in zip(appends, results, strict=True):
-            self.counts[outcome.name.lower()] += 1
+                queue.rows += [(entry.cursor, client.client_id, frame.text) for client in members]
+
+    async def _send(self, queue: _Queue) -> None:
+        """Append what `queue` holds in one round trip, then write its `no_external_id` dead letters, and
+        wake the workers of the clients that got something new."""
+        new = await self._outbox.append(queue.rows)
+        for client, entry, exc in queue.unsent:
+            await self._no_external_id(client, entry, exc)
+        total = Counter(client_id for _, client_id, _ in queue.rows)
+        for client_id, queued in new.items():
+            self.counts["queued"] += queued
+            self.counts["already_queued"] += total[client_id] - queued
             worker = self.workers.get(client_id)
-            if worker is not None and outcome == Appended.QUEUED:
+            if worker is not None and queued:
                 worker.wake()
 
     async def close(self) -> None:
@@ -443,6 +461,15 @@ class WebhookRouter:
         if not self._stopping:
             self._apply_all(await load_clients(self._redis, self._settings))
 
+
+
+class _Queue:
+    """What routing a page (or a catch-up page) queues: (cursor, client id, body) rows in cursor order,
+    and the (client, entry, reason) of events that could not be rendered for a client."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, str]] = []
+        self.unsent: list[tuple[WebhookClient, Entry, NoExternalId]] = []
 
 
 def _log_pause(before: WebhookClient | None, after: WebhookClient) -> None:

@@ -247,14 +247,14 @@ class DeliveryWorker:
 
     async def _next_batch(self) -> Batch:
         """A fresh batch from the head of the queue, waiting up to `batch_wait` for it to fill."""
-        limit = self.client.batch_max
+        limit, cid = self.client.batch_max, self.client.client_id
         if len(self._prefetched) < limit:
-            self._prefetched = await self._outbox.head(self.client.client_id, max(limit, PREFETCH))
+            self._prefetched = await self._outbox.head(cid, max(limit, PREFETCH), self._prefetched)
             if self._prefetched and len(self._prefetched) < limit and self.client.batch_wait > 0:
                 deadline = time.monotonic() + self.client.batch_wait
                 while len(self._prefetched) < limit and (left := deadline - time.monotonic()) > 0:
                     await self._idle(left)
-                    self._prefetched = await self._outbox.head(self.client.client_id, max(limit, PREFETCH))
+                    self._prefetched = await self._outbox.head(cid, max(limit, PREFETCH), self._prefetched)
         items, self._prefetched = self._prefetched[:limit], self._prefetched[limit:]
         return items, 0, 0.0
 

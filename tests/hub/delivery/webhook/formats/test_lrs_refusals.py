@@ -49,7 +49,7 @@ async def queue_and_deliver(
     for number, data in enumerate(statements, start=1):
         cursor = f"{number}-0"
         frame = orjson.dumps({"type": "event", "cursor": cursor, "event_type": "test", "data": data}).decode()
-        await outbox.append(cursor, [(client.client_id, frame)])
+        await outbox.append([(cursor, client.client_id, frame)])
     router = router_on(redis, settings)
     await router.start()
     try:
