@@ -6,6 +6,7 @@ and the 433 the router had still to read were neither delivered nor dead-lettere
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import orjson
 import redis.asyncio as aioredis
@@ -29,7 +30,17 @@ def _key(cursor: str) -> tuple[int, int]:
 def test_events_routing_had_not_reached_when_the_endpoint_said_410_are_dead_lettered_or_in_a_gap(
     redis_server: RedisServer, prefix: str
 ) -> None:
-    receiver = Receiver(lambda n: Reply(200 if n == 0 else 410))
+    published = threading.Event()
+
+    def reply(number: int) -> Reply:
+        """200 for the first event; the 410 only once all 12 are published, so the endpoint is disabled
+        while routing lags behind them (a 410 before they exist would leave them to the catch-up on enable)."""
+        if number == 0:
+            return Reply(200)
+        published.wait(20)
+        return Reply(410)
+
+    receiver = Receiver(reply)
     with receiver:
 
         async def scenario() -> tuple[list[str], set[str], list[dict], int]:
@@ -61,6 +72,7 @@ def test_events_routing_had_not_reached_when_the_endpoint_said_410_are_dead_lett
                         await async_wait_until(lambda: router.counts["routed"] >= 2, 10)
                     if number >= 2:  # from the third event on, render waits
                         held.add(cursor)
+                published.set()
 
                 async def disabled() -> bool:
                     found = await registry.get(client.client_id)
