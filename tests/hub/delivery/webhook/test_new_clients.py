@@ -10,6 +10,7 @@ import concurrent.futures
 import contextlib
 import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import redis
 import redis.asyncio as aioredis
 
 from auth.registry import ClientRegistry
+from hub.config import Settings
 from hub.delivery.webhook.router import WebhookRouter
 from hub.dev.simulator import SimulatedLMS
 from hub.ingest.redis import RedisBroker
@@ -141,35 +143,11 @@ def test_new_clients_of_a_busy_router_get_every_event_published_after_their_crea
     """One router busy with another client's steady stream while 40 clients are created."""
     with Receiver() as receiver:
 
-        async def steady(redis: aioredis.Redis, settings) -> None:  # type: ignore[no-untyped-def]
-            broker, lms = RedisBroker(redis, settings), SimulatedLMS(seed=99)
-            while True:
-                await asyncio.gather(*(broker.publish(_event(lms, "steady.example")) for _ in range(STEADY_BURST)))
-                await asyncio.sleep(0.05)
-
         async def scenario() -> tuple[int, int]:
-            redis = aioredis.Redis.from_url(redis_server.url)
-            settings = settings_for(redis_server.url, prefix)
-            await ClientRegistry(redis, settings).create(
-                name="steady", type="enterprise", translator="xapi", delivery="webhook",
-                webhook_url=f"{receiver.url}/steady", grant=[{"sites": ["steady.example"]}], webhook_batch_max=100,
-            )
-            router: WebhookRouter = router_on(redis, settings, OPTIONS)
-            await router.start()
-            router.follow()
-            stream = asyncio.create_task(steady(redis, settings))
-            try:
-                received = Received(receiver)
-                await async_wait_until(lambda: "/hook/steady" in received.update(), 10)
+            async with _busy_router(redis_server.url, prefix, receiver) as (redis, settings, router, received):
                 # All at once: the router learns of the clients one notice after another while it reads on.
                 trials = await asyncio.gather(*(_trial(redis, settings, receiver, n, 0) for n in range(TRIALS)))
                 return await _missing(received, trials), router.counts["routed"]
-            finally:
-                stream.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await stream
-                await router.close()
-                await redis.aclose()
 
         missing, routed = asyncio.run(scenario())
     print(f"busy router ({routed} entries routed): {missing} of {TRIALS * EVENTS} events missing")
@@ -186,37 +164,13 @@ def test_new_clients_of_a_busy_router_that_learns_of_them_late_get_every_event_p
     resubscribes and reloads the registry."""
     with Receiver() as receiver:
 
-        async def steady(redis: aioredis.Redis, settings) -> None:  # type: ignore[no-untyped-def]
-            broker, lms = RedisBroker(redis, settings), SimulatedLMS(seed=99)
-            while True:
-                await asyncio.gather(*(broker.publish(_event(lms, "steady.example")) for _ in range(STEADY_BURST)))
-                await asyncio.sleep(0.05)
-
         async def scenario() -> int:
-            redis = aioredis.Redis.from_url(own_redis.url)
-            settings = settings_for(own_redis.url, prefix)
-            await ClientRegistry(redis, settings).create(
-                name="steady", type="enterprise", translator="xapi", delivery="webhook",
-                webhook_url=f"{receiver.url}/steady", grant=[{"sites": ["steady.example"]}], webhook_batch_max=100,
-            )
-            router: WebhookRouter = router_on(redis, settings, OPTIONS)
-            await router.start()
-            router.follow()
-            stream = asyncio.create_task(steady(redis, settings))
-            try:
-                received = Received(receiver)
-                await async_wait_until(lambda: "/hook/steady" in received.update(), 10)
+            async with _busy_router(own_redis.url, prefix, receiver) as (redis, settings, _, received):
                 trials = []
                 for number in range(TRIALS):
                     await redis.client_kill_filter(_type="pubsub")
                     trials.append(await _trial(redis, settings, receiver, number, 0))
                 return await _missing(received, trials)
-            finally:
-                stream.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await stream
-                await router.close()
-                await redis.aclose()
 
         missing = asyncio.run(scenario())
     print(f"busy router learning late: {missing} of {TRIALS * EVENTS} events missing")
@@ -456,3 +410,38 @@ def test_clients_created_through_the_api_of_a_busy_hub_get_every_event_written_a
         hub.stop()
     print(f"busy hub: {missing} of {TRIALS * EVENTS} events missing")
     assert missing == 0
+
+
+async def _steady(redis: aioredis.Redis, settings: Settings) -> None:
+    """Another client's stream: `STEADY_BURST` events from `steady.example` every 50 ms, until cancelled."""
+    broker, lms = RedisBroker(redis, settings), SimulatedLMS(seed=99)
+    while True:
+        await asyncio.gather(*(broker.publish(_event(lms, "steady.example")) for _ in range(STEADY_BURST)))
+        await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def _busy_router(
+    redis_url: str, prefix: str, receiver: Receiver
+) -> AsyncIterator[tuple[aioredis.Redis, Settings, WebhookRouter, Received]]:
+    """A router following the stream, busy with the `steady` client's stream (its first delivery seen)."""
+    redis = aioredis.Redis.from_url(redis_url)
+    settings = settings_for(redis_url, prefix)
+    await ClientRegistry(redis, settings).create(
+        name="steady", type="enterprise", translator="xapi", delivery="webhook",
+        webhook_url=f"{receiver.url}/steady", grant=[{"sites": ["steady.example"]}], webhook_batch_max=100,
+    )
+    router: WebhookRouter = router_on(redis, settings, OPTIONS)
+    await router.start()
+    router.follow()
+    stream = asyncio.create_task(_steady(redis, settings))
+    try:
+        received = Received(receiver)
+        await async_wait_until(lambda: "/hook/steady" in received.update(), 10)
+        yield redis, settings, router, received
+    finally:
+        stream.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stream
+        await router.close()
+        await redis.aclose()
