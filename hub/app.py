@@ -146,13 +146,14 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
             body["signing_key"] = keys.missing
         return JSONResponse(body, status_code=200 if ready else 503)
 
+    registry = ClientRegistry(client, settings)
     routes: list[BaseRoute] = [
         WebSocketRoute(
             "/v1/events",
             EventsEndpoint(
                 fanout, history, authenticator, settings.send_queue_size, presence, metrics.frames_sent,
                 max_sockets_per_client=settings.ws_max_sockets_per_client,
-                grant_changes=ClientRegistry(client, settings).grant_changes,
+                grant_changes=registry.grant_changes,
             ),
         ),
         Route(ASYNCAPI_PATH, asyncapi_endpoint, methods=["GET"]),
@@ -169,7 +170,6 @@ def create_app(settings: Settings | None = None, *, authenticator: Authenticator
         await webhooks.start()
         webhooks.follow()
         presence.start()
-        registry = ClientRegistry(client, settings)
         follow_sockets(changes, fanout, registry.identity)
         changes.register(None, marker.check, resync_every=MARKER_EVERY)  # after every reconnect, and often
         changes.start()
