@@ -27,7 +27,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from rthub_client.backoff import Backoff
-from rthub_client.cursors import cursor_key
+from rthub_client.cursors import cursor_key, is_cursor
 from rthub_client.errors import Forbidden, ProtocolError, Unauthorized
 from rthub_client.tokens import TokenSource, TokenUnavailable
 
@@ -200,7 +200,7 @@ class Stream:
             subscribe["resume_from"] = self.cursor
         with contextlib.suppress(ConnectionClosed):  # already closed: still read what arrived before the close
             await ws.send(json.dumps(subscribe))
-        if self.cursor is None and _is_cursor(welcome.get("cursor")):
+        if self.cursor is None and is_cursor(welcome.get("cursor")):
             # Where this socket's live stream starts: resumed from after a drop before the first event.
             self.cursor = welcome["cursor"]
 
@@ -221,16 +221,6 @@ class Stream:
             self.stats.duplicates_dropped += 1
             return None
         return Event(cursor, str(frame.get("event_type")), frame.get("data"))
-
-
-def _is_cursor(value: object) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        cursor_key(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _decode(raw: str | bytes) -> dict[str, Any]:
