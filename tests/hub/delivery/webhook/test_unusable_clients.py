@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
+from pathlib import Path
 
 import httpx
 import pytest
@@ -27,7 +29,7 @@ from tests.hub.delivery.webhook.helpers import (
     write_client,
 )
 from tests.hub.delivery.webhook.receiver import Receiver
-from tests.hubproc import InProcessHub
+from tests.hubproc import HubProcess, InProcessHub
 from tests.servers import RedisServer
 from tests.waiting import wait_until
 
@@ -159,3 +161,56 @@ def test_a_client_whose_grant_no_longer_compiles_is_held_then_caught_up_under_th
 
 def _delivered_to(receiver: Receiver, path: str) -> list[str]:
     return [request.json["cursor"] for request in list(receiver.requests) if request.path == path]
+
+
+def test_a_paused_client_keeps_its_held_events_across_a_sigkill_of_the_hub_and_of_redis(tmp_path: Path) -> None:
+    """Paused with 50 events held, then `rthub serve` and Redis (appendonly) are both SIGKILLed and started
+    again: the client is still shown paused, nothing was posted, and once fixed every held event arrives once."""
+    server = RedisServer(tmp_path / "redis", appendonly=True)
+    server.start()
+    prefix = "paused-kill:"
+    hub = HubProcess(server.url, prefix, env=ENV)
+    hub.start()
+    control = redis.Redis.from_url(server.url)
+    lms = SimulatedLMS(seed=39)
+    try:
+        with Receiver() as receiver:
+            client_id, _ = hub.client(delivery="webhook", webhook_url=receiver.url)
+            admin_id, admin_secret = hub.client(name="admin", scopes=["admin"], grant=[])
+
+            def status() -> str:
+                token = hub.token_for(admin_id, admin_secret, "admin")
+                answer = httpx.get(f"{hub.http}/admin/api/clients/{client_id}", timeout=10,
+                                   headers={"Authorization": f"Bearer {token}"})
+                return str(answer.json()["delivery_status"])
+
+            until_delivering(hub, client_id)
+            record = rkeys.client_key(hub.settings, client_id)
+            control.hset(record, "webhook_secret", "garbage")
+            control.publish(rkeys.changes_channel(hub.settings), client_id)
+            wait_until(lambda: status() == "paused", 10, "the API never said paused")
+            StreamWriter(control, Settings(redis_url=server.url, redis_prefix=prefix)).write_many(
+                [normalise(lms.next_event()) for _ in range(EVENTS)])
+            outbox = rkeys.outbox(hub.settings, client_id)
+            wait_until(lambda: control.xlen(outbox) == EVENTS, 15, "the events were not held in the outbox")
+
+            hub.stop(signal.SIGKILL)
+            control.close()
+            server.stop(kill=True)
+            server.start()
+            control = redis.Redis.from_url(server.url)
+            hub.start()
+            assert control.xlen(outbox) == EVENTS
+            wait_until(lambda: status() == "paused", 10, "not shown paused after the restarts")
+            posted_while_paused = len(receiver.requests)
+
+            control.hset(record, "webhook_secret", new_secret())
+            control.publish(rkeys.changes_channel(hub.settings), client_id)
+            wait_until(lambda: len(set(_delivered(receiver))) == EVENTS, 20, "not every held event arrived")
+    finally:
+        hub.stop()
+        control.close()
+        server.stop()
+    assert posted_while_paused == 0
+    delivered = _delivered(receiver)
+    assert len(delivered) == len(set(delivered)) == EVENTS
